@@ -1,0 +1,36 @@
+import { createHash, type Hash } from 'node:crypto';
+import { MeshmirrorError } from '../errors.ts';
+
+/** A content digest such as `sha256:` followed by 64 lower-case hex characters. */
+export type Digest = `sha256:${string}`;
+
+const SHA256_RE = /^sha256:[a-f0-9]{64}$/;
+
+export function isDigest(value: string): value is Digest {
+  return SHA256_RE.test(value);
+}
+
+/** Validates a digest string; meshmirror stores and verifies sha256 only. */
+export function parseDigest(value: string, where = 'digest'): Digest {
+  if (!isDigest(value)) {
+    throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: unsupported or malformed digest "${value}"`);
+  }
+  return value;
+}
+
+/** The 64 hex characters of a sha256 digest: the file name under `blobs/sha256/`. */
+export function digestHex(digest: Digest): string {
+  return digest.slice('sha256:'.length);
+}
+
+export function sha256Digest(data: Uint8Array | string): Digest {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+export function createDigester(): Hash {
+  return createHash('sha256');
+}
+
+export function digestOf(hash: Hash): Digest {
+  return `sha256:${hash.digest('hex')}`;
+}
