@@ -6,3 +6,4 @@ export * from './oci/manifest.ts';
 export * from './oci/reference.ts';
 export * from './registry/types.ts';
 export * from './agent/api.ts';
+export * from './agent/blob-reader.ts';

@@ -1,0 +1,21 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.ts';
+import type { AbortOptions } from '../registry/types.ts';
+
+export interface ByteRange {
+  /** First byte, default 0. */
+  start?: number;
+  /** Last byte, inclusive; default the blob's last byte. */
+  end?: number;
+}
+
+/**
+ * Read access to blobs held somewhere local: the agent's blob store, an OCI image layout folder,
+ * a folder of archive chunks. The archive writer, `serve` and (later) the pusher read through this.
+ */
+export interface BlobReader {
+  /** The blob's size, or undefined when it is not held. */
+  blobSize(digest: Digest, options?: AbortOptions): Promise<number | undefined>;
+  /** A stream of the blob's bytes (or a range of them). Rejects with code `MM_NOT_FOUND` when not held. */
+  openBlob(digest: Digest, range?: ByteRange & AbortOptions): Promise<Readable>;
+}
