@@ -7,3 +7,21 @@ export * from './oci/reference.ts';
 export * from './registry/types.ts';
 export * from './agent/api.ts';
 export * from './agent/blob-reader.ts';
+export * from './units.ts';
+export * from './config/imageset.ts';
+export * from './config/load-imageset.ts';
+export * from './config/settings.ts';
+export * from './retry/policy.ts';
+export * from './retry/host-backoff.ts';
+export * from './retry/retry-loop.ts';
+export * from './registry/credentials.ts';
+export { parseWwwAuthenticate, type AuthChallenge } from './registry/auth.ts';
+export {
+  createRegistryClient,
+  parseContentRange,
+  DEFAULT_MAX_MANIFEST_BYTES,
+  DEFAULT_MAX_SMALL_BLOB_BYTES,
+  type RegistryClientOptions,
+  type HttpRegistryClient,
+  type ContentRange,
+} from './registry/client.ts';
