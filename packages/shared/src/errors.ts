@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'MM_SIZE_MISMATCH'
   | 'MM_MANIFEST_INVALID'
   | 'MM_NETWORK'
+  | 'MM_TLS'
   | 'MM_ABORTED'
   | 'MM_ARCHIVE_INVALID'
   | 'MM_STORE'

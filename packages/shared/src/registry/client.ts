@@ -1,0 +1,438 @@
+/**
+ * The registry client (distribution API, pull side) on undici. What it promises: no total deadline
+ * on anything that is moving (connect, header and stall timeouts only); retries of whole requests
+ * by the shared policy with per-host backoff; digests verified; credentials only ever sent to the
+ * registry's own origin and never logged.
+ */
+import type { Logger } from 'pino';
+import { DigestMismatchError, MeshmirrorError, redactUrl, RegistryError, throwIfAborted } from '../errors.ts';
+import { silentLogger } from '../logging.ts';
+import { isDigest, sha256Digest, type Digest } from '../oci/digest.ts';
+import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
+import { registryApiHost } from '../oci/reference.ts';
+import { HostBackoff } from '../retry/host-backoff.ts';
+import { isRetryable, type RetryPolicy } from '../retry/policy.ts';
+import { withRetries } from '../retry/retry-loop.ts';
+import { raceAbort } from './abortable.ts';
+import { RegistryAuth } from './auth.ts';
+import type { CredentialStore } from './credentials.ts';
+import {
+  abandonBody,
+  contentLength,
+  discardBody,
+  guardBody,
+  headerValue,
+  HttpTransport,
+  readBodyCapped,
+  registryErrorFromResponse,
+  type HttpResponse,
+} from './http.ts';
+import type {
+  AbortOptions,
+  BlobRangeRequest,
+  BlobRangeResponse,
+  FetchedManifest,
+  RegistryClient,
+  RepositoryLocation,
+} from './types.ts';
+
+export interface RegistryClientOptions {
+  /** Where credentials come from (`loadCredentialStore`). */
+  credentials: CredentialStore;
+  /**
+   * true: HTTPS with trusted certificates only. false: self-signed certificates are accepted and a
+   * registry that does not speak TLS is reached over plain HTTP (containers/image's tls-verify=false).
+   */
+  tlsVerify: boolean;
+  /** Time to establish a connection. */
+  connectTimeoutMs: number;
+  /** Time from request to response headers. */
+  headersTimeoutMs: number;
+  /** Longest silence while a body flows before `StallError`. There is no total timeout anywhere. */
+  stallTimeoutMs: number;
+  /** Retries of requests the client completes itself (ping, manifests, small blobs). */
+  retry: RetryPolicy;
+  /**
+   * Backoff state, keyed by registry name (`docker.io`, `quay.io`); pass the fetcher's instance so
+   * both see one host's trouble. Default: one of the client's own.
+   */
+  backoff?: HostBackoff;
+  logger?: Logger;
+  /** Default `meshmirror`. */
+  userAgent?: string;
+  /** Parallel connections per origin; default 16. */
+  maxConnectionsPerHost?: number;
+  /** Largest manifest accepted; default 4 MiB (distribution's own limit). */
+  maxManifestBytes?: number;
+}
+
+export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_MAX_SMALL_BLOB_BYTES = 16 * 1024 * 1024;
+
+type Scheme = 'https' | 'http';
+
+const TAG_RE = /^[\w][\w.-]{0,127}$/;
+
+/** The `RegistryClient` interface plus what only a live registry can answer cheaply. */
+export interface HttpRegistryClient extends RegistryClient {
+  /** HEAD a blob: true when the repository has it (200), false on 404; other answers throw. Retried inside. */
+  blobExists(location: RepositoryLocation, digest: Digest, options?: AbortOptions): Promise<boolean>;
+}
+
+export function createRegistryClient(options: RegistryClientOptions): HttpRegistryClient {
+  return new UndiciRegistryClient(options);
+}
+
+class UndiciRegistryClient implements HttpRegistryClient {
+  readonly #options: RegistryClientOptions;
+  readonly #logger: Logger;
+  readonly #transport: HttpTransport;
+  readonly #auth: RegistryAuth;
+  readonly #backoff: HostBackoff;
+  /** Scheme per API host, found by `/v2/` pings; a failed probe is forgotten so the next call probes again. */
+  readonly #schemes = new Map<string, Promise<Scheme>>();
+  #closed = false;
+
+  constructor(options: RegistryClientOptions) {
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger();
+    this.#transport = new HttpTransport({
+      tlsVerify: options.tlsVerify,
+      connectTimeoutMs: options.connectTimeoutMs,
+      headersTimeoutMs: options.headersTimeoutMs,
+      stallTimeoutMs: options.stallTimeoutMs,
+      logger: this.#logger,
+      ...(options.userAgent === undefined ? {} : { userAgent: options.userAgent }),
+      ...(options.maxConnectionsPerHost === undefined ? {} : { maxConnectionsPerHost: options.maxConnectionsPerHost }),
+    });
+    this.#auth = new RegistryAuth({ credentials: options.credentials, transport: this.#transport, logger: this.#logger });
+    this.#backoff = options.backoff ?? new HostBackoff(options.retry);
+  }
+
+  async ping(registry: string, options: AbortOptions = {}): Promise<void> {
+    await withRetries(
+      async () => {
+        this.#schemes.delete(registryApiHost(registry));
+        await this.#scheme(registry, options.signal);
+      },
+      this.#retryOptions(registry, `ping ${registry}`, options.signal),
+    );
+  }
+
+  async getManifest(location: RepositoryLocation, reference: string, options: AbortOptions = {}): Promise<FetchedManifest> {
+    const { signal } = options;
+    if (!isDigest(reference) && !TAG_RE.test(reference)) {
+      throw new MeshmirrorError('MM_REFERENCE_INVALID', `"${reference}" is neither a tag nor a sha256 digest`);
+    }
+    const separator = isDigest(reference) ? '@' : ':';
+    const what = `manifest ${location.registry}/${location.repository}${separator}${reference}`;
+    const host = location.registry;
+    const fetchOnce = async (): Promise<FetchedManifest> => {
+      const response = await this.#send(location, {
+        method: 'GET',
+        path: `/v2/${location.repository}/manifests/${reference}`,
+        headers: { accept: MANIFEST_ACCEPT },
+        what: `GET ${what}`,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      if (response.status !== 200) throw await registryErrorFromResponse(response, `GET ${what}`, deniedHint(response, location));
+      const bytes = await readBodyCapped(response, {
+        maxBytes: this.#options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+        what: `GET ${what}`,
+        tooLargeCode: 'MM_MANIFEST_INVALID',
+        stallTimeoutMs: this.#options.stallTimeoutMs,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      const digest = sha256Digest(bytes);
+      if (isDigest(reference) && digest !== reference) throw new DigestMismatchError(reference, digest, what);
+      const announced = headerValue(response.headers, 'docker-content-digest');
+      if (announced !== undefined && isDigest(announced) && announced !== digest) {
+        throw new DigestMismatchError(announced, digest, `${what} (Docker-Content-Digest)`);
+      }
+      return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), mediaType: manifestMediaType(response, bytes), digest };
+    };
+    return await withRetries(() => this.#verifiedTwice(fetchOnce, what), this.#retryOptions(host, `GET ${what}`, signal));
+  }
+
+  async getBlob(location: RepositoryLocation, digest: Digest, options: AbortOptions & { maxBytes?: number } = {}): Promise<Uint8Array> {
+    const { signal } = options;
+    const what = `blob ${digest} in ${location.registry}/${location.repository}`;
+    const host = location.registry;
+    const maxBytes = options.maxBytes ?? DEFAULT_MAX_SMALL_BLOB_BYTES;
+    const fetchOnce = async (): Promise<Uint8Array> => {
+      const response = await this.#send(location, {
+        method: 'GET',
+        path: `/v2/${location.repository}/blobs/${digest}`,
+        what: `GET ${what}`,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      if (response.status !== 200) throw await registryErrorFromResponse(response, `GET ${what}`, deniedHint(response, location));
+      const bytes = await readBodyCapped(response, {
+        maxBytes,
+        what: `GET ${what}`,
+        tooLargeCode: 'MM_SIZE_MISMATCH',
+        stallTimeoutMs: this.#options.stallTimeoutMs,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      const actual = sha256Digest(bytes);
+      if (actual !== digest) throw new DigestMismatchError(digest, actual, what);
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    };
+    return await withRetries(() => this.#verifiedTwice(fetchOnce, what), this.#retryOptions(host, `GET ${what}`, signal));
+  }
+
+  async blobExists(location: RepositoryLocation, digest: Digest, options: AbortOptions = {}): Promise<boolean> {
+    const { signal } = options;
+    const what = `blob ${digest} in ${location.registry}/${location.repository}`;
+    const host = location.registry;
+    return await withRetries(
+      async () => {
+        const response = await this.#send(location, {
+          method: 'HEAD',
+          path: `/v2/${location.repository}/blobs/${digest}`,
+          what: `HEAD ${what}`,
+          ...(signal === undefined ? {} : { signal }),
+        });
+        await discardBody(response.body);
+        if (response.status === 200) return true;
+        if (response.status === 404) return false;
+        throw await registryErrorFromResponse(response, `HEAD ${what}`);
+      },
+      this.#retryOptions(host, `HEAD ${what}`, signal),
+    );
+  }
+
+  async fetchBlobRange(location: RepositoryLocation, digest: Digest, request: BlobRangeRequest): Promise<BlobRangeResponse> {
+    const { offset, end, signal } = request;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(end) || offset < 0 || end < offset) {
+      throw new MeshmirrorError('MM_USAGE', `invalid byte range ${offset}-${end} for ${digest}`);
+    }
+    const what = `blob ${digest} bytes ${offset}-${end} in ${location.registry}/${location.repository}`;
+    const host = location.registry;
+    const headers: Record<string, string> = { range: `bytes=${offset}-${end}` };
+    // If-Range turns "the blob changed under us" into a 200 on servers that support it; the caller
+    // then starts the piece over. (Content is addressed by digest, so this is belt and braces.)
+    if (request.ifMatchEtag !== undefined && isStrongEtag(request.ifMatchEtag)) headers['if-range'] = request.ifMatchEtag;
+
+    await this.#backoff.waitTurn(host, signal);
+    let response: HttpResponse;
+    try {
+      response = await this.#send(location, {
+        method: 'GET',
+        path: `/v2/${location.repository}/blobs/${digest}`,
+        headers,
+        what: `GET ${what}`,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      if (response.status !== 206 && response.status !== 200) {
+        throw await registryErrorFromResponse(response, `GET ${what}`, deniedHint(response, location));
+      }
+    } catch (error) {
+      this.#backoff.recordFailure(host, error);
+      throw error;
+    }
+    this.#backoff.recordSuccess(host);
+
+    const etagHeader = headerValue(response.headers, 'etag');
+    const etag = etagHeader !== undefined && isStrongEtag(etagHeader) ? etagHeader : undefined;
+    const bodyOptions = {
+      url: response.url,
+      stallTimeoutMs: this.#options.stallTimeoutMs,
+      ...(signal === undefined ? {} : { signal }),
+    };
+    const declared = contentLength(response.headers);
+
+    if (response.status === 200) {
+      this.#logger.debug({ host: response.url.host, digest, offset }, 'server ignored Range and sent the whole blob');
+      return {
+        start: 0,
+        rangeHonoured: false,
+        totalSize: declared,
+        etag,
+        body: guardBody(response.body, { ...bodyOptions, expectedBytes: declared }),
+      };
+    }
+
+    const range = parseContentRange(headerValue(response.headers, 'content-range'));
+    if (range === undefined || range.start !== offset) {
+      abandonBody(response.body);
+      const got = range === undefined ? 'no usable Content-Range' : `Content-Range starting at ${range.start}`;
+      throw new RegistryError(`GET ${what}: 206 with ${got}, not the requested offset ${offset}; the range will be requested again`, {
+        status: 206,
+        url: redactUrl(response.url.toString()),
+        data: { retryable: true, requestedOffset: offset, ...(range === undefined ? {} : { servedOffset: range.start }) },
+      });
+    }
+    return {
+      start: range.start,
+      rangeHonoured: true,
+      totalSize: range.total,
+      etag,
+      body: guardBody(response.body, { ...bodyOptions, expectedBytes: declared ?? range.end - range.start + 1 }),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#transport.close();
+  }
+
+  /**
+   * A registry that sent wrong bytes once may have been hit by a transient fault; one that sends the
+   * same wrong bytes twice is wrong, and we say so instead of retrying.
+   */
+  async #verifiedTwice<T>(fetchOnce: () => Promise<T>, what: string): Promise<T> {
+    try {
+      return await fetchOnce();
+    } catch (error) {
+      if (!(error instanceof DigestMismatchError)) throw error;
+      this.#logger.warn({ what, error: error.message }, 'digest mismatch; fetching once more');
+      return await fetchOnce();
+    }
+  }
+
+  /** Backoff state is keyed by registry name (`docker.io`), as the fetcher keys it, so both share it. */
+  #retryOptions(registry: string, what: string, signal: AbortSignal | undefined): Parameters<typeof withRetries>[1] {
+    return {
+      policy: this.#options.retry,
+      host: registry,
+      backoff: this.#backoff,
+      logger: this.#logger,
+      what,
+      ...(signal === undefined ? {} : { signal }),
+    };
+  }
+
+  /**
+   * One authenticated request to a repository: anonymous or with what the registry asked for
+   * before; on a 401 learn the challenge (or drop the rejected token) and try once more.
+   */
+  async #send(
+    location: RepositoryLocation,
+    request: { method: 'GET' | 'HEAD'; path: string; headers?: Record<string, string>; what: string; signal?: AbortSignal },
+  ): Promise<HttpResponse> {
+    if (this.#closed) throw new MeshmirrorError('MM_USAGE', 'registry client is closed');
+    const { registry, repository } = location;
+    const { signal } = request;
+    const scheme = await this.#scheme(registry, signal);
+    const url = new URL(`${scheme}://${registryApiHost(registry)}${request.path}`);
+    let authorization = await this.#auth.authorization(registry, repository, signal);
+    for (let attempt = 1; ; attempt++) {
+      throwIfAborted(signal);
+      const response = await this.#transport.request({
+        method: request.method,
+        url,
+        ...(request.headers === undefined ? {} : { headers: request.headers }),
+        ...(authorization === undefined ? {} : { authorization }),
+        ...(signal === undefined ? {} : { signal }),
+      });
+      // A 401 from blob storage after a redirect is not the registry's challenge.
+      if (response.status !== 401 || response.url.origin !== url.origin) return response;
+      if (attempt === 1 && this.#auth.onUnauthorized(registry, repository, response.headers, authorization)) {
+        await discardBody(response.body);
+        authorization = await this.#auth.authorization(registry, repository, signal);
+        continue;
+      }
+      const hint = this.#auth.hasCredentials(registry, repository)
+        ? `the registry rejected the credentials for ${registry} from the auth file`
+        : `${registry} requires credentials and none were found for it in the auth files (--authfile, $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)`;
+      throw await registryErrorFromResponse(response, request.what, { hint });
+    }
+  }
+
+  /** The scheme to reach a registry's API host with, found once by `GET /v2/`. */
+  async #scheme(registry: string, signal: AbortSignal | undefined): Promise<Scheme> {
+    const host = registryApiHost(registry);
+    let probe = this.#schemes.get(host);
+    if (probe === undefined) {
+      // Shared by every caller and so not tied to any one caller's signal; timeouts bound it.
+      probe = this.#probe(registry, host);
+      this.#schemes.set(host, probe);
+      probe.catch(() => {
+        if (this.#schemes.get(host) === probe) this.#schemes.delete(host);
+      });
+    }
+    return await raceAbort(probe, signal);
+  }
+
+  async #probe(registry: string, host: string): Promise<Scheme> {
+    let httpsError: unknown;
+    try {
+      await this.#ping(registry, new URL(`https://${host}/v2/`));
+      return 'https';
+    } catch (error) {
+      if (this.#options.tlsVerify || error instanceof RegistryError) throw error;
+      httpsError = error;
+    }
+    // tls-verify=false: like containers/image, a registry that fails over HTTPS is tried over HTTP.
+    try {
+      await this.#ping(registry, new URL(`http://${host}/v2/`));
+    } catch (httpError) {
+      if (httpError instanceof RegistryError) throw httpError;
+      throw new MeshmirrorError('MM_NETWORK', `cannot reach registry ${host}: ${describe(httpsError)}; over plain HTTP: ${describe(httpError)}`, {
+        cause: httpsError,
+        data: { host, retryable: isRetryable(httpsError) || isRetryable(httpError) },
+      });
+    }
+    this.#logger.info({ host }, 'registry does not answer HTTPS; using plain HTTP (tls-verify is off)');
+    return 'http';
+  }
+
+  /** `GET /v2/`: 200 or 401 means a registry answers there; a 401 also tells how it wants auth. */
+  async #ping(registry: string, url: URL): Promise<void> {
+    const response = await this.#transport.request({ method: 'GET', url, maxRedirects: 3 });
+    if (response.status === 200 || response.status === 401) {
+      if (response.status === 401) this.#auth.rememberChallenge(registry, response.headers);
+      await discardBody(response.body);
+      return;
+    }
+    throw await registryErrorFromResponse(response, `GET ${redactUrl(url.toString())} (registry API check)`);
+  }
+}
+
+function describe(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split('\n')[0] ?? text;
+}
+
+function deniedHint(response: HttpResponse, location: RepositoryLocation): { hint?: string } {
+  if (response.status === 403) return { hint: `access to ${location.registry}/${location.repository} is denied for these credentials` };
+  return {};
+}
+
+/** The manifest's media type: the registry's Content-Type when it names a manifest type, else the body's own `mediaType`. */
+function manifestMediaType(response: HttpResponse, bytes: Buffer): string {
+  const contentType = headerValue(response.headers, 'content-type')?.split(';')[0]?.trim() ?? '';
+  const known: string[] = [MediaType.OciManifest, MediaType.OciIndex, MediaType.DockerManifest, MediaType.DockerManifestList];
+  if (known.includes(contentType)) return contentType;
+  try {
+    const json: unknown = JSON.parse(bytes.toString('utf8'));
+    if (typeof json === 'object' && json !== null && 'mediaType' in json && typeof json.mediaType === 'string') return json.mediaType;
+  } catch {
+    // Not JSON: the caller's parser reports that with the reference in the message.
+  }
+  return contentType;
+}
+
+export interface ContentRange {
+  start: number;
+  end: number;
+  /** undefined for `*`. */
+  total: number | undefined;
+}
+
+/** `bytes 100-199/1000` → {start 100, end 199, total 1000}. */
+export function parseContentRange(value: string | undefined): ContentRange | undefined {
+  const match = value === undefined ? null : /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(value);
+  if (match === null) return undefined;
+  const start = Number(match[1]);
+  const end = Number(match[2]);
+  if (end < start) return undefined;
+  return { start, end, total: match[3] === '*' ? undefined : Number(match[3]) };
+}
+
+function isStrongEtag(etag: string): boolean {
+  return !etag.startsWith('W/') && etag.startsWith('"');
+}
+
