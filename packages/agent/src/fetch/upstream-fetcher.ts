@@ -1,0 +1,371 @@
+import {
+  abortError,
+  backoffDelay,
+  describeError,
+  errorCode,
+  isRetryable,
+  MeshmirrorError,
+  RegistryError,
+  retryAfterOf,
+  sleep,
+  throwIfAborted,
+  type BlobRangeResponse,
+  type Digest,
+  type HostBackoff,
+  type Logger,
+  type PieceEvent,
+  type PieceTask,
+  type RegistryClient,
+  type RepositoryLocation,
+  type RetryPolicy,
+} from '@meshmirror/shared';
+import type { BlobStore, PieceWriter } from '../store/blob-store.ts';
+import { ProgressReporter } from './progress-reporter.ts';
+
+export const DEFAULT_PROGRESS_INTERVAL_MS = 250;
+
+export interface FetchPieceDeps {
+  client: RegistryClient;
+  store: BlobStore;
+  /** Retries count consecutive failed attempts that committed no new bytes. */
+  retry: RetryPolicy;
+  /** Per-host backoff shared by every fetch in the process. */
+  backoff?: HostBackoff;
+  logger: Logger;
+  signal?: AbortSignal;
+  onEvent: (event: PieceEvent) => void;
+  /** Least time between two `progress` events of one piece. Default 250 ms. */
+  progressIntervalMs?: number;
+  /**
+   * Gives up on the piece (`MM_STALL`) when no new byte arrived for this long, counting time spent
+   * in failed attempts, retry delays and host backoff (oc-mirror's `--image-timeout`). Bytes that
+   * keep flowing are never cut. Default: no limit.
+   */
+  noProgressTimeoutMs?: number;
+  /** Source of jitter for retry delays (tests). */
+  random?: () => number;
+}
+
+export type PieceDoneEvent = Extract<PieceEvent, { type: 'piece-done' }>;
+export type PieceFailedEvent = Extract<PieceEvent, { type: 'piece-failed' }>;
+export type PieceOutcome = PieceDoneEvent | PieceFailedEvent;
+
+/**
+ * Fetches one piece from upstream into the store and reports it.
+ *
+ * - Resumes at the piece's committed offset (from an earlier run, or from the last attempt: a
+ *   failed attempt first commits what it wrote, so no byte that reached the file is fetched twice).
+ * - A 200 answer to a ranged request (`range-ignored`) is not restarted from zero: the full body is
+ *   read, the bytes before the resume point are skipped, and reading stops at the piece's end. A
+ *   server that never honours Range therefore still completes the piece instead of restarting it
+ *   forever; the skipped bytes count in `upstreamBytes`, so the waste is visible.
+ * - The retry budget counts consecutive failures without progress: an attempt that committed new
+ *   bytes resets it, so a transfer that keeps moving is never given up on. There is no deadline.
+ * - A source answering 404 / `BLOB_UNKNOWN` (or a different blob size) hands over to the next
+ *   source repository.
+ * - With `noProgressTimeoutMs`, a piece that receives no byte for that long (failing, waiting for
+ *   a retry or for a host's backoff) is given up with `MM_STALL`.
+ * - `progress` events carry byte deltas relative to the piece's committed bytes when the fetch
+ *   started (what `holdings` reported); a restart emits the discarded bytes as a negative delta.
+ *
+ * Resolves with the final event, also sent through `onEvent`: `piece-done` or `piece-failed`
+ * (`MM_STORE` when the local store failed). Rejects only with `MM_ABORTED` when `signal` fires,
+ * after committing what was written.
+ */
+export async function fetchPiece(task: PieceTask, deps: FetchPieceDeps): Promise<PieceOutcome> {
+  return await new PieceFetch(task, deps).run();
+}
+
+/** A missing blob or repository in one source: another source may have it. */
+function isMissingFromSource(err: unknown): boolean {
+  if (err instanceof RegistryError) {
+    return err.status === 404 || err.registryCodes.includes('BLOB_UNKNOWN') || err.registryCodes.includes('NAME_UNKNOWN');
+  }
+  return errorCode(err) === 'MM_SIZE_MISMATCH';
+}
+
+function isStrongEtag(etag: string | undefined): etag is string {
+  return etag !== undefined && !etag.startsWith('W/');
+}
+
+class PieceFetch {
+  readonly #task: PieceTask;
+  readonly #deps: FetchPieceDeps;
+  readonly #logger: Logger;
+  readonly #progress: ProgressReporter;
+  /** The caller's signal, or the no-progress watchdog. */
+  readonly #signal: AbortSignal | undefined;
+  readonly #watchdog: { controller: AbortController; timer: NodeJS.Timeout } | undefined;
+  #upstreamBytes = 0;
+  /** The strong ETag of the content the piece's bytes so far came from. */
+  #etag: string | undefined;
+
+  constructor(task: PieceTask, deps: FetchPieceDeps) {
+    this.#task = task;
+    this.#deps = deps;
+    this.#logger = deps.logger.child({ digest: task.digest, offset: task.offset, length: task.length });
+    this.#progress = new ProgressReporter({
+      digest: task.digest,
+      offset: task.offset,
+      intervalMs: deps.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS,
+      emit: deps.onEvent,
+    });
+    const limitMs = deps.noProgressTimeoutMs;
+    if (limitMs !== undefined && Number.isFinite(limitMs) && limitMs > 0) {
+      const controller = new AbortController();
+      const timer = setTimeout(() => {
+        controller.abort(
+          new MeshmirrorError('MM_STALL', `no progress for ${formatMs(limitMs)} (image timeout); giving up on this piece`, {
+            data: { retryable: false, noProgressTimeoutMs: limitMs },
+          }),
+        );
+      }, limitMs);
+      this.#watchdog = { controller, timer };
+      this.#signal = deps.signal === undefined ? controller.signal : AbortSignal.any([deps.signal, controller.signal]);
+    } else {
+      this.#signal = deps.signal;
+    }
+  }
+
+  async run(): Promise<PieceOutcome> {
+    try {
+      return await this.#run();
+    } finally {
+      if (this.#watchdog !== undefined) clearTimeout(this.#watchdog.timer);
+    }
+  }
+
+  async #run(): Promise<PieceOutcome> {
+    const { store, signal } = this.#deps;
+    const task = this.#task;
+    throwIfAborted(signal);
+    let writer: PieceWriter;
+    try {
+      if (await store.has(task.digest, { signal })) {
+        const sha256 = await store.hashHeldRange(task.digest, task.offset, task.length, { signal });
+        return this.#done(sha256);
+      }
+      writer = await store.openPiece(task, { signal });
+    } catch (err) {
+      if (signal?.aborted === true) throw abortError(signal);
+      return this.#failed(err);
+    }
+    try {
+      const failure = await this.#fetchInto(writer);
+      if (failure !== undefined) {
+        await writer.commit();
+        return this.#failed(failure);
+      }
+      const { sha256 } = await writer.finish();
+      return this.#done(sha256);
+    } catch (err) {
+      // Keep what arrived: the next attempt or run resumes here.
+      await writer.commit().catch((commitErr: unknown) => {
+        this.#logger.warn({ error: describeError(commitErr) }, 'could not commit a piece after a failure');
+      });
+      if (signal?.aborted === true) throw abortError(signal);
+      return this.#failed(err);
+    } finally {
+      await writer.close();
+    }
+  }
+
+  /** Fills the piece. Returns the error that ended the attempts, or undefined when every byte is in. */
+  async #fetchInto(writer: PieceWriter): Promise<unknown> {
+    const { retry, backoff } = this.#deps;
+    const signal = this.#signal;
+    const sources = this.#task.sources;
+    if (sources.length === 0) {
+      return new MeshmirrorError('MM_USAGE', `no source repository for ${this.#task.digest}`);
+    }
+    let sourceIndex = 0;
+    let failures = 0;
+    while (writer.written < this.#task.length) {
+      throwIfAborted(signal);
+      const source = sources[sourceIndex] as RepositoryLocation;
+      await backoff?.waitTurn(source.registry, signal);
+      const before = writer.committed;
+      try {
+        await this.#attempt(writer, source);
+        backoff?.recordSuccess(source.registry);
+      } catch (err) {
+        if (signal?.aborted === true) throw abortError(signal);
+        if (errorCode(err) === 'MM_STORE') throw err;
+        // Whatever reached the file before the failure is kept and made durable.
+        await writer.commit();
+        const progressed = writer.committed > before;
+        if (isMissingFromSource(err)) {
+          const next = sources[sourceIndex + 1];
+          if (next === undefined) return err;
+          this.#logger.info(
+            { from: describeSource(source), to: describeSource(next), error: describeError(err) },
+            'blob not available from this source; trying the next one',
+          );
+          sourceIndex += 1;
+          continue;
+        }
+        if (!isRetryable(err)) return err;
+        // A host that delivered bytes before failing is serving, not down: its backoff must not
+        // deepen with every hiccup of a long transfer.
+        if (progressed) backoff?.recordSuccess(source.registry);
+        backoff?.recordFailure(source.registry, err);
+        failures = progressed ? 1 : failures + 1;
+        if (failures > retry.retries) return err;
+        const retryAfterMs = retryAfterOf(err);
+        const delayMs = backoffDelay(retry, failures, {
+          ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+          ...(this.#deps.random === undefined ? {} : { random: this.#deps.random }),
+        });
+        const code = errorCode(err);
+        const message = describeError(err);
+        this.#logger.warn(
+          { source: describeSource(source), attempt: failures, retries: retry.retries, delayMs, code, committed: writer.committed },
+          `piece fetch failed: ${message}; retrying`,
+        );
+        this.#progress.flush();
+        this.#deps.onEvent({
+          type: 'retry',
+          digest: this.#task.digest,
+          offset: this.#task.offset,
+          attempt: failures,
+          delayMs,
+          code,
+          message,
+        });
+        await sleep(delayMs, signal);
+      }
+    }
+    return undefined;
+  }
+
+  /** One ranged GET, streamed into the writer from `writer.written`. */
+  async #attempt(writer: PieceWriter, source: RepositoryLocation): Promise<void> {
+    const { client } = this.#deps;
+    const signal = this.#signal;
+    const task = this.#task;
+    const resumeAt = writer.written;
+    const wantFrom = task.offset + resumeAt;
+    const response = await client.fetchBlobRange(source, task.digest, {
+      offset: wantFrom,
+      end: task.offset + task.length - 1,
+      ...(signal === undefined ? {} : { signal }),
+      ...(this.#etag === undefined ? {} : { ifMatchEtag: this.#etag }),
+    });
+    const { body } = response;
+    const onAbort = (): void => {
+      body.destroy(abortError(signal));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (response.totalSize !== undefined && response.totalSize !== task.blobSize) {
+        throw new MeshmirrorError(
+          'MM_SIZE_MISMATCH',
+          `${describeSource(source)} serves ${task.digest} with ${response.totalSize} bytes, expected ${task.blobSize}`,
+          { data: { expected: task.blobSize, actual: response.totalSize } },
+        );
+      }
+      if (await this.#contentChanged(writer, response)) return;
+      if (!response.rangeHonoured) {
+        this.#logger.warn({ source: describeSource(source), resumeAt }, 'server ignored Range; skipping to the resume point');
+        this.#deps.onEvent({ type: 'range-ignored', digest: task.digest, offset: task.offset });
+      } else if (response.start !== wantFrom) {
+        throw new MeshmirrorError('MM_RANGE_IGNORED', `range answer starts at ${response.start}, asked ${wantFrom}`, {
+          data: { retryable: true },
+        });
+      }
+      await this.#stream(writer, body, wantFrom - response.start);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      if (!body.destroyed) body.destroy();
+    }
+  }
+
+  /**
+   * A different strong ETag than the one the piece's bytes came from means different content behind
+   * the URL: the bytes so far cannot be joined with these, so the piece starts over.
+   */
+  async #contentChanged(writer: PieceWriter, response: BlobRangeResponse): Promise<boolean> {
+    const previous = this.#etag;
+    if (isStrongEtag(response.etag)) this.#etag = response.etag;
+    if (!isStrongEtag(previous) || !isStrongEtag(response.etag) || previous === response.etag) return false;
+    if (writer.written === 0) return false;
+    const discarded = writer.written;
+    this.#logger.warn({ previous, now: response.etag, discarded }, 'content ETag changed mid-piece; starting the piece over');
+    await writer.restart();
+    this.#progress.add(-discarded);
+    return true;
+  }
+
+  async #stream(writer: PieceWriter, body: AsyncIterable<Uint8Array>, skipBytes: number): Promise<void> {
+    let skip = skipBytes;
+    if (skip < 0) {
+      throw new MeshmirrorError('MM_RANGE_IGNORED', 'response starts after the requested offset', {
+        data: { retryable: true },
+      });
+    }
+    let remaining = this.#task.length - writer.written;
+    for await (const chunk of body) {
+      this.#upstreamBytes += chunk.length;
+      let useful = chunk;
+      if (skip > 0) {
+        if (chunk.length <= skip) {
+          skip -= chunk.length;
+          continue;
+        }
+        useful = chunk.subarray(skip);
+        skip = 0;
+      }
+      if (useful.length > remaining) useful = useful.subarray(0, remaining);
+      await writer.write(useful);
+      remaining -= useful.length;
+      this.#progress.add(useful.length);
+      this.#watchdog?.timer.refresh();
+      // Past the piece's end (a 200 to a ranged request sends the rest of the blob): stop reading.
+      if (remaining === 0) return;
+    }
+    if (remaining > 0) {
+      throw new MeshmirrorError('MM_TRUNCATED', `response ended ${remaining} bytes before the end of the piece`, {
+        data: { remaining },
+      });
+    }
+  }
+
+  #done(sha256: Digest): PieceDoneEvent {
+    this.#progress.flush();
+    const event: PieceDoneEvent = {
+      type: 'piece-done',
+      digest: this.#task.digest,
+      offset: this.#task.offset,
+      length: this.#task.length,
+      sha256,
+      upstreamBytes: this.#upstreamBytes,
+    };
+    this.#logger.debug({ sha256, upstreamBytes: this.#upstreamBytes }, 'piece fetched');
+    this.#deps.onEvent(event);
+    return event;
+  }
+
+  #failed(err: unknown): PieceFailedEvent {
+    this.#progress.flush();
+    const event: PieceFailedEvent = {
+      type: 'piece-failed',
+      digest: this.#task.digest,
+      offset: this.#task.offset,
+      length: this.#task.length,
+      code: errorCode(err),
+      message: describeError(err),
+      upstreamBytes: this.#upstreamBytes,
+    };
+    this.#logger.warn({ code: event.code, upstreamBytes: this.#upstreamBytes }, `piece failed: ${event.message}`);
+    this.#deps.onEvent(event);
+    return event;
+  }
+}
+
+function formatMs(ms: number): string {
+  return ms < 1_000 ? `${ms}ms` : `${Math.round(ms / 1_000)}s`;
+}
+
+function describeSource(source: RepositoryLocation): string {
+  return `${source.registry}/${source.repository}`;
+}

@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  sha256Digest,
+  silentLogger,
+  type Agent,
+  type ArchiveRequest,
+  type BlobReader,
+  type Digest,
+  type PieceEvent,
+  type PieceTask,
+  type RepositoryLocation,
+} from '@meshmirror/shared';
+import { ScriptedRegistryClient } from './fetch/testing/scripted-registry-client.ts';
+import { createInProcessAgent, type WriteArchiveFunction } from './in-process-agent.ts';
+import { createBlobStore, type BlobStore } from './store/blob-store.ts';
+
+const SOURCE: RepositoryLocation = { registry: 'registry.test', repository: 'team/app' };
+
+function piecesOf(digest: Digest, size: number, pieceSize: number): PieceTask[] {
+  const tasks: PieceTask[] = [];
+  for (let offset = 0; offset < size; offset += pieceSize) {
+    tasks.push({ digest, blobSize: size, offset, length: Math.min(pieceSize, size - offset), sources: [SOURCE] });
+  }
+  return tasks;
+}
+
+describe('in-process agent', () => {
+  let dir: string;
+  let store: BlobStore;
+  let client: ScriptedRegistryClient;
+  let agent: Agent;
+  let events: PieceEvent[];
+  let archiveCalls: Array<{ reader: BlobReader; request: ArchiveRequest }>;
+
+  function blob(size: number): { data: Buffer; digest: Digest } {
+    const data = randomBytes(size);
+    const digest = sha256Digest(data);
+    client.addBlob(SOURCE, digest, data);
+    return { data, digest };
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mm-agent-'));
+    store = createBlobStore({ dir, logger: silentLogger() });
+    await store.open();
+    client = new ScriptedRegistryClient();
+    events = [];
+    archiveCalls = [];
+    const writeArchive: WriteArchiveFunction = async (reader, request) => {
+      archiveCalls.push({ reader, request });
+      return { chunks: [], warnings: [] };
+    };
+    agent = createInProcessAgent({
+      store,
+      client,
+      retry: { retries: 2, baseDelayMs: 1, maxDelayMs: 5, factor: 2, jitter: 0 },
+      parallelLayers: 2,
+      logger: silentLogger(),
+      writeArchive,
+      progressIntervalMs: 0,
+    });
+  });
+
+  afterEach(async () => {
+    await agent.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('fetches small and multi-piece blobs, verifies and holds them', async () => {
+    const small = blob(10_000);
+    const large = blob(2_500_000);
+    const tasks = [...piecesOf(small.digest, 10_000, 1_000_000), ...piecesOf(large.digest, 2_500_000, 1_000_000)];
+    client.script({ failAfter: 500_000, failWith: 'reset' });
+    await agent.fetchPieces(tasks, { onEvent: (e) => events.push(e) });
+
+    const done = events.filter((e) => e.type === 'piece-done');
+    expect(done.map((e) => [e.digest, e.offset]).sort()).toEqual(tasks.map((t) => [t.digest, t.offset]).sort());
+    expect(events.filter((e) => e.type === 'piece-failed')).toEqual([]);
+    expect(await agent.holdings([
+      { digest: small.digest, size: 10_000 },
+      { digest: large.digest, size: 2_500_000 },
+    ])).toEqual([
+      { digest: small.digest, held: true, pieces: [] },
+      { digest: large.digest, held: true, pieces: [] },
+    ]);
+    expect((await buffer(await store.openBlob(large.digest))).equals(large.data)).toBe(true);
+    expect(client.bytesServed).toBe(2_510_000);
+    expect(client.maxOpenBodies).toBeLessThanOrEqual(2);
+    expect(client.maxOpenBodies).toBeGreaterThan(1);
+  });
+
+  it('reports a failed piece as an event and still finishes the other blobs', async () => {
+    const good = blob(50_000);
+    const absent = sha256Digest('nobody has this');
+    await agent.fetchPieces(
+      [
+        { digest: absent, blobSize: 15, offset: 0, length: 15, sources: [SOURCE] },
+        { digest: good.digest, blobSize: 50_000, offset: 0, length: 50_000, sources: [SOURCE] },
+      ],
+      { onEvent: (e) => events.push(e) },
+    );
+    expect(events.filter((e) => e.type === 'piece-failed')).toMatchObject([{ digest: absent, code: 'MM_REGISTRY' }]);
+    expect(await store.has(good.digest)).toBe(true);
+    expect(await store.has(absent)).toBe(false);
+  });
+
+  it('turns a blob whose bytes do not match its digest into piece-failed events', async () => {
+    const promised = randomBytes(1_500_000);
+    const digest = sha256Digest(promised);
+    client.addBlob(SOURCE, digest, randomBytes(promised.length));
+    const tasks = piecesOf(digest, promised.length, 1_000_000);
+    await agent.fetchPieces(tasks, { onEvent: (e) => events.push(e) });
+    expect(events.filter((e) => e.type === 'piece-done')).toHaveLength(2);
+    expect(events.filter((e) => e.type === 'piece-failed')).toMatchObject([
+      { digest, offset: 0, length: 1_000_000, code: 'MM_DIGEST_MISMATCH', upstreamBytes: 0 },
+      { digest, offset: 1_000_000, length: 500_000, code: 'MM_DIGEST_MISMATCH', upstreamBytes: 0 },
+    ]);
+    expect(await agent.holdings([{ digest, size: promised.length }])).toEqual([{ digest, held: false, pieces: [] }]);
+  });
+
+  it('keeps a piece of a blob whose other pieces were assigned elsewhere', async () => {
+    const large = blob(2_000_000);
+    const [first] = piecesOf(large.digest, 2_000_000, 1_000_000);
+    await agent.fetchPieces([first!], { onEvent: (e) => events.push(e) });
+    expect(events.filter((e) => e.type === 'piece-done')).toHaveLength(1);
+    expect(await agent.holdings([{ digest: large.digest, size: 2_000_000 }])).toEqual([
+      { digest: large.digest, held: false, pieces: [{ offset: 0, length: 1_000_000, committed: 1_000_000 }] },
+    ]);
+  });
+
+  it('rejects with MM_ABORTED when aborted, keeping committed bytes', async () => {
+    const large = blob(1_000_000);
+    const controller = new AbortController();
+    client.script({ failAfter: 200_000, failWith: 'hang' });
+    let received = 0;
+    await expect(
+      agent.fetchPieces(piecesOf(large.digest, 1_000_000, 1_000_000), {
+        signal: controller.signal,
+        onEvent: (e) => {
+          events.push(e);
+          if (e.type === 'progress') received += e.bytes;
+          if (received >= 200_000) controller.abort();
+        },
+      }),
+    ).rejects.toMatchObject({ code: 'MM_ABORTED' });
+    expect(await agent.holdings([{ digest: large.digest, size: 1_000_000 }])).toEqual([
+      { digest: large.digest, held: false, pieces: [{ offset: 0, length: 1_000_000, committed: 200_000 }] },
+    ]);
+  });
+
+  it('stores small blobs and hands the store to the archive writer', async () => {
+    const manifest = Buffer.from('{"schemaVersion":2}');
+    const digest = sha256Digest(manifest);
+    await agent.putBlob(digest, manifest);
+    const request: ArchiveRequest = {
+      dir: join(dir, 'out'),
+      chunkSizeBytes: 1 << 30,
+      images: [],
+      blobs: [{ digest, size: manifest.length }],
+      metadata: {},
+    };
+    expect(await agent.writeArchive(request)).toEqual({ chunks: [], warnings: [] });
+    expect(archiveCalls).toHaveLength(1);
+    expect(archiveCalls[0]?.request).toBe(request);
+    const reader = archiveCalls[0]!.reader;
+    expect((await buffer(await reader.openBlob(digest))).equals(manifest)).toBe(true);
+  });
+});

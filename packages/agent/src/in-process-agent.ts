@@ -1,0 +1,214 @@
+import pLimit from 'p-limit';
+import {
+  abortError,
+  describeError,
+  errorCode,
+  MeshmirrorError,
+  throwIfAborted,
+  type AbortOptions,
+  type Agent,
+  type ArchiveProgress,
+  type ArchiveRequest,
+  type ArchiveResult,
+  type BlobHolding,
+  type BlobReader,
+  type Digest,
+  type FetchPiecesOptions,
+  type HostBackoff,
+  type Logger,
+  type PieceEvent,
+  type PieceTask,
+  type RegistryClient,
+  type RetryPolicy,
+} from '@meshmirror/shared';
+import { fetchPiece } from './fetch/upstream-fetcher.ts';
+import type { BlobStore } from './store/blob-store.ts';
+
+/** The archive writer's signature (`archive/archive-writer.ts`), injected so the agent does not fix one. */
+export type WriteArchiveFunction = (
+  reader: BlobReader,
+  request: ArchiveRequest,
+  options?: AbortOptions & { onProgress?: (progress: ArchiveProgress) => void; logger?: Logger },
+) => Promise<ArchiveResult>;
+
+export interface InProcessAgentOptions {
+  /** How the agent is named in events and reports. Default `local`. */
+  name?: string;
+  /** An opened store; the agent closes it in `close()`. */
+  store: BlobStore;
+  client: RegistryClient;
+  retry: RetryPolicy;
+  /** Per-host backoff shared with the rest of the process. */
+  backoff?: HostBackoff;
+  /** Pieces fetched at once (`--parallel-layers`). */
+  parallelLayers: number;
+  logger: Logger;
+  writeArchive: WriteArchiveFunction;
+  /** Least time between two `progress` events of one piece. Default 250 ms. */
+  progressIntervalMs?: number;
+  /**
+   * A piece that receives no byte for this long (failing, waiting for retries or host backoff) is
+   * given up with `MM_STALL` (`--image-timeout`). Moving transfers are never cut. Default: no limit.
+   */
+  noProgressTimeoutMs?: number;
+}
+
+/** The coordinator's embedded agent: the `Agent` interface over a local store, without a network hop. */
+export function createInProcessAgent(options: InProcessAgentOptions): Agent {
+  return new InProcessAgent(options);
+}
+
+class InProcessAgent implements Agent {
+  readonly name: string;
+  readonly #options: InProcessAgentOptions;
+  readonly #logger: Logger;
+  readonly #fetchLogger: Logger;
+
+  constructor(options: InProcessAgentOptions) {
+    if (!Number.isSafeInteger(options.parallelLayers) || options.parallelLayers < 1) {
+      throw new RangeError(`parallelLayers must be a positive integer, got ${options.parallelLayers}`);
+    }
+    this.name = options.name ?? 'local';
+    this.#options = options;
+    this.#logger = options.logger.child({ component: 'mesh:agent', agent: this.name });
+    this.#fetchLogger = options.logger.child({ component: 'mesh:fetcher', agent: this.name });
+  }
+
+  holdings(blobs: Array<{ digest: Digest; size: number }>, options: AbortOptions = {}): Promise<BlobHolding[]> {
+    return this.#options.store.holdings(blobs, options);
+  }
+
+  putBlob(digest: Digest, data: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    return this.#options.store.putBlob(digest, data, options);
+  }
+
+  writeArchive(
+    request: ArchiveRequest,
+    options: AbortOptions & { onProgress?: (progress: ArchiveProgress) => void } = {},
+  ): Promise<ArchiveResult> {
+    return this.#options.writeArchive(this.#options.store, request, { ...options, logger: this.#logger });
+  }
+
+  close(): Promise<void> {
+    return this.#options.store.close();
+  }
+
+  /**
+   * Runs every task (at most `parallelLayers` at once). When the last of a blob's pieces in this
+   * batch is done and the store's finished pieces cover the whole blob, the blob is assembled and
+   * verified; a digest mismatch turns into `piece-failed` (`MM_DIGEST_MISMATCH`) for each of that
+   * blob's pieces in the batch, and their bytes are gone, so a new assignment fetches them afresh.
+   * A piece failure is an event; a store failure stops the other pieces and rejects.
+   */
+  async fetchPieces(tasks: PieceTask[], options: FetchPiecesOptions): Promise<void> {
+    const { signal, onEvent } = options;
+    throwIfAborted(signal);
+    const { store, client, retry, backoff } = this.#options;
+
+    const emit = (event: PieceEvent): void => {
+      try {
+        onEvent(event);
+      } catch (err) {
+        this.#logger.error({ error: describeError(err), event: event.type }, 'piece event listener threw');
+      }
+    };
+
+    const unique = dedupe(tasks);
+    const byBlob = new Map<Digest, PieceTask[]>();
+    for (const task of unique) byBlob.set(task.digest, [...(byBlob.get(task.digest) ?? []), task]);
+    const piecesLeft = new Map<Digest, number>([...byBlob].map(([digest, pieces]) => [digest, pieces.length]));
+
+    // One controller for the batch: the caller's abort, or a store failure, stops every piece.
+    const batch = new AbortController();
+    const forwardAbort = (): void => batch.abort(signal?.reason);
+    signal?.addEventListener('abort', forwardAbort, { once: true });
+    let fatal: unknown;
+    const stop = (err: unknown): void => {
+      if (fatal === undefined) fatal = err;
+      batch.abort(err);
+    };
+
+    const limit = pLimit(this.#options.parallelLayers);
+    const runPiece = async (task: PieceTask): Promise<void> => {
+      if (batch.signal.aborted) return;
+      let outcome;
+      try {
+        outcome = await fetchPiece(task, {
+          client,
+          store,
+          retry,
+          ...(backoff === undefined ? {} : { backoff }),
+          logger: this.#fetchLogger,
+          signal: batch.signal,
+          onEvent: emit,
+          ...(this.#options.progressIntervalMs === undefined ? {} : { progressIntervalMs: this.#options.progressIntervalMs }),
+          ...(this.#options.noProgressTimeoutMs === undefined ? {} : { noProgressTimeoutMs: this.#options.noProgressTimeoutMs }),
+        });
+      } catch (err) {
+        // fetchPiece rejects only when the batch was aborted.
+        if (!batch.signal.aborted) stop(err);
+        return;
+      }
+      if (outcome.type === 'piece-failed' && outcome.code === 'MM_STORE') {
+        stop(new MeshmirrorError('MM_STORE', outcome.message, { data: { digest: task.digest, offset: task.offset } }));
+        return;
+      }
+      const left = (piecesLeft.get(task.digest) ?? 1) - 1;
+      piecesLeft.set(task.digest, left);
+      if (left === 0) await this.#completeBlob(task, byBlob.get(task.digest) ?? [task], batch.signal, emit, stop);
+    };
+
+    try {
+      await Promise.all(unique.map((task) => limit(() => runPiece(task))));
+    } finally {
+      signal?.removeEventListener('abort', forwardAbort);
+    }
+    if (signal?.aborted === true) throw abortError(signal);
+    if (fatal !== undefined) throw fatal;
+  }
+
+  async #completeBlob(
+    task: PieceTask,
+    pieces: PieceTask[],
+    signal: AbortSignal,
+    emit: (event: PieceEvent) => void,
+    stop: (err: unknown) => void,
+  ): Promise<void> {
+    const { store } = this.#options;
+    try {
+      // Pieces assigned to other agents arrive through the exchange; the writer completes those blobs.
+      if (!(await store.isComplete(task.digest, task.blobSize, { signal }))) return;
+      await store.completeBlob(task.digest, task.blobSize, { signal });
+    } catch (err) {
+      if (signal.aborted) return;
+      if (errorCode(err) !== 'MM_DIGEST_MISMATCH') {
+        stop(err);
+        return;
+      }
+      this.#logger.error({ digest: task.digest, error: describeError(err) }, 'fetched blob does not match its digest');
+      for (const piece of pieces) {
+        emit({
+          type: 'piece-failed',
+          digest: piece.digest,
+          offset: piece.offset,
+          length: piece.length,
+          code: 'MM_DIGEST_MISMATCH',
+          message: describeError(err),
+          // Already counted in the piece's piece-done event.
+          upstreamBytes: 0,
+        });
+      }
+    }
+  }
+}
+
+/** The same piece twice in one batch would contend for one partial file. */
+function dedupe(tasks: PieceTask[]): PieceTask[] {
+  const seen = new Set<string>();
+  return tasks.filter((task) => {
+    const key = `${task.digest}:${task.offset}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

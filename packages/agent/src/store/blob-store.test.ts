@@ -1,0 +1,268 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { text } from 'node:stream/consumers';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DigestMismatchError, digestHex, sha256Digest, silentLogger, type Digest } from '@meshmirror/shared';
+import { createBlobStore, type BlobStore } from './blob-store.ts';
+
+async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+describe('blob store', () => {
+  let dir: string;
+  let store: BlobStore;
+
+  async function reopen(commitEveryBytes?: number): Promise<BlobStore> {
+    await store.close();
+    store = createBlobStore({ dir, logger: silentLogger(), ...(commitEveryBytes ? { commitEveryBytes } : {}) });
+    await store.open();
+    return store;
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mm-store-'));
+    store = createBlobStore({ dir, logger: silentLogger() });
+    await store.open();
+  });
+
+  afterEach(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('stores a small blob and serves it whole and by range', async () => {
+    const data = Buffer.from('{"schemaVersion":2,"hello":"world"}');
+    const digest = sha256Digest(data);
+    expect(await store.has(digest)).toBe(false);
+    await store.putBlob(digest, data);
+    expect(await store.has(digest)).toBe(true);
+    expect(await store.blobSize(digest)).toBe(data.length);
+    expect(await text(await store.openBlob(digest))).toBe(data.toString());
+    expect(await text(await store.openBlob(digest, { start: 2, end: 14 }))).toBe(data.subarray(2, 15).toString());
+    expect(await text(await store.openBlob(digest, { start: 20 }))).toBe(data.subarray(20).toString());
+    await expect(store.openBlob(digest, { start: 0, end: data.length })).rejects.toMatchObject({ code: 'MM_USAGE' });
+    expect((await stat(join(dir, 'blobs', 'sha256', digestHex(digest)))).size).toBe(data.length);
+  });
+
+  it('stores and serves the empty blob', async () => {
+    const empty = new Uint8Array(0);
+    const digest = sha256Digest(empty);
+    await store.putBlob(digest, empty);
+    expect(await store.blobSize(digest)).toBe(0);
+    expect((await readAll(await store.openBlob(digest))).length).toBe(0);
+  });
+
+  it('refuses a small blob whose bytes do not match its digest', async () => {
+    const digest = sha256Digest('the real content');
+    await expect(store.putBlob(digest, Buffer.from('other content'))).rejects.toBeInstanceOf(DigestMismatchError);
+    expect(await store.has(digest)).toBe(false);
+    await expect(store.openBlob(digest)).rejects.toMatchObject({ code: 'MM_NOT_FOUND' });
+  });
+
+  it('resumes a piece from its committed offset and discards the unflushed tail', async () => {
+    await reopen(1024 * 1024);
+    const blob = randomBytes(300_000);
+    const digest = sha256Digest(blob);
+    const task = { digest, blobSize: blob.length, offset: 0, length: blob.length };
+
+    const first = await store.openPiece(task);
+    expect(first.committed).toBe(0);
+    await first.write(blob.subarray(0, 100_000));
+    await first.write(blob.subarray(100_000, 150_000));
+    await first.commit();
+    // Written to the file but never committed: lost in a crash, so a reopen must not trust it.
+    await first.write(blob.subarray(150_000, 220_000));
+    expect(first.committed).toBe(150_000);
+    expect(first.written).toBe(220_000);
+    await first.close();
+
+    const partial = join(dir, 'partial', `${digestHex(digest)}.0`);
+    expect((await stat(partial)).size).toBe(220_000);
+    await reopen(1024 * 1024);
+    expect(await store.holdings([{ digest, size: blob.length }])).toEqual([
+      { digest, held: false, pieces: [{ offset: 0, length: blob.length, committed: 150_000 }] },
+    ]);
+
+    const resumed = await store.openPiece(task);
+    expect(resumed.committed).toBe(150_000);
+    expect((await stat(partial)).size).toBe(150_000);
+    await resumed.write(blob.subarray(150_000));
+    const { sha256 } = await resumed.finish();
+    expect(sha256).toBe(digest);
+    expect(await store.has(digest)).toBe(false);
+
+    await store.completeBlob(digest, blob.length);
+    expect(await store.has(digest)).toBe(true);
+    expect((await readAll(await store.openBlob(digest))).equals(blob)).toBe(true);
+    expect(await readdir(join(dir, 'partial'))).toEqual([]);
+    expect(await store.holdings([{ digest, size: blob.length }])).toEqual([{ digest, held: true, pieces: [] }]);
+  });
+
+  it('commits on its own every commitEveryBytes', async () => {
+    await reopen(64 * 1024);
+    const blob = randomBytes(200_000);
+    const digest = sha256Digest(blob);
+    const writer = await store.openPiece({ digest, blobSize: blob.length, offset: 0, length: blob.length });
+    for (let at = 0; at < 150_000; at += 10_000) await writer.write(blob.subarray(at, at + 10_000));
+    // 150,000 bytes written; commits happen at the first write that crosses each 64 KiB step.
+    expect(writer.committed).toBe(140_000);
+    await writer.close();
+    await reopen();
+    const [holding] = await store.holdings([{ digest, size: blob.length }]);
+    expect(holding?.pieces[0]?.committed).toBe(140_000);
+  });
+
+  it('restart discards the piece bytes', async () => {
+    const blob = randomBytes(50_000);
+    const digest = sha256Digest(blob);
+    const writer = await store.openPiece({ digest, blobSize: blob.length, offset: 0, length: blob.length });
+    await writer.write(randomBytes(30_000));
+    await writer.commit();
+    await writer.restart();
+    expect(writer.committed).toBe(0);
+    expect(writer.written).toBe(0);
+    await writer.write(blob);
+    expect((await writer.finish()).sha256).toBe(digest);
+    await store.completeBlob(digest, blob.length);
+    expect(await store.has(digest)).toBe(true);
+  });
+
+  it('assembles a blob from pieces written in any order and verifies it', async () => {
+    const blob = randomBytes(1_000_003);
+    const digest = sha256Digest(blob);
+    const pieces = [
+      { offset: 600_000, length: 400_003 },
+      { offset: 0, length: 300_000 },
+      { offset: 300_000, length: 300_000 },
+    ];
+    for (const p of pieces) {
+      const writer = await store.openPiece({ digest, blobSize: blob.length, ...p });
+      await writer.write(blob.subarray(p.offset, p.offset + p.length));
+      const { sha256 } = await writer.finish();
+      expect(sha256).toBe(sha256Digest(blob.subarray(p.offset, p.offset + p.length)));
+    }
+    await store.completeBlob(digest, blob.length);
+    expect(await store.has(digest)).toBe(true);
+    expect((await readAll(await store.openBlob(digest, { start: 299_990, end: 300_009 }))).equals(
+      blob.subarray(299_990, 300_010),
+    )).toBe(true);
+    expect(await store.hashHeldRange(digest, 300_000, 300_000)).toBe(sha256Digest(blob.subarray(300_000, 600_000)));
+    expect(await readdir(join(dir, 'partial'))).toEqual([]);
+  });
+
+  it('refuses to complete a blob with a missing piece', async () => {
+    const blob = randomBytes(2_000);
+    const digest = sha256Digest(blob);
+    const writer = await store.openPiece({ digest, blobSize: 2_000, offset: 0, length: 1_000 });
+    await writer.write(blob.subarray(0, 1_000));
+    await writer.finish();
+    await expect(store.completeBlob(digest, 2_000)).rejects.toMatchObject({ code: 'MM_STORE' });
+    expect(await store.has(digest)).toBe(false);
+  });
+
+  it('never marks a blob held when a single piece has wrong bytes, and forgets the bad data', async () => {
+    const digest = sha256Digest('what the manifest promised');
+    const wrong = Buffer.from('what the server sent back');
+    const writer = await store.openPiece({ digest, blobSize: wrong.length, offset: 0, length: wrong.length });
+    await writer.write(wrong);
+    await writer.finish();
+    await expect(store.completeBlob(digest, wrong.length)).rejects.toBeInstanceOf(DigestMismatchError);
+    expect(await store.has(digest)).toBe(false);
+    expect(await store.holdings([{ digest, size: wrong.length }])).toEqual([{ digest, held: false, pieces: [] }]);
+    expect(await readdir(join(dir, 'partial'))).toEqual([]);
+    expect(await readdir(join(dir, 'blobs', 'sha256'))).toEqual([]);
+    await reopen();
+    expect(await store.has(digest)).toBe(false);
+  });
+
+  it('never marks a blob held when assembled pieces have wrong bytes', async () => {
+    const blob = randomBytes(10_000);
+    const digest = sha256Digest(blob);
+    const corrupted = Buffer.from(blob);
+    corrupted[7_777] = (corrupted[7_777] ?? 0) ^ 0xff;
+    for (const offset of [0, 5_000]) {
+      const writer = await store.openPiece({ digest, blobSize: blob.length, offset, length: 5_000 });
+      await writer.write(corrupted.subarray(offset, offset + 5_000));
+      await writer.finish();
+    }
+    await expect(store.completeBlob(digest, blob.length)).rejects.toMatchObject({ code: 'MM_DIGEST_MISMATCH' });
+    expect(await store.has(digest)).toBe(false);
+    expect(await readdir(join(dir, 'partial'))).toEqual([]);
+    expect(await readdir(join(dir, 'blobs', 'sha256'))).toEqual([]);
+  });
+
+  it('reports holdings: held, partial and unknown blobs', async () => {
+    const heldData = Buffer.from('held');
+    const held = sha256Digest(heldData);
+    await store.putBlob(held, heldData);
+    const partialBlob = randomBytes(4_000);
+    const partial = sha256Digest(partialBlob);
+    const a = await store.openPiece({ digest: partial, blobSize: 4_000, offset: 0, length: 2_000 });
+    await a.write(partialBlob.subarray(0, 2_000));
+    await a.finish();
+    const b = await store.openPiece({ digest: partial, blobSize: 4_000, offset: 2_000, length: 2_000 });
+    await b.write(partialBlob.subarray(2_000, 2_500));
+    await b.commit();
+    await b.close();
+    const unknown = sha256Digest('never seen');
+    expect(
+      await store.holdings([
+        { digest: held, size: heldData.length },
+        { digest: partial, size: 4_000 },
+        { digest: unknown, size: 10 },
+      ]),
+    ).toEqual([
+      { digest: held, held: true, pieces: [] },
+      {
+        digest: partial,
+        held: false,
+        pieces: [
+          { offset: 0, length: 2_000, committed: 2_000 },
+          { offset: 2_000, length: 2_000, committed: 500 },
+        ],
+      },
+      { digest: unknown, held: false, pieces: [] },
+    ]);
+  });
+
+  it('allows one writer per piece', async () => {
+    const digest = sha256Digest('x');
+    const task = { digest, blobSize: 1, offset: 0, length: 1 };
+    const writer = await store.openPiece(task);
+    await expect(store.openPiece(task)).rejects.toMatchObject({ code: 'MM_STORE' });
+    await writer.close();
+    const again = await store.openPiece(task);
+    await again.close();
+  });
+
+  it('drops held marks whose file is missing or has the wrong size on startup', async () => {
+    const gone = Buffer.from('this file will be deleted');
+    const shrunk = Buffer.from('this file will be truncated');
+    await store.putBlob(sha256Digest(gone), gone);
+    await store.putBlob(sha256Digest(shrunk), shrunk);
+    await store.close();
+    await unlink(join(dir, 'blobs', 'sha256', digestHex(sha256Digest(gone))));
+    await truncate(join(dir, 'blobs', 'sha256', digestHex(sha256Digest(shrunk))), 4);
+    await reopen();
+    expect(await store.has(sha256Digest(gone))).toBe(false);
+    expect(await store.has(sha256Digest(shrunk))).toBe(false);
+  });
+
+  it('adopts a verified blob file that lost its held mark and removes one with wrong content', async () => {
+    const good = Buffer.from('renamed into place just before a crash');
+    const goodDigest = sha256Digest(good);
+    const badDigest: Digest = sha256Digest('expected');
+    await store.close();
+    await writeFile(join(dir, 'blobs', 'sha256', digestHex(goodDigest)), good);
+    await writeFile(join(dir, 'blobs', 'sha256', digestHex(badDigest)), 'not expected');
+    await reopen();
+    expect(await store.has(goodDigest)).toBe(true);
+    expect(await store.has(badDigest)).toBe(false);
+    expect(await readdir(join(dir, 'blobs', 'sha256'))).toEqual([digestHex(goodDigest)]);
+  });
+});

@@ -1,0 +1,188 @@
+import type { Hash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { digestOf, createDigester, MeshmirrorError, type Digest } from '@meshmirror/shared';
+import type { PieceRecord, StoreIndex } from './store-index.ts';
+
+/**
+ * Appends the bytes of one piece to its partial file. `committed` is the truth after a crash: bytes
+ * past it may be in the file, but the next `openPiece` truncates them away.
+ */
+export interface PieceWriter {
+  readonly digest: Digest;
+  /** Offset of the piece in its blob. */
+  readonly offset: number;
+  readonly length: number;
+  /** Bytes of the piece that are durable (fdatasync'ed and journalled): the resume point. */
+  readonly committed: number;
+  /** Bytes of the piece written so far in this process, committed or not. */
+  readonly written: number;
+  /** Appends bytes at `written`. Resolves once they are in the file; commits every `commitEveryBytes`. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** fdatasync, then journal `written` as the committed offset. */
+  commit(): Promise<void>;
+  /** Discards the piece's bytes (a server ignored Range, or the content changed): committed = 0. */
+  restart(): Promise<void>;
+  /** Commits and returns the sha256 of the piece's bytes. Fails unless `written === length`. */
+  finish(): Promise<{ sha256: Digest }>;
+  /** Releases the file. Bytes after the last commit are discarded on the next open. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface FilePieceWriterInit {
+  handle: FileHandle;
+  path: string;
+  record: PieceRecord;
+  index: StoreIndex;
+  /** sha256 state over the first `record.committed` bytes of the file. */
+  hash: Hash;
+  commitEveryBytes: number;
+  onClose: () => void;
+}
+
+function storeError(message: string, cause?: unknown): MeshmirrorError {
+  return new MeshmirrorError('MM_STORE', message, cause === undefined ? {} : { cause });
+}
+
+export class FilePieceWriter implements PieceWriter {
+  readonly digest: Digest;
+  readonly offset: number;
+  readonly length: number;
+  readonly #path: string;
+  readonly #index: StoreIndex;
+  readonly #commitEveryBytes: number;
+  readonly #onClose: () => void;
+  #handle: FileHandle | undefined;
+  #record: PieceRecord;
+  #hash: Hash;
+  #written: number;
+  /** Calls run one after another even if a caller forgets to await, so offsets never interleave. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(init: FilePieceWriterInit) {
+    this.digest = init.record.digest;
+    this.offset = init.record.offset;
+    this.length = init.record.length;
+    this.#path = init.path;
+    this.#index = init.index;
+    this.#commitEveryBytes = init.commitEveryBytes;
+    this.#onClose = init.onClose;
+    this.#handle = init.handle;
+    this.#record = init.record;
+    this.#hash = init.hash;
+    this.#written = init.record.committed;
+  }
+
+  get committed(): number {
+    return this.#record.committed;
+  }
+
+  get written(): number {
+    return this.#written;
+  }
+
+  write(chunk: Uint8Array): Promise<void> {
+    return this.#serial(async () => {
+      const handle = this.#openHandle();
+      if (this.#record.sha256 !== undefined) throw storeError(`piece ${this.#describe()} is already finished`);
+      if (this.#written + chunk.length > this.length) {
+        throw storeError(`piece ${this.#describe()} overflow: ${this.#written} + ${chunk.length} bytes > ${this.length}`);
+      }
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await this.#io('write', () =>
+          handle.write(chunk, done, chunk.length - done, this.#written + done),
+        );
+        done += bytesWritten;
+      }
+      // Hash only bytes that reached the file, so the hash always matches bytes [0, written).
+      this.#hash.update(chunk);
+      this.#written += chunk.length;
+      if (this.#written - this.#record.committed >= this.#commitEveryBytes) await this.#commit();
+    });
+  }
+
+  commit(): Promise<void> {
+    return this.#serial(() => this.#commit());
+  }
+
+  restart(): Promise<void> {
+    return this.#serial(async () => {
+      const handle = this.#openHandle();
+      await this.#io('truncate', () => handle.truncate(0));
+      await this.#io('sync', () => handle.datasync());
+      this.#hash = createDigester();
+      this.#written = 0;
+      const { sha256: _dropped, ...rest } = this.#record;
+      this.#record = { ...rest, committed: 0 };
+      await this.#index.putPiece(this.#record);
+    });
+  }
+
+  finish(): Promise<{ sha256: Digest }> {
+    return this.#serial(async () => {
+      if (this.#record.sha256 !== undefined) {
+        await this.#close();
+        return { sha256: this.#record.sha256 };
+      }
+      if (this.#written !== this.length) {
+        throw storeError(`piece ${this.#describe()} is incomplete: ${this.#written} of ${this.length} bytes`);
+      }
+      const handle = this.#openHandle();
+      // A write that failed half-way may have left bytes past the end; they are not part of the piece.
+      await this.#io('truncate', () => handle.truncate(this.length));
+      await this.#io('sync', () => handle.datasync());
+      const sha256 = digestOf(this.#hash);
+      this.#record = { ...this.#record, committed: this.length, sha256 };
+      await this.#index.putPiece(this.#record);
+      await this.#close();
+      return { sha256 };
+    });
+  }
+
+  close(): Promise<void> {
+    // Not queued behind a stuck operation: closing is how a caller gives up on this writer.
+    return this.#close();
+  }
+
+  async #commit(): Promise<void> {
+    if (this.#written === this.#record.committed) return;
+    const handle = this.#openHandle();
+    const written = this.#written;
+    // Bytes first, journal second: a committed offset never points past durable bytes.
+    await this.#io('sync', () => handle.datasync());
+    this.#record = { ...this.#record, committed: written };
+    await this.#index.putPiece(this.#record);
+  }
+
+  async #close(): Promise<void> {
+    const handle = this.#handle;
+    if (handle === undefined) return;
+    this.#handle = undefined;
+    this.#onClose();
+    await handle.close().catch(() => undefined);
+  }
+
+  #openHandle(): FileHandle {
+    if (this.#handle === undefined) throw storeError(`piece ${this.#describe()} is closed`);
+    return this.#handle;
+  }
+
+  #serial<T>(op: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(op, op);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async #io<T>(what: string, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw storeError(`cannot ${what} ${this.#path}: ${reason}`, err);
+    }
+  }
+
+  #describe(): string {
+    return `${this.digest}@${this.offset}+${this.length}`;
+  }
+}
