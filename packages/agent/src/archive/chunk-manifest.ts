@@ -1,0 +1,70 @@
+/**
+ * The files meshmirror adds to an archive beside the OCI image layout: a manifest per chunk
+ * (`meshmirror/chunk-NNNNNN.json`, the chunk's own blobs with their data offsets inside the tar) and
+ * the run metadata in the last chunk (`meshmirror/run.json`). One zod schema each is the truth for
+ * the writer and the reader.
+ */
+import { z } from 'zod';
+import { isDigest, type Digest } from '@meshmirror/shared';
+
+/** Chunk files are `mirror_000001.tar`, `mirror_000002.tar`, … */
+export const CHUNK_FILE_RE = /^mirror_(\d{6,})\.tar$/;
+
+export function chunkFileName(chunk: number): string {
+  return `mirror_${String(chunk).padStart(6, '0')}.tar`;
+}
+
+/** The tar entry name of a chunk's own manifest. */
+export function chunkManifestEntryName(chunk: number): string {
+  return `meshmirror/chunk-${String(chunk).padStart(6, '0')}.json`;
+}
+
+export const CHUNK_MANIFEST_ENTRY_RE = /^meshmirror\/chunk-(\d{6,})\.json$/;
+export const RUN_METADATA_ENTRY = 'meshmirror/run.json';
+export const OCI_LAYOUT_ENTRY = 'oci-layout';
+export const INDEX_JSON_ENTRY = 'index.json';
+export const BLOB_ENTRY_PREFIX = 'blobs/sha256/';
+
+const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest').transform((d) => d as Digest);
+const byteCount = z.number().int().nonnegative().refine(Number.isSafeInteger, 'must be a safe integer');
+
+export const chunkBlobSchema = z.object({
+  digest: digestSchema,
+  size: byteCount,
+  /** Byte offset of the blob's first data byte inside this chunk's tar file. */
+  offset: byteCount,
+});
+export type ChunkBlob = z.infer<typeof chunkBlobSchema>;
+
+export const chunkManifestSchema = z
+  .object({
+    /** 1-based chunk number; matches the file name. */
+    chunk: z.number().int().positive(),
+    /**
+     * Random id shared by every chunk written by one `writeArchive` call, so a reader can tell a
+     * chunk left over from an earlier run (a crash between renames) from one of this archive.
+     */
+    archiveId: z.string().min(1),
+    blobs: z.array(chunkBlobSchema),
+  })
+  .loose();
+export type ChunkManifest = z.infer<typeof chunkManifestSchema>;
+
+/** What the writer adds to the caller's run metadata under the reserved `archive` key. */
+export const archiveInfoSchema = z
+  .object({
+    archiveId: z.string().min(1),
+    chunkCount: z.number().int().positive(),
+    writtenAt: z.string(),
+  })
+  .loose();
+export type ArchiveInfo = z.infer<typeof archiveInfoSchema>;
+
+/** `meshmirror/run.json`: the caller's metadata object with `archive` added (the key is reserved). */
+export const runMetadataSchema = z.object({ archive: archiveInfoSchema }).loose();
+export type RunMetadata = z.infer<typeof runMetadataSchema>;
+
+/** Compact JSON, so the writer can compute entry sizes exactly before writing. */
+export function encodeJson(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}

@@ -1,0 +1,48 @@
+/**
+ * A folder of images on local disk: an OCI image layout or a folder of archive chunks. Both are
+ * read through the same `BlobReader` plus the list of named images from `index.json`.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MeshmirrorError, throwIfAborted, type AbortOptions, type BlobReader, type Descriptor } from '@meshmirror/shared';
+import { openArchive } from '../archive/archive-reader.ts';
+import { CHUNK_FILE_RE, OCI_LAYOUT_ENTRY } from '../archive/chunk-manifest.ts';
+import { openOciLayout } from './oci-layout-reader.ts';
+
+/** One entry of `index.json`. */
+export interface FolderImage {
+  /** The `org.opencontainers.image.ref.name` annotation, when present. */
+  name?: string;
+  descriptor: Descriptor;
+}
+
+/**
+ * Images in a local folder. `openBlob` of a whole blob checks its sha256 while streaming (the
+ * last bytes are held back until the digest matches); ranged reads are not checked, so a consumer
+ * that assembles a blob from ranges verifies the result itself.
+ */
+export interface ImageFolder extends BlobReader {
+  readonly kind: 'layout' | 'archive';
+  readonly dir: string;
+  /** The entries of the folder's `index.json`. */
+  images(options?: AbortOptions): Promise<FolderImage[]>;
+}
+
+/**
+ * Opens `dir` as an OCI image layout when it has an `oci-layout` file, else as a meshmirror archive
+ * when it holds `mirror_*.tar` chunks.
+ */
+export async function openImageFolder(dir: string, options: AbortOptions = {}): Promise<ImageFolder> {
+  throwIfAborted(options.signal);
+  const info = await stat(dir).catch((cause: unknown) => {
+    throw new MeshmirrorError('MM_NOT_FOUND', `${dir} does not exist or cannot be read`, { cause });
+  });
+  if (!info.isDirectory()) throw new MeshmirrorError('MM_USAGE', `${dir} is not a folder`);
+  const names = await readdir(dir);
+  if (names.includes(OCI_LAYOUT_ENTRY)) return await openOciLayout(dir, options);
+  if (names.some((name) => CHUNK_FILE_RE.test(name))) return await openArchive(dir, options);
+  throw new MeshmirrorError(
+    'MM_USAGE',
+    `${dir} is neither an OCI image layout (no ${join(dir, OCI_LAYOUT_ENTRY)}) nor a meshmirror archive (no mirror_*.tar)`,
+  );
+}

@@ -1,0 +1,210 @@
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { digestHex, MediaType, sha256Digest, type Digest } from '@meshmirror/shared';
+import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
+import { parseRange, servedName, startRegistryServer, type RunningRegistryServer } from './registry-server.ts';
+
+let work: string;
+let layoutDir: string;
+let layout: TestLayout;
+let server: RunningRegistryServer;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'mm-registry-server-'));
+  layoutDir = join(work, 'layout');
+  layout = await writeTestLayout(layoutDir, [
+    { name: 'sample/app:1.0', platforms: [{ architecture: 'amd64', layerSizes: [5000] }] },
+    { name: 'sample/app:1.1', platforms: [{ architecture: 'amd64', layerSizes: [6000, 3 * 1024 * 1024] }] },
+    { name: 'registry.example.com/team/multi:2.0', platforms: [{ architecture: 'amd64', layerSizes: [100] }, { architecture: 'arm64', layerSizes: [200] }] },
+  ]);
+  server = await startRegistryServer({ dir: layoutDir, host: '127.0.0.1', port: 0 });
+});
+
+afterAll(async () => {
+  await server.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+function image(name: string) {
+  const found = layout.images.find((i) => i.name === name);
+  if (found === undefined) throw new Error(`no image ${name}`);
+  return found;
+}
+
+async function blobBytes(digest: Digest): Promise<Buffer> {
+  return await readFile(join(layoutDir, 'blobs', 'sha256', digestHex(digest)));
+}
+
+async function errorCodes(response: Response): Promise<string[]> {
+  const body = (await response.json()) as { errors: Array<{ code: string }> };
+  return body.errors.map((e) => e.code);
+}
+
+describe('registry server', () => {
+  it('answers the API version check', async () => {
+    const response = await fetch(`${server.url}/v2/`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('docker-distribution-api-version')).toBe('registry/2.0');
+  });
+
+  it('lists repositories (names with a registry under both paths) and tags, with pagination', async () => {
+    const catalog = (await (await fetch(`${server.url}/v2/_catalog`)).json()) as { repositories: string[] };
+    expect(catalog.repositories).toEqual(['registry.example.com/team/multi', 'sample/app', 'team/multi']);
+    const firstPage = await fetch(`${server.url}/v2/_catalog?n=2`);
+    expect(((await firstPage.json()) as { repositories: string[] }).repositories).toHaveLength(2);
+    expect(firstPage.headers.get('link')).toBe('</v2/_catalog?last=sample%2Fapp&n=2>; rel="next"');
+    const tags = (await (await fetch(`${server.url}/v2/sample/app/tags/list`)).json()) as { tags: string[] };
+    expect(tags).toEqual({ name: 'sample/app', tags: ['1.0', '1.1'] });
+    const unknown = await fetch(`${server.url}/v2/nope/tags/list`);
+    expect(unknown.status).toBe(404);
+    expect(await errorCodes(unknown)).toEqual(['NAME_UNKNOWN']);
+  });
+
+  it('serves manifests by tag and by digest with their media type and digest', async () => {
+    const multi = image('registry.example.com/team/multi:2.0');
+    for (const name of ['team/multi', 'registry.example.com/team/multi']) {
+      const response = await fetch(`${server.url}/v2/${name}/manifests/2.0`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toBe(MediaType.OciIndex);
+      expect(response.headers.get('docker-content-digest')).toBe(multi.descriptor.digest);
+      expect(sha256Digest(Buffer.from(await response.arrayBuffer()))).toBe(multi.descriptor.digest);
+    }
+    // A child of the index is only a blob in the layout; it is still a manifest by digest, under any name.
+    const index = JSON.parse((await blobBytes(multi.descriptor.digest)).toString()) as { manifests: Array<{ digest: Digest }> };
+    const child = index.manifests[1]!.digest;
+    const response = await fetch(`${server.url}/v2/some/other/repo/manifests/${child}`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe(MediaType.OciManifest);
+    expect(Buffer.from(await response.arrayBuffer()).equals(await blobBytes(child))).toBe(true);
+
+    const head = await fetch(`${server.url}/v2/sample/app/manifests/1.0`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('docker-content-digest')).toBe(image('sample/app:1.0').descriptor.digest);
+    expect(Number(head.headers.get('content-length'))).toBe(image('sample/app:1.0').descriptor.size);
+  });
+
+  it('answers unknown manifests and non-manifest blobs with MANIFEST_UNKNOWN', async () => {
+    const layer = layout.blobs.find((b) => b.size === 5000)!.digest;
+    for (const path of ['sample/app/manifests/9.9', `sample/app/manifests/${layer}`, `sample/app/manifests/${sha256Digest('x')}`]) {
+      const response = await fetch(`${server.url}/v2/${path}`);
+      expect(response.status).toBe(404);
+      expect(await errorCodes(response)).toEqual(['MANIFEST_UNKNOWN']);
+    }
+    const unknownRepo = await fetch(`${server.url}/v2/nope/manifests/1.0`);
+    expect(await errorCodes(unknownRepo)).toEqual(['NAME_UNKNOWN']);
+  });
+
+  it('serves blob ranges: a-b, a-, suffix, 416 when unsatisfiable', async () => {
+    const layer = layout.blobs.find((b) => b.size === 5000)!.digest;
+    const bytes = await blobBytes(layer);
+    const url = `${server.url}/v2/any/name/blobs/${layer}`;
+
+    const whole = await fetch(url);
+    expect(whole.status).toBe(200);
+    expect(whole.headers.get('accept-ranges')).toBe('bytes');
+    expect(Buffer.from(await whole.arrayBuffer()).equals(bytes)).toBe(true);
+
+    const cases: Array<[string, number, number]> = [
+      ['bytes=100-199', 100, 199],
+      ['bytes=4990-', 4990, 4999],
+      ['bytes=-10', 4990, 4999],
+      ['bytes=4000-999999', 4000, 4999],
+    ];
+    for (const [range, start, end] of cases) {
+      const response = await fetch(url, { headers: { Range: range } });
+      expect(response.status).toBe(206);
+      expect(response.headers.get('content-range')).toBe(`bytes ${start}-${end}/5000`);
+      expect(Buffer.from(await response.arrayBuffer()).equals(bytes.subarray(start, end + 1))).toBe(true);
+    }
+    const unsatisfiable = await fetch(url, { headers: { Range: 'bytes=5000-' } });
+    expect(unsatisfiable.status).toBe(416);
+    expect(unsatisfiable.headers.get('content-range')).toBe('bytes */5000');
+    await unsatisfiable.body?.cancel();
+
+    const head = await fetch(url, { method: 'HEAD' });
+    expect(head.headers.get('content-length')).toBe('5000');
+    expect(head.headers.get('docker-content-digest')).toBe(layer);
+  });
+
+  it('refuses writes with 405 UNSUPPORTED', async () => {
+    for (const [method, path] of [
+      ['PUT', 'sample/app/manifests/1.0'],
+      ['POST', 'sample/app/blobs/uploads/'],
+      ['DELETE', `sample/app/blobs/${layout.blobs[0]!.digest}`],
+    ] as const) {
+      const response = await fetch(`${server.url}/v2/${path}`, { method, body: method === 'DELETE' ? undefined : '{}' });
+      expect(response.status).toBe(405);
+      expect(await errorCodes(response)).toEqual(['UNSUPPORTED']);
+    }
+  });
+
+  it('rejects malformed digests and names before touching the disk', async () => {
+    const badDigest = await fetch(`${server.url}/v2/sample/app/blobs/sha256:..%2F..%2Foci-layout`);
+    expect(badDigest.status).toBe(400);
+    expect(await errorCodes(badDigest)).toEqual(['DIGEST_INVALID']);
+    const otherAlgorithm = await fetch(`${server.url}/v2/sample/app/blobs/sha512:${'a'.repeat(128)}`);
+    expect(otherAlgorithm.status).toBe(404);
+    expect(await errorCodes(otherAlgorithm)).toEqual(['BLOB_UNKNOWN']);
+    const badName = await fetch(`${server.url}/v2/sample/..%2F..%2Fx/manifests/1.0`);
+    expect(badName.status).toBe(400);
+    expect(await errorCodes(badName)).toEqual(['NAME_INVALID']);
+  });
+
+  it('never completes a blob whose bytes are wrong: 500 for a small one, a cut connection for a large one', async () => {
+    const dir = join(work, 'tampered');
+    await cp(layoutDir, dir, { recursive: true });
+    const tamper = async (digest: Digest, at: number): Promise<void> => {
+      const file = join(dir, 'blobs', 'sha256', digestHex(digest));
+      const bytes = await readFile(file);
+      bytes[at] = (bytes[at] ?? 0) ^ 0xff;
+      await writeFile(file, bytes);
+    };
+    const small = layout.blobs.find((b) => b.size === 6000)!.digest;
+    const large = layout.blobs.find((b) => b.size === 3 * 1024 * 1024)!.digest;
+    await tamper(small, 10);
+    await tamper(large, 10);
+    const tampered = await startRegistryServer({ dir, port: 0 });
+    try {
+      const smallResponse = await fetch(`${tampered.url}/v2/sample/app/blobs/${small}`);
+      expect(smallResponse.status).toBe(500);
+      expect(((await smallResponse.json()) as { errors: Array<{ message: string }> }).errors[0]?.message).toContain('digest mismatch');
+
+      const largeResponse = await fetch(`${tampered.url}/v2/sample/app/blobs/${large}`);
+      expect(largeResponse.status).toBe(200);
+      await expect(largeResponse.arrayBuffer()).rejects.toThrow();
+      // The server stays up for other requests.
+      expect((await fetch(`${tampered.url}/v2/`)).status).toBe(200);
+    } finally {
+      await tampered.close();
+    }
+  });
+});
+
+describe('parseRange', () => {
+  it('reads single byte ranges and ignores what it cannot serve as one range', () => {
+    expect(parseRange('bytes=0-0', 10)).toEqual({ start: 0, end: 0 });
+    expect(parseRange('bytes=5-', 10)).toEqual({ start: 5, end: 9 });
+    expect(parseRange('bytes=-3', 10)).toEqual({ start: 7, end: 9 });
+    expect(parseRange('bytes=-30', 10)).toEqual({ start: 0, end: 9 });
+    expect(parseRange('bytes=10-', 10)).toBe('unsatisfiable');
+    expect(parseRange('bytes=-0', 10)).toBe('unsatisfiable');
+    expect(parseRange('bytes=0-1,3-4', 10)).toBeUndefined();
+    expect(parseRange('bytes=5-2', 10)).toBeUndefined();
+    expect(parseRange('items=0-1', 10)).toBeUndefined();
+  });
+});
+
+describe('servedName', () => {
+  it('keeps names without a registry as written and serves registry names under both paths', () => {
+    expect(servedName('sample/app:1.0')).toEqual({ repositories: ['sample/app'], tag: '1.0' });
+    expect(servedName('alpine')).toEqual({ repositories: ['alpine'], tag: 'latest' });
+    expect(servedName('registry.redhat.io/ubi9/ubi:latest')).toEqual({
+      repositories: ['ubi9/ubi', 'registry.redhat.io/ubi9/ubi'],
+      tag: 'latest',
+    });
+    expect(servedName('localhost:5000/team/app:2')).toEqual({ repositories: ['team/app', 'localhost:5000/team/app'], tag: '2' });
+    expect(servedName(`quay.io/x/y@${sha256Digest('m')}`).tag).toBeUndefined();
+  });
+});
