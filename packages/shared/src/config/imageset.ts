@@ -532,6 +532,13 @@ export interface ImageSetNotice {
 /** The parts of a valid configuration that meshmirror accepts but does not mirror (yet); for warnings. */
 export function unsupportedImageSetContent(config: ImageSetConfig): ImageSetNotice[] {
   const notices: ImageSetNotice[] = [];
+  const platform = config.mirror.platform;
+  if (platform !== undefined && (platform.channels.length > 0 || platform.release !== undefined || platform.graph)) {
+    notices.push({ path: 'mirror.platform', message: 'release payloads are validated but not mirrored yet' });
+  }
+  if (config.mirror.operators.length > 0) {
+    notices.push({ path: 'mirror.operators', message: 'operator catalogs are validated but not mirrored yet' });
+  }
   const helm = config.mirror.helm;
   if (helm !== undefined && (helm.repositories.length > 0 || helm.local.length > 0)) {
     notices.push({ path: 'mirror.helm', message: 'Helm charts are read but not mirrored yet' });

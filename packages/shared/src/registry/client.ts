@@ -83,6 +83,9 @@ export function createRegistryClient(options: RegistryClientOptions): HttpRegist
   return new UndiciRegistryClient(options);
 }
 
+/** How long a registry that failed a whole retry cycle of probes is given up on. */
+const UNREACHABLE_HOLD_MS = 120_000;
+
 class UndiciRegistryClient implements HttpRegistryClient {
   readonly #options: RegistryClientOptions;
   readonly #logger: Logger;
@@ -91,6 +94,13 @@ class UndiciRegistryClient implements HttpRegistryClient {
   readonly #backoff: HostBackoff;
   /** Scheme per API host, found by `/v2/` pings; a failed probe is forgotten so the next call probes again. */
   readonly #schemes = new Map<string, Promise<Scheme>>();
+  /**
+   * Circuit breaker: consecutive failed probes per API host, and hosts given up on. Once a whole
+   * retry cycle of probes failed, every other request to that host fails at once for a while, so a
+   * registry that is gone costs one retry cycle per run, not one per image.
+   */
+  readonly #failedProbes = new Map<string, number>();
+  readonly #unreachable = new Map<string, { error: MeshmirrorError; until: number }>();
   #closed = false;
 
   constructor(options: RegistryClientOptions) {
@@ -344,14 +354,30 @@ class UndiciRegistryClient implements HttpRegistryClient {
   /** The scheme to reach a registry's API host with, found once by `GET /v2/`. */
   async #scheme(registry: string, signal: AbortSignal | undefined): Promise<Scheme> {
     const host = registryApiHost(registry);
+    const down = this.#unreachable.get(host);
+    if (down !== undefined && Date.now() < down.until) throw down.error;
     let probe = this.#schemes.get(host);
     if (probe === undefined) {
       // Shared by every caller and so not tied to any one caller's signal; timeouts bound it.
       probe = this.#probe(registry, host);
       this.#schemes.set(host, probe);
-      probe.catch(() => {
-        if (this.#schemes.get(host) === probe) this.#schemes.delete(host);
-      });
+      probe.then(
+        () => this.#failedProbes.delete(host),
+        (error: unknown) => {
+          if (this.#schemes.get(host) === probe) this.#schemes.delete(host);
+          if (!isRetryable(error)) return;
+          const failures = (this.#failedProbes.get(host) ?? 0) + 1;
+          this.#failedProbes.set(host, failures);
+          if (failures > this.#options.retry.retries) {
+            this.#failedProbes.delete(host);
+            const message = `registry ${host} is unreachable (${failures} attempts failed): ${describe(error)}`;
+            this.#unreachable.set(host, {
+              error: new MeshmirrorError('MM_NETWORK', message, { cause: error, data: { host, retryable: false } }),
+              until: Date.now() + UNREACHABLE_HOLD_MS,
+            });
+          }
+        },
+      );
     }
     return await raceAbort(probe, signal);
   }

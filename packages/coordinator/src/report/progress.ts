@@ -1,0 +1,162 @@
+import cliProgress from 'cli-progress';
+import { formatBytes, formatDuration } from '@meshmirror/shared';
+
+export type RunPhase = 'resolving' | 'fetching' | 'archiving' | 'done';
+
+/** What the run reports as it goes; the reporter derives rate and ETA itself. */
+export interface ProgressState {
+  phase: RunPhase;
+  bytesDone: number;
+  bytesTotal: number;
+  imagesTotal: number;
+  imagesDone: number;
+  imagesFailed: number;
+}
+
+export interface ProgressReporter {
+  update(state: Partial<ProgressState>): void;
+  /** Adds (or, after a restarted piece, subtracts) fetched bytes. */
+  addBytes(delta: number): void;
+  stop(): void;
+}
+
+export interface ProgressReporterOptions {
+  /** Where progress goes (stderr by default, so stdout stays free for `--output json`). */
+  stream?: NodeJS.WriteStream;
+  /** 'bars' on a TTY, 'lines' elsewhere, 'none' to stay quiet. Default: decided by `stream.isTTY`. */
+  mode?: 'bars' | 'lines' | 'none';
+  /** Interval between plain progress lines. */
+  lineIntervalMs?: number;
+}
+
+/** Bytes per second over a sliding window, so the rate follows the transfer instead of its whole history. */
+class RateWindow {
+  private readonly samples: Array<{ at: number; bytes: number }> = [];
+  private readonly windowMs: number;
+
+  constructor(windowMs: number) {
+    this.windowMs = windowMs;
+  }
+
+  record(bytes: number, at = Date.now()): void {
+    this.samples.push({ at, bytes });
+    while (this.samples.length > 2 && at - (this.samples[0]?.at ?? at) > this.windowMs) this.samples.shift();
+  }
+
+  rate(): number {
+    const first = this.samples[0];
+    const last = this.samples[this.samples.length - 1];
+    if (first === undefined || last === undefined || last.at - first.at < 500) return 0;
+    return ((last.bytes - first.bytes) * 1000) / (last.at - first.at);
+  }
+}
+
+export function createProgressReporter(options: ProgressReporterOptions = {}): ProgressReporter {
+  const stream = options.stream ?? process.stderr;
+  const mode = options.mode ?? (stream.isTTY === true ? 'bars' : 'lines');
+  const state: ProgressState = { phase: 'resolving', bytesDone: 0, bytesTotal: 0, imagesTotal: 0, imagesDone: 0, imagesFailed: 0 };
+  const rate = new RateWindow(10_000);
+  const sampler = setInterval(() => rate.record(state.bytesDone), 1000);
+  sampler.unref();
+
+  const describe = (): { rate: string; eta: string } => {
+    const r = rate.rate();
+    const left = state.bytesTotal - state.bytesDone;
+    return {
+      rate: `${formatBytes(Math.max(0, r))}/s`,
+      eta: r > 0 && left > 0 ? formatDuration((left / r) * 1000) : left <= 0 ? '0s' : '-',
+    };
+  };
+
+  if (mode === 'none') {
+    return {
+      update: (s) => Object.assign(state, s),
+      addBytes: (d) => void (state.bytesDone += d),
+      stop: () => clearInterval(sampler),
+    };
+  }
+
+  if (mode === 'bars') {
+    const bar = new cliProgress.SingleBar(
+      {
+        stream,
+        format:
+          '{phase} |{bar}| {percentage}% {done}/{total} {rate} ETA {eta} | images {imagesDone}/{imagesTotal} done, {imagesFailed} failed',
+        hideCursor: true,
+        clearOnComplete: false,
+        fps: 5,
+        barsize: 30,
+        formatValue: (v: number) => String(v),
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    const payload = () => ({
+      phase: state.phase.padEnd(9),
+      done: formatBytes(state.bytesDone),
+      total: formatBytes(state.bytesTotal),
+      ...describe(),
+      imagesDone: state.imagesDone,
+      imagesTotal: state.imagesTotal,
+      imagesFailed: state.imagesFailed,
+    });
+    bar.start(Math.max(1, state.bytesTotal), state.bytesDone, payload());
+    const refresh = (): void => {
+      bar.setTotal(Math.max(1, state.bytesTotal));
+      bar.update(Math.min(state.bytesDone, Math.max(1, state.bytesTotal)), payload());
+    };
+    return {
+      update: (s) => {
+        Object.assign(state, s);
+        refresh();
+      },
+      addBytes: (d) => {
+        state.bytesDone += d;
+        refresh();
+      },
+      stop: () => {
+        if (!bar.isActive) return;
+        clearInterval(sampler);
+        refresh();
+        bar.stop();
+      },
+    };
+  }
+
+  // Off a TTY: a line every few seconds while something changes, and at least every 30 s when
+  // nothing does, so a log shows both progress and that the run is alive.
+  let lastLine = '';
+  let lastLineAt = 0;
+  const line = (force: boolean, skipUnchanged = false): void => {
+    const { rate: r, eta } = describe();
+    const pct = state.bytesTotal > 0 ? ` (${Math.floor((100 * state.bytesDone) / state.bytesTotal)}%)` : '';
+    const text =
+      `progress: ${state.phase} ${formatBytes(state.bytesDone)} / ${formatBytes(state.bytesTotal)}${pct}, ${r}, ETA ${eta}; ` +
+      `images ${state.imagesDone}/${state.imagesTotal} done, ${state.imagesFailed} failed\n`;
+    const unchanged = text.replace(/, [^,]*\/s, ETA [^;]*;/, '') === lastLine.replace(/, [^,]*\/s, ETA [^;]*;/, '');
+    if (unchanged && (skipUnchanged || (!force && Date.now() - lastLineAt < 30_000))) return;
+    lastLine = text;
+    lastLineAt = Date.now();
+    stream.write(text);
+  };
+  const timer = setInterval(() => line(false), options.lineIntervalMs ?? 5000);
+  timer.unref();
+  let lastPhase = state.phase;
+  let stopped = false;
+  return {
+    update: (s) => {
+      Object.assign(state, s);
+      if (state.phase !== lastPhase) {
+        lastPhase = state.phase;
+        line(true);
+      }
+    },
+    addBytes: (d) => void (state.bytesDone += d),
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(sampler);
+      clearInterval(timer);
+      line(true, true);
+    },
+  };
+}

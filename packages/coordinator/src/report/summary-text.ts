@@ -1,0 +1,32 @@
+import { formatBytes, formatDuration } from '@meshmirror/shared';
+import type { MirrorSummary } from '../run/mirror-to-disk.ts';
+
+/** The end-of-run summary a person reads. */
+export function summaryText(summary: MirrorSummary): string {
+  const lines: string[] = [];
+  const { images, bytes } = summary;
+  const verb = summary.dryRun ? 'dry run' : 'mirror to disk';
+  lines.push(`${verb} ${summary.resumed ? '(resumed run) ' : ''}finished in ${formatDuration(summary.durationMs)}: run ${summary.runId}`);
+  if (summary.dryRun) {
+    lines.push(`  images: ${images.requested - images.failed} resolved, ${images.failed} failed, ${images.blocked} blocked`);
+  } else {
+    lines.push(`  images: ${images.archived} archived, ${images.failed} failed, ${images.blocked} blocked (of ${images.requested} requested)`);
+  }
+  lines.push(
+    `  bytes: ${formatBytes(bytes.unique)} unique, ${formatBytes(bytes.held)} already held, ${formatBytes(bytes.resumed)} resumed, ` +
+      (summary.dryRun ? `${formatBytes(bytes.toFetch)} would be fetched` : `${formatBytes(bytes.fetched)} fetched from upstream`),
+  );
+  if (!summary.dryRun && (summary.retries > 0 || summary.rangesIgnored > 0)) {
+    lines.push(`  retries: ${summary.retries}; ranges ignored by the registry: ${summary.rangesIgnored}`);
+  }
+  for (const chunk of summary.archive.chunks) lines.push(`  archive: ${chunk.file} (${formatBytes(chunk.bytes)}, ${chunk.blobs} blobs)`);
+  for (const w of [...summary.warnings, ...summary.archive.warnings]) lines.push(`  warning: ${w}`);
+  const failures = summary.outcomes.filter((o) => o.state === 'failed');
+  for (const f of failures) lines.push(`  failed: ${f.source} (${f.kind}): ${f.reason ?? f.code ?? ''}`);
+  if (summary.files.errors !== undefined) lines.push(`  errors file: ${summary.files.errors}`);
+  if (summary.files.mapping !== undefined) lines.push(`  mapping: ${summary.files.mapping}`);
+  if (failures.length > 0 && !summary.dryRun) {
+    lines.push('  re-run the same command to retry the failed images; everything already fetched is kept.');
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,43 @@
+import type { Descriptor, Digest, ImageReference } from '@meshmirror/shared';
+
+/** Where an image came from in the ImageSetConfiguration; exit codes and reports group by it. */
+export type ImageKind = 'release' | 'operator' | 'additional';
+
+/** One image the configuration asks for, before its manifests are fetched. */
+export interface RequestedImage {
+  kind: ImageKind;
+  /** The reference as the user wrote it (or as resolution produced it). */
+  source: string;
+  ref: ImageReference;
+  /** Where the configuration names the image, e.g. `mirror.additionalImages[2]`. */
+  origin: string;
+  targetRepo?: string;
+  targetTag?: string;
+}
+
+/** A manifest (or index) the image needs, stored as a blob in the archive. */
+export interface ResolvedManifest {
+  digest: Digest;
+  mediaType: string;
+  bytes: Uint8Array;
+}
+
+/** An image whose manifests were fetched: everything needed to mirror it. */
+export interface ResolvedImage extends RequestedImage {
+  /** The top-level descriptor: the index for multi-arch images, else the image manifest. */
+  descriptor: Descriptor;
+  /** The top manifest first, then child manifests kept by the platform filter. */
+  manifests: ResolvedManifest[];
+  /** Configs and layers of every kept manifest, deduplicated within the image. */
+  blobs: Array<{ digest: Digest; size: number }>;
+  /** Platforms kept (`os/arch[/variant]`), empty for single-manifest images. */
+  platforms: string[];
+  /** Platforms of an index that the architecture filter left out. */
+  skippedPlatforms: string[];
+}
+
+/** An image that could not be resolved or fetched, with the reason. */
+export interface FailedImage extends RequestedImage {
+  code: string;
+  reason: string;
+}

@@ -1,0 +1,398 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import {
+  describeError,
+  unsupportedImageSetContent,
+  errorCode,
+  throwIfAborted,
+  type Agent,
+  type ArchiveChunk,
+  type Digest,
+  type ImageSetConfig,
+  type Logger,
+  type RegistryClient,
+} from '@meshmirror/shared';
+import type { FailedImage, ImageKind, RequestedImage, ResolvedImage } from '../resolve/image-set.ts';
+import { resolveImage } from '../resolve/resolve-image.ts';
+import { requestedImages } from '../resolve/requested-images.ts';
+import { buildPlan, splitIntoPieces, type MirrorPlan } from '../plan/plan.ts';
+import type { ProgressReporter } from '../report/progress.ts';
+import { RunJournal, type RunRecord } from './run-journal.ts';
+import { writeReports } from '../report/run-reports.ts';
+
+export interface MirrorToDiskOptions {
+  /** The validated ImageSetConfiguration. */
+  config: ImageSetConfig;
+  /** The archive folder (`file://DIR` without the scheme). */
+  destination: string;
+  /** Holds the run journal; the agent's blob store lives beside it. */
+  cacheDir: string;
+  client: RegistryClient;
+  /** The agent that fetches and writes; the in-process agent in a single-host run. */
+  agent: Agent;
+  parallelImages: number;
+  /** Blobs larger than this are fetched as several pieces in parallel. */
+  pieceSize: number;
+  /** Chunk size limit; defaults to the configuration's `archiveSize` GiB (oc-mirror's default is 500). */
+  chunkSizeBytes: number;
+  dryRun?: boolean;
+  logger: Logger;
+  progress?: ProgressReporter;
+  signal?: AbortSignal;
+}
+
+export interface ImageOutcome {
+  source: string;
+  kind: ImageKind;
+  origin: string;
+  state: 'archived' | 'failed' | 'planned';
+  digest?: Digest;
+  code?: string;
+  reason?: string;
+}
+
+export interface MirrorSummary {
+  runId: string;
+  resumed: boolean;
+  dryRun: boolean;
+  destination: string;
+  images: { requested: number; blocked: number; archived: number; failed: number };
+  outcomes: ImageOutcome[];
+  bytes: {
+    /** Bytes of the unique layers and configs the image set needs. */
+    unique: number;
+    /** Of those, already held in the store before this run. */
+    held: number;
+    /** Committed by an interrupted earlier run and not fetched again. */
+    resumed: number;
+    /** Still missing when the run planned its fetches. */
+    toFetch: number;
+    /** Body bytes actually received from upstream registries, retries included. */
+    fetched: number;
+  };
+  retries: number;
+  rangesIgnored: number;
+  archive: { chunks: ArchiveChunk[]; warnings: string[] };
+  warnings: string[];
+  files: { errors?: string; mapping?: string; report: string };
+  durationMs: number;
+}
+
+/**
+ * Mirror to disk: resolve the image set, fetch every blob not yet held, and write the archive of
+ * every image whose blobs all arrived. An image that fails is reported and never costs another
+ * image its place in the archive; a re-run fetches only what is still missing.
+ */
+export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<MirrorSummary> {
+  const started = Date.now();
+  const { agent, client, logger, progress, signal } = options;
+  const warnings: string[] = [];
+  const log = logger.child({ component: 'coordinator:mirror' });
+
+  for (const notice of unsupportedImageSetContent(options.config)) warnings.push(`${notice.path}: ${notice.message}`);
+  for (const w of warnings) log.warn(w);
+
+  const { images: requested, blocked } = requestedImages(options.config);
+  for (const b of blocked) log.info({ image: b.source, blockedBy: b.blockedBy }, 'image blocked by blockedImages');
+
+  const journal = await RunJournal.open(join(options.cacheDir, 'journal'));
+  try {
+    const { run, resumed } = await journal.beginRun(runKey(options));
+    if (resumed) log.info({ runId: run.runId }, 'resuming unfinished run');
+    progress?.update({ phase: 'resolving', imagesTotal: requested.length });
+
+    const { resolved, failed } = await resolveAll(requested, run, journal, options);
+    const plan = buildPlan(resolved);
+    const emptyBlobs = [...plan.blobs.values()].filter((b) => b.size === 0);
+    for (const b of emptyBlobs) plan.blobs.delete(b.digest);
+
+    const holdings = await agent.holdings([...plan.blobs.values()].map(({ digest, size }) => ({ digest, size })), { signal });
+    const split = splitIntoPieces(plan, holdings, options.pieceSize);
+    log.info(
+      { images: resolved.length, uniqueBlobs: plan.blobs.size, uniqueBytes: plan.uniqueBytes, held: split.heldBytes, toFetch: split.missingBytes },
+      'plan ready',
+    );
+
+    const summaryBase = {
+      runId: run.runId,
+      resumed,
+      dryRun: options.dryRun === true,
+      destination: options.destination,
+      warnings,
+    };
+
+    if (options.dryRun === true) {
+      const outcomes: ImageOutcome[] = [
+        ...resolved.map((i) => ({ source: i.source, kind: i.kind, origin: i.origin, state: 'planned' as const, digest: i.descriptor.digest })),
+        ...failed.map(failedOutcome),
+      ];
+      const summary: MirrorSummary = {
+        ...summaryBase,
+        images: { requested: requested.length, blocked: blocked.length, archived: 0, failed: failed.length },
+        outcomes,
+        bytes: { unique: plan.uniqueBytes, held: split.heldBytes, resumed: split.resumedBytes, toFetch: split.missingBytes, fetched: 0 },
+        retries: 0,
+        rangesIgnored: 0,
+        archive: { chunks: [], warnings: [] },
+        files: { report: '' },
+        durationMs: Date.now() - started,
+      };
+      summary.files = await writeReports(options.destination, summary, { dryRun: true, resolved });
+      return summary;
+    }
+
+    // Manifests are small and already in hand: give them to the writer now.
+    for (const image of resolved) {
+      for (const m of image.manifests) await agent.putBlob(m.digest, m.bytes, { signal });
+    }
+    for (const b of emptyBlobs) await agent.putBlob(b.digest, new Uint8Array(0), { signal });
+
+    const fetchOutcome = await fetchMissing(plan, split.tasks, split.missingBytes, failed.length, options);
+
+    // Every image whose blobs are all held goes into the archive; the rest are reported.
+    const archived: ResolvedImage[] = [];
+    for (const image of resolved) {
+      const bad = image.blobs.find((b) => fetchOutcome.failedBlobs.has(b.digest));
+      if (bad === undefined) {
+        archived.push(image);
+        continue;
+      }
+      const why = fetchOutcome.failedBlobs.get(bad.digest);
+      failed.push({ ...image, code: why?.code ?? 'UNKNOWN', reason: `blob ${bad.digest} (${bad.size} bytes): ${why?.message ?? 'not fetched'}` });
+    }
+
+    throwIfAborted(signal);
+    progress?.update({ phase: 'archiving' });
+    const history = await journal.history();
+    const archive =
+      archived.length === 0
+        ? { chunks: [], warnings: ['no image could be archived; no archive was written'] }
+        : await agent.writeArchive(
+            {
+              dir: options.destination,
+              chunkSizeBytes: options.chunkSizeBytes,
+              images: archived.map((i) => ({ name: i.source, descriptor: i.descriptor })),
+              blobs: archiveBlobOrder(archived),
+              metadata: runMetadata(run, options, archived, failed, history),
+            },
+            { signal },
+          );
+
+    const outcomes: ImageOutcome[] = [
+      ...archived.map((i) => ({ source: i.source, kind: i.kind, origin: i.origin, state: 'archived' as const, digest: i.descriptor.digest })),
+      ...failed.map(failedOutcome),
+    ];
+    await journal.recordImages(
+      run,
+      outcomes.map((o) => ({ source: o.source, state: o.state === 'archived' ? 'archived' : 'failed', digest: o.digest, code: o.code, reason: o.reason })),
+    );
+    await journal.finishRun(run, failed.length === 0 ? 'complete' : 'partial');
+    progress?.update({ phase: 'done', imagesDone: archived.length, imagesFailed: failed.length });
+
+    const summary: MirrorSummary = {
+      ...summaryBase,
+      images: { requested: requested.length, blocked: blocked.length, archived: archived.length, failed: failed.length },
+      outcomes,
+      bytes: {
+        unique: plan.uniqueBytes,
+        held: split.heldBytes,
+        resumed: split.resumedBytes,
+        toFetch: split.missingBytes,
+        fetched: fetchOutcome.upstreamBytes,
+      },
+      retries: fetchOutcome.retries,
+      rangesIgnored: fetchOutcome.rangesIgnored,
+      archive,
+      files: { report: '' },
+      durationMs: Date.now() - started,
+    };
+    summary.files = await writeReports(options.destination, summary, { dryRun: false, resolved });
+    return summary;
+  } finally {
+    await journal.close();
+  }
+}
+
+/** A run is identified by its configuration and destination: the same command resumes the same run. */
+function runKey(options: MirrorToDiskOptions): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ config: options.config, destination: options.destination }))
+    .digest('hex')
+    .slice(0, 32);
+}
+
+async function resolveAll(
+  requested: RequestedImage[],
+  run: RunRecord,
+  journal: RunJournal,
+  options: MirrorToDiskOptions,
+): Promise<{ resolved: ResolvedImage[]; failed: FailedImage[] }> {
+  const limit = pLimit(options.parallelImages);
+  const architectures = options.config.mirror.platform?.architectures;
+  const log = options.logger.child({ component: 'coordinator:resolve' });
+  const results = await Promise.all(
+    requested.map((image) =>
+      limit(async (): Promise<ResolvedImage | FailedImage> => {
+        throwIfAborted(options.signal);
+        // A tag resolved earlier in an unfinished run stays pinned to that digest.
+        const pinned = image.ref.digest === undefined ? await journal.pinnedDigest(run, image.source) : undefined;
+        const toResolve = pinned === undefined ? image : { ...image, ref: { ...image.ref, digest: pinned } };
+        try {
+          const resolved = await resolveImage(toResolve, {
+            client: options.client,
+            ...(architectures === undefined ? {} : { architectures }),
+            ...(options.signal === undefined ? {} : { signal: options.signal }),
+          });
+          const result: ResolvedImage = { ...resolved, ref: image.ref };
+          if (image.ref.digest === undefined && pinned === undefined) await journal.pin(run, image.source, result.descriptor.digest);
+          return result;
+        } catch (err) {
+          if (options.signal?.aborted === true) throw err;
+          log.warn({ image: image.source, code: errorCode(err), err: describeError(err) }, 'image could not be resolved');
+          return { ...image, code: errorCode(err), reason: describeError(err) };
+        }
+      }),
+    ),
+  );
+  const resolved: ResolvedImage[] = [];
+  const failed: FailedImage[] = [];
+  for (const r of results) ('descriptor' in r ? resolved : failed).push(r as never);
+  options.progress?.update({ imagesFailed: failed.length });
+  return { resolved, failed };
+}
+
+interface FetchOutcome {
+  failedBlobs: Map<Digest, { code: string; message: string }>;
+  upstreamBytes: number;
+  retries: number;
+  rangesIgnored: number;
+}
+
+async function fetchMissing(
+  plan: MirrorPlan,
+  tasks: ReturnType<typeof splitIntoPieces>['tasks'],
+  missingBytes: number,
+  alreadyFailed: number,
+  options: MirrorToDiskOptions,
+): Promise<FetchOutcome> {
+  const { agent, progress, signal } = options;
+  const log = options.logger.child({ component: 'coordinator:fetch' });
+  const outcome: FetchOutcome = { failedBlobs: new Map(), upstreamBytes: 0, retries: 0, rangesIgnored: 0 };
+
+  // Image completion for progress: an image is done when none of its blobs is still pending.
+  const piecesLeft = new Map<Digest, number>();
+  for (const t of tasks) piecesLeft.set(t.digest, (piecesLeft.get(t.digest) ?? 0) + 1);
+  const blobsLeft = plan.images.map((image) => image.blobs.filter((b) => piecesLeft.has(b.digest)).length);
+  let imagesDone = blobsLeft.filter((n) => n === 0).length;
+  const imagesFailed = new Set<number>();
+  progress?.update({ phase: 'fetching', bytesTotal: missingBytes, bytesDone: 0, imagesDone, imagesFailed: alreadyFailed });
+
+  const blobFinished = (digest: Digest, ok: boolean): void => {
+    for (const index of plan.blobs.get(digest)?.images ?? []) {
+      const left = (blobsLeft[index] ?? 1) - 1;
+      blobsLeft[index] = left;
+      if (!ok) imagesFailed.add(index);
+      if (left === 0 && !imagesFailed.has(index)) imagesDone += 1;
+    }
+    progress?.update({ imagesDone, imagesFailed: alreadyFailed + imagesFailed.size });
+  };
+
+  if (tasks.length === 0) return outcome;
+  // Order pieces image by image so images complete (and could be archived) progressively.
+  await agent.fetchPieces(tasks, {
+    ...(signal === undefined ? {} : { signal }),
+    onEvent: (event) => {
+      switch (event.type) {
+        case 'progress':
+          progress?.addBytes(event.bytes);
+          break;
+        case 'retry':
+          outcome.retries += 1;
+          log.warn({ digest: event.digest, offset: event.offset, attempt: event.attempt, delayMs: event.delayMs, code: event.code }, event.message);
+          break;
+        case 'range-ignored':
+          outcome.rangesIgnored += 1;
+          log.warn({ digest: event.digest, offset: event.offset }, 'registry ignored Range (200 to a ranged request); bytes before the resume point were skipped');
+          break;
+        case 'piece-done': {
+          outcome.upstreamBytes += event.upstreamBytes;
+          const left = (piecesLeft.get(event.digest) ?? 1) - 1;
+          piecesLeft.set(event.digest, left);
+          if (left === 0 && !outcome.failedBlobs.has(event.digest)) blobFinished(event.digest, true);
+          break;
+        }
+        case 'piece-failed': {
+          outcome.upstreamBytes += event.upstreamBytes;
+          log.warn({ digest: event.digest, offset: event.offset, code: event.code }, `piece failed: ${event.message}`);
+          if (!outcome.failedBlobs.has(event.digest)) {
+            outcome.failedBlobs.set(event.digest, { code: event.code, message: event.message });
+            blobFinished(event.digest, false);
+          }
+          break;
+        }
+      }
+    },
+  });
+  return outcome;
+}
+
+/** Layers and configs first, then each image's manifests (children before the index that names them). */
+function archiveBlobOrder(images: ResolvedImage[]): Array<{ digest: Digest; size: number }> {
+  const seen = new Set<Digest>();
+  const order: Array<{ digest: Digest; size: number }> = [];
+  const add = (digest: Digest, size: number): void => {
+    if (seen.has(digest)) return;
+    seen.add(digest);
+    order.push({ digest, size });
+  };
+  for (const image of images) for (const b of image.blobs) add(b.digest, b.size);
+  for (const image of images) {
+    const [top, ...children] = image.manifests;
+    for (const m of children) add(m.digest, m.bytes.byteLength);
+    if (top !== undefined) add(top.digest, top.bytes.byteLength);
+  }
+  return order;
+}
+
+function runMetadata(
+  run: RunRecord,
+  options: MirrorToDiskOptions,
+  archived: ResolvedImage[],
+  failed: FailedImage[],
+  history: RunRecord[],
+): Record<string, unknown> {
+  return {
+    tool: 'meshmirror',
+    runId: run.runId,
+    startedAt: run.startedAt,
+    writtenAt: new Date().toISOString(),
+    imageSetConfig: options.config,
+    images: [
+      ...archived.map((i) => ({
+        source: i.source,
+        kind: i.kind,
+        digest: i.descriptor.digest,
+        mediaType: i.descriptor.mediaType,
+        target: diskTarget(options.destination, i),
+        platforms: i.platforms,
+        skippedPlatforms: i.skippedPlatforms,
+        status: 'archived',
+      })),
+      ...failed.map((i) => ({ source: i.source, kind: i.kind, status: 'failed', code: i.code, reason: i.reason })),
+    ],
+    history: history.map((h) => ({ runId: h.runId, startedAt: h.startedAt, finishedAt: h.finishedAt, state: h.state })),
+  };
+}
+
+/** Where an image lands on disk, in oc-mirror's mapping notation. */
+export function diskTarget(destination: string, image: RequestedImage): string {
+  const repository = image.targetRepo ?? image.ref.repository;
+  const tag = image.targetTag ?? image.ref.tag;
+  return `file://${destination}/${repository}${tag !== undefined ? `:${tag}` : `@${image.ref.digest ?? ''}`}`;
+}
+
+function failedOutcome(f: FailedImage): ImageOutcome {
+  return { source: f.source, kind: f.kind, origin: f.origin, state: 'failed', code: f.code, reason: f.reason };
+}
+

@@ -1,0 +1,64 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runMeshmirror } from './support/cli.ts';
+
+/** Bad input gets one clear line naming the file, field or reference at fault; never a stack trace. */
+describe('bad input', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshmirror-badinput-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const header = 'kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n';
+  async function mirrorWith(name: string, content: string, ...extra: string[]) {
+    const file = join(dir, name);
+    await writeFile(file, content);
+    return runMeshmirror(['mirror', '-c', file, `file://${join(dir, 'out')}`, '--cache-dir', join(dir, 'cache'), ...extra]);
+  }
+  function expectOneClearLine(result: { code: number | null; stderr: string; stdout: string }, ...needles: Array<string | RegExp>) {
+    expect(result.code).toBe(2);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines, result.stderr).toHaveLength(1);
+    expect(result.stderr).not.toMatch(/\n\s+at |Error: .*\n.*node:/);
+    for (const n of needles) expect(lines[0]).toMatch(typeof n === 'string' ? new RegExp(n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : n);
+  }
+
+  it('malformed YAML names the file, line and column', async () => {
+    const result = await mirrorWith('broken.yaml', `${header}mirror:\n  additionalImages:\n    - name: [unclosed\n`);
+    expectOneClearLine(result, 'broken.yaml', /:\d+:\d+/);
+  });
+
+  it('an unknown field names its path', async () => {
+    const result = await mirrorWith('unknown.yaml', `${header}mirror:\n  additionalImages:\n    - name: quay.io/a/b:1\n      nam: typo\n`);
+    expectOneClearLine(result, 'unknown.yaml', 'mirror.additionalImages[0]', 'nam');
+  });
+
+  it('a bad image reference names the field and the reference', async () => {
+    const result = await mirrorWith('badref.yaml', `${header}mirror:\n  additionalImages:\n    - name: quay.io/UPPER/Case::x\n`);
+    expectOneClearLine(result, 'badref.yaml', 'mirror.additionalImages[0].name', 'quay.io/UPPER/Case::x');
+  });
+
+  it('an unreadable auth file is named', async () => {
+    const missing = join(dir, 'no-such-auth.json');
+    const result = await mirrorWith('ok.yaml', `${header}mirror:\n  additionalImages:\n    - name: 127.0.0.1:1/a/b:1\n`, '--authfile', missing);
+    expectOneClearLine(result, missing);
+    const garbage = join(dir, 'garbage.json');
+    await writeFile(garbage, '{not json');
+    const result2 = await mirrorWith('ok.yaml', `${header}mirror:\n  additionalImages:\n    - name: 127.0.0.1:1/a/b:1\n`, '--authfile', garbage);
+    expectOneClearLine(result2, garbage);
+  });
+
+  it('a missing config file and a bad flag are one line each', async () => {
+    const missing = await runMeshmirror(['mirror', '-c', join(dir, 'nope.yaml'), `file://${join(dir, 'out')}`]);
+    expectOneClearLine(missing, 'nope.yaml');
+    const badFlag = await runMeshmirror(['mirror', '-c', join(dir, 'nope.yaml'), `file://${join(dir, 'out')}`, '--parallel-images', 'many']);
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.stderr).toMatch(/parallel-images/);
+    expect(badFlag.stderr).not.toMatch(/\n\s+at /);
+  });
+});

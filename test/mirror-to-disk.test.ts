@@ -1,0 +1,124 @@
+import { existsSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runMeshmirror, startServe } from './support/cli.ts';
+import { extractChunks, listChunks, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
+import { skopeoInspectDigest } from './support/skopeo.ts';
+
+const GiB = 1024 ** 3;
+
+describe('mirror to disk against a real registry', () => {
+  let fx: MirrorFixture;
+  beforeAll(async () => {
+    fx = await startMirrorFixture();
+  });
+  afterAll(async () => {
+    await fx?.close();
+  });
+
+  const baseArgs = (config: string, out: string, cache: string): string[] => [
+    'mirror',
+    '-c',
+    config,
+    `file://${out}`,
+    '--cache-dir',
+    cache,
+    '--src-tls-verify=false',
+    '--output',
+    'json',
+  ];
+
+  it('archives every image with the source digests, in chunks within archiveSize', async () => {
+    const appDigest = fx.pushed.find((p) => p.name === 'sample/app:1.0')?.digest;
+    expect(appDigest).toBeDefined();
+    const names = fx.pushed.map((p) => fx.viaProxy(p.name));
+    const byDigest = `${fx.proxy.host}/sample/app@${appDigest}`;
+    const archiveSize = 0.01; // GiB: about 10.7 MB, smaller than the 24 MiB layer
+    const config = await fx.writeConfig('all.yaml', { additionalImages: [...names, byDigest], archiveSize });
+    const out = join(fx.dir, 'out-all');
+    const result = await runMeshmirror(baseArgs(config, out, join(fx.dir, 'cache-all')));
+    expect(result.stderr).not.toMatch(/\n\s+at /); // no stack traces
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout);
+    expect(summary.images).toMatchObject({ requested: names.length + 1, archived: names.length + 1, failed: 0 });
+
+    const limit = Math.floor(archiveSize * GiB);
+    const chunks = await listChunks(out);
+    expect(chunks.length).toBeGreaterThan(1);
+    for (const chunk of chunks) {
+      const reported = summary.archive.chunks.find((c: { file: string }) => c.file.endsWith(chunk.name));
+      expect(reported, chunk.name).toBeDefined();
+      // A chunk is within the limit unless it holds one blob that alone exceeds it.
+      if (chunk.size > limit) expect(reported.blobs).toBe(1);
+    }
+    expect(summary.archive.warnings.join('\n')).toMatch(/larger than/i);
+
+    const layout = join(fx.dir, 'layout-all');
+    await extractChunks(out, layout);
+    expect(JSON.parse(await readFile(join(layout, 'oci-layout'), 'utf8'))).toEqual({ imageLayoutVersion: '1.0.0' });
+    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8'));
+    const refNames = index.manifests.map((m: { annotations: Record<string, string> }) => m.annotations['org.opencontainers.image.ref.name']);
+    expect(refNames.sort()).toEqual([...names, byDigest].sort());
+
+    // skopeo 1.9.3 reads OCI entries of an OCI layout and ignores Docker-format ones (their
+    // digests must not change, so the archive keeps them as they are); it reads those through
+    // `meshmirror serve` of the same extracted layout.
+    const served = await startServe(layout);
+    try {
+      for (const pushed of fx.pushed) {
+        const fromRegistry = await skopeoInspectDigest(`docker://${fx.direct(pushed.name)}`);
+        const fromLayout =
+          pushed.name === 'sample/docker:3.1'
+            ? await skopeoInspectDigest(`docker://${served.host}/${pushed.name}`)
+            : await skopeoInspectDigest(`oci:${layout}:${fx.viaProxy(pushed.name)}`);
+        expect(fromLayout, pushed.name).toBe(fromRegistry);
+        expect(fromLayout).toBe(pushed.digest);
+      }
+    } finally {
+      await served.stop();
+    }
+    // Every blob of the layout is present and named by its own sha256.
+    const blobs = await readdir(join(layout, 'blobs', 'sha256'));
+    expect(blobs.length).toBeGreaterThan(10);
+  });
+
+  it('keeps only the configured architectures of a multi-arch index, and honours blockedImages', async () => {
+    const multi = fx.pushed.find((p) => p.name === 'sample/multi:2.0');
+    expect(multi).toBeDefined();
+    const config = await fx.writeConfig('arm.yaml', {
+      additionalImages: [fx.viaProxy('sample/multi:2.0'), fx.viaProxy('sample/base:1.0')],
+      blockedImages: [fx.viaProxy('sample/base')],
+      architectures: ['arm64'],
+    });
+    const out = join(fx.dir, 'out-arm');
+    const result = await runMeshmirror(baseArgs(config, out, join(fx.dir, 'cache-arm')));
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout);
+    expect(summary.images).toMatchObject({ requested: 1, blocked: 1, archived: 1 });
+    const layout = join(fx.dir, 'layout-arm');
+    await extractChunks(out, layout);
+    const indexBytes = await readFile(join(layout, 'blobs', 'sha256', multi!.digest.slice(7)));
+    const children = JSON.parse(indexBytes.toString()).manifests as Array<{ digest: string; platform: { architecture: string } }>;
+    for (const child of children) {
+      const present = existsSync(join(layout, 'blobs', 'sha256', child.digest.slice(7)));
+      expect(present, child.platform.architecture).toBe(child.platform.architecture === 'arm64');
+    }
+    expect(await skopeoInspectDigest(`oci:${layout}:${fx.viaProxy('sample/multi:2.0')}`)).toBe(multi!.digest);
+  });
+
+  it('--dry-run writes the mapping and the bytes to fetch, and fetches no blob', async () => {
+    const config = await fx.writeConfig('dry.yaml', { additionalImages: [fx.viaProxy('sample/app:1.0'), fx.viaProxy('sample/base:1.0')] });
+    const out = join(fx.dir, 'out-dry');
+    fx.proxy.resetStats();
+    const result = await runMeshmirror([...baseArgs(config, out, join(fx.dir, 'cache-dry')), '--dry-run']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(fx.proxy.stats().blobBodyBytes).toBe(0);
+    const summary = JSON.parse(result.stdout);
+    expect(summary.bytes.toFetch).toBe(summary.bytes.unique);
+    expect(summary.bytes.unique).toBeGreaterThan(3 * 1024 * 1024);
+    const mapping = await readFile(join(out, 'working-dir', 'dry-run', 'mapping.txt'), 'utf8');
+    expect(mapping).toContain(`docker://${fx.viaProxy('sample/app:1.0')}=file://${out}/sample/app:1.0`);
+    expect(await listChunks(out)).toEqual([]);
+  });
+});

@@ -1,0 +1,93 @@
+/**
+ * A source registry with a small image set pushed into it, a fault proxy in front, and helpers to
+ * write an ImageSetConfiguration and read back what meshmirror archived.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { writeSampleLayout, type SampleImage } from '../../packages/coordinator/src/demo/sample-image-set.ts';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
+import { pushLayout, type PushedImage } from './push-layout.ts';
+import { startRegistry, type RunningRegistry } from './registry.ts';
+
+const execFileAsync = promisify(execFile);
+const MiB = 1024 * 1024;
+
+/** Five images: shared base layer, a multi-arch index, a docker-format image and one large layer. */
+export function fixtureImages(options: { bigLayerBytes?: number } = {}): SampleImage[] {
+  const base = { seed: 'base', size: 2 * MiB };
+  return [
+    { name: 'sample/base:1.0', platforms: [{ architecture: 'amd64', layers: [base] }] },
+    { name: 'sample/app:1.0', platforms: [{ architecture: 'amd64', layers: [base, { seed: 'app-mid', size: MiB }, { seed: 'app-top', size: 300_000 }] }] },
+    {
+      name: 'sample/multi:2.0',
+      platforms: [
+        { architecture: 'amd64', layers: [base, { seed: 'multi-amd64', size: 700_000 }] },
+        { architecture: 'arm64', variant: 'v8', layers: [{ seed: 'base-arm64', size: 1_500_000 }, { seed: 'multi-arm64', size: 600_000 }] },
+      ],
+    },
+    { name: 'sample/docker:3.1', format: 'docker', platforms: [{ architecture: 'amd64', layers: [base, { seed: 'docker-top', size: 400_000 }] }] },
+    { name: 'sample/big:1.0', platforms: [{ architecture: 'amd64', layers: [{ seed: 'big', size: options.bigLayerBytes ?? 24 * MiB }] }] },
+  ];
+}
+
+export interface MirrorFixture {
+  dir: string;
+  registry: RunningRegistry;
+  proxy: FaultProxy;
+  pushed: PushedImage[];
+  /** Sum of the sizes of every unique layer and config in the set. */
+  uniqueBlobBytes: number;
+  /** `proxy-host/repository:tag` for a pushed name such as `sample/app:1.0`. */
+  viaProxy(name: string): string;
+  /** `registry-host/repository:tag`, bypassing the proxy. */
+  direct(name: string): string;
+  writeConfig(file: string, body: { additionalImages: string[]; blockedImages?: string[]; archiveSize?: number; architectures?: string[]; extra?: string }): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startMirrorFixture(images: SampleImage[] = fixtureImages()): Promise<MirrorFixture> {
+  const dir = await mkdtemp(join(tmpdir(), 'meshmirror-test-'));
+  const registry = await startRegistry();
+  const proxy = await startFaultProxy(registry.url);
+  const layout = await writeSampleLayout(join(dir, 'source-layout'), images);
+  const pushed = await pushLayout(join(dir, 'source-layout'), registry.url);
+  return {
+    dir,
+    registry,
+    proxy,
+    pushed,
+    uniqueBlobBytes: layout.uniqueBytes,
+    viaProxy: (name) => `${proxy.host}/${name}`,
+    direct: (name) => `${registry.host}/${name}`,
+    async writeConfig(file, body) {
+      const lines = ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', `archiveSize: ${body.archiveSize ?? 1}`, 'mirror:'];
+      if (body.architectures !== undefined) lines.push('  platform:', '    architectures:', ...body.architectures.map((a) => `      - ${a}`));
+      lines.push('  additionalImages:', ...body.additionalImages.map((n) => `    - name: ${n}`));
+      if (body.blockedImages !== undefined) lines.push('  blockedImages:', ...body.blockedImages.map((n) => `    - name: ${n}`));
+      if (body.extra !== undefined) lines.push(body.extra);
+      const path = join(dir, file);
+      await writeFile(path, `${lines.join('\n')}\n`);
+      return path;
+    },
+    async close() {
+      await proxy.close();
+      await registry.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The archive chunks in a folder, in order, with their sizes. */
+export async function listChunks(dir: string): Promise<Array<{ name: string; size: number }>> {
+  const names = (await readdir(dir)).filter((n) => /^mirror_\d{6}\.tar$/.test(n)).sort();
+  return Promise.all(names.map(async (name) => ({ name, size: (await stat(join(dir, name))).size })));
+}
+
+/** Extracts every chunk into one folder with the real `tar`, as a user would. */
+export async function extractChunks(archiveDir: string, into: string): Promise<void> {
+  await mkdir(into, { recursive: true });
+  for (const chunk of await listChunks(archiveDir)) await execFileAsync('tar', ['-xf', join(archiveDir, chunk.name), '-C', into]);
+}
