@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { formatBytes } from '../../packages/shared/src/index.ts';
 import { releaseLikeImageSet, writeSampleLayout, type SampleImage } from '../../packages/coordinator/src/demo/sample-image-set.ts';
 import { CLI_ENTRY } from '../support/cli.ts';
+import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
 import { pushLayout } from '../support/push-layout.ts';
 import { startRegistry, type RunningRegistry } from '../support/registry.ts';
 
@@ -47,7 +48,7 @@ async function meshmirror(dir: string, refs: string[], name: string): Promise<Ti
     config,
     ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', 'archiveSize: 8', 'mirror:', '  additionalImages:', ...refs.map((r) => `    - name: ${r}`), ''].join('\n'),
   );
-  return timed(process.execPath, [CLI_ENTRY, 'mirror', '-c', config, `file://${join(dir, `${name}-out`)}`, '--cache-dir', join(dir, `${name}-cache`), '--src-tls-verify=false']);
+  return timed(process.execPath, [...CLI_NODE_FLAGS, CLI_ENTRY, 'mirror', '-c', config, `file://${join(dir, `${name}-out`)}`, '--cache-dir', join(dir, `${name}-cache`), '--src-tls-verify=false']);
 }
 
 async function skopeoAll(dir: string, refs: string[]): Promise<Timed> {

@@ -3,6 +3,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
 
 export const CLI_ENTRY = fileURLToPath(new URL('../../packages/coordinator/src/cli/main.ts', import.meta.url));
 
@@ -20,7 +21,7 @@ export interface CliOptions {
 
 /** Starts the CLI; the caller may kill it. `result` settles when it exits. */
 export function spawnMeshmirror(args: string[], options: CliOptions = {}): { child: ChildProcess; result: Promise<CliResult> } {
-  const child = spawn(process.execPath, [CLI_ENTRY, ...args], {
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI_ENTRY, ...args], {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger } from '@meshmirror/shared';
 import { openArchive, startRegistryServer } from '@meshmirror/agent';
 import { demoImageSet, writeSampleLayout } from './sample-image-set.ts';
+import { CLI_NODE_FLAGS } from '../cli/node-flags.ts';
 
 const root = resolve(process.argv[2] ?? 'demo-out');
 const cli = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
@@ -37,7 +38,7 @@ try {
     ].join('\n'),
   );
   const archiveDir = join(root, 'archive');
-  const args = [cli, 'mirror', '-c', configFile, `file://${archiveDir}`, '--cache-dir', join(root, 'cache'), '--src-tls-verify=false'];
+  const args = [...CLI_NODE_FLAGS, cli, 'mirror', '-c', configFile, `file://${archiveDir}`, '--cache-dir', join(root, 'cache'), '--src-tls-verify=false'];
   console.log(`demo: meshmirror mirror -c ${configFile} file://${archiveDir} --cache-dir ${join(root, 'cache')} --src-tls-verify=false\n`);
   const code = await new Promise<number>((done) => {
     spawn(process.execPath, args, { stdio: 'inherit' }).on('exit', (c) => done(c ?? 1));

@@ -81,7 +81,7 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
       {
         stream,
         format:
-          '{phase} |{bar}| {percentage}% {done}/{total} {rate} ETA {eta} | images {imagesDone}/{imagesTotal} done, {imagesFailed} failed',
+          '{phase} |{bar}| {percentage}% {bytesDone}/{bytesTotal} {speed} ETA {etaText} | images {imagesDone}/{imagesTotal} done, {imagesFailed} failed',
         hideCursor: true,
         clearOnComplete: false,
         fps: 5,
@@ -92,9 +92,10 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
     );
     const payload = () => ({
       phase: state.phase.padEnd(9),
-      done: formatBytes(state.bytesDone),
-      total: formatBytes(state.bytesTotal),
-      ...describe(),
+      bytesDone: formatBytes(state.bytesDone),
+      bytesTotal: formatBytes(state.bytesTotal),
+      speed: describe().rate,
+      etaText: describe().eta,
       imagesDone: state.imagesDone,
       imagesTotal: state.imagesTotal,
       imagesFailed: state.imagesFailed,

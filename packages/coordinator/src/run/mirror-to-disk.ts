@@ -148,7 +148,12 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
     }
     for (const b of emptyBlobs) await agent.putBlob(b.digest, new Uint8Array(0), { signal });
 
+    const fetchStarted = Date.now();
     const fetchOutcome = await fetchMissing(plan, split.tasks, split.missingBytes, failed.length, options);
+    log.info(
+      { ms: Date.now() - fetchStarted, upstreamBytes: fetchOutcome.upstreamBytes, failedBlobs: fetchOutcome.failedBlobs.size },
+      'fetch finished',
+    );
 
     // Every image whose blobs are all held goes into the archive; the rest are reported.
     const archived: ResolvedImage[] = [];
@@ -165,6 +170,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
     throwIfAborted(signal);
     progress?.update({ phase: 'archiving' });
     const history = await journal.history();
+    const archiveStarted = Date.now();
     const archive =
       archived.length === 0
         ? { chunks: [], warnings: ['no image could be archived; no archive was written'] }
@@ -179,6 +185,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
             { signal },
           );
 
+    log.info({ ms: Date.now() - archiveStarted, chunks: archive.chunks.length }, 'archive written');
     const outcomes: ImageOutcome[] = [
       ...archived.map((i) => ({ source: i.source, kind: i.kind, origin: i.origin, state: 'archived' as const, digest: i.descriptor.digest })),
       ...failed.map(failedOutcome),
