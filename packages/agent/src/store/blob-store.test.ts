@@ -1,11 +1,29 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DigestMismatchError, digestHex, sha256Digest, silentLogger, type Digest } from '@meshmirror/shared';
+import {
+  createLogger,
+  DigestMismatchError,
+  digestHex,
+  sha256Digest,
+  silentLogger,
+  type Digest,
+} from '@meshmirror/shared';
 import { createBlobStore, type BlobStore } from './blob-store.ts';
+import { StoreIndex } from './store-index.ts';
+
+/** Overwrites bytes of a file in place, as a crash or a torn write could. */
+async function writeAt(path: string, position: number, bytes: Uint8Array): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    await handle.write(bytes, 0, bytes.length, position);
+  } finally {
+    await handle.close();
+  }
+}
 
 async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -81,8 +99,10 @@ describe('blob store', () => {
     expect(first.written).toBe(220_000);
     await first.close();
 
-    const partial = join(dir, 'partial', `${digestHex(digest)}.0`);
+    const partial = join(dir, 'partial', digestHex(digest));
     expect((await stat(partial)).size).toBe(220_000);
+    // What a crash can leave past the committed offset: bytes that were never synced, here garbage.
+    await writeAt(partial, 150_000, randomBytes(70_000));
     await reopen(1024 * 1024);
     expect(await store.holdings([{ digest, size: blob.length }])).toEqual([
       { digest, held: false, pieces: [{ offset: 0, length: blob.length, committed: 150_000 }] },
@@ -90,7 +110,7 @@ describe('blob store', () => {
 
     const resumed = await store.openPiece(task);
     expect(resumed.committed).toBe(150_000);
-    expect((await stat(partial)).size).toBe(150_000);
+    expect(resumed.written).toBe(150_000);
     await resumed.write(blob.subarray(150_000));
     const { sha256 } = await resumed.finish();
     expect(sha256).toBe(digest);
@@ -264,5 +284,179 @@ describe('blob store', () => {
     expect(await store.has(goodDigest)).toBe(true);
     expect(await store.has(badDigest)).toBe(false);
     expect(await readdir(join(dir, 'blobs', 'sha256'))).toEqual([digestHex(goodDigest)]);
+  });
+
+  it('writes all pieces of a blob into one partial file and completes it by a rename, never a copy', async () => {
+    const blob = randomBytes(3 * 100_000 + 17);
+    const digest = sha256Digest(blob);
+    const pieces = [
+      { offset: 200_000, length: 100_017 },
+      { offset: 0, length: 100_000 },
+      { offset: 100_000, length: 100_000 },
+    ];
+    // Open together, written interleaved: each writer has its own handle on the shared file.
+    const writers = await Promise.all(pieces.map((p) => store.openPiece({ digest, blobSize: blob.length, ...p })));
+    for (let at = 0; at < 100_017; at += 10_000) {
+      for (const writer of writers) {
+        const end = Math.min(writer.length, at + 10_000);
+        if (at < end) await writer.write(blob.subarray(writer.offset + at, writer.offset + end));
+      }
+    }
+    for (const writer of writers) await writer.finish();
+    const partialInodes = await Promise.all(
+      (await readdir(join(dir, 'partial'))).map(async (name) => (await stat(join(dir, 'partial', name))).ino),
+    );
+
+    await store.completeBlob(digest, blob.length);
+    expect(await store.has(digest)).toBe(true);
+    // The held file is the partial file itself, renamed: a copy would be a new inode.
+    expect(partialInodes).toEqual([(await stat(join(dir, 'blobs', 'sha256', digestHex(digest)))).ino]);
+    expect((await readAll(await store.openBlob(digest))).equals(blob)).toBe(true);
+    expect(await readdir(join(dir, 'partial'))).toEqual([]);
+    expect(await store.holdings([{ digest, size: blob.length }])).toEqual([{ digest, held: true, pieces: [] }]);
+  });
+
+  it('resumes a piece in the middle of a blob from its committed bytes in the shared file', async () => {
+    await reopen(1024 * 1024);
+    const blob = randomBytes(20_000);
+    const digest = sha256Digest(blob);
+    const first = await store.openPiece({ digest, blobSize: 20_000, offset: 0, length: 10_000 });
+    await first.write(blob.subarray(0, 10_000));
+    await first.finish();
+    const second = await store.openPiece({ digest, blobSize: 20_000, offset: 10_000, length: 10_000 });
+    await second.write(blob.subarray(10_000, 13_000));
+    await second.commit();
+    await second.write(blob.subarray(13_000, 16_000));
+    await second.close();
+    await writeAt(join(dir, 'partial', digestHex(digest)), 13_000, randomBytes(3_000));
+
+    await reopen(1024 * 1024);
+    const resumed = await store.openPiece({ digest, blobSize: 20_000, offset: 10_000, length: 10_000 });
+    expect(resumed.committed).toBe(3_000);
+    await resumed.write(blob.subarray(13_000));
+    expect((await resumed.finish()).sha256).toBe(sha256Digest(blob.subarray(10_000)));
+    await store.completeBlob(digest, blob.length);
+    expect((await readAll(await store.openBlob(digest))).equals(blob)).toBe(true);
+  });
+
+  it('restart lets a finished piece of a multi-piece blob be written again with other content', async () => {
+    const blob = randomBytes(8_000);
+    const digest = sha256Digest(blob);
+    const second = await store.openPiece({ digest, blobSize: 8_000, offset: 4_000, length: 4_000 });
+    await second.write(randomBytes(4_000));
+    await second.commit();
+    await second.restart();
+    await second.write(blob.subarray(4_000));
+    await second.finish();
+    const first = await store.openPiece({ digest, blobSize: 8_000, offset: 0, length: 4_000 });
+    await first.write(blob.subarray(0, 4_000));
+    await first.finish();
+    await store.completeBlob(digest, blob.length);
+    expect((await readAll(await store.openBlob(digest))).equals(blob)).toBe(true);
+  });
+
+  it('refuses to complete a blob while one of its pieces is open for writing', async () => {
+    const blob = randomBytes(2_000);
+    const digest = sha256Digest(blob);
+    const writer = await store.openPiece({ digest, blobSize: 2_000, offset: 0, length: 2_000 });
+    await writer.write(blob);
+    await writer.commit();
+    // A second writer of the same bytes (another plan's piece) must not run alongside.
+    await expect(store.openPiece({ digest, blobSize: 2_000, offset: 1_000, length: 1_000 })).rejects.toMatchObject({
+      code: 'MM_STORE',
+    });
+    await writer.finish();
+    const late = await store.openPiece({ digest, blobSize: 2_000, offset: 0, length: 2_000 });
+    await expect(store.completeBlob(digest, 2_000)).rejects.toMatchObject({ code: 'MM_STORE' });
+    expect(await store.has(digest)).toBe(false);
+    await late.close();
+    await store.completeBlob(digest, 2_000);
+    expect(await store.has(digest)).toBe(true);
+  });
+
+  it('forgets journalled pieces of an older plan that a new piece overlaps', async () => {
+    const blob = randomBytes(10_000);
+    const digest = sha256Digest(blob);
+    const oldFirst = await store.openPiece({ digest, blobSize: 10_000, offset: 0, length: 5_000 });
+    await oldFirst.write(blob.subarray(0, 5_000));
+    await oldFirst.finish();
+    const oldSecond = await store.openPiece({ digest, blobSize: 10_000, offset: 5_000, length: 5_000 });
+    await oldSecond.write(blob.subarray(5_000, 6_000));
+    await oldSecond.commit();
+    await oldSecond.close();
+
+    const whole = await store.openPiece({ digest, blobSize: 10_000, offset: 0, length: 10_000 });
+    expect(whole.committed).toBe(0);
+    expect(await store.holdings([{ digest, size: 10_000 }])).toEqual([{ digest, held: false, pieces: [] }]);
+    await whole.write(blob.subarray(0, 7_000));
+    await whole.commit();
+    await whole.close();
+    // The old plan comes back: its piece at 5,000 overlaps the whole-blob piece, which is forgotten.
+    const again = await store.openPiece({ digest, blobSize: 10_000, offset: 5_000, length: 5_000 });
+    expect(again.committed).toBe(0);
+    expect(await store.isComplete(digest, 10_000)).toBe(false);
+    await again.write(blob.subarray(5_000));
+    await again.finish();
+    const head = await store.openPiece({ digest, blobSize: 10_000, offset: 0, length: 5_000 });
+    await head.write(blob.subarray(0, 5_000));
+    await head.finish();
+    await store.completeBlob(digest, 10_000);
+    expect((await readAll(await store.openBlob(digest))).equals(blob)).toBe(true);
+  });
+
+  it('discards partial pieces left by the previous one-file-per-piece layout on open', async () => {
+    const blob = randomBytes(4_000);
+    const digest = sha256Digest(blob);
+    await store.close();
+    const index = new StoreIndex(join(dir, 'index'));
+    await index.open();
+    const headSha256 = sha256Digest(blob.subarray(0, 2_000));
+    await index.putPiece({ digest, blobSize: 4_000, offset: 0, length: 2_000, committed: 2_000, sha256: headSha256 });
+    await index.putPiece({ digest, blobSize: 4_000, offset: 2_000, length: 2_000, committed: 700 });
+    await index.close();
+    await mkdir(join(dir, 'partial'), { recursive: true });
+    await writeFile(join(dir, 'partial', `${digestHex(digest)}.0`), blob.subarray(0, 2_000));
+    await writeFile(join(dir, 'partial', `${digestHex(digest)}.2000`), blob.subarray(2_000, 2_700));
+
+    const lines: string[] = [];
+    const logger = createLogger({ destination: { write: (line: string) => lines.push(line) } });
+    store = createBlobStore({ dir, logger });
+    await store.open();
+    expect(await store.holdings([{ digest, size: 4_000 }])).toEqual([{ digest, held: false, pieces: [] }]);
+    expect(await readdir(join(dir, 'partial'))).toEqual([]);
+    const notices = lines.map((line) => JSON.parse(line) as { level: number; msg: string; files?: number });
+    expect(notices.filter((n) => n.msg.includes('previous store layout'))).toMatchObject([{ level: 30, files: 2 }]);
+
+    const writer = await store.openPiece({ digest, blobSize: 4_000, offset: 0, length: 4_000 });
+    await writer.write(blob);
+    await writer.finish();
+    await store.completeBlob(digest, 4_000);
+    expect(await store.has(digest)).toBe(true);
+  });
+
+  it('forgets committed bytes a partial file lost behind the journal on startup', async () => {
+    await reopen(1024 * 1024);
+    const blob = randomBytes(10_000);
+    const digest = sha256Digest(blob);
+    const first = await store.openPiece({ digest, blobSize: 10_000, offset: 0, length: 5_000 });
+    await first.write(blob.subarray(0, 5_000));
+    await first.finish();
+    const second = await store.openPiece({ digest, blobSize: 10_000, offset: 5_000, length: 5_000 });
+    await second.write(blob.subarray(5_000, 9_000));
+    await second.commit();
+    await second.close();
+    await store.close();
+    await truncate(join(dir, 'partial', digestHex(digest)), 6_500);
+    await reopen(1024 * 1024);
+    expect(await store.holdings([{ digest, size: 10_000 }])).toEqual([
+      {
+        digest,
+        held: false,
+        pieces: [
+          { offset: 0, length: 5_000, committed: 5_000 },
+          { offset: 5_000, length: 5_000, committed: 1_500 },
+        ],
+      },
+    ]);
   });
 });

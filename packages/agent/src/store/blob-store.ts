@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type Hash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,7 +27,10 @@ export type { PieceWriter } from './piece-writer.ts';
 export const DEFAULT_COMMIT_EVERY_BYTES = 4 * 1024 * 1024;
 
 export interface BlobStoreOptions {
-  /** The store's folder: `blobs/sha256/<hex>` (verified blobs), `partial/`, `tmp/` and `index/` (LevelDB). */
+  /**
+   * The store's folder: `blobs/sha256/<hex>` (verified blobs), `partial/<hex>` (one sparse file per blob
+   * being fetched, shared by its pieces), `tmp/` and `index/` (LevelDB).
+   */
   dir: string;
   /** Named by the caller (e.g. `component: 'mesh:store'`). */
   logger: Logger;
@@ -45,8 +48,10 @@ export interface PieceSpec {
 
 /**
  * Content-addressed blob files plus a LevelDB index of what is held and of partial pieces with their
- * committed offsets. A blob is marked held only after its bytes were verified, fsync'ed and renamed
- * into place, so a crash at any moment never leaves a held mark on wrong bytes.
+ * committed offsets. All pieces of a blob write at their offsets into one partial file, which becomes
+ * the blob file by a rename: the bytes are written once. A blob is marked held only after its bytes
+ * were verified, fsync'ed and renamed into place, so a crash at any moment never leaves a held mark
+ * on wrong bytes.
  */
 export interface BlobStore extends BlobReader {
   readonly dir: string;
@@ -59,11 +64,15 @@ export interface BlobStore extends BlobReader {
   holdings(blobs: Array<{ digest: Digest; size: number }>, options?: AbortOptions): Promise<BlobHolding[]>;
   /** Stores a small blob held in memory (a manifest, a config); verified, then written atomically. */
   putBlob(digest: Digest, data: Uint8Array, options?: AbortOptions): Promise<void>;
-  /** Opens (or resumes) a piece for writing. One writer per piece at a time. */
+  /**
+   * Opens (or resumes) a piece for writing. One writer per piece at a time, and never two open pieces
+   * of one blob that overlap; journalled pieces of an older plan that overlap this one are forgotten.
+   */
   openPiece(piece: PieceSpec, options?: AbortOptions): Promise<PieceWriter>;
   /**
    * Turns finished pieces covering `[0, size)` into the held blob, verifying the digest. On a
-   * mismatch the partial data is deleted and `DigestMismatchError` is thrown. Idempotent.
+   * mismatch the partial data is deleted and `DigestMismatchError` is thrown. Refused while a piece
+   * of the blob is open for writing. Idempotent.
    */
   completeBlob(digest: Digest, size: number, options?: AbortOptions): Promise<void>;
   /** True when the blob is held, or finished pieces cover all of it (so `completeBlob` can assemble it). */
@@ -93,24 +102,74 @@ async function fileSize(path: string): Promise<number | undefined> {
   }
 }
 
-/** Feeds `[start, start + length)` of a file into `hash` with bounded memory. */
-async function hashFileRangeInto(
-  hash: ReturnType<typeof createDigester>,
+const HASH_READ_BYTES = 1024 * 1024;
+
+/**
+ * Feeds `[start, start + length)` of an open file into `hash` through two fixed buffers, reading the
+ * next one while the current one is hashed, so memory stays constant and the disk never waits on the CPU.
+ */
+async function hashRangeInto(
+  hash: Hash,
+  handle: FileHandle,
   path: string,
   start: number,
   length: number,
   signal?: AbortSignal,
-): Promise<ReturnType<typeof createDigester>> {
+): Promise<Hash> {
   if (length === 0) return hash;
-  const stream = createReadStream(path, { start, end: start + length - 1, ...(signal ? { signal } : {}) });
-  let seen = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    seen += chunk.length;
+  const end = start + length;
+  const size = Math.min(HASH_READ_BYTES, length);
+  const buffers = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)] as const;
+  const readAt = (turn: 0 | 1, at: number) => handle.read(buffers[turn], 0, Math.min(size, end - at), at);
+  let turn: 0 | 1 = 0;
+  let position = start;
+  let reading: ReturnType<typeof readAt> | undefined = readAt(turn, position);
+  while (reading !== undefined) {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await reading);
+    } catch (err) {
+      throw storeError(`cannot read ${path}`, err);
+    }
+    if (bytesRead === 0) throw storeError(`${path} ended after ${position - start} of ${length} bytes`);
+    const filled = buffers[turn].subarray(0, bytesRead);
+    position += bytesRead;
+    throwIfAborted(signal);
+    turn = turn === 0 ? 1 : 0;
+    reading = position < end ? readAt(turn, position) : undefined;
+    hash.update(filled);
   }
-  if (seen !== length) throw storeError(`${path} ended after ${seen} of ${length} bytes`);
   return hash;
 }
+
+/** The sha256 of `[start, start + length)` of a file. */
+async function hashFileRange(path: string, start: number, length: number, signal?: AbortSignal): Promise<Digest> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDONLY);
+  } catch (err) {
+    throw storeError(`cannot open ${path}`, err);
+  }
+  try {
+    return digestOf(await hashRangeInto(createDigester(), handle, path, start, length, signal));
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+type PieceShape = Pick<PieceSpec, 'blobSize' | 'offset' | 'length'>;
+
+/**
+ * Two pieces of one blob that cannot both be journalled: they come from different plans (another
+ * piece size, or a blob size that disagrees) and would claim the same bytes of the shared file.
+ */
+function clashes(a: PieceShape, b: PieceShape): boolean {
+  if (a.offset === b.offset) return a.blobSize !== b.blobSize || a.length !== b.length;
+  return a.blobSize !== b.blobSize || (a.offset < b.offset + b.length && b.offset < a.offset + a.length);
+}
+
+/** Partial files of the store layout before pieces shared one file: `partial/<hex>.<offset>`. */
+const OLD_PIECE_FILE = /^[0-9a-f]{64}\.\d+$/;
 
 /**
  * Finished pieces that tile `[0, size)` in offset order (pieces of another shape, left by an older
@@ -141,7 +200,8 @@ class FileBlobStore implements BlobStore {
   readonly #partialDir: string;
   readonly #tmpDir: string;
   readonly #index: StoreIndex;
-  readonly #openPieces = new Set<string>();
+  /** Pieces with a live writer, by blob and offset. */
+  readonly #writing = new Map<Digest, Map<number, PieceShape>>();
   readonly #completing = new Map<Digest, Promise<void>>();
   #opened = false;
 
@@ -162,7 +222,7 @@ class FileBlobStore implements BlobStore {
     try {
       await mkdir(this.#blobsDir, { recursive: true });
       await mkdir(this.#partialDir, { recursive: true });
-      // Leftovers of an interrupted putBlob or multi-piece assembly: never referenced by the index.
+      // Leftovers of an interrupted putBlob: never referenced by the index.
       await rm(this.#tmpDir, { recursive: true, force: true });
       await mkdir(this.#tmpDir, { recursive: true });
     } catch (err) {
@@ -269,30 +329,55 @@ class FileBlobStore implements BlobStore {
     ) {
       throw new MeshmirrorError('MM_USAGE', `invalid piece ${digest}@${offset}+${length} of a ${blobSize}-byte blob`);
     }
-    const lockKey = `${digest}:${offset}`;
-    if (this.#openPieces.has(lockKey)) throw storeError(`piece ${digest}@${offset} is already open for writing`);
-    this.#openPieces.add(lockKey);
+    // Completing a blob renames its partial file; a writer opened meanwhile would write into the held blob.
+    for (let running = this.#completing.get(digest); running !== undefined; running = this.#completing.get(digest)) {
+      await running.catch(() => undefined);
+    }
+    throwIfAborted(options.signal);
+    this.#checkOpen();
+    // Checked and claimed without an await in between, so two writers can never share bytes of the file.
+    const writing = this.#writing.get(digest) ?? new Map<number, PieceShape>();
+    if (writing.has(offset)) throw storeError(`piece ${digest}@${offset} is already open for writing`);
+    const shape: PieceShape = { blobSize, offset, length };
+    for (const other of writing.values()) {
+      if (clashes(other, shape)) {
+        throw storeError(
+          `piece ${digest}@${offset}+${length} overlaps piece @${other.offset}+${other.length}, open for writing`,
+        );
+      }
+    }
+    writing.set(offset, shape);
+    this.#writing.set(digest, writing);
+    const release = (): void => {
+      writing.delete(offset);
+      if (writing.size === 0 && this.#writing.get(digest) === writing) this.#writing.delete(digest);
+    };
     try {
-      return await this.#openPieceLocked(piece, lockKey, options.signal);
+      return await this.#openPieceLocked(piece, release, options.signal);
     } catch (err) {
-      this.#openPieces.delete(lockKey);
+      release();
       throw err;
     }
   }
 
-  async #openPieceLocked(piece: PieceSpec, lockKey: string, signal?: AbortSignal): Promise<PieceWriter> {
+  async #openPieceLocked(piece: PieceSpec, release: () => void, signal?: AbortSignal): Promise<PieceWriter> {
     const { digest, blobSize, offset, length } = piece;
-    const path = this.#partialPath(digest, offset);
-    let record = await this.#index.getPiece(digest, offset);
-    if (record !== undefined && (record.blobSize !== blobSize || record.length !== length)) {
-      // The plan changed its piece size; the old bytes are still right but the journal shape is not.
-      this.#logger.info({ digest, offset, old: record.length, new: length }, 'piece shape changed; starting it over');
-      await this.#index.deletePiece(digest, offset);
-      await rm(path, { force: true });
-      record = undefined;
+    const path = this.#partialPath(digest);
+    const journalled = await this.#index.piecesOf(digest);
+    // Journalled pieces of another plan (another piece size) would claim bytes this piece is about to
+    // overwrite in the shared file. Their bytes are only a cache, so they are forgotten.
+    const stale = journalled.filter((p) => clashes(p, piece));
+    if (stale.length > 0) {
+      this.#logger.info(
+        { digest, offset, length, forgotten: stale.map((p) => `${p.offset}+${p.length}`) },
+        'piece plan changed; forgetting overlapping pieces of the old plan',
+      );
+      await this.#index.deletePieces(stale);
     }
+    let record = journalled.find((p) => p.offset === offset && !clashes(p, piece));
     let handle: FileHandle;
     try {
+      // Never truncated: other pieces of the blob may already have bytes in it.
       handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
     } catch (err) {
       throw storeError(`cannot open ${path}`, err);
@@ -302,17 +387,15 @@ class FileBlobStore implements BlobStore {
       if (record === undefined) {
         record = { digest, blobSize, offset, length, committed: 0 };
         await this.#index.putPiece(record);
-      } else if (onDisk < record.committed) {
+      } else if (onDisk < offset + record.committed) {
         // Only possible if the file was tampered with or the filesystem lost synced data.
         this.#logger.warn({ digest, offset, committed: record.committed, onDisk }, 'partial file shorter than journal');
-        const { sha256: _dropped, ...rest } = record;
-        record = { ...rest, committed: onDisk };
-        await this.#index.putPiece(record);
+        record = await this.#shrinkCommitted(record, onDisk);
       }
-      // The committed offset is the truth: whatever a crash left after it is discarded.
-      if (onDisk !== record.committed) await handle.truncate(record.committed);
+      // Bytes of this piece past its committed offset are not trusted: the writer resumes at the
+      // committed offset and overwrites them, and the hash covers only the committed prefix.
       const hash = createDigester();
-      if (!isFinished(record)) await hashFileRangeInto(hash, path, 0, record.committed, signal);
+      if (!isFinished(record)) await hashRangeInto(hash, handle, path, offset, record.committed, signal);
       if (record.committed > 0) {
         this.#logger.debug({ digest, offset, committed: record.committed }, 'resuming piece');
       }
@@ -323,12 +406,20 @@ class FileBlobStore implements BlobStore {
         index: this.#index,
         hash,
         commitEveryBytes: this.#commitEveryBytes,
-        onClose: () => this.#openPieces.delete(lockKey),
+        onClose: release,
       });
     } catch (err) {
       await handle.close().catch(() => undefined);
       throw err instanceof MeshmirrorError ? err : storeError(`cannot resume ${path}`, err);
     }
+  }
+
+  /** Lowers a piece's committed offset to what a partial file of `onDisk` bytes can hold. */
+  async #shrinkCommitted(record: PieceRecord, onDisk: number): Promise<PieceRecord> {
+    const { sha256: _dropped, ...rest } = record;
+    const shrunk = { ...rest, committed: Math.max(0, Math.min(record.committed, onDisk - record.offset)) };
+    await this.#index.putPiece(shrunk);
+    return shrunk;
   }
 
   completeBlob(digest: Digest, size: number, options: AbortOptions = {}): Promise<void> {
@@ -343,20 +434,16 @@ class FileBlobStore implements BlobStore {
     throwIfAborted(signal);
     this.#checkOpen();
     const pieces = await this.#index.piecesOf(digest);
+    const writing = (this.#writing.get(digest)?.size ?? 0) > 0;
     if (await this.has(digest)) {
-      await this.#discardPieces(pieces);
+      // A live writer still owns its piece and the file; its leftovers go with the next completion or open.
+      if (!writing) await this.#discardPartial(digest, pieces);
       return;
     }
     const cover = this.#coverOf(digest, size, pieces);
-    if (cover.some((p) => this.#openPieces.has(`${digest}:${p.offset}`))) {
-      throw storeError(`blob ${digest} still has a piece open for writing`);
-    }
-    const only = cover.length === 1 ? cover[0] : undefined;
-    if (only !== undefined) {
-      await this.#completeFromOnePiece(digest, size, only, pieces);
-    } else {
-      await this.#completeFromPieces(digest, size, cover, pieces, signal);
-    }
+    // Every piece of the blob writes into the one partial file, so any live writer could change it.
+    if (writing) throw storeError(`blob ${digest} still has a piece open for writing`);
+    await this.#completeFromPartial(digest, size, cover, pieces, signal);
     this.#logger.debug({ digest, size, pieces: cover.length }, 'blob verified and held');
   }
 
@@ -373,68 +460,53 @@ class FileBlobStore implements BlobStore {
     return cover;
   }
 
-  async #completeFromOnePiece(digest: Digest, size: number, piece: PieceRecord, all: PieceRecord[]): Promise<void> {
-    const path = this.#partialPath(digest, piece.offset);
-    const onDisk = await fileSize(path);
-    if (piece.sha256 !== digest || onDisk !== size) {
-      await this.#discardPieces(all);
-      throw new DigestMismatchError(digest, piece.sha256 ?? 'none', `blob ${digest}`);
-    }
-    // The piece was fdatasync'ed when it finished; sync again so the rename never publishes a hole.
-    await this.#syncFile(path);
-    await this.#publish(path, digest);
-    await this.#index.markHeld(digest, { size }, all);
-    await this.#discardPieceFiles(all.filter((p) => p !== piece));
-  }
-
-  async #completeFromPieces(
+  /**
+   * Verifies the partial file and renames it into place: the bytes are written once, never copied.
+   * A single piece spanning the blob was hashed while it streamed in, so its hash is the blob's;
+   * otherwise the file is read once, in order, to hash it.
+   */
+  async #completeFromPartial(
     digest: Digest,
     size: number,
     cover: PieceRecord[],
     all: PieceRecord[],
     signal?: AbortSignal,
   ): Promise<void> {
-    const tmp = this.#tmpPath(digest);
-    const hash = createDigester();
+    const path = this.#partialPath(digest);
     let handle: FileHandle | undefined;
+    let actual: string;
     try {
-      handle = await open(tmp, 'w');
-      let position = 0;
-      for (const piece of cover) {
-        const stream = createReadStream(this.#partialPath(digest, piece.offset), {
-          start: 0,
-          end: Math.max(0, piece.length - 1),
-          ...(signal ? { signal } : {}),
-        });
-        for await (const chunk of stream as AsyncIterable<Buffer>) {
-          hash.update(chunk);
-          let done = 0;
-          while (done < chunk.length) {
-            const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, position + done);
-            done += bytesWritten;
-          }
-          position += chunk.length;
-        }
+      // Created when missing so that the empty blob, which has no piece bytes, completes too.
+      handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+      const onDisk = (await handle.stat()).size;
+      const only = cover.length === 1 ? cover[0] : undefined;
+      if (onDisk < size) {
+        actual = `a partial file of ${onDisk} bytes`;
+      } else if (only !== undefined) {
+        actual = only.sha256 ?? 'none';
+      } else {
+        actual = digestOf(await hashRangeInto(createDigester(), handle, path, 0, size, signal));
       }
-      if (position !== size) throw storeError(`assembled ${position} of ${size} bytes for blob ${digest}`);
-      await handle.datasync();
+      if (actual === digest) {
+        // Bytes past the blob's end can only come from pieces of a plan with a wrong blob size.
+        if (onDisk > size) await handle.truncate(size);
+        // Each piece fdatasync'ed its bytes when it finished; a full fsync before the rename also makes
+        // the file's metadata durable, so the rename never publishes a hole.
+        await handle.sync();
+      }
       await handle.close();
       handle = undefined;
     } catch (err) {
       await handle?.close().catch(() => undefined);
-      await rm(tmp, { force: true }).catch(() => undefined);
       if (signal?.aborted === true) throwIfAborted(signal);
-      throw err instanceof MeshmirrorError ? err : storeError(`cannot assemble blob ${digest}`, err);
+      throw err instanceof MeshmirrorError ? err : storeError(`cannot verify blob ${digest}`, err);
     }
-    const actual = digestOf(hash);
     if (actual !== digest) {
-      await rm(tmp, { force: true }).catch(() => undefined);
-      await this.#discardPieces(all);
+      await this.#discardPartial(digest, all);
       throw new DigestMismatchError(digest, actual, `blob ${digest}`);
     }
-    await this.#publish(tmp, digest);
+    await this.#publish(path, digest);
     await this.#index.markHeld(digest, { size }, all);
-    await this.#discardPieceFiles(all);
   }
 
   async hashHeldRange(digest: Digest, offset: number, length: number, options: AbortOptions = {}): Promise<Digest> {
@@ -444,8 +516,7 @@ class FileBlobStore implements BlobStore {
       throw new MeshmirrorError('MM_USAGE', `range ${offset}+${length} is outside blob ${digest} of ${size} bytes`);
     }
     if (offset === 0 && length === size) return digest;
-    const hash = await hashFileRangeInto(createDigester(), this.#blobPath(digest), offset, length, options.signal);
-    return digestOf(hash);
+    return hashFileRange(this.#blobPath(digest), offset, length, options.signal);
   }
 
   /** Moves a verified, synced file to its content address and makes the rename itself durable. */
@@ -467,19 +538,17 @@ class FileBlobStore implements BlobStore {
     }
   }
 
-  async #discardPieces(pieces: PieceRecord[]): Promise<void> {
+  /** Forgets a blob's pieces, then deletes their shared file. */
+  async #discardPartial(digest: Digest, pieces: PieceRecord[]): Promise<void> {
     await this.#index.deletePieces(pieces);
-    await this.#discardPieceFiles(pieces);
-  }
-
-  async #discardPieceFiles(pieces: PieceRecord[]): Promise<void> {
-    for (const p of pieces) await rm(this.#partialPath(p.digest, p.offset), { force: true });
+    await rm(this.#partialPath(digest), { force: true });
   }
 
   /**
    * Brings the index and the folders back into agreement after a crash or a hand edit:
-   * held marks need a file of the right size; partial files need a journal entry (and the reverse);
-   * a blob file that lost its held mark (crash between rename and mark) is re-verified and adopted.
+   * held marks need a file of the right size; a piece record needs its blob's partial file, long
+   * enough for its committed bytes; partial files need a piece record; a blob file that lost its
+   * held mark (crash between rename and mark) is re-verified and adopted.
    */
   async #repair(signal?: AbortSignal): Promise<void> {
     const held = new Set<string>();
@@ -500,8 +569,7 @@ class FileBlobStore implements BlobStore {
       const digest = `sha256:${name}`;
       const path = join(this.#blobsDir, name);
       const size = isDigest(digest) ? await fileSize(path) : undefined;
-      const actual =
-        size === undefined ? undefined : digestOf(await hashFileRangeInto(createDigester(), path, 0, size, signal));
+      const actual = size === undefined ? undefined : await hashFileRange(path, 0, size, signal);
       if (isDigest(digest) && size !== undefined && actual === digest) {
         this.#logger.info({ digest, size }, 'adopting verified blob file that lost its held mark');
         await this.#index.markHeld(digest, { size }, await this.#index.piecesOf(digest));
@@ -512,26 +580,37 @@ class FileBlobStore implements BlobStore {
       }
     }
 
+    // Stores written before pieces shared one file kept `partial/<hex>.<offset>` per piece. They are
+    // only a cache of upstream bytes, so they are deleted rather than converted; their records point
+    // at a shared file that does not exist and are dropped below with the other stale records.
+    const partialNames = await readdir(this.#partialDir);
+    const oldPieceFiles = partialNames.filter((name) => OLD_PIECE_FILE.test(name)).length;
+    if (oldPieceFiles > 0) {
+      this.#logger.info(
+        { files: oldPieceFiles },
+        'discarding partial pieces of the previous store layout; they will be fetched again',
+      );
+    }
+
     const journalled = new Set<string>();
     const stale: PieceRecord[] = [];
     for await (const record of this.#index.pieceRecords()) {
       throwIfAborted(signal);
       const hex = digestHex(record.digest);
-      const onDisk = await fileSize(this.#partialPath(record.digest, record.offset));
-      if (held.has(hex) || onDisk === undefined) {
+      const onDisk = held.has(hex) ? undefined : await fileSize(this.#partialPath(record.digest));
+      if (onDisk === undefined) {
         stale.push(record);
         continue;
       }
-      journalled.add(`${hex}.${record.offset}`);
-      if (onDisk < record.committed) {
+      journalled.add(hex);
+      if (onDisk < record.offset + record.committed) {
         this.#logger.warn({ digest: record.digest, offset: record.offset }, 'partial file shorter than its journal');
-        const { sha256: _dropped, ...rest } = record;
-        await this.#index.putPiece({ ...rest, committed: onDisk });
+        await this.#shrinkCommitted(record, onDisk);
       }
     }
     await this.#index.deletePieces(stale);
 
-    for (const name of await readdir(this.#partialDir)) {
+    for (const name of partialNames) {
       if (!journalled.has(name)) await rm(join(this.#partialDir, name), { force: true, recursive: true });
     }
   }
@@ -544,8 +623,9 @@ class FileBlobStore implements BlobStore {
     return join(this.#blobsDir, digestHex(digest));
   }
 
-  #partialPath(digest: Digest, offset: number): string {
-    return join(this.#partialDir, `${digestHex(digest)}.${offset}`);
+  /** The one sparse file all pieces of a blob write into, each at its own offset. */
+  #partialPath(digest: Digest): string {
+    return join(this.#partialDir, digestHex(digest));
   }
 
   #tmpPath(digest: Digest): string {

@@ -4,8 +4,9 @@ import { digestOf, createDigester, MeshmirrorError, type Digest } from '@meshmir
 import type { PieceRecord, StoreIndex } from './store-index.ts';
 
 /**
- * Appends the bytes of one piece to its partial file. `committed` is the truth after a crash: bytes
- * past it may be in the file, but the next `openPiece` truncates them away.
+ * Writes the bytes of one piece at its place in the blob's partial file, which all pieces of the blob
+ * share. `committed` is the truth after a crash: bytes of the piece past it may be in the file, but
+ * they are never trusted and are overwritten when the piece resumes.
  */
 export interface PieceWriter {
   readonly digest: Digest;
@@ -16,24 +17,28 @@ export interface PieceWriter {
   readonly committed: number;
   /** Bytes of the piece written so far in this process, committed or not. */
   readonly written: number;
-  /** Appends bytes at `written`. Resolves once they are in the file; commits every `commitEveryBytes`. */
+  /** Writes bytes at `written`. Resolves once they are in the file; commits every `commitEveryBytes`. */
   write(chunk: Uint8Array): Promise<void>;
   /** fdatasync, then journal `written` as the committed offset. */
   commit(): Promise<void>;
-  /** Discards the piece's bytes (a server ignored Range, or the content changed): committed = 0. */
+  /** Forgets the piece's bytes (a server ignored Range, or the content changed): committed = 0. */
   restart(): Promise<void>;
   /** Commits and returns the sha256 of the piece's bytes. Fails unless `written === length`. */
   finish(): Promise<{ sha256: Digest }>;
-  /** Releases the file. Bytes after the last commit are discarded on the next open. Idempotent. */
+  /**
+   * Releases the file once any write in flight has landed; bytes after the last commit are not
+   * trusted on the next open. Idempotent.
+   */
   close(): Promise<void>;
 }
 
 export interface FilePieceWriterInit {
+  /** This writer's own handle on the blob's partial file. */
   handle: FileHandle;
   path: string;
   record: PieceRecord;
   index: StoreIndex;
-  /** sha256 state over the first `record.committed` bytes of the file. */
+  /** sha256 state over the piece's first `record.committed` bytes. */
   hash: Hash;
   commitEveryBytes: number;
   onClose: () => void;
@@ -52,6 +57,7 @@ export class FilePieceWriter implements PieceWriter {
   readonly #commitEveryBytes: number;
   readonly #onClose: () => void;
   #handle: FileHandle | undefined;
+  #closing: Promise<void> | undefined;
   #record: PieceRecord;
   #hash: Hash;
   #written: number;
@@ -87,14 +93,15 @@ export class FilePieceWriter implements PieceWriter {
       if (this.#written + chunk.length > this.length) {
         throw storeError(`piece ${this.#describe()} overflow: ${this.#written} + ${chunk.length} bytes > ${this.length}`);
       }
+      const position = this.offset + this.#written;
       let done = 0;
       while (done < chunk.length) {
         const { bytesWritten } = await this.#io('write', () =>
-          handle.write(chunk, done, chunk.length - done, this.#written + done),
+          handle.write(chunk, done, chunk.length - done, position + done),
         );
         done += bytesWritten;
       }
-      // Hash only bytes that reached the file, so the hash always matches bytes [0, written).
+      // Hash only bytes that reached the file, so the hash always matches the piece's bytes [0, written).
       this.#hash.update(chunk);
       this.#written += chunk.length;
       if (this.#written - this.#record.committed >= this.#commitEveryBytes) await this.#commit();
@@ -107,9 +114,9 @@ export class FilePieceWriter implements PieceWriter {
 
   restart(): Promise<void> {
     return this.#serial(async () => {
-      const handle = this.#openHandle();
-      await this.#io('truncate', () => handle.truncate(0));
-      await this.#io('sync', () => handle.datasync());
+      this.#openHandle();
+      // Nothing to erase: the file is shared with other pieces, and the piece's old bytes are simply
+      // overwritten by the new ones, which the new hash and committed offset alone describe.
       this.#hash = createDigester();
       this.#written = 0;
       const { sha256: _dropped, ...rest } = this.#record;
@@ -128,8 +135,6 @@ export class FilePieceWriter implements PieceWriter {
         throw storeError(`piece ${this.#describe()} is incomplete: ${this.#written} of ${this.length} bytes`);
       }
       const handle = this.#openHandle();
-      // A write that failed half-way may have left bytes past the end; they are not part of the piece.
-      await this.#io('truncate', () => handle.truncate(this.length));
       await this.#io('sync', () => handle.datasync());
       const sha256 = digestOf(this.#hash);
       this.#record = { ...this.#record, committed: this.length, sha256 };
@@ -154,12 +159,17 @@ export class FilePieceWriter implements PieceWriter {
     await this.#index.putPiece(this.#record);
   }
 
-  async #close(): Promise<void> {
+  #close(): Promise<void> {
     const handle = this.#handle;
-    if (handle === undefined) return;
+    if (handle === undefined) return this.#closing ?? Promise.resolve();
     this.#handle = undefined;
-    this.#onClose();
-    await handle.close().catch(() => undefined);
+    // FileHandle.close waits for operations in flight. The piece is released only after that, so a
+    // late write of this writer can never land under a new writer of the piece or a blob completion.
+    this.#closing = handle
+      .close()
+      .catch(() => undefined)
+      .finally(() => this.#onClose());
+    return this.#closing;
   }
 
   #openHandle(): FileHandle {

@@ -6,7 +6,7 @@ export interface HeldRecord {
   size: number;
 }
 
-/** The journal of one piece being written under `partial/<hex>.<offset>`. */
+/** The journal of one piece being written at its offset in the blob's shared file `partial/<hex>`. */
 export interface PieceRecord {
   digest: Digest;
   blobSize: number;
