@@ -21,6 +21,8 @@ import {
   type RegistryClient,
   type RetryPolicy,
 } from '@meshmirror/shared';
+import type { ArchiveSession, StartArchiveOptions } from '@meshmirror/shared';
+import { startArchive } from './archive/archive-session.ts';
 import { fetchPiece } from './fetch/upstream-fetcher.ts';
 import type { BlobStore } from './store/blob-store.ts';
 
@@ -87,6 +89,10 @@ class InProcessAgent implements Agent {
     options: AbortOptions & { onProgress?: (progress: ArchiveProgress) => void } = {},
   ): Promise<ArchiveResult> {
     return this.#options.writeArchive(this.#options.store, request, { ...options, logger: this.#logger });
+  }
+
+  startArchive(options: StartArchiveOptions): Promise<ArchiveSession> {
+    return startArchive(this.#options.store, { ...options, logger: this.#logger });
   }
 
   close(): Promise<void> {
@@ -179,6 +185,7 @@ class InProcessAgent implements Agent {
       // Pieces assigned to other agents arrive through the exchange; the writer completes those blobs.
       if (!(await store.isComplete(task.digest, task.blobSize, { signal }))) return;
       await store.completeBlob(task.digest, task.blobSize, { signal });
+      emit({ type: 'blob-held', digest: task.digest, size: task.blobSize });
     } catch (err) {
       if (signal.aborted) return;
       if (errorCode(err) !== 'MM_DIGEST_MISMATCH') {
@@ -202,7 +209,7 @@ class InProcessAgent implements Agent {
   }
 }
 
-/** The same piece twice in one batch would contend for one partial file. */
+/** The same piece twice in one batch would contend for the same bytes of the blob's partial file. */
 function dedupe(tasks: PieceTask[]): PieceTask[] {
   const seen = new Set<string>();
   return tasks.filter((task) => {

@@ -5,8 +5,8 @@
  *
  * Checks on open: every entry is a regular file or folder with a safe name (no absolute paths, no
  * `..`, no links), blob entries are named by a sha256 digest, the chunk manifest agrees with the
- * tar entries (name, size, offset inside the file), all chunks come from one `writeArchive` call
- * and none is missing. Blob content is checked whenever a blob is read whole (see `ImageFolder`).
+ * tar entries (name, size, offset inside the file), all chunks come from one archive (one
+ * `startArchive` session or `writeArchive` call) and none is missing. Blob content is checked whenever a blob is read whole (see `ImageFolder`).
  */
 import { open, readdir, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';

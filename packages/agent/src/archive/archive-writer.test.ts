@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -168,8 +168,10 @@ describe('writeArchive', () => {
     expect(await readdir(out).catch(() => [])).toEqual([]);
   });
 
-  it('stops when aborted in the middle of a chunk and leaves no partial chunk', async () => {
+  it('stops when aborted in the middle of a chunk, leaving no partial chunk and the previous archive intact', async () => {
     const out = join(work, 'abort');
+    const previous = await writeArchive(await openOciLayout(layoutDir), request(out));
+    const before = await Promise.all(previous.chunks.map((chunk) => sha256File(chunk.file)));
     const controller = new AbortController();
     const source = await openOciLayout(layoutDir);
     let opened = 0;
@@ -183,8 +185,10 @@ describe('writeArchive', () => {
     };
     const error = await writeArchive(abortingOnThirdBlob, request(out), { signal: controller.signal }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'MM_ABORTED' });
-    // The first chunk holds two blobs and was complete; the second was being written.
-    expect(await chunkFiles(out)).toEqual(['mirror_000001.tar']);
+    // The first chunk of the new archive was complete, but nothing is renamed before the whole set is.
+    expect(await chunkFiles(out)).toEqual(previous.chunks.map((chunk) => basename(chunk.file)));
+    expect(await Promise.all(previous.chunks.map((chunk) => sha256File(chunk.file)))).toEqual(before);
+    expect((await openArchive(out)).chunks).toHaveLength(previous.chunks.length);
   });
 });
 

@@ -1,30 +1,18 @@
 /**
- * Writes the archive: `mirror_000001.tar`, `mirror_000002.tar`, … that extract into one OCI image
- * layout. Every chunk's size is computed exactly before it is written (tar headers, padding, the
- * chunk's own manifest and the end-of-archive blocks), so no chunk exceeds the limit unless a single
- * blob does. Each chunk is written as `<name>.partial`, fsynced and renamed, so a crash never leaves
- * a complete-looking chunk with bad content; every blob's sha256 is checked while it is copied.
+ * Writes a whole archive from blobs already held: `mirror_000001.tar`, `mirror_000002.tar`, … that
+ * extract into one OCI image layout. Built on the streaming writer (`startArchive`), so the chunks
+ * are the same as when blobs are added while they are fetched: each at most the limit (tar headers,
+ * padding, the chunk's own manifest and the end blocks counted exactly) unless a single blob is
+ * larger, every blob's sha256 checked while it is copied, everything written as `.partial` and
+ * renamed into place only once the whole set is complete.
  */
-import { randomUUID } from 'node:crypto';
-import { open, readdir, rename, rm, stat, statfs, mkdir, type FileHandle } from 'node:fs/promises';
+import { stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { pack as tarPack, type Pack } from 'tar-stream';
 import {
-  abortError,
-  createDigester,
-  describeError,
-  DigestMismatchError,
-  digestHex,
-  errorCode,
-  isDigest,
-  MediaType,
   MeshmirrorError,
-  REF_NAME_ANNOTATION,
   silentLogger,
   throwIfAborted,
   type AbortOptions,
-  type ArchiveChunk,
   type ArchiveProgress,
   type ArchiveRequest,
   type ArchiveResult,
@@ -32,42 +20,26 @@ import {
   type Digest,
   type Logger,
 } from '@meshmirror/shared';
+import { chunkFileName, type ChunkBlob } from './chunk-manifest.ts';
 import {
-  BLOB_ENTRY_PREFIX,
-  CHUNK_FILE_RE,
-  chunkFileName,
-  chunkManifestEntryName,
-  encodeJson,
-  INDEX_JSON_ENTRY,
-  OCI_LAYOUT_ENTRY,
-  RUN_METADATA_ENTRY,
-  type ChunkBlob,
-  type ChunkManifest,
-  type RunMetadata,
-} from './chunk-manifest.ts';
+  addBlobToFill,
+  chunkFileBytes,
+  chunkFillWithBlob,
+  emptyChunkFill,
+  type ArchiveExtraEntry,
+  type ChunkFill,
+} from './chunk-sizing.ts';
+import { archiveLayoutEntries, checkArchiveBlob, checkArchiveFinal, startArchive } from './archive-session.ts';
+
+export { archiveLayoutEntries, startArchive, type LocalArchiveSession, type StartArchiveWriterOptions } from './archive-session.ts';
+export { tarEntryBytes } from './tar-header.ts';
+export type { ArchiveExtraEntry } from './chunk-sizing.ts';
 
 export interface WriteArchiveOptions extends AbortOptions {
   /** Called as bytes reach the chunk files (at most about once per MiB, and at each chunk's end). */
   onProgress?: (progress: ArchiveProgress) => void;
   /** Component logger; silent when omitted. */
   logger?: Logger;
-}
-
-const TAR_BLOCK = 512;
-const END_OF_ARCHIVE_BYTES = 2 * TAR_BLOCK;
-const PROGRESS_STEP_BYTES = 1024 * 1024;
-/** ustar keeps names up to 100 bytes in the header itself; longer names would need pax headers. */
-const USTAR_NAME_MAX = 100;
-
-/** Bytes one regular-file entry takes in a tar: its header and its data padded to whole blocks. */
-export function tarEntryBytes(dataBytes: number): number {
-  return TAR_BLOCK + Math.ceil(dataBytes / TAR_BLOCK) * TAR_BLOCK;
-}
-
-/** A file written into the last chunk beside the blobs (oci-layout, index.json, run.json). */
-export interface ArchiveExtraEntry {
-  name: string;
-  data: Buffer;
 }
 
 export interface PlannedChunk {
@@ -93,11 +65,12 @@ export interface ArchivePlan {
 }
 
 /**
- * Splits blobs into chunks of at most `chunkSizeBytes`, in order, each blob going into the current
- * chunk when it fits and starting a new chunk when it does not. A blob larger than the limit on its
- * own gets a chunk of its own and a warning. `extrasFor(chunkCount)` gives the files of the last
- * chunk (their size can depend on the number of chunks); they start one more chunk when they do not
- * fit. Pure: useful for dry runs that report how many chunks an archive will take.
+ * Splits blobs into chunks of at most `chunkSizeBytes` exactly as the streaming writer fills them:
+ * in order, each blob going into the current chunk when it fits and starting a new chunk when it
+ * does not. A blob larger than the limit on its own gets a chunk of its own and a warning.
+ * `extrasFor(chunkCount)` gives the files of the last chunk (their size can depend on the number of
+ * chunks); they start one more chunk when they do not fit. Pure: useful for dry runs that report
+ * how many chunks an archive will take.
  */
 export function planArchiveChunks(
   blobs: ReadonlyArray<{ digest: Digest; size: number }>,
@@ -107,98 +80,54 @@ export function planArchiveChunks(
 ): ArchivePlan {
   const warnings: string[] = [];
   const chunks: PlannedChunk[] = [];
-  const emptyManifestBytes = (chunk: number): number =>
-    encodeJson({ chunk, archiveId, blobs: [] } satisfies ChunkManifest).length;
-  const newChunk = (chunk: number): PlannedChunk => ({
-    chunk,
-    file: chunkFileName(chunk),
-    blobs: [],
-    blobBytes: 0,
-    manifestBytes: emptyManifestBytes(chunk),
-    extras: [],
-    totalBytes: 0,
-    oversized: false,
+  const planned = (fill: ChunkFill, extras: ArchiveExtraEntry[], oversized: boolean): PlannedChunk => ({
+    ...fill,
+    file: chunkFileName(fill.chunk),
+    extras,
+    totalBytes: chunkFileBytes(fill.blobBytes, fill.manifestBytes, extras),
+    oversized,
   });
-  const sizeWith = (blobBytes: number, manifestBytes: number, extras: ArchiveExtraEntry[]): number =>
-    blobBytes +
-    extras.reduce((sum, extra) => sum + tarEntryBytes(extra.data.length), 0) +
-    tarEntryBytes(manifestBytes) +
-    END_OF_ARCHIVE_BYTES;
-  const withBlob = (chunk: PlannedChunk, blob: { digest: Digest; size: number }) => {
-    const entry: ChunkBlob = { digest: blob.digest, size: blob.size, offset: chunk.blobBytes + TAR_BLOCK };
-    const blobBytes = chunk.blobBytes + tarEntryBytes(blob.size);
-    const manifestBytes = chunk.manifestBytes + encodeJson(entry).length + (chunk.blobs.length > 0 ? 1 : 0);
-    return { entry, blobBytes, manifestBytes, totalBytes: sizeWith(blobBytes, manifestBytes, []) };
-  };
-  const add = (chunk: PlannedChunk, next: ReturnType<typeof withBlob>): void => {
-    chunk.blobs.push(next.entry);
-    chunk.blobBytes = next.blobBytes;
-    chunk.manifestBytes = next.manifestBytes;
-    chunk.totalBytes = next.totalBytes;
-  };
 
-  let current = newChunk(1);
-  const closeCurrent = (): void => {
-    chunks.push(current);
-    current = newChunk(current.chunk + 1);
+  let current = emptyChunkFill(1, archiveId);
+  const closeCurrent = (oversized: boolean): void => {
+    chunks.push(planned(current, [], oversized));
+    current = emptyChunkFill(current.chunk + 1, archiveId);
   };
   for (const blob of blobs) {
-    let next = withBlob(current, blob);
-    if (next.totalBytes <= chunkSizeBytes) {
-      add(current, next);
-      continue;
+    if (current.blobs.length > 0 && chunkFillWithBlob(current, blob).totalBytes > chunkSizeBytes) closeCurrent(false);
+    const next = chunkFillWithBlob(current, blob);
+    addBlobToFill(current, next);
+    if (next.totalBytes > chunkSizeBytes) {
+      warnings.push(
+        `blob ${blob.digest} (${blob.size} bytes) is larger than the chunk size limit of ${chunkSizeBytes} bytes; ` +
+          `${chunkFileName(current.chunk)} holds it alone and is ${next.totalBytes} bytes`,
+      );
+      closeCurrent(true);
     }
-    if (current.blobs.length > 0) {
-      closeCurrent();
-      next = withBlob(current, blob);
-      if (next.totalBytes <= chunkSizeBytes) {
-        add(current, next);
-        continue;
-      }
-    }
-    add(current, next);
-    current.oversized = true;
-    warnings.push(
-      `blob ${blob.digest} (${blob.size} bytes) is larger than the chunk size limit of ${chunkSizeBytes} bytes; ` +
-        `${current.file} holds it alone and is ${next.totalBytes} bytes`,
-    );
-    closeCurrent();
   }
 
   // The layout files go into the last chunk; they start a chunk of their own when they do not fit.
-  let extrasPlaced = false;
-  if (current.blobs.length > 0) {
-    const extras = extrasFor(chunks.length + 1);
-    const total = sizeWith(current.blobBytes, current.manifestBytes, extras);
-    if (total <= chunkSizeBytes) {
-      current.extras = extras;
-      current.totalBytes = total;
-      chunks.push(current);
-      extrasPlaced = true;
-    } else {
-      closeCurrent();
-    }
+  if (current.blobs.length > 0 && chunkFileBytes(current.blobBytes, current.manifestBytes, extrasFor(chunks.length + 1)) > chunkSizeBytes) {
+    closeCurrent(false);
   }
-  if (!extrasPlaced) {
-    current.extras = extrasFor(chunks.length + 1);
-    current.totalBytes = sizeWith(0, current.manifestBytes, current.extras);
-    if (current.totalBytes > chunkSizeBytes) {
-      warnings.push(
-        `index.json and the run metadata take ${current.totalBytes} bytes, more than the chunk size limit of ` +
-          `${chunkSizeBytes} bytes; ${current.file} is larger than the limit`,
-      );
-    }
-    chunks.push(current);
+  const last = planned(current, extrasFor(chunks.length + 1), false);
+  if (last.totalBytes > chunkSizeBytes) {
+    warnings.push(
+      `index.json and the run metadata take ${last.totalBytes - last.blobBytes} bytes, more than the chunk size limit of ` +
+        `${chunkSizeBytes} bytes; ${last.file} is larger than the limit`,
+    );
   }
+  chunks.push(last);
   const totalBytes = chunks.reduce((sum, chunk) => sum + chunk.totalBytes, 0);
   return { archiveId, chunks, totalBytes, warnings };
 }
 
 /**
  * Writes `request.blobs` (read through `reader`) and the layout files as archive chunks in
- * `request.dir`. Chunks from an earlier run with higher numbers are removed once the new set is
- * complete. Fails with `DigestMismatchError` (naming the blob) when a blob's bytes do not match its
- * digest; the chunk being written is then deleted, never renamed into place.
+ * `request.dir`. Nothing is renamed into place before the whole set is written; chunks from an
+ * earlier run with higher numbers are then removed. Fails with `DigestMismatchError` (naming the
+ * blob) when a blob's bytes do not match its digest; no new chunk is then left behind and the
+ * previous archive in the folder is untouched.
  */
 export async function writeArchive(
   reader: BlobReader,
@@ -209,44 +138,33 @@ export async function writeArchive(
   const logger = options.logger ?? silentLogger();
   throwIfAborted(signal);
   const blobs = validateRequest(request);
+  checkArchiveFinal(request);
   await checkBlobsHeld(reader, blobs, signal);
 
-  const writtenAt = new Date();
-  const archiveId = randomUUID();
-  const ociLayout = encodeJson({ imageLayoutVersion: '1.0.0' });
-  const indexJson = Buffer.from(JSON.stringify(buildIndexJson(request), null, 2), 'utf8');
-  const plan = planArchiveChunks(blobs, request.chunkSizeBytes, archiveId, (chunkCount) => {
-    const metadata: RunMetadata = {
-      ...request.metadata,
-      archive: { archiveId, chunkCount, writtenAt: writtenAt.toISOString() },
-    };
-    return [
-      { name: OCI_LAYOUT_ENTRY, data: ociLayout },
-      { name: INDEX_JSON_ENTRY, data: indexJson },
-      { name: RUN_METADATA_ENTRY, data: Buffer.from(JSON.stringify(metadata, null, 2), 'utf8') },
-    ];
+  let planned: ArchivePlan | undefined;
+  const onProgress = options.onProgress;
+  const session = await startArchive(reader, {
+    dir: request.dir,
+    chunkSizeBytes: request.chunkSizeBytes,
+    logger,
+    // The plan knows the final size from the start; the session only knows what was queued so far.
+    ...(onProgress === undefined
+      ? {}
+      : { onProgress: (progress: ArchiveProgress) => onProgress({ ...progress, totalBytes: planned?.totalBytes ?? progress.totalBytes }) }),
   });
-  for (const warning of plan.warnings) logger.warn({ dir: request.dir }, warning);
-
-  await mkdir(request.dir, { recursive: true });
-  await checkFreeSpace(request.dir, plan);
-
-  const progress = new ProgressReporter(plan.totalBytes, options.onProgress);
-  progress.report(true);
-  // Whole seconds: tar headers keep mtime in seconds, and one time for all entries keeps them alike.
-  const mtime = new Date(Math.floor(writtenAt.getTime() / 1000) * 1000);
-  const chunks: ArchiveChunk[] = [];
-  for (const chunk of plan.chunks) {
-    throwIfAborted(signal);
-    await writeChunk(reader, request.dir, chunk, archiveId, { mtime, progress, signal });
-    chunks.push({ file: join(request.dir, chunk.file), bytes: chunk.totalBytes, blobs: chunk.blobs.length });
-    logger.info(
-      { file: chunk.file, bytes: chunk.totalBytes, blobs: chunk.blobs.length, chunk: chunk.chunk, chunks: plan.chunks.length },
-      'archive chunk written',
+  try {
+    const plan = planArchiveChunks(blobs, request.chunkSizeBytes, session.archiveId, (chunkCount) =>
+      archiveLayoutEntries({ ...request, archiveId: session.archiveId, chunkCount, writtenAt: session.startedAt }),
     );
+    planned = plan;
+    await checkFreeSpace(request.dir, plan);
+    onProgress?.({ bytesWritten: 0, totalBytes: plan.totalBytes });
+    for (const blob of blobs) await session.add(blob, { signal });
+    return await session.finish({ images: request.images, metadata: request.metadata }, { signal });
+  } catch (error) {
+    await session.abort();
+    throw error;
   }
-  await removeStaleChunks(request.dir, plan.chunks.length, logger);
-  return { chunks, warnings: plan.warnings };
 }
 
 function validateRequest(request: ArchiveRequest): Array<{ digest: Digest; size: number }> {
@@ -254,16 +172,10 @@ function validateRequest(request: ArchiveRequest): Array<{ digest: Digest; size:
     throw new MeshmirrorError('MM_USAGE', `archive chunk size must be a positive number of bytes, got ${request.chunkSizeBytes}`);
   }
   if (request.dir === '') throw new MeshmirrorError('MM_USAGE', 'archive folder is empty');
-  if ('archive' in request.metadata) {
-    throw new MeshmirrorError('MM_USAGE', 'run metadata must not use the key "archive": the archive writer fills it in');
-  }
   const sizes = new Map<Digest, number>();
   const blobs: Array<{ digest: Digest; size: number }> = [];
   for (const blob of request.blobs) {
-    if (!isDigest(blob.digest)) throw new MeshmirrorError('MM_USAGE', `archive blob "${blob.digest}" is not a sha256 digest`);
-    if (!Number.isSafeInteger(blob.size) || blob.size < 0) {
-      throw new MeshmirrorError('MM_USAGE', `archive blob ${blob.digest} has an invalid size ${blob.size}`);
-    }
+    checkArchiveBlob(blob);
     const known = sizes.get(blob.digest);
     if (known === undefined) {
       sizes.set(blob.digest, blob.size);
@@ -273,7 +185,6 @@ function validateRequest(request: ArchiveRequest): Array<{ digest: Digest; size:
     }
   }
   for (const image of request.images) {
-    if (image.name === '') throw new MeshmirrorError('MM_USAGE', `an archive image has an empty name (${image.descriptor.digest})`);
     if (sizes.get(image.descriptor.digest) !== image.descriptor.size) {
       throw new MeshmirrorError(
         'MM_USAGE',
@@ -306,21 +217,11 @@ async function checkBlobsHeld(reader: BlobReader, blobs: Array<{ digest: Digest;
   }
 }
 
-function buildIndexJson(request: ArchiveRequest): Record<string, unknown> {
-  return {
-    schemaVersion: 2,
-    mediaType: MediaType.OciIndex,
-    manifests: request.images.map((image) => ({
-      ...image.descriptor,
-      annotations: { ...image.descriptor.annotations, [REF_NAME_ANNOTATION]: image.name },
-    })),
-  };
-}
-
 /**
- * Fails before writing anything when the folder's file system cannot hold the archive. Old chunks
- * are replaced one by one, so the peak need is the new chunks written so far minus the old ones
- * already replaced.
+ * Fails before writing anything when the folder's file system cannot hold the archive. The new
+ * chunks are all written before any old one is replaced (so the old archive stays readable until
+ * then), so the need is the whole new archive; a `.partial` left by a killed run will be truncated
+ * or removed and counts as free.
  */
 async function checkFreeSpace(dir: string, plan: ArchivePlan): Promise<void> {
   let free: number;
@@ -330,19 +231,15 @@ async function checkFreeSpace(dir: string, plan: ArchivePlan): Promise<void> {
   } catch {
     return; // No statfs here: the write itself reports a full disk.
   }
-  let need = 0;
-  let peak = 0;
   for (const chunk of plan.chunks) {
-    need += chunk.totalBytes;
-    peak = Math.max(peak, need);
-    const old = await stat(join(dir, chunk.file)).catch(() => undefined);
-    if (old?.isFile() === true) need -= old.size;
+    const leftover = await stat(join(dir, `${chunk.file}.partial`)).catch(() => undefined);
+    if (leftover?.isFile() === true) free += leftover.size;
   }
-  if (peak > free) {
+  if (plan.totalBytes > free) {
     throw new MeshmirrorError(
       'MM_STORE',
-      `not enough space in ${dir} for the archive: it needs ${formatBytes(peak)} more, ${formatBytes(free)} are free`,
-      { data: { dir, neededBytes: peak, freeBytes: free } },
+      `not enough space in ${dir} for the archive: it needs ${formatBytes(plan.totalBytes)} more, ${formatBytes(free)} are free`,
+      { data: { dir, neededBytes: plan.totalBytes, freeBytes: free } },
     );
   }
 }
@@ -356,241 +253,4 @@ function formatBytes(bytes: number): string {
     unit++;
   }
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
-
-class ProgressReporter {
-  readonly #total: number;
-  readonly #onProgress: ((progress: ArchiveProgress) => void) | undefined;
-  #written = 0;
-  #reported = -1;
-
-  constructor(total: number, onProgress: ((progress: ArchiveProgress) => void) | undefined) {
-    this.#total = total;
-    this.#onProgress = onProgress;
-  }
-
-  add(bytes: number): void {
-    this.#written += bytes;
-    if (this.#written - this.#reported >= PROGRESS_STEP_BYTES) this.report(false);
-  }
-
-  report(force: boolean): void {
-    if (this.#onProgress === undefined || (!force && this.#written === this.#reported)) return;
-    this.#reported = this.#written;
-    this.#onProgress({ bytesWritten: this.#written, totalBytes: this.#total });
-  }
-}
-
-interface ChunkWriteContext {
-  mtime: Date;
-  progress: ProgressReporter;
-  signal: AbortSignal | undefined;
-}
-
-async function writeChunk(
-  reader: BlobReader,
-  dir: string,
-  chunk: PlannedChunk,
-  archiveId: string,
-  context: ChunkWriteContext,
-): Promise<void> {
-  const finalPath = join(dir, chunk.file);
-  const partialPath = `${finalPath}.partial`;
-  const manifest = encodeJson({ chunk: chunk.chunk, archiveId, blobs: chunk.blobs } satisfies ChunkManifest);
-  if (manifest.length !== chunk.manifestBytes) {
-    throw new MeshmirrorError('MM_ARCHIVE_INVALID', `${chunk.file}: chunk manifest is ${manifest.length} bytes, planned ${chunk.manifestBytes}`);
-  }
-
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(partialPath, 'w').catch((cause: unknown) => {
-      throw writeFailure(partialPath, cause);
-    });
-    const written = await packChunk(reader, handle, chunk, manifest, context, partialPath);
-    if (written !== chunk.totalBytes) {
-      throw new MeshmirrorError('MM_ARCHIVE_INVALID', `${chunk.file}: wrote ${written} bytes, planned ${chunk.totalBytes}`);
-    }
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    throwIfAborted(context.signal);
-    await rename(partialPath, finalPath);
-    await syncFolder(dir);
-    context.progress.report(true);
-  } catch (error) {
-    await handle?.close().catch(() => undefined);
-    await rm(partialPath, { force: true });
-    if (context.signal?.aborted === true) throw abortError(context.signal);
-    throw error;
-  }
-}
-
-/** Streams the chunk's entries through tar-stream into the file; returns the bytes written. */
-async function packChunk(
-  reader: BlobReader,
-  handle: FileHandle,
-  chunk: PlannedChunk,
-  manifest: Buffer,
-  context: ChunkWriteContext,
-  partialPath: string,
-): Promise<number> {
-  const pack = tarPack();
-  // Failures reach the caller through the produce/drain promises; the stream events would be uncaught.
-  pack.on('error', () => undefined);
-  let firstError: unknown;
-  const fail = (error: unknown): never => {
-    firstError ??= error;
-    pack.destroy(error instanceof Error ? error : new Error(String(error)));
-    throw error;
-  };
-
-  let written = 0;
-  const drain = (async () => {
-    for await (const data of pack as AsyncIterable<Buffer>) {
-      await writeFully(handle, data).catch((cause: unknown) => {
-        throw writeFailure(partialPath, cause);
-      });
-      written += data.length;
-      context.progress.add(data.length);
-    }
-  })().catch(fail);
-
-  const produce = (async () => {
-    for (const blob of chunk.blobs) {
-      throwIfAborted(context.signal);
-      await copyBlobEntry(reader, pack, blob, chunk.file, context);
-    }
-    for (const extra of chunk.extras) await addBufferEntry(pack, extra.name, extra.data, context.mtime);
-    await addBufferEntry(pack, chunkManifestEntryName(chunk.chunk), manifest, context.mtime);
-    pack.finalize();
-  })().catch(fail);
-
-  const results = await Promise.allSettled([produce, drain]);
-  if (firstError !== undefined) throw firstError;
-  for (const result of results) if (result.status === 'rejected') throw result.reason;
-  return written;
-}
-
-async function copyBlobEntry(reader: BlobReader, pack: Pack, blob: ChunkBlob, file: string, context: ChunkWriteContext): Promise<void> {
-  const name = `${BLOB_ENTRY_PREFIX}${digestHex(blob.digest)}`;
-  assertUstarName(name);
-  const source: Readable = await reader.openBlob(blob.digest, { signal: context.signal });
-  let entryCallback: (error?: Error | null) => void = () => undefined;
-  const entryDone = new Promise<void>((resolve, reject) => {
-    entryCallback = (error) => (error ? reject(error) : resolve());
-  });
-  // Rejections are awaited below on success; on failure the cause is thrown instead.
-  entryDone.catch(() => undefined);
-  const sink = pack.entry({ name, size: blob.size, mode: 0o644, mtime: context.mtime, type: 'file' }, entryCallback);
-  sink.on('error', () => undefined);
-  try {
-    const hash = createDigester();
-    let seen = 0;
-    for await (const data of source as AsyncIterable<Buffer>) {
-      throwIfAborted(context.signal);
-      seen += data.length;
-      if (seen > blob.size) break;
-      hash.update(data);
-      if (!sink.write(data)) await waitForDrain(sink);
-    }
-    if (seen !== blob.size) {
-      throw new MeshmirrorError(
-        'MM_SIZE_MISMATCH',
-        `blob ${blob.digest} gave ${seen > blob.size ? `more than ${blob.size}` : seen} bytes while writing ${file}, expected ${blob.size}`,
-        { data: { digest: blob.digest, expected: blob.size } },
-      );
-    }
-    const actual: Digest = `sha256:${hash.digest('hex')}`;
-    if (actual !== blob.digest) throw new DigestMismatchError(blob.digest, actual, `blob ${blob.digest} while writing ${file}`);
-    sink.end(null);
-    await entryDone;
-  } finally {
-    source.destroy();
-  }
-}
-
-async function addBufferEntry(pack: Pack, name: string, data: Buffer, mtime: Date): Promise<void> {
-  assertUstarName(name);
-  await new Promise<void>((resolve, reject) => {
-    pack.entry({ name, size: data.length, mode: 0o644, mtime, type: 'file' }, data, (error) => (error ? reject(error) : resolve()));
-  });
-}
-
-/** Resolves when a tar-stream entry can take more data; rejects when it closes first. */
-function waitForDrain(sink: ReturnType<Pack['entry']>): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (sink.destroying || sink.destroyed) {
-      reject(new MeshmirrorError('MM_STORE', 'tar entry closed while writing'));
-      return;
-    }
-    const cleanup = (): void => {
-      sink.off('drain', onDrain);
-      sink.off('close', onClose);
-      sink.off('error', onError);
-    };
-    const onDrain = (): void => {
-      cleanup();
-      resolve();
-    };
-    const onClose = (): void => {
-      cleanup();
-      reject(new MeshmirrorError('MM_STORE', 'tar entry closed while writing'));
-    };
-    const onError = (error: unknown): void => {
-      cleanup();
-      reject(error instanceof Error ? error : new Error(String(error)));
-    };
-    sink.on('drain', onDrain);
-    sink.on('close', onClose);
-    sink.on('error', onError);
-  });
-}
-
-function assertUstarName(name: string): void {
-  // Entry sizes are planned with one 512-byte header per entry: no pax headers for long names.
-  if (Buffer.byteLength(name) > USTAR_NAME_MAX) {
-    throw new MeshmirrorError('MM_ARCHIVE_INVALID', `tar entry name "${name}" is longer than ${USTAR_NAME_MAX} bytes`);
-  }
-}
-
-async function writeFully(handle: FileHandle, data: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < data.length) {
-    const { bytesWritten } = await handle.write(data, offset, data.length - offset);
-    offset += bytesWritten;
-  }
-}
-
-function writeFailure(path: string, cause: unknown): MeshmirrorError {
-  if (cause instanceof MeshmirrorError) return cause;
-  const reason = errorCode(cause) === 'ENOSPC' ? 'no space left on device' : describeError(cause);
-  return new MeshmirrorError('MM_STORE', `cannot write ${path}: ${reason}`, { cause, data: { path } });
-}
-
-/** Makes renames in `dir` durable: a rename is only on disk once the folder itself is synced. */
-async function syncFolder(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } catch {
-    // Some file systems refuse fsync on a folder; the rename is still atomic there.
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Removes chunks numbered above `chunkCount` (an earlier, longer archive) and left-over `.partial` files. */
-async function removeStaleChunks(dir: string, chunkCount: number, logger: Logger): Promise<void> {
-  const names = await readdir(dir);
-  let removed = false;
-  for (const name of names) {
-    const isPartial = name.endsWith('.partial') && CHUNK_FILE_RE.test(name.slice(0, -'.partial'.length));
-    const match = CHUNK_FILE_RE.exec(name);
-    const stale = isPartial || (match?.[1] !== undefined && Number(match[1]) > chunkCount);
-    if (!stale) continue;
-    await rm(join(dir, name), { force: true });
-    removed = true;
-    logger.info({ file: name }, 'removed a chunk left from an earlier archive');
-  }
-  if (removed) await syncFolder(dir);
 }

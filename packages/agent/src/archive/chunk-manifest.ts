@@ -41,8 +41,10 @@ export const chunkManifestSchema = z
     /** 1-based chunk number; matches the file name. */
     chunk: z.number().int().positive(),
     /**
-     * Random id shared by every chunk written by one `writeArchive` call, so a reader can tell a
-     * chunk left over from an earlier run (a crash between renames) from one of this archive.
+     * Random id shared by every chunk of one archive (one `startArchive` session; `writeArchive`
+     * runs one), so a reader can tell a chunk left over from an earlier run (a crash between
+     * renames) from one of this archive. The manifest carries no chunk total: the number of chunks
+     * is known only when the archive is finished, and `run.json` in the last chunk has it.
      */
     archiveId: z.string().min(1),
     blobs: z.array(chunkBlobSchema),

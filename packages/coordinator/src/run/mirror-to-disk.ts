@@ -148,44 +148,79 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
     }
     for (const b of emptyBlobs) await agent.putBlob(b.digest, new Uint8Array(0), { signal });
 
-    const fetchStarted = Date.now();
-    const fetchOutcome = await fetchMissing(plan, split.tasks, split.missingBytes, failed.length, options);
-    log.info(
-      { ms: Date.now() - fetchStarted, upstreamBytes: fetchOutcome.upstreamBytes, failedBlobs: fetchOutcome.failedBlobs.size },
-      'fetch finished',
-    );
-
-    // Every image whose blobs are all held goes into the archive; the rest are reported.
+    // The archive is written while blobs arrive: each blob goes into the current chunk as soon as
+    // it is held, so writing overlaps the network instead of following it.
+    const session = await agent.startArchive({
+      dir: options.destination,
+      chunkSizeBytes: options.chunkSizeBytes,
+      ...(signal === undefined ? {} : { signal }),
+    });
+    const archiveFailures = new Map<Digest, { code: string; message: string }>();
+    const adds: Array<Promise<void>> = [];
+    const addToArchive = (digest: Digest, size: number): void => {
+      adds.push(
+        session.add({ digest, size }, signal === undefined ? {} : { signal }).catch((err: unknown) => {
+          if (signal?.aborted === true) return;
+          log.error({ digest, code: errorCode(err), err: describeError(err) }, 'blob could not be archived');
+          archiveFailures.set(digest, { code: errorCode(err), message: `cannot archive: ${describeError(err)}` });
+        }),
+      );
+    };
+    let archive: MirrorSummary['archive'];
     const archived: ResolvedImage[] = [];
-    for (const image of resolved) {
-      const bad = image.blobs.find((b) => fetchOutcome.failedBlobs.has(b.digest));
-      if (bad === undefined) {
-        archived.push(image);
-        continue;
+    const fetchTotals = { upstreamBytes: 0, retries: 0, rangesIgnored: 0 };
+    try {
+      const held = new Set(holdings.filter((h) => h.held).map((h) => h.digest));
+      for (const blob of plan.blobs.values()) if (held.has(blob.digest)) addToArchive(blob.digest, blob.size);
+      for (const b of emptyBlobs) addToArchive(b.digest, 0);
+
+      const fetchStarted = Date.now();
+      const fetchOutcome = await fetchMissing(plan, split.tasks, split.missingBytes, failed.length, options, addToArchive);
+      await Promise.all(adds);
+      Object.assign(fetchTotals, { upstreamBytes: fetchOutcome.upstreamBytes, retries: fetchOutcome.retries, rangesIgnored: fetchOutcome.rangesIgnored });
+      log.info(
+        { ms: Date.now() - fetchStarted, upstreamBytes: fetchOutcome.upstreamBytes, failedBlobs: fetchOutcome.failedBlobs.size },
+        'fetch finished',
+      );
+
+      // Every image whose blobs all arrived goes into the archive; the rest are reported.
+      for (const image of resolved) {
+        const bad = image.blobs.find((b) => fetchOutcome.failedBlobs.has(b.digest) || archiveFailures.has(b.digest));
+        if (bad === undefined) {
+          archived.push(image);
+          continue;
+        }
+        const why = fetchOutcome.failedBlobs.get(bad.digest) ?? archiveFailures.get(bad.digest);
+        failed.push({ ...image, code: why?.code ?? 'UNKNOWN', reason: `blob ${bad.digest} (${bad.size} bytes): ${why?.message ?? 'not fetched'}` });
       }
-      const why = fetchOutcome.failedBlobs.get(bad.digest);
-      failed.push({ ...image, code: why?.code ?? 'UNKNOWN', reason: `blob ${bad.digest} (${bad.size} bytes): ${why?.message ?? 'not fetched'}` });
+
+      throwIfAborted(signal);
+      progress?.update({ phase: 'archiving' });
+      // Manifests last: children before the index that names them.
+      for (const image of archived) {
+        const [top, ...children] = image.manifests;
+        for (const m of [...children, ...(top === undefined ? [] : [top])]) addToArchive(m.digest, m.bytes.byteLength);
+      }
+      await Promise.all(adds);
+      const history = await journal.history();
+      const archiveStarted = Date.now();
+      if (archived.length === 0) {
+        await session.abort();
+        archive = { chunks: [], warnings: ['no image could be archived; no archive was written'] };
+      } else {
+        archive = await session.finish(
+          {
+            images: archived.map((i) => ({ name: i.source, descriptor: i.descriptor })),
+            metadata: runMetadata(run, options, archived, failed, history),
+          },
+          signal === undefined ? {} : { signal },
+        );
+      }
+      log.info({ ms: Date.now() - archiveStarted, chunks: archive.chunks.length }, 'archive finished');
+    } catch (err) {
+      await session.abort();
+      throw err;
     }
-
-    throwIfAborted(signal);
-    progress?.update({ phase: 'archiving' });
-    const history = await journal.history();
-    const archiveStarted = Date.now();
-    const archive =
-      archived.length === 0
-        ? { chunks: [], warnings: ['no image could be archived; no archive was written'] }
-        : await agent.writeArchive(
-            {
-              dir: options.destination,
-              chunkSizeBytes: options.chunkSizeBytes,
-              images: archived.map((i) => ({ name: i.source, descriptor: i.descriptor })),
-              blobs: archiveBlobOrder(archived),
-              metadata: runMetadata(run, options, archived, failed, history),
-            },
-            { signal },
-          );
-
-    log.info({ ms: Date.now() - archiveStarted, chunks: archive.chunks.length }, 'archive written');
     const outcomes: ImageOutcome[] = [
       ...archived.map((i) => ({ source: i.source, kind: i.kind, origin: i.origin, state: 'archived' as const, digest: i.descriptor.digest })),
       ...failed.map(failedOutcome),
@@ -206,10 +241,10 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         held: split.heldBytes,
         resumed: split.resumedBytes,
         toFetch: split.missingBytes,
-        fetched: fetchOutcome.upstreamBytes,
+        fetched: fetchTotals.upstreamBytes,
       },
-      retries: fetchOutcome.retries,
-      rangesIgnored: fetchOutcome.rangesIgnored,
+      retries: fetchTotals.retries,
+      rangesIgnored: fetchTotals.rangesIgnored,
       archive,
       files: { report: '' },
       durationMs: Date.now() - started,
@@ -282,6 +317,7 @@ async function fetchMissing(
   missingBytes: number,
   alreadyFailed: number,
   options: MirrorToDiskOptions,
+  onBlobHeld: (digest: Digest, size: number) => void,
 ): Promise<FetchOutcome> {
   const { agent, progress, signal } = options;
   const log = options.logger.child({ component: 'coordinator:fetch' });
@@ -318,6 +354,9 @@ async function fetchMissing(
           outcome.retries += 1;
           log.warn({ digest: event.digest, offset: event.offset, attempt: event.attempt, delayMs: event.delayMs, code: event.code }, event.message);
           break;
+        case 'blob-held':
+          onBlobHeld(event.digest, event.size);
+          break;
         case 'range-ignored':
           outcome.rangesIgnored += 1;
           log.warn({ digest: event.digest, offset: event.offset }, 'registry ignored Range (200 to a ranged request); bytes before the resume point were skipped');
@@ -342,24 +381,6 @@ async function fetchMissing(
     },
   });
   return outcome;
-}
-
-/** Layers and configs first, then each image's manifests (children before the index that names them). */
-function archiveBlobOrder(images: ResolvedImage[]): Array<{ digest: Digest; size: number }> {
-  const seen = new Set<Digest>();
-  const order: Array<{ digest: Digest; size: number }> = [];
-  const add = (digest: Digest, size: number): void => {
-    if (seen.has(digest)) return;
-    seen.add(digest);
-    order.push({ digest, size });
-  };
-  for (const image of images) for (const b of image.blobs) add(b.digest, b.size);
-  for (const image of images) {
-    const [top, ...children] = image.manifests;
-    for (const m of children) add(m.digest, m.bytes.byteLength);
-    if (top !== undefined) add(top.digest, top.bytes.byteLength);
-  }
-  return order;
 }
 
 function runMetadata(

@@ -47,6 +47,8 @@ export type PieceEvent =
       message: string;
       upstreamBytes: number;
     }
+  /** Every piece of the blob is here and its sha256 was verified: it can be served and archived. */
+  | { type: 'blob-held'; digest: Digest; size: number }
   | { type: 'range-ignored'; digest: Digest; offset: number }
   | { type: 'retry'; digest: Digest; offset: number; attempt: number; delayMs: number; code: string; message: string };
 
@@ -89,6 +91,58 @@ export interface ArchiveProgress {
   totalBytes: number;
 }
 
+export interface StartArchiveOptions extends AbortOptions {
+  /** Output folder for `mirror_000001.tar`, …; created when missing. */
+  dir: string;
+  /** Maximum bytes per chunk, counting tar headers, padding, the chunk's manifest and end blocks. */
+  chunkSizeBytes: number;
+  /**
+   * Called as bytes reach the chunk files. `bytesWritten` counts every byte in the chunk files
+   * (headers and manifests too); `totalBytes` is what the archive will take for the blobs added or
+   * queued so far, so it grows while blobs are added and equals `bytesWritten` once finished.
+   */
+  onProgress?: (progress: ArchiveProgress) => void;
+}
+
+/**
+ * An archive being written while its blobs are still arriving: each blob is appended to the current
+ * chunk as soon as `add` is called for it. Everything is written as `<chunk>.partial` and renamed
+ * only by `finish`, so the previous archive in the folder stays intact and readable until the new
+ * one is complete, and a killed run never leaves a complete-looking chunk. Aborting the signal given
+ * to `startArchive` aborts the session like `abort()`.
+ */
+export interface ArchiveSession {
+  /**
+   * Appends one blob (read now through the agent's store, sha256-verified while copying) to the
+   * archive. Calls may come from many places at once; they are queued and written in call order.
+   * Adding a digest already added is a no-op (with another size it is `MM_USAGE`). A failure
+   * (`MM_DIGEST_MISMATCH` naming the blob, `MM_SIZE_MISMATCH`, `MM_NOT_FOUND`, `MM_ABORTED` from
+   * this call's signal, a full disk) rolls the partly written entry back and rejects this call
+   * only: the session stays usable and the blob may be added again. Only when the chunk file
+   * itself cannot be repaired (a failed truncate, or a failure while closing a full chunk) does
+   * every later call reject; `abort()` then deletes the files.
+   */
+  add(blob: { digest: Digest; size: number }, options?: AbortOptions): Promise<void>;
+  /**
+   * Waits for the queued adds, writes `oci-layout`, `index.json` (one entry per image,
+   * `org.opencontainers.image.ref.name` = name) and `meshmirror/run.json` (`metadata` plus the
+   * reserved key `archive`) into the last chunk (or a chunk of their own when they do not fit),
+   * fsyncs, renames every `.partial` into place and removes chunks with higher numbers and
+   * left-over `.partial` files. Refuses with `MM_USAGE`, before writing anything and leaving the
+   * session usable, when an image's manifest was not added. Any other failure deletes the
+   * session's files.
+   */
+  finish(final: { images: ArchiveImage[]; metadata: Record<string, unknown> }, options?: AbortOptions): Promise<ArchiveResult>;
+  /**
+   * Stops the blob being written, rejects the queued adds with `MM_ABORTED` and deletes this
+   * session's `.partial` files; the previous archive in the folder is untouched. Does nothing once
+   * `finish` has resolved.
+   */
+  abort(): Promise<void>;
+  /** Bytes of blob data in the archive so far (rolled-back entries excluded). */
+  readonly bytesWritten: number;
+}
+
 /**
  * An agent: a blob store that fetches, holds, serves and writes. The coordinator's in-process agent
  * and a remote agent reached over libp2p implement this one interface.
@@ -110,5 +164,7 @@ export interface Agent {
     request: ArchiveRequest,
     options?: AbortOptions & { onProgress?: (progress: ArchiveProgress) => void },
   ): Promise<ArchiveResult>;
+  /** Starts an archive that blobs are added to as they become held (see `ArchiveSession`). */
+  startArchive(options: StartArchiveOptions): Promise<ArchiveSession>;
   close(): Promise<void>;
 }

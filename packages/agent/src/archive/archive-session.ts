@@ -1,0 +1,607 @@
+/**
+ * The streaming archive writer: blobs are appended to the current chunk as soon as they are held,
+ * while others are still being fetched, instead of after the whole fetch.
+ *
+ * Chunks are filled online, first fit: a blob goes into the current chunk when the chunk, with the
+ * blob's entry and its manifest grown by one line, still fits the limit (sizes are exact, see
+ * `chunk-sizing.ts`); otherwise the chunk is closed (its manifest and end blocks written, fsynced)
+ * and the next one opened. Entries are written with positional writes at offsets the writer chose,
+ * so a blob whose bytes turn out wrong is rolled back by truncating the chunk file to where its
+ * entry began, and the session goes on. Every chunk stays `<name>.partial` until `finish` renames
+ * the complete set into place: a killed run leaves only `.partial` files, and the previous archive
+ * in the folder stays readable until then.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  abortError,
+  createDigester,
+  describeError,
+  DigestMismatchError,
+  digestHex,
+  errorCode,
+  isDigest,
+  MediaType,
+  MeshmirrorError,
+  REF_NAME_ANNOTATION,
+  silentLogger,
+  throwIfAborted,
+  type AbortOptions,
+  type ArchiveImage,
+  type ArchiveProgress,
+  type ArchiveResult,
+  type ArchiveSession,
+  type BlobReader,
+  type Digest,
+  type Logger,
+  type StartArchiveOptions,
+} from '@meshmirror/shared';
+import {
+  BLOB_ENTRY_PREFIX,
+  CHUNK_FILE_RE,
+  chunkFileName,
+  chunkManifestEntryName,
+  encodeJson,
+  INDEX_JSON_ENTRY,
+  OCI_LAYOUT_ENTRY,
+  RUN_METADATA_ENTRY,
+  type RunMetadata,
+} from './chunk-manifest.ts';
+import {
+  addBlobToFill,
+  chunkFileBytes,
+  chunkFillWithBlob,
+  emptyChunkFill,
+  encodeChunkManifest,
+  type ArchiveExtraEntry,
+  type ChunkFill,
+} from './chunk-sizing.ts';
+import { encodeTarHeader, END_OF_ARCHIVE_BYTES, TAR_BLOCK, tarEntryBytes, tarPaddingBytes } from './tar-header.ts';
+
+const PROGRESS_STEP_BYTES = 1024 * 1024;
+const PARTIAL_SUFFIX = '.partial';
+
+export interface StartArchiveWriterOptions extends StartArchiveOptions {
+  /** Component logger; silent when omitted. */
+  logger?: Logger;
+}
+
+/** An `ArchiveSession` written by this process, with what it decided at start. */
+export interface LocalArchiveSession extends ArchiveSession {
+  /** The id every chunk manifest and `run.json` of this archive carry (mixed sets are refused on read). */
+  readonly archiveId: string;
+  /** When the session started: the tar entries' mtime and `run.json`'s `archive.writtenAt`. */
+  readonly startedAt: Date;
+}
+
+/**
+ * Starts an archive in `options.dir` that blobs, read through `reader`, are added to one by one.
+ * Creates the folder; writes nothing until the first `add` (or `finish`).
+ */
+export async function startArchive(reader: BlobReader, options: StartArchiveWriterOptions): Promise<LocalArchiveSession> {
+  throwIfAborted(options.signal);
+  if (!Number.isSafeInteger(options.chunkSizeBytes) || options.chunkSizeBytes <= 0) {
+    throw new MeshmirrorError('MM_USAGE', `archive chunk size must be a positive number of bytes, got ${options.chunkSizeBytes}`);
+  }
+  if (options.dir === '') throw new MeshmirrorError('MM_USAGE', 'archive folder is empty');
+  await mkdir(options.dir, { recursive: true }).catch((cause: unknown) => {
+    throw writeFailure(options.dir, cause);
+  });
+  return new StreamingArchiveSession(reader, options);
+}
+
+/** The layout files of the last chunk: `oci-layout`, `index.json` and `meshmirror/run.json`. */
+export function archiveLayoutEntries(layout: {
+  images: ArchiveImage[];
+  metadata: Record<string, unknown>;
+  archiveId: string;
+  chunkCount: number;
+  writtenAt: Date;
+}): ArchiveExtraEntry[] {
+  const index = {
+    schemaVersion: 2,
+    mediaType: MediaType.OciIndex,
+    manifests: layout.images.map((image) => ({
+      ...image.descriptor,
+      annotations: { ...image.descriptor.annotations, [REF_NAME_ANNOTATION]: image.name },
+    })),
+  };
+  const metadata: RunMetadata = {
+    ...layout.metadata,
+    archive: { archiveId: layout.archiveId, chunkCount: layout.chunkCount, writtenAt: layout.writtenAt.toISOString() },
+  };
+  return [
+    { name: OCI_LAYOUT_ENTRY, data: encodeJson({ imageLayoutVersion: '1.0.0' }) },
+    { name: INDEX_JSON_ENTRY, data: Buffer.from(JSON.stringify(index, null, 2), 'utf8') },
+    { name: RUN_METADATA_ENTRY, data: Buffer.from(JSON.stringify(metadata, null, 2), 'utf8') },
+  ];
+}
+
+/** Refuses what `finish` cannot write; shared with `writeArchive`, which checks before starting. */
+export function checkArchiveFinal(final: { images: ArchiveImage[]; metadata: Record<string, unknown> }): void {
+  if ('archive' in final.metadata) {
+    throw new MeshmirrorError('MM_USAGE', 'run metadata must not use the key "archive": the archive writer fills it in');
+  }
+  for (const image of final.images) {
+    if (image.name === '') throw new MeshmirrorError('MM_USAGE', `an archive image has an empty name (${image.descriptor.digest})`);
+  }
+}
+
+export function checkArchiveBlob(blob: { digest: Digest; size: number }): void {
+  if (!isDigest(blob.digest)) throw new MeshmirrorError('MM_USAGE', `archive blob "${blob.digest}" is not a sha256 digest`);
+  if (!Number.isSafeInteger(blob.size) || blob.size < 0) {
+    throw new MeshmirrorError('MM_USAGE', `archive blob ${blob.digest} has an invalid size ${blob.size}`);
+  }
+}
+
+interface OpenChunk {
+  fill: ChunkFill;
+  file: string;
+  partialPath: string;
+  handle: FileHandle;
+}
+
+interface ClosedChunk {
+  file: string;
+  partialPath: string;
+  bytes: number;
+  blobs: number;
+}
+
+/** Bytes a queued add will put into the chunk files; `left` shrinks as they are written. */
+interface Reservation {
+  left: number;
+}
+
+class StreamingArchiveSession implements LocalArchiveSession {
+  readonly archiveId = randomUUID();
+  readonly startedAt: Date;
+  readonly #reader: BlobReader;
+  readonly #dir: string;
+  readonly #limit: number;
+  readonly #logger: Logger;
+  /** Whole seconds: tar headers keep mtime in seconds, and one time for all entries keeps them alike. */
+  readonly #mtime: Date;
+  readonly #progress: SessionProgress;
+  /** Fired by `abort()` (and the start signal); every queued and running operation listens to it. */
+  readonly #stop = new AbortController();
+  readonly #detachStartSignal: () => void;
+  /** Operations run one at a time in call order; this promise never rejects. */
+  #tail: Promise<void> = Promise.resolve();
+  #finishing = false;
+  #aborted = false;
+  #failure: unknown;
+  #result: ArchiveResult | undefined;
+  #current: OpenChunk | undefined;
+  readonly #closed: ClosedChunk[] = [];
+  readonly #added = new Map<Digest, number>();
+  readonly #warnings: string[] = [];
+  #blobDataBytes = 0;
+
+  constructor(reader: BlobReader, options: StartArchiveWriterOptions) {
+    this.#reader = reader;
+    this.#dir = options.dir;
+    this.#limit = options.chunkSizeBytes;
+    this.#logger = options.logger ?? silentLogger();
+    this.startedAt = new Date();
+    this.#mtime = new Date(Math.floor(this.startedAt.getTime() / 1000) * 1000);
+    this.#progress = new SessionProgress(options.onProgress);
+    const startSignal = options.signal;
+    const onStartAbort = (): void => {
+      this.abort().catch((error: unknown) => this.#logger.error({ dir: this.#dir, error: describeError(error) }, 'archive abort failed'));
+    };
+    startSignal?.addEventListener('abort', onStartAbort, { once: true });
+    this.#detachStartSignal = () => startSignal?.removeEventListener('abort', onStartAbort);
+  }
+
+  get bytesWritten(): number {
+    return this.#blobDataBytes;
+  }
+
+  add(blob: { digest: Digest; size: number }, options: AbortOptions = {}): Promise<void> {
+    try {
+      throwIfAborted(options.signal);
+      this.#assertAccepting('add a blob to');
+      checkArchiveBlob(blob);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const reservation = this.#progress.reserve(tarEntryBytes(blob.size));
+    return this.#enqueue(
+      options.signal,
+      (signal) => this.#addNow({ digest: blob.digest, size: blob.size }, reservation, signal),
+      () => this.#progress.release(reservation),
+    );
+  }
+
+  finish(final: { images: ArchiveImage[]; metadata: Record<string, unknown> }, options: AbortOptions = {}): Promise<ArchiveResult> {
+    try {
+      throwIfAborted(options.signal);
+      this.#assertAccepting('finish');
+      checkArchiveFinal(final);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#finishing = true;
+    const images = final.images.map((image) => ({ name: image.name, descriptor: { ...image.descriptor } }));
+    const metadata = { ...final.metadata };
+    return this.#enqueue(options.signal, (signal) => this.#finishNow(images, metadata, signal)).catch((error: unknown) => {
+      // A refusal or an abort while queued leaves the session as it was: more adds, another finish.
+      if (this.#result === undefined && this.#failure === undefined) this.#finishing = false;
+      throw error;
+    });
+  }
+
+  async abort(): Promise<void> {
+    if (!this.#aborted && this.#result === undefined) {
+      this.#aborted = true;
+      this.#stop.abort(new MeshmirrorError('MM_ABORTED', `the archive in ${this.#dir} was aborted`));
+    }
+    await this.#tail;
+    if (this.#result !== undefined) return;
+    this.#detachStartSignal();
+    await this.#discard();
+  }
+
+  #assertAccepting(action: string): void {
+    this.#assertUsable();
+    if (this.#finishing) throw new MeshmirrorError('MM_USAGE', `cannot ${action} the archive in ${this.#dir}: finish was already called`);
+  }
+
+  #assertUsable(): void {
+    if (this.#aborted) throw abortError(this.#stop.signal);
+    if (this.#failure !== undefined) {
+      const code = this.#failure instanceof MeshmirrorError ? this.#failure.code : 'MM_STORE';
+      throw new MeshmirrorError(code, `the archive in ${this.#dir} failed earlier: ${describeError(this.#failure)}`, { cause: this.#failure });
+    }
+  }
+
+  /**
+   * Runs `task` after every operation called before it. A caller's abort while the task waits
+   * rejects at once (and `onSkip` runs); once started, the task sees the abort through its signal.
+   */
+  #enqueue<T>(callerSignal: AbortSignal | undefined, task: (signal: AbortSignal) => Promise<T>, onSkip?: () => void): Promise<T> {
+    const signal = callerSignal === undefined ? this.#stop.signal : AbortSignal.any([this.#stop.signal, callerSignal]);
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const onAbortWhileQueued = (): void => {
+        if (settled) return;
+        settled = true;
+        onSkip?.();
+        reject(abortError(signal));
+      };
+      signal.addEventListener('abort', onAbortWhileQueued, { once: true });
+      this.#tail = this.#tail.then(async () => {
+        signal.removeEventListener('abort', onAbortWhileQueued);
+        if (settled) return;
+        settled = true;
+        try {
+          resolve(await task(signal));
+        } catch (error) {
+          reject(signal.aborted ? abortError(signal) : error);
+        }
+      });
+    });
+  }
+
+  async #addNow(blob: { digest: Digest; size: number }, reservation: Reservation, signal: AbortSignal): Promise<void> {
+    try {
+      throwIfAborted(signal);
+      this.#assertUsable();
+      const known = this.#added.get(blob.digest);
+      if (known !== undefined) {
+        if (known !== blob.size) {
+          throw new MeshmirrorError('MM_USAGE', `archive blob ${blob.digest} was added with ${known} bytes, now with ${blob.size}`);
+        }
+        return;
+      }
+      let chunk = this.#current;
+      if (chunk !== undefined && chunk.fill.blobs.length > 0 && chunkFillWithBlob(chunk.fill, blob).totalBytes > this.#limit) {
+        await this.#closeCurrent([]);
+        chunk = undefined;
+      }
+      chunk ??= await this.#openChunk();
+      const next = chunkFillWithBlob(chunk.fill, blob);
+      await this.#writeBlobEntry(chunk, blob, next.entry.offset - TAR_BLOCK, reservation, signal);
+      addBlobToFill(chunk.fill, next);
+      this.#added.set(blob.digest, blob.size);
+      this.#blobDataBytes += blob.size;
+      if (next.totalBytes > this.#limit) {
+        // Alone in its chunk and still too large: the chunk holds only this blob.
+        const warning =
+          `blob ${blob.digest} (${blob.size} bytes) is larger than the chunk size limit of ${this.#limit} bytes; ` +
+          `${chunk.file} holds it alone and is ${next.totalBytes} bytes`;
+        this.#warnings.push(warning);
+        this.#logger.warn({ dir: this.#dir }, warning);
+        await this.#closeCurrent([]);
+      }
+    } finally {
+      this.#progress.release(reservation);
+    }
+  }
+
+  /**
+   * Writes the blob's entry at `start`, checking size and sha256 while copying. On any failure the
+   * chunk file is truncated back to `start`, so the chunk is as if the blob had never been added.
+   */
+  async #writeBlobEntry(
+    chunk: OpenChunk,
+    blob: { digest: Digest; size: number },
+    start: number,
+    reservation: Reservation,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let entryBytes = 0;
+    const put = async (data: Buffer, position: number): Promise<void> => {
+      await writeAt(chunk.handle, data, position, chunk.partialPath);
+      entryBytes += data.length;
+      this.#progress.wrote(data.length, reservation);
+    };
+    let source: Readable | undefined;
+    const stopSource = (): void => {
+      source?.destroy(abortError(signal));
+    };
+    signal.addEventListener('abort', stopSource, { once: true });
+    try {
+      await put(encodeTarHeader({ name: `${BLOB_ENTRY_PREFIX}${digestHex(blob.digest)}`, size: blob.size, mtime: this.#mtime }), start);
+      source = await this.#reader.openBlob(blob.digest, { signal });
+      throwIfAborted(signal);
+      const hash = createDigester();
+      let seen = 0;
+      for await (const data of source as AsyncIterable<Buffer>) {
+        throwIfAborted(signal);
+        if (seen + data.length > blob.size) {
+          seen += data.length;
+          break;
+        }
+        hash.update(data);
+        await put(data, start + TAR_BLOCK + seen);
+        seen += data.length;
+      }
+      if (seen !== blob.size) {
+        throw new MeshmirrorError(
+          'MM_SIZE_MISMATCH',
+          `blob ${blob.digest} gave ${seen > blob.size ? `more than ${blob.size}` : seen} bytes while writing ${chunk.file}, expected ${blob.size}`,
+          { data: { digest: blob.digest, expected: blob.size } },
+        );
+      }
+      const actual: Digest = `sha256:${hash.digest('hex')}`;
+      if (actual !== blob.digest) throw new DigestMismatchError(blob.digest, actual, `blob ${blob.digest} while writing ${chunk.file}`);
+      const padding = tarPaddingBytes(blob.size);
+      if (padding > 0) await put(Buffer.alloc(padding), start + TAR_BLOCK + blob.size);
+    } catch (error) {
+      source?.destroy();
+      await this.#rollBack(chunk, start, entryBytes, error);
+      throw error;
+    } finally {
+      signal.removeEventListener('abort', stopSource);
+      source?.destroy();
+    }
+  }
+
+  async #rollBack(chunk: OpenChunk, start: number, entryBytes: number, cause: unknown): Promise<void> {
+    try {
+      await chunk.handle.truncate(start);
+    } catch (truncateError) {
+      // The chunk now holds part of an entry its manifest will not list: nothing more can go in it.
+      this.#failure ??= writeFailure(chunk.partialPath, truncateError);
+      return;
+    }
+    this.#progress.unwrote(entryBytes);
+    this.#logger.debug({ file: chunk.file, offset: start, error: describeError(cause) }, 'rolled back a blob entry');
+  }
+
+  async #openChunk(): Promise<OpenChunk> {
+    const number = this.#closed.length + 1;
+    const file = chunkFileName(number);
+    const partialPath = join(this.#dir, `${file}${PARTIAL_SUFFIX}`);
+    // 'w' truncates a `.partial` a killed run left under the same name.
+    const handle = await open(partialPath, 'w').catch((cause: unknown) => {
+      throw writeFailure(partialPath, cause);
+    });
+    const chunk: OpenChunk = { fill: emptyChunkFill(number, this.archiveId), file, partialPath, handle };
+    this.#current = chunk;
+    return chunk;
+  }
+
+  /** Writes `extras`, the chunk's manifest and the end blocks, fsyncs and closes the chunk file. */
+  async #closeCurrent(extras: ArchiveExtraEntry[]): Promise<void> {
+    const chunk = this.#current;
+    if (chunk === undefined) return;
+    try {
+      let position = chunk.fill.blobBytes;
+      const put = async (data: Buffer): Promise<void> => {
+        await writeAt(chunk.handle, data, position, chunk.partialPath);
+        position += data.length;
+        this.#progress.wrote(data.length);
+      };
+      const putEntry = async (name: string, data: Buffer): Promise<void> => {
+        await put(encodeTarHeader({ name, size: data.length, mtime: this.#mtime }));
+        await put(data);
+        const padding = tarPaddingBytes(data.length);
+        if (padding > 0) await put(Buffer.alloc(padding));
+      };
+      for (const extra of extras) await putEntry(extra.name, extra.data);
+      const manifest = encodeChunkManifest(chunk.fill, this.archiveId);
+      const expected = chunkFileBytes(chunk.fill.blobBytes, chunk.fill.manifestBytes, extras);
+      if (manifest.length !== chunk.fill.manifestBytes) {
+        throw new MeshmirrorError('MM_ARCHIVE_INVALID', `${chunk.file}: chunk manifest is ${manifest.length} bytes, counted ${chunk.fill.manifestBytes}`);
+      }
+      await putEntry(chunkManifestEntryName(chunk.fill.chunk), manifest);
+      await put(Buffer.alloc(END_OF_ARCHIVE_BYTES));
+      if (position !== expected) throw new MeshmirrorError('MM_ARCHIVE_INVALID', `${chunk.file}: wrote ${position} bytes, counted ${expected}`);
+      await chunk.handle.sync();
+      await chunk.handle.close();
+      this.#current = undefined;
+      this.#closed.push({ file: chunk.file, partialPath: chunk.partialPath, bytes: position, blobs: chunk.fill.blobs.length });
+      this.#progress.report(true);
+      this.#logger.info(
+        { file: chunk.file, bytes: position, blobs: chunk.fill.blobs.length, chunk: chunk.fill.chunk },
+        'archive chunk written',
+      );
+    } catch (error) {
+      this.#failure ??= error;
+      throw error;
+    }
+  }
+
+  async #finishNow(images: ArchiveImage[], metadata: Record<string, unknown>, signal: AbortSignal): Promise<ArchiveResult> {
+    throwIfAborted(signal);
+    this.#assertUsable();
+    for (const image of images) {
+      const added = this.#added.get(image.descriptor.digest);
+      if (added !== image.descriptor.size) {
+        throw new MeshmirrorError(
+          'MM_USAGE',
+          `image ${image.name}: its manifest ${image.descriptor.digest} (${image.descriptor.size} bytes) was not added to the archive`,
+          { data: { image: image.name, digest: image.descriptor.digest } },
+        );
+      }
+    }
+    const extrasFor = (chunkCount: number): ArchiveExtraEntry[] =>
+      archiveLayoutEntries({ images, metadata, archiveId: this.archiveId, chunkCount, writtenAt: this.startedAt });
+    try {
+      // The layout files go into the last chunk; they start a chunk of their own when they do not fit.
+      let chunk = this.#current;
+      if (chunk !== undefined && chunk.fill.blobs.length > 0) {
+        const extras = extrasFor(this.#closed.length + 1);
+        if (chunkFileBytes(chunk.fill.blobBytes, chunk.fill.manifestBytes, extras) > this.#limit) {
+          await this.#closeCurrent([]);
+          chunk = undefined;
+        }
+      }
+      chunk ??= await this.#openChunk();
+      const chunkCount = this.#closed.length + 1;
+      const extras = extrasFor(chunkCount);
+      const lastBytes = chunkFileBytes(chunk.fill.blobBytes, chunk.fill.manifestBytes, extras);
+      if (lastBytes > this.#limit) {
+        const warning =
+          `index.json and the run metadata take ${lastBytes - chunk.fill.blobBytes} bytes, more than the chunk size limit of ` +
+          `${this.#limit} bytes; ${chunk.file} is larger than the limit`;
+        this.#warnings.push(warning);
+        this.#logger.warn({ dir: this.#dir }, warning);
+      }
+      throwIfAborted(signal);
+      await this.#closeCurrent(extras);
+      throwIfAborted(signal);
+
+      // Past this point the new set replaces the old one; an abort no longer stops it halfway.
+      for (const closed of this.#closed) await rename(closed.partialPath, join(this.#dir, closed.file));
+      await syncFolder(this.#dir);
+      await removeStaleChunks(this.#dir, chunkCount, this.#logger);
+      const result: ArchiveResult = {
+        chunks: this.#closed.map((closed) => ({ file: join(this.#dir, closed.file), bytes: closed.bytes, blobs: closed.blobs })),
+        warnings: [...this.#warnings],
+      };
+      this.#result = result;
+      this.#detachStartSignal();
+      this.#progress.report(true);
+      this.#logger.info({ dir: this.#dir, chunks: chunkCount, archiveId: this.archiveId }, 'archive complete');
+      return result;
+    } catch (error) {
+      this.#failure ??= error;
+      this.#detachStartSignal();
+      await this.#discard();
+      throw error;
+    }
+  }
+
+  /** Closes the open chunk and deletes every `.partial` file of this session. */
+  async #discard(): Promise<void> {
+    const current = this.#current;
+    this.#current = undefined;
+    await current?.handle.close().catch(() => undefined);
+    const paths = [...this.#closed.map((closed) => closed.partialPath), ...(current === undefined ? [] : [current.partialPath])];
+    this.#closed.length = 0;
+    for (const path of paths) await rm(path, { force: true });
+    if (paths.length > 0) this.#logger.info({ dir: this.#dir, files: paths.length }, 'archive abandoned; its partial chunks were deleted');
+  }
+}
+
+/** Progress over the chunk files; `totalBytes` counts the blobs queued but not yet written. */
+class SessionProgress {
+  readonly #onProgress: ((progress: ArchiveProgress) => void) | undefined;
+  #written = 0;
+  #pending = 0;
+  #reported = -1;
+
+  constructor(onProgress: ((progress: ArchiveProgress) => void) | undefined) {
+    this.#onProgress = onProgress;
+  }
+
+  reserve(bytes: number): Reservation {
+    this.#pending += bytes;
+    return { left: bytes };
+  }
+
+  release(reservation: Reservation): void {
+    this.#pending -= reservation.left;
+    reservation.left = 0;
+  }
+
+  wrote(bytes: number, reservation?: Reservation): void {
+    this.#written += bytes;
+    if (reservation !== undefined) {
+      const taken = Math.min(bytes, reservation.left);
+      reservation.left -= taken;
+      this.#pending -= taken;
+    }
+    if (this.#written - this.#reported >= PROGRESS_STEP_BYTES) this.report(false);
+  }
+
+  unwrote(bytes: number): void {
+    this.#written -= bytes;
+  }
+
+  report(force: boolean): void {
+    if (this.#onProgress === undefined || (!force && this.#written === this.#reported)) return;
+    this.#reported = this.#written;
+    this.#onProgress({ bytesWritten: this.#written, totalBytes: this.#written + this.#pending });
+  }
+}
+
+async function writeAt(handle: FileHandle, data: Buffer, position: number, path: string): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset).catch((cause: unknown) => {
+      throw writeFailure(path, cause);
+    });
+    offset += bytesWritten;
+  }
+}
+
+function writeFailure(path: string, cause: unknown): MeshmirrorError {
+  if (cause instanceof MeshmirrorError) return cause;
+  const reason = errorCode(cause) === 'ENOSPC' ? 'no space left on device' : describeError(cause);
+  return new MeshmirrorError('MM_STORE', `cannot write ${path}: ${reason}`, { cause, data: { path } });
+}
+
+/** Makes renames in `dir` durable: a rename is only on disk once the folder itself is synced. */
+async function syncFolder(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch {
+    // Some file systems refuse fsync on a folder; the rename is still atomic there.
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Removes chunks numbered above `chunkCount` (an earlier, longer archive) and left-over `.partial` files. */
+async function removeStaleChunks(dir: string, chunkCount: number, logger: Logger): Promise<void> {
+  const names = await readdir(dir);
+  let removed = false;
+  for (const name of names) {
+    const isPartial = name.endsWith(PARTIAL_SUFFIX) && CHUNK_FILE_RE.test(name.slice(0, -PARTIAL_SUFFIX.length));
+    const match = CHUNK_FILE_RE.exec(name);
+    const stale = isPartial || (match?.[1] !== undefined && Number(match[1]) > chunkCount);
+    if (!stale) continue;
+    await rm(join(dir, name), { force: true });
+    removed = true;
+    logger.info({ file: name }, 'removed a chunk left from an earlier archive');
+  }
+  if (removed) await syncFolder(dir);
+}
