@@ -42,7 +42,18 @@ async function prepare(registry: RunningRegistry, dir: string, images: SampleIma
   return { refs: pushed.map((p) => `${registry.host}/${p.name}`), uniqueBytes: written.uniqueBytes };
 }
 
+/**
+ * Flushes dirty pages first, so a timed run does not pay for the write-back of whatever came before
+ * it (generating and pushing the set leaves hundreds of MB for the disk to write).
+ */
+async function settle(): Promise<void> {
+  await execFileAsync('sync');
+}
+
 async function meshmirror(dir: string, refs: string[], name: string): Promise<Timed> {
+  await rm(join(dir, `${name}-out`), { recursive: true, force: true });
+  await rm(join(dir, `${name}-cache`), { recursive: true, force: true });
+  await settle();
   const config = join(dir, `${name}.yaml`);
   await writeFile(
     config,
@@ -53,6 +64,8 @@ async function meshmirror(dir: string, refs: string[], name: string): Promise<Ti
 
 async function skopeoAll(dir: string, refs: string[]): Promise<Timed> {
   const layout = join(dir, 'skopeo-layout');
+  await rm(layout, { recursive: true, force: true });
+  await settle();
   let seconds = 0;
   let maxRssBytes = 0;
   for (const ref of refs) {
@@ -71,8 +84,17 @@ try {
   const set = await prepare(registry, join(dir, 'set'), releaseLikeImageSet({ totalBytes }));
   console.log(`bench: ${set.refs.length} images, ${formatBytes(set.uniqueBytes)} of unique layers`);
 
-  const mm = await meshmirror(dir, set.refs, 'release-like');
-  const sk = await skopeoAll(dir, set.refs);
+  // Two rounds, alternating, each from a cold cache and an empty destination; the best of each counts.
+  const mmRuns: Timed[] = [];
+  const skRuns: Timed[] = [];
+  for (let round = 0; round < 2; round++) {
+    mmRuns.push(await meshmirror(dir, set.refs, 'release-like'));
+    skRuns.push(await skopeoAll(dir, set.refs));
+    console.log(`bench: round ${round + 1}: meshmirror ${mmRuns[round]!.seconds.toFixed(1)} s, skopeo ${skRuns[round]!.seconds.toFixed(1)} s`);
+  }
+  const best = (runs: Timed[]): Timed => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+  const mm = best(mmRuns);
+  const sk = best(skRuns);
 
   console.log(`bench: a single image with one ${formatBytes(bigBlobBytes)} layer`);
   const big = await prepare(registry, join(dir, 'big'), [{ name: 'bench/one-big-blob:1.0', platforms: [{ architecture: 'amd64', layers: [{ seed: 'bench-big', size: bigBlobBytes }] }] }]);
@@ -80,8 +102,8 @@ try {
 
   const rows = [
     ['run', 'wall time', 'peak memory'],
-    [`meshmirror mirror (${set.refs.length} images)`, `${mm.seconds.toFixed(1)} s`, formatBytes(mm.maxRssBytes)],
-    [`skopeo copy --all, image by image`, `${sk.seconds.toFixed(1)} s`, formatBytes(sk.maxRssBytes)],
+    [`meshmirror mirror (${set.refs.length} images, best of 2)`, `${mm.seconds.toFixed(1)} s`, formatBytes(mm.maxRssBytes)],
+    [`skopeo copy --all, image by image (best of 2)`, `${sk.seconds.toFixed(1)} s`, formatBytes(sk.maxRssBytes)],
     [`meshmirror mirror (one ${formatBytes(bigBlobBytes)} blob)`, `${mmBig.seconds.toFixed(1)} s`, formatBytes(mmBig.maxRssBytes)],
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
