@@ -144,3 +144,18 @@ export function errorCode(err: unknown): string {
   if (err !== null && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
   return 'UNKNOWN';
 }
+
+/** Why a file could not be read, in words for a one-line error ("no such file", "permission denied", …). */
+export function fileErrorReason(err: unknown): string {
+  switch (errorCode(err)) {
+    case 'ENOENT':
+      return 'no such file';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a directory';
+    default:
+      return describeError(err);
+  }
+}

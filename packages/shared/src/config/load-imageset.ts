@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError, MeshmirrorError } from '../errors.ts';
+import { ConfigError, fileErrorReason, MeshmirrorError } from '../errors.ts';
 import { describeConfigValue, formatConfigPath, ImageSetConfigSchema, type ImageSetConfig } from './imageset.ts';
 
 /** Problems listed in a `ConfigError` message; the rest are counted. All are in `data.problems`. */
@@ -35,7 +35,7 @@ export async function loadImageSetConfig(file: string, options: LoadImageSetOpti
     text = await readFile(file, { encoding: 'utf8', ...(options.signal === undefined ? {} : { signal: options.signal }) });
   } catch (err) {
     if (options.signal?.aborted === true) throw err;
-    throw new MeshmirrorError('MM_CONFIG_UNREADABLE', `${file}: cannot read: ${readFailureReason(err)}`, {
+    throw new MeshmirrorError('MM_CONFIG_UNREADABLE', `${file}: cannot read: ${fileErrorReason(err)}`, {
       cause: err,
       data: { file },
     });
@@ -75,21 +75,6 @@ export function parseImageSetConfig(text: string, file: string): ImageSetConfig 
     ...(first === undefined || first.path === '' ? {} : { path: first.path }),
     data: { problems },
   });
-}
-
-function readFailureReason(err: unknown): string {
-  const code = err !== null && typeof err === 'object' && 'code' in err ? err.code : undefined;
-  switch (code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'EISDIR':
-      return 'is a directory';
-    default:
-      return err instanceof Error ? firstLine(err.message) : String(err);
-  }
 }
 
 function firstLine(text: string): string {

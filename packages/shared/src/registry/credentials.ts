@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { MeshmirrorError } from '../errors.ts';
+import { fileErrorReason, MeshmirrorError } from '../errors.ts';
 
 /** A user name and password, or an identity token (an OAuth2 refresh token from `docker login`). */
 export interface Credentials {
@@ -125,7 +125,7 @@ async function readAuthFile(path: string, options: { required: boolean }): Promi
   } catch (error) {
     const code = errorCodeOf(error);
     if (!options.required && code === 'ENOENT') return undefined;
-    throw invalid(path, fsReason(code));
+    throw invalid(path, fileErrorReason(error));
   }
   let json: unknown;
   try {
@@ -188,16 +188,3 @@ function errorCodeOf(error: unknown): string | undefined {
   return error !== null && typeof error === 'object' && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
 }
 
-function fsReason(code: string | undefined): string {
-  switch (code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'EISDIR':
-      return 'is a directory';
-    default:
-      return code ?? 'unreadable';
-  }
-}
