@@ -200,7 +200,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
     return this.#blobDataBytes;
   }
 
-  add(blob: { digest: Digest; size: number }, options: AbortOptions = {}): Promise<void> {
+  add(blob: { digest: Digest; size: number; verified?: boolean }, options: AbortOptions = {}): Promise<void> {
     try {
       throwIfAborted(options.signal);
       this.#assertAccepting('add a blob to');
@@ -211,7 +211,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
     const reservation = this.#progress.reserve(tarEntryBytes(blob.size));
     return this.#enqueue(
       options.signal,
-      (signal) => this.#addNow({ digest: blob.digest, size: blob.size }, reservation, signal),
+      (signal) => this.#addNow({ digest: blob.digest, size: blob.size, verified: blob.verified === true }, reservation, signal),
       () => this.#progress.release(reservation),
     );
   }
@@ -286,7 +286,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
     });
   }
 
-  async #addNow(blob: { digest: Digest; size: number }, reservation: Reservation, signal: AbortSignal): Promise<void> {
+  async #addNow(blob: { digest: Digest; size: number; verified: boolean }, reservation: Reservation, signal: AbortSignal): Promise<void> {
     try {
       throwIfAborted(signal);
       this.#assertUsable();
@@ -328,7 +328,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
    */
   async #writeBlobEntry(
     chunk: OpenChunk,
-    blob: { digest: Digest; size: number },
+    blob: { digest: Digest; size: number; verified: boolean },
     start: number,
     reservation: Reservation,
     signal: AbortSignal,
@@ -348,7 +348,8 @@ class StreamingArchiveSession implements LocalArchiveSession {
       await put(encodeTarHeader({ name: `${BLOB_ENTRY_PREFIX}${digestHex(blob.digest)}`, size: blob.size, mtime: this.#mtime }), start);
       source = await this.#reader.openBlob(blob.digest, { signal });
       throwIfAborted(signal);
-      const hash = createDigester();
+      // A blob whose sha256 the store verified moments ago in this process is not hashed again.
+      const hash = blob.verified === true ? undefined : createDigester();
       let seen = 0;
       for await (const data of source as AsyncIterable<Buffer>) {
         throwIfAborted(signal);
@@ -356,7 +357,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
           seen += data.length;
           break;
         }
-        hash.update(data);
+        hash?.update(data);
         await put(data, start + TAR_BLOCK + seen);
         seen += data.length;
       }
@@ -367,7 +368,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
           { data: { digest: blob.digest, expected: blob.size } },
         );
       }
-      const actual: Digest = `sha256:${hash.digest('hex')}`;
+      const actual: Digest = hash === undefined ? blob.digest : `sha256:${hash.digest('hex')}`;
       if (actual !== blob.digest) throw new DigestMismatchError(blob.digest, actual, `blob ${blob.digest} while writing ${chunk.file}`);
       const padding = tarPaddingBytes(blob.size);
       if (padding > 0) await put(Buffer.alloc(padding), start + TAR_BLOCK + blob.size);

@@ -157,9 +157,9 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
     });
     const archiveFailures = new Map<Digest, { code: string; message: string }>();
     const adds: Array<Promise<void>> = [];
-    const addToArchive = (digest: Digest, size: number): void => {
+    const addToArchive = (digest: Digest, size: number, verified = false): void => {
       adds.push(
-        session.add({ digest, size }, signal === undefined ? {} : { signal }).catch((err: unknown) => {
+        session.add({ digest, size, verified }, signal === undefined ? {} : { signal }).catch((err: unknown) => {
           if (signal?.aborted === true) return;
           log.error({ digest, code: errorCode(err), err: describeError(err) }, 'blob could not be archived');
           archiveFailures.set(digest, { code: errorCode(err), message: `cannot archive: ${describeError(err)}` });
@@ -317,7 +317,7 @@ async function fetchMissing(
   missingBytes: number,
   alreadyFailed: number,
   options: MirrorToDiskOptions,
-  onBlobHeld: (digest: Digest, size: number) => void,
+  onBlobHeld: (digest: Digest, size: number, verified: boolean) => void,
 ): Promise<FetchOutcome> {
   const { agent, progress, signal } = options;
   const log = options.logger.child({ component: 'coordinator:fetch' });
@@ -355,7 +355,8 @@ async function fetchMissing(
           log.warn({ digest: event.digest, offset: event.offset, attempt: event.attempt, delayMs: event.delayMs, code: event.code }, event.message);
           break;
         case 'blob-held':
-          onBlobHeld(event.digest, event.size);
+          // The agent verified the blob's sha256 as it completed it, just now.
+          onBlobHeld(event.digest, event.size, true);
           break;
         case 'range-ignored':
           outcome.rangesIgnored += 1;

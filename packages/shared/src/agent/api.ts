@@ -113,7 +113,8 @@ export interface StartArchiveOptions extends AbortOptions {
  */
 export interface ArchiveSession {
   /**
-   * Appends one blob (read now through the agent's store, sha256-verified while copying) to the
+   * Appends one blob (read now through the agent's store, sha256-verified while copying unless
+   * `verified` says the agent verified it moments ago, when it completed in this run) to the
    * archive. Calls may come from many places at once; they are queued and written in call order.
    * Adding a digest already added is a no-op (with another size it is `MM_USAGE`). A failure
    * (`MM_DIGEST_MISMATCH` naming the blob, `MM_SIZE_MISMATCH`, `MM_NOT_FOUND`, `MM_ABORTED` from
@@ -122,7 +123,7 @@ export interface ArchiveSession {
    * itself cannot be repaired (a failed truncate, or a failure while closing a full chunk) does
    * every later call reject; `abort()` then deletes the files.
    */
-  add(blob: { digest: Digest; size: number }, options?: AbortOptions): Promise<void>;
+  add(blob: { digest: Digest; size: number; verified?: boolean }, options?: AbortOptions): Promise<void>;
   /**
    * Waits for the queued adds, writes `oci-layout`, `index.json` (one entry per image,
    * `org.opencontainers.image.ref.name` = name) and `meshmirror/run.json` (`metadata` plus the
