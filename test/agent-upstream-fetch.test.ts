@@ -102,7 +102,6 @@ describe('in-process agent against a real registry', () => {
       backoff,
       parallelLayers: 2,
       logger: silentLogger(),
-      writeArchive: async () => ({ chunks: [], warnings: [] }),
     });
     proxy.setRules([]);
     proxy.resetStats();

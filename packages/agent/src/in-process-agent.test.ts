@@ -8,15 +8,15 @@ import {
   sha256Digest,
   silentLogger,
   type Agent,
-  type ArchiveRequest,
-  type BlobReader,
+  MediaType,
   type Digest,
   type PieceEvent,
   type PieceTask,
   type RepositoryLocation,
 } from '@meshmirror/shared';
 import { ScriptedRegistryClient } from './fetch/testing/scripted-registry-client.ts';
-import { createInProcessAgent, type WriteArchiveFunction } from './in-process-agent.ts';
+import { openArchive } from './archive/archive-reader.ts';
+import { createInProcessAgent } from './in-process-agent.ts';
 import { createBlobStore, type BlobStore } from './store/blob-store.ts';
 
 const SOURCE: RepositoryLocation = { registry: 'registry.test', repository: 'team/app' };
@@ -35,7 +35,6 @@ describe('in-process agent', () => {
   let client: ScriptedRegistryClient;
   let agent: Agent;
   let events: PieceEvent[];
-  let archiveCalls: Array<{ reader: BlobReader; request: ArchiveRequest }>;
 
   function blob(size: number): { data: Buffer; digest: Digest } {
     const data = randomBytes(size);
@@ -50,18 +49,12 @@ describe('in-process agent', () => {
     await store.open();
     client = new ScriptedRegistryClient();
     events = [];
-    archiveCalls = [];
-    const writeArchive: WriteArchiveFunction = async (reader, request) => {
-      archiveCalls.push({ reader, request });
-      return { chunks: [], warnings: [] };
-    };
     agent = createInProcessAgent({
       store,
       client,
       retry: { retries: 2, baseDelayMs: 1, maxDelayMs: 5, factor: 2, jitter: 0 },
       parallelLayers: 2,
       logger: silentLogger(),
-      writeArchive,
       progressIntervalMs: 0,
     });
   });
@@ -153,21 +146,19 @@ describe('in-process agent', () => {
     ]);
   });
 
-  it('stores small blobs and hands the store to the archive writer', async () => {
+  it('stores small blobs and archives them from its store', async () => {
     const manifest = Buffer.from('{"schemaVersion":2}');
     const digest = sha256Digest(manifest);
     await agent.putBlob(digest, manifest);
-    const request: ArchiveRequest = {
-      dir: join(dir, 'out'),
-      chunkSizeBytes: 1 << 30,
-      images: [],
-      blobs: [{ digest, size: manifest.length }],
+    const out = join(dir, 'out');
+    const session = await agent.startArchive({ dir: out, chunkSizeBytes: 1 << 30 });
+    await session.add({ digest, size: manifest.length });
+    const result = await session.finish({
+      images: [{ name: 'registry.test/team/app:1', descriptor: { mediaType: MediaType.OciManifest, digest, size: manifest.length } }],
       metadata: {},
-    };
-    expect(await agent.writeArchive(request)).toEqual({ chunks: [], warnings: [] });
-    expect(archiveCalls).toHaveLength(1);
-    expect(archiveCalls[0]?.request).toBe(request);
-    const reader = archiveCalls[0]!.reader;
-    expect((await buffer(await reader.openBlob(digest))).equals(manifest)).toBe(true);
+    });
+    expect(result.chunks).toHaveLength(1);
+    const archive = await openArchive(out);
+    expect((await buffer(await archive.openBlob(digest))).equals(manifest)).toBe(true);
   });
 });

@@ -7,11 +7,8 @@ import {
   throwIfAborted,
   type AbortOptions,
   type Agent,
-  type ArchiveProgress,
-  type ArchiveRequest,
-  type ArchiveResult,
+  type ArchiveSession,
   type BlobHolding,
-  type BlobReader,
   type Digest,
   type FetchPiecesOptions,
   type HostBackoff,
@@ -20,18 +17,13 @@ import {
   type PieceTask,
   type RegistryClient,
   type RetryPolicy,
+  type StartArchiveOptions,
 } from '@meshmirror/shared';
-import type { ArchiveSession, StartArchiveOptions } from '@meshmirror/shared';
 import { startArchive } from './archive/archive-session.ts';
 import { fetchPiece } from './fetch/upstream-fetcher.ts';
 import type { BlobStore } from './store/blob-store.ts';
 
 /** The archive writer's signature (`archive/archive-writer.ts`), injected so the agent does not fix one. */
-export type WriteArchiveFunction = (
-  reader: BlobReader,
-  request: ArchiveRequest,
-  options?: AbortOptions & { onProgress?: (progress: ArchiveProgress) => void; logger?: Logger },
-) => Promise<ArchiveResult>;
 
 export interface InProcessAgentOptions {
   /** How the agent is named in events and reports. Default `local`. */
@@ -45,7 +37,6 @@ export interface InProcessAgentOptions {
   /** Pieces fetched at once (`--parallel-layers`). */
   parallelLayers: number;
   logger: Logger;
-  writeArchive: WriteArchiveFunction;
   /** Least time between two `progress` events of one piece. Default 250 ms. */
   progressIntervalMs?: number;
   /**
@@ -82,13 +73,6 @@ class InProcessAgent implements Agent {
 
   putBlob(digest: Digest, data: Uint8Array, options: AbortOptions = {}): Promise<void> {
     return this.#options.store.putBlob(digest, data, options);
-  }
-
-  writeArchive(
-    request: ArchiveRequest,
-    options: AbortOptions & { onProgress?: (progress: ArchiveProgress) => void } = {},
-  ): Promise<ArchiveResult> {
-    return this.#options.writeArchive(this.#options.store, request, { ...options, logger: this.#logger });
   }
 
   startArchive(options: StartArchiveOptions): Promise<ArchiveSession> {

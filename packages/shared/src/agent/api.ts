@@ -160,11 +160,6 @@ export interface Agent {
   fetchPieces(tasks: PieceTask[], options: FetchPiecesOptions): Promise<void>;
   /** Stores a small blob the coordinator already has (a manifest); verified against `digest`. */
   putBlob(digest: Digest, data: Uint8Array, options?: AbortOptions): Promise<void>;
-  /** Writes the archive from blobs the agent holds. */
-  writeArchive(
-    request: ArchiveRequest,
-    options?: AbortOptions & { onProgress?: (progress: ArchiveProgress) => void },
-  ): Promise<ArchiveResult>;
   /** Starts an archive that blobs are added to as they become held (see `ArchiveSession`). */
   startArchive(options: StartArchiveOptions): Promise<ArchiveSession>;
   close(): Promise<void>;

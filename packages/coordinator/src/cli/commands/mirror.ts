@@ -13,7 +13,7 @@ import {
   type LogLevel,
   type TransferSettings,
 } from '@meshmirror/shared';
-import { createBlobStore, createInProcessAgent, writeArchive } from '@meshmirror/agent';
+import { createBlobStore, createInProcessAgent } from '@meshmirror/agent';
 import { mirrorToDisk } from '../../run/mirror-to-disk.ts';
 import { createProgressReporter } from '../../report/progress.ts';
 import { summaryText } from '../../report/summary-text.ts';
@@ -77,7 +77,6 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     parallelLayers: settings.parallelImages * settings.parallelLayers,
     noProgressTimeoutMs: settings.imageTimeoutMs,
     logger,
-    writeArchive,
   });
   const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
   try {
