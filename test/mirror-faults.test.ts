@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
@@ -134,6 +135,46 @@ describe('mirror to disk survives the oc-mirror failure report', () => {
     expect(again.bytes.toFetch).toBeLessThan(again.bytes.unique - 2 * MiB);
     layout = join(fx.dir, 'layout-partial-2');
     await extractChunks(out, layout);
+    expect(await skopeoInspectDigest(`oci:${layout}:${fx.viaProxy('sample/app:1.0')}`)).toBe(fx.pushed.find((p) => p.name === 'sample/app:1.0')!.digest);
+  });
+});
+
+describe('a corrupted blob store heals itself', () => {
+  let fx: MirrorFixture;
+  beforeAll(async () => {
+    fx = await startMirrorFixture();
+  });
+  afterAll(async () => {
+    await fx?.close();
+  });
+
+  it('a held layer whose bytes changed on disk is evicted and fetched again; the archive stays correct', async () => {
+    const config = await fx.writeConfig('heal.yaml', { additionalImages: [fx.viaProxy('sample/app:1.0')] });
+    const cache = join(fx.dir, 'cache-heal');
+    const run = (out: string) =>
+      runMeshmirror(['mirror', '-c', config, `file://${join(fx.dir, out)}`, '--cache-dir', cache, '--src-tls-verify=false', '--output', 'json']);
+    const first = await run('out-heal-1');
+    expect(first.code, first.stderr).toBe(0);
+
+    // Flip one byte of the 1 MiB middle layer in the store, keeping its size.
+    const blobs = join(cache, 'store', 'blobs', 'sha256');
+    const victim = (await readdir(blobs)).find((name) => statSync(join(blobs, name)).size === MiB);
+    expect(victim).toBeDefined();
+    const handle = await open(join(blobs, victim!), 'r+');
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, 1000);
+    byte[0] = byte[0]! ^ 0xff;
+    await handle.write(byte, 0, 1, 1000);
+    await handle.close();
+
+    fx.proxy.resetStats();
+    const second = await run('out-heal-2');
+    expect(second.code, second.stderr).toBe(0);
+    const summary = JSON.parse(second.stdout);
+    expect(summary.repairedBlobs).toBe(1);
+    expect(fx.proxy.stats().blobBodyBytes).toBe(MiB);
+    const layout = join(fx.dir, 'layout-heal');
+    await extractChunks(join(fx.dir, 'out-heal-2'), layout);
     expect(await skopeoInspectDigest(`oci:${layout}:${fx.viaProxy('sample/app:1.0')}`)).toBe(fx.pushed.find((p) => p.name === 'sample/app:1.0')!.digest);
   });
 });

@@ -71,6 +71,10 @@ class InProcessAgent implements Agent {
     return this.#options.store.holdings(blobs, options);
   }
 
+  async evict(digests: Digest[], options: AbortOptions = {}): Promise<void> {
+    for (const digest of digests) await this.#options.store.evict(digest, options);
+  }
+
   putBlob(digest: Digest, data: Uint8Array, options: AbortOptions = {}): Promise<void> {
     return this.#options.store.putBlob(digest, data, options);
   }

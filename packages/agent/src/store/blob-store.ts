@@ -77,6 +77,11 @@ export interface BlobStore extends BlobReader {
   completeBlob(digest: Digest, size: number, options?: AbortOptions): Promise<void>;
   /** True when the blob is held, or finished pieces cover all of it (so `completeBlob` can assemble it). */
   isComplete(digest: Digest, size: number, options?: AbortOptions): Promise<boolean>;
+  /**
+   * Forgets a held blob whose bytes turned out wrong (failed verification when read): the record
+   * goes first, then the file, so the blob is never held without its bytes.
+   */
+  evict(digest: Digest, options?: AbortOptions): Promise<void>;
   /** The sha256 of a byte range of a held blob (the whole blob's is its digest, returned at once). */
   hashHeldRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Digest>;
 }
@@ -276,6 +281,15 @@ class FileBlobStore implements BlobStore {
     }
     if (start > end) return Readable.from([]);
     return createReadStream(this.#blobPath(digest), { start, end, ...(range.signal ? { signal: range.signal } : {}) });
+  }
+
+  async evict(digest: Digest, options: AbortOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    this.#checkOpen();
+    if (!isDigest(digest)) return;
+    await this.#index.deleteHeld(digest);
+    await rm(this.#blobPath(digest), { force: true });
+    this.#logger.warn({ digest }, 'evicted a held blob that failed verification');
   }
 
   async holdings(blobs: Array<{ digest: Digest; size: number }>, options: AbortOptions = {}): Promise<BlobHolding[]> {

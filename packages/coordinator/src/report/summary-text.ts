@@ -19,6 +19,9 @@ export function summaryText(summary: MirrorSummary): string {
   if (!summary.dryRun && (summary.retries > 0 || summary.rangesIgnored > 0)) {
     lines.push(`  retries: ${summary.retries}; ranges ignored by the registry: ${summary.rangesIgnored}`);
   }
+  if (summary.repairedBlobs > 0) {
+    lines.push(`  repaired: ${summary.repairedBlobs} held blobs failed verification and were fetched again`);
+  }
   for (const chunk of summary.archive.chunks) lines.push(`  archive: ${chunk.file} (${formatBytes(chunk.bytes)}, ${chunk.blobs} blobs)`);
   for (const w of [...summary.warnings, ...summary.archive.warnings]) lines.push(`  warning: ${w}`);
   const failures = summary.outcomes.filter((o) => o.state === 'failed');

@@ -73,6 +73,8 @@ export interface MirrorSummary {
   };
   retries: number;
   rangesIgnored: number;
+  /** Held blobs that failed verification when archived and were fetched (or stored) again. */
+  repairedBlobs: number;
   archive: { chunks: ArchiveChunk[]; warnings: string[] };
   warnings: string[];
   files: { errors?: string; mapping?: string; report: string };
@@ -134,6 +136,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         bytes: { unique: plan.uniqueBytes, held: split.heldBytes, resumed: split.resumedBytes, toFetch: split.missingBytes, fetched: 0 },
         retries: 0,
         rangesIgnored: 0,
+        repairedBlobs: 0,
         archive: { chunks: [], warnings: [] },
         files: { report: '' },
         durationMs: Date.now() - started,
@@ -168,7 +171,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
     };
     let archive: MirrorSummary['archive'];
     const archived: ResolvedImage[] = [];
-    const fetchTotals = { upstreamBytes: 0, retries: 0, rangesIgnored: 0 };
+    const fetchTotals = { upstreamBytes: 0, retries: 0, rangesIgnored: 0, repaired: 0 };
     try {
       const held = new Set(holdings.filter((h) => h.held).map((h) => h.digest));
       for (const blob of plan.blobs.values()) if (held.has(blob.digest)) addToArchive(blob.digest, blob.size);
@@ -177,6 +180,25 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       const fetchStarted = Date.now();
       const fetchOutcome = await fetchMissing(plan, split.tasks, split.missingBytes, failed.length, options, addToArchive);
       await Promise.all(adds);
+
+      // A blob held from an earlier run that fails verification as it is archived (disk corruption,
+      // a crash that lost written data) is evicted and fetched again, instead of failing this run
+      // and every later one.
+      const corrupt = [...archiveFailures].filter(([digest, f]) => isCorruption(f.code) && plan.blobs.has(digest)).map(([d]) => d);
+      if (corrupt.length > 0) {
+        log.warn({ blobs: corrupt }, 'held blobs failed verification; evicting and fetching them again');
+        await agent.evict(corrupt, signal === undefined ? {} : { signal });
+        for (const digest of corrupt) archiveFailures.delete(digest);
+        const repairPlan: MirrorPlan = { ...plan, blobs: new Map(corrupt.map((d) => [d, plan.blobs.get(d)!])) };
+        const repair = splitIntoPieces(repairPlan, [], options.pieceSize);
+        const repaired = await fetchMissing(repairPlan, repair.tasks, repair.missingBytes, failed.length, options, addToArchive);
+        await Promise.all(adds);
+        for (const [digest, why] of repaired.failedBlobs) fetchOutcome.failedBlobs.set(digest, why);
+        fetchOutcome.upstreamBytes += repaired.upstreamBytes;
+        fetchOutcome.retries += repaired.retries;
+        fetchOutcome.rangesIgnored += repaired.rangesIgnored;
+        fetchTotals.repaired = corrupt.length;
+      }
       Object.assign(fetchTotals, { upstreamBytes: fetchOutcome.upstreamBytes, retries: fetchOutcome.retries, rangesIgnored: fetchOutcome.rangesIgnored });
       log.info(
         { ms: Date.now() - fetchStarted, upstreamBytes: fetchOutcome.upstreamBytes, failedBlobs: fetchOutcome.failedBlobs.size },
@@ -196,12 +218,29 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
 
       throwIfAborted(signal);
       progress?.update({ phase: 'archiving' });
-      // Manifests last: children before the index that names them.
-      for (const image of archived) {
-        const [top, ...children] = image.manifests;
-        for (const m of [...children, ...(top === undefined ? [] : [top])]) addToArchive(m.digest, m.bytes.byteLength);
-      }
+      // Manifests last: children before the index that names them. One whose stored copy fails
+      // verification is stored again from the bytes in hand.
+      const manifests = archived.flatMap((image) => [...image.manifests.slice(1), ...image.manifests.slice(0, 1)]);
+      for (const m of manifests) addToArchive(m.digest, m.bytes.byteLength);
       await Promise.all(adds);
+      const badManifests = manifests.filter((m) => isCorruption(archiveFailures.get(m.digest)?.code));
+      if (badManifests.length > 0) {
+        await agent.evict(badManifests.map((m) => m.digest), signal === undefined ? {} : { signal });
+        for (const m of badManifests) {
+          archiveFailures.delete(m.digest);
+          await agent.putBlob(m.digest, m.bytes, signal === undefined ? {} : { signal });
+          addToArchive(m.digest, m.bytes.byteLength);
+        }
+        await Promise.all(adds);
+        fetchTotals.repaired += badManifests.length;
+      }
+      const unarchivable = archived.filter((image) => image.manifests.some((m) => archiveFailures.has(m.digest)));
+      for (const image of unarchivable) {
+        const bad = image.manifests.find((m) => archiveFailures.has(m.digest))!;
+        const why = archiveFailures.get(bad.digest)!;
+        archived.splice(archived.indexOf(image), 1);
+        failed.push({ ...image, code: why.code, reason: `manifest ${bad.digest}: ${why.message}` });
+      }
       const history = await journal.history();
       const archiveStarted = Date.now();
       if (archived.length === 0) {
@@ -245,6 +284,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       },
       retries: fetchTotals.retries,
       rangesIgnored: fetchTotals.rangesIgnored,
+      repairedBlobs: fetchTotals.repaired,
       archive,
       files: { report: '' },
       durationMs: Date.now() - started,
@@ -419,6 +459,11 @@ export function diskTarget(destination: string, image: RequestedImage): string {
   const repository = image.targetRepo ?? image.ref.repository;
   const tag = image.targetTag ?? image.ref.tag;
   return `file://${destination}/${repository}${tag !== undefined ? `:${tag}` : `@${image.ref.digest ?? ''}`}`;
+}
+
+/** Codes that mean the store's copy of a blob is not what its digest says. */
+function isCorruption(code: string | undefined): boolean {
+  return code === 'MM_DIGEST_MISMATCH' || code === 'MM_SIZE_MISMATCH';
 }
 
 function failedOutcome(f: FailedImage): ImageOutcome {

@@ -158,6 +158,11 @@ export interface Agent {
    * rejects only when aborted or when the store itself fails.
    */
   fetchPieces(tasks: PieceTask[], options: FetchPiecesOptions): Promise<void>;
+  /**
+   * Forgets held blobs whose bytes failed verification when read (disk corruption, a crash that
+   * lost written data), so they are fetched again instead of failing every later run.
+   */
+  evict(digests: Digest[], options?: AbortOptions): Promise<void>;
   /** Stores a small blob the coordinator already has (a manifest); verified against `digest`. */
   putBlob(digest: Digest, data: Uint8Array, options?: AbortOptions): Promise<void>;
   /** Starts an archive that blobs are added to as they become held (see `ArchiveSession`). */
