@@ -26,7 +26,7 @@ import {
   type HttpRegistryClient,
   type RegistryClientOptions,
 } from '../packages/shared/src/index.ts';
-import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
+import { startFaultProxy } from './support/fault-proxy.ts';
 import { makeHtpasswd, makeSelfSignedCert, startRegistry, type RunningRegistry } from './support/registry.ts';
 
 const REPO = 'team/app';

@@ -88,7 +88,7 @@ export interface MirrorSummary {
  */
 export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<MirrorSummary> {
   const started = Date.now();
-  const { agent, client, logger, progress, signal } = options;
+  const { agent, logger, progress, signal } = options;
   const warnings: string[] = [];
   const log = logger.child({ component: 'coordinator:mirror' });
 
