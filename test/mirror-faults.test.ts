@@ -3,7 +3,7 @@ import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
-import { extractChunks, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
+import { extractChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 import { pushLayout } from './support/push-layout.ts';
 import { skopeoInspectDigest } from './support/skopeo.ts';
 
@@ -18,20 +18,8 @@ describe('mirror to disk survives the oc-mirror failure report', () => {
     await fx?.close();
   });
 
-  const args = (config: string, out: string, cache: string, ...extra: string[]): string[] => [
-    'mirror',
-    '-c',
-    config,
-    `file://${out}`,
-    '--cache-dir',
-    cache,
-    '--src-tls-verify=false',
-    '--retry-delay',
-    '50ms',
-    '--output',
-    'json',
-    ...extra,
-  ];
+  const args = (config: string, out: string, cache: string, ...extra: string[]): string[] =>
+    mirrorArgs(config, out, cache, '--retry-delay', '50ms', ...extra);
 
   it('resets, stalls, 500 bursts, 429 with Retry-After, truncation and a 200 to a Range: resumes, not restarts', async () => {
     const names = fx.pushed.map((p) => fx.viaProxy(p.name));
@@ -152,7 +140,7 @@ describe('a corrupted blob store heals itself', () => {
     const config = await fx.writeConfig('heal.yaml', { additionalImages: [fx.viaProxy('sample/app:1.0')] });
     const cache = join(fx.dir, 'cache-heal');
     const run = (out: string) =>
-      runMeshmirror(['mirror', '-c', config, `file://${join(fx.dir, out)}`, '--cache-dir', cache, '--src-tls-verify=false', '--output', 'json']);
+      runMeshmirror(mirrorArgs(config, join(fx.dir, out), cache));
     const first = await run('out-heal-1');
     expect(first.code, first.stderr).toBe(0);
 

@@ -3,7 +3,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMeshmirror, startServe } from './support/cli.ts';
-import { extractChunks, listChunks, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
+import { extractChunks, listChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 import { skopeoInspectDigest } from './support/skopeo.ts';
 
 const GiB = 1024 ** 3;
@@ -17,17 +17,6 @@ describe('mirror to disk against a real registry', () => {
     await fx?.close();
   });
 
-  const baseArgs = (config: string, out: string, cache: string): string[] => [
-    'mirror',
-    '-c',
-    config,
-    `file://${out}`,
-    '--cache-dir',
-    cache,
-    '--src-tls-verify=false',
-    '--output',
-    'json',
-  ];
 
   it('archives every image with the source digests, in chunks within archiveSize', async () => {
     const appDigest = fx.pushed.find((p) => p.name === 'sample/app:1.0')?.digest;
@@ -37,7 +26,7 @@ describe('mirror to disk against a real registry', () => {
     const archiveSize = 0.01; // GiB: about 10.7 MB, smaller than the 24 MiB layer
     const config = await fx.writeConfig('all.yaml', { additionalImages: [...names, byDigest], archiveSize });
     const out = join(fx.dir, 'out-all');
-    const result = await runMeshmirror(baseArgs(config, out, join(fx.dir, 'cache-all')));
+    const result = await runMeshmirror(mirrorArgs(config, out, join(fx.dir, 'cache-all')));
     expect(result.stderr).not.toMatch(/\n\s+at /); // no stack traces
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout);
@@ -92,7 +81,7 @@ describe('mirror to disk against a real registry', () => {
       architectures: ['arm64'],
     });
     const out = join(fx.dir, 'out-arm');
-    const result = await runMeshmirror(baseArgs(config, out, join(fx.dir, 'cache-arm')));
+    const result = await runMeshmirror(mirrorArgs(config, out, join(fx.dir, 'cache-arm')));
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout);
     expect(summary.images).toMatchObject({ requested: 1, blocked: 1, archived: 1 });
@@ -111,7 +100,7 @@ describe('mirror to disk against a real registry', () => {
     const config = await fx.writeConfig('dry.yaml', { additionalImages: [fx.viaProxy('sample/app:1.0'), fx.viaProxy('sample/base:1.0')] });
     const out = join(fx.dir, 'out-dry');
     fx.proxy.resetStats();
-    const result = await runMeshmirror([...baseArgs(config, out, join(fx.dir, 'cache-dry')), '--dry-run']);
+    const result = await runMeshmirror([...mirrorArgs(config, out, join(fx.dir, 'cache-dry')), '--dry-run']);
     expect(result.code, result.stderr).toBe(0);
     expect(fx.proxy.stats().blobBodyBytes).toBe(0);
     const summary = JSON.parse(result.stdout);

@@ -91,3 +91,8 @@ export async function extractChunks(archiveDir: string, into: string): Promise<v
   await mkdir(into, { recursive: true });
   for (const chunk of await listChunks(archiveDir)) await execFileAsync('tar', ['-xf', join(archiveDir, chunk.name), '-C', into]);
 }
+
+/** `meshmirror mirror` arguments for a loopback source: plain HTTP, a cache of its own, a JSON summary. */
+export function mirrorArgs(config: string, out: string, cache: string, ...extra: string[]): string[] {
+  return ['mirror', '-c', config, `file://${out}`, '--cache-dir', cache, '--src-tls-verify=false', '--output', 'json', ...extra];
+}

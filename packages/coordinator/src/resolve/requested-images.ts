@@ -1,13 +1,5 @@
-import { formatReference, parseImageReference, type ImageReference } from '@meshmirror/shared';
+import { formatReference, parseImageReference, type ImageReference, type ImageSetConfig } from '@meshmirror/shared';
 import type { RequestedImage } from './image-set.ts';
-
-/** The parts of an ImageSetConfiguration that name images directly. */
-export interface ImageListConfig {
-  mirror: {
-    additionalImages?: Array<{ name: string; targetRepo?: string | undefined; targetTag?: string | undefined }> | undefined;
-    blockedImages?: Array<{ name: string }> | undefined;
-  };
-}
 
 export interface RequestedImages {
   images: RequestedImage[];
@@ -16,12 +8,12 @@ export interface RequestedImages {
 }
 
 /** Lists the additional images of a configuration, minus blocked images, without duplicates. */
-export function requestedImages(config: ImageListConfig): RequestedImages {
-  const blockers = (config.mirror.blockedImages ?? []).map((b) => ({ name: b.name, matches: blockMatcher(b.name) }));
+export function requestedImages(config: ImageSetConfig): RequestedImages {
+  const blockers = config.mirror.blockedImages.map((b) => ({ name: b.name, matches: blockMatcher(b.name) }));
   const images: RequestedImage[] = [];
   const blocked: RequestedImages['blocked'] = [];
   const seen = new Set<string>();
-  (config.mirror.additionalImages ?? []).forEach((entry, i) => {
+  config.mirror.additionalImages.forEach((entry, i) => {
     const ref = parseImageReference(entry.name);
     const source = formatReference(ref);
     if (seen.has(source)) return;
