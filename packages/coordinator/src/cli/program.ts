@@ -1,0 +1,79 @@
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { describeError, parseDuration } from '@meshmirror/shared';
+import { ExitCode, exitCodeForError } from './exit-codes.ts';
+import { runMirrorCommand, type MirrorFlags } from './commands/mirror.ts';
+import { runServeCommand } from './commands/serve.ts';
+
+/** Go-style booleans as oc-mirror users type them: `--src-tls-verify=false`. */
+function parseBool(value: string): boolean {
+  if (/^(true|1|yes)$/i.test(value)) return true;
+  if (/^(false|0|no)$/i.test(value)) return false;
+  throw new InvalidArgumentError(`expected true or false, got "${value}"`);
+}
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+  return n;
+}
+
+function parseDurationFlag(value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError(describeError(err));
+  }
+}
+
+const program = new Command('meshmirror')
+  .description('Mirror container images into disconnected sites; resumable, retrying, peer-to-peer.')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(`meshmirror: ${str.replace(/^error: /, '')}`) });
+
+program
+  .command('mirror')
+  .description('mirror an ImageSetConfiguration: `mirror -c isc.yaml file://DIR` (mirror to disk)')
+  .argument('<destination>', 'file://DIR for mirror to disk')
+  .requiredOption('-c, --config <file>', 'ImageSetConfiguration file')
+  .option('--cache-dir <dir>', 'blob store and run journal (default: $HOME/.meshmirror)')
+  .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
+  .option('--src-tls-verify [bool]', 'verify source registry TLS; false also allows plain HTTP', parseBool)
+  .option('--dest-tls-verify [bool]', 'verify destination registry TLS', parseBool)
+  .option('--parallel-images <n>', 'images resolved and fetched at once (default 4)', parseCount)
+  .option('--parallel-layers <n>', 'layers fetched at once per image (default 5)', parseCount)
+  .option('--retry-times <n>', 'retries after consecutive failures without progress (default 5)', parseCount)
+  .option('--retry-delay <duration>', 'first backoff delay; 0 = default exponential backoff', parseDurationFlag)
+  .option('--image-timeout <duration>', 'how long an image may wait without any progress (never cuts a moving transfer)', parseDurationFlag)
+  .option('--stall-timeout <duration>', 'no body bytes for this long: retry and resume (default 60s)', parseDurationFlag)
+  .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
+  .option('--piece-size <bytes>', 'blobs above this size are fetched as parallel pieces (default 64 MiB)', parseCount)
+  .option('--dry-run', 'resolve and write the mapping and the bytes to fetch; fetch nothing')
+  .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', 'warn')
+  .option('--v2', 'accepted for oc-mirror compatibility; ignored')
+  .action(async (destination: string, flags: MirrorFlags) => {
+    process.exitCode = await runMirrorCommand(destination, flags);
+  });
+
+program
+  .command('serve')
+  .description('serve an OCI layout or a folder of archive chunks read-only as a registry')
+  .argument('<dir>', 'OCI image layout folder or folder with mirror_*.tar chunks')
+  .option('--listen <host:port>', 'address to listen on', '127.0.0.1:5000')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+  .action(async (dir: string, flags: { listen: string; logLevel: string }) => {
+    process.exitCode = await runServeCommand(dir, flags);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander already printed its one-line message (or the help).
+    process.exitCode = err.exitCode === 0 ? ExitCode.Ok : ExitCode.BadInput;
+  } else {
+    process.stderr.write(`meshmirror: error: ${describeError(err)}\n`);
+    process.exitCode = exitCodeForError(err);
+  }
+}
