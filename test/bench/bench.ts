@@ -82,7 +82,7 @@ const registry = await startRegistry();
 try {
   console.log(`bench: generating a release-like set of at least ${formatBytes(totalBytes)} and pushing it to docker-registry at ${registry.host}`);
   const set = await prepare(registry, join(dir, 'set'), releaseLikeImageSet({ totalBytes }));
-  console.log(`bench: ${set.refs.length} images, ${formatBytes(set.uniqueBytes)} of unique layers`);
+  console.log(`bench: ${set.refs.length} images, ${formatBytes(set.uniqueBytes)} of unique blobs and manifests`);
 
   // Two rounds, alternating, each from a cold cache and an empty destination; the best of each counts.
   const mmRuns: Timed[] = [];

@@ -59,7 +59,7 @@ export async function startMirrorFixture(images: SampleImage[] = fixtureImages()
     registry,
     proxy,
     pushed,
-    uniqueBlobBytes: layout.uniqueBytes,
+    uniqueBlobBytes: layout.uniqueBytes - layout.manifestBytes,
     viaProxy: (name) => `${proxy.host}/${name}`,
     direct: (name) => `${registry.host}/${name}`,
     async writeConfig(file, body) {

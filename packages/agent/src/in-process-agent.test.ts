@@ -68,7 +68,8 @@ describe('in-process agent', () => {
     const small = blob(10_000);
     const large = blob(2_500_000);
     const tasks = [...piecesOf(small.digest, 10_000, 1_000_000), ...piecesOf(large.digest, 2_500_000, 1_000_000)];
-    client.script({ failAfter: 500_000, failWith: 'reset' });
+    // Paced bodies (2 ms per 64 KiB) stay open long enough for the pieces to overlap.
+    client.script({ failAfter: 500_000, failWith: 'reset', chunkDelayMs: 2 }, ...Array.from({ length: 5 }, () => ({ chunkDelayMs: 2 })));
     await agent.fetchPieces(tasks, { onEvent: (e) => events.push(e) });
 
     const done = events.filter((e) => e.type === 'piece-done');

@@ -22,6 +22,9 @@ import {
 import type { BlobStore, PieceWriter } from '../store/blob-store.ts';
 import { ProgressReporter } from './progress-reporter.ts';
 
+/** Received bytes are written to the piece's file in batches of about this size. */
+const WRITE_BATCH_BYTES = 256 * 1024;
+
 export const DEFAULT_PROGRESS_INTERVAL_MS = 250;
 
 export interface FetchPieceDeps {
@@ -304,25 +307,51 @@ class PieceFetch {
       });
     }
     let remaining = this.#task.length - writer.written;
-    for await (const chunk of body) {
-      this.#upstreamBytes += chunk.length;
-      let useful = chunk;
-      if (skip > 0) {
-        if (chunk.length <= skip) {
-          skip -= chunk.length;
-          continue;
+    // Socket reads are small (tens of KiB); they are copied into one buffer that goes to the file
+    // when full, so the file sees few large writes and the socket's buffers are released at once.
+    const batch = Buffer.allocUnsafeSlow(Math.min(WRITE_BATCH_BYTES, remaining));
+    let batchBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (batchBytes === 0) return;
+      const bytes = batchBytes;
+      batchBytes = 0;
+      await writer.write(batch.subarray(0, bytes));
+    };
+    try {
+      for await (const chunk of body) {
+        this.#upstreamBytes += chunk.length;
+        this.#watchdog?.timer.refresh();
+        let useful = chunk;
+        if (skip > 0) {
+          if (chunk.length <= skip) {
+            skip -= chunk.length;
+            continue;
+          }
+          useful = chunk.subarray(skip);
+          skip = 0;
         }
-        useful = chunk.subarray(skip);
-        skip = 0;
+        if (useful.length > remaining) useful = useful.subarray(0, remaining);
+        remaining -= useful.length;
+        this.#progress.add(useful.length);
+        while (useful.length > 0) {
+          if (batchBytes === batch.length) await flush();
+          const taken = Math.min(useful.length, batch.length - batchBytes);
+          batch.set(useful.subarray(0, taken), batchBytes);
+          batchBytes += taken;
+          useful = useful.subarray(taken);
+        }
+        // Past the piece's end (a 200 to a ranged request sends the rest of the blob): stop reading
+        // now, before waiting on the file lets the body read further ahead.
+        if (remaining === 0) break;
+        if (batchBytes === batch.length) await flush();
       }
-      if (useful.length > remaining) useful = useful.subarray(0, remaining);
-      await writer.write(useful);
-      remaining -= useful.length;
-      this.#progress.add(useful.length);
-      this.#watchdog?.timer.refresh();
-      // Past the piece's end (a 200 to a ranged request sends the rest of the blob): stop reading.
-      if (remaining === 0) return;
+    } catch (err) {
+      // Bytes that arrived before the failure are kept, so the piece resumes after them; the failure
+      // itself is what the caller needs to see.
+      await flush().catch(() => undefined);
+      throw err;
     }
+    await flush();
     if (remaining > 0) {
       throw new MeshmirrorError('MM_TRUNCATED', `response ended ${remaining} bytes before the end of the piece`, {
         data: { remaining },

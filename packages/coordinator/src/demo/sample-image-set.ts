@@ -60,6 +60,8 @@ export interface SampleLayoutResult {
   uniqueBlobs: number;
   /** Total size of those distinct blobs. */
   uniqueBytes: number;
+  /** Of `uniqueBytes`, the bytes of manifests and indexes (served by registries as manifests, not blobs). */
+  manifestBytes: number;
 }
 
 export interface WriteSampleLayoutOptions {
@@ -141,7 +143,7 @@ export async function writeSampleLayout(
     written.push(await writeImage(writer, image));
   }
   await writeIndexJson(dir, written);
-  return { images: written, uniqueBlobs: writer.blobCount, uniqueBytes: writer.byteCount };
+  return { images: written, uniqueBlobs: writer.blobCount, uniqueBytes: writer.byteCount, manifestBytes: writer.manifestByteCount };
 }
 
 async function writeImage(writer: BlobWriter, image: SampleImage): Promise<WrittenImage> {
@@ -156,14 +158,14 @@ async function writeImage(writer: BlobWriter, image: SampleImage): Promise<Writt
     }
     const os = platform.os ?? 'linux';
     const config = imageConfig(image.name, platform, os, layers);
-    const configDescriptor = { mediaType: types.config, ...(await writer.writeBytes(config)) };
+    const configDescriptor = { mediaType: types.config, ...(await writer.writeBytes(config, 'config')) };
     const manifest = JSON.stringify({
       schemaVersion: 2,
       mediaType: types.manifest,
       config: configDescriptor,
       layers,
     });
-    const manifestBlob = await writer.writeBytes(manifest);
+    const manifestBlob = await writer.writeBytes(manifest, 'manifest');
     const descriptorPlatform: PlatformDescriptor['platform'] = { architecture: platform.architecture, os };
     if (platform.variant !== undefined) descriptorPlatform.variant = platform.variant;
     manifests.push({ mediaType: types.manifest, ...manifestBlob, platform: descriptorPlatform });
@@ -175,7 +177,7 @@ async function writeImage(writer: BlobWriter, image: SampleImage): Promise<Writt
     return { name: image.name, digest: only.digest, mediaType: only.mediaType, size: only.size };
   }
   const index = JSON.stringify({ schemaVersion: 2, mediaType: types.index, manifests });
-  const indexBlob = await writer.writeBytes(index);
+  const indexBlob = await writer.writeBytes(index, 'manifest');
   return { name: image.name, digest: indexBlob.digest, mediaType: types.index, size: indexBlob.size };
 }
 
@@ -224,6 +226,7 @@ class BlobWriter {
   readonly #seen = new Set<Digest>();
   blobCount = 0;
   byteCount = 0;
+  manifestByteCount = 0;
 
   constructor(blobsDir: string, signal: AbortSignal | undefined) {
     this.#blobsDir = blobsDir;
@@ -260,11 +263,12 @@ class BlobWriter {
     return result;
   }
 
-  async writeBytes(content: string): Promise<{ digest: Digest; size: number }> {
+  async writeBytes(content: string, kind: 'config' | 'manifest'): Promise<{ digest: Digest; size: number }> {
     throwIfAborted(this.#signal);
     const bytes = Buffer.from(content, 'utf8');
     const digest = sha256Digest(bytes);
     if (!this.#seen.has(digest)) {
+      if (kind === 'manifest') this.manifestByteCount += bytes.length;
       const temp = this.#tempPath();
       try {
         await writeFile(temp, bytes, { flag: 'wx' });
