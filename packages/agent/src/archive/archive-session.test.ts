@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -316,6 +316,45 @@ describe('startArchive', () => {
     }
     const listing = (await execFileAsync('tar', ['-tf', result.chunks[0]?.file ?? ''])).stdout.split('\n');
     expect(listing.filter((name) => name.includes(digestHex(victim.digest)))).toHaveLength(1);
+  });
+
+  it('copies from a reader\'s local files with read-ahead into the same chunks a stream gives, and still verifies them', async () => {
+    const withFiles = (root: string): BlobReader => ({
+      blobSize: (digest, options) => source.blobSize(digest, options),
+      openBlob: () => Promise.reject(new Error('a reader with local files is not read through streams')),
+      blobFile: async (digest, options) => {
+        const size = await source.blobSize(digest, options);
+        return size === undefined ? undefined : { path: join(root, 'blobs', 'sha256', digestHex(digest)), offset: 0, size };
+      },
+    });
+    const blobs = [...layout.blobs].sort((a, b) => a.digest.localeCompare(b.digest));
+    const chunkLayouts = async (name: string, reader: BlobReader): Promise<unknown[]> => {
+      const session = await startArchive(reader, { dir: join(work, name), chunkSizeBytes: 64 * KiB });
+      for (const blob of blobs) await session.add(blob);
+      const result = await session.finish({ images: [], metadata: {} });
+      return await Promise.all(result.chunks.map(async (chunk, i) => ({ bytes: chunk.bytes, blobs: (await chunkManifest(chunk.file, i + 1)).blobs })));
+    };
+    const streamed = await chunkLayouts('via-stream', source);
+    expect(streamed.length).toBeGreaterThan(1);
+    expect(await chunkLayouts('via-files', withFiles(layoutDir))).toEqual(streamed);
+    const archive = await openArchive(join(work, 'via-files'));
+    for (const blob of blobs) {
+      const hash = createHash('sha256');
+      for await (const data of (await archive.openBlob(blob.digest)) as AsyncIterable<Buffer>) hash.update(data);
+      expect(`sha256:${hash.digest('hex')}`).toBe(blob.digest);
+    }
+
+    // A local file whose bytes changed is caught by the digest check like a stream's.
+    const tampered = join(work, 'tampered-layout');
+    await execFileAsync('cp', ['-r', layoutDir, tampered]);
+    const victim = bigLayer;
+    const victimPath = join(tampered, 'blobs', 'sha256', digestHex(victim.digest));
+    const bytes = await readFile(victimPath);
+    bytes[KiB * 70] = (bytes[KiB * 70] ?? 0) ^ 0xff;
+    await writeFile(victimPath, bytes);
+    const session = await startArchive(withFiles(tampered), { dir: join(work, 'via-tampered-files'), chunkSizeBytes: 1024 * KiB });
+    await expect(session.add(victim)).rejects.toBeInstanceOf(DigestMismatchError);
+    await session.abort();
   });
 
   it('rolls back a blob whose add is aborted by its own signal and keeps the session usable', async () => {

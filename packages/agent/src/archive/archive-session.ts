@@ -59,9 +59,12 @@ import {
   type ChunkFill,
 } from './chunk-sizing.ts';
 import { encodeTarHeader, END_OF_ARCHIVE_BYTES, TAR_BLOCK, tarEntryBytes, tarPaddingBytes } from './tar-header.ts';
+import { readAhead } from '../io/read-ahead.ts';
 
 const PROGRESS_STEP_BYTES = 1024 * 1024;
 const PARTIAL_SUFFIX = '.partial';
+/** Blob bytes between background write-backs of an open chunk. */
+const WRITE_BACK_BYTES = 64 * 1024 * 1024;
 
 export interface StartArchiveWriterOptions extends StartArchiveOptions {
   /** Component logger; silent when omitted. */
@@ -141,6 +144,10 @@ interface OpenChunk {
   file: string;
   partialPath: string;
   handle: FileHandle;
+  /** Blob bytes covered by the last write-back started (see `#writeBack`). */
+  writeBackAt: number;
+  /** The write-back in flight, if any; it never rejects (the closing fsync reports failures). */
+  writeBack: Promise<void> | undefined;
 }
 
 interface ClosedChunk {
@@ -304,10 +311,13 @@ class StreamingArchiveSession implements LocalArchiveSession {
       }
       chunk ??= await this.#openChunk();
       const next = chunkFillWithBlob(chunk.fill, blob);
+      const started = performance.now();
       await this.#writeBlobEntry(chunk, blob, next.entry.offset - TAR_BLOCK, reservation, signal);
+      this.#logger.debug({ digest: blob.digest, bytes: blob.size, ms: Math.round(performance.now() - started), file: chunk.file }, 'blob archived');
       addBlobToFill(chunk.fill, next);
       this.#added.set(blob.digest, blob.size);
       this.#blobDataBytes += blob.size;
+      this.#writeBack(chunk);
       if (next.totalBytes > this.#limit) {
         // Alone in its chunk and still too large: the chunk holds only this blob.
         const warning =
@@ -346,12 +356,19 @@ class StreamingArchiveSession implements LocalArchiveSession {
     signal.addEventListener('abort', stopSource, { once: true });
     try {
       await put(encodeTarHeader({ name: `${BLOB_ENTRY_PREFIX}${digestHex(blob.digest)}`, size: blob.size, mtime: this.#mtime }), start);
-      source = await this.#reader.openBlob(blob.digest, { signal });
+      const file = await this.#reader.blobFile?.(blob.digest, { signal });
+      let blocks: AsyncIterable<Buffer>;
+      if (file !== undefined) {
+        blocks = readAhead(file, signal);
+      } else {
+        source = await this.#reader.openBlob(blob.digest, { signal });
+        blocks = source as AsyncIterable<Buffer>;
+      }
       throwIfAborted(signal);
       // A blob whose sha256 the store verified moments ago in this process is not hashed again.
       const hash = blob.verified === true ? undefined : createDigester();
       let seen = 0;
-      for await (const data of source as AsyncIterable<Buffer>) {
+      for await (const data of blocks) {
         throwIfAborted(signal);
         if (seen + data.length > blob.size) {
           seen += data.length;
@@ -402,12 +419,30 @@ class StreamingArchiveSession implements LocalArchiveSession {
     const handle = await open(partialPath, 'w').catch((cause: unknown) => {
       throw writeFailure(partialPath, cause);
     });
-    const chunk: OpenChunk = { fill: emptyChunkFill(number, this.archiveId), file, partialPath, handle };
+    const chunk: OpenChunk = { fill: emptyChunkFill(number, this.archiveId), file, partialPath, handle, writeBackAt: 0, writeBack: undefined };
     this.#current = chunk;
     return chunk;
   }
 
   /** Writes `extras`, the chunk's manifest and the end blocks, fsyncs and closes the chunk file. */
+  /**
+   * Starts an fdatasync in the background every `WRITE_BACK_BYTES` of blob data, so the disk writes
+   * the chunk while blobs are still arriving instead of all at once in the closing fsync (measured:
+   * that fsync took 0.2 s of a 1.9 s run for a 496 MiB chunk). Nothing waits for it until the close.
+   */
+  #writeBack(chunk: OpenChunk): void {
+    if (chunk.writeBack !== undefined || chunk.fill.blobBytes - chunk.writeBackAt < WRITE_BACK_BYTES) return;
+    chunk.writeBackAt = chunk.fill.blobBytes;
+    chunk.writeBack = chunk.handle.datasync().then(
+      () => {
+        chunk.writeBack = undefined;
+      },
+      () => {
+        chunk.writeBack = undefined;
+      },
+    );
+  }
+
   async #closeCurrent(extras: ArchiveExtraEntry[]): Promise<void> {
     const chunk = this.#current;
     if (chunk === undefined) return;
@@ -433,6 +468,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
       await putEntry(chunkManifestEntryName(chunk.fill.chunk), manifest);
       await put(Buffer.alloc(END_OF_ARCHIVE_BYTES));
       if (position !== expected) throw new MeshmirrorError('MM_ARCHIVE_INVALID', `${chunk.file}: wrote ${position} bytes, counted ${expected}`);
+      await chunk.writeBack;
       await chunk.handle.sync();
       await chunk.handle.close();
       this.#current = undefined;
@@ -513,6 +549,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
   async #discard(): Promise<void> {
     const current = this.#current;
     this.#current = undefined;
+    await current?.writeBack;
     await current?.handle.close().catch(() => undefined);
     const paths = [...this.#closed.map((closed) => closed.partialPath), ...(current === undefined ? [] : [current.partialPath])];
     this.#closed.length = 0;

@@ -15,6 +15,7 @@ import {
   type AbortOptions,
   type BlobHolding,
   type BlobReader,
+  type BlobFileLocation,
   type ByteRange,
   type Digest,
   type Logger,
@@ -58,6 +59,8 @@ export interface BlobStore extends BlobReader {
   /** Creates the folders, opens the index and repairs what a crash may have left behind. */
   open(options?: AbortOptions): Promise<void>;
   close(): Promise<void>;
+  /** The held blob's file; undefined when the blob is not held. */
+  blobFile(digest: Digest, options?: AbortOptions): Promise<BlobFileLocation | undefined>;
   /** True when the whole blob is held and verified. */
   has(digest: Digest, options?: AbortOptions): Promise<boolean>;
   /** For each blob: held, or the partial pieces with their committed byte counts. */
@@ -107,7 +110,7 @@ async function fileSize(path: string): Promise<number | undefined> {
   }
 }
 
-const HASH_READ_BYTES = 1024 * 1024;
+const READ_BYTES = 1024 * 1024;
 
 /**
  * Feeds `[start, start + length)` of an open file into `hash` through two fixed buffers, reading the
@@ -123,7 +126,7 @@ async function hashRangeInto(
 ): Promise<Hash> {
   if (length === 0) return hash;
   const end = start + length;
-  const size = Math.min(HASH_READ_BYTES, length);
+  const size = Math.min(READ_BYTES, length);
   const buffers = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)] as const;
   const readAt = (turn: 0 | 1, at: number) => handle.read(buffers[turn], 0, Math.min(size, end - at), at);
   let turn: 0 | 1 = 0;
@@ -267,6 +270,11 @@ class FileBlobStore implements BlobStore {
       return undefined;
     }
     return record.size;
+  }
+
+  async blobFile(digest: Digest, options: AbortOptions = {}): Promise<BlobFileLocation | undefined> {
+    const size = await this.blobSize(digest, options);
+    return size === undefined ? undefined : { path: this.#blobPath(digest), offset: 0, size };
   }
 
   async openBlob(digest: Digest, range: ByteRange & AbortOptions = {}): Promise<Readable> {
