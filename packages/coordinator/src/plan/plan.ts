@@ -73,6 +73,9 @@ export function splitIntoPieces(plan: MirrorPlan, holdings: BlobHolding[], piece
       tasks.push({ digest: blob.digest, blobSize: blob.size, offset: range.offset, length: range.length, sources: blob.sources });
     }
   }
+  // Longest first: the run ends on small pieces, so the fetch finishes evenly across connections and
+  // the archive, which copies each blob once it is whole, has little left to copy when the fetch ends.
+  tasks.sort((a, b) => b.length - a.length);
   return { tasks, heldBytes, resumedBytes, missingBytes };
 }
 

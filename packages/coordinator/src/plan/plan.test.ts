@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import type { BlobHolding, Digest, RepositoryLocation } from '@meshmirror/shared';
+import type { MirrorPlan, PlanBlob } from './plan.ts';
+import { splitIntoPieces } from './plan.ts';
+
+const source: RepositoryLocation = { registry: 'registry.example.com', repository: 'team/app' };
+
+function digest(n: number): Digest {
+  return `sha256:${n.toString(16).padStart(64, '0')}`;
+}
+
+function planOf(sizes: number[]): MirrorPlan {
+  const blobs = new Map<Digest, PlanBlob>(sizes.map((size, i) => [digest(i + 1), { digest: digest(i + 1), size, sources: [source], images: [0] }]));
+  return { images: [], blobs, uniqueBytes: sizes.reduce((a, b) => a + b, 0) };
+}
+
+describe('splitIntoPieces', () => {
+  it('splits blobs above the piece size into even pieces that cover each blob exactly', () => {
+    const split = splitIntoPieces(planOf([100, 1_000, 250]), [], 300);
+    const byBlob = new Map<Digest, Array<[number, number]>>();
+    for (const t of split.tasks) byBlob.set(t.digest, [...(byBlob.get(t.digest) ?? []), [t.offset, t.length]]);
+    const sorted = (d: Digest) => [...(byBlob.get(d) ?? [])].sort((a, b) => a[0] - b[0]);
+    expect(sorted(digest(1))).toEqual([[0, 100]]);
+    expect(sorted(digest(2))).toEqual([[0, 250], [250, 250], [500, 250], [750, 250]]);
+    expect(sorted(digest(3))).toEqual([[0, 250]]);
+    expect(split).toMatchObject({ heldBytes: 0, resumedBytes: 0, missingBytes: 1_350 });
+  });
+
+  it('orders the tasks longest first, so a run ends on its small pieces', () => {
+    const split = splitIntoPieces(planOf([10, 5_000, 700, 3_000, 1]), [], 2_000);
+    const lengths = split.tasks.map((t) => t.length);
+    expect(lengths).toEqual([...lengths].sort((a, b) => b - a));
+    expect(lengths[0]).toBe(1_667);
+    expect(lengths.at(-1)).toBe(1);
+  });
+
+  it('skips held blobs and keeps the boundaries and committed bytes of partial pieces', () => {
+    const holdings: BlobHolding[] = [
+      { digest: digest(1), held: true, pieces: [] },
+      { digest: digest(2), held: false, pieces: [{ offset: 400, length: 300, committed: 120 }] },
+    ];
+    const split = splitIntoPieces(planOf([100, 1_000]), holdings, 500);
+    expect(split.tasks.map((t) => [t.digest, t.offset, t.length]).sort((a, b) => Number(a[1]) - Number(b[1]))).toEqual([
+      [digest(2), 0, 400],
+      [digest(2), 400, 300],
+      [digest(2), 700, 300],
+    ]);
+    expect(split).toMatchObject({ heldBytes: 100, resumedBytes: 120, missingBytes: 880 });
+  });
+});
