@@ -8,6 +8,7 @@ export * from './registry/types.ts';
 export * from './agent/api.ts';
 export * from './agent/blob-reader.ts';
 export * from './units.ts';
+export * from './mesh/swarm-key.ts';
 export * from './config/imageset.ts';
 export * from './config/load-imageset.ts';
 export * from './config/settings.ts';

@@ -34,6 +34,7 @@ export function exitCodeForError(err: unknown): number {
       case 'MM_CONFIG_UNREADABLE':
       case 'MM_REFERENCE_INVALID':
       case 'MM_AUTHFILE_INVALID':
+      case 'MM_SWARM_KEY_INVALID':
       case 'MM_USAGE':
         return ExitCode.BadInput;
       case 'MM_ABORTED':

@@ -3,6 +3,8 @@ import { describeError, parseDuration } from '@meshmirror/shared';
 import { ExitCode, exitCodeForError } from './exit-codes.ts';
 import { runMirrorCommand, type MirrorFlags } from './commands/mirror.ts';
 import { runServeCommand } from './commands/serve.ts';
+import { runKeygenCommand } from './commands/keygen.ts';
+import { runAgentCommand, type AgentFlags } from './commands/agent.ts';
 
 /** Go-style booleans as oc-mirror users type them: `--src-tls-verify=false`. */
 function parseBool(value: string): boolean {
@@ -64,6 +66,27 @@ program
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
   .action(async (dir: string, flags: { listen: string; logLevel: string }) => {
     process.exitCode = await runServeCommand(dir, flags);
+  });
+
+program
+  .command('agent')
+  .description('run a mirroring agent: a blob store on this host that fetches and shares blobs over the mesh')
+  .requiredOption('--data <dir>', 'data folder: blob store, peer identity')
+  .requiredOption('--swarm-key <file>', 'the farm\'s swarm key (meshmirror keygen)')
+  .option('--listen <multiaddr...>', 'addresses to listen on', ['/ip4/0.0.0.0/tcp/4001'])
+  .option('--allow <peerid...>', 'peer ids admitted (default: every peer holding the swarm key)')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+  .action(async (flags: AgentFlags) => {
+    process.exitCode = await runAgentCommand(flags);
+  });
+
+program
+  .command('keygen')
+  .description('make a swarm key: the shared secret that admits hosts to a mirroring farm')
+  .requiredOption('--swarm-key <file>', 'where to write the key (created with mode 600)')
+  .option('--force', 'replace an existing key file')
+  .action(async (flags: { swarmKey: string; force?: boolean }) => {
+    process.exitCode = await runKeygenCommand(flags);
   });
 
 try {

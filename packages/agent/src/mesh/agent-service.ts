@@ -1,0 +1,74 @@
+/**
+ * `meshmirror agent`: a long-lived service on one host of a farm. It keeps a blob store and a peer
+ * identity in its data folder, listens on the mesh, and serves the blobs it holds to admitted peers.
+ */
+import type { Libp2p } from '@libp2p/interface';
+import { join } from 'node:path';
+import type { Logger, SwarmKey } from '@meshmirror/shared';
+import { createBlobStore, type BlobStore } from '../store/blob-store.ts';
+import { serveBlobs } from './blob-protocol.ts';
+import { loadOrCreateIdentity } from './identity.ts';
+import { startMeshNode } from './node.ts';
+
+export interface AgentServiceOptions {
+  dataDir: string;
+  listen: string[];
+  swarmKey: SwarmKey;
+  /** Admitted peer ids; undefined admits every peer holding the swarm key. */
+  allow: ReadonlySet<string> | undefined;
+  logger: Logger;
+}
+
+export interface RunningAgentService {
+  peerId: string;
+  /** Dialable addresses, each ending in `/p2p/<peer id>`. */
+  addresses: string[];
+  store: BlobStore;
+  node: Libp2p;
+  /** Bytes served to peers, by peer id. */
+  served: Map<string, number>;
+  stop(): Promise<void>;
+}
+
+export async function startAgentService(options: AgentServiceOptions): Promise<RunningAgentService> {
+  const { logger } = options;
+  const identity = await loadOrCreateIdentity(options.dataDir);
+  const store = createBlobStore({ dir: join(options.dataDir, 'store'), logger: logger.child({ component: 'store' }) });
+  await store.open();
+  let node: Libp2p;
+  try {
+    node = await startMeshNode({ identity, swarmKey: options.swarmKey, listen: options.listen, allow: options.allow, logger: logger.child({ component: 'mesh' }) });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const served = new Map<string, number>();
+  await serveBlobs(node, {
+    reader: store,
+    logger: logger.child({ component: 'blob-server' }),
+    onServed: (peer, bytes) => served.set(peer, (served.get(peer) ?? 0) + bytes),
+  });
+  const addresses = node.getMultiaddrs().map((address) => address.toString());
+  logger.info(
+    {
+      peer: identity.peerId.toString(),
+      addresses,
+      swarmKeyFingerprint: options.swarmKey.fingerprint(),
+      allow: options.allow === undefined ? 'every peer with the swarm key' : [...options.allow],
+      newIdentity: identity.created,
+    },
+    'agent started',
+  );
+  if (options.allow === undefined) logger.warn('no --allow given: every peer holding the swarm key is admitted');
+  return {
+    peerId: identity.peerId.toString(),
+    addresses,
+    store,
+    node,
+    served,
+    async stop() {
+      await node.stop();
+      await store.close();
+    },
+  };
+}

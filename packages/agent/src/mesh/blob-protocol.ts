@@ -1,0 +1,269 @@
+/**
+ * `/meshmirror/blob/1`: one request per stream. The asker sends a length-prefixed JSON request
+ * `{digest, offset, length}`; the holder answers a length-prefixed JSON header, `{size}` or
+ * `{error: {code, message}}`, then exactly `size` raw bytes, then closes. Every message is
+ * validated with zod on receipt; the asker checks the byte count (and its caller the hash).
+ */
+import type { Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
+import { lpStream } from '@libp2p/utils';
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import { z } from 'zod';
+import { describeError, errorCode, isDigest, MeshmirrorError, type BlobReader, type Digest, type Logger } from '@meshmirror/shared';
+
+export const BLOB_PROTOCOL = '/meshmirror/blob/1';
+const MAX_MESSAGE_BYTES = 16 * 1024;
+const REQUEST_TIMEOUT_MS = 10_000;
+/** While a consumer is paused, yamux may still deliver a full window (16 MiB): the buffer must hold it. */
+const READ_BUFFER_BYTES = 32 * 1024 * 1024;
+
+const digestSchema = z.string().refine((value) => isDigest(value), 'not a sha256 digest');
+const blobRequestSchema = z.strictObject({
+  digest: digestSchema,
+  offset: z.number().int().nonnegative(),
+  length: z.number().int().nonnegative(),
+});
+const blobHeaderSchema = z.union([
+  z.strictObject({ size: z.number().int().nonnegative() }),
+  z.strictObject({ error: z.strictObject({ code: z.string().max(64), message: z.string().max(1000) }) }),
+]);
+
+export interface BlobRangeRequest {
+  digest: Digest;
+  offset: number;
+  length: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** libp2p's stream helpers reject with the stream's close Event when the stream goes away. */
+function asError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  if (typeof Event !== 'undefined' && err instanceof Event) {
+    return (err as Event & { error?: Error }).error ?? new MeshmirrorError('MM_NETWORK', `peer stream ${err.type} while waiting`);
+  }
+  return new Error(String(err));
+}
+
+function parseMessage<T>(bytes: Uint8Array, schema: z.ZodType<T>, what: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(bytes));
+  } catch {
+    throw new MeshmirrorError('MM_NETWORK', `${what} is not JSON`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new MeshmirrorError('MM_NETWORK', `${what} is malformed at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? ''}`);
+  }
+  return parsed.data;
+}
+
+export interface BlobServerOptions {
+  reader: BlobReader;
+  logger: Logger;
+  /** Called after a range was sent in full. */
+  onServed?: (peer: string, bytes: number) => void;
+}
+
+/** Serves blob ranges from `reader` to every admitted peer that asks. */
+export async function serveBlobs(node: Libp2p, options: BlobServerOptions): Promise<void> {
+  const { reader, logger } = options;
+  await node.handle(
+    BLOB_PROTOCOL,
+    async (stream, connection) => {
+      const peer = connection.remotePeer.toString();
+      const signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+      let request: BlobRangeRequest | undefined;
+      try {
+        const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES });
+        request = parseMessage((await lp.read({ signal })).subarray(), blobRequestSchema, `blob request from ${peer}`) as BlobRangeRequest;
+        const size = await reader.blobSize(request.digest);
+        if (size === undefined || request.offset + request.length > size) {
+          const error =
+            size === undefined
+              ? { code: 'MM_NOT_FOUND', message: `blob ${request.digest} is not held here` }
+              : { code: 'MM_USAGE', message: `range ${request.offset}+${request.length} is outside blob ${request.digest} of ${size} bytes` };
+          await lp.write(encoder.encode(JSON.stringify({ error })), { signal });
+          await stream.close({ signal });
+          logger.debug({ peer, digest: request.digest, code: error.code }, 'blob request refused');
+          return;
+        }
+        await lp.write(encoder.encode(JSON.stringify({ size: request.length })), { signal });
+        const raw = lp.unwrap();
+        if (request.length > 0) {
+          // Fresh buffers from the stream: send() keeps a reference to what it is given.
+          const body = await reader.openBlob(request.digest, { start: request.offset, end: request.offset + request.length - 1 });
+          try {
+            for await (const chunk of body as AsyncIterable<Buffer>) {
+              if (!raw.send(chunk)) await raw.onDrain();
+            }
+          } finally {
+            body.destroy();
+          }
+        }
+        await raw.close();
+        options.onServed?.(peer, request.length);
+        logger.debug({ peer, digest: request.digest, offset: request.offset, bytes: request.length }, 'served a blob range');
+      } catch (err) {
+        const error = asError(err);
+        logger.warn({ peer, digest: request?.digest, err: describeError(error) }, 'serving a blob range failed');
+        stream.abort(error);
+      }
+    },
+    { maxInboundStreams: 256 },
+  );
+}
+
+export interface FetchPeerRangeOptions {
+  signal?: AbortSignal;
+  /** Fail when no bytes arrive for this long. */
+  stallMs: number;
+  /** Dial timeout. */
+  dialTimeoutMs?: number;
+}
+
+/**
+ * Asks `peer` for a range of a blob and hands every chunk to `onBytes` in order; an async `onBytes`
+ * pauses the stream until it resolves, so memory stays flat. Resolves once exactly the requested
+ * bytes arrived; rejects with the holder's error code, `MM_TRUNCATED`, `MM_STALL` or `MM_NETWORK`.
+ */
+export async function fetchPeerRange(
+  node: Libp2p,
+  target: PeerId | Multiaddr | string,
+  request: BlobRangeRequest,
+  onBytes: (chunk: Uint8Array) => Promise<void> | void,
+  options: FetchPeerRangeOptions,
+): Promise<void> {
+  const peer = typeof target === 'string' ? multiaddr(target) : target;
+  const dialSignal = AbortSignal.any([AbortSignal.timeout(options.dialTimeoutMs ?? 10_000), ...(options.signal ? [options.signal] : [])]);
+  let stream: Stream;
+  try {
+    stream = await node.dialProtocol(peer, BLOB_PROTOCOL, { signal: dialSignal });
+  } catch (err) {
+    throw new MeshmirrorError('MM_NETWORK', `cannot open a blob stream to ${String(peer)}: ${describeError(asError(err))}`, { cause: err });
+  }
+  try {
+    const headerSignal = AbortSignal.any([AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...(options.signal ? [options.signal] : [])]);
+    const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES });
+    await lp.write(encoder.encode(JSON.stringify(request)), { signal: headerSignal });
+    await stream.close({ signal: headerSignal });
+    const header = parseMessage((await lp.read({ signal: headerSignal })).subarray(), blobHeaderSchema, `blob header from ${String(peer)}`);
+    if ('error' in header) {
+      throw new MeshmirrorError(header.error.code === 'MM_NOT_FOUND' ? 'MM_NOT_FOUND' : 'MM_NETWORK', `peer ${String(peer)}: ${header.error.message}`, {
+        data: { peerCode: header.error.code },
+      });
+    }
+    if (header.size !== request.length) {
+      throw new MeshmirrorError('MM_NETWORK', `peer ${String(peer)} offers ${header.size} bytes of ${request.digest}, asked for ${request.length}`);
+    }
+    await consumeExactly(lp.unwrap(), request.length, onBytes, options);
+  } catch (err) {
+    const error = asError(err);
+    stream.abort(error);
+    if (error instanceof MeshmirrorError) throw error;
+    if (options.signal?.aborted === true) throw new MeshmirrorError('MM_ABORTED', 'aborted', { cause: error });
+    throw new MeshmirrorError('MM_NETWORK', `blob stream from ${String(peer)} failed: ${describeError(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Reads exactly `expected` bytes with events, pausing the stream while an async consumer works.
+ * Completion is decided from the stream's state (remote write side closed, nothing buffered), not
+ * from an event alone: 'end' and 'close' can fire before every byte was delivered.
+ */
+function consumeExactly(
+  stream: Stream,
+  expected: number,
+  onBytes: (chunk: Uint8Array) => Promise<void> | void,
+  options: FetchPeerRangeOptions,
+): Promise<void> {
+  stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, READ_BUFFER_BYTES);
+  return new Promise<void>((resolve, reject) => {
+    let received = 0;
+    let busy = false;
+    let settled = false;
+    const stall = setTimeout(() => fail(new MeshmirrorError('MM_STALL', `no bytes from the peer for ${Math.round(options.stallMs / 1000)}s`)), options.stallMs);
+    const cleanup = (): void => {
+      clearTimeout(stall);
+      stream.removeEventListener('message', onMessage);
+      stream.removeEventListener('remoteCloseWrite', maybeDone);
+      stream.removeEventListener('close', onClose);
+      options.signal?.removeEventListener('abort', onAbort);
+    };
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      reject(err);
+    };
+    function maybeDone(): void {
+      if (settled || busy) return;
+      if (stream.remoteWriteStatus === 'writable' || stream.readBufferLength > 0) return;
+      if (received !== expected) {
+        fail(new MeshmirrorError('MM_TRUNCATED', `peer sent ${received} of ${expected} bytes`, { data: { remaining: expected - received } }));
+        return;
+      }
+      settled = true;
+      cleanup();
+      resolve();
+    }
+    function deliver(chunk: Uint8Array): Promise<void> | void {
+      received += chunk.length;
+      if (received > expected) throw new MeshmirrorError('MM_NETWORK', `peer sent more than the ${expected} bytes asked for`);
+      stall.refresh();
+      return onBytes(chunk);
+    }
+    function onMessage(event: StreamMessageEvent): void {
+      if (settled) return;
+      let pending: Promise<void> | void;
+      try {
+        const data = event.data;
+        if (data instanceof Uint8Array) {
+          pending = deliver(data);
+        } else {
+          // A list of parts: deliver them in order, each after the previous one was taken.
+          pending = (async () => {
+            for (const part of data) await deliver(part);
+          })();
+        }
+      } catch (err) {
+        fail(asError(err));
+        return;
+      }
+      if (pending instanceof Promise) {
+        busy = true;
+        if (stream.readStatus === 'readable') stream.pause();
+        pending.then(
+          () => {
+            busy = false;
+            if (stream.readStatus === 'paused') stream.resume();
+            maybeDone();
+          },
+          (err: unknown) => fail(asError(err)),
+        );
+      } else {
+        maybeDone();
+      }
+    }
+    function onClose(event: Event): void {
+      const error = (event as Event & { error?: Error }).error;
+      if (error !== undefined) fail(error);
+      else maybeDone();
+    }
+    function onAbort(): void {
+      fail(new MeshmirrorError('MM_ABORTED', 'aborted'));
+    }
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    stream.addEventListener('message', onMessage);
+    stream.addEventListener('remoteCloseWrite', maybeDone);
+    stream.addEventListener('close', onClose);
+    maybeDone();
+  });
+}
+
+/** True when a peer error means "ask someone else" rather than "this blob cannot be had". */
+export function isPeerUnavailable(err: unknown): boolean {
+  return ['MM_NETWORK', 'MM_STALL', 'MM_TRUNCATED'].includes(errorCode(err));
+}

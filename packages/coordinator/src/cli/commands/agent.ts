@@ -1,0 +1,29 @@
+import { resolve } from 'node:path';
+import { createLogger, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
+import { parsePeerId, startAgentService } from '@meshmirror/agent';
+
+export interface AgentFlags {
+  data: string;
+  listen: string[];
+  swarmKey: string;
+  allow?: string[];
+  logLevel: string;
+}
+
+/**
+ * `meshmirror agent --data DIR --listen MULTIADDR --swarm-key FILE [--allow PEERID...]`: runs until
+ * SIGINT/SIGTERM. Prints one line with its peer id and addresses on stdout for scripts and tests.
+ */
+export async function runAgentCommand(flags: AgentFlags): Promise<number> {
+  const swarmKey = await readSwarmKeyFile(resolve(flags.swarmKey));
+  const allow = flags.allow === undefined ? undefined : new Set(flags.allow.map((id) => parsePeerId(id, '--allow').toString()));
+  const logger = createLogger({ level: flags.logLevel as LogLevel });
+  const agent = await startAgentService({ dataDir: resolve(flags.data), listen: flags.listen, swarmKey, allow, logger });
+  process.stdout.write(`agent ${agent.peerId} listening on ${agent.addresses.join(' ')}\n`);
+  await new Promise<void>((done) => {
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+  await agent.stop();
+  return 0;
+}

@@ -1,0 +1,145 @@
+/**
+ * The mesh's admission rules with real agent processes: a peer with the swarm key and on the
+ * allow-list gets blobs; a peer without the key, and one with the key but not on the list, get
+ * nothing, and the agent logs who was refused. The identity survives a restart; the key is never logged.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, parseSwarmKey, sha256Digest, SwarmKey, writeSwarmKeyFile, type Digest } from '../packages/shared/src/index.ts';
+import { createBlobStore, fetchPeerRange, loadOrCreateIdentity, startMeshNode } from '../packages/agent/src/index.ts';
+import { startAgent, type RunningAgent } from './support/agents.ts';
+import { runMeshmirror } from './support/cli.ts';
+
+const MiB = 1024 * 1024;
+const silent = createLogger({ level: 'silent' });
+
+let dir: string;
+let keyFile: string;
+let agent: RunningAgent;
+const big = randomBytes(5 * MiB + 123);
+const bigDigest = sha256Digest(big);
+type MeshNode = Awaited<ReturnType<typeof startMeshNode>>;
+const nodes: MeshNode[] = [];
+
+async function client(name: string, key: SwarmKey): Promise<{ node: MeshNode; peerId: string }> {
+  const identity = await loadOrCreateIdentity(join(dir, name));
+  const node = await startMeshNode({ identity, swarmKey: key, listen: [], allow: undefined, logger: silent });
+  nodes.push(node);
+  return { node, peerId: identity.peerId.toString() };
+}
+
+async function fetchAll(node: MeshNode, digest: Digest, offset: number, length: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  await fetchPeerRange(node, agent.addresses[0] ?? '', { digest, offset, length }, (chunk: Uint8Array) => {
+    parts.push(Buffer.from(chunk));
+  }, { stallMs: 10_000, dialTimeoutMs: 5_000 });
+  return Buffer.concat(parts);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mm-mesh-admission-'));
+  keyFile = join(dir, 'swarm.key');
+  const keygen = await runMeshmirror(['keygen', '--swarm-key', keyFile]);
+  expect(keygen.code, keygen.stderr).toBe(0);
+  // The agent's store already holds a 5 MiB blob, put there the way a fetch would.
+  const store = createBlobStore({ dir: join(dir, 'agent', 'store'), logger: silent });
+  await store.open();
+  const writer = await store.openPiece({ digest: bigDigest, blobSize: big.length, offset: 0, length: big.length });
+  await writer.write(big);
+  await writer.finish();
+  await store.completeBlob(bigDigest, big.length);
+  await store.close();
+});
+
+afterAll(async () => {
+  for (const node of nodes) await node.stop();
+  await agent?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('mesh admission', () => {
+  it('serves an admitted peer whole blobs and ranges, and says when it does not hold a blob', async () => {
+    const key = parseSwarmKey(await readFile(keyFile, 'utf8'), keyFile);
+    const friend = await client('friend', key);
+    agent = await startAgent({ data: join(dir, 'agent'), swarmKey: keyFile, allow: [friend.peerId] });
+    const whole = await fetchAll(friend.node, bigDigest, 0, big.length);
+    expect(sha256Digest(whole)).toBe(bigDigest);
+    // A consumer that writes each chunk to a file before taking the next: the stream is paused
+    // while it works, and every byte still arrives, in order.
+    const file = join(dir, 'fetched.bin');
+    const handle = await open(file, 'w');
+    let position = 0;
+    await fetchPeerRange(friend.node, agent.addresses[0] ?? '', { digest: bigDigest, offset: 0, length: big.length }, async (chunk: Uint8Array) => {
+      const { bytesWritten } = await handle.write(chunk, 0, chunk.length, position);
+      position += bytesWritten;
+    }, { stallMs: 10_000 });
+    await handle.close();
+    expect(sha256Digest(await readFile(file))).toBe(bigDigest);
+    const middle = await fetchAll(friend.node, bigDigest, 3 * MiB - 7, MiB + 11);
+    expect(middle.equals(big.subarray(3 * MiB - 7, 4 * MiB + 4))).toBe(true);
+    const missing = sha256Digest(Buffer.from('not held'));
+    await expect(fetchAll(friend.node, missing, 0, 8)).rejects.toMatchObject({ code: 'MM_NOT_FOUND', message: expect.stringContaining(missing) });
+    await expect(fetchAll(friend.node, bigDigest, big.length - 10, 11)).rejects.toMatchObject({ code: 'MM_NETWORK', message: expect.stringContaining('outside blob') });
+    expect(agent.stderr()).toContain(friend.peerId);
+    expect(agent.stderr()).toContain('peer connected');
+  });
+
+  it('gives nothing to a peer with another swarm key, and logs the failed handshake', async () => {
+    const stranger = await client('stranger', SwarmKey.generate());
+    const error = await fetchAll(stranger.node, bigDigest, 0, 1024).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'MM_NETWORK' });
+    expect(String((error as Error).message)).toMatch(/handshake|decrypt|Encryption/i);
+    await expectLogged('handshake failed');
+  });
+
+  it('gives nothing to a peer with the key that is not on the allow-list, and logs its peer id', async () => {
+    const key = parseSwarmKey(await readFile(keyFile, 'utf8'), keyFile);
+    const intruder = await client('intruder', key);
+    await expect(fetchAll(intruder.node, bigDigest, 0, 1024)).rejects.toMatchObject({ code: 'MM_NETWORK' });
+    await expectLogged(intruder.peerId);
+    const refusal = agent
+      .stderr()
+      .split('\n')
+      .find((line) => line.includes(intruder.peerId));
+    expect(refusal).toContain('refused a peer that is not on the allow-list');
+  });
+
+  it('keeps its peer id across restarts and never logs the swarm key', async () => {
+    const before = agent.peerId;
+    const logs = agent.stderr() + agent.stdout();
+    expect(await agent.stop()).toMatchObject({ code: 0 });
+    const friend = (await loadOrCreateIdentity(join(dir, 'friend'))).peerId.toString();
+    agent = await startAgent({ data: join(dir, 'agent'), swarmKey: keyFile, allow: [friend] });
+    expect(agent.peerId).toBe(before);
+    const hex = (await readFile(keyFile, 'utf8')).split('\n')[2] ?? '';
+    expect(hex).toMatch(/^[0-9a-f]{64}$/);
+    for (const text of [logs, agent.stderr(), agent.stdout()]) {
+      expect(text).not.toContain(hex);
+      expect(text).not.toContain(hex.slice(0, 16));
+    }
+  });
+
+  it('refuses to start with a key file other users can read, naming the file', async () => {
+    const open = join(dir, 'open.key');
+    await writeSwarmKeyFile(open, SwarmKey.generate());
+    await (await import('node:fs/promises')).chmod(open, 0o644);
+    const result = await runMeshmirror(['agent', '--data', join(dir, 'agent2'), '--swarm-key', open, '--listen', '/ip4/127.0.0.1/tcp/0']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(open);
+    expect(result.stderr).toContain('chmod 600');
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+/** The agent writes its log as it goes; wait until a line with `text` has arrived. */
+async function expectLogged(text: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!agent.stderr().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`agent never logged "${text}": ${agent.stderr().slice(-1500)}`);
+    await new Promise<void>((resolve) => agent.child.stderr?.once('data', () => resolve()));
+  }
+}
+

@@ -1,0 +1,67 @@
+/**
+ * Real `meshmirror agent` processes for mesh tests: started through the CLI, ready once they print
+ * their peer id and addresses, stopped with SIGTERM (or killed).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
+import { CLI_ENTRY } from './cli.ts';
+
+export interface RunningAgent {
+  peerId: string;
+  addresses: string[];
+  child: ChildProcess;
+  /** Everything the agent logged so far (JSON lines). */
+  stderr(): string;
+  stdout(): string;
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface StartAgentOptions {
+  data: string;
+  swarmKey: string;
+  allow?: string[];
+  listen?: string;
+  logLevel?: string;
+}
+
+export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
+  const args = [
+    'agent',
+    '--data',
+    options.data,
+    '--swarm-key',
+    options.swarmKey,
+    '--listen',
+    options.listen ?? '/ip4/127.0.0.1/tcp/0',
+    '--log-level',
+    options.logLevel ?? 'debug',
+    ...(options.allow === undefined ? [] : ['--allow', ...options.allow]),
+  ];
+  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI_ENTRY, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal }));
+  });
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  return new Promise<RunningAgent>((resolve, reject) => {
+    child.stdout?.setEncoding('utf8').on('data', (s: string) => {
+      stdout += s;
+      const m = /^agent (\S+) listening on (.+)$/m.exec(stdout);
+      if (m === null) return;
+      resolve({
+        peerId: m[1] ?? '',
+        addresses: (m[2] ?? '').trim().split(' '),
+        child,
+        stderr: () => stderr,
+        stdout: () => stdout,
+        async stop() {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+          return await exited;
+        },
+      });
+    });
+    child.on('error', reject);
+    void exited.then(({ code, signal }) => reject(new Error(`agent exited (${code ?? signal}) before it was ready: ${stderr.slice(-2000)}`)));
+  });
+}
