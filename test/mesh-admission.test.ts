@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, parseSwarmKey, sha256Digest, SwarmKey, writeSwarmKeyFile, type Digest } from '../packages/shared/src/index.ts';
-import { createBlobStore, fetchPeerRange, loadOrCreateIdentity, startMeshNode } from '../packages/agent/src/index.ts';
+import { createBlobStore } from '../packages/agent/src/index.ts';
+import { fetchPeerRange, loadOrCreateIdentity, startMeshNode } from '../packages/agent/src/mesh/index.ts';
 import { startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror } from './support/cli.ts';
 

@@ -7,7 +7,3 @@ export * from './archive/chunk-manifest.ts';
 export * from './layout/image-folder.ts';
 export * from './layout/oci-layout-reader.ts';
 export * from './serve/registry-server.ts';
-export * from './mesh/identity.ts';
-export * from './mesh/node.ts';
-export * from './mesh/blob-protocol.ts';
-export * from './mesh/agent-service.ts';

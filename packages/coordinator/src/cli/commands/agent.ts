@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { createLogger, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
-import { parsePeerId, startAgentService } from '@meshmirror/agent';
+import { parsePeerId, startAgentService } from '@meshmirror/agent/mesh';
 
 export interface AgentFlags {
   data: string;
