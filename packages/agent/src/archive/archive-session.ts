@@ -424,7 +424,6 @@ class StreamingArchiveSession implements LocalArchiveSession {
     return chunk;
   }
 
-  /** Writes `extras`, the chunk's manifest and the end blocks, fsyncs and closes the chunk file. */
   /**
    * Starts an fdatasync in the background every `WRITE_BACK_BYTES` of blob data, so the disk writes
    * the chunk while blobs are still arriving instead of all at once in the closing fsync (measured:
@@ -443,6 +442,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
     );
   }
 
+  /** Writes `extras`, the chunk's manifest and the end blocks, fsyncs and closes the chunk file. */
   async #closeCurrent(extras: ArchiveExtraEntry[]): Promise<void> {
     const chunk = this.#current;
     if (chunk === undefined) return;

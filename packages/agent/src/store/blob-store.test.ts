@@ -175,26 +175,6 @@ describe('blob store', () => {
     expect(await readdir(join(dir, 'partial'))).toEqual([]);
   });
 
-  it('writes a list of chunks in one call, in order, at the piece offset, and hashes them in order', async () => {
-    const blob = randomBytes(600_000);
-    const digest = sha256Digest(blob);
-    const second = await store.openPiece({ digest, blobSize: blob.length, offset: 200_000, length: 400_000 });
-    const part = blob.subarray(200_000);
-    await second.write([part.subarray(0, 1), Buffer.alloc(0), part.subarray(1, 150_000), part.subarray(150_000, 150_001)]);
-    await second.write([part.subarray(150_001)]);
-    expect(second.written).toBe(400_000);
-    expect((await second.finish()).sha256).toBe(sha256Digest(part));
-    const first = await store.openPiece({ digest, blobSize: blob.length, offset: 0, length: 200_000 });
-    await first.write(blob.subarray(0, 200_000));
-    await first.finish();
-    await store.completeBlob(digest, blob.length);
-    expect((await readAll(await store.openBlob(digest))).equals(blob)).toBe(true);
-    await expect(store.openPiece({ digest: sha256Digest(Buffer.from('x')), blobSize: 1, offset: 0, length: 1 }).then((w) => w.write([Buffer.from('xy')]))).rejects.toMatchObject({
-      code: 'MM_STORE',
-      message: expect.stringContaining('overflow'),
-    });
-  });
-
   it('tells where a held blob lies on disk, and nothing for a blob it does not hold', async () => {
     const data = Buffer.from('held blob');
     const digest = sha256Digest(data);

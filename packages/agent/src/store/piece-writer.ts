@@ -17,11 +17,8 @@ export interface PieceWriter {
   readonly committed: number;
   /** Bytes of the piece written so far in this process, committed or not. */
   readonly written: number;
-  /**
-   * Writes bytes at `written`, in order; several chunks go to the file in one call. Resolves once they
-   * are in the file; commits every `commitEveryBytes`.
-   */
-  write(chunks: Uint8Array | readonly Uint8Array[]): Promise<void>;
+  /** Writes bytes at `written`. Resolves once they are in the file; commits every `commitEveryBytes`. */
+  write(chunk: Uint8Array): Promise<void>;
   /** fdatasync, then journal `written` as the committed offset. */
   commit(): Promise<void>;
   /** Forgets the piece's bytes (a server ignored Range, or the content changed): committed = 0. */
@@ -89,19 +86,24 @@ export class FilePieceWriter implements PieceWriter {
     return this.#written;
   }
 
-  write(chunks: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    const list = chunks instanceof Uint8Array ? [chunks] : chunks;
+  write(chunk: Uint8Array): Promise<void> {
     return this.#serial(async () => {
       const handle = this.#openHandle();
       if (this.#record.sha256 !== undefined) throw storeError(`piece ${this.#describe()} is already finished`);
-      const bytes = list.reduce((sum, chunk) => sum + chunk.length, 0);
-      if (this.#written + bytes > this.length) {
-        throw storeError(`piece ${this.#describe()} overflow: ${this.#written} + ${bytes} bytes > ${this.length}`);
+      if (this.#written + chunk.length > this.length) {
+        throw storeError(`piece ${this.#describe()} overflow: ${this.#written} + ${chunk.length} bytes > ${this.length}`);
       }
-      await this.#io('write', () => writeAllAt(handle, list, this.offset + this.#written));
+      const position = this.offset + this.#written;
+      let done = 0;
+      while (done < chunk.length) {
+        const { bytesWritten } = await this.#io('write', () =>
+          handle.write(chunk, done, chunk.length - done, position + done),
+        );
+        done += bytesWritten;
+      }
       // Hash only bytes that reached the file, so the hash always matches the piece's bytes [0, written).
-      for (const chunk of list) this.#hash.update(chunk);
-      this.#written += bytes;
+      this.#hash.update(chunk);
+      this.#written += chunk.length;
       if (this.#written - this.#record.committed >= this.#commitEveryBytes) await this.#commit();
     });
   }
@@ -192,21 +194,5 @@ export class FilePieceWriter implements PieceWriter {
 
   #describe(): string {
     return `${this.digest}@${this.offset}+${this.length}`;
-  }
-}
-
-/** One `pwritev` for all of `chunks` at `position`, continuing after short writes. */
-async function writeAllAt(handle: FileHandle, chunks: readonly Uint8Array[], position: number): Promise<void> {
-  let pending = chunks.filter((chunk) => chunk.length > 0);
-  let at = position;
-  while (pending.length > 0) {
-    const { bytesWritten } = await handle.writev(pending, at);
-    at += bytesWritten;
-    let skip = bytesWritten;
-    while (pending.length > 0 && skip >= pending[0]!.length) {
-      skip -= pending[0]!.length;
-      pending = pending.slice(1);
-    }
-    if (skip > 0) pending = [pending[0]!.subarray(skip), ...pending.slice(1)];
   }
 }
