@@ -83,7 +83,7 @@ describe('mesh admission', () => {
     expect(middle.equals(big.subarray(3 * MiB - 7, 4 * MiB + 4))).toBe(true);
     const missing = sha256Digest(Buffer.from('not held'));
     await expect(fetchAll(friend.node, missing, 0, 8)).rejects.toMatchObject({ code: 'MM_NOT_FOUND', message: expect.stringContaining(missing) });
-    await expect(fetchAll(friend.node, bigDigest, big.length - 10, 11)).rejects.toMatchObject({ code: 'MM_NETWORK', message: expect.stringContaining('outside blob') });
+    await expect(fetchAll(friend.node, bigDigest, big.length - 10, 11)).rejects.toMatchObject({ code: 'MM_NOT_FOUND', message: expect.stringContaining('is not held here') });
     expect(agent.stderr()).toContain(friend.peerId);
     expect(agent.stderr()).toContain('peer connected');
   });

@@ -44,7 +44,7 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
   }
   const served = new Map<string, number>();
   await serveBlobs(node, {
-    reader: store,
+    source: store,
     logger: logger.child({ component: 'blob-server' }),
     onServed: (peer, bytes) => served.set(peer, (served.get(peer) ?? 0) + bytes),
   });

@@ -8,7 +8,8 @@ import type { Libp2p, PeerId, Stream, StreamMessageEvent } from '@libp2p/interfa
 import { lpStream } from '@libp2p/utils';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { z } from 'zod';
-import { describeError, errorCode, isDigest, MeshmirrorError, type BlobReader, type Digest, type Logger } from '@meshmirror/shared';
+import type { Readable } from 'node:stream';
+import { describeError, errorCode, isDigest, MeshmirrorError, type Digest, type Logger } from '@meshmirror/shared';
 
 export const BLOB_PROTOCOL = '/meshmirror/blob/1';
 const MAX_MESSAGE_BYTES = 16 * 1024;
@@ -60,16 +61,21 @@ function parseMessage<T>(bytes: Uint8Array, schema: z.ZodType<T>, what: string):
   return parsed.data;
 }
 
+/** Where served bytes come from: held blobs and finished pieces (`BlobStore.openStoredRange`). */
+export interface RangeSource {
+  openStoredRange(digest: Digest, offset: number, length: number, options?: { signal?: AbortSignal }): Promise<Readable | undefined>;
+}
+
 export interface BlobServerOptions {
-  reader: BlobReader;
+  source: RangeSource;
   logger: Logger;
   /** Called after a range was sent in full. */
   onServed?: (peer: string, bytes: number) => void;
 }
 
-/** Serves blob ranges from `reader` to every admitted peer that asks. */
+/** Serves held blobs and finished pieces to every admitted peer that asks. */
 export async function serveBlobs(node: Libp2p, options: BlobServerOptions): Promise<void> {
-  const { reader, logger } = options;
+  const { source, logger } = options;
   await node.handle(
     BLOB_PROTOCOL,
     async (stream, connection) => {
@@ -79,31 +85,25 @@ export async function serveBlobs(node: Libp2p, options: BlobServerOptions): Prom
       try {
         const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES });
         request = parseMessage((await lp.read({ signal })).subarray(), blobRequestSchema, `blob request from ${peer}`) as BlobRangeRequest;
-        const size = await reader.blobSize(request.digest);
-        if (size === undefined || request.offset + request.length > size) {
-          const error =
-            size === undefined
-              ? { code: 'MM_NOT_FOUND', message: `blob ${request.digest} is not held here` }
-              : { code: 'MM_USAGE', message: `range ${request.offset}+${request.length} is outside blob ${request.digest} of ${size} bytes` };
+        const body = await source.openStoredRange(request.digest, request.offset, request.length);
+        if (body === undefined) {
+          const error = { code: 'MM_NOT_FOUND', message: `range ${request.offset}+${request.length} of blob ${request.digest} is not held here` };
           await lp.write(encoder.encode(JSON.stringify({ error })), { signal });
           await stream.close({ signal });
           logger.debug({ peer, digest: request.digest, code: error.code }, 'blob request refused');
           return;
         }
-        await lp.write(encoder.encode(JSON.stringify({ size: request.length })), { signal });
-        const raw = lp.unwrap();
-        if (request.length > 0) {
+        try {
+          await lp.write(encoder.encode(JSON.stringify({ size: request.length })), { signal });
+          const raw = lp.unwrap();
           // Fresh buffers from the stream: send() keeps a reference to what it is given.
-          const body = await reader.openBlob(request.digest, { start: request.offset, end: request.offset + request.length - 1 });
-          try {
-            for await (const chunk of body as AsyncIterable<Buffer>) {
-              if (!raw.send(chunk)) await raw.onDrain();
-            }
-          } finally {
-            body.destroy();
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            if (!raw.send(chunk)) await raw.onDrain();
           }
+          await raw.close();
+        } finally {
+          body.destroy();
         }
-        await raw.close();
         options.onServed?.(peer, request.length);
         logger.debug({ peer, digest: request.digest, offset: request.offset, bytes: request.length }, 'served a blob range');
       } catch (err) {

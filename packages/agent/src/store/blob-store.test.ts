@@ -250,7 +250,7 @@ describe('blob store', () => {
         digest: partial,
         held: false,
         pieces: [
-          { offset: 0, length: 2_000, committed: 2_000 },
+          { offset: 0, length: 2_000, committed: 2_000, sha256: sha256Digest(partialBlob.subarray(0, 2_000)) },
           { offset: 2_000, length: 2_000, committed: 500 },
         ],
       },
@@ -461,10 +461,51 @@ describe('blob store', () => {
         digest,
         held: false,
         pieces: [
-          { offset: 0, length: 5_000, committed: 5_000 },
+          { offset: 0, length: 5_000, committed: 5_000, sha256: sha256Digest(blob.subarray(0, 5_000)) },
           { offset: 5_000, length: 5_000, committed: 1_500 },
         ],
       },
     ]);
+  });
+  it('serves ranges of held blobs and of finished pieces, and nothing it cannot vouch for', async () => {
+    const blob = randomBytes(10_000);
+    const digest = sha256Digest(blob);
+    const first = await store.openPiece({ digest, blobSize: 10_000, offset: 0, length: 5_000 });
+    await first.write(blob.subarray(0, 5_000));
+    await first.finish();
+    const second = await store.openPiece({ digest, blobSize: 10_000, offset: 5_000, length: 5_000 });
+    await second.write(blob.subarray(5_000, 9_000));
+    await second.commit();
+    await second.close();
+    const read = async (offset: number, length: number): Promise<Buffer | undefined> => {
+      const stream = await store.openStoredRange(digest, offset, length);
+      return stream === undefined ? undefined : Buffer.concat(await stream.toArray());
+    };
+    expect((await read(1_000, 3_000))?.equals(blob.subarray(1_000, 4_000))).toBe(true);
+    // The committed but unfinished piece is not vouched for, nor a range across both pieces.
+    expect(await read(5_000, 1_000)).toBeUndefined();
+    expect(await read(4_000, 2_000)).toBeUndefined();
+    const rest = await store.openPiece({ digest, blobSize: 10_000, offset: 5_000, length: 5_000 });
+    await rest.write(blob.subarray(9_000));
+    await rest.finish();
+    await store.completeBlob(digest, 10_000);
+    expect((await read(4_000, 2_000))?.equals(blob.subarray(4_000, 6_000))).toBe(true);
+    expect(await read(9_000, 2_000)).toBeUndefined();
+  });
+
+  it('never journals a piece whose bytes differ from the hash another host reported', async () => {
+    const blob = randomBytes(4_000);
+    const digest = sha256Digest(blob);
+    const piece = { digest, blobSize: 4_000, offset: 0, length: 2_000 };
+    const wrong = await store.openPiece(piece);
+    const bad = Buffer.from(blob.subarray(0, 2_000));
+    bad[10] = (bad[10] ?? 0) ^ 0xff;
+    await wrong.write(bad);
+    await expect(wrong.finish(sha256Digest(blob.subarray(0, 2_000)))).rejects.toMatchObject({ code: 'MM_DIGEST_MISMATCH' });
+    expect(await store.holdings([{ digest, size: 4_000 }])).toEqual([{ digest, held: false, pieces: [] }]);
+    const right = await store.openPiece(piece);
+    expect(right.committed).toBe(0);
+    await right.write(blob.subarray(0, 2_000));
+    expect(await right.finish(sha256Digest(blob.subarray(0, 2_000)))).toEqual({ sha256: sha256Digest(blob.subarray(0, 2_000)) });
   });
 });

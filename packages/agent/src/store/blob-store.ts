@@ -85,6 +85,11 @@ export interface BlobStore extends BlobReader {
    * goes first, then the file, so the blob is never held without its bytes.
    */
   evict(digest: Digest, options?: AbortOptions): Promise<void>;
+  /**
+   * A range that the store can vouch for: inside a held blob, or inside one finished piece of a blob
+   * still being assembled (its pieces may sit on several hosts). Undefined when neither holds it.
+   */
+  openStoredRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Readable | undefined>;
   /** The sha256 of a byte range of a held blob (the whole blob's is its digest, returned at once). */
   hashHeldRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Digest>;
 }
@@ -291,6 +296,26 @@ class FileBlobStore implements BlobStore {
     return createReadStream(this.#blobPath(digest), { start, end, ...(range.signal ? { signal: range.signal } : {}) });
   }
 
+  async openStoredRange(digest: Digest, offset: number, length: number, options: AbortOptions = {}): Promise<Readable | undefined> {
+    if (!isDigest(digest) || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) return undefined;
+    const size = await this.blobSize(digest, options);
+    if (size !== undefined) {
+      if (offset + length > size) return undefined;
+      return this.openBlob(digest, { start: offset, end: offset + length - 1, ...(options.signal ? { signal: options.signal } : {}) });
+    }
+    const piece = (await this.#index.piecesOf(digest)).find(
+      (p) => isFinished(p) && p.offset <= offset && offset + length <= p.offset + p.length,
+    );
+    if (piece === undefined) return undefined;
+    if (length === 0) return Readable.from([]);
+    // An open descriptor keeps reading the same bytes even if the blob completes (a rename) meanwhile.
+    return createReadStream(this.#partialPath(digest), {
+      start: offset,
+      end: offset + length - 1,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
   async evict(digest: Digest, options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal);
     this.#checkOpen();
@@ -310,7 +335,7 @@ class FileBlobStore implements BlobStore {
       }
       const pieces = (await this.#index.piecesOf(blob.digest))
         .filter((p) => p.blobSize === blob.size && p.committed > 0)
-        .map((p) => ({ offset: p.offset, length: p.length, committed: p.committed }));
+        .map((p) => ({ offset: p.offset, length: p.length, committed: p.committed, ...(p.sha256 === undefined ? {} : { sha256: p.sha256 }) }));
       result.push({ digest: blob.digest, held: false, pieces });
     }
     return result;

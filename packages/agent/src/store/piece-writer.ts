@@ -1,6 +1,6 @@
 import type { Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { digestOf, createDigester, MeshmirrorError, type Digest } from '@meshmirror/shared';
+import { digestOf, createDigester, DigestMismatchError, MeshmirrorError, type Digest } from '@meshmirror/shared';
 import type { PieceRecord, StoreIndex } from './store-index.ts';
 
 /**
@@ -23,8 +23,12 @@ export interface PieceWriter {
   commit(): Promise<void>;
   /** Forgets the piece's bytes (a server ignored Range, or the content changed): committed = 0. */
   restart(): Promise<void>;
-  /** Commits and returns the sha256 of the piece's bytes. Fails unless `written === length`. */
-  finish(): Promise<{ sha256: Digest }>;
+  /**
+   * Commits and returns the sha256 of the piece's bytes. Fails unless `written === length`. With
+   * `expected` (the hash another host reported for these bytes), a different hash is never
+   * journalled: the piece restarts at 0, the writer closes and `MM_DIGEST_MISMATCH` is thrown.
+   */
+  finish(expected?: Digest): Promise<{ sha256: Digest }>;
   /**
    * Releases the file once any write in flight has landed; bytes after the last commit are not
    * trusted on the next open. Idempotent.
@@ -125,18 +129,31 @@ export class FilePieceWriter implements PieceWriter {
     });
   }
 
-  finish(): Promise<{ sha256: Digest }> {
+  finish(expected?: Digest): Promise<{ sha256: Digest }> {
     return this.#serial(async () => {
       if (this.#record.sha256 !== undefined) {
         await this.#close();
+        if (expected !== undefined && this.#record.sha256 !== expected) {
+          throw new DigestMismatchError(expected, this.#record.sha256, `piece ${this.#describe()}`);
+        }
         return { sha256: this.#record.sha256 };
       }
       if (this.#written !== this.length) {
         throw storeError(`piece ${this.#describe()} is incomplete: ${this.#written} of ${this.length} bytes`);
       }
+      const sha256 = digestOf(this.#hash);
+      if (expected !== undefined && sha256 !== expected) {
+        // Wrong bytes are never journalled as finished: the piece starts over for whoever writes it next.
+        const { sha256: _none, ...rest } = this.#record;
+        this.#record = { ...rest, committed: 0 };
+        this.#hash = createDigester();
+        this.#written = 0;
+        await this.#index.putPiece(this.#record);
+        await this.#close();
+        throw new DigestMismatchError(expected, sha256, `piece ${this.#describe()}`);
+      }
       const handle = this.#openHandle();
       await this.#io('sync', () => handle.datasync());
-      const sha256 = digestOf(this.#hash);
       this.#record = { ...this.#record, committed: this.length, sha256 };
       await this.#index.putPiece(this.#record);
       await this.#close();

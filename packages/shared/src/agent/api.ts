@@ -24,6 +24,8 @@ export interface PieceHolding {
   length: number;
   /** Bytes of the piece durably written so far (resume point, relative to `offset`). */
   committed: number;
+  /** The sha256 of the piece's bytes, once the piece is finished (`committed === length`). */
+  sha256?: Digest;
 }
 
 export interface BlobHolding {
