@@ -123,7 +123,11 @@ describe('in-process agent', () => {
     await agent.fetchPieces([first!], { onEvent: (e) => events.push(e) });
     expect(events.filter((e) => e.type === 'piece-done')).toHaveLength(1);
     expect(await agent.holdings([{ digest: large.digest, size: 2_000_000 }])).toEqual([
-      { digest: large.digest, held: false, pieces: [{ offset: 0, length: 1_000_000, committed: 1_000_000 }] },
+      {
+        digest: large.digest,
+        held: false,
+        pieces: [{ offset: 0, length: 1_000_000, committed: 1_000_000, sha256: sha256Digest(large.data.subarray(0, 1_000_000)) }],
+      },
     ]);
   });
 

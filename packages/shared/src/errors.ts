@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'MM_ARCHIVE_INVALID'
   | 'MM_STORE'
   | 'MM_NOT_FOUND'
+  | 'MM_AGENT_LOST'
   | 'MM_USAGE';
 
 export interface MeshmirrorErrorOptions {

@@ -26,3 +26,4 @@ export {
   type HttpRegistryClient,
   type ContentRange,
 } from './registry/client.ts';
+export * from './mesh/control-messages.ts';

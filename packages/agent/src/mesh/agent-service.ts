@@ -4,9 +4,21 @@
  */
 import type { Libp2p } from '@libp2p/interface';
 import { join } from 'node:path';
-import type { Logger, SwarmKey } from '@meshmirror/shared';
+import {
+  createRegistryClient,
+  HostBackoff,
+  retryPolicyFromSettings,
+  type Agent,
+  type CredentialStore,
+  type FetchSettings,
+  type HttpRegistryClient,
+  type Logger,
+  type SwarmKey,
+} from '@meshmirror/shared';
+import { createInProcessAgent } from '../in-process-agent.ts';
 import { createBlobStore, type BlobStore } from '../store/blob-store.ts';
 import { serveBlobs } from './blob-protocol.ts';
+import { serveControl } from './control-protocol.ts';
 import { loadOrCreateIdentity } from './identity.ts';
 import { startMeshNode } from './node.ts';
 
@@ -16,6 +28,8 @@ export interface AgentServiceOptions {
   swarmKey: SwarmKey;
   /** Admitted peer ids; undefined admits every peer holding the swarm key. */
   allow: ReadonlySet<string> | undefined;
+  /** This host's registry credentials: they never travel over the mesh. */
+  credentials: CredentialStore;
   logger: Logger;
 }
 
@@ -48,6 +62,38 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     logger: logger.child({ component: 'blob-server' }),
     onServed: (peer, bytes) => served.set(peer, (served.get(peer) ?? 0) + bytes),
   });
+  // One fetcher per distinct set of transfer settings the coordinator sends, all over the one store.
+  const fetchers = new Map<string, { agent: Agent; client: HttpRegistryClient }>();
+  const backoff = new HostBackoff(retryPolicyFromSettings({ retryTimes: 5, retryDelayMs: 0 }));
+  const fetcherFor = (settings: FetchSettings): Agent => {
+    const key = JSON.stringify(settings);
+    const known = fetchers.get(key);
+    if (known !== undefined) return known.agent;
+    const retry = retryPolicyFromSettings(settings);
+    const client = createRegistryClient({
+      credentials: options.credentials,
+      tlsVerify: settings.tlsVerify,
+      connectTimeoutMs: settings.connectTimeoutMs,
+      headersTimeoutMs: settings.headersTimeoutMs,
+      stallTimeoutMs: settings.stallTimeoutMs,
+      retry,
+      backoff,
+      logger: logger.child({ component: 'registry' }),
+    });
+    const agent = createInProcessAgent({
+      name: identity.peerId.toString(),
+      store,
+      client,
+      retry,
+      backoff,
+      parallelLayers: settings.parallel,
+      ...(settings.noProgressTimeoutMs === undefined ? {} : { noProgressTimeoutMs: settings.noProgressTimeoutMs }),
+      logger,
+    });
+    fetchers.set(key, { agent, client });
+    return agent;
+  };
+  await serveControl(node, { store, fetcherFor, logger: logger.child({ component: 'control' }) });
   const addresses = node.getMultiaddrs().map((address) => address.toString());
   logger.info(
     {
@@ -68,6 +114,7 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     served,
     async stop() {
       await node.stop();
+      for (const { client } of fetchers.values()) await client.close();
       await store.close();
     },
   };

@@ -10,6 +10,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { z } from 'zod';
 import type { Readable } from 'node:stream';
 import { describeError, errorCode, isDigest, MeshmirrorError, type Digest, type Logger } from '@meshmirror/shared';
+import { asError, encodeMessage, parseMessage } from './messages.ts';
 
 export const BLOB_PROTOCOL = '/meshmirror/blob/1';
 const MAX_MESSAGE_BYTES = 16 * 1024;
@@ -32,33 +33,6 @@ export interface BlobRangeRequest {
   digest: Digest;
   offset: number;
   length: number;
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** libp2p's stream helpers reject with the stream's close Event when the stream goes away. */
-function asError(err: unknown): Error {
-  if (err instanceof Error) return err;
-  if (typeof Event !== 'undefined' && err instanceof Event) {
-    return (err as Event & { error?: Error }).error ?? new MeshmirrorError('MM_NETWORK', `peer stream ${err.type} while waiting`);
-  }
-  return new Error(String(err));
-}
-
-function parseMessage<T>(bytes: Uint8Array, schema: z.ZodType<T>, what: string): T {
-  let json: unknown;
-  try {
-    json = JSON.parse(decoder.decode(bytes));
-  } catch {
-    throw new MeshmirrorError('MM_NETWORK', `${what} is not JSON`);
-  }
-  const parsed = schema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new MeshmirrorError('MM_NETWORK', `${what} is malformed at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? ''}`);
-  }
-  return parsed.data;
 }
 
 /** Where served bytes come from: held blobs and finished pieces (`BlobStore.openStoredRange`). */
@@ -88,13 +62,13 @@ export async function serveBlobs(node: Libp2p, options: BlobServerOptions): Prom
         const body = await source.openStoredRange(request.digest, request.offset, request.length);
         if (body === undefined) {
           const error = { code: 'MM_NOT_FOUND', message: `range ${request.offset}+${request.length} of blob ${request.digest} is not held here` };
-          await lp.write(encoder.encode(JSON.stringify({ error })), { signal });
+          await lp.write(encodeMessage({ error }), { signal });
           await stream.close({ signal });
           logger.debug({ peer, digest: request.digest, code: error.code }, 'blob request refused');
           return;
         }
         try {
-          await lp.write(encoder.encode(JSON.stringify({ size: request.length })), { signal });
+          await lp.write(encodeMessage({ size: request.length }), { signal });
           const raw = lp.unwrap();
           // Fresh buffers from the stream: send() keeps a reference to what it is given.
           for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -146,19 +120,21 @@ export async function fetchPeerRange(
   }
   try {
     const headerSignal = AbortSignal.any([AbortSignal.timeout(REQUEST_TIMEOUT_MS), ...(options.signal ? [options.signal] : [])]);
-    const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES });
-    await lp.write(encoder.encode(JSON.stringify(request)), { signal: headerSignal });
+    // Written and read by hand rather than through lpStream: a small blob's bytes arrive with the
+    // header and the stream closes, after which lpStream cannot hand its buffered bytes back.
+    if (!stream.send(lengthPrefixed(encodeMessage(request)))) await stream.onDrain({ signal: headerSignal });
     await stream.close({ signal: headerSignal });
-    const header = parseMessage((await lp.read({ signal: headerSignal })).subarray(), blobHeaderSchema, `blob header from ${String(peer)}`);
-    if ('error' in header) {
-      throw new MeshmirrorError(header.error.code === 'MM_NOT_FOUND' ? 'MM_NOT_FOUND' : 'MM_NETWORK', `peer ${String(peer)}: ${header.error.message}`, {
-        data: { peerCode: header.error.code },
-      });
-    }
-    if (header.size !== request.length) {
-      throw new MeshmirrorError('MM_NETWORK', `peer ${String(peer)} offers ${header.size} bytes of ${request.digest}, asked for ${request.length}`);
-    }
-    await consumeExactly(lp.unwrap(), request.length, onBytes, options);
+    await consumeResponse(stream, request.length, onBytes, options, (bytes) => {
+      const header = parseMessage(bytes, blobHeaderSchema, `blob header from ${String(peer)}`);
+      if ('error' in header) {
+        throw new MeshmirrorError(header.error.code === 'MM_NOT_FOUND' ? 'MM_NOT_FOUND' : 'MM_NETWORK', `peer ${String(peer)}: ${header.error.message}`, {
+          data: { peerCode: header.error.code },
+        });
+      }
+      if (header.size !== request.length) {
+        throw new MeshmirrorError('MM_NETWORK', `peer ${String(peer)} offers ${header.size} bytes of ${request.digest}, asked for ${request.length}`);
+      }
+    });
   } catch (err) {
     const error = asError(err);
     stream.abort(error);
@@ -168,16 +144,48 @@ export async function fetchPeerRange(
   }
 }
 
+/** An unsigned varint length prefix, as lpStream writes it, followed by the message. */
+function lengthPrefixed(message: Uint8Array): Uint8Array {
+  const prefix: number[] = [];
+  let n = message.length;
+  while (n >= 0x80) {
+    prefix.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 0x80);
+  }
+  prefix.push(n);
+  const out = new Uint8Array(prefix.length + message.length);
+  out.set(prefix, 0);
+  out.set(message, prefix.length);
+  return out;
+}
+
+/** The length of a varint-prefixed message at the start of `bytes`, once its prefix is complete. */
+function readPrefix(bytes: Uint8Array): { length: number; prefixBytes: number } | undefined {
+  let length = 0;
+  for (let i = 0; i < Math.min(bytes.length, 4); i++) {
+    const byte = bytes[i]!;
+    length += (byte & 0x7f) * 2 ** (7 * i);
+    if ((byte & 0x80) === 0) {
+      if (length > MAX_MESSAGE_BYTES) throw new MeshmirrorError('MM_NETWORK', `peer header of ${length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
+      return { length, prefixBytes: i + 1 };
+    }
+  }
+  if (bytes.length >= 4) throw new MeshmirrorError('MM_NETWORK', 'peer header length prefix is malformed');
+  return undefined;
+}
+
 /**
- * Reads exactly `expected` bytes with events, pausing the stream while an async consumer works.
- * Completion is decided from the stream's state (remote write side closed, nothing buffered), not
- * from an event alone: 'end' and 'close' can fire before every byte was delivered.
+ * Reads the length-prefixed header (handed to `onHeader`, which throws to refuse it), then exactly
+ * `expected` body bytes, with events, pausing the stream while an async consumer works. Completion
+ * is decided from the stream's state (remote write side closed, nothing buffered), not from an
+ * event alone: 'end' and 'close' can fire before every byte was delivered.
  */
-function consumeExactly(
+function consumeResponse(
   stream: Stream,
   expected: number,
   onBytes: (chunk: Uint8Array) => Promise<void> | void,
   options: FetchPeerRangeOptions,
+  onHeader: (header: Uint8Array) => void,
 ): Promise<void> {
   stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, READ_BUFFER_BYTES);
   return new Promise<void>((resolve, reject) => {
@@ -201,6 +209,10 @@ function consumeExactly(
     function maybeDone(): void {
       if (settled || busy) return;
       if (stream.remoteWriteStatus === 'writable' || stream.readBufferLength > 0) return;
+      if (head !== undefined) {
+        fail(new MeshmirrorError('MM_TRUNCATED', 'the peer closed the stream before its header'));
+        return;
+      }
       if (received !== expected) {
         fail(new MeshmirrorError('MM_TRUNCATED', `peer sent ${received} of ${expected} bytes`, { data: { remaining: expected - received } }));
         return;
@@ -209,7 +221,23 @@ function consumeExactly(
       cleanup();
       resolve();
     }
+    let head: Uint8Array | undefined = new Uint8Array(0);
     function deliver(chunk: Uint8Array): Promise<void> | void {
+      if (head !== undefined) {
+        const joined = new Uint8Array(head.length + chunk.length);
+        joined.set(head, 0);
+        joined.set(chunk, head.length);
+        const prefix = readPrefix(joined);
+        if (prefix === undefined || joined.length < prefix.prefixBytes + prefix.length) {
+          head = joined;
+          stall.refresh();
+          return;
+        }
+        head = undefined;
+        onHeader(joined.subarray(prefix.prefixBytes, prefix.prefixBytes + prefix.length));
+        chunk = joined.subarray(prefix.prefixBytes + prefix.length);
+        if (chunk.length === 0) return;
+      }
       received += chunk.length;
       if (received > expected) throw new MeshmirrorError('MM_NETWORK', `peer sent more than the ${expected} bytes asked for`);
       stall.refresh();

@@ -8,7 +8,8 @@ import type { PeerId, PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
 import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errorCode, fileErrorReason, MeshmirrorError } from '@meshmirror/shared';
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import { describeError, errorCode, fileErrorReason, MeshmirrorError } from '@meshmirror/shared';
 
 export const IDENTITY_FILE = 'identity.key';
 
@@ -66,4 +67,19 @@ export function parsePeerId(text: string, where: string): PeerId {
   } catch {
     throw new MeshmirrorError('MM_USAGE', `${where}: "${text}" is not a libp2p peer id (like 12D3KooW…)`);
   }
+}
+
+/** An agent's address as given on the command line: a multiaddr that ends in `/p2p/<peer id>`. */
+export function parseAgentAddress(text: string, where: string): { address: Multiaddr; peerId: PeerId } {
+  let address: Multiaddr;
+  try {
+    address = multiaddr(text);
+  } catch (err) {
+    throw new MeshmirrorError('MM_USAGE', `${where}: "${text}" is not a multiaddr (${describeError(err)}); expected e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW…`);
+  }
+  const id = address.getComponents().findLast((c) => c.name === 'p2p')?.value;
+  if (id === undefined) {
+    throw new MeshmirrorError('MM_USAGE', `${where}: "${text}" has no /p2p/<peer id>; the agent prints its full address when it starts`);
+  }
+  return { address, peerId: parsePeerId(id, where) };
 }

@@ -50,6 +50,8 @@ program
   .option('--stall-timeout <duration>', 'no body bytes for this long: retry and resume (default 60s)', parseDurationFlag)
   .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
   .option('--piece-size <bytes>', 'blobs above this size are fetched as parallel pieces (default 64 MiB)', parseCount)
+  .option('--agents <multiaddr...>', 'a farm run: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it); this host writes the archive')
+  .option('--swarm-key <file>', 'the farm\'s swarm key, for --agents')
   .option('--dry-run', 'resolve and write the mapping and the bytes to fetch; fetch nothing')
   .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'warn')
@@ -76,11 +78,21 @@ program
   .requiredOption('--data <dir>', 'data folder: blob store, peer identity')
   .requiredOption('--swarm-key <file>', 'the farm\'s swarm key (meshmirror keygen)')
   .option('--listen <multiaddr...>', 'addresses to listen on', ['/ip4/0.0.0.0/tcp/4001'])
-  .option('--allow <peerid...>', 'peer ids admitted (default: every peer holding the swarm key)')
+  .option('--allow <peerid...>', 'peer ids admitted: the coordinator\'s (meshmirror identity) and the other agents\' (default: every peer holding the swarm key)')
+  .option('--authfile <file>', 'this host\'s registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
   .action(async (flags: AgentFlags) => {
     const { runAgentCommand } = await import('./commands/agent.ts');
     process.exitCode = await runAgentCommand(flags);
+  });
+
+program
+  .command('identity')
+  .description('print this coordinator\'s peer id (created on first use), for the agents\' --allow')
+  .option('--cache-dir <dir>', 'where the coordinator keeps its identity (default: $HOME/.meshmirror)')
+  .action(async (flags: { cacheDir?: string }) => {
+    const { runIdentityCommand } = await import('./commands/identity.ts');
+    process.exitCode = await runIdentityCommand(flags);
   });
 
 program

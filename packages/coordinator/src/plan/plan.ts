@@ -79,12 +79,12 @@ export function splitIntoPieces(plan: MirrorPlan, holdings: BlobHolding[], piece
   return { tasks, heldBytes, resumedBytes, missingBytes };
 }
 
-interface Range {
+export interface Range {
   offset: number;
   length: number;
 }
 
-function evenPieces(size: number, pieceSize: number): Range[] {
+export function evenPieces(size: number, pieceSize: number): Range[] {
   if (size <= pieceSize) return [{ offset: 0, length: size }];
   const count = Math.ceil(size / pieceSize);
   const base = Math.ceil(size / count);
@@ -94,7 +94,7 @@ function evenPieces(size: number, pieceSize: number): Range[] {
 }
 
 /** Keeps the pieces an earlier run started and covers what they leave out with new pieces. */
-function fillGaps(existing: Range[], size: number, pieceSize: number): Range[] {
+export function fillGaps(existing: Range[], size: number, pieceSize: number): Range[] {
   const sorted = [...existing].sort((a, b) => a.offset - b.offset);
   const ranges: Range[] = [];
   let cursor = 0;

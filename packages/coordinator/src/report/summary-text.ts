@@ -19,6 +19,16 @@ export function summaryText(summary: MirrorSummary): string {
   if (!summary.dryRun && (summary.retries > 0 || summary.rangesIgnored > 0)) {
     lines.push(`  retries: ${summary.retries}; ranges ignored by the registry: ${summary.rangesIgnored}`);
   }
+  if (summary.agents !== undefined && !summary.dryRun) {
+    lines.push(`  farm: ${summary.agents.length} agents; the writer pulled ${formatBytes(bytes.pulled ?? 0)} from them`);
+    for (const a of summary.agents) {
+      const state = a.distrusted !== undefined ? ` DISTRUSTED (${a.distrusted})` : a.lost !== undefined ? ` LOST (${a.lost})` : '';
+      lines.push(
+        `    ${a.address}: ${formatBytes(a.upstreamBytes)} from upstream, ${formatBytes(a.servedBytes)} served, ` +
+          `${a.piecesFetched} pieces, ${a.piecesFailed} failed, ${a.wrongPieces} wrong${state}`,
+      );
+    }
+  }
   if (summary.repairedBlobs > 0) {
     lines.push(`  repaired: ${summary.repairedBlobs} held blobs failed verification and were fetched again`);
   }

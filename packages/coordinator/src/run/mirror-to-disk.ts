@@ -8,6 +8,7 @@ import {
   throwIfAborted,
   type Agent,
   type ArchiveChunk,
+  type BlobHolding,
   type Digest,
   type ImageSetConfig,
   type Logger,
@@ -17,6 +18,8 @@ import type { FailedImage, ImageKind, RequestedImage, ResolvedImage } from '../r
 import { resolveImage } from '../resolve/resolve-image.ts';
 import { requestedImages } from '../resolve/requested-images.ts';
 import { buildPlan, splitIntoPieces, type MirrorPlan } from '../plan/plan.ts';
+import { planMesh } from '../plan/mesh-plan.ts';
+import { meshFetch, type AgentReport, type MeshFetcher, type MeshWriter } from './mesh-fetch.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { RunJournal, type RunRecord } from './run-journal.ts';
 import { writeReports } from '../report/run-reports.ts';
@@ -37,6 +40,11 @@ export interface MirrorToDiskOptions {
   /** Chunk size limit; defaults to the configuration's `archiveSize` GiB (oc-mirror's default is 500). */
   chunkSizeBytes: number;
   dryRun?: boolean;
+  /**
+   * A farm run: these agents fetch, `agent` (the coordinator's own) only writes, pulling every piece
+   * from its holder. Without it, `agent` fetches everything itself.
+   */
+  mesh?: { fetchers: MeshFetcher[]; writer: MeshWriter };
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
@@ -70,7 +78,11 @@ export interface MirrorSummary {
     toFetch: number;
     /** Body bytes actually received from upstream registries, retries included. */
     fetched: number;
+    /** In a farm run: bytes the writer pulled from agents. */
+    pulled?: number;
   };
+  /** Per agent of a farm run: upstream bytes, bytes served to the writer, pieces, failures. */
+  agents?: AgentReport[];
   retries: number;
   rangesIgnored: number;
   /** Held blobs that failed verification when archived and were fetched (or stored) again. */
@@ -109,8 +121,13 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
     const emptyBlobs = [...plan.blobs.values()].filter((b) => b.size === 0);
     for (const b of emptyBlobs) plan.blobs.delete(b.digest);
 
-    const holdings = await agent.holdings([...plan.blobs.values()].map(({ digest, size }) => ({ digest, size })), { signal });
-    const split = splitIntoPieces(plan, holdings, options.pieceSize);
+    const wanted = [...plan.blobs.values()].map(({ digest, size }) => ({ digest, size }));
+    const holdings = await agent.holdings(wanted, { signal });
+    const meshSplit = options.mesh === undefined ? undefined : planMesh(plan, holdings, await farmHoldings(options.mesh.fetchers, wanted, log, signal), options.pieceSize);
+    const split =
+      meshSplit === undefined
+        ? splitIntoPieces(plan, holdings, options.pieceSize)
+        : { tasks: [], heldBytes: meshSplit.heldBytes, resumedBytes: meshSplit.resumedBytes, missingBytes: meshSplit.missingBytes };
     log.info(
       { images: resolved.length, uniqueBlobs: plan.blobs.size, uniqueBytes: plan.uniqueBytes, held: split.heldBytes, toFetch: split.missingBytes },
       'plan ready',
@@ -172,13 +189,31 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
     let archive: MirrorSummary['archive'];
     const archived: ResolvedImage[] = [];
     const fetchTotals = { upstreamBytes: 0, retries: 0, rangesIgnored: 0, repaired: 0 };
+    let agentReports: AgentReport[] | undefined;
+    let pulledBytes: number | undefined;
     try {
       const held = new Set(holdings.filter((h) => h.held).map((h) => h.digest));
       for (const blob of plan.blobs.values()) if (held.has(blob.digest)) addToArchive(blob.digest, blob.size);
       for (const b of emptyBlobs) addToArchive(b.digest, 0);
 
       const fetchStarted = Date.now();
-      const fetchOutcome = await fetchMissing(plan, split.tasks, split.missingBytes, failed.length, options, addToArchive);
+      let fetchOutcome: FetchOutcome;
+      if (options.mesh === undefined || meshSplit === undefined) {
+        fetchOutcome = await fetchMissing(plan, split.tasks, split.missingBytes, failed.length, options, addToArchive);
+      } else {
+        const farm = await meshFetch({
+          split: meshSplit,
+          fetchers: options.mesh.fetchers,
+          writer: options.mesh.writer,
+          logger: options.logger,
+          ...(progress === undefined ? {} : { progress }),
+          ...(signal === undefined ? {} : { signal }),
+          onBlobHeld: (digest, size) => addToArchive(digest, size, true),
+        });
+        fetchOutcome = farm;
+        agentReports = farm.agents;
+        pulledBytes = farm.pulledBytes;
+      }
       await Promise.all(adds);
 
       // A blob held from an earlier run that fails verification as it is archived (disk corruption,
@@ -281,7 +316,9 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         resumed: split.resumedBytes,
         toFetch: split.missingBytes,
         fetched: fetchTotals.upstreamBytes,
+        ...(pulledBytes === undefined ? {} : { pulled: pulledBytes }),
       },
+      ...(agentReports === undefined ? {} : { agents: agentReports }),
       retries: fetchTotals.retries,
       rangesIgnored: fetchTotals.rangesIgnored,
       repairedBlobs: fetchTotals.repaired,
@@ -342,6 +379,30 @@ async function resolveAll(
   for (const r of results) ('descriptor' in r ? resolved : failed).push(r as never);
   options.progress?.update({ imagesFailed: failed.length });
   return { resolved, failed };
+}
+
+/**
+ * What every agent of the farm holds of the planned blobs. An agent that cannot answer is left out
+ * of this run (it is reported lost when it is given work, or simply not asked).
+ */
+async function farmHoldings(
+  fetchers: MeshFetcher[],
+  wanted: Array<{ digest: Digest; size: number }>,
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<Map<string, BlobHolding[]>> {
+  const answers = await Promise.all(
+    fetchers.map(async (f) => {
+      try {
+        return [f.agent.name, await f.agent.holdings(wanted, signal === undefined ? {} : { signal })] as const;
+      } catch (err) {
+        if (signal?.aborted === true) throw err;
+        log.warn({ agent: f.agent.name, address: f.address, err: describeError(err) }, 'agent did not report its holdings; planning without them');
+        return undefined;
+      }
+    }),
+  );
+  return new Map(answers.filter((a) => a !== undefined));
 }
 
 interface FetchOutcome {

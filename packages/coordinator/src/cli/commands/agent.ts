@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { createLogger, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
+import { createLogger, loadCredentialStore, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
 import { parsePeerId, startAgentService } from '@meshmirror/agent/mesh';
 
 export interface AgentFlags {
@@ -7,6 +7,7 @@ export interface AgentFlags {
   listen: string[];
   swarmKey: string;
   allow?: string[];
+  authfile?: string;
   logLevel: string;
 }
 
@@ -18,7 +19,8 @@ export async function runAgentCommand(flags: AgentFlags): Promise<number> {
   const swarmKey = await readSwarmKeyFile(resolve(flags.swarmKey));
   const allow = flags.allow === undefined ? undefined : new Set(flags.allow.map((id) => parsePeerId(id, '--allow').toString()));
   const logger = createLogger({ level: flags.logLevel as LogLevel });
-  const agent = await startAgentService({ dataDir: resolve(flags.data), listen: flags.listen, swarmKey, allow, logger });
+  const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
+  const agent = await startAgentService({ dataDir: resolve(flags.data), listen: flags.listen, swarmKey, allow, credentials, logger });
   process.stdout.write(`agent ${agent.peerId} listening on ${agent.addresses.join(' ')}\n`);
   await new Promise<void>((done) => {
     process.once('SIGINT', done);

@@ -7,14 +7,18 @@ import {
   HostBackoff,
   loadCredentialStore,
   loadImageSetConfig,
+  describeError,
   MeshmirrorError,
+  readSwarmKeyFile,
   resolveTransferSettings,
   retryPolicyFromSettings,
+  type FetchSettings,
+  type Logger,
   type LogLevel,
   type TransferSettings,
 } from '@meshmirror/shared';
-import { createBlobStore, createInProcessAgent } from '@meshmirror/agent';
-import { mirrorToDisk } from '../../run/mirror-to-disk.ts';
+import { createBlobStore, createInProcessAgent, type BlobStore } from '@meshmirror/agent';
+import { mirrorToDisk, type MirrorToDiskOptions } from '../../run/mirror-to-disk.ts';
 import { createProgressReporter } from '../../report/progress.ts';
 import { summaryText } from '../../report/summary-text.ts';
 import { exitCodeForSummary } from '../exit-codes.ts';
@@ -34,6 +38,8 @@ export interface MirrorFlags {
   stallTimeout?: number;
   connectTimeout?: number;
   pieceSize?: number;
+  agents?: string[];
+  swarmKey?: string;
   dryRun?: boolean;
   output: string;
   logLevel: string;
@@ -78,6 +84,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     noProgressTimeoutMs: settings.imageTimeoutMs,
     logger,
   });
+  const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
   const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
   try {
     const summary = await withInterruptSignal((signal) =>
@@ -91,6 +98,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
         pieceSize: flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? DEFAULT_PIECE_SIZE,
         chunkSizeBytes: gibToBytes(config.archiveSize),
         dryRun: flags.dryRun === true,
+        ...(farm === undefined ? {} : { mesh: farm.mesh }),
         logger,
         progress,
         signal,
@@ -102,9 +110,79 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     return exitCodeForSummary(summary);
   } finally {
     progress.stop();
+    await farm?.stop();
     await agent.close();
     await client.close();
   }
+}
+
+/**
+ * Starts the coordinator's mesh node (its identity lives in the cache dir; `meshmirror identity`
+ * prints it for the agents' `--allow`), admits exactly the listed agents, and checks each answers.
+ * An agent that does not answer is left out with a warning; with none left the run stops.
+ */
+async function joinFarm(
+  flags: MirrorFlags,
+  cacheDir: string,
+  settings: TransferSettings,
+  store: BlobStore,
+  logger: Logger,
+): Promise<{ mesh: NonNullable<MirrorToDiskOptions['mesh']>; stop(): Promise<void> }> {
+  if (flags.swarmKey === undefined) throw new MeshmirrorError('MM_USAGE', '--agents needs --swarm-key FILE (the key the agents were started with)');
+  const mesh = await import('@meshmirror/agent/mesh');
+  const swarmKey = await readSwarmKeyFile(resolve(flags.swarmKey));
+  const listed = (flags.agents ?? []).map((text) => mesh.parseAgentAddress(text, '--agents'));
+  const ids = new Set(listed.map((a) => a.peerId.toString()));
+  if (ids.size !== listed.length) throw new MeshmirrorError('MM_USAGE', '--agents: the same agent (peer id) is listed twice');
+  const identity = await mesh.loadOrCreateIdentity(cacheDir);
+  if (ids.has(identity.peerId.toString())) throw new MeshmirrorError('MM_USAGE', `--agents: ${identity.peerId.toString()} is this coordinator's own peer id`);
+  const meshLogger = logger.child({ component: 'mesh' });
+  const node = await mesh.startMeshNode({ identity, swarmKey, listen: [], allow: ids, logger: meshLogger });
+  const fetchSettings: FetchSettings = {
+    tlsVerify: settings.srcTlsVerify,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    headersTimeoutMs: settings.headersTimeoutMs,
+    stallTimeoutMs: settings.stallTimeoutMs,
+    retryTimes: settings.retryTimes,
+    retryDelayMs: settings.retryDelayMs,
+    parallel: settings.parallelImages * settings.parallelLayers,
+    noProgressTimeoutMs: settings.imageTimeoutMs,
+  };
+  const remotes = listed.map(({ address, peerId }) => new mesh.RemoteAgent({ node, address, peerId, settings: fetchSettings, logger: meshLogger }));
+  const answered = await Promise.all(
+    remotes.map(async (remote) => {
+      try {
+        await remote.hello({ signal: AbortSignal.timeout(15_000) });
+        return remote;
+      } catch (err) {
+        logger.warn({ agent: remote.name, address: remote.address.toString(), err: describeError(err) }, 'agent does not answer; running without it');
+        return undefined;
+      }
+    }),
+  );
+  const fetchers = answered.filter((r) => r !== undefined);
+  if (fetchers.length === 0) {
+    await node.stop();
+    throw new MeshmirrorError('MM_AGENT_LOST', `none of the ${listed.length} agents answered; check that each runs with this swarm key and --allow ${identity.peerId.toString()}`);
+  }
+  logger.info({ coordinator: identity.peerId.toString(), agents: fetchers.map((f) => f.address.toString()) }, 'farm ready');
+  const addressOf = new Map(fetchers.map((f) => [f.name, f.address]));
+  return {
+    mesh: {
+      fetchers: fetchers.map((agent) => ({ agent, address: agent.address.toString(), slots: fetchSettings.parallel })),
+      writer: {
+        pull: (holder, task, sha256, signal) => {
+          const address = addressOf.get(holder);
+          if (address === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no address for agent ${holder}`));
+          return mesh.pullPiece(node, address, store, task, sha256, { signal, stallMs: settings.stallTimeoutMs });
+        },
+        completeBlob: (digest, size, signal) => store.completeBlob(digest, size, { signal }),
+      },
+    },
+    stop: async () => {
+      await node.stop();
+    },
+  };
 }
 
 function parseDiskDestination(arg: string): string {

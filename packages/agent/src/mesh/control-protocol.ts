@@ -1,0 +1,299 @@
+/**
+ * `/meshmirror/control/1`: how the coordinator drives an agent. One request per stream (hello,
+ * holdings, assign, evict), answered with length-prefixed JSON replies validated on receipt. An
+ * assignment's stream stays open while its pieces are fetched: the agent streams piece events and a
+ * heartbeat every second, and the coordinator may send `cancel`. A coordinator that hears nothing
+ * for `lostAfterMs`, or whose stream breaks, treats the agent as lost.
+ */
+import type { Libp2p, PeerId, Stream } from '@libp2p/interface';
+import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import {
+  abortError,
+  CONTROL_PROTOCOL_VERSION,
+  controlFollowUpSchema,
+  controlReplySchema,
+  controlRequestSchema,
+  describeError,
+  errorCode,
+  HOLDINGS_BATCH,
+  MAX_CONTROL_MESSAGE_BYTES,
+  MeshmirrorError,
+  type AbortOptions,
+  type Agent,
+  type ArchiveSession,
+  type BlobHolding,
+  type ControlReply,
+  type ControlRequest,
+  type Digest,
+  type FetchPiecesOptions,
+  type FetchSettings,
+  type Logger,
+  type PieceEvent,
+  type PieceTask,
+} from '@meshmirror/shared';
+import type { BlobStore } from '../store/blob-store.ts';
+import { asError, encodeMessage, parseMessage } from './messages.ts';
+
+export const CONTROL_PROTOCOL = '/meshmirror/control/1';
+export const DEFAULT_HEARTBEAT_MS = 1_000;
+/** Silence after which an agent is given up: five missed heartbeats. */
+export const DEFAULT_LOST_AFTER_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+
+export interface ControlServerOptions {
+  store: BlobStore;
+  /** An agent over `store` that fetches with these settings (the same one for the same settings). */
+  fetcherFor(settings: FetchSettings): Agent;
+  logger: Logger;
+  heartbeatMs?: number;
+}
+
+/** Answers the coordinator's control requests on an agent. */
+export async function serveControl(node: Libp2p, options: ControlServerOptions): Promise<void> {
+  const { store, logger } = options;
+  await node.handle(
+    CONTROL_PROTOCOL,
+    async (stream, connection) => {
+      const peer = connection.remotePeer.toString();
+      const lp = lpStream(stream, { maxDataLength: MAX_CONTROL_MESSAGE_BYTES });
+      let request: ControlRequest | undefined;
+      try {
+        const first = await lp.read({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+        request = parseMessage(first.subarray(), controlRequestSchema, `control request from ${peer}`);
+        switch (request.type) {
+          case 'hello':
+            await reply(lp, { type: 'hello', version: CONTROL_PROTOCOL_VERSION, peer: node.peerId.toString() });
+            break;
+          case 'holdings':
+            await reply(lp, { type: 'holdings', holdings: await store.holdings(request.blobs) });
+            break;
+          case 'evict':
+            for (const digest of request.digests) await store.evict(digest);
+            logger.warn({ peer, blobs: request.digests }, 'evicted blobs at the coordinator\'s request (they failed verification there)');
+            await reply(lp, { type: 'done' });
+            break;
+          case 'assign':
+            await runAssignment(stream, lp, request, peer, options);
+            break;
+        }
+        await stream.close({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+      } catch (err) {
+        const error = asError(err);
+        logger.warn({ peer, request: request?.type, err: describeError(error) }, 'control request failed');
+        // Tell the coordinator why, when the stream still works.
+        await reply(lp, { type: 'error', code: errorCode(error), message: describeError(error) }).catch(() => undefined);
+        stream.abort(error);
+      }
+    },
+    { maxInboundStreams: 1_024 },
+  );
+}
+
+function reply(lp: LengthPrefixedStream<Stream>, message: ControlReply): Promise<void> {
+  return lp.write(encodeMessage(message), { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+}
+
+async function runAssignment(
+  stream: Stream,
+  lp: LengthPrefixedStream<Stream>,
+  request: Extract<ControlRequest, { type: 'assign' }>,
+  peer: string,
+  options: ControlServerOptions,
+): Promise<void> {
+  const { logger } = options;
+  const batch = new AbortController();
+  // Replies leave in order, one at a time; a broken stream stops the assignment.
+  let sending: Promise<void> = Promise.resolve();
+  const send = (message: ControlReply): void => {
+    sending = sending.then(() => (batch.signal.aborted ? undefined : reply(lp, message))).catch((err: unknown) => batch.abort(asError(err)));
+  };
+  const onClose = (): void => batch.abort(new MeshmirrorError('MM_NETWORK', `the coordinator ${peer} went away`));
+  stream.addEventListener('close', onClose);
+  // The coordinator keeps its side open to send `cancel`; its end of the stream otherwise ends nothing.
+  void lp
+    .read({ signal: batch.signal })
+    .then((bytes) => {
+      parseMessage(bytes.subarray(), controlFollowUpSchema, `control message from ${peer}`);
+      batch.abort(new MeshmirrorError('MM_ABORTED', 'cancelled by the coordinator'));
+    })
+    .catch(() => undefined);
+  const heartbeat = setInterval(() => send({ type: 'heartbeat' }), options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+  const started = Date.now();
+  logger.info({ peer, pieces: request.tasks.length, bytes: request.tasks.reduce((n, t) => n + t.length, 0), first: `${request.tasks[0]?.digest}@${request.tasks[0]?.offset}` }, 'assignment started');
+  try {
+    await options.fetcherFor(request.settings).fetchPieces(request.tasks, {
+      signal: batch.signal,
+      onEvent: (event) => send({ type: 'event', event }),
+    });
+    send({ type: 'done' });
+    logger.info({ peer, pieces: request.tasks.length, ms: Date.now() - started }, 'assignment finished');
+  } catch (err) {
+    const error = batch.signal.aborted ? asError(batch.signal.reason) : asError(err);
+    logger.warn({ peer, err: describeError(error) }, 'assignment stopped');
+    send({ type: 'error', code: errorCode(error), message: describeError(error) });
+  } finally {
+    clearInterval(heartbeat);
+    stream.removeEventListener('close', onClose);
+  }
+  await sending;
+}
+
+export interface RemoteAgentOptions {
+  node: Libp2p;
+  /** A dialable address ending in `/p2p/<peer id>`. */
+  address: Multiaddr;
+  peerId: PeerId;
+  /** Applied to every assignment. */
+  settings: FetchSettings;
+  logger: Logger;
+  lostAfterMs?: number;
+  dialTimeoutMs?: number;
+}
+
+/**
+ * An agent on another host, reached over the mesh: the `Agent` interface the in-process agent
+ * implements, so the coordinator drives both alike. It fetches and serves; the archive is written
+ * by the coordinator's own agent, so `startArchive` and `putBlob` are refused.
+ */
+export class RemoteAgent implements Agent {
+  readonly name: string;
+  readonly address: Multiaddr;
+  readonly #options: RemoteAgentOptions;
+  readonly #lostAfterMs: number;
+
+  constructor(options: RemoteAgentOptions) {
+    this.#options = options;
+    this.address = options.address;
+    this.name = options.peerId.toString();
+    this.#lostAfterMs = options.lostAfterMs ?? DEFAULT_LOST_AFTER_MS;
+  }
+
+  /** Checks that the agent answers and speaks this protocol version. */
+  async hello(options: AbortOptions = {}): Promise<void> {
+    const answer = await this.#call({ type: 'hello', version: CONTROL_PROTOCOL_VERSION }, 'hello', options);
+    if (answer.version !== CONTROL_PROTOCOL_VERSION) {
+      throw new MeshmirrorError('MM_USAGE', `agent ${this.name} speaks control protocol version ${answer.version}, this coordinator ${CONTROL_PROTOCOL_VERSION}`);
+    }
+  }
+
+  async holdings(blobs: Array<{ digest: Digest; size: number }>, options: AbortOptions = {}): Promise<BlobHolding[]> {
+    const result: BlobHolding[] = [];
+    for (let i = 0; i < blobs.length; i += HOLDINGS_BATCH) {
+      const asked = blobs.slice(i, i + HOLDINGS_BATCH);
+      const answer = await this.#call({ type: 'holdings', blobs: asked }, 'holdings', options);
+      if (answer.holdings.length !== asked.length || answer.holdings.some((h, n) => h.digest !== asked[n]?.digest)) {
+        throw new MeshmirrorError('MM_NETWORK', `agent ${this.name} answered holdings for other blobs than asked`);
+      }
+      result.push(...(answer.holdings as BlobHolding[]));
+    }
+    return result;
+  }
+
+  async evict(digests: Digest[], options: AbortOptions = {}): Promise<void> {
+    for (let i = 0; i < digests.length; i += HOLDINGS_BATCH) {
+      await this.#call({ type: 'evict', digests: digests.slice(i, i + HOLDINGS_BATCH) }, 'done', options);
+    }
+  }
+
+  putBlob(): Promise<void> {
+    return Promise.reject(new MeshmirrorError('MM_USAGE', `agent ${this.name}: blobs are stored on remote agents only by fetching them`));
+  }
+
+  startArchive(): Promise<ArchiveSession> {
+    return Promise.reject(new MeshmirrorError('MM_USAGE', `agent ${this.name}: the archive is written by the coordinator's own agent`));
+  }
+
+  async close(): Promise<void> {
+    // The mesh node belongs to the coordinator, which stops it.
+  }
+
+  /**
+   * Sends one assignment and relays its events until the agent says it is done. Rejects with
+   * `MM_AGENT_LOST` when the stream breaks or nothing arrives for `lostAfterMs`, and with the
+   * agent's own error code when the agent gives up the whole assignment.
+   */
+  async fetchPieces(tasks: PieceTask[], options: FetchPiecesOptions): Promise<void> {
+    const { signal, onEvent } = options;
+    const assigned = new Set(tasks.map((t) => `${t.digest}@${t.offset}`));
+    const digests = new Set(tasks.map((t) => t.digest));
+    const { stream, lp } = await this.#open(signal);
+    const onAbort = (): void => {
+      void lp.write(encodeMessage({ type: 'cancel' }), { signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await lp.write(encodeMessage({ type: 'assign', settings: this.#options.settings, tasks } satisfies ControlRequest), { signal: this.#silence(signal) });
+      for (;;) {
+        const message = await this.#read(lp, signal);
+        if (message.type === 'heartbeat') continue;
+        if (message.type === 'done') break;
+        if (message.type === 'error') throw new MeshmirrorError(asCode(message.code), `agent ${this.name}: ${message.message}`);
+        if (message.type !== 'event') throw new MeshmirrorError('MM_NETWORK', `agent ${this.name} sent "${message.type}" during an assignment`);
+        const event = message.event as PieceEvent;
+        // An agent reports only on what it was given.
+        const mine = event.type === 'blob-held' ? digests.has(event.digest) : assigned.has(`${event.digest}@${event.offset}`);
+        if (!mine) {
+          this.#options.logger.warn({ agent: this.name, event: event.type, digest: event.digest }, 'agent reported on a piece it was not assigned; ignored');
+          continue;
+        }
+        onEvent(event);
+      }
+      await stream.close({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch(() => undefined);
+    } catch (err) {
+      stream.abort(asError(err));
+      if (signal?.aborted === true) throw abortError(signal);
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async #open(signal?: AbortSignal): Promise<{ stream: Stream; lp: LengthPrefixedStream<Stream> }> {
+    const dialSignal = AbortSignal.any([AbortSignal.timeout(this.#options.dialTimeoutMs ?? 10_000), ...(signal ? [signal] : [])]);
+    let stream: Stream;
+    try {
+      stream = await this.#options.node.dialProtocol(this.address, CONTROL_PROTOCOL, { signal: dialSignal });
+    } catch (err) {
+      if (signal?.aborted === true) throw abortError(signal);
+      throw new MeshmirrorError('MM_AGENT_LOST', `cannot reach agent ${this.name} at ${this.address.toString()}: ${describeError(asError(err))}`, { cause: err });
+    }
+    return { stream, lp: lpStream(stream, { maxDataLength: MAX_CONTROL_MESSAGE_BYTES }) };
+  }
+
+  #silence(signal?: AbortSignal): AbortSignal {
+    return AbortSignal.any([AbortSignal.timeout(this.#lostAfterMs), ...(signal ? [signal] : [])]);
+  }
+
+  async #read(lp: LengthPrefixedStream<Stream>, signal?: AbortSignal, waitMs = this.#lostAfterMs): Promise<ControlReply> {
+    let bytes;
+    try {
+      bytes = await lp.read({ signal: AbortSignal.any([AbortSignal.timeout(waitMs), ...(signal ? [signal] : [])]) });
+    } catch (err) {
+      if (signal?.aborted === true) throw abortError(signal);
+      throw new MeshmirrorError('MM_AGENT_LOST', `agent ${this.name} stopped answering: ${describeError(asError(err))}`, { cause: err });
+    }
+    return parseMessage(bytes.subarray(), controlReplySchema, `control reply from agent ${this.name}`);
+  }
+
+  async #call<T extends ControlReply['type']>(request: ControlRequest, expected: T, options: AbortOptions): Promise<Extract<ControlReply, { type: T }>> {
+    const { signal } = options;
+    const { stream, lp } = await this.#open(signal);
+    try {
+      await lp.write(encodeMessage(request), { signal: this.#silence(signal) });
+      const answer = await this.#read(lp, signal, REQUEST_TIMEOUT_MS);
+      if (answer.type === 'error') throw new MeshmirrorError(asCode(answer.code), `agent ${this.name}: ${answer.message}`);
+      if (answer.type !== expected) throw new MeshmirrorError('MM_NETWORK', `agent ${this.name} answered "${answer.type}" to "${request.type}"`);
+      await stream.close({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch(() => undefined);
+      return answer as Extract<ControlReply, { type: T }>;
+    } catch (err) {
+      stream.abort(asError(err));
+      throw err;
+    }
+  }
+}
+
+/** An agent's error code as ours when it is one of ours, else `MM_NETWORK`. */
+function asCode(code: string): 'MM_NETWORK' | 'MM_STORE' | 'MM_ABORTED' | 'MM_USAGE' {
+  return code === 'MM_STORE' || code === 'MM_ABORTED' || code === 'MM_USAGE' ? code : 'MM_NETWORK';
+}

@@ -1,0 +1,35 @@
+/** What both mesh protocols share: JSON messages validated on receipt, and libp2p's error shapes. */
+import type { z } from 'zod';
+import { MeshmirrorError } from '@meshmirror/shared';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function encodeMessage(message: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(message));
+}
+
+/** Decodes and validates one message; anything else is `MM_NETWORK` naming the first bad field. */
+export function parseMessage<T>(bytes: Uint8Array, schema: z.ZodType<T>, what: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(bytes));
+  } catch {
+    throw new MeshmirrorError('MM_NETWORK', `${what} is not JSON`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new MeshmirrorError('MM_NETWORK', `${what} is malformed at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? ''}`);
+  }
+  return parsed.data;
+}
+
+/** libp2p's stream helpers reject with the stream's close Event when the stream goes away. */
+export function asError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  if (typeof Event !== 'undefined' && err instanceof Event) {
+    return (err as Event & { error?: Error }).error ?? new MeshmirrorError('MM_NETWORK', `peer stream ${err.type} while waiting`);
+  }
+  return new Error(String(err));
+}

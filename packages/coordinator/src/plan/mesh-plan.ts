@@ -1,0 +1,104 @@
+import type { BlobHolding, Digest, PieceTask } from '@meshmirror/shared';
+import { evenPieces, fillGaps, type MirrorPlan, type Range } from './plan.ts';
+
+/** A piece of a farm-wide plan and where its bytes already are. */
+export interface MeshPiece {
+  task: PieceTask;
+  /** Agents with a verified copy (a finished piece or the whole blob) and the sha256 to expect. */
+  holders: Map<string, Digest>;
+  /** The agent with the most committed bytes of an unfinished copy: it resumes there. */
+  resumeOn?: { agent: string; committed: number };
+}
+
+export interface MeshSplit {
+  /** Pieces the writer still needs, longest first: with holders they are pulled, else fetched upstream. */
+  pieces: MeshPiece[];
+  /** Pieces of each blob the writer still needs, by digest. */
+  piecesPerBlob: Map<Digest, number>;
+  /** Blobs the writer holds whole (they go straight into the archive). */
+  heldByWriter: Set<Digest>;
+  /** Bytes held somewhere in the farm (writer or agents), never fetched upstream again. */
+  heldBytes: number;
+  /** Bytes of unfinished copies an agent resumes. */
+  resumedBytes: number;
+  /** Bytes that must come from upstream. */
+  missingBytes: number;
+}
+
+/**
+ * Plans a farm-wide run from every agent's holdings: a blob held anywhere is pulled by the writer
+ * instead of fetched, a piece an agent started is resumed by that agent, and only what nobody holds
+ * is fetched from upstream, once. Piece boundaries follow the pieces that already exist, so the
+ * bytes of earlier runs, on any host, are reused.
+ */
+export function planMesh(
+  plan: MirrorPlan,
+  writer: BlobHolding[],
+  agents: Map<string, BlobHolding[]>,
+  pieceSize: number,
+): MeshSplit {
+  const writerOf = new Map(writer.map((h) => [h.digest, h]));
+  const agentsOf = new Map<Digest, Array<{ agent: string; holding: BlobHolding }>>();
+  for (const [agent, holdings] of agents) {
+    for (const holding of holdings) agentsOf.set(holding.digest, [...(agentsOf.get(holding.digest) ?? []), { agent, holding }]);
+  }
+  const split: MeshSplit = { pieces: [], piecesPerBlob: new Map(), heldByWriter: new Set(), heldBytes: 0, resumedBytes: 0, missingBytes: 0 };
+  for (const blob of plan.blobs.values()) {
+    const mine = writerOf.get(blob.digest);
+    if (mine?.held === true) {
+      split.heldByWriter.add(blob.digest);
+      split.heldBytes += blob.size;
+      continue;
+    }
+    const theirs = agentsOf.get(blob.digest) ?? [];
+    const taskOf = (range: Range): PieceTask => ({ digest: blob.digest, blobSize: blob.size, offset: range.offset, length: range.length, sources: blob.sources });
+    const add = (piece: MeshPiece): void => {
+      split.pieces.push(piece);
+      split.piecesPerBlob.set(blob.digest, (split.piecesPerBlob.get(blob.digest) ?? 0) + 1);
+    };
+
+    const wholeHolders = theirs.filter((t) => t.holding.held).map((t) => t.agent);
+    if (wholeHolders.length > 0) {
+      // Pulled whole and checked against the blob's own digest.
+      split.heldBytes += blob.size;
+      add({ task: taskOf({ offset: 0, length: blob.size }), holders: new Map(wholeHolders.map((agent) => [agent, blob.digest])) });
+      continue;
+    }
+
+    const existing = [...(mine?.pieces ?? []), ...theirs.flatMap((t) => t.holding.pieces)];
+    const ranges = existing.length > 0 ? fillGaps(uniqueRanges(existing), blob.size, pieceSize) : evenPieces(blob.size, pieceSize);
+    for (const range of ranges) {
+      const same = (p: Range): boolean => p.offset === range.offset && p.length === range.length;
+      const writerCopy = mine?.pieces.find((p) => same(p) && p.sha256 !== undefined);
+      if (writerCopy !== undefined) {
+        split.heldBytes += range.length;
+        continue;
+      }
+      const holders = new Map<string, Digest>();
+      let resumeOn: MeshPiece['resumeOn'];
+      for (const { agent, holding } of theirs) {
+        const piece = holding.pieces.find(same);
+        if (piece === undefined) continue;
+        if (piece.sha256 !== undefined) holders.set(agent, piece.sha256);
+        else if (piece.committed > (resumeOn?.committed ?? 0)) resumeOn = { agent, committed: piece.committed };
+      }
+      if (holders.size > 0) {
+        split.heldBytes += range.length;
+        add({ task: taskOf(range), holders });
+      } else {
+        split.resumedBytes += resumeOn?.committed ?? 0;
+        split.missingBytes += range.length - (resumeOn?.committed ?? 0);
+        add({ task: taskOf(range), holders, ...(resumeOn === undefined ? {} : { resumeOn }) });
+      }
+    }
+  }
+  // Longest first, as in a single-host run: the fetch ends on small pieces, evenly across agents.
+  split.pieces.sort((a, b) => b.task.length - a.task.length);
+  return split;
+}
+
+function uniqueRanges(ranges: Range[]): Range[] {
+  const seen = new Map<string, Range>();
+  for (const r of ranges) seen.set(`${r.offset}+${r.length}`, { offset: r.offset, length: r.length });
+  return [...seen.values()];
+}

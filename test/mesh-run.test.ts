@@ -1,0 +1,188 @@
+/**
+ * A farm run on loopback with real processes: three `meshmirror agent`s and the coordinator, a real
+ * registry behind a byte-counting proxy. The archive must match a single-host run's, every unique
+ * blob must cross the proxy once, warm stores must fetch nothing, a killed agent must cost only its
+ * unreported work, and a peer with corrupted bytes must be caught.
+ */
+import { chmod, copyFile, mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from './support/agents.ts';
+import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
+import { extractChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
+
+const MiB = 1024 * 1024;
+
+interface AgentRow {
+  agent: string;
+  upstreamBytes: number;
+  servedBytes: number;
+  piecesFetched: number;
+  wrongPieces: number;
+  lost?: string;
+  distrusted?: string;
+}
+
+let fx: MirrorFixture;
+let keyFile: string;
+let coordinatorId: string;
+let config: string;
+let singleLayout: string;
+const running: RunningAgent[] = [];
+
+/** A coordinator cache dir with the coordinator's identity (the one the agents admit). */
+async function coordinatorCache(name: string): Promise<string> {
+  const dir = join(fx.dir, name);
+  await mkdir(dir, { recursive: true });
+  await copyFile(join(fx.dir, 'identity', 'identity.key'), join(dir, 'identity.key'));
+  await chmod(join(dir, 'identity.key'), 0o600);
+  return dir;
+}
+
+async function startFarm(prefix: string): Promise<RunningAgent[]> {
+  const agents = await Promise.all(
+    ['a', 'b', 'c'].map((n) => startAgent({ data: join(fx.dir, `${prefix}-${n}`), swarmKey: keyFile, allow: [coordinatorId], logLevel: 'info' })),
+  );
+  running.push(...agents);
+  return agents;
+}
+
+function farmArgs(agents: RunningAgent[], out: string, cache: string, ...extra: string[]): string[] {
+  return [
+    ...mirrorArgs(config, out, cache, '--piece-size', String(4 * MiB), '--retry-delay', '50ms', ...extra),
+    '--swarm-key',
+    keyFile,
+    '--agents',
+    ...agents.map((a) => a.addresses[0] ?? ''),
+  ];
+}
+
+/** Every blob file and the `index.json` of an extracted archive: what two runs must agree on. */
+async function archiveContent(out: string, into: string): Promise<{ blobs: string[]; index: unknown }> {
+  await extractChunks(out, into);
+  const blobs = (await readdir(join(into, 'blobs', 'sha256'))).sort();
+  const index = JSON.parse(await readFile(join(into, 'index.json'), 'utf8')) as { manifests: unknown[] };
+  return { blobs, index: index.manifests };
+}
+
+beforeAll(async () => {
+  fx = await startMirrorFixture();
+  keyFile = join(fx.dir, 'swarm.key');
+  const keygen = await runMeshmirror(['keygen', '--swarm-key', keyFile]);
+  expect(keygen.code, keygen.stderr).toBe(0);
+  const identity = await runMeshmirror(['identity', '--cache-dir', join(fx.dir, 'identity')]);
+  expect(identity.code, identity.stderr).toBe(0);
+  coordinatorId = identity.stdout.trim();
+  config = await fx.writeConfig('farm.yaml', { additionalImages: fx.pushed.map((p) => fx.viaProxy(p.name)) });
+  // The reference: the same configuration mirrored by one host.
+  const single = await runMeshmirror(mirrorArgs(config, join(fx.dir, 'out-single'), join(fx.dir, 'cache-single'), '--piece-size', String(4 * MiB)));
+  expect(single.code, single.stderr).toBe(0);
+  singleLayout = join(fx.dir, 'layout-single');
+});
+
+afterEach(() => {
+  fx.proxy.setRules([]);
+});
+
+afterAll(async () => {
+  await Promise.all(running.map((a) => a.stop()));
+  await fx?.close();
+});
+
+describe('a farm of three agents', () => {
+  let farm: RunningAgent[];
+  let reference: { blobs: string[]; index: unknown };
+
+  beforeAll(async () => {
+    reference = await archiveContent(join(fx.dir, 'out-single'), singleLayout);
+    farm = await startFarm('farm');
+  });
+
+  it('spreads the fetch over the agents, fetches each unique blob once, and writes the same archive as one host', async () => {
+    fx.proxy.resetStats();
+    const out = join(fx.dir, 'out-farm');
+    const result = await runMeshmirror(farmArgs(farm, out, await coordinatorCache('cache-farm'), '--log-level', 'info'));
+    expect(result.code, result.stderr + farm.map((a) => a.stderr()).join('\n')).toBe(0);
+    const summary = JSON.parse(result.stdout) as { images: { archived: number }; bytes: { fetched: number; pulled: number; unique: number }; agents: AgentRow[] };
+    expect(summary.images.archived).toBe(fx.pushed.length);
+    // Upstream bytes, counted by the proxy: every unique blob exactly once (no faults, so no retries).
+    expect(fx.proxy.stats().blobBodyBytes).toBe(fx.uniqueBlobBytes);
+    expect(summary.bytes.fetched).toBe(fx.uniqueBlobBytes);
+    expect(summary.bytes.pulled).toBe(fx.uniqueBlobBytes);
+    expect(summary.agents).toHaveLength(3);
+    expect(summary.agents.reduce((n, a) => n + a.upstreamBytes, 0)).toBe(fx.uniqueBlobBytes);
+    expect(summary.agents.reduce((n, a) => n + a.servedBytes, 0)).toBe(fx.uniqueBlobBytes);
+    // Balanced by bytes: every agent fetched a share of the 24 MiB layer's six pieces and the rest.
+    for (const row of summary.agents) expect(row.upstreamBytes, JSON.stringify(summary.agents)).toBeGreaterThan(4 * MiB);
+    expect(await archiveContent(out, join(fx.dir, 'layout-farm'))).toEqual(reference);
+  });
+
+  it('fetches nothing upstream on a second run, with the writer warm and with only the agents warm', async () => {
+    fx.proxy.resetStats();
+    const warm = await runMeshmirror(farmArgs(farm, join(fx.dir, 'out-farm-2'), join(fx.dir, 'cache-farm')));
+    expect(warm.code, warm.stderr).toBe(0);
+    expect(fx.proxy.stats().blobBodyBytes).toBe(0);
+
+    const out = join(fx.dir, 'out-farm-3');
+    const coldWriter = await runMeshmirror(farmArgs(farm, out, await coordinatorCache('cache-farm-cold')));
+    expect(coldWriter.code, coldWriter.stderr).toBe(0);
+    expect(fx.proxy.stats().blobBodyBytes).toBe(0);
+    const summary = JSON.parse(coldWriter.stdout) as { bytes: { fetched: number; pulled: number } };
+    expect(summary.bytes).toMatchObject({ fetched: 0, pulled: fx.uniqueBlobBytes });
+    expect(await archiveContent(out, join(fx.dir, 'layout-farm-3'))).toEqual(reference);
+  });
+
+  it('catches a peer that serves corrupted bytes, fetches that blob elsewhere, and still writes a correct archive', async () => {
+    // A blob the first agent holds whole, changed on its disk behind its back.
+    const heldDir = join(fx.dir, 'farm-a', 'store', 'blobs', 'sha256');
+    const held = (await readdir(heldDir)).filter((hex) => hex.length === 64);
+    expect(held.length).toBeGreaterThan(0);
+    const victim = held[0]!;
+    const size = (await stat(join(heldDir, victim))).size;
+    const file = await open(join(heldDir, victim), 'r+');
+    const byte = Buffer.alloc(1);
+    await file.read(byte, 0, 1, Math.floor(size / 2));
+    byte[0] = (byte[0] ?? 0) ^ 0xff;
+    await file.write(byte, 0, 1, Math.floor(size / 2));
+    await file.close();
+
+    fx.proxy.resetStats();
+    const out = join(fx.dir, 'out-corrupt');
+    const result = await runMeshmirror(farmArgs(farm, out, await coordinatorCache('cache-corrupt'), '--log-level', 'error'));
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as { agents: AgentRow[] };
+    const rowA = summary.agents.find((a) => a.agent === farm[0]!.peerId);
+    expect(rowA?.wrongPieces).toBe(1);
+    expect(result.stderr).toContain('do not match the hash reported for them');
+    // Only the bad blob crossed the upstream link again, fetched by another agent.
+    expect(fx.proxy.stats().blobBodyBytes).toBe(size);
+    const refetchedBy = summary.agents.filter((a) => a.upstreamBytes === size);
+    expect(refetchedBy.map((a) => a.agent)).not.toContain(farm[0]!.peerId);
+    expect(await archiveContent(out, join(fx.dir, 'layout-corrupt'))).toEqual(reference);
+  });
+});
+
+describe('losing an agent in the middle of a run', () => {
+  it('kill -9 of an agent that is fetching: its pieces move to the others and the archive is the same', async () => {
+    const reference = await archiveContent(join(fx.dir, 'out-single'), join(fx.dir, 'layout-single-2'));
+    const farm = await startFarm('kill');
+    // Every request for the large layer pauses after 1 MiB, so the agents are mid-piece for a while.
+    fx.proxy.setRules([{ match: { method: 'GET', path: /\/v2\/sample\/big\/blobs\/sha256:/ }, fault: { kind: 'stall-after', bytes: MiB, ms: 3_000 } }]);
+    fx.proxy.resetStats();
+    const out = join(fx.dir, 'out-kill');
+    const run = spawnMeshmirror(farmArgs(farm, out, await coordinatorCache('cache-kill'), '--log-level', 'info'));
+    const victim = farm[1]!;
+    await waitFor(() => /assignment started[^\n]*sample|"msg":"assignment started"/.test(victim.stderr()) && fx.proxy.stats().faultsInjected >= 3, 'the agents to be mid-piece');
+    victim.child.kill('SIGKILL');
+    const result = await run.result;
+    fx.proxy.setRules([]);
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as { images: { archived: number }; agents: AgentRow[] };
+    expect(summary.images.archived).toBe(fx.pushed.length);
+    const row = summary.agents.find((a) => a.agent === victim.peerId);
+    expect(row?.lost).toMatch(/MM_AGENT_LOST|MM_NETWORK/);
+    expect(await archiveContent(out, join(fx.dir, 'layout-kill'))).toEqual(reference);
+    // The loss costs at most what the killed agent had in flight: its share of pieces, no restart of the run.
+    expect(fx.proxy.stats().blobBodyBytes).toBeLessThanOrEqual(fx.uniqueBlobBytes + 12 * MiB);
+  });
+});
