@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import type { BlobHolding, Digest, RepositoryLocation } from '@meshmirror/shared';
+import type { MirrorPlan, PlanBlob } from './plan.ts';
+import { planMesh } from './mesh-plan.ts';
+
+const source: RepositoryLocation = { registry: 'registry.example.com', repository: 'team/app' };
+
+function digest(n: number): Digest {
+  return `sha256:${n.toString(16).padStart(64, '0')}`;
+}
+
+function planOf(sizes: number[]): MirrorPlan {
+  const blobs = new Map<Digest, PlanBlob>(sizes.map((size, i) => [digest(i + 1), { digest: digest(i + 1), size, sources: [source], images: [0] }]));
+  return { images: [], blobs, uniqueBytes: sizes.reduce((a, b) => a + b, 0) };
+}
+
+const none = (n: number): BlobHolding => ({ digest: digest(n), held: false, pieces: [] });
+
+describe('planMesh', () => {
+  it('fetches only what nobody holds, pulls what an agent holds, and resumes a started piece on its agent', () => {
+    const plan = planOf([100, 200, 1_000, 240]);
+    const writer: BlobHolding[] = [{ digest: digest(1), held: true, pieces: [] }, none(2), none(3), none(4)];
+    const agents = new Map<string, BlobHolding[]>([
+      ['a', [none(1), { digest: digest(2), held: true, pieces: [] }, { digest: digest(3), held: false, pieces: [{ offset: 0, length: 250, committed: 250, sha256: digest(90) }] }, none(4)]],
+      ['b', [none(1), { digest: digest(2), held: true, pieces: [] }, { digest: digest(3), held: false, pieces: [{ offset: 250, length: 250, committed: 100 }] }, none(4)]],
+    ]);
+    const split = planMesh(plan, writer, agents, 250);
+    const shape = split.pieces.map((p) => ({
+      blob: Number.parseInt(p.task.digest.slice(7), 16),
+      at: `${p.task.offset}+${p.task.length}`,
+      holders: Object.fromEntries(p.holders),
+      resumeOn: p.resumeOn,
+    }));
+    expect(shape).toEqual([
+      { blob: 4, at: '0+240', holders: {}, resumeOn: undefined },
+      { blob: 3, at: '0+250', holders: { a: digest(90) }, resumeOn: undefined },
+      { blob: 3, at: '250+250', holders: {}, resumeOn: { agent: 'b', committed: 100 } },
+      { blob: 3, at: '500+250', holders: {}, resumeOn: undefined },
+      { blob: 3, at: '750+250', holders: {}, resumeOn: undefined },
+      { blob: 2, at: '0+200', holders: { a: digest(2), b: digest(2) }, resumeOn: undefined },
+    ].sort((x, y) => Number(y.at.split('+')[1]) - Number(x.at.split('+')[1])));
+    expect([...split.heldByWriter]).toEqual([digest(1)]);
+    expect(split.piecesPerBlob.get(digest(3))).toBe(4);
+    expect(split).toMatchObject({ heldBytes: 100 + 200 + 250, resumedBytes: 100, missingBytes: 240 + 150 + 250 + 250 });
+  });
+
+  it('counts a piece the writer already finished as held and plans nothing for it', () => {
+    const plan = planOf([500]);
+    const writer: BlobHolding[] = [{ digest: digest(1), held: false, pieces: [{ offset: 0, length: 250, committed: 250, sha256: digest(91) }] }];
+    const split = planMesh(plan, writer, new Map([['a', [none(1)]]]), 250);
+    expect(split.pieces.map((p) => `${p.task.offset}+${p.task.length}`)).toEqual(['250+250']);
+    expect(split.piecesPerBlob.get(digest(1))).toBe(1);
+    expect(split).toMatchObject({ heldBytes: 250, missingBytes: 250 });
+  });
+});
