@@ -10,12 +10,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, parseSwarmKey, sha256Digest, SwarmKey, writeSwarmKeyFile, type Digest } from '../packages/shared/src/index.ts';
 import { createBlobStore } from '../packages/agent/src/index.ts';
-import { fetchPeerRange, loadOrCreateIdentity, startMeshNode } from '../packages/agent/src/mesh/index.ts';
+import { lpStream } from '@libp2p/utils';
+import { CONTROL_PROTOCOL, fetchPeerRange, loadOrCreateIdentity, parseAgentAddress, RemoteAgent, startMeshNode } from '../packages/agent/src/mesh/index.ts';
 import { startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror } from './support/cli.ts';
 
 const MiB = 1024 * 1024;
 const silent = createLogger({ level: 'silent' });
+const SETTINGS = { tlsVerify: false, connectTimeoutMs: 5_000, headersTimeoutMs: 5_000, stallTimeoutMs: 5_000, retryTimes: 1, retryDelayMs: 0, parallel: 2 };
 
 let dir: string;
 let keyFile: string;
@@ -88,6 +90,22 @@ describe('mesh admission', () => {
     expect(agent.stderr()).toContain('peer connected');
   });
 
+  it('answers control requests from an admitted peer, and names the field of a malformed one', async () => {
+    const key = parseSwarmKey(await readFile(keyFile, 'utf8'), keyFile);
+    const friend = await client('friend', key);
+    const { address, peerId } = parseAgentAddress(agent.addresses[0] ?? '', 'test');
+    const remote = new RemoteAgent({ node: friend.node, address, peerId, settings: SETTINGS, logger: silent });
+    await remote.hello();
+    expect(await remote.holdings([{ digest: bigDigest, size: big.length }])).toEqual([{ digest: bigDigest, held: true, pieces: [] }]);
+    // A request that fails validation: the agent says which field, and does nothing.
+    const stream = await friend.node.dialProtocol(address, CONTROL_PROTOCOL, { signal: AbortSignal.timeout(5_000) });
+    const lp = lpStream(stream);
+    const task = { digest: 'sha256:nope', blobSize: 1, offset: 0, length: 1, sources: [{ registry: 'example.com', repository: 'a/b' }] };
+    await lp.write(new TextEncoder().encode(JSON.stringify({ type: 'assign', settings: SETTINGS, tasks: [task] })));
+    const reply = JSON.parse(new TextDecoder().decode((await lp.read({ signal: AbortSignal.timeout(5_000) })).subarray())) as { type: string; message: string };
+    expect(reply).toMatchObject({ type: 'error', message: expect.stringContaining('tasks.0.digest') });
+  });
+
   it('gives nothing to a peer with another swarm key, and logs the failed handshake', async () => {
     const stranger = await client('stranger', SwarmKey.generate());
     const error = await fetchAll(stranger.node, bigDigest, 0, 1024).catch((e: unknown) => e);
@@ -101,6 +119,10 @@ describe('mesh admission', () => {
     const intruder = await client('intruder', key);
     await expect(fetchAll(intruder.node, bigDigest, 0, 1024)).rejects.toMatchObject({ code: 'MM_NETWORK' });
     await expectLogged(intruder.peerId);
+    // Nor any control: a coordinator that is not on the list cannot give this agent work.
+    const { address, peerId } = parseAgentAddress(agent.addresses[0] ?? '', 'test');
+    const remote = new RemoteAgent({ node: intruder.node, address, peerId, settings: SETTINGS, logger: silent });
+    await expect(remote.hello()).rejects.toMatchObject({ code: 'MM_AGENT_LOST' });
     const refusal = agent
       .stderr()
       .split('\n')
