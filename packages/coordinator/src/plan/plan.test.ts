@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { BlobHolding, Digest, RepositoryLocation } from '@meshmirror/shared';
-import type { MirrorPlan, PlanBlob } from './plan.ts';
+import type { BlobHolding, Digest } from '@meshmirror/shared';
+import { digest, planOf } from './plan-fixture.ts';
 import { splitIntoPieces } from './plan.ts';
-
-const source: RepositoryLocation = { registry: 'registry.example.com', repository: 'team/app' };
-
-function digest(n: number): Digest {
-  return `sha256:${n.toString(16).padStart(64, '0')}`;
-}
-
-function planOf(sizes: number[]): MirrorPlan {
-  const blobs = new Map<Digest, PlanBlob>(sizes.map((size, i) => [digest(i + 1), { digest: digest(i + 1), size, sources: [source], images: [0] }]));
-  return { images: [], blobs, uniqueBytes: sizes.reduce((a, b) => a + b, 0) };
-}
 
 describe('splitIntoPieces', () => {
   it('splits blobs above the piece size into even pieces that cover each blob exactly', () => {
