@@ -4,12 +4,12 @@
  * blob must cross the proxy once, warm stores must fetch nothing, a killed agent must cost only its
  * unreported work, and a peer with corrupted bytes must be caught.
  */
-import { chmod, copyFile, mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
-import { extractChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
+import { archiveContent, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 
 const MiB = 1024 * 1024;
 
@@ -55,14 +55,6 @@ function farmArgs(agents: RunningAgent[], out: string, cache: string, ...extra: 
     '--agents',
     ...agents.map((a) => a.addresses[0] ?? ''),
   ];
-}
-
-/** Every blob file and the `index.json` of an extracted archive: what two runs must agree on. */
-async function archiveContent(out: string, into: string): Promise<{ blobs: string[]; index: unknown }> {
-  await extractChunks(out, into);
-  const blobs = (await readdir(join(into, 'blobs', 'sha256'))).sort();
-  const index = JSON.parse(await readFile(join(into, 'index.json'), 'utf8')) as { manifests: unknown[] };
-  return { blobs, index: index.manifests };
 }
 
 beforeAll(async () => {
@@ -133,11 +125,14 @@ describe('a farm of three agents', () => {
   });
 
   it('catches a peer that serves corrupted bytes, fetches that blob elsewhere, and still writes a correct archive', async () => {
-    // A blob the first agent holds whole, changed on its disk behind its back.
-    const heldDir = join(fx.dir, 'farm-a', 'store', 'blobs', 'sha256');
-    const held = (await readdir(heldDir)).filter((hex) => hex.length === 64);
-    expect(held.length).toBeGreaterThan(0);
-    const victim = held[0]!;
+    // A blob an agent holds whole, changed on its disk behind its back.
+    const wholeBlobs = async (n: string): Promise<string[]> =>
+      (await readdir(join(fx.dir, `farm-${n}`, 'store', 'blobs', 'sha256')).catch(() => [])).filter((hex) => hex.length === 64);
+    const index = (await Promise.all(['a', 'b', 'c'].map(wholeBlobs))).findIndex((held) => held.length > 0);
+    expect(index).toBeGreaterThanOrEqual(0);
+    const culprit = farm[index]!;
+    const heldDir = join(fx.dir, `farm-${'abc'[index]}`, 'store', 'blobs', 'sha256');
+    const victim = (await wholeBlobs('abc'[index]!))[0]!;
     const size = (await stat(join(heldDir, victim))).size;
     const file = await open(join(heldDir, victim), 'r+');
     const byte = Buffer.alloc(1);
@@ -151,13 +146,13 @@ describe('a farm of three agents', () => {
     const result = await runMeshmirror(farmArgs(farm, out, await coordinatorCache('cache-corrupt'), '--log-level', 'error'));
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as { agents: AgentRow[] };
-    const rowA = summary.agents.find((a) => a.agent === farm[0]!.peerId);
-    expect(rowA?.wrongPieces).toBe(1);
+    const row = summary.agents.find((a) => a.agent === culprit.peerId);
+    expect(row?.wrongPieces).toBe(1);
     expect(result.stderr).toContain('do not match the hash reported for them');
     // Only the bad blob crossed the upstream link again, fetched by another agent.
     expect(fx.proxy.stats().blobBodyBytes).toBe(size);
     const refetchedBy = summary.agents.filter((a) => a.upstreamBytes === size);
-    expect(refetchedBy.map((a) => a.agent)).not.toContain(farm[0]!.peerId);
+    expect(refetchedBy.map((a) => a.agent)).not.toContain(culprit.peerId);
     expect(await archiveContent(out, join(fx.dir, 'layout-corrupt'))).toEqual(reference);
   });
 });

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
 import { CLI_ENTRY } from './cli.ts';
+import type { NetHost } from './netns.ts';
 
 export interface RunningAgent {
   peerId: string;
@@ -22,6 +23,8 @@ export interface StartAgentOptions {
   allow?: string[];
   listen?: string;
   logLevel?: string;
+  /** Run on this namespace host instead of this machine's own network. */
+  host?: NetHost;
 }
 
 export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
@@ -37,7 +40,9 @@ export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
     options.logLevel ?? 'debug',
     ...(options.allow === undefined ? [] : ['--allow', ...options.allow]),
   ];
-  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI_ENTRY, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [...CLI_NODE_FLAGS, CLI_ENTRY, ...args];
+  const stdio = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
+  const child = options.host === undefined ? spawn(process.execPath, argv, stdio) : options.host.spawn(process.execPath, argv, stdio);
   let stdout = '';
   let stderr = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {

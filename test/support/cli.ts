@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
+import type { NetHost } from './netns.ts';
 
 export const CLI_ENTRY = fileURLToPath(new URL('../../packages/coordinator/src/cli/main.ts', import.meta.url));
 
@@ -17,15 +18,15 @@ export interface CliResult {
 export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Run on this namespace host instead of this machine's own network. */
+  host?: NetHost;
 }
 
 /** Starts the CLI; the caller may kill it. `result` settles when it exits. */
 export function spawnMeshmirror(args: string[], options: CliOptions = {}): { child: ChildProcess; result: Promise<CliResult> } {
-  const child = spawn(process.execPath, [...CLI_NODE_FLAGS, CLI_ENTRY, ...args], {
-    cwd: options.cwd,
-    env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const spawnOptions = { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
+  const argv = [...CLI_NODE_FLAGS, CLI_ENTRY, ...args];
+  const child = options.host === undefined ? spawn(process.execPath, argv, spawnOptions) : options.host.spawn(process.execPath, argv, spawnOptions);
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => (stdout += s));

@@ -1,7 +1,8 @@
 /**
  * Makes sure the programs the integration tests run are installed: distribution's registry,
- * skopeo, htpasswd and openssl. As root on Debian/Ubuntu it installs missing ones with apt-get;
- * otherwise it says how to install them and fails. Never skips silently.
+ * skopeo, htpasswd and openssl, and as root also ip and tc for the namespace tests. As root on
+ * Debian/Ubuntu it installs missing ones with apt-get; otherwise it says how to install them and
+ * fails. Never skips silently.
  *
  * Run with Node 24 before vitest: `node test/support/ensure-tools.ts && vitest run`.
  */
@@ -14,6 +15,8 @@ interface Tool {
   command: string;
   /** The Debian package that provides it. */
   debianPackage: string;
+  /** Needed only by tests that run as root (the network-namespace farm). */
+  rootOnly?: boolean;
 }
 
 const TOOLS: Tool[] = [
@@ -21,6 +24,8 @@ const TOOLS: Tool[] = [
   { command: process.env['MESHMIRROR_SKOPEO_BIN'] ?? 'skopeo', debianPackage: 'skopeo' },
   { command: 'htpasswd', debianPackage: 'apache2-utils' },
   { command: 'openssl', debianPackage: 'openssl' },
+  { command: 'ip', debianPackage: 'iproute2', rootOnly: true },
+  { command: 'tc', debianPackage: 'iproute2', rootOnly: true },
 ];
 
 function isExecutable(path: string): boolean {
@@ -45,7 +50,8 @@ function findOnPath(command: string): string | undefined {
 }
 
 function missingTools(): Tool[] {
-  return TOOLS.filter((tool) => findOnPath(tool.command) === undefined);
+  const root = process.getuid?.() === 0;
+  return TOOLS.filter((tool) => (root || tool.rootOnly !== true) && findOnPath(tool.command) === undefined);
 }
 
 function run(command: string, args: string[]): void {

@@ -3,7 +3,7 @@
  * write an ImageSetConfiguration and read back what meshmirror archived.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -33,6 +33,25 @@ export function fixtureImages(options: { bigLayerBytes?: number } = {}): SampleI
   ];
 }
 
+export interface ConfigBody {
+  additionalImages: string[];
+  blockedImages?: string[];
+  archiveSize?: number;
+  architectures?: string[];
+  extra?: string;
+}
+
+/** Writes an ImageSetConfiguration for additional images; returns its path. */
+export async function writeImageSetConfig(path: string, body: ConfigBody): Promise<string> {
+  const lines = ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', `archiveSize: ${body.archiveSize ?? 1}`, 'mirror:'];
+  if (body.architectures !== undefined) lines.push('  platform:', '    architectures:', ...body.architectures.map((a) => `      - ${a}`));
+  lines.push('  additionalImages:', ...body.additionalImages.map((n) => `    - name: ${n}`));
+  if (body.blockedImages !== undefined) lines.push('  blockedImages:', ...body.blockedImages.map((n) => `    - name: ${n}`));
+  if (body.extra !== undefined) lines.push(body.extra);
+  await writeFile(path, `${lines.join('\n')}\n`);
+  return path;
+}
+
 export interface MirrorFixture {
   dir: string;
   registry: RunningRegistry;
@@ -44,7 +63,7 @@ export interface MirrorFixture {
   viaProxy(name: string): string;
   /** `registry-host/repository:tag`, bypassing the proxy. */
   direct(name: string): string;
-  writeConfig(file: string, body: { additionalImages: string[]; blockedImages?: string[]; archiveSize?: number; architectures?: string[]; extra?: string }): Promise<string>;
+  writeConfig(file: string, body: ConfigBody): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -62,16 +81,7 @@ export async function startMirrorFixture(images: SampleImage[] = fixtureImages()
     uniqueBlobBytes: layout.uniqueBytes - layout.manifestBytes,
     viaProxy: (name) => `${proxy.host}/${name}`,
     direct: (name) => `${registry.host}/${name}`,
-    async writeConfig(file, body) {
-      const lines = ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', `archiveSize: ${body.archiveSize ?? 1}`, 'mirror:'];
-      if (body.architectures !== undefined) lines.push('  platform:', '    architectures:', ...body.architectures.map((a) => `      - ${a}`));
-      lines.push('  additionalImages:', ...body.additionalImages.map((n) => `    - name: ${n}`));
-      if (body.blockedImages !== undefined) lines.push('  blockedImages:', ...body.blockedImages.map((n) => `    - name: ${n}`));
-      if (body.extra !== undefined) lines.push(body.extra);
-      const path = join(dir, file);
-      await writeFile(path, `${lines.join('\n')}\n`);
-      return path;
-    },
+    writeConfig: (file, body) => writeImageSetConfig(join(dir, file), body),
     async close() {
       await proxy.close();
       await registry.stop();
@@ -90,6 +100,14 @@ export async function listChunks(dir: string): Promise<Array<{ name: string; siz
 export async function extractChunks(archiveDir: string, into: string): Promise<void> {
   await mkdir(into, { recursive: true });
   for (const chunk of await listChunks(archiveDir)) await execFileAsync('tar', ['-xf', join(archiveDir, chunk.name), '-C', into]);
+}
+
+/** Every blob file and the `index.json` entries of an archive, extracted into `into`: what two runs must agree on. */
+export async function archiveContent(out: string, into: string): Promise<{ blobs: string[]; index: unknown }> {
+  await extractChunks(out, into);
+  const blobs = (await readdir(join(into, 'blobs', 'sha256'))).sort();
+  const index = JSON.parse(await readFile(join(into, 'index.json'), 'utf8')) as { manifests: unknown[] };
+  return { blobs, index: index.manifests };
 }
 
 /** `meshmirror mirror` arguments for a loopback source: plain HTTP, a cache of its own, a JSON summary. */

@@ -41,6 +41,13 @@ export interface StartRegistryOptions {
   tls?: { certificate: string; key: string };
   /** How long to wait for `GET /v2/` to answer. Default 20 s. */
   readyTimeoutMs?: number;
+  /**
+   * Run inside a network namespace (see netns.ts), listening on `address:5000` there; readiness is
+   * then a TCP connect from inside the namespace.
+   */
+  netns?: { ns: string; address: string };
+  /** Serve this storage folder (e.g. one another registry filled); it is left in place on stop. */
+  storageDir?: string;
 }
 
 const STOP_GRACE_MS = 5_000;
@@ -84,11 +91,10 @@ class RegistryExitedError extends Error {
 }
 
 async function startOnce(workDir: string, options: StartRegistryOptions): Promise<RunningRegistry> {
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
+  const host = options.netns === undefined ? `127.0.0.1:${await freePort()}` : `${options.netns.address}:5000`;
   const scheme = options.tls === undefined ? 'http' : 'https';
   const url = `${scheme}://${host}`;
-  const storageDir = join(workDir, 'storage');
+  const storageDir = options.storageDir ?? join(workDir, 'storage');
   const logFile = join(workDir, 'registry.log');
   const configFile = join(workDir, 'config.yml');
 
@@ -115,9 +121,9 @@ async function startOnce(workDir: string, options: StartRegistryOptions): Promis
   const log = await open(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(REGISTRY_BINARY, ['serve', configFile], {
-      stdio: ['ignore', log.fd, log.fd],
-    });
+    const command: [string, string[]] =
+      options.netns === undefined ? [REGISTRY_BINARY, ['serve', configFile]] : ['ip', ['netns', 'exec', options.netns.ns, REGISTRY_BINARY, 'serve', configFile]];
+    child = spawn(command[0], command[1], { stdio: ['ignore', log.fd, log.fd] });
   } finally {
     // The child holds its own copy of the descriptor.
     await log.close();
@@ -144,7 +150,9 @@ async function startOnce(workDir: string, options: StartRegistryOptions): Promis
   };
 
   try {
-    await waitUntilReady(url, options.readyTimeoutMs ?? 20_000, () => {
+    const ns = options.netns?.ns;
+    const ready = ns === undefined ? () => probe(`${url}/v2/`) : () => probeInNamespace(ns, host);
+    await waitUntilReady(url, ready, options.readyTimeoutMs ?? 20_000, () => {
       if (spawnError !== undefined) return spawnError;
       if (child.exitCode !== null || child.signalCode !== null) {
         return new RegistryExitedError(`registry exited with ${child.exitCode ?? child.signalCode}`);
@@ -178,19 +186,30 @@ async function terminate(child: ChildProcess, exited: Promise<void>): Promise<vo
 }
 
 /**
- * Polls `GET /v2/` until the registry answers with any HTTP status (200, or 401 when auth is
- * configured). Each probe has its own short timeout; the whole wait has a deadline.
+ * Polls `ready()` (by default: `GET /v2/` answers with any HTTP status, 200 or 401 when auth is
+ * configured) until it is true. Each probe has its own short timeout; the whole wait has a deadline.
  */
-async function waitUntilReady(url: string, timeoutMs: number, failure: () => Error | undefined): Promise<void> {
+async function waitUntilReady(url: string, ready: () => Promise<boolean>, timeoutMs: number, failure: () => Error | undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let delayMs = 20;
   for (;;) {
     const early = failure();
     if (early !== undefined) throw early;
-    if (await probe(`${url}/v2/`)) return;
+    if (await ready()) return;
     if (Date.now() >= deadline) throw new Error(`registry at ${url} did not answer GET /v2/ within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, delayMs));
     delayMs = Math.min(delayMs * 2, 250);
+  }
+}
+
+/** A TCP connect to `host` (ADDRESS:PORT) from inside a namespace, with bash's /dev/tcp. */
+async function probeInNamespace(ns: string, host: string): Promise<boolean> {
+  const [address, port] = host.split(':');
+  try {
+    await execFileAsync('ip', ['netns', 'exec', ns, 'bash', '-c', `exec 3<>/dev/tcp/${address}/${port}`], { timeout: 2_000 });
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -205,6 +224,18 @@ function probe(target: string): Promise<boolean> {
     req.once('error', () => resolve(false));
     req.end();
   });
+}
+
+/**
+ * Blob body bytes the registry sent, per client address, read from its access log
+ * (`ADDR - - [time] "GET /v2/NAME/blobs/sha256:... HTTP/1.1" STATUS BYTES ...`): an upstream byte
+ * count that is independent of meshmirror's own report.
+ */
+export async function blobBytesServed(logFile: string): Promise<Map<string, number>> {
+  const served = new Map<string, number>();
+  const line = /^(\S+) - \S+ \[[^\]]*\] "GET \/v2\/\S+\/blobs\/sha256:[0-9a-f]{64} HTTP\/[\d.]+" (?:200|206) (\d+)/gm;
+  for (const m of (await readFile(logFile, 'utf8')).matchAll(line)) served.set(m[1]!, (served.get(m[1]!) ?? 0) + Number(m[2]));
+  return served;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

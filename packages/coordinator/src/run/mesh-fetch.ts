@@ -1,8 +1,11 @@
 /**
- * The farm-wide fetch: pieces go to agents as they have room (so faster agents take more, and an
- * agent that finishes early simply takes the next unstarted piece), the writer pulls each finished
- * piece from a holder and checks it against the hash the fetching agent reported, and an agent
- * that dies or stops answering loses only its unreported work, which goes to the others.
+ * The farm-wide fetch: pieces wait in the coordinator's queue and go to an agent only while its
+ * assigned bytes are less than a couple of seconds of its measured upstream rate, so faster agents
+ * take more, an agent that finishes early simply takes the next unstarted piece (nothing unstarted
+ * is parked on a slow agent, so there is nothing to steal back), and in the endgame an idle agent
+ * duplicates a piece that a slow one would finish last. The writer pulls each finished piece from
+ * a holder and checks it against the hash the fetching agent reported, and an agent that dies or
+ * stops answering loses only its unreported work, which goes to the others.
  */
 import pLimit from 'p-limit';
 import { describeError, errorCode, throwIfAborted, type Agent, type Digest, type Logger, type PieceEvent, type PieceTask } from '@meshmirror/shared';
@@ -88,12 +91,14 @@ interface AgentState {
   fetcher: MeshFetcher;
   name: string;
   inFlight: number;
-  /** Bytes of the pieces it is fetching. */
-  inFlightBytes: number;
+  /** Bytes of its in-flight pieces that have not arrived yet. */
+  pendingBytes: number;
   usable: boolean;
   report: AgentReport;
-  /** Bytes per ms of one piece connection, from its finished pieces. */
-  rate: number | undefined;
+  /** Bytes it received from upstream, and the time it spent with pieces in flight: its rate. */
+  receivedBytes: number;
+  busyMs: number;
+  busySince: number;
 }
 
 /** Wrong pieces after which an agent is neither asked for pieces nor given work for the rest of the run. */
@@ -106,6 +111,17 @@ const DISTRUST_AFTER_WRONG_PIECES = 3;
 const ENDGAME_MIN_RUNNING_MS = 2_000;
 const ENDGAME_MIN_REMAINING_MS = 5_000;
 const ENDGAME_ADVANTAGE = 3;
+/**
+ * How much work an agent is given ahead: pieces until their outstanding bytes reach this many
+ * milliseconds at its measured rate (at least MIN_PIECES_IN_FLIGHT pieces, at most its slots), or
+ * UNMEASURED_WINDOW_BYTES before it has a rate. Short enough that a slow agent never sits on work a
+ * fast one could do; long enough that small blobs still go out many at a time.
+ */
+const WORK_AHEAD_MS = 2_000;
+const MIN_PIECES_IN_FLIGHT = 2;
+const UNMEASURED_WINDOW_BYTES = 8 * 1024 * 1024;
+/** An agent's rate counts once it has been busy this long. */
+const RATE_AFTER_BUSY_MS = 500;
 
 export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOutcome> {
   const { split, writer, progress, signal } = options;
@@ -124,7 +140,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
       piecesFailed: 0,
       wrongPieces: 0,
     };
-    agents.set(fetcher.agent.name, { fetcher, name: fetcher.agent.name, inFlight: 0, inFlightBytes: 0, usable: true, report, rate: undefined });
+    agents.set(fetcher.agent.name, { fetcher, name: fetcher.agent.name, inFlight: 0, pendingBytes: 0, usable: true, report, receivedBytes: 0, busyMs: 0, busySince: 0 });
     outcome.agents.push(report);
   }
   const piecesLeft = new Map(split.piecesPerBlob);
@@ -265,9 +281,24 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     );
   };
 
+  /** Upstream bytes per ms while it had pieces in flight; undefined until it has been busy a while. */
+  const rateOf = (agent: AgentState): number | undefined => {
+    const busy = agent.busyMs + (agent.inFlight > 0 ? Date.now() - agent.busySince : 0);
+    return busy >= RATE_AFTER_BUSY_MS && agent.receivedBytes > 0 ? agent.receivedBytes / busy : undefined;
+  };
+
+  /** Whether the agent should be given another piece now. */
+  const hasRoom = (agent: AgentState): boolean => {
+    if (agent.inFlight >= agent.fetcher.slots) return false;
+    if (agent.inFlight < MIN_PIECES_IN_FLIGHT) return true;
+    const rate = rateOf(agent);
+    return agent.pendingBytes < (rate === undefined ? UNMEASURED_WINDOW_BYTES : rate * WORK_AHEAD_MS);
+  };
+
   const onEvent = (agent: AgentState, state: PieceState, event: PieceEvent): void => {
     switch (event.type) {
       case 'progress':
+        agent.receivedBytes += event.bytes;
         if (state.fetching.size <= 1) {
           state.received += event.bytes;
           progress?.addBytes(event.bytes);
@@ -284,11 +315,6 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         outcome.upstreamBytes += event.upstreamBytes;
         agent.report.upstreamBytes += event.upstreamBytes;
         agent.report.piecesFetched += 1;
-        const ms = Date.now() - state.startedAt;
-        if (ms > 0 && event.upstreamBytes > 0) {
-          const rate = event.upstreamBytes / ms;
-          agent.rate = agent.rate === undefined ? rate : 0.7 * agent.rate + 0.3 * rate;
-        }
         state.piece.holders.set(agent.name, event.sha256);
         break;
       }
@@ -314,12 +340,23 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
       state.received = state.piece.resumeOn?.agent === agent.name ? state.piece.resumeOn.committed : 0;
     }
     state.attempts += 1;
+    if (agent.inFlight === 0) agent.busySince = Date.now();
     agent.inFlight += 1;
-    agent.inFlightBytes += state.piece.task.length;
+    // What this agent still has to bring in for the piece, counted down as its bytes arrive.
+    let outstanding = state.piece.task.length - (state.piece.resumeOn?.agent === agent.name ? state.piece.resumeOn.committed : 0);
+    agent.pendingBytes += outstanding;
     const callSignal = AbortSignal.any([run.signal, controller.signal]);
+    const eventOf = (event: PieceEvent): void => {
+      if (event.type === 'progress') {
+        const counted = Math.min(outstanding, event.bytes);
+        outstanding -= counted;
+        agent.pendingBytes -= counted;
+      }
+      onEvent(agent, state, event);
+    };
     track(
       agent.fetcher.agent
-        .fetchPieces([state.piece.task], { signal: callSignal, onEvent: (event) => onEvent(agent, state, event) })
+        .fetchPieces([state.piece.task], { signal: callSignal, onEvent: eventOf })
         .then(
           () => undefined,
           (err: unknown) => {
@@ -331,7 +368,8 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         )
         .finally(() => {
           agent.inFlight -= 1;
-          agent.inFlightBytes -= state.piece.task.length;
+          if (agent.inFlight === 0) agent.busyMs += Date.now() - agent.busySince;
+          agent.pendingBytes -= outstanding;
           state.fetching.delete(agent.name);
           if (state.fetching.size === 0) active.delete(state);
           if (state.piece.holders.has(agent.name)) {
@@ -349,9 +387,9 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
 
   /**
    * Places waiting pieces while agents have room: first the pieces each agent started in an earlier
-   * run, then, longest piece first, on the agent that would finish its queued bytes soonest (bytes
-   * in flight over its measured rate). Pieces stay in the coordinator's queue until an agent has
-   * room, so an agent that finishes early takes the next one and a slow one is not waited on.
+   * run, then, longest piece first, on the agent that would finish its outstanding bytes soonest
+   * (over its measured rate). Pieces stay in the coordinator's queue until an agent has room, so an
+   * agent that finishes early takes the next one and a slow one is not waited on.
    */
   function dispatch(): void {
     if (run.signal.aborted) return;
@@ -364,12 +402,13 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     }
     for (const agent of usable) {
       const own = resumeQueues.get(agent.name) ?? [];
-      while (agent.inFlight < agent.fetcher.slots && own.length > 0) {
+      while (hasRoom(agent) && own.length > 0) {
         const state = own.shift()!;
         if (isWaiting(state)) startFetch(agent, state);
       }
     }
-    const known = usable.map((a) => a.rate).filter((r) => r !== undefined);
+    const rates = new Map(usable.map((a) => [a.name, rateOf(a)]));
+    const known = [...rates.values()].filter((r) => r !== undefined);
     const typical = known.length > 0 ? known.reduce((x, y) => x + y, 0) / known.length : 1;
     for (let i = 0; i < queue.length; ) {
       const state = queue[i]!;
@@ -380,15 +419,15 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
       let best: AgentState | undefined;
       let bestFinish = Number.POSITIVE_INFINITY;
       for (const agent of usable) {
-        if (agent.inFlight >= agent.fetcher.slots || state.refused.has(agent.name)) continue;
-        const finish = (agent.inFlightBytes + state.piece.task.length) / (agent.rate ?? typical);
+        if (!hasRoom(agent) || state.refused.has(agent.name)) continue;
+        const finish = (agent.pendingBytes + state.piece.task.length) / (rates.get(agent.name) ?? typical);
         if (finish < bestFinish) {
           best = agent;
           bestFinish = finish;
         }
       }
       if (best === undefined) {
-        if (usable.every((a) => a.inFlight >= a.fetcher.slots)) return;
+        if (!usable.some(hasRoom)) break;
         i += 1; // every agent with room has failed this piece; it waits for one that has not
         continue;
       }
@@ -403,7 +442,8 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     if (queue.some(isWaiting)) return;
     const now = Date.now();
     for (const agent of agents.values()) {
-      if (!agent.usable || agent.inFlight > 0 || agent.rate === undefined) continue;
+      const rate = rateOf(agent);
+      if (!agent.usable || agent.inFlight > 0 || rate === undefined) continue;
       // The piece whose current fetcher will take longest, if this agent would clearly beat it.
       let best: { state: PieceState; remainingMs: number } | undefined;
       for (const s of active) {
@@ -415,7 +455,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         if (best === undefined || remainingMs > best.remainingMs) best = { state: s, remainingMs };
       }
       if (best === undefined) continue;
-      const mineMs = best.state.piece.task.length / agent.rate;
+      const mineMs = best.state.piece.task.length / rate;
       if (best.remainingMs < ENDGAME_MIN_REMAINING_MS || mineMs * ENDGAME_ADVANTAGE > best.remainingMs) continue;
       log.info({ agent: agent.name, piece: best.state.key, remainingMs: Math.round(best.remainingMs) }, 'endgame: duplicating a slow piece');
       startFetch(agent, best.state);
