@@ -3,7 +3,7 @@
  * allow-list gets blobs; a peer without the key, and one with the key but not on the list, get
  * nothing, and the agent logs who was refused. The identity survives a restart; the key is never logged.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +24,9 @@ let keyFile: string;
 let agent: RunningAgent;
 const big = randomBytes(5 * MiB + 123);
 const bigDigest = sha256Digest(big);
+/** A blob far larger than the stream's read buffer (32 MiB), for a consumer slower than the link. */
+const HUGE_BYTES = 96 * MiB;
+let hugeDigest: Digest;
 type MeshNode = Awaited<ReturnType<typeof startMeshNode>>;
 const nodes: MeshNode[] = [];
 
@@ -54,6 +57,19 @@ beforeAll(async () => {
   await writer.write(big);
   await writer.finish();
   await store.completeBlob(bigDigest, big.length);
+  // 96 blocks of 1 MiB, each the same random block stamped with its number: hashed, then stored.
+  const block = randomBytes(MiB);
+  const hugeBlock = (i: number): Buffer => {
+    block.writeUInt32BE(i, 0);
+    return block;
+  };
+  const hugeHash = createHash('sha256');
+  for (let i = 0; i < HUGE_BYTES / MiB; i++) hugeHash.update(hugeBlock(i));
+  hugeDigest = `sha256:${hugeHash.digest('hex')}`;
+  const hugeWriter = await store.openPiece({ digest: hugeDigest, blobSize: HUGE_BYTES, offset: 0, length: HUGE_BYTES });
+  for (let i = 0; i < HUGE_BYTES / MiB; i++) await hugeWriter.write(Buffer.from(hugeBlock(i)));
+  await hugeWriter.finish();
+  await store.completeBlob(hugeDigest, HUGE_BYTES);
   await store.close();
 });
 
@@ -89,6 +105,22 @@ describe('mesh admission', () => {
     expect(agent.stderr()).toContain(friend.peerId);
     expect(agent.stderr()).toContain('peer connected');
   });
+
+  it('hands a consumer slower than the link every byte of a blob larger than the read buffer, in order', async () => {
+    const key = parseSwarmKey(await readFile(keyFile, 'utf8'), keyFile);
+    // The admitted identity, on a node of its own.
+    const reader = await client('friend', key);
+    const hash = createHash('sha256');
+    let received = 0;
+    // About 1 ms per chunk: far slower than loopback, so the stream spends most of its time paused.
+    await fetchPeerRange(reader.node, agent.addresses[0] ?? '', { digest: hugeDigest, offset: 0, length: HUGE_BYTES }, async (chunk: Uint8Array) => {
+      hash.update(chunk);
+      received += chunk.length;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }, { stallMs: 20_000 });
+    expect(received).toBe(HUGE_BYTES);
+    expect(`sha256:${hash.digest('hex')}`).toBe(hugeDigest);
+  }, 60_000);
 
   it('answers control requests from an admitted peer, and names the field of a malformed one', async () => {
     const key = parseSwarmKey(await readFile(keyFile, 'utf8'), keyFile);

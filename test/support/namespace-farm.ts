@@ -38,8 +38,8 @@ export interface NamespaceFarm {
   coordinatorId: string;
   /** `REGISTRY/name` as the farm hosts reach it. */
   ref(name: string): string;
-  /** Starts one agent on every agent host, each with a fresh store under `dir/<prefix>-<n>`. */
-  startAgents(prefix: string): Promise<RunningAgent[]>;
+  /** Starts one agent on each of the first `count` agent hosts (all by default), each with a fresh store under `dir/<prefix>-<n>`. */
+  startAgents(prefix: string, count?: number): Promise<RunningAgent[]>;
   /** A coordinator cache folder holding the identity the agents admit. */
   coordinatorCache(name: string): Promise<string>;
   /** Blob bytes the registry has served so far, per host address. */
@@ -99,9 +99,9 @@ export async function startNamespaceFarm(options: NamespaceFarmOptions): Promise
       keyFile,
       coordinatorId,
       ref: (name) => `${registryAddress}/${name}`,
-      async startAgents(prefix) {
+      async startAgents(prefix, count = agentHosts.length) {
         const agents = await Promise.all(
-          agentHosts.map((host, i) =>
+          agentHosts.slice(0, count).map((host, i) =>
             startAgent({ host, data: join(dir, `${prefix}-${i + 1}`), swarmKey: keyFile, allow: [coordinatorId], listen: `/ip4/${host.lanAddress}/tcp/4001`, logLevel: 'info' }),
           ),
         );

@@ -15,8 +15,14 @@ import { asError, encodeMessage, parseMessage } from './messages.ts';
 export const BLOB_PROTOCOL = '/meshmirror/blob/1';
 const MAX_MESSAGE_BYTES = 16 * 1024;
 const REQUEST_TIMEOUT_MS = 10_000;
-/** While a consumer is paused, yamux may still deliver a full window (16 MiB): the buffer must hold it. */
+/**
+ * While the reader is paused, yamux may still deliver the window in flight plus the one granted when
+ * it resumed (2 x STREAM_WINDOW_BYTES, 4 MiB each): the stream's buffer must hold that with room to spare.
+ */
 const READ_BUFFER_BYTES = 32 * 1024 * 1024;
+/** Received bytes waiting for the consumer: pause above the high mark, resume below the low one. */
+const QUEUE_HIGH_BYTES = 4 * 1024 * 1024;
+const QUEUE_LOW_BYTES = 1024 * 1024;
 
 const digestSchema = z.string().refine((value) => isDigest(value), 'not a sha256 digest');
 const blobRequestSchema = z.strictObject({
@@ -99,8 +105,8 @@ export interface FetchPeerRangeOptions {
 }
 
 /**
- * Asks `peer` for a range of a blob and hands every chunk to `onBytes` in order; an async `onBytes`
- * pauses the stream until it resolves, so memory stays flat. Resolves once exactly the requested
+ * Asks `peer` for a range of a blob and hands every chunk to `onBytes` in order, one at a time; a
+ * slow `onBytes` pauses the stream, so memory stays flat. Resolves once exactly the requested
  * bytes arrived; rejects with the holder's error code, `MM_TRUNCATED`, `MM_STALL` or `MM_NETWORK`.
  */
 export async function fetchPeerRange(
@@ -176,9 +182,12 @@ function readPrefix(bytes: Uint8Array): { length: number; prefixBytes: number } 
 
 /**
  * Reads the length-prefixed header (handed to `onHeader`, which throws to refuse it), then exactly
- * `expected` body bytes, with events, pausing the stream while an async consumer works. Completion
- * is decided from the stream's state (remote write side closed, nothing buffered), not from an
- * event alone: 'end' and 'close' can fire before every byte was delivered.
+ * `expected` body bytes. Chunks go into one ordered queue that a single loop hands to `onBytes`, so
+ * they are never consumed concurrently or out of order, even when yamux decodes several frames in
+ * one go. The stream is paused while the queue holds more than QUEUE_HIGH_BYTES and resumed below
+ * QUEUE_LOW_BYTES, so memory stays flat whatever the consumer's speed. Completion is decided from
+ * the stream's state (remote write side closed, nothing buffered or queued), not from an event
+ * alone: 'end' and 'close' can fire before every byte was delivered.
  */
 function consumeResponse(
   stream: Stream,
@@ -190,8 +199,11 @@ function consumeResponse(
   stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, READ_BUFFER_BYTES);
   return new Promise<void>((resolve, reject) => {
     let received = 0;
-    let busy = false;
     let settled = false;
+    const queue: Uint8Array[] = [];
+    let queuedBytes = 0;
+    let draining = false;
+    let resuming = false;
     const stall = setTimeout(() => fail(new MeshmirrorError('MM_STALL', `no bytes from the peer for ${Math.round(options.stallMs / 1000)}s`)), options.stallMs);
     const cleanup = (): void => {
       clearTimeout(stall);
@@ -207,7 +219,7 @@ function consumeResponse(
       reject(err);
     };
     function maybeDone(): void {
-      if (settled || busy) return;
+      if (settled || draining || queue.length > 0) return;
       if (stream.remoteWriteStatus === 'writable' || stream.readBufferLength > 0) return;
       if (head !== undefined) {
         fail(new MeshmirrorError('MM_TRUNCATED', 'the peer closed the stream before its header'));
@@ -230,7 +242,6 @@ function consumeResponse(
         const prefix = readPrefix(joined);
         if (prefix === undefined || joined.length < prefix.prefixBytes + prefix.length) {
           head = joined;
-          stall.refresh();
           return;
         }
         head = undefined;
@@ -240,40 +251,50 @@ function consumeResponse(
       }
       received += chunk.length;
       if (received > expected) throw new MeshmirrorError('MM_NETWORK', `peer sent more than the ${expected} bytes asked for`);
-      stall.refresh();
       return onBytes(chunk);
     }
-    function onMessage(event: StreamMessageEvent): void {
-      if (settled) return;
-      let pending: Promise<void> | void;
+    /**
+     * resume() hands over the paused stream's buffer and then re-opens yamux's window, which would
+     * undo a pause made while the buffer was being handed over; so the pause is decided after it.
+     */
+    function resumeReading(): void {
+      if (stream.readStatus !== 'paused') return;
+      resuming = true;
       try {
-        const data = event.data;
-        if (data instanceof Uint8Array) {
-          pending = deliver(data);
-        } else {
-          // A list of parts: deliver them in order, each after the previous one was taken.
-          pending = (async () => {
-            for (const part of data) await deliver(part);
-          })();
+        stream.resume();
+      } finally {
+        resuming = false;
+      }
+      // Read again: resume() changed it (the compiler still sees 'paused').
+      const status: string = stream.readStatus;
+      if (queuedBytes > QUEUE_HIGH_BYTES && status === 'readable') stream.pause();
+    }
+    async function drain(): Promise<void> {
+      draining = true;
+      try {
+        while (queue.length > 0 && !settled) {
+          const chunk = queue.shift()!;
+          queuedBytes -= chunk.length;
+          await deliver(chunk);
+          if (queuedBytes < QUEUE_LOW_BYTES) resumeReading();
         }
       } catch (err) {
         fail(asError(err));
-        return;
+      } finally {
+        draining = false;
       }
-      if (pending instanceof Promise) {
-        busy = true;
-        if (stream.readStatus === 'readable') stream.pause();
-        pending.then(
-          () => {
-            busy = false;
-            if (stream.readStatus === 'paused') stream.resume();
-            maybeDone();
-          },
-          (err: unknown) => fail(asError(err)),
-        );
-      } else {
-        maybeDone();
+      maybeDone();
+    }
+    function onMessage(event: StreamMessageEvent): void {
+      if (settled) return;
+      stall.refresh();
+      const data = event.data;
+      for (const part of data instanceof Uint8Array ? [data] : data) {
+        queue.push(part);
+        queuedBytes += part.length;
       }
+      if (!resuming && queuedBytes > QUEUE_HIGH_BYTES && stream.readStatus === 'readable') stream.pause();
+      if (!draining) void drain();
     }
     function onClose(event: Event): void {
       const error = (event as Event & { error?: Error }).error;

@@ -15,6 +15,9 @@ import { createLibp2p } from 'libp2p';
 import { describeError, MeshmirrorError, type Logger, type SwarmKey } from '@meshmirror/shared';
 import type { PeerIdentity } from './identity.ts';
 
+/** The most a peer may send on one stream before the reader asks for more (yamux's stream window). */
+export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
+
 export interface MeshNodeOptions {
   identity: PeerIdentity;
   swarmKey: SwarmKey;
@@ -83,7 +86,9 @@ export async function startMeshNode(options: MeshNodeOptions): Promise<Libp2p> {
       addresses: { listen: options.listen },
       transports: [tcp()],
       connectionEncrypters: [logHandshakeFailures(noise({ prologueBytes: options.swarmKey.prologue() }), logger)],
-      streamMuxers: [yamux()],
+      // A paused reader can hold up to two windows (the one in flight and the one granted on
+      // resume), so the window bounds the memory of every blob stream; 4 MiB keeps a LAN busy.
+      streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: STREAM_WINDOW_BYTES } })],
       connectionGater,
     });
   } catch (err) {

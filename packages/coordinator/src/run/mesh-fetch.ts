@@ -118,7 +118,7 @@ const ENDGAME_ADVANTAGE = 3;
  * fast one could do; long enough that small blobs still go out many at a time.
  */
 const WORK_AHEAD_MS = 2_000;
-const MIN_PIECES_IN_FLIGHT = 2;
+const MIN_PIECES_IN_FLIGHT = 1;
 const UNMEASURED_WINDOW_BYTES = 8 * 1024 * 1024;
 /** An agent's rate counts once it has been busy this long. */
 const RATE_AFTER_BUSY_MS = 500;

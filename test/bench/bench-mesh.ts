@@ -1,0 +1,144 @@
+/**
+ * `pnpm bench:mesh` (root): the farm on separate hosts (network namespaces, see
+ * test/support/namespace-farm.ts), every host's uplink to the registry shaped to the same rate
+ * (BENCH_RATE_MBIT, default 200 Mbit/s), the LAN between farm hosts unshaped. In one run it times:
+ *
+ * - the release-like set of `pnpm bench` (BENCH_BYTES, default 520 MB): `skopeo copy --all` image by
+ *   image on one shaped host, meshmirror alone on one shaped host, meshmirror with one agent, and
+ *   meshmirror with three agents;
+ * - one 1 GiB blob (BENCH_BIG_BLOB_BYTES): one agent, and three agents at each piece size in
+ *   BENCH_PIECE_SIZES (MiB, default "16,32,64").
+ *
+ * Every run starts from empty agent stores and an empty coordinator cache. Upstream bytes are what
+ * the registry's access log says it served, per run. Prints wall times, ratios against the targets
+ * (three agents <= 0.40x one agent; upstream <= 1.01x unique; the 1 GiB blob across three <= 0.45x).
+ */
+import { execFile } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { formatBytes } from '../../packages/shared/src/index.ts';
+import { releaseLikeImageSet } from '../../packages/coordinator/src/demo/sample-image-set.ts';
+import { runMeshmirror } from '../support/cli.ts';
+import { mirrorArgs, writeImageSetConfig } from '../support/mirror-fixture.ts';
+import { servedBetween, startNamespaceFarm, type NamespaceFarm } from '../support/namespace-farm.ts';
+import { canBuildNetworks } from '../support/netns.ts';
+
+const execFileAsync = promisify(execFile);
+const MB = 1_000_000;
+const MiB = 1024 * 1024;
+const rateMbit = Number(process.env['BENCH_RATE_MBIT'] ?? 200);
+const totalBytes = Number(process.env['BENCH_BYTES'] ?? 520 * MB);
+const bigBlobBytes = Number(process.env['BENCH_BIG_BLOB_BYTES'] ?? 1024 ** 3);
+const pieceSizes = (process.env['BENCH_PIECE_SIZES'] ?? '16,32,64').split(',').map((s) => Number(s.trim()) * MiB);
+const BIG_IMAGE = 'bench/one-big-blob:1.0';
+
+if (!(await canBuildNetworks())) {
+  console.error('bench:mesh needs root with `ip netns` and `tc` (it builds a host per namespace); run it as root.');
+  process.exit(2);
+}
+
+interface Run {
+  label: string;
+  seconds: number;
+  upstreamBytes: number;
+}
+
+let farm: NamespaceFarm | undefined;
+let run = 0;
+
+/** One meshmirror run from the coordinator's host: fresh stores, fresh cache; wall time and bytes the registry served. */
+async function meshmirror(label: string, config: string, agentCount: number, pieceSize: number): Promise<Run> {
+  const f = farm!;
+  const name = `run-${++run}`;
+  const agents = agentCount > 0 ? await f.startAgents(name, agentCount) : [];
+  try {
+    await execFileAsync('sync');
+    const before = await f.upstream();
+    const args = [...mirrorArgs(config, join(f.dir, `${name}-out`), await f.coordinatorCache(`${name}-cache`), '--piece-size', String(pieceSize), '--log-level', 'warn')];
+    if (agents.length > 0) args.push('--swarm-key', f.keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? ''));
+    const started = process.hrtime.bigint();
+    const result = await runMeshmirror(args, { host: f.coordinator });
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    if (result.code !== 0) throw new Error(`${label} failed (${result.code}): ${result.stderr.slice(-3000)}`);
+    const served = [...servedBetween(before, await f.upstream()).values()].reduce((a, b) => a + b, 0);
+    console.log(`bench:mesh: ${label}: ${seconds.toFixed(1)} s, ${formatBytes(served)} from upstream`);
+    return { label, seconds, upstreamBytes: served };
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+    // The run's stores and archive are not needed again; the disk is.
+    await rm(join(f.dir, `${name}-out`), { recursive: true, force: true });
+    await rm(join(f.dir, `${name}-cache`), { recursive: true, force: true });
+    for (let i = 1; i <= f.agentHosts.length; i++) await rm(join(f.dir, `${name}-${i}`), { recursive: true, force: true });
+  }
+}
+
+/** `skopeo copy --all`, image by image, into one OCI layout, on the coordinator's shaped host. */
+async function skopeo(refs: string[]): Promise<Run> {
+  const f = farm!;
+  const layout = join(f.dir, 'skopeo-layout');
+  await rm(layout, { recursive: true, force: true });
+  await execFileAsync('sync');
+  const before = await f.upstream();
+  const started = process.hrtime.bigint();
+  for (const ref of refs) {
+    const name = ref.slice(ref.indexOf('/') + 1);
+    await f.coordinator.run('skopeo', ['copy', '--all', '--src-tls-verify=false', '--quiet', `docker://${ref}`, `oci:${layout}:${name}`]);
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const served = [...servedBetween(before, await f.upstream()).values()].reduce((a, b) => a + b, 0);
+  await rm(layout, { recursive: true, force: true });
+  console.log(`bench:mesh: skopeo: ${seconds.toFixed(1)} s, ${formatBytes(served)} from upstream`);
+  return { label: 'skopeo copy --all, image by image, one host', seconds, upstreamBytes: served };
+}
+
+function table(rows: string[][]): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '));
+}
+
+try {
+  const releaseLike = releaseLikeImageSet({ totalBytes });
+  const images = [...releaseLike, { name: BIG_IMAGE, platforms: [{ architecture: 'amd64', layers: [{ seed: 'bench-big', size: bigBlobBytes }] }] }];
+  console.log(`bench:mesh: generating a release-like set of at least ${formatBytes(totalBytes)} and one ${formatBytes(bigBlobBytes)} blob; hosts shaped to ${rateMbit} Mbit/s`);
+  farm = await startNamespaceFarm({ images, agentMbit: [rateMbit, rateMbit, rateMbit], coordinatorMbit: rateMbit });
+  const setRefs = farm.pushed.filter((p) => p.name !== BIG_IMAGE).map((p) => farm!.ref(p.name));
+  const setConfig = await writeImageSetConfig(join(farm.dir, 'release-like.yaml'), { additionalImages: setRefs, archiveSize: 8 });
+  const bigConfig = await writeImageSetConfig(join(farm.dir, 'big.yaml'), { additionalImages: [farm.ref(BIG_IMAGE)], archiveSize: 8 });
+  const defaultPiece = 64 * MiB;
+
+  const sk = await skopeo(setRefs);
+  const alone = await meshmirror('meshmirror, one host, no agents', setConfig, 0, defaultPiece);
+  const one = await meshmirror('meshmirror, one agent', setConfig, 1, defaultPiece);
+  const three = await meshmirror('meshmirror, three agents', setConfig, 3, defaultPiece);
+  const setUnique = farm.uniqueBlobBytes - bigBlobBytes;
+
+  const bigOne = await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, one agent`, bigConfig, 1, defaultPiece);
+  const bigThree: Run[] = [];
+  for (const piece of pieceSizes) bigThree.push(await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, three agents, ${formatBytes(piece)} pieces`, bigConfig, 3, piece));
+
+  console.log('');
+  console.log(`Release-like set: ${setRefs.length} images, ${formatBytes(setUnique)} of unique blobs; every host's uplink ${rateMbit} Mbit/s`);
+  table([
+    ['run', 'wall time', 'vs one agent', 'upstream / unique'],
+    ...[sk, alone, one, three].map((r) => [r.label, `${r.seconds.toFixed(1)} s`, (r.seconds / one.seconds).toFixed(2), (r.upstreamBytes / setUnique).toFixed(3)]),
+  ]);
+  console.log('');
+  console.log(`One ${formatBytes(bigBlobBytes)} blob`);
+  table([
+    ['run', 'wall time', 'vs one agent', 'upstream / unique'],
+    ...[bigOne, ...bigThree].map((r) => [r.label, `${r.seconds.toFixed(1)} s`, (r.seconds / bigOne.seconds).toFixed(2), (r.upstreamBytes / bigBlobBytes).toFixed(3)]),
+  ]);
+  console.log('');
+  const ratio = three.seconds / one.seconds;
+  const worstUpstream = Math.max(three.upstreamBytes / setUnique, ...bigThree.map((r) => r.upstreamBytes / bigBlobBytes));
+  const bestBig = bigThree.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+  const bigRatio = bestBig.seconds / bigOne.seconds;
+  const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+  console.log(`three agents / one agent: ${ratio.toFixed(2)} (target <= 0.40: ${verdict(ratio <= 0.4)})`);
+  console.log(`upstream / unique, worst farm run: ${worstUpstream.toFixed(3)} (target <= 1.01: ${verdict(worstUpstream <= 1.01)})`);
+  console.log(`1 GiB blob, three agents / one agent: ${bigRatio.toFixed(2)} with ${bestBig.label.replace(/.*, /, '')} (target <= 0.45: ${verdict(bigRatio <= 0.45)})`);
+  console.log(`three agents / skopeo on one host: ${(three.seconds / sk.seconds).toFixed(2)}`);
+} finally {
+  await farm?.close();
+}
