@@ -14,7 +14,8 @@
  * (three agents <= 0.40x one agent; upstream <= 1.01x unique; the 1 GiB blob across three <= 0.45x).
  */
 import { execFile } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { formatBytes } from '../../packages/shared/src/index.ts';
@@ -45,6 +46,8 @@ interface Run {
 }
 
 let farm: NamespaceFarm | undefined;
+/** Each run's coordinator log, kept after the bench for a look at what happened. */
+const logDir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-mesh-logs-'));
 let run = 0;
 
 /** One meshmirror run from the coordinator's host: fresh stores, fresh cache; wall time and bytes the registry served. */
@@ -55,14 +58,22 @@ async function meshmirror(label: string, config: string, agentCount: number, pie
   try {
     await execFileAsync('sync');
     const before = await f.upstream();
-    const args = [...mirrorArgs(config, join(f.dir, `${name}-out`), await f.coordinatorCache(`${name}-cache`), '--piece-size', String(pieceSize), '--log-level', 'warn')];
+    const args = [...mirrorArgs(config, join(f.dir, `${name}-out`), await f.coordinatorCache(`${name}-cache`), '--piece-size', String(pieceSize), '--log-level', 'info')];
     if (agents.length > 0) args.push('--swarm-key', f.keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? ''));
     const started = process.hrtime.bigint();
     const result = await runMeshmirror(args, { host: f.coordinator });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     if (result.code !== 0) throw new Error(`${label} failed (${result.code}): ${result.stderr.slice(-3000)}`);
     const served = [...servedBetween(before, await f.upstream()).values()].reduce((a, b) => a + b, 0);
-    console.log(`bench:mesh: ${label}: ${seconds.toFixed(1)} s, ${formatBytes(served)} from upstream`);
+    // Why bytes crossed twice, when they did: the coordinator's log says.
+    const log = join(logDir, `${name}.log`);
+    await writeFile(log, result.stderr);
+    const count = (msg: string): number => result.stderr.split(`"msg":"${msg}`).length - 1;
+    const events = [['endgame: duplicating a slow piece', 'endgame duplicates'], ['pull from agent failed', 'failed pulls'], ['agent lost', 'agents lost']]
+      .map(([msg, what]) => [count(msg!), what] as const)
+      .filter(([n]) => n > 0)
+      .map(([n, what]) => `${n} ${what}`);
+    console.log(`bench:mesh: ${label}: ${seconds.toFixed(1)} s, ${formatBytes(served)} from upstream${events.length > 0 ? `; ${events.join(', ')} (${log})` : ''}`);
     return { label, seconds, upstreamBytes: served };
   } finally {
     await Promise.all(agents.map((a) => a.stop()));

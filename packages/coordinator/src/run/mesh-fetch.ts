@@ -450,8 +450,18 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         if (s.done || s.pulling || s.piece.holders.size > 0 || s.fetching.size !== 1 || s.fetching.has(agent.name) || s.refused.has(agent.name)) continue;
         // Judged only once the piece has run long enough for its rate to mean something.
         if (now - s.startedAt < ENDGAME_MIN_RUNNING_MS) continue;
-        const rate = s.received / (now - s.startedAt);
-        const remainingMs = rate > 0 ? (s.piece.task.length - s.received) / rate : Number.POSITIVE_INFINITY;
+        // The piece is done by the time its fetcher has brought in everything it still owes: the
+        // fetcher's own rate says when. (One piece's rate alone misleads: pieces sharing a link
+        // take turns, and a starved one speeds up as soon as the others finish.)
+        const fetcher = agents.get([...s.fetching.keys()][0] ?? '');
+        const fetcherRate = fetcher === undefined ? undefined : rateOf(fetcher);
+        const pieceRate = s.received / (now - s.startedAt);
+        const remainingMs =
+          fetcher !== undefined && fetcherRate !== undefined
+            ? fetcher.pendingBytes / fetcherRate
+            : pieceRate > 0
+              ? (s.piece.task.length - s.received) / pieceRate
+              : Number.POSITIVE_INFINITY;
         if (best === undefined || remainingMs > best.remainingMs) best = { state: s, remainingMs };
       }
       if (best === undefined) continue;
