@@ -6,7 +6,7 @@
  * - the release-like set of `pnpm bench` (BENCH_BYTES, default 520 MB): `skopeo copy --all` image by
  *   image on one shaped host, meshmirror alone on one shaped host, meshmirror with one agent, and
  *   meshmirror with three agents;
- * - one 1 GiB blob (BENCH_BIG_BLOB_BYTES): one agent, and three agents at each piece size in
+ * - one 1 GiB blob (BENCH_BIG_BLOB_BYTES): one agent (64 MiB pieces), and three agents at each piece size in
  *   BENCH_PIECE_SIZES (MiB, default "16,32,64").
  *
  * Every run starts from empty agent stores and an empty coordinator cache. Upstream bytes are what
@@ -51,14 +51,15 @@ const logDir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-mesh-logs-'));
 let run = 0;
 
 /** One meshmirror run from the coordinator's host: fresh stores, fresh cache; wall time and bytes the registry served. */
-async function meshmirror(label: string, config: string, agentCount: number, pieceSize: number): Promise<Run> {
+async function meshmirror(label: string, config: string, agentCount: number, pieceSize: number | undefined): Promise<Run> {
   const f = farm!;
   const name = `run-${++run}`;
   const agents = agentCount > 0 ? await f.startAgents(name, agentCount) : [];
   try {
     await execFileAsync('sync');
     const before = await f.upstream();
-    const args = [...mirrorArgs(config, join(f.dir, `${name}-out`), await f.coordinatorCache(`${name}-cache`), '--piece-size', String(pieceSize), '--log-level', 'info')];
+    const args = [...mirrorArgs(config, join(f.dir, `${name}-out`), await f.coordinatorCache(`${name}-cache`), '--log-level', 'info')];
+    if (pieceSize !== undefined) args.push('--piece-size', String(pieceSize));
     if (agents.length > 0) args.push('--swarm-key', f.keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? ''));
     const started = process.hrtime.bigint();
     const result = await runMeshmirror(args, { host: f.coordinator });
@@ -116,7 +117,8 @@ try {
   const setRefs = farm.pushed.filter((p) => p.name !== BIG_IMAGE).map((p) => farm!.ref(p.name));
   const setConfig = await writeImageSetConfig(join(farm.dir, 'release-like.yaml'), { additionalImages: setRefs, archiveSize: 8 });
   const bigConfig = await writeImageSetConfig(join(farm.dir, 'big.yaml'), { additionalImages: [farm.ref(BIG_IMAGE)], archiveSize: 8 });
-  const defaultPiece = 64 * MiB;
+  // The release-like runs use each mode's own default piece size (no --piece-size).
+  const defaultPiece = undefined;
 
   const sk = await skopeo(setRefs);
   const alone = await meshmirror('meshmirror, one host, no agents', setConfig, 0, defaultPiece);
@@ -124,7 +126,7 @@ try {
   const three = await meshmirror('meshmirror, three agents', setConfig, 3, defaultPiece);
   const setUnique = farm.uniqueBlobBytes - bigBlobBytes;
 
-  const bigOne = await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, one agent`, bigConfig, 1, defaultPiece);
+  const bigOne = await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, one agent`, bigConfig, 1, 64 * MiB);
   const bigThree: Run[] = [];
   for (const piece of pieceSizes) bigThree.push(await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, three agents, ${formatBytes(piece)} pieces`, bigConfig, 3, piece));
 

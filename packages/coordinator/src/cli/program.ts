@@ -49,7 +49,7 @@ program
   .option('--image-timeout <duration>', 'how long an image may wait without any progress (never cuts a moving transfer)', parseDurationFlag)
   .option('--stall-timeout <duration>', 'no body bytes for this long: retry and resume (default 60s)', parseDurationFlag)
   .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
-  .option('--piece-size <bytes>', 'blobs above this size are fetched as parallel pieces (default 64 MiB)', parseCount)
+  .option('--piece-size <bytes>', 'blobs above this size are fetched as parallel pieces (default 64 MiB; 16 MiB with --agents)', parseCount)
   .option('--agents <multiaddr...>', 'a farm run: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it); this host writes the archive')
   .option('--swarm-key <file>', 'the farm\'s swarm key, for --agents')
   .option('--dry-run', 'resolve and write the mapping and the bytes to fetch; fetch nothing')
