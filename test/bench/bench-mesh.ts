@@ -1,7 +1,8 @@
 /**
  * `pnpm bench:mesh` (root): the farm on separate hosts (network namespaces, see
  * test/support/namespace-farm.ts), every host's uplink to the registry shaped to the same rate
- * (BENCH_RATE_MBIT, default 100 Mbit/s: at 200 a 2-core machine running five hosts is CPU-bound), the LAN between farm hosts unshaped. In one run it times:
+ * (BENCH_RATE_MBIT, default 100 Mbit/s: at 200 a 2-core machine running five hosts is CPU-bound),
+ * the LAN between farm hosts unshaped. In one run it times:
  *
  * - the release-like set of `pnpm bench` (BENCH_BYTES, default 520 MB): `skopeo copy --all` image by
  *   image on one shaped host, meshmirror alone on one shaped host, meshmirror with one agent, and
