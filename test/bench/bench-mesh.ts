@@ -118,13 +118,12 @@ try {
   const setRefs = farm.pushed.filter((p) => p.name !== BIG_IMAGE).map((p) => farm!.ref(p.name));
   const setConfig = await writeImageSetConfig(join(farm.dir, 'release-like.yaml'), { additionalImages: setRefs, archiveSize: 8 });
   const bigConfig = await writeImageSetConfig(join(farm.dir, 'big.yaml'), { additionalImages: [farm.ref(BIG_IMAGE)], archiveSize: 8 });
-  // The release-like runs use each mode's own default piece size (no --piece-size).
-  const defaultPiece = undefined;
 
   const sk = await skopeo(setRefs);
-  const alone = await meshmirror('meshmirror, one host, no agents', setConfig, 0, defaultPiece);
-  const one = await meshmirror('meshmirror, one agent', setConfig, 1, defaultPiece);
-  const three = await meshmirror('meshmirror, three agents', setConfig, 3, defaultPiece);
+  // The release-like runs use each mode's own default piece size (no --piece-size).
+  const alone = await meshmirror('meshmirror, one host, no agents', setConfig, 0, undefined);
+  const one = await meshmirror('meshmirror, one agent', setConfig, 1, undefined);
+  const three = await meshmirror('meshmirror, three agents', setConfig, 3, undefined);
   const setUnique = farm.uniqueBlobBytes - bigBlobBytes;
 
   const bigOne = await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, one agent`, bigConfig, 1, 64 * MiB);

@@ -9,8 +9,7 @@
  * Processes are started inside a host with `ip netns exec`, which execs the command, so the child's
  * pid is the command's own and `kill -9` reaches it.
  */
-import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
