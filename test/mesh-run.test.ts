@@ -4,10 +4,10 @@
  * blob must cross the proxy once, warm stores must fetch nothing, a killed agent must cost only its
  * unreported work, and a peer with corrupted bytes must be caught.
  */
-import { chmod, copyFile, mkdir, open, readdir, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type RunningAgent } from './support/agents.ts';
+import { cacheWithIdentity, startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { archiveContent, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 
@@ -31,12 +31,8 @@ let singleLayout: string;
 const running: RunningAgent[] = [];
 
 /** A coordinator cache dir with the coordinator's identity (the one the agents admit). */
-async function coordinatorCache(name: string): Promise<string> {
-  const dir = join(fx.dir, name);
-  await mkdir(dir, { recursive: true });
-  await copyFile(join(fx.dir, 'identity', 'identity.key'), join(dir, 'identity.key'));
-  await chmod(join(dir, 'identity.key'), 0o600);
-  return dir;
+function coordinatorCache(name: string): Promise<string> {
+  return cacheWithIdentity(join(fx.dir, 'identity'), join(fx.dir, name));
 }
 
 async function startFarm(prefix: string): Promise<RunningAgent[]> {

@@ -3,6 +3,8 @@
  * their peer id and addresses, stopped with SIGTERM (or killed).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, copyFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
 import { CLI_ENTRY } from './cli.ts';
 import type { NetHost } from './netns.ts';
@@ -69,4 +71,15 @@ export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
     child.on('error', reject);
     void exited.then(({ code, signal }) => reject(new Error(`agent exited (${code ?? signal}) before it was ready: ${stderr.slice(-2000)}`)));
   });
+}
+
+/**
+ * A coordinator cache folder `cache` holding the identity made by `meshmirror identity --cache-dir
+ * identityDir`, so every run of a test uses the one peer id the agents admit.
+ */
+export async function cacheWithIdentity(identityDir: string, cache: string): Promise<string> {
+  await mkdir(cache, { recursive: true });
+  await copyFile(join(identityDir, 'identity.key'), join(cache, 'identity.key'));
+  await chmod(join(cache, 'identity.key'), 0o600);
+  return cache;
 }

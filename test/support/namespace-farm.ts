@@ -7,11 +7,11 @@
  * Upstream bytes are read from the registry's own access log, per client address, so they count
  * what each host took over its uplink independently of meshmirror's report.
  */
-import { chmod, copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSampleLayout, type SampleImage } from '../../packages/coordinator/src/demo/sample-image-set.ts';
-import { startAgent, type RunningAgent } from './agents.ts';
+import { cacheWithIdentity, startAgent, type RunningAgent } from './agents.ts';
 import { runMeshmirror } from './cli.ts';
 import { buildNetwork, type NetHost, type Network } from './netns.ts';
 import { pushLayout, type PushedImage } from './push-layout.ts';
@@ -108,14 +108,7 @@ export async function startNamespaceFarm(options: NamespaceFarmOptions): Promise
         running.push(...agents);
         return agents;
       },
-      async coordinatorCache(name) {
-        const cache = join(dir, name);
-        await mkdir(cache, { recursive: true });
-        await rm(join(cache, 'identity.key'), { force: true });
-        await copyFile(join(identityDir, 'identity.key'), join(cache, 'identity.key'));
-        await chmod(join(cache, 'identity.key'), 0o600);
-        return cache;
-      },
+      coordinatorCache: (name) => cacheWithIdentity(identityDir, join(dir, name)),
       upstream: () => blobBytesServed(registry!.logFile),
       close,
     };
