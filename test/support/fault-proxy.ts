@@ -1,7 +1,11 @@
 /**
- * A reverse proxy between a client and a registry that injects faults into responses and counts
- * the body bytes it delivers. Tests use the counts to prove that a transfer resumed instead of
- * starting over.
+ * A reverse proxy between a client and a registry that injects faults into requests and responses
+ * and counts the body bytes it delivers and receives. Tests use the counts to prove that a transfer
+ * resumed instead of starting over.
+ *
+ * Request bodies (uploads) are buffered whole before they are forwarded, as nginx does by default
+ * (`proxy_request_buffering on`) in front of most registries: a client cut off mid-PATCH never
+ * reaches the registry with half a chunk.
  */
 import {
   Agent,
@@ -25,11 +29,19 @@ export type Fault =
   /** Strip Range (and If-Range) upstream, so a ranged request gets 200 with the full body. */
   | { kind: 'ignore-range' }
   /** Flip the byte at body offset `at`. */
-  | { kind: 'corrupt'; at: number };
+  | { kind: 'corrupt'; at: number }
+  /** Take N bytes of the request body, then close the client's connection; nothing reaches the registry. */
+  | { kind: 'reset-request-after'; bytes: number }
+  /** Take N bytes of the request body, then read nothing for `ms` (then the rest, if the client is still there). */
+  | { kind: 'stall-request-after'; bytes: number; ms: number }
+  /** Forward the request, but answer with status `to` where the registry said `from` (e.g. 202 → 201). */
+  | { kind: 'rewrite-status'; from: number; to: number }
+  /** Forward the request and add these headers to the registry's answer. */
+  | { kind: 'add-headers'; headers: Record<string, string> };
 
 export interface FaultRule {
   /** All given fields must match. `path` is tested against the request path including the query. */
-  match: { method?: string; path?: RegExp };
+  match: { method?: string; path?: RegExp; /** A request header's value, e.g. `['content-range', /^4194304-/]`. */ header?: [string, RegExp] };
   fault: Fault;
   /** How many matching requests get the fault. Default: all of them. */
   times?: number;
@@ -44,6 +56,10 @@ export interface FaultProxyStats {
   byPath: Map<string, number>;
   /** Requests answered or altered by a fault rule. */
   faultsInjected: number;
+  /** Request body bytes received from clients on blob upload URLs (`/v2/…/blobs/uploads/…`). */
+  uploadBodyBytes: number;
+  /** Every request: method, path without query, request body bytes received, status sent (0: none), fault applied. */
+  log: Array<{ method: string; path: string; requestBytes: number; status: number; fault?: Fault['kind'] }>;
 }
 
 export interface FaultProxy {
@@ -60,6 +76,7 @@ export interface FaultProxy {
 }
 
 const BLOB_GET_PATH = /^\/v2\/.+\/blobs\/[^/]+$/;
+const UPLOAD_PATH = /^\/v2\/.+\/blobs\/uploads\//;
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'];
 
 interface ActiveRule {
@@ -90,6 +107,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         match.path.lastIndex = 0;
         if (!match.path.test(path)) continue;
       }
+      if (match.header !== undefined) {
+        const value = req.headers[match.header[0].toLowerCase()];
+        match.header[1].lastIndex = 0;
+        if (typeof value !== 'string' || !match.header[1].test(value)) continue;
+      }
       active.remaining -= 1;
       return active.rule.fault;
     }
@@ -106,13 +128,30 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     stats.requests += 1;
     const fault = takeFault(req);
     if (fault !== undefined) stats.faultsInjected += 1;
+    const method = (req.method ?? 'GET').toUpperCase();
+    const entry: FaultProxyStats['log'][number] = { method, path: (req.url ?? '/').split('?')[0] ?? '/', requestBytes: 0, status: 0 };
+    if (fault !== undefined) entry.fault = fault.kind;
+    stats.log.push(entry);
+    res.once('finish', () => {
+      entry.status = res.statusCode;
+    });
+    const received = (bytes: number): void => {
+      entry.requestBytes += bytes;
+      if (UPLOAD_PATH.test(entry.path)) stats.uploadBodyBytes += bytes;
+    };
 
     if (fault?.kind === 'status') {
+      req.on('data', (chunk: Buffer) => received(chunk.length));
       req.resume();
       const body = Buffer.from(fault.body ?? '', 'utf8');
-      res.writeHead(fault.status, { 'content-length': body.length, ...fault.headers });
-      res.end(body);
-      countBody(req, body.length);
+      const answer = (): void => {
+        if (res.headersSent || res.destroyed) return;
+        res.writeHead(fault.status, { 'content-length': body.length, ...fault.headers });
+        res.end(body);
+        countBody(req, body.length);
+      };
+      req.once('end', answer);
+      req.once('error', () => res.destroy());
       return;
     }
 
@@ -126,24 +165,68 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       delete headers['if-range'];
     }
 
-    const upstreamReq = httpRequest(
-      { protocol: 'http:', host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers, agent },
-      (upstreamRes) => relayResponse(req, res, upstreamRes, fault),
-    );
-    upstreamReq.once('error', (error) => {
-      if (!res.headersSent) {
-        const body = Buffer.from(`fault proxy: upstream error: ${error.message}`);
-        res.writeHead(502, { 'content-length': body.length, connection: 'close' });
-        res.end(body);
-      } else {
-        res.destroy(error);
+    const forward = (body: Buffer | undefined): void => {
+      if (closed) return;
+      if (body !== undefined) {
+        headers['content-length'] = String(body.length);
+        delete headers['transfer-encoding'];
+      }
+      const upstreamReq = httpRequest(
+        { protocol: 'http:', host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers, agent },
+        (upstreamRes) => relayResponse(req, res, upstreamRes, fault),
+      );
+      upstreamReq.once('error', (error) => {
+        if (!res.headersSent) {
+          const text = Buffer.from(`fault proxy: upstream error: ${error.message}`);
+          res.writeHead(502, { 'content-length': text.length, connection: 'close' });
+          res.end(text);
+        } else {
+          res.destroy(error);
+        }
+      });
+      // A client that goes away mid-request must not leave the upstream request hanging.
+      res.once('close', () => {
+        if (!res.writableFinished) upstreamReq.destroy();
+      });
+      if (body === undefined) req.pipe(upstreamReq);
+      else upstreamReq.end(body);
+    };
+
+    if (method === 'GET' || method === 'HEAD') {
+      forward(undefined);
+      return;
+    }
+    // Buffer the whole request body, then forward it (or never, when the fault cuts it).
+    const chunks: Buffer[] = [];
+    let taken = 0;
+    let cut = false;
+    req.on('data', (chunk: Buffer) => {
+      if (cut) return;
+      received(chunk.length);
+      chunks.push(chunk);
+      taken += chunk.length;
+      if (fault?.kind === 'reset-request-after' && taken >= fault.bytes) {
+        cut = true;
+        req.socket.destroy();
+        return;
+      }
+      if (fault?.kind === 'stall-request-after' && taken >= fault.bytes && !stalledOnce) {
+        stalledOnce = true;
+        req.pause();
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          if (!closed && !req.destroyed) req.resume();
+        }, fault.ms);
+        timers.add(timer);
       }
     });
-    // A client that goes away mid-request must not leave the upstream request hanging.
-    res.once('close', () => {
-      if (!res.writableFinished) upstreamReq.destroy();
+    let stalledOnce = false;
+    req.once('end', () => {
+      if (!cut) forward(Buffer.concat(chunks));
     });
-    req.pipe(upstreamReq);
+    req.once('error', () => {
+      cut = true;
+    });
   };
 
   const relayResponse = (
@@ -160,11 +243,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     if (location !== undefined && location.startsWith(upstreamOrigin)) {
       headers['location'] = proxyOrigin + location.slice(upstreamOrigin.length);
     }
+    if (fault?.kind === 'add-headers') Object.assign(headers, fault.headers);
+    let status = upstreamRes.statusCode ?? 502;
+    if (fault?.kind === 'rewrite-status' && status === fault.from) status = fault.to;
     const cuts = fault?.kind === 'truncate-after' || fault?.kind === 'reset-after';
     // The client must see the connection close: a short body on a kept-alive connection would
     // look like a stall, not a truncation.
     if (cuts) headers['connection'] = 'close';
-    res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, headers);
+    res.writeHead(status, status === upstreamRes.statusCode ? upstreamRes.statusMessage : undefined, headers);
     res.flushHeaders();
 
     let cutAt = cuts || fault?.kind === 'stall-after' ? fault.bytes : Infinity;
@@ -258,7 +344,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       rules = next.map((rule) => ({ rule, remaining: rule.times ?? Infinity }));
     },
     stats() {
-      return { ...stats, byPath: new Map(stats.byPath) };
+      return { ...stats, byPath: new Map(stats.byPath), log: stats.log.map((e) => ({ ...e })) };
     },
     resetStats() {
       stats = emptyStats();
@@ -277,5 +363,5 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
 }
 
 function emptyStats(): FaultProxyStats {
-  return { requests: 0, blobBodyBytes: 0, byPath: new Map(), faultsInjected: 0 };
+  return { requests: 0, blobBodyBytes: 0, byPath: new Map(), faultsInjected: 0, uploadBodyBytes: 0, log: [] };
 }

@@ -7,3 +7,4 @@ export * from './archive/chunk-manifest.ts';
 export * from './layout/image-folder.ts';
 export * from './layout/oci-layout-reader.ts';
 export * from './serve/registry-server.ts';
+export * from './push/blob-uploader.ts';

@@ -66,6 +66,11 @@ export interface ArchiveReader extends ImageFolder {
   /** `meshmirror/run.json` from the last chunk. */
   runMetadata(options?: AbortOptions): Promise<RunMetadata>;
   locateBlob(digest: Digest): ArchiveBlobLocation | undefined;
+  /**
+   * Bytes `start..end` (inclusive) of a blob straight from its chunk, not checked: for a consumer
+   * that hashes what it reads itself (the uploader).
+   */
+  openUnverified(digest: Digest, start: number, end: number, options?: AbortOptions): Promise<Readable>;
 }
 
 interface IndexedChunk {
@@ -150,9 +155,17 @@ export async function openArchive(dir: string, options: AbortOptions = {}): Prom
     });
   }
 
+  async function openUnverified(digest: Digest, start: number, end: number, rangeOptions: AbortOptions = {}): Promise<Readable> {
+    const location = blobs.get(digest);
+    if (location === undefined) throw new MeshmirrorError('MM_NOT_FOUND', `blob ${digest} is not in the archive in ${root}`, { data: { digest } });
+    const range = resolveByteRange(location.size, { start, end }, where(location));
+    return await openFileRegion({ path: location.path, blobOffset: location.offset, range: { ...range, whole: false }, where: where(location), signal: rangeOptions.signal });
+  }
+
   return {
     kind: 'archive',
     dir: root,
+    openUnverified,
     archiveId,
     chunks: chunks.map((chunk) => chunk.info),
     images: async (imageOptions: AbortOptions = {}) => {

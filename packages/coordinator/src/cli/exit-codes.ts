@@ -1,6 +1,5 @@
 import { ConfigError, MeshmirrorError } from '@meshmirror/shared';
 import type { ImageKind } from '../resolve/image-set.ts';
-import type { MirrorSummary } from '../run/mirror-to-disk.ts';
 
 /**
  * Exit codes. A run where some images failed exits with 64 plus one bit per kind of image that
@@ -20,7 +19,7 @@ export const ExitCode = {
 
 const KIND_BITS: Record<ImageKind, number> = { release: 1, operator: 2, additional: 4 };
 
-export function exitCodeForSummary(summary: MirrorSummary): number {
+export function exitCodeForSummary(summary: { outcomes: Array<{ state: string; kind: ImageKind }> }): number {
   let bits = 0;
   for (const outcome of summary.outcomes) if (outcome.state === 'failed') bits |= KIND_BITS[outcome.kind];
   return bits === 0 ? ExitCode.Ok : ExitCode.PartialBase + bits;

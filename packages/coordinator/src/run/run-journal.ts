@@ -14,7 +14,7 @@ export interface RunRecord {
   state: 'running' | 'partial' | 'complete';
 }
 
-export type ImageState = 'resolved' | 'archived' | 'failed';
+export type ImageState = 'resolved' | 'archived' | 'pushed' | 'failed';
 
 export interface ImageRecord {
   source: string;
@@ -86,6 +86,31 @@ export class RunJournal {
     const prefix = `image/${run.runId}/`;
     for await (const value of this.db.values({ gte: prefix, lt: `${prefix}\xff` })) records.push(JSON.parse(value) as ImageRecord);
     return records;
+  }
+
+  /**
+   * An upload session left by an interrupted push, per target repository and blob. The URL is a
+   * capability for that one upload (it may carry the registry's signed state), never a credential.
+   */
+  async uploadSession(registry: string, repository: string, digest: Digest): Promise<string | undefined> {
+    return (await this.getJson<{ url: string }>(`upload/${registry}/${repository}/${digest}`))?.url;
+  }
+
+  async saveUploadSession(registry: string, repository: string, digest: Digest, url: string): Promise<void> {
+    await this.db.put(`upload/${registry}/${repository}/${digest}`, JSON.stringify({ url }));
+  }
+
+  async clearUploadSession(registry: string, repository: string, digest: Digest): Promise<void> {
+    await this.db.del(`upload/${registry}/${repository}/${digest}`);
+  }
+
+  /** The digest last pushed under a target reference (`registry/repository:tag`), if any. */
+  async pushedImage(reference: string): Promise<Digest | undefined> {
+    return (await this.getJson<{ digest: Digest }>(`pushed/${reference}`))?.digest;
+  }
+
+  async recordPushedImage(reference: string, digest: Digest): Promise<void> {
+    await this.db.put(`pushed/${reference}`, JSON.stringify({ digest, at: new Date().toISOString() }));
   }
 
   /** Earlier runs, oldest first (for the archive's history). */

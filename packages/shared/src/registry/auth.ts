@@ -135,13 +135,13 @@ export class RegistryAuth {
    * The `Authorization` header for a request to a repository, or undefined when the registry has
    * not asked for authentication (or asks for Basic and we have no credentials).
    */
-  async authorization(registry: string, repository: string, signal?: AbortSignal): Promise<string | undefined> {
+  async authorization(registry: string, repository: string, signal?: AbortSignal, access: RepositoryAccess = PULL): Promise<string | undefined> {
     const challenge = this.#challenges.get(registry);
     if (challenge === undefined) return undefined;
     const credentials = this.#credentials.get(registry, repository);
     if (challenge.scheme === 'basic') return credentials === undefined ? undefined : basicHeader(credentials);
     if (challenge.scheme !== 'bearer') return undefined;
-    const scope = pullScope(repository);
+    const scope = tokenScope(repository, access);
     const key = tokenKey(registry, scope);
     const cached = this.#tokens.get(key);
     if (cached !== undefined && cached.refreshAt > this.#now()) return `Bearer ${cached.value}`;
@@ -161,11 +161,17 @@ export class RegistryAuth {
    * challenge and forgets a rejected token. Returns whether a new attempt could authenticate
    * differently; the caller makes at most one such attempt.
    */
-  onUnauthorized(registry: string, repository: string, headers: IncomingHttpHeaders, sent: string | undefined): boolean {
+  onUnauthorized(
+    registry: string,
+    repository: string,
+    headers: IncomingHttpHeaders,
+    sent: string | undefined,
+    access: RepositoryAccess = PULL,
+  ): boolean {
     const challenge = this.rememberChallenge(registry, headers);
     if (challenge === undefined) return false;
     if (challenge.scheme === 'bearer') {
-      const key = tokenKey(registry, pullScope(repository));
+      const key = tokenKey(registry, tokenScope(repository, access));
       const cached = this.#tokens.get(key);
       if (cached !== undefined && sent === `Bearer ${cached.value}`) this.#tokens.delete(key);
       return true;
@@ -204,7 +210,7 @@ export class RegistryAuth {
       });
     } else {
       if (service !== undefined) url.searchParams.set('service', service);
-      url.searchParams.set('scope', scope);
+      for (const one of scope.split(' ')) url.searchParams.append('scope', one);
       if (credentials !== undefined) url.searchParams.set('account', credentials.username);
       response = await this.#transport.request({
         method: 'GET',
@@ -255,8 +261,22 @@ function pickChallenge(challenges: AuthChallenge[]): AuthChallenge | undefined {
   return challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
 }
 
-function pullScope(repository: string): string {
-  return `repository:${repository}:pull`;
+/**
+ * What a request needs of a repository: pulling, or pushing (which also needs pull, as every
+ * registry checks existence before it accepts an upload), plus pull on the repository a blob is
+ * mounted from.
+ */
+export interface RepositoryAccess {
+  push: boolean;
+  mountFrom?: string;
+}
+
+const PULL: RepositoryAccess = { push: false };
+
+/** Space-separated scopes: one `scope` query parameter each (GET), one space-joined field (POST form). */
+function tokenScope(repository: string, access: RepositoryAccess): string {
+  const own = `repository:${repository}:${access.push ? 'pull,push' : 'pull'}`;
+  return access.mountFrom === undefined || access.mountFrom === repository ? own : `${own} repository:${access.mountFrom}:pull`;
 }
 
 function tokenKey(registry: string, scope: string): string {

@@ -4,6 +4,7 @@
  * by the shared policy with per-host backoff; digests verified; credentials only ever sent to the
  * registry's own origin and never logged.
  */
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { DigestMismatchError, MeshmirrorError, redactUrl, RegistryError, throwIfAborted } from '../errors.ts';
 import { silentLogger } from '../logging.ts';
@@ -14,7 +15,7 @@ import { HostBackoff } from '../retry/host-backoff.ts';
 import { isRetryable, type RetryPolicy } from '../retry/policy.ts';
 import { withRetries } from '../retry/retry-loop.ts';
 import { raceAbort } from './abortable.ts';
-import { RegistryAuth } from './auth.ts';
+import { RegistryAuth, type RepositoryAccess } from './auth.ts';
 import type { CredentialStore } from './credentials.ts';
 import {
   abandonBody,
@@ -25,6 +26,7 @@ import {
   HttpTransport,
   readBodyCapped,
   registryErrorFromResponse,
+  type HttpMethod,
   type HttpResponse,
 } from './http.ts';
 import type {
@@ -33,7 +35,11 @@ import type {
   BlobRangeResponse,
   FetchedManifest,
   RegistryClient,
+  RegistryPushClient,
   RepositoryLocation,
+  UploadBody,
+  UploadSession,
+  UploadStart,
 } from './types.ts';
 
 export interface RegistryClientOptions {
@@ -73,11 +79,8 @@ type Scheme = 'https' | 'http';
 
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
-/** The `RegistryClient` interface plus what only a live registry can answer cheaply. */
-export interface HttpRegistryClient extends RegistryClient {
-  /** HEAD a blob: true when the repository has it (200), false on 404; other answers throw. Retried inside. */
-  blobExists(location: RepositoryLocation, digest: Digest, options?: AbortOptions): Promise<boolean>;
-}
+/** The `RegistryClient` interface plus the push side (`RegistryPushClient`) of a live registry. */
+export interface HttpRegistryClient extends RegistryClient, RegistryPushClient {}
 
 export function createRegistryClient(options: RegistryClientOptions): HttpRegistryClient {
   return new UndiciRegistryClient(options);
@@ -282,6 +285,206 @@ class UndiciRegistryClient implements HttpRegistryClient {
     };
   }
 
+  async startUpload(
+    location: RepositoryLocation,
+    options: AbortOptions & { mount?: { digest: Digest; from: string } } = {},
+  ): Promise<UploadStart> {
+    const { signal, mount } = options;
+    const path = `/v2/${location.repository}/blobs/uploads/`;
+    const query = mount === undefined ? '' : `?mount=${encodeURIComponent(mount.digest)}&from=${encodeURIComponent(mount.from)}`;
+    const what = mount === undefined
+      ? `POST upload to ${location.registry}/${location.repository}`
+      : `POST mount of ${mount.digest} from ${mount.from} into ${location.registry}/${location.repository}`;
+    return await withRetries(
+      async () => {
+        const response = await this.#send(location, {
+          method: 'POST',
+          path: `${path}${query}`,
+          headers: { 'content-length': '0' },
+          body: '',
+          what,
+          access: { push: true, ...(mount === undefined ? {} : { mountFrom: mount.from }) },
+          ...(signal === undefined ? {} : { signal }),
+        });
+        if (response.status === 201 && mount !== undefined) {
+          await discardBody(response.body);
+          return { mounted: true as const };
+        }
+        if (response.status !== 202) throw await registryErrorFromResponse(response, what, deniedHint(response, location));
+        await discardBody(response.body);
+        const minChunk = Number(headerValue(response.headers, 'oci-chunk-min-length'));
+        return {
+          mounted: false as const,
+          session: {
+            url: this.#uploadUrl(response, what),
+            offset: 0,
+            ...(Number.isSafeInteger(minChunk) && minChunk > 0 ? { minChunkBytes: minChunk } : {}),
+          },
+        };
+      },
+      this.#retryOptions(location.registry, what, signal),
+    );
+  }
+
+  async uploadStatus(location: RepositoryLocation, url: string, options: AbortOptions = {}): Promise<UploadSession | undefined> {
+    const { signal } = options;
+    const what = `GET upload status in ${location.registry}/${location.repository}`;
+    return await withRetries(
+      async () => {
+        const response = await this.#send(location, {
+          method: 'GET',
+          url: new URL(url),
+          what,
+          access: { push: true },
+          ...(signal === undefined ? {} : { signal }),
+        });
+        if (response.status === 404 || response.status === 400) {
+          // BLOB_UPLOAD_UNKNOWN (expired, committed or cancelled) and distribution's
+          // BLOB_UPLOAD_INVALID (it cancels an upload whose stored size disagrees with its state).
+          await discardBody(response.body);
+          return undefined;
+        }
+        if (response.status !== 204 && response.status !== 200) throw await registryErrorFromResponse(response, what);
+        await discardBody(response.body);
+        return { url: this.#uploadUrl(response, what), ...uploadRange(response, what, 0) };
+      },
+      this.#retryOptions(location.registry, what, signal),
+    );
+  }
+
+  async uploadChunk(location: RepositoryLocation, session: UploadSession, body: UploadBody, options: AbortOptions = {}): Promise<UploadSession> {
+    const { signal } = options;
+    const end = session.offset + body.length - 1;
+    const what = `PATCH bytes ${session.offset}-${end} to ${location.registry}/${location.repository}`;
+    const response = await this.#send(location, {
+      method: 'PATCH',
+      url: new URL(session.url),
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(body.length),
+        // The distribution spec's form: no `bytes ` prefix.
+        'content-range': `${session.offset}-${end}`,
+      },
+      body: body.stream,
+      what,
+      access: { push: true },
+      ...(signal === undefined ? {} : { signal }),
+    });
+    // 202 is the spec's answer; ECR answers 201 and means the same.
+    if (response.status !== 202 && response.status !== 201) {
+      const error = await registryErrorFromResponse(response, what);
+      // 416: the registry holds a different offset than we sent from; the caller asks it which.
+      if (response.status === 416) error.data['retryable'] = true;
+      throw error;
+    }
+    await discardBody(response.body);
+    const next: UploadSession = {
+      url: this.#uploadUrl(response, what),
+      ...uploadRange(response, what, end + 1),
+      ...(session.minChunkBytes === undefined ? {} : { minChunkBytes: session.minChunkBytes }),
+    };
+    // After a PATCH of the first byte, `0-0` is that byte, not a doubt.
+    if (next.ambiguous === true && end === 0) return { ...next, offset: 1, ambiguous: false };
+    return next;
+  }
+
+  async completeUpload(
+    location: RepositoryLocation,
+    session: UploadSession,
+    digest: Digest,
+    options: AbortOptions & { body?: UploadBody } = {},
+  ): Promise<void> {
+    const { signal, body } = options;
+    const url = new URL(session.url);
+    url.searchParams.set('digest', digest);
+    const what = `PUT ${digest} (closing the upload) to ${location.registry}/${location.repository}`;
+    const response = await this.#send(location, {
+      method: 'PUT',
+      url,
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(body?.length ?? 0),
+        ...(body === undefined || body.length === 0 ? {} : { 'content-range': `${session.offset}-${session.offset + body.length - 1}` }),
+      },
+      body: body?.stream ?? '',
+      what,
+      access: { push: true },
+      ...(signal === undefined ? {} : { signal }),
+    });
+    if (response.status !== 201 && response.status !== 204) throw await registryErrorFromResponse(response, what);
+    await discardBody(response.body);
+  }
+
+  async cancelUpload(location: RepositoryLocation, session: UploadSession): Promise<void> {
+    try {
+      const response = await this.#send(location, {
+        method: 'DELETE',
+        url: new URL(session.url),
+        what: `DELETE upload in ${location.registry}/${location.repository}`,
+        access: { push: true },
+        signal: AbortSignal.timeout(this.#options.headersTimeoutMs),
+      });
+      await discardBody(response.body);
+    } catch (error) {
+      this.#logger.debug({ registry: location.registry, error: describe(error) }, 'could not cancel an upload session');
+    }
+  }
+
+  async manifestDigest(location: RepositoryLocation, reference: string, options: AbortOptions = {}): Promise<Digest | undefined> {
+    const { signal } = options;
+    const what = `HEAD manifest ${location.registry}/${location.repository}${isDigest(reference) ? '@' : ':'}${reference}`;
+    return await withRetries(
+      async () => {
+        const response = await this.#send(location, {
+          method: 'HEAD',
+          path: `/v2/${location.repository}/manifests/${reference}`,
+          headers: { accept: MANIFEST_ACCEPT },
+          what,
+          access: { push: true },
+          ...(signal === undefined ? {} : { signal }),
+        });
+        await discardBody(response.body);
+        if (response.status === 404) return undefined;
+        if (response.status !== 200) throw await registryErrorFromResponse(response, what);
+        const announced = headerValue(response.headers, 'docker-content-digest');
+        if (announced !== undefined && isDigest(announced)) return announced;
+        return isDigest(reference) ? reference : undefined;
+      },
+      this.#retryOptions(location.registry, what, signal),
+    );
+  }
+
+  async putManifest(
+    location: RepositoryLocation,
+    reference: string,
+    manifest: { bytes: Uint8Array; mediaType: string },
+    options: AbortOptions = {},
+  ): Promise<void> {
+    const { signal } = options;
+    if (!isDigest(reference) && !TAG_RE.test(reference)) {
+      throw new MeshmirrorError('MM_REFERENCE_INVALID', `"${reference}" is neither a tag nor a sha256 digest`);
+    }
+    const what = `PUT manifest ${location.registry}/${location.repository}${isDigest(reference) ? '@' : ':'}${reference}`;
+    await withRetries(
+      async () => {
+        const response = await this.#send(location, {
+          method: 'PUT',
+          path: `/v2/${location.repository}/manifests/${reference}`,
+          headers: { 'content-type': manifest.mediaType, 'content-length': String(manifest.bytes.byteLength) },
+          body: manifest.bytes,
+          what,
+          access: { push: true },
+          ...(signal === undefined ? {} : { signal }),
+        });
+        if (response.status !== 201 && response.status !== 200 && response.status !== 202) {
+          throw await registryErrorFromResponse(response, what, deniedHint(response, location));
+        }
+        await discardBody(response.body);
+      },
+      this.#retryOptions(location.registry, what, signal),
+    );
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -316,39 +519,62 @@ class UndiciRegistryClient implements HttpRegistryClient {
 
   /**
    * One authenticated request to a repository: anonymous or with what the registry asked for
-   * before; on a 401 learn the challenge (or drop the rejected token) and try once more.
+   * before; on a 401 learn the challenge (or drop the rejected token) and try once more. A streamed
+   * body cannot be sent twice: its 401 becomes a retryable error, and the caller's next attempt
+   * carries the new token.
    */
-  async #send(
-    location: RepositoryLocation,
-    request: { method: 'GET' | 'HEAD'; path: string; headers?: Record<string, string>; what: string; signal?: AbortSignal },
-  ): Promise<HttpResponse> {
+  async #send(location: RepositoryLocation, request: SendRequest): Promise<HttpResponse> {
     if (this.#closed) throw new MeshmirrorError('MM_USAGE', 'registry client is closed');
     const { registry, repository } = location;
     const { signal } = request;
-    const scheme = await this.#scheme(registry, signal);
-    const url = new URL(`${scheme}://${registryApiHost(registry)}${request.path}`);
-    let authorization = await this.#auth.authorization(registry, repository, signal);
+    const access = request.access ?? { push: false };
+    let url: URL;
+    if (request.url !== undefined) {
+      url = request.url;
+    } else {
+      const scheme = await this.#scheme(registry, signal);
+      url = new URL(`${scheme}://${registryApiHost(registry)}${request.path ?? '/v2/'}`);
+    }
+    let authorization = await this.#auth.authorization(registry, repository, signal, access);
     for (let attempt = 1; ; attempt++) {
       throwIfAborted(signal);
       const response = await this.#transport.request({
         method: request.method,
         url,
         ...(request.headers === undefined ? {} : { headers: request.headers }),
+        ...(request.body === undefined ? {} : { body: request.body }),
         ...(authorization === undefined ? {} : { authorization }),
         ...(signal === undefined ? {} : { signal }),
       });
       // A 401 from blob storage after a redirect is not the registry's challenge.
       if (response.status !== 401 || response.url.origin !== url.origin) return response;
-      if (attempt === 1 && this.#auth.onUnauthorized(registry, repository, response.headers, authorization)) {
+      const retry = this.#auth.onUnauthorized(registry, repository, response.headers, authorization, access);
+      if (attempt === 1 && retry && !(request.body instanceof Readable)) {
         await discardBody(response.body);
-        authorization = await this.#auth.authorization(registry, repository, signal);
+        authorization = await this.#auth.authorization(registry, repository, signal, access);
         continue;
       }
       const hint = this.#auth.hasCredentials(registry, repository)
         ? `the registry rejected the credentials for ${registry} from the auth file`
         : `${registry} requires credentials and none were found for it in the auth files (--authfile, $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)`;
-      throw await registryErrorFromResponse(response, request.what, { hint });
+      const error = await registryErrorFromResponse(response, request.what, { hint });
+      // The token expired while a body was streaming: the next attempt gets a fresh one.
+      if (attempt === 1 && retry) error.data['retryable'] = true;
+      throw error;
     }
+  }
+
+  /** An upload URL from a `Location` header: relative ones are resolved against the request's URL. */
+  #uploadUrl(response: HttpResponse, what: string): string {
+    const location = headerValue(response.headers, 'location');
+    if (location === undefined || location === '') {
+      throw new RegistryError(`${what}: ${response.status} without a Location header`, {
+        status: response.status,
+        url: redactUrl(response.url.toString()),
+        data: { retryable: true },
+      });
+    }
+    return new URL(location, response.url).toString();
   }
 
   /** The scheme to reach a registry's API host with, found once by `GET /v2/`. */
@@ -439,6 +665,38 @@ function manifestMediaType(response: HttpResponse, bytes: Buffer): string {
     // Not JSON: the caller's parser reports that with the reference in the message.
   }
   return contentType;
+}
+
+interface SendRequest {
+  method: HttpMethod;
+  /** Path on the registry's API host; or `url`, an absolute URL the registry gave (an upload's Location). */
+  path?: string;
+  url?: URL;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array | Readable;
+  what: string;
+  /** Push (and mount) requests need a token with push scope. */
+  access?: RepositoryAccess;
+  signal?: AbortSignal;
+}
+
+/**
+ * An upload's confirmed bytes from its `Range` header (`0-N`, also seen as `bytes=0-N`), or
+ * `fallback` when there is none. `0-0` is flagged: distribution sends it for 0 and for 1 byte.
+ */
+function uploadRange(response: HttpResponse, what: string, fallback: number): { offset: number; ambiguous?: true } {
+  const value = headerValue(response.headers, 'range');
+  if (value === undefined) return { offset: fallback };
+  const match = /^\s*(?:bytes=)?0-(\d+)\s*$/i.exec(value);
+  if (match === null) {
+    throw new RegistryError(`${what}: unreadable Range header "${value}"`, {
+      status: response.status,
+      url: redactUrl(response.url.toString()),
+      data: { retryable: false },
+    });
+  }
+  const end = Number(match[1]);
+  return end === 0 ? { offset: 0, ambiguous: true } : { offset: end + 1 };
 }
 
 export interface ContentRange {

@@ -26,13 +26,16 @@ export interface HttpTransportOptions {
   logger: Logger;
 }
 
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
 export interface HttpRequest {
-  method: 'GET' | 'HEAD' | 'POST';
+  method: HttpMethod;
   url: URL;
   headers?: Record<string, string>;
   /** Sent to the request's own origin only: a redirect elsewhere (blob storage) goes without it. */
   authorization?: string;
-  body?: string;
+  /** A request body (uploads stream a `Readable`; set `content-length` for it). */
+  body?: string | Uint8Array | Readable;
   signal?: AbortSignal;
   /** Redirects to follow; 0 returns a 3xx as it is. Default 10. */
   maxRedirects?: number;
@@ -99,7 +102,7 @@ export class HttpTransport {
           path: `${url.pathname}${url.search}`,
           method,
           headers,
-          body: method === 'POST' ? (request.body ?? '') : null,
+          body: method === 'GET' || method === 'HEAD' ? null : (request.body ?? ''),
           signal: signal ?? null,
         });
       } catch (error) {

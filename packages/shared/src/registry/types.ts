@@ -57,3 +57,52 @@ export interface RegistryClient {
   fetchBlobRange(location: RepositoryLocation, digest: Digest, request: BlobRangeRequest): Promise<BlobRangeResponse>;
   close(): Promise<void>;
 }
+
+/** An upload session on a target registry (a blob upload in the distribution API). */
+export interface UploadSession {
+  /** Absolute URL from the registry's latest `Location`: where the next request of this upload goes. */
+  url: string;
+  /** Bytes the registry has confirmed (its `Range: 0-N` is N + 1 bytes). */
+  offset: number;
+  /**
+   * True when the registry answered `Range: 0-0`, which distribution sends both for an empty upload
+   * and for one holding a single byte: the offset is then 0 or 1, and only a new session is sure.
+   */
+  ambiguous?: boolean;
+  /** `OCI-Chunk-Min-Length` from the POST: every PATCH but the last must carry at least this many bytes. */
+  minChunkBytes?: number;
+}
+
+/** The answer to starting an upload: mounted from another repository, or a session to upload into. */
+export type UploadStart = { mounted: true } | { mounted: false; session: UploadSession };
+
+/** Bytes for one request body, streamed; `open` is called once per attempt. */
+export interface UploadBody {
+  length: number;
+  stream: Readable;
+}
+
+/**
+ * The push side of the distribution API. Requests that are safe to repeat (HEAD, POST to start an
+ * upload, GET of an upload's status, manifest PUT) are retried inside by the shared policy; a PATCH
+ * and the closing PUT are one attempt each, because only the uploader knows what the registry
+ * confirmed before a failure.
+ */
+export interface RegistryPushClient {
+  /** HEAD a blob: true when the repository has it. */
+  blobExists(location: RepositoryLocation, digest: Digest, options?: AbortOptions): Promise<boolean>;
+  /** POST an upload; with `mount`, asks for a cross-repository mount first (201 = mounted, 202 = a session instead). */
+  startUpload(location: RepositoryLocation, options?: AbortOptions & { mount?: { digest: Digest; from: string } }): Promise<UploadStart>;
+  /** GET an upload's status; undefined when the registry no longer knows the session (it expired or was cancelled). */
+  uploadStatus(location: RepositoryLocation, url: string, options?: AbortOptions): Promise<UploadSession | undefined>;
+  /** One PATCH with `Content-Range: start-end`; 202 (and 201, as ECR answers) give the next session state. */
+  uploadChunk(location: RepositoryLocation, session: UploadSession, body: UploadBody, options?: AbortOptions): Promise<UploadSession>;
+  /** The closing `PUT ?digest=`, with the remaining bytes as its body for a monolithic upload. */
+  completeUpload(location: RepositoryLocation, session: UploadSession, digest: Digest, options?: AbortOptions & { body?: UploadBody }): Promise<void>;
+  /** DELETE an upload session; best effort, never throws. */
+  cancelUpload(location: RepositoryLocation, session: UploadSession): Promise<void>;
+  /** HEAD a manifest: its digest when the repository has it under `reference`, else undefined. */
+  manifestDigest(location: RepositoryLocation, reference: string, options?: AbortOptions): Promise<Digest | undefined>;
+  /** PUT a manifest under a tag or its digest. */
+  putManifest(location: RepositoryLocation, reference: string, manifest: { bytes: Uint8Array; mediaType: string }, options?: AbortOptions): Promise<void>;
+}

@@ -21,6 +21,9 @@ import { createBlobStore, createInProcessAgent, type BlobStore } from '@meshmirr
 import { mirrorToDisk, type MirrorToDiskOptions } from '../../run/mirror-to-disk.ts';
 import { createProgressReporter } from '../../report/progress.ts';
 import { summaryText } from '../../report/summary-text.ts';
+import { pushSummaryText } from '../../report/push-reports.ts';
+import { diskToMirror } from '../../push/disk-to-mirror.ts';
+import { parseDockerDestination } from '../../push/push-targets.ts';
 import { exitCodeForSummary } from '../exit-codes.ts';
 import { withInterruptSignal } from '../interrupt.ts';
 
@@ -38,6 +41,9 @@ export interface MirrorFlags {
   stallTimeout?: number;
   connectTimeout?: number;
   pieceSize?: number;
+  uploadChunkSize?: number;
+  from?: string;
+  workspace?: string;
   agents?: string[];
   swarmKey?: string;
   dryRun?: boolean;
@@ -57,6 +63,8 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
   if (flags.output !== 'text' && flags.output !== 'json') {
     throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   }
+  if (destinationArg.startsWith('docker://')) return await runPushCommand(destinationArg, flags);
+  if (flags.from !== undefined) throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   const destination = parseDiskDestination(destinationArg);
   const config = await loadImageSetConfig(flags.config);
   const settings = resolveTransferSettings(config.meshmirror, transferFlags(flags));
@@ -190,16 +198,77 @@ async function joinFarm(
   };
 }
 
+/** Bytes per PATCH: small enough that a cut-off request costs little, large enough for few round trips. */
+const DEFAULT_UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024;
+
+/** `mirror --from file://DIR docker://HOST[/PREFIX]`: push an archive into a registry. */
+async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promise<number> {
+  if (flags.workspace !== undefined) {
+    throw new MeshmirrorError('MM_USAGE', 'mirror to mirror (--workspace) is not available yet; mirror to disk, then push with --from file://DIR');
+  }
+  if (flags.from === undefined) {
+    throw new MeshmirrorError('MM_USAGE', `destination "${destinationArg}": pushing to a registry needs --from file://DIR (the archive to push)`);
+  }
+  if (!flags.from.startsWith('file://') || flags.from.length === 'file://'.length) {
+    throw new MeshmirrorError('MM_USAGE', `--from "${flags.from}": expected file://DIR (a folder of mirror_*.tar chunks)`);
+  }
+  if (flags.agents !== undefined) throw new MeshmirrorError('MM_USAGE', '--agents applies to mirror to disk; a push from an archive runs on this host');
+  if (flags.dryRun === true) throw new MeshmirrorError('MM_USAGE', '--dry-run is not supported for disk to mirror yet');
+  const destination = parseDockerDestination(destinationArg);
+  const archiveDir = resolve(flags.from.slice('file://'.length));
+  const config = await loadImageSetConfig(flags.config);
+  const settings = resolveTransferSettings(config.meshmirror, transferFlags(flags));
+  const cacheDir = resolve(flags.cacheDir ?? join(homedir(), '.meshmirror'));
+  const logger = createLogger({ level: flags.logLevel as LogLevel });
+  const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
+  const retry = retryPolicyFromSettings(settings);
+  const backoff = new HostBackoff(retry);
+  const client = createRegistryClient({
+    credentials,
+    tlsVerify: settings.destTlsVerify,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    headersTimeoutMs: settings.headersTimeoutMs,
+    stallTimeoutMs: settings.stallTimeoutMs,
+    retry,
+    backoff,
+    logger: logger.child({ component: 'registry' }),
+  });
+  const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
+  try {
+    const summary = await withInterruptSignal((signal) =>
+      diskToMirror({
+        config,
+        archiveDir,
+        destination,
+        cacheDir,
+        client,
+        retry,
+        backoff,
+        stallTimeoutMs: settings.stallTimeoutMs,
+        transfers: settings.parallelImages * settings.parallelLayers,
+        chunkBytes: flags.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK_BYTES,
+        logger,
+        progress,
+        signal,
+      }),
+    );
+    progress.stop();
+    if (flags.output === 'json') process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    else process.stdout.write(`${pushSummaryText(summary)}\n`);
+    return exitCodeForSummary(summary);
+  } finally {
+    progress.stop();
+    await client.close();
+  }
+}
+
 function parseDiskDestination(arg: string): string {
   if (arg.startsWith('file://')) {
     const path = arg.slice('file://'.length);
     if (path === '') throw new MeshmirrorError('MM_USAGE', `destination "${arg}": missing folder after file://`);
     return resolve(path);
   }
-  if (arg.startsWith('docker://')) {
-    throw new MeshmirrorError('MM_USAGE', `destination "${arg}": mirror to a registry is not supported yet; use file://DIR`);
-  }
-  throw new MeshmirrorError('MM_USAGE', `destination "${arg}": expected file://DIR`);
+  throw new MeshmirrorError('MM_USAGE', `destination "${arg}": expected file://DIR (mirror to disk) or docker://HOST[/PREFIX] with --from (disk to mirror)`);
 }
 
 function transferFlags(flags: MirrorFlags): Partial<TransferSettings> {

@@ -1,0 +1,459 @@
+/**
+ * Disk to mirror: push the images of an archive into a target registry straight from its tar
+ * chunks (no extraction, no temporary registry). The archive is checked before it is trusted (safe
+ * entry names, chunk manifests that agree with the tar, every blob a manifest names present, every
+ * blob's digest checked before the registry may commit it). Blobs go before the manifests that use
+ * them, child manifests before their index, the tag last. A blob shared by several repositories is
+ * uploaded once and mounted into the others. An image that fails never costs another image its push.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import {
+  describeError,
+  errorCode,
+  MeshmirrorError,
+  parseManifest,
+  throwIfAborted,
+  type Digest,
+  type HostBackoff,
+  type ImageSetConfig,
+  type Logger,
+  type RegistryPushClient,
+  type RetryPolicy,
+} from '@meshmirror/shared';
+import { openArchive, uploadBlob, type ArchiveReader, type UploadModes } from '@meshmirror/agent';
+import type { ImageKind } from '../resolve/image-set.ts';
+import { requestedImages } from '../resolve/requested-images.ts';
+import { RunJournal } from '../run/run-journal.ts';
+import type { ProgressReporter } from '../report/progress.ts';
+import { clusterResources, writeClusterResources, type MirroredImage } from '../cluster/cluster-resources.ts';
+import { writePushReports } from '../report/push-reports.ts';
+import { pushTarget, type PushDestination, type PushTarget } from './push-targets.ts';
+
+export interface DiskToMirrorOptions {
+  config: ImageSetConfig;
+  /** The folder holding the archive chunks (`--from file://DIR`). */
+  archiveDir: string;
+  destination: PushDestination;
+  /** Holds the journal (upload sessions, pushed images). */
+  cacheDir: string;
+  client: RegistryPushClient;
+  retry: RetryPolicy;
+  backoff: HostBackoff;
+  stallTimeoutMs: number;
+  /** Blob uploads at once (oc-mirror's parallel-images × parallel-layers). */
+  transfers: number;
+  /** Bytes per PATCH. */
+  chunkBytes: number;
+  logger: Logger;
+  progress?: ProgressReporter;
+  signal?: AbortSignal;
+}
+
+export interface PushOutcome {
+  source: string;
+  kind: ImageKind;
+  origin: string;
+  state: 'pushed' | 'failed';
+  digest?: Digest;
+  /** `registry/repository:tag` in the target. */
+  target?: string;
+  code?: string;
+  reason?: string;
+}
+
+export interface PushSummary {
+  runId: string;
+  resumed: boolean;
+  from: string;
+  destination: string;
+  images: { requested: number; blocked: number; pushed: number; failed: number; alreadyPushed: number };
+  outcomes: PushOutcome[];
+  /**
+   * `uploaded` counts unique blobs that were sent; `present` and `mounted` count placements (a blob
+   * the target had, or got by mount, in one repository), so a shared blob may count in several.
+   */
+  blobs: { unique: number; present: number; mounted: number; uploaded: number };
+  bytes: {
+    /** Sizes of the unique blobs the pushed and failed images need. */
+    unique: number;
+    /** Of those, blobs the target already had (HEAD) or got by mount. */
+    skipped: number;
+    /** Bytes of the blobs that were uploaded. */
+    uploaded: number;
+    /** Body bytes put on the wire, failed attempts included (≥ uploaded minus resumed). */
+    sent: number;
+    /** Bytes an interrupted earlier run had uploaded and the registry still held. */
+    resumed: number;
+  };
+  retries: number;
+  /** Upload sessions the registry lost and that were started over. */
+  restarts: number;
+  warnings: string[];
+  files: { report: string; errors?: string; clusterResources: string[] };
+  durationMs: number;
+}
+
+interface ImagePush {
+  source: string;
+  kind: ImageKind;
+  origin: string;
+  digest: Digest;
+  target: PushTarget;
+  /** Children first, the top manifest last. */
+  manifests: Array<{ digest: Digest; mediaType: string; bytes: Buffer }>;
+  blobs: Array<{ digest: Digest; size: number }>;
+}
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** Mount attempts per blob and repository before uploading it. */
+const MAX_MOUNT_CANDIDATES = 3;
+
+export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSummary> {
+  const started = Date.now();
+  const { logger, progress, signal, destination } = options;
+  const log = logger.child({ component: 'coordinator:push' });
+  const warnings: string[] = [];
+
+  // Refuses the whole archive on unsafe entry names, broken chunk manifests or missing chunks.
+  const reader = await openArchive(options.archiveDir, signal === undefined ? {} : { signal });
+  const metadata = await reader.runMetadata();
+  const entries = await reader.images();
+  const archived = new Map(entries.filter((e) => e.name !== undefined).map((e) => [e.name as string, e.descriptor]));
+  const skippedPlatforms = skippedPlatformsByImage(metadata);
+
+  const { images: requested, blocked } = requestedImages(options.config);
+  const outcomes: PushOutcome[] = [];
+  const pushes: ImagePush[] = [];
+  for (const image of requested) {
+    const descriptor = archived.get(image.source);
+    const base = { source: image.source, kind: image.kind, origin: image.origin };
+    if (descriptor === undefined) {
+      outcomes.push({
+        ...base,
+        state: 'failed',
+        code: 'MM_NOT_FOUND',
+        reason: `not in the archive in ${reader.dir} (mirror it to disk first, with the same configuration)`,
+      });
+      continue;
+    }
+    try {
+      const parts = await readImage(reader, image.source, descriptor.digest, skippedPlatforms.get(image.source) ?? false, signal);
+      pushes.push({ ...base, digest: descriptor.digest, target: pushTarget(destination, image, descriptor.digest), ...parts });
+    } catch (err) {
+      if (signal?.aborted === true) throw err;
+      log.warn({ image: image.source, code: errorCode(err), err: describeError(err) }, 'image refused');
+      outcomes.push({ ...base, state: 'failed', digest: descriptor.digest, code: errorCode(err), reason: describeError(err) });
+    }
+  }
+
+  const journal = await RunJournal.open(join(options.cacheDir, 'journal'));
+  try {
+    const { run, resumed } = await journal.beginRun(runKey(options, reader.archiveId));
+    if (resumed) log.info({ runId: run.runId }, 'resuming unfinished push');
+
+    const uniqueBlobs = new Map<Digest, number>();
+    for (const p of pushes) for (const b of p.blobs) uniqueBlobs.set(b.digest, b.size);
+    let uniqueBytes = 0;
+    for (const size of uniqueBlobs.values()) uniqueBytes += size;
+    const stats = { present: 0, mounted: 0, uploaded: 0, skippedBytes: 0, uploadedBytes: 0, sent: 0, resumed: 0, retries: 0, restarts: 0 };
+    progress?.update({ phase: 'pushing', imagesTotal: requested.length, imagesDone: 0, imagesFailed: outcomes.length, bytesTotal: uniqueBytes, bytesDone: 0 });
+
+    const limit = pLimit(Math.max(1, options.transfers));
+    const modes: UploadModes = { monolithic: new Set() };
+    /** Per blob: the repository it was first made present in, once it is (undefined if that failed). */
+    const firstHolder = new Map<Digest, Promise<string | undefined>>();
+    /** Per repository and blob: one upload, however many images of the repository need it. */
+    const inRepository = new Map<string, Promise<void>>();
+    const countedBlobs = new Set<Digest>();
+
+    const upload = async (digest: Digest, size: number, repository: string, mountFrom: string[]): Promise<void> => {
+      const where = reader.locateBlob(digest);
+      const outcome = await uploadBlob({
+        client: options.client,
+        target: { registry: destination.registry, repository },
+        digest,
+        size,
+        source: {
+          where: where === undefined ? `blob ${digest}` : `${where.file} entry ${where.entry}`,
+          openRange: (start, end, rangeSignal) => reader.openUnverified(digest, start, end, rangeSignal === undefined ? {} : { signal: rangeSignal }),
+        },
+        chunkBytes: options.chunkBytes,
+        retry: options.retry,
+        backoff: options.backoff,
+        stallTimeoutMs: options.stallTimeoutMs,
+        mountFrom,
+        modes,
+        journal: {
+          session: (repo, d) => journal.uploadSession(destination.registry, repo, d),
+          saveSession: (repo, d, url) => journal.saveUploadSession(destination.registry, repo, d, url),
+          clearSession: (repo, d) => journal.clearUploadSession(destination.registry, repo, d),
+        },
+        logger: log,
+        onBytesSent: (bytes) => {
+          stats.sent += bytes;
+          progress?.addBytes(bytes);
+        },
+        ...(signal === undefined ? {} : { signal }),
+      });
+      stats.retries += outcome.retries;
+      stats.restarts += outcome.restarts;
+      stats.resumed += outcome.resumedFrom;
+      if (outcome.action === 'present') stats.present += 1;
+      if (outcome.action === 'mounted') stats.mounted += 1;
+      // Bytes count each unique blob once, by what its first placement took.
+      if (countedBlobs.has(digest)) return;
+      countedBlobs.add(digest);
+      if (outcome.action === 'uploaded') {
+        stats.uploaded += 1;
+        stats.uploadedBytes += size;
+      } else {
+        stats.skippedBytes += size;
+        progress?.addBytes(size);
+      }
+    };
+
+    /** Per blob: every target repository of this push whose image needs it (mount candidates). */
+    const reposOf = new Map<Digest, string[]>();
+    for (const p of pushes) {
+      for (const b of p.blobs) {
+        const repos = reposOf.get(b.digest) ?? [];
+        if (!repos.includes(p.target.repository)) repos.push(p.target.repository);
+        reposOf.set(b.digest, repos);
+      }
+    }
+    /**
+     * Where to try mounting from: the repository that got the blob this run, else others of this
+     * push that need it (an earlier push may have put it there); a refused mount opens the upload.
+     */
+    const mountCandidates = (digest: Digest, repository: string, holder: string | undefined): string[] => {
+      const others = (reposOf.get(digest) ?? []).filter((r) => r !== repository && r !== holder).slice(0, MAX_MOUNT_CANDIDATES);
+      return holder === undefined ? others : [holder, ...others.slice(0, MAX_MOUNT_CANDIDATES - 1)];
+    };
+
+    const ensureBlob = (digest: Digest, size: number, repository: string): Promise<void> => {
+      const key = `${repository} ${digest}`;
+      let pending = inRepository.get(key);
+      if (pending !== undefined) return pending;
+      const holder = firstHolder.get(digest);
+      if (holder === undefined) {
+        pending = limit(() => upload(digest, size, repository, mountCandidates(digest, repository, undefined)));
+        firstHolder.set(
+          digest,
+          pending.then(
+            () => repository,
+            () => undefined,
+          ),
+        );
+      } else {
+        pending = holder.then((from) => limit(() => upload(digest, size, repository, mountCandidates(digest, repository, from))));
+      }
+      inRepository.set(key, pending);
+      return pending;
+    };
+
+    let imagesDone = 0;
+    let alreadyPushed = 0;
+    const pushImage = async (image: ImagePush): Promise<PushOutcome> => {
+      const base = { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference };
+      const location = { registry: image.target.registry, repository: image.target.repository };
+      try {
+        // Pushed by an earlier run and still there: nothing to send.
+        if ((await journal.pushedImage(image.target.reference)) === image.digest) {
+          const current = await options.client.manifestDigest(location, image.target.tag, signal === undefined ? {} : { signal });
+          if (current === image.digest) {
+            alreadyPushed += 1;
+            for (const b of image.blobs) {
+              if (countedBlobs.has(b.digest)) continue;
+              countedBlobs.add(b.digest);
+              stats.present += 1;
+              stats.skippedBytes += b.size;
+              progress?.addBytes(b.size);
+            }
+            return { ...base, state: 'pushed' };
+          }
+        }
+        const results = await Promise.allSettled(image.blobs.map((b) => ensureBlob(b.digest, b.size, image.target.repository)));
+        const failed = results.findIndex((r) => r.status === 'rejected');
+        if (failed !== -1) {
+          const blob = image.blobs[failed];
+          const reason = (results[failed] as PromiseRejectedResult).reason as unknown;
+          return { ...base, state: 'failed', code: errorCode(reason), reason: `blob ${blob?.digest ?? ''} (${blob?.size ?? 0} bytes): ${describeError(reason)}` };
+        }
+        throwIfAborted(signal);
+        for (const manifest of image.manifests) {
+          await options.client.putManifest(location, manifest.digest, manifest, signal === undefined ? {} : { signal });
+        }
+        const top = image.manifests[image.manifests.length - 1];
+        if (top !== undefined) await options.client.putManifest(location, image.target.tag, top, signal === undefined ? {} : { signal });
+        await journal.recordPushedImage(image.target.reference, image.digest);
+        return { ...base, state: 'pushed' };
+      } catch (err) {
+        if (signal?.aborted === true) throw err;
+        return { ...base, state: 'failed', code: errorCode(err), reason: describeError(err) };
+      }
+    };
+
+    let imagesFailed = outcomes.length;
+    const results = await Promise.all(
+      pushes.map(async (image) => {
+        const outcome = await pushImage(image);
+        if (outcome.state === 'pushed') {
+          imagesDone += 1;
+        } else {
+          imagesFailed += 1;
+          log.warn({ image: outcome.source, code: outcome.code, err: outcome.reason }, 'image not pushed');
+        }
+        progress?.update({ imagesDone, imagesFailed });
+        return outcome;
+      }),
+    );
+    outcomes.push(...results);
+    throwIfAborted(signal);
+
+    const pushed = outcomes.filter((o) => o.state === 'pushed');
+    const failedCount = outcomes.length - pushed.length;
+    await journal.recordImages(
+      run,
+      outcomes.map((o) => ({ source: o.source, state: o.state === 'pushed' ? 'pushed' : 'failed', digest: o.digest, code: o.code, reason: o.reason })),
+    );
+    await journal.finishRun(run, failedCount === 0 ? 'complete' : 'partial');
+    progress?.update({ phase: 'done', imagesDone: pushed.length, imagesFailed: failedCount });
+
+    const mirrored: MirroredImage[] = pushed.map((o) => ({
+      category: o.kind === 'release' ? 'release' : o.kind === 'operator' ? 'operator' : 'generic',
+      source: o.source,
+      destination: o.target ?? '',
+    }));
+    const workingDir = join(reader.dir, 'working-dir');
+    const clusterFiles = await writeClusterResources(join(workingDir, 'cluster-resources'), clusterResources(mirrored));
+
+    const summary: PushSummary = {
+      runId: run.runId,
+      resumed,
+      from: reader.dir,
+      destination: `docker://${destination.registry}${destination.prefix === '' ? '' : `/${destination.prefix}`}`,
+      images: { requested: requested.length, blocked: blocked.length, pushed: pushed.length, failed: failedCount, alreadyPushed },
+      outcomes,
+      blobs: { unique: uniqueBlobs.size, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },
+      bytes: { unique: uniqueBytes, skipped: stats.skippedBytes, uploaded: stats.uploadedBytes, sent: stats.sent, resumed: stats.resumed },
+      retries: stats.retries,
+      restarts: stats.restarts,
+      warnings,
+      files: { report: '', clusterResources: clusterFiles },
+      durationMs: Date.now() - started,
+    };
+    summary.files = { ...(await writePushReports(workingDir, summary)), clusterResources: clusterFiles };
+    return summary;
+  } finally {
+    await journal.close();
+  }
+}
+
+/**
+ * Reads an image's manifests from the archive (each checked against its digest) and lists the
+ * blobs they name; every one must be in the archive. A child of an index that mirror to disk left
+ * out by the architecture filter is skipped.
+ */
+async function readImage(
+  reader: ArchiveReader,
+  source: string,
+  digest: Digest,
+  platformsFiltered: boolean,
+  signal: AbortSignal | undefined,
+): Promise<Pick<ImagePush, 'manifests' | 'blobs'>> {
+  const top = await readManifest(reader, digest, `${source}`, signal);
+  const manifests: ImagePush['manifests'] = [];
+  const blobs = new Map<Digest, number>();
+  const addBlobs = (manifest: { digest: Digest; bytes: Buffer; mediaType: string }, what: string): void => {
+    const parsed = parseManifest(manifest.bytes, manifest.mediaType, what);
+    if (parsed.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${what}: nested index is not supported`);
+    for (const d of [parsed.manifest.config, ...parsed.manifest.layers]) {
+      const located = reader.locateBlob(d.digest);
+      if (located === undefined || located.size !== d.size) {
+        const at = reader.locateBlob(manifest.digest);
+        const why = located === undefined ? 'which is not in the archive' : `but the archive holds ${located.size} bytes for it`;
+        throw new MeshmirrorError(
+          'MM_ARCHIVE_INVALID',
+          `${at === undefined ? what : `${at.file} entry ${at.entry}`}: the manifest of ${what} names blob ${d.digest} (${d.size} bytes), ${why}`,
+          { data: { digest: d.digest, ...(at === undefined ? {} : { file: at.file, entry: at.entry }) } },
+        );
+      }
+      blobs.set(d.digest, d.size);
+    }
+  };
+  const parsedTop = parseManifest(top.bytes, top.mediaType, source);
+  if (parsedTop.kind === 'image') {
+    addBlobs(top, source);
+  } else {
+    for (const child of parsedTop.index.manifests) {
+      if (reader.locateBlob(child.digest) === undefined) {
+        if (platformsFiltered) continue;
+        const at = reader.locateBlob(digest);
+        throw new MeshmirrorError(
+          'MM_ARCHIVE_INVALID',
+          `${at === undefined ? source : `${at.file} entry ${at.entry}`}: the index of ${source} names manifest ${child.digest}, which is not in the archive`,
+        );
+      }
+      const manifest = await readManifest(reader, child.digest, `${source} (${child.platform?.architecture ?? 'child'})`, signal, child.mediaType);
+      addBlobs(manifest, `${source} (${child.platform?.architecture ?? child.digest})`);
+      manifests.push(manifest);
+    }
+  }
+  manifests.push(top);
+  return { manifests, blobs: [...blobs].map(([d, size]) => ({ digest: d, size })) };
+}
+
+async function readManifest(
+  reader: ArchiveReader,
+  digest: Digest,
+  what: string,
+  signal: AbortSignal | undefined,
+  mediaTypeHint?: string,
+): Promise<{ digest: Digest; mediaType: string; bytes: Buffer }> {
+  const size = await reader.blobSize(digest);
+  if (size === undefined) {
+    const last = reader.chunks[reader.chunks.length - 1]?.file ?? 'the last chunk';
+    throw new MeshmirrorError('MM_ARCHIVE_INVALID', `${last} entry index.json: names manifest ${digest} of ${what}, which is not in the archive`);
+  }
+  if (size > MAX_MANIFEST_BYTES) throw new MeshmirrorError('MM_MANIFEST_INVALID', `manifest ${digest} of ${what} is ${size} bytes, more than a manifest may be`);
+  // A whole-blob read is checked against the digest as it streams.
+  const stream = await reader.openBlob(digest, signal === undefined ? {} : { signal });
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+  const bytes = Buffer.concat(chunks);
+  return { digest, mediaType: mediaTypeOf(bytes, mediaTypeHint), bytes };
+}
+
+function mediaTypeOf(bytes: Buffer, hint: string | undefined): string {
+  try {
+    const json = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
+    if (typeof json.mediaType === 'string') return json.mediaType;
+  } catch {
+    // parseManifest reports it with the image's name.
+  }
+  return hint ?? 'application/vnd.oci.image.manifest.v1+json';
+}
+
+/** From `run.json`: images whose index lost platforms to the architecture filter at mirror time. */
+function skippedPlatformsByImage(metadata: Record<string, unknown>): Map<string, boolean> {
+  const out = new Map<string, boolean>();
+  const images = Array.isArray(metadata['images']) ? (metadata['images'] as unknown[]) : [];
+  for (const image of images) {
+    if (typeof image !== 'object' || image === null) continue;
+    const record = image as Record<string, unknown>;
+    if (typeof record['source'] !== 'string') continue;
+    const skipped = record['skippedPlatforms'];
+    out.set(record['source'], Array.isArray(skipped) && skipped.length > 0);
+  }
+  return out;
+}
+
+/** The same configuration, archive and target resume the same push run. */
+function runKey(options: DiskToMirrorOptions, archiveId: string): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ mode: 'disk-to-mirror', config: options.config, archiveId, destination: options.destination }))
+    .digest('hex')
+    .slice(0, 32);
+}
