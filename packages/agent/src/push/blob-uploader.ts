@@ -223,7 +223,7 @@ class BlobUpload {
     try {
       await client.completeUpload(target, session, digest, { body: { length: size - session.offset, stream }, signal: requestSignal });
     } catch (error) {
-      if (digestOf(hash) !== digest && finished.complete) throw this.#mismatch(digestOf(hash), session);
+      if (digestOf(hash) !== digest && finished.complete) throw await this.#mismatch(digestOf(hash), session);
       throw finished.stalled ? new StallError(session.url, this.#o.stallTimeoutMs) : error;
     } finally {
       finished.done();
@@ -236,7 +236,7 @@ class BlobUpload {
     const { client, target, digest, signal } = this.#o;
     await this.#hashUpTo(this.#o.size);
     const actual = digestOf(this.#hash.copy());
-    if (actual !== digest) throw this.#mismatch(actual, session);
+    if (actual !== digest) throw await this.#mismatch(actual, session);
     try {
       await client.completeUpload(target, session, digest, signal === undefined ? {} : { signal });
     } catch (error) {
@@ -250,10 +250,11 @@ class BlobUpload {
     await this.#o.journal?.clearSession(target.repository, digest);
   }
 
-  #mismatch(actual: Digest, session: UploadSession): DigestMismatchError {
+  /** The bytes are not the blob: the upload is cancelled, never closed. */
+  async #mismatch(actual: Digest, session: UploadSession): Promise<DigestMismatchError> {
     const { client, target } = this.#o;
-    void client.cancelUpload(target, session);
-    void this.#o.journal?.clearSession(target.repository, this.#o.digest);
+    await client.cancelUpload(target, session);
+    await this.#o.journal?.clearSession(target.repository, this.#o.digest);
     const error = new DigestMismatchError(this.#o.digest, actual, this.#o.source.where);
     error.data['retryable'] = false;
     return error;
@@ -292,7 +293,7 @@ class BlobUpload {
       // The registry no longer has the session (distribution cancels one that a cut-off PATCH left
       // longer than its state says), or cannot say whether it holds 0 or 1 byte: start over.
       if (status !== undefined) await client.cancelUpload(target, status);
-      if (session !== undefined && (session.offset > 0 || status !== undefined)) this.#outcome.restarts += 1;
+      if (session !== undefined) this.#outcome.restarts += 1;
       this.#log.warn({ confirmed: session?.offset ?? 0 }, 'upload session lost; starting the blob over');
       this.#session = undefined;
       await this.#o.journal?.clearSession(target.repository, this.#o.digest);
