@@ -8,24 +8,27 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   ANONYMOUS_CREDENTIALS,
   createLogger,
   createRegistryClient,
+  HostBackoff,
   isRetryable,
   loadCredentialStore,
   MediaType,
   MeshmirrorError,
   RegistryError,
   sha256Digest,
+  silentLogger,
   StallError,
   type CredentialStore,
   type Digest,
   type HttpRegistryClient,
   type RegistryClientOptions,
 } from '../packages/shared/src/index.ts';
+import { uploadBlob } from '../packages/agent/src/push/blob-uploader.ts';
 import { startFaultProxy } from './support/fault-proxy.ts';
 import { makeHtpasswd, makeSelfSignedCert, startRegistry, type RunningRegistry } from './support/registry.ts';
 
@@ -642,7 +645,7 @@ async function startTokenServer(cert: { certificate: string; key: string }, user
     const url = new URL(req.url ?? '/', 'http://token');
     const authorized = req.headers.authorization === expected;
     state.requests.push({
-      scope: url.searchParams.get('scope'),
+      scope: url.searchParams.getAll('scope').join(' ') || null,
       service: url.searchParams.get('service'),
       account: url.searchParams.get('account'),
       authorized,
@@ -654,7 +657,8 @@ async function startTokenServer(cert: { certificate: string; key: string }, user
     }
     const access = url.searchParams.getAll('scope').map((scope) => {
       const parts = scope.split(':');
-      return { type: parts[0], name: parts.slice(1, -1).join(':'), actions: ['pull', 'push'] };
+      // Exactly what was asked for, as a real token server grants it to a user allowed everything.
+      return { type: parts[0], name: parts.slice(1, -1).join(':'), actions: (parts[parts.length - 1] ?? '').split(',') };
     });
     const expired = mode === 'always-expired' || (mode === 'expired-first' && issued === 0);
     issued++;
@@ -731,6 +735,33 @@ describe('token auth (distribution auth: token)', () => {
     expect(error.code).toBe('MM_UNAUTHORIZED');
     expect(isRetryable(error)).toBe(false);
     expect(tokens.requests).toHaveLength(2);
+  });
+
+  it('pushes with a pull,push token, and mounts with pull on the repository mounted from', async () => {
+    tokens.reset('valid');
+    const client = makeClient({ credentials: await authFile({ [registry.host]: user }) });
+    const data = randomBytes(300_000);
+    const digest = sha256Digest(data);
+    const openRange = async (start: number, end: number) => Readable.from([data.subarray(start, end + 1)]);
+    const common = {
+      client,
+      digest,
+      size: data.length,
+      source: { where: 'test', openRange },
+      chunkBytes: 128 * 1024,
+      retry: { retries: 2, baseDelayMs: 20, maxDelayMs: 100, factor: 2, jitter: 0 },
+      backoff: new HostBackoff({ retries: 2, baseDelayMs: 20, maxDelayMs: 100, factor: 2, jitter: 0 }),
+      stallTimeoutMs: 5_000,
+      logger: silentLogger(),
+    };
+    expect(await uploadBlob({ ...common, target: { registry: registry.host, repository: 'pushed/a' } })).toMatchObject({ action: 'uploaded' });
+    expect(await uploadBlob({ ...common, target: { registry: registry.host, repository: 'pushed/b' }, mountFrom: ['pushed/a'] })).toMatchObject({
+      action: 'mounted',
+    });
+    const scopes = tokens.requests.map((r) => r.scope);
+    expect(scopes).toContain('repository:pushed/a:pull,push');
+    expect(scopes).toContain('repository:pushed/b:pull,push repository:pushed/a:pull');
+    expect(tokens.requests.every((r) => r.authorized)).toBe(true);
   });
 
   it('reports credentials the token server refuses', async () => {
