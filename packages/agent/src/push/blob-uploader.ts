@@ -207,7 +207,16 @@ class BlobUpload {
     } finally {
       finished.done();
     }
-    if (next.ambiguous !== true && next.offset === end + 1) {
+    if (next.ambiguous === true) {
+      // It took more than one byte and says it holds 0 or 1: it lost the upload.
+      await client.cancelUpload(target, next);
+      throw new RegistryError(`upload of ${this.#o.digest}: the registry answered Range 0-0 after ${end + 1} bytes`, {
+        status: 416,
+        url: '',
+        registryCodes: ['BLOB_UPLOAD_INVALID'],
+      });
+    }
+    if (next.offset === end + 1) {
       this.#hash = chunkHash;
       this.#hashedTo = end + 1;
     }

@@ -103,9 +103,12 @@ function mirrorsByCategory(images: MirroredImage[]): Map<MirrorCategory, Map<str
 /**
  * oc-mirror's scoping: when the mirror's path ends with the source's path, both are cut to their
  * namespace (one entry covers every repository beside it); otherwise each is a single repository.
+ * The match is by whole path components: `k8s/kube-pause` does not end with `pause` (oc-mirror's
+ * plain string suffix would map all of `registry.k8s.io` to `…/k8s`, where `pause` is not).
  */
 function scopes(source: ImageReference, mirror: ImageReference): { source: string; mirror: string } {
-  if (mirror.repository.endsWith(source.repository)) return { source: namespaceScope(source), mirror: namespaceScope(mirror) };
+  const endsWithSourcePath = mirror.repository === source.repository || mirror.repository.endsWith(`/${source.repository}`);
+  if (endsWithSourcePath) return { source: namespaceScope(source), mirror: namespaceScope(mirror) };
   return { source: `${source.registry}/${source.repository}`, mirror: `${mirror.registry}/${mirror.repository}` };
 }
 

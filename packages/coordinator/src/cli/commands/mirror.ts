@@ -66,24 +66,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
   if (destinationArg.startsWith('docker://')) return await runPushCommand(destinationArg, flags);
   if (flags.from !== undefined) throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   const destination = parseDiskDestination(destinationArg);
-  const config = await loadImageSetConfig(flags.config);
-  const settings = resolveTransferSettings(config.meshmirror, transferFlags(flags));
-  const cacheDir = resolve(flags.cacheDir ?? join(homedir(), '.meshmirror'));
-  const logger = createLogger({ level: flags.logLevel as LogLevel });
-
-  const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
-  const retry = retryPolicyFromSettings(settings);
-  const backoff = new HostBackoff(retry);
-  const client = createRegistryClient({
-    credentials,
-    tlsVerify: settings.srcTlsVerify,
-    connectTimeoutMs: settings.connectTimeoutMs,
-    headersTimeoutMs: settings.headersTimeoutMs,
-    stallTimeoutMs: settings.stallTimeoutMs,
-    retry,
-    backoff,
-    logger: logger.child({ component: 'registry' }),
-  });
+  const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
   const store = createBlobStore({ dir: join(cacheDir, 'store'), logger: logger.child({ component: 'agent:store' }) });
   await store.open();
   const agent = createInProcessAgent({
@@ -198,6 +181,31 @@ async function joinFarm(
   };
 }
 
+/**
+ * What every mirror command starts from: the configuration, settings (flags over file), logger, and
+ * a registry client for the source registries or, pushing, the destination (its own TLS setting).
+ */
+async function commandContext(flags: MirrorFlags, registries: 'source' | 'destination') {
+  const config = await loadImageSetConfig(flags.config);
+  const settings = resolveTransferSettings(config.meshmirror, transferFlags(flags));
+  const cacheDir = resolve(flags.cacheDir ?? join(homedir(), '.meshmirror'));
+  const logger = createLogger({ level: flags.logLevel as LogLevel });
+  const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
+  const retry = retryPolicyFromSettings(settings);
+  const backoff = new HostBackoff(retry);
+  const client = createRegistryClient({
+    credentials,
+    tlsVerify: registries === 'source' ? settings.srcTlsVerify : settings.destTlsVerify,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    headersTimeoutMs: settings.headersTimeoutMs,
+    stallTimeoutMs: settings.stallTimeoutMs,
+    retry,
+    backoff,
+    logger: logger.child({ component: 'registry' }),
+  });
+  return { config, settings, cacheDir, logger, retry, backoff, client };
+}
+
 /** Bytes per PATCH: small enough that a cut-off request costs little, large enough for few round trips. */
 const DEFAULT_UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024;
 
@@ -216,23 +224,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
   if (flags.dryRun === true) throw new MeshmirrorError('MM_USAGE', '--dry-run is not supported for disk to mirror yet');
   const destination = parseDockerDestination(destinationArg);
   const archiveDir = resolve(flags.from.slice('file://'.length));
-  const config = await loadImageSetConfig(flags.config);
-  const settings = resolveTransferSettings(config.meshmirror, transferFlags(flags));
-  const cacheDir = resolve(flags.cacheDir ?? join(homedir(), '.meshmirror'));
-  const logger = createLogger({ level: flags.logLevel as LogLevel });
-  const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
-  const retry = retryPolicyFromSettings(settings);
-  const backoff = new HostBackoff(retry);
-  const client = createRegistryClient({
-    credentials,
-    tlsVerify: settings.destTlsVerify,
-    connectTimeoutMs: settings.connectTimeoutMs,
-    headersTimeoutMs: settings.headersTimeoutMs,
-    stallTimeoutMs: settings.stallTimeoutMs,
-    retry,
-    backoff,
-    logger: logger.child({ component: 'registry' }),
-  });
+  const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'destination');
   const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
   try {
     const summary = await withInterruptSignal((signal) =>
