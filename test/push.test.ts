@@ -196,6 +196,21 @@ describe('disk to mirror into a real registry', () => {
     }
   });
 
+  it('names the flag at fault for a push without an archive, with exit code 2', async () => {
+    const cases: Array<[string[], string]> = [
+      [['mirror', '-c', config, 'docker://127.0.0.1:1/mirror'], 'needs --from file://DIR'],
+      [['mirror', '-c', config, '--from', archive, 'docker://127.0.0.1:1/mirror'], 'expected file://DIR'],
+      [['mirror', '-c', config, '--from', `file://${join(fx.dir, 'no-such-folder')}`, 'docker://127.0.0.1:1/mirror'], 'is not a folder'],
+      [['mirror', '-c', config, '--from', `file://${archive}`, 'docker://nohost/mirror'], '"nohost" is not a registry host'],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runMeshmirror(args);
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toContain(message);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
   it('refuses an archive with a ../ entry before anything is pushed, naming chunk and entry', async () => {
     const evil = join(fx.dir, 'archive-evil');
     await rm(evil, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
@@ -224,6 +225,8 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
   if (flags.dryRun === true) throw new MeshmirrorError('MM_USAGE', '--dry-run is not supported for disk to mirror yet');
   const destination = parseDockerDestination(destinationArg);
   const archiveDir = resolve(flags.from.slice('file://'.length));
+  const found = await stat(archiveDir).catch(() => undefined);
+  if (found?.isDirectory() !== true) throw new MeshmirrorError('MM_USAGE', `--from "${flags.from}": ${archiveDir} is not a folder`);
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'destination');
   const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
   try {
