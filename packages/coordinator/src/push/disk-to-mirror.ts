@@ -209,9 +209,13 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
         stats.uploaded += 1;
         stats.uploadedBytes += size;
       } else {
-        stats.skippedBytes += size;
-        progress?.addBytes(size);
+        countSkipped(size);
       }
+    };
+    /** A unique blob that needed no upload: its bytes count as done. */
+    const countSkipped = (size: number): void => {
+      stats.skippedBytes += size;
+      progress?.addBytes(size);
     };
 
     /** Per blob: every target repository of this push whose image needs it (mount candidates). */
@@ -268,8 +272,7 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
               if (countedBlobs.has(b.digest)) continue;
               countedBlobs.add(b.digest);
               stats.present += 1;
-              stats.skippedBytes += b.size;
-              progress?.addBytes(b.size);
+              countSkipped(b.size);
             }
             return { ...base, state: 'pushed' };
           }
@@ -363,11 +366,10 @@ async function readImage(
   platformsFiltered: boolean,
   signal: AbortSignal | undefined,
 ): Promise<Pick<ImagePush, 'manifests' | 'blobs'>> {
-  const top = await readManifest(reader, digest, `${source}`, signal);
+  const top = await readManifest(reader, digest, source, signal);
   const manifests: ImagePush['manifests'] = [];
   const blobs = new Map<Digest, number>();
-  const addBlobs = (manifest: { digest: Digest; bytes: Buffer; mediaType: string }, what: string): void => {
-    const parsed = parseManifest(manifest.bytes, manifest.mediaType, what);
+  const addBlobs = (manifest: { digest: Digest }, parsed: ReturnType<typeof parseManifest>, what: string): void => {
     if (parsed.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${what}: nested index is not supported`);
     for (const d of [parsed.manifest.config, ...parsed.manifest.layers]) {
       const located = reader.locateBlob(d.digest);
@@ -385,7 +387,7 @@ async function readImage(
   };
   const parsedTop = parseManifest(top.bytes, top.mediaType, source);
   if (parsedTop.kind === 'image') {
-    addBlobs(top, source);
+    addBlobs(top, parsedTop, source);
   } else {
     for (const child of parsedTop.index.manifests) {
       if (reader.locateBlob(child.digest) === undefined) {
@@ -397,7 +399,8 @@ async function readImage(
         );
       }
       const manifest = await readManifest(reader, child.digest, `${source} (${child.platform?.architecture ?? 'child'})`, signal, child.mediaType);
-      addBlobs(manifest, `${source} (${child.platform?.architecture ?? child.digest})`);
+      const what = `${source} (${child.platform?.architecture ?? child.digest})`;
+      addBlobs(manifest, parseManifest(manifest.bytes, manifest.mediaType, what), what);
       manifests.push(manifest);
     }
   }
