@@ -15,12 +15,17 @@ import {
   type Logger,
   type PieceEvent,
   type PieceTask,
+  type PushBlobOptions,
+  type PushBlobRequest,
+  type PushBlobResult,
   type RegistryClient,
+  type RegistryPushClient,
   type RetryPolicy,
   type StartArchiveOptions,
 } from '@meshmirror/shared';
 import { startArchive } from './archive/archive-session.ts';
 import { fetchPiece } from './fetch/upstream-fetcher.ts';
+import { uploadBlob, type UploadModes } from './push/blob-uploader.ts';
 import type { BlobStore } from './store/blob-store.ts';
 
 /** The archive writer's signature (`archive/archive-writer.ts`), injected so the agent does not fix one. */
@@ -44,6 +49,18 @@ export interface InProcessAgentOptions {
    * given up with `MM_STALL` (`--image-timeout`). Moving transfers are never cut. Default: no limit.
    */
   noProgressTimeoutMs?: number;
+  /** Mirror to mirror: how blobs are uploaded into the target. Without it `pushBlob` is refused. */
+  push?: AgentPushOptions;
+}
+
+export interface AgentPushOptions {
+  /** A client for the target registry, with this host's credentials for it. */
+  client: RegistryPushClient;
+  /** Bytes per PATCH. */
+  chunkBytes: number;
+  stallTimeoutMs: number;
+  retry: RetryPolicy;
+  backoff: HostBackoff;
 }
 
 /** The coordinator's embedded agent: the `Agent` interface over a local store, without a network hop. */
@@ -56,6 +73,9 @@ class InProcessAgent implements Agent {
   readonly #options: InProcessAgentOptions;
   readonly #logger: Logger;
   readonly #fetchLogger: Logger;
+  readonly #pushLogger: Logger;
+  /** Target registries that refused chunked uploads: every later blob goes monolithic. */
+  readonly #uploadModes: UploadModes = { monolithic: new Set() };
 
   constructor(options: InProcessAgentOptions) {
     if (!Number.isSafeInteger(options.parallelLayers) || options.parallelLayers < 1) {
@@ -65,6 +85,7 @@ class InProcessAgent implements Agent {
     this.#options = options;
     this.#logger = options.logger.child({ component: 'mesh:agent', agent: this.name });
     this.#fetchLogger = options.logger.child({ component: 'mesh:fetcher', agent: this.name });
+    this.#pushLogger = options.logger.child({ component: 'mesh:pusher', agent: this.name });
   }
 
   holdings(blobs: Array<{ digest: Digest; size: number }>, options: AbortOptions = {}): Promise<BlobHolding[]> {
@@ -81,6 +102,35 @@ class InProcessAgent implements Agent {
 
   startArchive(options: StartArchiveOptions): Promise<ArchiveSession> {
     return startArchive(this.#options.store, { ...options, logger: this.#logger });
+  }
+
+  async pushBlob(request: PushBlobRequest, options: PushBlobOptions = {}): Promise<PushBlobResult> {
+    const push = this.#options.push;
+    if (push === undefined) throw new MeshmirrorError('MM_USAGE', `agent ${this.name} was not set up to push`);
+    const { store } = this.#options;
+    const { digest, size, target } = request;
+    const outcome = await uploadBlob({
+      client: push.client,
+      target,
+      digest,
+      size,
+      source: {
+        where: `blob ${digest} in the store of agent ${this.name}`,
+        // Only reached when the target has neither the blob nor a mount for it.
+        openRange: (start, end, signal) => store.openBlob(digest, { start, end, ...(signal === undefined ? {} : { signal }) }),
+      },
+      chunkBytes: push.chunkBytes,
+      retry: push.retry,
+      backoff: push.backoff,
+      stallTimeoutMs: push.stallTimeoutMs,
+      mountFrom: request.mountFrom,
+      modes: this.#uploadModes,
+      journal: store.uploadJournal(target.registry),
+      logger: this.#pushLogger,
+      ...(options.onBytesSent === undefined ? {} : { onBytesSent: options.onBytesSent }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    return { action: outcome.action, bytesSent: outcome.bytesSent, resumedFrom: outcome.resumedFrom, restarts: outcome.restarts, retries: outcome.retries };
   }
 
   close(): Promise<void> {

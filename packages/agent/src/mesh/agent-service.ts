@@ -13,6 +13,7 @@ import {
   type FetchSettings,
   type HttpRegistryClient,
   type Logger,
+  type PushSettings,
   type SwarmKey,
 } from '@meshmirror/shared';
 import { createInProcessAgent } from '../in-process-agent.ts';
@@ -93,7 +94,38 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     fetchers.set(key, { agent, client });
     return agent;
   };
-  await serveControl(node, { store, fetcherFor, logger: logger.child({ component: 'control' }) });
+  // Pushers (mirror to mirror) likewise, one per distinct set of upload settings; each reads this
+  // host's credentials for the target, which never travel over the mesh.
+  const pushers = new Map<string, { agent: Agent; client: HttpRegistryClient }>();
+  const pusherFor = (settings: PushSettings): Agent => {
+    const key = JSON.stringify(settings);
+    const known = pushers.get(key);
+    if (known !== undefined) return known.agent;
+    const retry = retryPolicyFromSettings(settings);
+    const client = createRegistryClient({
+      credentials: options.credentials,
+      tlsVerify: settings.tlsVerify,
+      connectTimeoutMs: settings.connectTimeoutMs,
+      headersTimeoutMs: settings.headersTimeoutMs,
+      stallTimeoutMs: settings.stallTimeoutMs,
+      retry,
+      backoff,
+      logger: logger.child({ component: 'registry' }),
+    });
+    const agent = createInProcessAgent({
+      name: identity.peerId.toString(),
+      store,
+      client,
+      retry,
+      backoff,
+      parallelLayers: 1,
+      push: { client, chunkBytes: settings.chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff },
+      logger,
+    });
+    pushers.set(key, { agent, client });
+    return agent;
+  };
+  await serveControl(node, { store, fetcherFor, pusherFor, logger: logger.child({ component: 'control' }) });
   const addresses = node.getMultiaddrs().map((address) => address.toString());
   logger.info(
     {
@@ -114,7 +146,7 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     served,
     async stop() {
       await node.stop();
-      for (const { client } of fetchers.values()) await client.close();
+      for (const { client } of [...fetchers.values(), ...pushers.values()]) await client.close();
       await store.close();
     },
   };

@@ -26,11 +26,16 @@ import {
   type ControlReply,
   type ControlRequest,
   type Digest,
+  type ErrorCode,
   type FetchPiecesOptions,
   type FetchSettings,
   type Logger,
   type PieceEvent,
   type PieceTask,
+  type PushBlobOptions,
+  type PushBlobRequest,
+  type PushBlobResult,
+  type PushSettings,
 } from '@meshmirror/shared';
 import type { BlobStore } from '../store/blob-store.ts';
 import { asError, encodeMessage, parseMessage } from './messages.ts';
@@ -45,6 +50,8 @@ export interface ControlServerOptions {
   store: BlobStore;
   /** An agent over `store` that fetches with these settings (the same one for the same settings). */
   fetcherFor(settings: FetchSettings): Agent;
+  /** An agent over `store` that pushes into a target with these settings and this host's credentials. */
+  pusherFor(settings: PushSettings): Agent;
   logger: Logger;
   heartbeatMs?: number;
 }
@@ -75,6 +82,9 @@ export async function serveControl(node: Libp2p, options: ControlServerOptions):
             break;
           case 'assign':
             await runAssignment(stream, lp, request, peer, options);
+            break;
+          case 'push':
+            await runPush(stream, lp, request, peer, options);
             break;
         }
         await stream.close({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
@@ -139,6 +149,61 @@ async function runAssignment(
   await sending;
 }
 
+/** How often bytes sent by a push are reported to the coordinator. */
+const SENT_REPORT_MS = 250;
+
+async function runPush(
+  stream: Stream,
+  lp: LengthPrefixedStream<Stream>,
+  request: Extract<ControlRequest, { type: 'push' }>,
+  peer: string,
+  options: ControlServerOptions,
+): Promise<void> {
+  const { logger } = options;
+  const push = new AbortController();
+  let sending: Promise<void> = Promise.resolve();
+  const send = (message: ControlReply): void => {
+    sending = sending.then(() => (push.signal.aborted ? undefined : reply(lp, message))).catch((err: unknown) => push.abort(asError(err)));
+  };
+  const onClose = (): void => push.abort(new MeshmirrorError('MM_NETWORK', `the coordinator ${peer} went away`));
+  stream.addEventListener('close', onClose);
+  void lp
+    .read({ signal: push.signal })
+    .then((bytes) => {
+      parseMessage(bytes.subarray(), controlFollowUpSchema, `control message from ${peer}`);
+      push.abort(new MeshmirrorError('MM_ABORTED', 'cancelled by the coordinator'));
+    })
+    .catch(() => undefined);
+  let unreported = 0;
+  const report = (): void => {
+    if (unreported === 0) return;
+    send({ type: 'sent', bytes: unreported });
+    unreported = 0;
+  };
+  const heartbeat = setInterval(() => send({ type: 'heartbeat' }), options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+  const progress = setInterval(report, SENT_REPORT_MS);
+  const where = `${request.target.registry}/${request.target.repository}`;
+  try {
+    const result = await options.pusherFor(request.settings).pushBlob(
+      { digest: request.digest, size: request.size, target: request.target, mountFrom: request.mountFrom },
+      { signal: push.signal, onBytesSent: (bytes) => (unreported += bytes) },
+    );
+    report();
+    send({ type: 'pushed', result });
+    logger.info({ peer, digest: request.digest, target: where, action: result.action, bytesSent: result.bytesSent }, 'blob pushed');
+  } catch (err) {
+    const error = push.signal.aborted ? asError(push.signal.reason) : asError(err);
+    report();
+    logger.warn({ peer, digest: request.digest, target: where, code: errorCode(error), err: describeError(error) }, 'push failed');
+    send({ type: 'error', code: errorCode(error), message: describeError(error) });
+  } finally {
+    clearInterval(heartbeat);
+    clearInterval(progress);
+    stream.removeEventListener('close', onClose);
+  }
+  await sending;
+}
+
 export interface RemoteAgentOptions {
   node: Libp2p;
   /** A dialable address ending in `/p2p/<peer id>`. */
@@ -146,6 +211,8 @@ export interface RemoteAgentOptions {
   peerId: PeerId;
   /** Applied to every assignment. */
   settings: FetchSettings;
+  /** Applied to every push (mirror to mirror); without it `pushBlob` is refused. */
+  pushSettings?: PushSettings;
   logger: Logger;
   lostAfterMs?: number;
   dialTimeoutMs?: number;
@@ -249,6 +316,44 @@ export class RemoteAgent implements Agent {
     }
   }
 
+  /**
+   * Asks the agent to place one blob in the target from its store, relaying the bytes it reports
+   * sending. Rejects with `MM_AGENT_LOST` when the agent goes silent or away, and with the agent's
+   * error code (the registry's, kept when it is ours) when the push itself fails.
+   */
+  async pushBlob(request: PushBlobRequest, options: PushBlobOptions = {}): Promise<PushBlobResult> {
+    const settings = this.#options.pushSettings;
+    if (settings === undefined) throw new MeshmirrorError('MM_USAGE', `agent ${this.name} was not given push settings`);
+    const { signal } = options;
+    const { stream, lp } = await this.#open(signal);
+    const onAbort = (): void => {
+      void lp.write(encodeMessage({ type: 'cancel' }), { signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const message: ControlRequest = { type: 'push', settings, digest: request.digest, size: request.size, target: request.target, mountFrom: request.mountFrom };
+      await lp.write(encodeMessage(message), { signal: this.#silence(signal) });
+      for (;;) {
+        const answer = await this.#read(lp, signal);
+        if (answer.type === 'heartbeat') continue;
+        if (answer.type === 'sent') {
+          options.onBytesSent?.(answer.bytes);
+          continue;
+        }
+        if (answer.type === 'error') throw new MeshmirrorError(asPushCode(answer.code), `agent ${this.name}: ${answer.message}`);
+        if (answer.type !== 'pushed') throw new MeshmirrorError('MM_NETWORK', `agent ${this.name} sent "${answer.type}" during a push`);
+        await stream.close({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch(() => undefined);
+        return answer.result;
+      }
+    } catch (err) {
+      stream.abort(asError(err));
+      if (signal?.aborted === true) throw abortError(signal);
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
   async #open(signal?: AbortSignal): Promise<{ stream: Stream; lp: LengthPrefixedStream<Stream> }> {
     const dialSignal = AbortSignal.any([AbortSignal.timeout(this.#options.dialTimeoutMs ?? 10_000), ...(signal ? [signal] : [])]);
     let stream: Stream;
@@ -291,6 +396,26 @@ export class RemoteAgent implements Agent {
       throw err;
     }
   }
+}
+
+/** Codes a push may end with on an agent, kept as they are so reports read the same as a local push. */
+const PUSH_CODES = new Set<ErrorCode>([
+  'MM_REGISTRY',
+  'MM_UNAUTHORIZED',
+  'MM_STALL',
+  'MM_TRUNCATED',
+  'MM_DIGEST_MISMATCH',
+  'MM_SIZE_MISMATCH',
+  'MM_NETWORK',
+  'MM_TLS',
+  'MM_ABORTED',
+  'MM_STORE',
+  'MM_NOT_FOUND',
+  'MM_USAGE',
+]);
+
+function asPushCode(code: string): ErrorCode {
+  return PUSH_CODES.has(code as ErrorCode) ? (code as ErrorCode) : 'MM_NETWORK';
 }
 
 /** An agent's error code as ours when it is one of ours, else `MM_NETWORK`. */

@@ -22,6 +22,7 @@ import {
 } from '@meshmirror/shared';
 import { FilePieceWriter, type PieceWriter } from './piece-writer.ts';
 import { isFinished, StoreIndex, type PieceRecord } from './store-index.ts';
+import type { UploadJournal } from '../push/blob-uploader.ts';
 
 export type { PieceWriter } from './piece-writer.ts';
 
@@ -92,6 +93,11 @@ export interface BlobStore extends BlobReader {
   openStoredRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Readable | undefined>;
   /** The sha256 of a byte range of a held blob (the whole blob's is its digest, returned at once). */
   hashHeldRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Digest>;
+  /**
+   * The journal of unfinished uploads of this store's blobs into target registries (mirror to
+   * mirror), so an agent killed mid-upload resumes the same session.
+   */
+  uploadJournal(registry: string): UploadJournal;
 }
 
 function storeError(message: string, cause?: unknown): MeshmirrorError {
@@ -314,6 +320,24 @@ class FileBlobStore implements BlobStore {
       end: offset + length - 1,
       ...(options.signal ? { signal: options.signal } : {}),
     });
+  }
+
+  uploadJournal(registry: string): UploadJournal {
+    const key = (repository: string, digest: Digest): string => `${registry}/${repository}@${digest}`;
+    return {
+      session: (repository, digest) => {
+        this.#checkOpen();
+        return this.#index.getUploadSession(key(repository, digest));
+      },
+      saveSession: (repository, digest, url) => {
+        this.#checkOpen();
+        return this.#index.putUploadSession(key(repository, digest), url);
+      },
+      clearSession: (repository, digest) => {
+        this.#checkOpen();
+        return this.#index.deleteUploadSession(key(repository, digest));
+      },
+    };
   }
 
   async evict(digest: Digest, options: AbortOptions = {}): Promise<void> {

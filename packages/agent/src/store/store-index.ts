@@ -23,6 +23,8 @@ export interface PieceRecord {
  * `held:<digest>` and `piece:<digest>:<offset as 16 decimal digits>`.
  */
 const HELD_PREFIX = 'held:';
+/** `upload:<registry>/<repository>@<digest>`: the session URL of an unfinished upload into a target. */
+const UPLOAD_PREFIX = 'upload:';
 const PIECE_PREFIX = 'piece:';
 const OFFSET_DIGITS = 16;
 
@@ -131,6 +133,19 @@ export class StoreIndex {
     for await (const value of this.#db.values({ gt: PIECE_PREFIX, lt: `${PIECE_PREFIX}\xff` })) {
       if (isPieceRecord(value)) yield value;
     }
+  }
+
+  async getUploadSession(key: string): Promise<string | undefined> {
+    const value = await this.#wrap('read', () => this.#db.get(`${UPLOAD_PREFIX}${key}`));
+    return typeof value === 'object' && value !== null && typeof (value as { url?: unknown }).url === 'string' ? (value as { url: string }).url : undefined;
+  }
+
+  async putUploadSession(key: string, url: string): Promise<void> {
+    await this.#wrap('write', () => this.#db.put(`${UPLOAD_PREFIX}${key}`, { url }, { sync: true }));
+  }
+
+  async deleteUploadSession(key: string): Promise<void> {
+    await this.#wrap('write', () => this.#db.del(`${UPLOAD_PREFIX}${key}`, { sync: true }));
   }
 
   /** Marks a blob held and forgets its pieces in one atomic batch. */

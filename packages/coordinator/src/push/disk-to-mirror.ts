@@ -8,7 +8,6 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import pLimit from 'p-limit';
 import {
   describeError,
   errorCode,
@@ -23,13 +22,15 @@ import {
   type RetryPolicy,
 } from '@meshmirror/shared';
 import { openArchive, uploadBlob, type ArchiveReader, type UploadModes } from '@meshmirror/agent';
-import type { ImageKind } from '../resolve/image-set.ts';
 import { requestedImages } from '../resolve/requested-images.ts';
 import { RunJournal } from '../run/run-journal.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { clusterResources, writeClusterResources, type MirroredImage } from '../cluster/cluster-resources.ts';
 import { writePushReports } from '../report/push-reports.ts';
-import { pushTarget, type PushDestination, type PushTarget } from './push-targets.ts';
+import { pushTarget, type PushDestination } from './push-targets.ts';
+import { ImagePusher, type ImagePush, type PushOutcome } from './image-pusher.ts';
+
+export type { PushOutcome } from './image-pusher.ts';
 
 export interface DiskToMirrorOptions {
   config: ImageSetConfig;
@@ -49,18 +50,6 @@ export interface DiskToMirrorOptions {
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
-}
-
-export interface PushOutcome {
-  source: string;
-  kind: ImageKind;
-  origin: string;
-  state: 'pushed' | 'failed';
-  digest?: Digest;
-  /** `registry/repository:tag` in the target. */
-  target?: string;
-  code?: string;
-  reason?: string;
 }
 
 export interface PushSummary {
@@ -95,20 +84,7 @@ export interface PushSummary {
   durationMs: number;
 }
 
-interface ImagePush {
-  source: string;
-  kind: ImageKind;
-  origin: string;
-  digest: Digest;
-  target: PushTarget;
-  /** Children first, the top manifest last. */
-  manifests: Array<{ digest: Digest; mediaType: string; bytes: Buffer }>;
-  blobs: Array<{ digest: Digest; size: number }>;
-}
-
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-/** Mount attempts per blob and repository before uploading it. */
-const MAX_MOUNT_CANDIDATES = 3;
 
 export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSummary> {
   const started = Date.now();
@@ -157,145 +133,59 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
     for (const p of pushes) for (const b of p.blobs) uniqueBlobs.set(b.digest, b.size);
     let uniqueBytes = 0;
     for (const size of uniqueBlobs.values()) uniqueBytes += size;
-    const stats = { present: 0, mounted: 0, uploaded: 0, skippedBytes: 0, uploadedBytes: 0, sent: 0, resumed: 0, retries: 0, restarts: 0 };
     progress?.update({ phase: 'pushing', imagesTotal: requested.length, imagesDone: 0, imagesFailed: outcomes.length, bytesTotal: uniqueBytes, bytesDone: 0 });
 
-    const limit = pLimit(Math.max(1, options.transfers));
     const modes: UploadModes = { monolithic: new Set() };
-    /** Per blob: the repository it was first made present in, once it is (undefined if that failed). */
-    const firstHolder = new Map<Digest, Promise<string | undefined>>();
-    /** Per repository and blob: one upload, however many images of the repository need it. */
-    const inRepository = new Map<string, Promise<void>>();
-    const countedBlobs = new Set<Digest>();
-
-    const upload = async (digest: Digest, size: number, repository: string, mountFrom: string[]): Promise<void> => {
-      const where = reader.locateBlob(digest);
-      const outcome = await uploadBlob({
-        client: options.client,
-        target: { registry: destination.registry, repository },
-        digest,
-        size,
-        source: {
-          where: where === undefined ? `blob ${digest}` : `${where.file} entry ${where.entry}`,
-          openRange: (start, end, rangeSignal) => reader.openUnverified(digest, start, end, rangeSignal === undefined ? {} : { signal: rangeSignal }),
-        },
-        chunkBytes: options.chunkBytes,
-        retry: options.retry,
-        backoff: options.backoff,
-        stallTimeoutMs: options.stallTimeoutMs,
-        mountFrom,
-        modes,
-        journal: {
-          session: (repo, d) => journal.uploadSession(destination.registry, repo, d),
-          saveSession: (repo, d, url) => journal.saveUploadSession(destination.registry, repo, d, url),
-          clearSession: (repo, d) => journal.clearUploadSession(destination.registry, repo, d),
-        },
-        logger: log,
-        onBytesSent: (bytes) => {
-          stats.sent += bytes;
-          progress?.addBytes(bytes);
-        },
-        ...(signal === undefined ? {} : { signal }),
-      });
-      stats.retries += outcome.retries;
-      stats.restarts += outcome.restarts;
-      stats.resumed += outcome.resumedFrom;
-      if (outcome.action === 'present') stats.present += 1;
-      if (outcome.action === 'mounted') stats.mounted += 1;
-      // Bytes count each unique blob once, by what its first placement took.
-      if (countedBlobs.has(digest)) return;
-      countedBlobs.add(digest);
-      if (outcome.action === 'uploaded') {
-        stats.uploaded += 1;
-        stats.uploadedBytes += size;
-      } else {
-        countSkipped(size);
-      }
-    };
-    /** A unique blob that needed no upload: its bytes count as done. */
-    const countSkipped = (size: number): void => {
-      stats.skippedBytes += size;
-      progress?.addBytes(size);
-    };
-
-    /** Per blob: every target repository of this push whose image needs it (mount candidates). */
-    const reposOf = new Map<Digest, string[]>();
-    for (const p of pushes) {
-      for (const b of p.blobs) {
-        const repos = reposOf.get(b.digest) ?? [];
-        if (!repos.includes(p.target.repository)) repos.push(p.target.repository);
-        reposOf.set(b.digest, repos);
-      }
-    }
-    /**
-     * Where to try mounting from: the repository that got the blob this run, else others of this
-     * push that need it (an earlier push may have put it there); a refused mount opens the upload.
-     */
-    const mountCandidates = (digest: Digest, repository: string, holder: string | undefined): string[] => {
-      const others = (reposOf.get(digest) ?? []).filter((r) => r !== repository && r !== holder).slice(0, MAX_MOUNT_CANDIDATES);
-      return holder === undefined ? others : [holder, ...others.slice(0, MAX_MOUNT_CANDIDATES - 1)];
-    };
-
-    const ensureBlob = (digest: Digest, size: number, repository: string): Promise<void> => {
-      const key = `${repository} ${digest}`;
-      let pending = inRepository.get(key);
-      if (pending !== undefined) return pending;
-      const holder = firstHolder.get(digest);
-      if (holder === undefined) {
-        pending = limit(() => upload(digest, size, repository, mountCandidates(digest, repository, undefined)));
-        firstHolder.set(
-          digest,
-          pending.then(
-            () => repository,
-            () => undefined,
-          ),
-        );
-      } else {
-        pending = holder.then((from) => limit(() => upload(digest, size, repository, mountCandidates(digest, repository, from))));
-      }
-      inRepository.set(key, pending);
-      return pending;
-    };
+    const pusher = new ImagePusher({
+      images: pushes,
+      client: options.client,
+      journal,
+      transfers: options.transfers,
+      ...(progress === undefined ? {} : { progress }),
+      ...(signal === undefined ? {} : { signal }),
+      place: (blob, repository, mountFrom, onBytesSent) => {
+        const where = reader.locateBlob(blob.digest);
+        return uploadBlob({
+          client: options.client,
+          target: { registry: destination.registry, repository },
+          digest: blob.digest,
+          size: blob.size,
+          source: {
+            where: where === undefined ? `blob ${blob.digest}` : `${where.file} entry ${where.entry}`,
+            openRange: (start, end, rangeSignal) => reader.openUnverified(blob.digest, start, end, rangeSignal === undefined ? {} : { signal: rangeSignal }),
+          },
+          chunkBytes: options.chunkBytes,
+          retry: options.retry,
+          backoff: options.backoff,
+          stallTimeoutMs: options.stallTimeoutMs,
+          mountFrom,
+          modes,
+          journal: {
+            session: (repo, d) => journal.uploadSession(destination.registry, repo, d),
+            saveSession: (repo, d, url) => journal.saveUploadSession(destination.registry, repo, d, url),
+            clearSession: (repo, d) => journal.clearUploadSession(destination.registry, repo, d),
+          },
+          logger: log,
+          onBytesSent,
+          ...(signal === undefined ? {} : { signal }),
+        });
+      },
+    });
 
     let imagesDone = 0;
     let alreadyPushed = 0;
     const pushImage = async (image: ImagePush): Promise<PushOutcome> => {
-      const base = { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference };
-      const location = { registry: image.target.registry, repository: image.target.repository };
       try {
         // Pushed by an earlier run and still there: nothing to send.
-        if ((await journal.pushedImage(image.target.reference)) === image.digest) {
-          const current = await options.client.manifestDigest(location, image.target.tag, signal === undefined ? {} : { signal });
-          if (current === image.digest) {
-            alreadyPushed += 1;
-            for (const b of image.blobs) {
-              if (countedBlobs.has(b.digest)) continue;
-              countedBlobs.add(b.digest);
-              stats.present += 1;
-              countSkipped(b.size);
-            }
-            return { ...base, state: 'pushed' };
-          }
+        if (await pusher.alreadyPushed(image)) {
+          alreadyPushed += 1;
+          return { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference, state: 'pushed' };
         }
-        const results = await Promise.allSettled(image.blobs.map((b) => ensureBlob(b.digest, b.size, image.target.repository)));
-        const failed = results.findIndex((r) => r.status === 'rejected');
-        if (failed !== -1) {
-          const blob = image.blobs[failed];
-          const reason = (results[failed] as PromiseRejectedResult).reason as unknown;
-          return { ...base, state: 'failed', code: errorCode(reason), reason: `blob ${blob?.digest ?? ''} (${blob?.size ?? 0} bytes): ${describeError(reason)}` };
-        }
-        throwIfAborted(signal);
-        for (const manifest of image.manifests) {
-          await options.client.putManifest(location, manifest.digest, manifest, signal === undefined ? {} : { signal });
-        }
-        const top = image.manifests[image.manifests.length - 1];
-        if (top !== undefined) await options.client.putManifest(location, image.target.tag, top, signal === undefined ? {} : { signal });
-        await journal.recordPushedImage(image.target.reference, image.digest);
-        return { ...base, state: 'pushed' };
       } catch (err) {
         if (signal?.aborted === true) throw err;
-        return { ...base, state: 'failed', code: errorCode(err), reason: describeError(err) };
+        return { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference, state: 'failed', code: errorCode(err), reason: describeError(err) };
       }
+      return await pusher.push(image);
     };
 
     let imagesFailed = outcomes.length;
@@ -315,6 +205,7 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
     outcomes.push(...results);
     throwIfAborted(signal);
 
+    const { stats } = pusher;
     const pushed = outcomes.filter((o) => o.state === 'pushed');
     const failedCount = outcomes.length - pushed.length;
     await journal.recordImages(

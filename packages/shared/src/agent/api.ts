@@ -146,6 +146,32 @@ export interface ArchiveSession {
   readonly bytesWritten: number;
 }
 
+/** One blob to place in one repository of a target registry, from the agent's store. */
+export interface PushBlobRequest {
+  digest: Digest;
+  size: number;
+  target: RepositoryLocation;
+  /** Repositories of the target known (or likely) to hold the blob: tried as mount sources first. */
+  mountFrom: string[];
+}
+
+export interface PushBlobResult {
+  /** present: the target had it; mounted: from another repository; uploaded: bytes were sent. */
+  action: 'present' | 'mounted' | 'uploaded';
+  /** Body bytes sent for this blob, failed attempts included. */
+  bytesSent: number;
+  /** Bytes the registry already held from an interrupted earlier upload (journalled session). */
+  resumedFrom: number;
+  /** Upload sessions the registry lost and that were started over. */
+  restarts: number;
+  retries: number;
+}
+
+export interface PushBlobOptions extends AbortOptions {
+  /** Body bytes put on the wire, as they go (failed attempts included). */
+  onBytesSent?: (bytes: number) => void;
+}
+
 /**
  * An agent: a blob store that fetches, holds, serves and writes. The coordinator's in-process agent
  * and a remote agent reached over libp2p implement this one interface.
@@ -169,5 +195,13 @@ export interface Agent {
   putBlob(digest: Digest, data: Uint8Array, options?: AbortOptions): Promise<void>;
   /** Starts an archive that blobs are added to as they become held (see `ArchiveSession`). */
   startArchive(options: StartArchiveOptions): Promise<ArchiveSession>;
+  /**
+   * Places a blob in a target repository (mirror to mirror): HEAD, then a mount from `mountFrom`,
+   * then a resumable chunked upload from the agent's store, with the agent's own credentials for
+   * the target. An upload the agent began in an earlier run resumes from the offset the registry
+   * confirms. Rejects with `MM_NOT_FOUND` when the store does not hold the blob and the target
+   * cannot get it without its bytes, and with the registry's error when the upload cannot be done.
+   */
+  pushBlob(request: PushBlobRequest, options?: PushBlobOptions): Promise<PushBlobResult>;
   close(): Promise<void>;
 }

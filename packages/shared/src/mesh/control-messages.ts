@@ -43,6 +43,27 @@ export const fetchSettingsSchema = z.strictObject({
 });
 export type FetchSettings = z.infer<typeof fetchSettingsSchema>;
 
+/** Upload settings for mirror to mirror (no credentials: the agent reads its own for the target). */
+export const pushSettingsSchema = z.strictObject({
+  tlsVerify: z.boolean(),
+  connectTimeoutMs: count,
+  headersTimeoutMs: count,
+  stallTimeoutMs: count,
+  retryTimes: count,
+  retryDelayMs: count,
+  /** Bytes per PATCH. */
+  chunkBytes: z.number().int().min(1).max(1024 * 1024 * 1024),
+});
+export type PushSettings = z.infer<typeof pushSettingsSchema>;
+
+const pushResult = z.strictObject({
+  action: z.enum(['present', 'mounted', 'uploaded']),
+  bytesSent: count,
+  resumedFrom: count,
+  restarts: count,
+  retries: count,
+});
+
 const pieceHolding = z.strictObject({ offset: count, length: count, committed: count, sha256: digest.optional() });
 const blobHolding = z.strictObject({ digest, held: z.boolean(), pieces: z.array(pieceHolding) });
 
@@ -61,6 +82,14 @@ export const controlRequestSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('holdings'), blobs: z.array(z.strictObject({ digest, size: count })).max(HOLDINGS_BATCH) }),
   z.strictObject({ type: z.literal('assign'), settings: fetchSettingsSchema, tasks: z.array(pieceTask).min(1).max(1_000) }),
   z.strictObject({ type: z.literal('evict'), digests: z.array(digest).max(HOLDINGS_BATCH) }),
+  z.strictObject({
+    type: z.literal('push'),
+    settings: pushSettingsSchema,
+    digest,
+    size: count,
+    target: location,
+    mountFrom: z.array(z.string().min(1).max(255)).max(16),
+  }),
 ]);
 export type ControlRequest = z.infer<typeof controlRequestSchema>;
 
@@ -75,6 +104,9 @@ export const controlReplySchema = z.discriminatedUnion('type', [
   /** Sent every second while an assignment runs, so a silent agent is noticed within seconds. */
   z.strictObject({ type: z.literal('heartbeat') }),
   z.strictObject({ type: z.literal('done') }),
+  /** While a push runs: body bytes sent since the last such message. */
+  z.strictObject({ type: z.literal('sent'), bytes: count }),
+  z.strictObject({ type: z.literal('pushed'), result: pushResult }),
   z.strictObject({ type: z.literal('error'), code, message: text }),
 ]);
 export type ControlReply = z.infer<typeof controlReplySchema>;

@@ -1,0 +1,232 @@
+/**
+ * Pushing images into a target registry once their blobs can be placed there, whatever holds the
+ * bytes (an archive's chunks in disk to mirror, an agent's store in mirror to mirror). Blobs go
+ * before the manifests that use them, child manifests before their index, the tag last. A blob
+ * shared by several repositories is placed first in one of them (its primary: the first image's
+ * repository that needs it) and mounted into the others. An image that fails never costs another
+ * image its push.
+ */
+import pLimit from 'p-limit';
+import {
+  describeError,
+  errorCode,
+  throwIfAborted,
+  type Digest,
+  type PushBlobResult,
+  type RegistryPushClient,
+} from '@meshmirror/shared';
+import type { ImageKind } from '../resolve/image-set.ts';
+import type { RunJournal } from '../run/run-journal.ts';
+import type { ProgressReporter } from '../report/progress.ts';
+import type { PushTarget } from './push-targets.ts';
+
+export interface ImagePush {
+  source: string;
+  kind: ImageKind;
+  origin: string;
+  digest: Digest;
+  target: PushTarget;
+  /** Children first, the top manifest last. */
+  manifests: Array<{ digest: Digest; mediaType: string; bytes: Uint8Array }>;
+  /** Layers and configs, each once. */
+  blobs: Array<{ digest: Digest; size: number }>;
+}
+
+export interface PushOutcome {
+  source: string;
+  kind: ImageKind;
+  origin: string;
+  state: 'pushed' | 'failed';
+  digest?: Digest;
+  /** `registry/repository:tag` in the target. */
+  target?: string;
+  code?: string;
+  reason?: string;
+}
+
+export interface PushStats {
+  /** Placements of a blob the target already had in that repository. */
+  present: number;
+  /** Placements by cross-repository mount. */
+  mounted: number;
+  /** Unique blobs whose bytes were sent. */
+  uploaded: number;
+  /** Bytes of unique blobs that needed no upload. */
+  skippedBytes: number;
+  /** Bytes of unique blobs that were uploaded. */
+  uploadedBytes: number;
+  /** Body bytes put on the wire, failed attempts included. */
+  sent: number;
+  /** Bytes interrupted earlier uploads had left in the registry. */
+  resumed: number;
+  retries: number;
+  restarts: number;
+}
+
+/**
+ * Places one blob in one repository of the target (HEAD, mount from `mountFrom`, upload), reporting
+ * body bytes as they go out through `onBytesSent`.
+ */
+export type PlaceBlob = (
+  blob: { digest: Digest; size: number },
+  repository: string,
+  mountFrom: string[],
+  onBytesSent: (bytes: number) => void,
+) => Promise<PushBlobResult>;
+
+export interface ImagePusherOptions {
+  /** Every image this run may push (for mount candidates and primaries). */
+  images: ImagePush[];
+  /** Puts the manifests and checks tags. */
+  client: RegistryPushClient;
+  journal: RunJournal;
+  place: PlaceBlob;
+  /**
+   * Resolves when the blob's bytes can be had (mirror to mirror: once an agent holds it); rejects
+   * with why they cannot. Awaited before a placement takes one of the `transfers` slots.
+   */
+  whenReady?: (blob: { digest: Digest; size: number }) => Promise<void>;
+  /** Blob placements at once. */
+  transfers: number;
+  progress?: ProgressReporter;
+  signal?: AbortSignal;
+}
+
+/** Mount attempts per blob and repository before uploading it. */
+const MAX_MOUNT_CANDIDATES = 3;
+
+export class ImagePusher {
+  readonly stats: PushStats = { present: 0, mounted: 0, uploaded: 0, skippedBytes: 0, uploadedBytes: 0, sent: 0, resumed: 0, retries: 0, restarts: 0 };
+  readonly #o: ImagePusherOptions;
+  readonly #limit: ReturnType<typeof pLimit>;
+  /** Per blob: every target repository whose image needs it, in image order; the first is its primary. */
+  readonly #reposOf = new Map<Digest, string[]>();
+  /** Per repository and blob: one placement, however many images of the repository need it. */
+  readonly #placements = new Map<string, Promise<void>>();
+  readonly #counted = new Set<Digest>();
+
+  constructor(options: ImagePusherOptions) {
+    this.#o = options;
+    this.#limit = pLimit(Math.max(1, options.transfers));
+    for (const image of options.images) {
+      for (const b of image.blobs) {
+        const repos = this.#reposOf.get(b.digest) ?? [];
+        if (!repos.includes(image.target.repository)) repos.push(image.target.repository);
+        this.#reposOf.set(b.digest, repos);
+      }
+    }
+  }
+
+  /** The repository a blob is placed in first; the others mount it from there. */
+  primaryOf(digest: Digest): string | undefined {
+    return this.#reposOf.get(digest)?.[0];
+  }
+
+  /** Target repositories that need the blob. */
+  repositoriesOf(digest: Digest): readonly string[] {
+    return this.#reposOf.get(digest) ?? [];
+  }
+
+  /**
+   * True when an earlier run pushed this image and the target still has its tag on the same
+   * digest; its blobs are then counted as present.
+   */
+  async alreadyPushed(image: ImagePush): Promise<boolean> {
+    const { journal, client, signal } = this.#o;
+    if ((await journal.pushedImage(image.target.reference)) !== image.digest) return false;
+    const location = { registry: image.target.registry, repository: image.target.repository };
+    const current = await client.manifestDigest(location, image.target.tag, signal === undefined ? {} : { signal });
+    if (current !== image.digest) return false;
+    for (const b of image.blobs) {
+      if (this.#counted.has(b.digest)) continue;
+      this.#counted.add(b.digest);
+      this.stats.present += 1;
+      this.#countSkipped(b.size);
+    }
+    return true;
+  }
+
+  /** Places every blob of the image, then its manifests and tag. Never rejects unless aborted. */
+  async push(image: ImagePush): Promise<PushOutcome> {
+    const { client, journal, signal } = this.#o;
+    const base = { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference };
+    const location = { registry: image.target.registry, repository: image.target.repository };
+    try {
+      const results = await Promise.allSettled(image.blobs.map((b) => this.#ensure(b, image.target.repository)));
+      const failed = results.findIndex((r) => r.status === 'rejected');
+      if (failed !== -1) {
+        const blob = image.blobs[failed];
+        const reason = (results[failed] as PromiseRejectedResult).reason as unknown;
+        return { ...base, state: 'failed', code: errorCode(reason), reason: `blob ${blob?.digest ?? ''} (${blob?.size ?? 0} bytes): ${describeError(reason)}` };
+      }
+      throwIfAborted(signal);
+      for (const manifest of image.manifests) {
+        await client.putManifest(location, manifest.digest, manifest, signal === undefined ? {} : { signal });
+      }
+      const top = image.manifests[image.manifests.length - 1];
+      if (top !== undefined) await client.putManifest(location, image.target.tag, top, signal === undefined ? {} : { signal });
+      await journal.recordPushedImage(image.target.reference, image.digest);
+      return { ...base, state: 'pushed' };
+    } catch (err) {
+      if (signal?.aborted === true) throw err;
+      return { ...base, state: 'failed', code: errorCode(err), reason: describeError(err) };
+    }
+  }
+
+  #ensure(blob: { digest: Digest; size: number }, repository: string): Promise<void> {
+    const key = `${repository} ${blob.digest}`;
+    const known = this.#placements.get(key);
+    if (known !== undefined) return known;
+    const primary = this.primaryOf(blob.digest) ?? repository;
+    let placement: Promise<void>;
+    if (primary === repository) {
+      const ready = this.#o.whenReady?.(blob) ?? Promise.resolve();
+      placement = ready.then(() => this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, undefined))));
+    } else {
+      // After the primary placement: mounted from there, or (when it failed) uploaded here.
+      placement = this.#ensure(blob, primary).then(
+        () => this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, primary))),
+        () => this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, undefined))),
+      );
+    }
+    this.#placements.set(key, placement);
+    return placement;
+  }
+
+  /**
+   * Where to try mounting from: the repository that got the blob this run, else others of this
+   * push that need it (an earlier push may have put it there); a refused mount opens the upload.
+   */
+  #mountCandidates(digest: Digest, repository: string, holder: string | undefined): string[] {
+    const others = this.repositoriesOf(digest).filter((r) => r !== repository && r !== holder).slice(0, MAX_MOUNT_CANDIDATES);
+    return holder === undefined ? others : [holder, ...others.slice(0, MAX_MOUNT_CANDIDATES - 1)];
+  }
+
+  async #place(blob: { digest: Digest; size: number }, repository: string, mountFrom: string[]): Promise<void> {
+    const { stats } = this;
+    const outcome = await this.#o.place(blob, repository, mountFrom, (bytes) => {
+      stats.sent += bytes;
+      this.#o.progress?.addBytes(bytes);
+    });
+    stats.retries += outcome.retries;
+    stats.restarts += outcome.restarts;
+    stats.resumed += outcome.resumedFrom;
+    if (outcome.action === 'present') stats.present += 1;
+    if (outcome.action === 'mounted') stats.mounted += 1;
+    // Bytes count each unique blob once, by what its first placement took.
+    if (this.#counted.has(blob.digest)) return;
+    this.#counted.add(blob.digest);
+    if (outcome.action === 'uploaded') {
+      stats.uploaded += 1;
+      stats.uploadedBytes += blob.size;
+    } else {
+      this.#countSkipped(blob.size);
+    }
+  }
+
+  /** A unique blob that needed no upload: its bytes count as done. */
+  #countSkipped(size: number): void {
+    this.stats.skippedBytes += size;
+    this.#o.progress?.addBytes(size);
+  }
+}
