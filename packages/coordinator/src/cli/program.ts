@@ -51,7 +51,7 @@ program
   .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
   .option('--piece-size <bytes>', 'blobs above this size are fetched as parallel pieces (default 64 MiB; 16 MiB with --agents)', parseCount)
   .option('--from <file://DIR>', 'disk to mirror: the archive folder (mirror_*.tar) to push into the docker:// destination')
-  .option('--workspace <file://DIR>', 'mirror to mirror (not available yet)')
+  .option('--workspace <file://DIR>', 'mirror to mirror: from the source registries straight to docker://HOST[/PREFIX]; reports and cluster resources go to DIR/working-dir')
   .option('--upload-chunk-size <bytes>', 'bytes per upload request when pushing (default 16 MiB; raised to the registry\'s OCI-Chunk-Min-Length)', parseCount)
   .option('--agents <multiaddr...>', 'a farm run: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it); this host writes the archive')
   .option('--swarm-key <file>', 'the farm\'s swarm key, for --agents')

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import { formatBytes, formatDuration } from '@meshmirror/shared';
 
-export type RunPhase = 'resolving' | 'fetching' | 'archiving' | 'pushing' | 'done';
+export type RunPhase = 'resolving' | 'fetching' | 'archiving' | 'pushing' | 'mirroring' | 'done';
 
 /** What the run reports as it goes; the reporter derives rate and ETA itself. */
 export interface ProgressState {

@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatBytes, formatDuration } from '@meshmirror/shared';
 import type { PushSummary } from '../push/disk-to-mirror.ts';
+import type { MirrorToMirrorSummary } from '../run/mirror-to-mirror.ts';
 
 /**
  * Writes a push's files into `working-dir` beside the archive, where oc-mirror users look:
@@ -22,16 +23,30 @@ export async function writePushReports(workingDir: string, summary: PushSummary)
   return files;
 }
 
-/** The end-of-push summary a person reads. */
-export function pushSummaryText(summary: PushSummary): string {
+/** The end-of-push summary a person reads (disk to mirror, or mirror to mirror with its fetch). */
+export function pushSummaryText(summary: PushSummary | MirrorToMirrorSummary): string {
   const { images, blobs, bytes } = summary;
+  const m2m = 'mode' in summary ? summary : undefined;
   const lines = [
-    `disk to mirror ${summary.resumed ? '(resumed run) ' : ''}finished in ${formatDuration(summary.durationMs)}: run ${summary.runId}`,
+    `${m2m === undefined ? 'disk to mirror' : 'mirror to mirror'} ${summary.resumed ? '(resumed run) ' : ''}finished in ${formatDuration(summary.durationMs)}: run ${summary.runId}`,
     `  images: ${images.pushed} pushed to ${summary.destination} (${images.alreadyPushed} were already there), ${images.failed} failed, ${images.blocked} blocked (of ${images.requested} requested)`,
     `  blobs: ${blobs.unique} unique (${formatBytes(bytes.unique)}): ${blobs.uploaded} uploaded (${formatBytes(bytes.uploaded)}), ` +
       `${blobs.present} already in the target, ${blobs.mounted} mounted`,
     `  bytes sent: ${formatBytes(bytes.sent)}${bytes.resumed > 0 ? `; ${formatBytes(bytes.resumed)} resumed from interrupted uploads` : ''}`,
   ];
+  if (m2m !== undefined) {
+    const { fetch } = m2m;
+    lines.push(
+      `  fetched: ${formatBytes(fetch.fetched)} from the source registries (${formatBytes(fetch.inTarget)} was already in the target, ` +
+        `${formatBytes(fetch.held)} in the agents' stores${fetch.resumed > 0 ? `, ${formatBytes(fetch.resumed)} resumed` : ''})`,
+    );
+    for (const a of m2m.agents ?? []) {
+      lines.push(
+        `  agent ${a.address}: fetched ${formatBytes(a.upstreamBytes)}, pushed ${formatBytes(a.pushedBytes)} (${a.blobsPushed} blobs)` +
+          `${a.lost === undefined ? '' : `; lost: ${a.lost}`}${a.distrusted === undefined ? '' : `; distrusted: ${a.distrusted}`}`,
+      );
+    }
+  }
   if (summary.retries > 0 || summary.restarts > 0) lines.push(`  retries: ${summary.retries}; upload sessions started over: ${summary.restarts}`);
   for (const w of summary.warnings) lines.push(`  warning: ${w}`);
   const failures = summary.outcomes.filter((o) => o.state === 'failed');

@@ -341,11 +341,11 @@ function runKey(options: MirrorToDiskOptions): string {
     .slice(0, 32);
 }
 
-async function resolveAll(
+export async function resolveAll(
   requested: RequestedImage[],
   run: RunRecord,
   journal: RunJournal,
-  options: MirrorToDiskOptions,
+  options: Pick<MirrorToDiskOptions, 'config' | 'client' | 'parallelImages' | 'logger' | 'progress' | 'signal'>,
 ): Promise<{ resolved: ResolvedImage[]; failed: FailedImage[] }> {
   const limit = pLimit(options.parallelImages);
   const architectures = options.config.mirror.platform?.architectures;
@@ -385,7 +385,7 @@ async function resolveAll(
  * What every agent of the farm holds of the planned blobs. An agent that cannot answer is left out
  * of this run (it is reported lost when it is given work, or simply not asked).
  */
-async function farmHoldings(
+export async function farmHoldings(
   fetchers: MeshFetcher[],
   wanted: Array<{ digest: Digest; size: number }>,
   log: Logger,
@@ -405,19 +405,19 @@ async function farmHoldings(
   return new Map(answers.filter((a) => a !== undefined));
 }
 
-interface FetchOutcome {
+export interface FetchOutcome {
   failedBlobs: Map<Digest, { code: string; message: string }>;
   upstreamBytes: number;
   retries: number;
   rangesIgnored: number;
 }
 
-async function fetchMissing(
+export async function fetchMissing(
   plan: MirrorPlan,
   tasks: ReturnType<typeof splitIntoPieces>['tasks'],
   missingBytes: number,
   alreadyFailed: number,
-  options: MirrorToDiskOptions,
+  options: Pick<MirrorToDiskOptions, 'agent' | 'logger' | 'progress' | 'signal'>,
   onBlobHeld: (digest: Digest, size: number, verified: boolean) => void,
 ): Promise<FetchOutcome> {
   const { agent, progress, signal } = options;

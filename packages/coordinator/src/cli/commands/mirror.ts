@@ -15,6 +15,7 @@ import {
   retryPolicyFromSettings,
   type FetchSettings,
   type Logger,
+  type PushSettings,
   type LogLevel,
   type TransferSettings,
 } from '@meshmirror/shared';
@@ -25,6 +26,7 @@ import { summaryText } from '../../report/summary-text.ts';
 import { pushSummaryText } from '../../report/push-reports.ts';
 import { diskToMirror } from '../../push/disk-to-mirror.ts';
 import { parseDockerDestination } from '../../push/push-targets.ts';
+import { mirrorToMirror } from '../../run/mirror-to-mirror.ts';
 import { exitCodeForSummary } from '../exit-codes.ts';
 import { withInterruptSignal } from '../interrupt.ts';
 
@@ -65,6 +67,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   }
   if (destinationArg.startsWith('docker://')) return await runPushCommand(destinationArg, flags);
+  if (flags.workspace !== undefined) throw new MeshmirrorError('MM_USAGE', `--workspace is for mirror to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   if (flags.from !== undefined) throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   const destination = parseDiskDestination(destinationArg);
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
@@ -124,6 +127,7 @@ async function joinFarm(
   settings: TransferSettings,
   store: BlobStore,
   logger: Logger,
+  pushSettings?: PushSettings,
 ): Promise<{ mesh: NonNullable<MirrorToDiskOptions['mesh']>; stop(): Promise<void> }> {
   if (flags.swarmKey === undefined) throw new MeshmirrorError('MM_USAGE', '--agents needs --swarm-key FILE (the key the agents were started with)');
   const mesh = await import('@meshmirror/agent/mesh');
@@ -145,7 +149,7 @@ async function joinFarm(
     parallel: settings.parallelImages * settings.parallelLayers,
     noProgressTimeoutMs: settings.imageTimeoutMs,
   };
-  const remotes = listed.map(({ address, peerId }) => new mesh.RemoteAgent({ node, address, peerId, settings: fetchSettings, logger: meshLogger }));
+  const remotes = listed.map(({ address, peerId }) => new mesh.RemoteAgent({ node, address, peerId, settings: fetchSettings, ...(pushSettings === undefined ? {} : { pushSettings }), logger: meshLogger }));
   const answered = await Promise.all(
     remotes.map(async (remote) => {
       try {
@@ -194,17 +198,19 @@ async function commandContext(flags: MirrorFlags, registries: 'source' | 'destin
   const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
   const retry = retryPolicyFromSettings(settings);
   const backoff = new HostBackoff(retry);
-  const client = createRegistryClient({
-    credentials,
-    tlsVerify: registries === 'source' ? settings.srcTlsVerify : settings.destTlsVerify,
-    connectTimeoutMs: settings.connectTimeoutMs,
-    headersTimeoutMs: settings.headersTimeoutMs,
-    stallTimeoutMs: settings.stallTimeoutMs,
-    retry,
-    backoff,
-    logger: logger.child({ component: 'registry' }),
-  });
-  return { config, settings, cacheDir, logger, retry, backoff, client };
+  const clientFor = (side: 'source' | 'destination') =>
+    createRegistryClient({
+      credentials,
+      tlsVerify: side === 'source' ? settings.srcTlsVerify : settings.destTlsVerify,
+      connectTimeoutMs: settings.connectTimeoutMs,
+      headersTimeoutMs: settings.headersTimeoutMs,
+      stallTimeoutMs: settings.stallTimeoutMs,
+      retry,
+      backoff,
+      logger: logger.child({ component: 'registry' }),
+    });
+  const client = clientFor(registries);
+  return { config, settings, cacheDir, logger, retry, backoff, client, clientFor };
 }
 
 /** Bytes per PATCH: small enough that a cut-off request costs little, large enough for few round trips. */
@@ -212,11 +218,12 @@ const DEFAULT_UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024;
 
 /** `mirror --from file://DIR docker://HOST[/PREFIX]`: push an archive into a registry. */
 async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promise<number> {
-  if (flags.workspace !== undefined) {
-    throw new MeshmirrorError('MM_USAGE', 'mirror to mirror (--workspace) is not available yet; mirror to disk, then push with --from file://DIR');
-  }
+  if (flags.workspace !== undefined) return await runMirrorToMirrorCommand(destinationArg, flags);
   if (flags.from === undefined) {
-    throw new MeshmirrorError('MM_USAGE', `destination "${destinationArg}": pushing to a registry needs --from file://DIR (the archive to push)`);
+    throw new MeshmirrorError(
+      'MM_USAGE',
+      `destination "${destinationArg}": pushing to a registry needs --from file://DIR (the archive to push) or --workspace file://DIR (mirror to mirror)`,
+    );
   }
   if (!flags.from.startsWith('file://') || flags.from.length === 'file://'.length) {
     throw new MeshmirrorError('MM_USAGE', `--from "${flags.from}": expected file://DIR (a folder of mirror_*.tar chunks)`);
@@ -254,6 +261,81 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
   } finally {
     progress.stop();
     await client.close();
+  }
+}
+
+/**
+ * `mirror --workspace file://DIR docker://HOST[/PREFIX]`: from the source registries straight into
+ * the target. The coordinator's agent fetches and pushes, or with `--agents` the farm's agents do,
+ * each pushing the blobs it fetched with its own credentials for the target.
+ */
+async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFlags): Promise<number> {
+  const workspaceArg = flags.workspace ?? '';
+  if (!workspaceArg.startsWith('file://') || workspaceArg.length === 'file://'.length) {
+    throw new MeshmirrorError('MM_USAGE', `--workspace "${workspaceArg}": expected file://DIR (where reports and cluster resources go)`);
+  }
+  if (flags.from !== undefined) throw new MeshmirrorError('MM_USAGE', '--from and --workspace exclude each other: --from pushes an archive, --workspace mirrors from the source registries');
+  if (flags.dryRun === true) throw new MeshmirrorError('MM_USAGE', '--dry-run is not supported for mirror to mirror yet');
+  const destination = parseDockerDestination(destinationArg);
+  const workspace = resolve(workspaceArg.slice('file://'.length));
+  const { config, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
+  const targetClient = clientFor('destination');
+  const chunkBytes = flags.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK_BYTES;
+  const store = createBlobStore({ dir: join(cacheDir, 'store'), logger: logger.child({ component: 'agent:store' }) });
+  await store.open();
+  const agent = createInProcessAgent({
+    name: 'local',
+    store,
+    client,
+    retry,
+    backoff,
+    parallelLayers: settings.parallelImages * settings.parallelLayers,
+    noProgressTimeoutMs: settings.imageTimeoutMs,
+    push: { client: targetClient, chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff },
+    logger,
+  });
+  const pushSettings: PushSettings = {
+    tlsVerify: settings.destTlsVerify,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    headersTimeoutMs: settings.headersTimeoutMs,
+    stallTimeoutMs: settings.stallTimeoutMs,
+    retryTimes: settings.retryTimes,
+    retryDelayMs: settings.retryDelayMs,
+    chunkBytes,
+  };
+  let farm: Awaited<ReturnType<typeof joinFarm>> | undefined;
+  const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
+  try {
+    farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger, pushSettings);
+    const mesh = farm?.mesh;
+    const summary = await withInterruptSignal((signal) =>
+      mirrorToMirror({
+        config,
+        workspace,
+        destination,
+        cacheDir,
+        client,
+        targetClient,
+        agent,
+        parallelImages: settings.parallelImages,
+        transfers: settings.parallelImages * settings.parallelLayers,
+        pieceSize: flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? DEFAULT_PIECE_SIZE,
+        ...(mesh === undefined ? {} : { mesh: { fetchers: mesh.fetchers } }),
+        logger,
+        progress,
+        signal,
+      }),
+    );
+    progress.stop();
+    if (flags.output === 'json') process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    else process.stdout.write(`${pushSummaryText(summary)}\n`);
+    return exitCodeForSummary(summary);
+  } finally {
+    progress.stop();
+    await farm?.stop();
+    await agent.close();
+    await client.close();
+    await targetClient.close();
   }
 }
 

@@ -1,0 +1,391 @@
+/**
+ * Mirror to mirror: from the source registries straight into a target registry, no archive. The
+ * image set is resolved and planned as for mirror to disk; blobs the target already has (in any
+ * repository this run pushes to) are not fetched at all; every other blob is fetched once into an
+ * agent's store (the coordinator's own, or across the farm's agents) and that agent pushes it to
+ * the target itself, with resumable chunked uploads, as soon as it holds it. The coordinator puts
+ * each image's manifests and tag once all of its blobs are in the target.
+ *
+ * Across a farm every blob is fetched whole by one agent (not split into pieces over several), so
+ * the agent that holds it can upload it: blob bytes never pass through the coordinator.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import {
+  describeError,
+  errorCode,
+  MeshmirrorError,
+  throwIfAborted,
+  unsupportedImageSetContent,
+  type Agent,
+  type BlobHolding,
+  type Digest,
+  type ImageSetConfig,
+  type Logger,
+  type RegistryClient,
+  type RegistryPushClient,
+} from '@meshmirror/shared';
+import { requestedImages } from '../resolve/requested-images.ts';
+import { buildPlan, splitIntoPieces } from '../plan/plan.ts';
+import { planMesh } from '../plan/mesh-plan.ts';
+import { meshFetch, type AgentReport, type MeshFetcher } from './mesh-fetch.ts';
+import { farmHoldings, fetchMissing, resolveAll, type FetchOutcome } from './mirror-to-disk.ts';
+import { RunJournal } from './run-journal.ts';
+import type { ProgressReporter } from '../report/progress.ts';
+import { ImagePusher, type ImagePush, type PushOutcome } from '../push/image-pusher.ts';
+import { pushTarget, type PushDestination } from '../push/push-targets.ts';
+import type { PushSummary } from '../push/disk-to-mirror.ts';
+import { clusterResources, writeClusterResources, type MirroredImage } from '../cluster/cluster-resources.ts';
+import { writePushReports } from '../report/push-reports.ts';
+
+export interface MirrorToMirrorOptions {
+  config: ImageSetConfig;
+  /** `--workspace file://DIR`: reports and cluster resources go to `DIR/working-dir`. */
+  workspace: string;
+  destination: PushDestination;
+  /** Holds the run journal. */
+  cacheDir: string;
+  /** Reads the source registries (manifests; the agents fetch the blobs). */
+  client: RegistryClient;
+  /** Talks to the target: presence checks, manifests, tags. */
+  targetClient: RegistryPushClient;
+  /** The coordinator's own agent, set up to push: it fetches and pushes everything in a single-host run. */
+  agent: Agent;
+  parallelImages: number;
+  /** Blob placements in the target at once, across the farm. */
+  transfers: number;
+  /** Single-host runs: blobs larger than this are fetched as several pieces in parallel. */
+  pieceSize: number;
+  /** A farm run: these agents fetch blobs and push them; the coordinator's agent pushes only what it already holds. */
+  mesh?: { fetchers: MeshFetcher[] };
+  logger: Logger;
+  progress?: ProgressReporter;
+  signal?: AbortSignal;
+}
+
+export interface MirrorToMirrorSummary extends PushSummary {
+  mode: 'mirror-to-mirror';
+  fetch: {
+    /** Unique blob bytes the target already held in some repository this run pushes to: not fetched. */
+    inTarget: number;
+    /** Bytes already in an agent's store from earlier runs. */
+    held: number;
+    /** Bytes an interrupted earlier fetch had committed. */
+    resumed: number;
+    /** Bytes that had to come from the source registries. */
+    toFetch: number;
+    /** Body bytes received from the source registries, retries included. */
+    fetched: number;
+    retries: number;
+  };
+  /** Per agent of a farm run: what it fetched and what it pushed. */
+  agents?: Array<AgentReport & { pushedBytes: number; blobsPushed: number }>;
+}
+
+/** Presence checks at the target at once. */
+const PRESENCE_CHECKS = 16;
+/** A whole blob as one piece: the agent that fetches it holds all of it and can upload it. */
+const WHOLE_BLOB = Number.MAX_SAFE_INTEGER;
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(reason: unknown): void;
+  settled: boolean;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (reason: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Rejections are read by whoever awaits; an unawaited one must not crash the process.
+  promise.catch(() => undefined);
+  const d: Deferred<T> = {
+    promise,
+    settled: false,
+    resolve: (value) => {
+      if (d.settled) return;
+      d.settled = true;
+      resolve(value);
+    },
+    reject: (reason) => {
+      if (d.settled) return;
+      d.settled = true;
+      reject(reason);
+    },
+  };
+  return d;
+}
+
+export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<MirrorToMirrorSummary> {
+  const started = Date.now();
+  const { agent, logger, progress, signal, destination } = options;
+  const log = logger.child({ component: 'coordinator:mirror-to-mirror' });
+  const warnings: string[] = [];
+  for (const notice of unsupportedImageSetContent(options.config)) warnings.push(`${notice.path}: ${notice.message}`);
+  for (const w of warnings) log.warn(w);
+  const abortable = signal === undefined ? {} : { signal };
+
+  const { images: requested, blocked } = requestedImages(options.config);
+  const journal = await RunJournal.open(join(options.cacheDir, 'journal'));
+  try {
+    const { run, resumed } = await journal.beginRun(runKey(options));
+    if (resumed) log.info({ runId: run.runId }, 'resuming unfinished run');
+    progress?.update({ phase: 'resolving', imagesTotal: requested.length });
+
+    const { resolved, failed } = await resolveAll(requested, run, journal, options);
+    const outcomes: PushOutcome[] = failed.map((f) => ({ source: f.source, kind: f.kind, origin: f.origin, state: 'failed', code: f.code, reason: f.reason }));
+    const pushes = resolved.map((image): ImagePush => ({
+      source: image.source,
+      kind: image.kind,
+      origin: image.origin,
+      digest: image.descriptor.digest,
+      target: pushTarget(destination, image, image.descriptor.digest),
+      // Children before the index that names them.
+      manifests: [...image.manifests.slice(1), ...image.manifests.slice(0, 1)],
+      blobs: image.blobs,
+    }));
+
+    // Which agent holds each blob's bytes, once one does; rejected when the blob cannot be had.
+    const holders = new Map<Digest, Deferred<Agent>>();
+    const holderOf = (digest: Digest): Deferred<Agent> => {
+      let d = holders.get(digest);
+      if (d === undefined) {
+        d = deferred<Agent>();
+        holders.set(digest, d);
+      }
+      return d;
+    };
+    const pushedBy = new Map<string, { bytes: number; blobs: number }>();
+    const pusher = new ImagePusher({
+      images: pushes,
+      client: options.targetClient,
+      journal,
+      transfers: options.transfers,
+      ...(progress === undefined ? {} : { progress }),
+      ...abortable,
+      whenReady: async (blob) => {
+        await holderOf(blob.digest).promise;
+      },
+      place: async (blob, repository, mountFrom, onBytesSent) => {
+        const holder = await holderOf(blob.digest).promise;
+        const result = await holder.pushBlob({ digest: blob.digest, size: blob.size, target: { registry: destination.registry, repository }, mountFrom }, { ...abortable, onBytesSent });
+        const tally = pushedBy.get(holder.name) ?? { bytes: 0, blobs: 0 };
+        tally.bytes += result.bytesSent;
+        if (result.action === 'uploaded') tally.blobs += 1;
+        pushedBy.set(holder.name, tally);
+        return result;
+      },
+    });
+
+    // Images an earlier run pushed and the target still has under the same digest: nothing to do.
+    const toPush: ImagePush[] = [];
+    let alreadyPushed = 0;
+    await Promise.all(
+      pushes.map(async (image) => {
+        try {
+          if (await pusher.alreadyPushed(image)) {
+            alreadyPushed += 1;
+            outcomes.push({ source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference, state: 'pushed' });
+          } else {
+            toPush.push(image);
+          }
+        } catch (err) {
+          if (signal?.aborted === true) throw err;
+          outcomes.push({ source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference, state: 'failed', code: errorCode(err), reason: describeError(err) });
+        }
+      }),
+    );
+
+    // Blobs the target already has in a repository this run pushes to need no fetch: they are
+    // found there (HEAD) or mounted from there.
+    const needed = new Map<Digest, number>();
+    for (const image of toPush) for (const b of image.blobs) needed.set(b.digest, b.size);
+    const inTarget = new Set<Digest>();
+    const check = pLimit(PRESENCE_CHECKS);
+    await Promise.all(
+      [...needed.keys()].map((digest) =>
+        check(async () => {
+          for (const repository of pusher.repositoriesOf(digest)) {
+            try {
+              if (await options.targetClient.blobExists({ registry: destination.registry, repository }, digest, abortable)) {
+                inTarget.add(digest);
+                return;
+              }
+            } catch (err) {
+              if (signal?.aborted === true) throw err;
+              // Not known to be there: fetched, and the push's own HEAD decides.
+              log.debug({ digest, repository, err: describeError(err) }, 'presence check failed');
+              return;
+            }
+          }
+        }),
+      ),
+    );
+    let inTargetBytes = 0;
+    for (const digest of inTarget) {
+      inTargetBytes += needed.get(digest) ?? 0;
+      holderOf(digest).resolve(agent);
+    }
+    // An empty blob needs no fetch: the coordinator's agent stores it and pushes it.
+    for (const [digest, size] of needed) {
+      if (size !== 0 || inTarget.has(digest)) continue;
+      await agent.putBlob(digest, new Uint8Array(0), abortable);
+      holderOf(digest).resolve(agent);
+    }
+
+    const plan = buildPlan(resolved.filter((image) => toPush.some((p) => p.source === image.source)));
+    for (const digest of [...plan.blobs.keys()]) if (holderOf(digest).settled) plan.blobs.delete(digest);
+    let toFetchBytes = 0;
+    for (const b of plan.blobs.values()) toFetchBytes += b.size;
+    const wanted = [...plan.blobs.values()].map(({ digest, size }) => ({ digest, size }));
+
+    // Progress: fetched bytes and sent bytes on one bar; what the target had counts as done.
+    const barTotal = (heldBytes: number): number => pusher.stats.skippedBytes + inTargetBytes + 2 * toFetchBytes - heldBytes;
+    progress?.update({ phase: 'mirroring', imagesTotal: requested.length, imagesDone: alreadyPushed, imagesFailed: outcomes.length - alreadyPushed, bytesTotal: barTotal(0) });
+    const fetchProgress: ProgressReporter | undefined =
+      progress === undefined ? undefined : { update: () => undefined, addBytes: (delta) => progress.addBytes(delta), stop: () => undefined };
+
+    // Images push as their blobs become held: pushing overlaps fetching.
+    let imagesDone = alreadyPushed;
+    let imagesFailed = outcomes.length - alreadyPushed;
+    const pushing = Promise.all(
+      toPush.map(async (image) => {
+        const outcome = await pusher.push(image);
+        if (outcome.state === 'pushed') {
+          imagesDone += 1;
+        } else {
+          imagesFailed += 1;
+          log.warn({ image: outcome.source, code: outcome.code, err: outcome.reason }, 'image not pushed');
+        }
+        progress?.update({ imagesDone, imagesFailed });
+        return outcome;
+      }),
+    );
+
+    const fetchStats = { held: 0, resumed: 0, fetched: 0, retries: 0 };
+    let agentReports: AgentReport[] | undefined;
+    const failBlobs = (failedBlobs: FetchOutcome['failedBlobs']): void => {
+      for (const [digest, why] of failedBlobs) holderOf(digest).reject(new MeshmirrorError(asCode(why.code), why.message));
+    };
+    try {
+      if (options.mesh === undefined) {
+        const holdings = await agent.holdings(wanted, abortable);
+        for (const h of holdings) if (h.held) holderOf(h.digest).resolve(agent);
+        const split = splitIntoPieces(plan, holdings, options.pieceSize);
+        Object.assign(fetchStats, { held: split.heldBytes, resumed: split.resumedBytes });
+        progress?.update({ bytesTotal: barTotal(split.heldBytes + split.resumedBytes) });
+        const outcome = await fetchMissing(plan, split.tasks, split.missingBytes, 0, { agent, logger, ...(fetchProgress === undefined ? {} : { progress: fetchProgress }), ...abortable }, (digest) =>
+          holderOf(digest).resolve(agent),
+        );
+        failBlobs(outcome.failedBlobs);
+        Object.assign(fetchStats, { fetched: outcome.upstreamBytes, retries: outcome.retries });
+      } else {
+        const fetchers = options.mesh.fetchers;
+        const byName = new Map(fetchers.map((f) => [f.agent.name, f.agent]));
+        const mine = await agent.holdings(wanted, abortable);
+        for (const h of mine) if (h.held) holderOf(h.digest).resolve(agent);
+        const farm = await farmHoldings(fetchers, wanted, log, signal);
+        // Only whole copies can be pushed: partial pieces of another split are not resumed here.
+        const whole = (h: BlobHolding, size: number): BlobHolding => ({ ...h, pieces: h.pieces.filter((p) => p.offset === 0 && p.length === size) });
+        const sizeOf = new Map(wanted.map((w) => [w.digest, w.size]));
+        const split = planMesh(
+          plan,
+          mine.map((h) => ({ ...h, pieces: [] })),
+          new Map([...farm].map(([name, holdings]) => [name, holdings.map((h) => whole(h, sizeOf.get(h.digest) ?? 0))])),
+          WHOLE_BLOB,
+        );
+        Object.assign(fetchStats, { held: split.heldBytes, resumed: split.resumedBytes });
+        progress?.update({ bytesTotal: barTotal(split.heldBytes + split.resumedBytes) });
+        const outcome = await meshFetch({
+          split,
+          fetchers,
+          writer: {
+            // The holder pushes the blob itself: nothing comes to the coordinator.
+            pull: (holder, task) => {
+              const holding = byName.get(holder);
+              if (holding === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no agent named ${holder}`));
+              holderOf(task.digest).resolve(holding);
+              return Promise.resolve(0);
+            },
+            completeBlob: () => Promise.resolve(),
+          },
+          logger,
+          ...(fetchProgress === undefined ? {} : { progress: fetchProgress }),
+          ...abortable,
+          onBlobHeld: () => undefined,
+        });
+        failBlobs(outcome.failedBlobs);
+        Object.assign(fetchStats, { fetched: outcome.upstreamBytes, retries: outcome.retries });
+        agentReports = outcome.agents;
+      }
+    } finally {
+      // Whatever is still waiting will not arrive (the fetch ended or was stopped).
+      for (const d of holders.values()) d.reject(signal?.aborted === true ? signal.reason : new MeshmirrorError('MM_NOT_FOUND', 'no agent could fetch this blob'));
+    }
+    outcomes.push(...(await pushing));
+    throwIfAborted(signal);
+
+    const pushed = outcomes.filter((o) => o.state === 'pushed');
+    const failedCount = outcomes.length - pushed.length;
+    await journal.recordImages(
+      run,
+      outcomes.map((o) => ({ source: o.source, state: o.state === 'pushed' ? 'pushed' : 'failed', digest: o.digest, code: o.code, reason: o.reason })),
+    );
+    await journal.finishRun(run, failedCount === 0 ? 'complete' : 'partial');
+    progress?.update({ phase: 'done', imagesDone: pushed.length, imagesFailed: failedCount });
+
+    const mirrored: MirroredImage[] = pushed.map((o) => ({
+      category: o.kind === 'release' ? 'release' : o.kind === 'operator' ? 'operator' : 'generic',
+      source: o.source,
+      destination: o.target ?? '',
+    }));
+    const workingDir = join(options.workspace, 'working-dir');
+    const clusterFiles = await writeClusterResources(join(workingDir, 'cluster-resources'), clusterResources(mirrored));
+    const { stats } = pusher;
+    const uniqueBlobs = new Map<Digest, number>();
+    for (const p of pushes) for (const b of p.blobs) uniqueBlobs.set(b.digest, b.size);
+    let uniqueBytes = 0;
+    for (const size of uniqueBlobs.values()) uniqueBytes += size;
+    const summary: MirrorToMirrorSummary = {
+      mode: 'mirror-to-mirror',
+      runId: run.runId,
+      resumed,
+      from: 'source registries',
+      destination: `docker://${destination.registry}${destination.prefix === '' ? '' : `/${destination.prefix}`}`,
+      images: { requested: requested.length, blocked: blocked.length, pushed: pushed.length, failed: failedCount, alreadyPushed },
+      outcomes,
+      blobs: { unique: uniqueBlobs.size, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },
+      bytes: { unique: uniqueBytes, skipped: stats.skippedBytes, uploaded: stats.uploadedBytes, sent: stats.sent, resumed: stats.resumed },
+      retries: stats.retries + fetchStats.retries,
+      restarts: stats.restarts,
+      fetch: { inTarget: inTargetBytes, held: fetchStats.held, resumed: fetchStats.resumed, toFetch: toFetchBytes - fetchStats.held - fetchStats.resumed, fetched: fetchStats.fetched, retries: fetchStats.retries },
+      ...(agentReports === undefined
+        ? {}
+        : { agents: agentReports.map((r) => ({ ...r, pushedBytes: pushedBy.get(r.agent)?.bytes ?? 0, blobsPushed: pushedBy.get(r.agent)?.blobs ?? 0 })) }),
+      warnings,
+      files: { report: '', clusterResources: clusterFiles },
+      durationMs: Date.now() - started,
+    };
+    summary.files = { ...(await writePushReports(workingDir, summary)), clusterResources: clusterFiles };
+    return summary;
+  } finally {
+    await journal.close();
+  }
+}
+
+/** The same configuration and target resume the same run. */
+function runKey(options: MirrorToMirrorOptions): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ mode: 'mirror-to-mirror', config: options.config, destination: options.destination }))
+    .digest('hex')
+    .slice(0, 32);
+}
+
+function asCode(code: string): ConstructorParameters<typeof MeshmirrorError>[0] {
+  return /^MM_[A-Z_]+$/.test(code) ? (code as ConstructorParameters<typeof MeshmirrorError>[0]) : 'MM_REGISTRY';
+}
