@@ -219,4 +219,29 @@ describe('mirror to mirror across a farm', () => {
     expect(JSON.parse(again.stdout).bytes.sent).toBe(0);
     expect(fx.proxy.stats().blobBodyBytes).toBe(0);
   });
+
+  it('when its agents are killed mid-push, the coordinator fetches and pushes their blobs itself and the run completes', async () => {
+    const agents = await Promise.all(
+      ['c', 'd'].map((n) => startAgent({ data: join(fx.dir, `m2m-agent-${n}`), swarmKey: keyFile, allow: [coordinatorId], logLevel: 'info' })),
+    );
+    running.push(...agents);
+    target = await startRegistry();
+    targetProxy = await startFaultProxy(target.url);
+    // Hold the big layer's ninth 1 MiB chunk: the agent pushing it is mid-PATCH when the agents die.
+    targetProxy.setRules([{ match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 120_000 }, times: 1 }]);
+    const cache = await cacheWithIdentity(join(fx.dir, 'm2m-identity'), join(fx.dir, 'cache-m2m-farm-kill'));
+    const run = spawnMeshmirror([
+      ...m2mArgs(`${targetProxy.host}/mirror`, join(fx.dir, 'ws-farm-kill'), cache, '--upload-chunk-size', String(MiB)),
+      '--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? ''),
+    ]);
+    await waitFor(() => targetProxy!.stats().log.some((e) => e.fault === 'stall-request-after' && e.requestBytes >= 64 * 1024), 'the stalled PATCH');
+    for (const agent of agents) agent.child.kill('SIGKILL');
+    const result = await run.result;
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout);
+    expect(summary.images.pushed).toBe(fx.pushed.length);
+    expect(summary.fetch.fetchedByCoordinator).toBeGreaterThanOrEqual(1);
+    expect(summary.warnings.join('\n')).toContain('fetched and pushed by the coordinator');
+    await expectTargetMatchesSource(target.host);
+  });
 });

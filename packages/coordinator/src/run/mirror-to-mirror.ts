@@ -23,6 +23,7 @@ import {
   type Digest,
   type ImageSetConfig,
   type Logger,
+  type PushBlobResult,
   type RegistryClient,
   type RegistryPushClient,
 } from '@meshmirror/shared';
@@ -78,6 +79,8 @@ export interface MirrorToMirrorSummary extends PushSummary {
     /** Body bytes received from the source registries, retries included. */
     fetched: number;
     retries: number;
+    /** Farm runs: blobs the coordinator's agent fetched and pushed itself because their agents were lost. */
+    fetchedByCoordinator: number;
   };
   /** Per agent of a farm run: what it fetched and what it pushed. */
   agents?: Array<AgentReport & { pushedBytes: number; blobsPushed: number }>;
@@ -161,6 +164,7 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
       return d;
     };
     const pushedBy = new Map<string, { bytes: number; blobs: number }>();
+    const sourcesOf = buildPlan(resolved).blobs;
     const pusher = new ImagePusher({
       images: pushes,
       client: options.targetClient,
@@ -168,12 +172,28 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
       transfers: options.transfers,
       ...(progress === undefined ? {} : { progress }),
       ...abortable,
+      // A blob whose agents were lost (before it was fetched, or while it was pushed) is fetched
+      // again by the coordinator's own agent and pushed from there, instead of failing its images.
       whenReady: async (blob) => {
-        await holderOf(blob.digest).promise;
+        try {
+          await holderOf(blob.digest).promise;
+        } catch (err) {
+          if (errorCode(err) !== 'MM_AGENT_LOST') throw err;
+          await copyLocally(blob, err);
+        }
       },
       place: async (blob, repository, mountFrom, onBytesSent) => {
-        const holder = await holderOf(blob.digest).promise;
-        const result = await holder.pushBlob({ digest: blob.digest, size: blob.size, target: { registry: destination.registry, repository }, mountFrom }, { ...abortable, onBytesSent });
+        let holder = local.has(blob.digest) ? agent : await holderOf(blob.digest).promise;
+        const request = { digest: blob.digest, size: blob.size, target: { registry: destination.registry, repository }, mountFrom };
+        let result: PushBlobResult;
+        try {
+          result = await holder.pushBlob(request, { ...abortable, onBytesSent });
+        } catch (err) {
+          if (holder === agent || errorCode(err) !== 'MM_AGENT_LOST') throw err;
+          await copyLocally(blob, err);
+          holder = agent;
+          result = await agent.pushBlob(request, { ...abortable, onBytesSent });
+        }
         const tally = pushedBy.get(holder.name) ?? { bytes: 0, blobs: 0 };
         tally.bytes += result.bytesSent;
         if (result.action === 'uploaded') tally.blobs += 1;
@@ -181,6 +201,33 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
         return result;
       },
     });
+
+    /** Blobs the coordinator's agent fetched itself because the agents that had them were lost. */
+    const local = new Map<Digest, Promise<void>>();
+    const fallback = { blobs: 0, fetched: 0 };
+    const copyLocally = (blob: { digest: Digest; size: number }, why: unknown): Promise<void> => {
+      const known = local.get(blob.digest);
+      if (known !== undefined) return known;
+      const copy = (async () => {
+        log.warn({ digest: blob.digest, size: blob.size, err: describeError(why) }, 'the agent with this blob was lost; the coordinator fetches it itself');
+        fallback.blobs += 1;
+        const task = { digest: blob.digest, blobSize: blob.size, offset: 0, length: blob.size, sources: sourcesOf.get(blob.digest)?.sources ?? [] };
+        let failure: Error | undefined;
+        let held = false;
+        await agent.fetchPieces([task], {
+          ...abortable,
+          onEvent: (event) => {
+            if (event.type === 'progress') progress?.addBytes(event.bytes);
+            if (event.type === 'piece-done' || event.type === 'piece-failed') fallback.fetched += event.upstreamBytes;
+            if (event.type === 'piece-failed') failure = new MeshmirrorError(asCode(event.code), event.message);
+            if (event.type === 'blob-held') held = true;
+          },
+        });
+        if (!held) throw failure ?? new MeshmirrorError('MM_NOT_FOUND', `blob ${blob.digest} could not be fetched after its agent was lost`);
+      })();
+      local.set(blob.digest, copy);
+      return copy;
+    };
 
     // Images an earlier run pushed and the target still has under the same digest: nothing to do.
     const toPush: ImagePush[] = [];
@@ -330,6 +377,7 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
     outcomes.push(...(await pushing));
     throwIfAborted(signal);
 
+    if (fallback.blobs > 0) warnings.push(`${fallback.blobs} blobs were fetched and pushed by the coordinator because the agents that had them were lost`);
     const pushed = outcomes.filter((o) => o.state === 'pushed');
     const failedCount = outcomes.length - pushed.length;
     await journal.recordImages(
@@ -363,7 +411,15 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
       bytes: { unique: uniqueBytes, skipped: stats.skippedBytes, uploaded: stats.uploadedBytes, sent: stats.sent, resumed: stats.resumed },
       retries: stats.retries + fetchStats.retries,
       restarts: stats.restarts,
-      fetch: { inTarget: inTargetBytes, held: fetchStats.held, resumed: fetchStats.resumed, toFetch: toFetchBytes - fetchStats.held - fetchStats.resumed, fetched: fetchStats.fetched, retries: fetchStats.retries },
+      fetch: {
+        inTarget: inTargetBytes,
+        held: fetchStats.held,
+        resumed: fetchStats.resumed,
+        toFetch: toFetchBytes - fetchStats.held - fetchStats.resumed,
+        fetched: fetchStats.fetched + fallback.fetched,
+        retries: fetchStats.retries,
+        fetchedByCoordinator: fallback.blobs,
+      },
       ...(agentReports === undefined
         ? {}
         : { agents: agentReports.map((r) => ({ ...r, pushedBytes: pushedBy.get(r.agent)?.bytes ?? 0, blobsPushed: pushedBy.get(r.agent)?.blobs ?? 0 })) }),
