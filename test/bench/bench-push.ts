@@ -25,6 +25,7 @@ import type { PushSummary } from '../../packages/coordinator/src/push/disk-to-mi
 import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
 import { CLI_ENTRY, runMeshmirror } from '../support/cli.ts';
 import { extractChunks, mirrorArgs, startMirrorFixture, writeImageSetConfig, type MirrorFixture } from '../support/mirror-fixture.ts';
+import { startLatencyRelay } from '../support/latency-relay.ts';
 import { startRegistry } from '../support/registry.ts';
 import { SKOPEO_BINARY, skopeoInspectDigest } from '../support/skopeo.ts';
 
@@ -34,6 +35,8 @@ const GNU_TIME = '/usr/bin/time';
 const totalBytes = Number(process.env['BENCH_BYTES'] ?? 520 * MB);
 const bigBlobBytes = Number(process.env['BENCH_BIG_BLOB_BYTES'] ?? 1024 ** 3);
 const BIG_IMAGE = 'bench/one-big-blob:1.0';
+/** Round-trip time of the emulated link to the target for the second comparison (0 skips it). */
+const rttMs = Number(process.env['BENCH_RTT_MS'] ?? 20);
 /** Target repositories go under this prefix: `HOST/bench/ocp-release/release:4.16.0`. */
 const PREFIX = 'bench';
 
@@ -79,12 +82,13 @@ async function expectSourceDigests(fx: MirrorFixture, host: string, names: strin
 }
 
 /** `meshmirror mirror --from file://ARCHIVE` of `names` into an empty registry. */
-async function meshmirrorPush(fx: MirrorFixture, archive: string, names: string[], run: string): Promise<PushRun> {
+async function meshmirrorPush(fx: MirrorFixture, archive: string, names: string[], run: string, linkRttMs = 0): Promise<PushRun> {
   const config = await writeImageSetConfig(join(fx.dir, `${run}.yaml`), { additionalImages: names.map((n) => fx.direct(n)), archiveSize: 8 });
   const target = await startRegistry();
+  const relay = linkRttMs > 0 ? await startLatencyRelay({ target: target.host, oneWayMs: linkRttMs / 2 }) : undefined;
   try {
     await settle();
-    const args = ['mirror', '-c', config, '--from', `file://${archive}`, `docker://${target.host}/${PREFIX}`, '--cache-dir', join(fx.dir, `${run}-cache`), '--dest-tls-verify=false', '--output', 'json'];
+    const args = ['mirror', '-c', config, '--from', `file://${archive}`, `docker://${relay?.host ?? target.host}/${PREFIX}`, '--cache-dir', join(fx.dir, `${run}-cache`), '--dest-tls-verify=false', '--output', 'json'];
     const t = await timed(process.execPath, [...CLI_NODE_FLAGS, CLI_ENTRY, ...args]);
     const summary = JSON.parse(t.stdout) as PushSummary;
     if (summary.images.pushed !== names.length || summary.images.failed > 0) {
@@ -95,13 +99,15 @@ async function meshmirrorPush(fx: MirrorFixture, archive: string, names: string[
     console.log(`bench:push: meshmirror, ${run}: ${t.seconds.toFixed(1)} s, ${formatBytes(summary.bytes.unique)} uploaded, peak ${formatBytes(t.maxRssBytes)}`);
     return { seconds: t.seconds, maxRssBytes: t.maxRssBytes, images: names.length, uniqueBytes: summary.bytes.unique };
   } finally {
+    await relay?.close();
     await target.stop();
   }
 }
 
 /** `skopeo copy --all` of each image from the extracted layout into an empty registry, one after another. */
-async function skopeoPush(fx: MirrorFixture, layout: string, names: string[]): Promise<Timed> {
+async function skopeoPush(fx: MirrorFixture, layout: string, names: string[], linkRttMs = 0): Promise<Timed> {
   const target = await startRegistry();
+  const relay = linkRttMs > 0 ? await startLatencyRelay({ target: target.host, oneWayMs: linkRttMs / 2 }) : undefined;
   try {
     await settle();
     const started = process.hrtime.bigint();
@@ -109,15 +115,16 @@ async function skopeoPush(fx: MirrorFixture, layout: string, names: string[]): P
     for (const name of names) {
       const t = await timed(SKOPEO_BINARY, [
         '--insecure-policy', 'copy', '--all', '--preserve-digests', '--dest-tls-verify=false', '--quiet',
-        `oci:${layout}:${fx.direct(name)}`, `docker://${target.host}/${PREFIX}/${name}`,
+        `oci:${layout}:${fx.direct(name)}`, `docker://${relay?.host ?? target.host}/${PREFIX}/${name}`,
       ]);
       maxRssBytes = Math.max(maxRssBytes, t.maxRssBytes);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     await expectSourceDigests(fx, target.host, names, 'skopeo');
-    console.log(`bench:push: skopeo: ${seconds.toFixed(1)} s, peak ${formatBytes(maxRssBytes)} (one copy)`);
+    console.log(`bench:push: skopeo${linkRttMs > 0 ? `, ${linkRttMs} ms RTT link` : ''}: ${seconds.toFixed(1)} s, peak ${formatBytes(maxRssBytes)} (one copy)`);
     return { seconds, maxRssBytes };
   } finally {
+    await relay?.close();
     await target.stop();
   }
 }
@@ -159,6 +166,10 @@ try {
 
   const mm = await meshmirrorPush(fx, archive, setNames, 'release-like');
   const sk = await skopeoPush(fx, layout, setNames);
+  const link =
+    rttMs > 0
+      ? { mm: await meshmirrorPush(fx, archive, setNames, `release-like over a ${rttMs} ms link`, rttMs), sk: await skopeoPush(fx, layout, setNames, rttMs) }
+      : undefined;
   const mmBig = bigBlobBytes > 0 ? await meshmirrorPush(fx, archive, [...setNames, BIG_IMAGE], `release-like + ${formatBytes(bigBlobBytes)} blob`) : undefined;
 
   const mbps = (r: Timed): string => (mm.uniqueBytes / MB / r.seconds).toFixed(1);
@@ -171,7 +182,18 @@ try {
   ]);
   console.log('skopeo: --preserve-digests held and every digest matched the source (layers go as they are, not recompressed)');
   const ratio = mm.seconds / sk.seconds;
-  console.log(`ratio meshmirror / skopeo: ${ratio.toFixed(2)} (target <= 0.50: ${ratio <= 0.5 ? 'met' : 'NOT met'})`);
+  console.log(`ratio meshmirror / skopeo on loopback: ${ratio.toFixed(2)} (target <= 0.50: ${ratio <= 0.5 ? 'met' : 'NOT met'})`);
+  if (link !== undefined) {
+    console.log('');
+    console.log(`The same, with the target behind an emulated link of ${rttMs} ms round trip (a delaying TCP relay; no bandwidth cap)`);
+    table([
+      ['tool', 'seconds', 'MB/s'],
+      ['meshmirror mirror --from file://ARCHIVE', link.mm.seconds.toFixed(1), mbps(link.mm)],
+      ['skopeo copy --all, image by image', link.sk.seconds.toFixed(1), mbps(link.sk)],
+    ]);
+    const linkRatio = link.mm.seconds / link.sk.seconds;
+    console.log(`ratio meshmirror / skopeo over the ${rttMs} ms link: ${linkRatio.toFixed(2)} (target <= 0.50: ${linkRatio <= 0.5 ? 'met' : 'NOT met'})`);
+  }
   if (mmBig !== undefined) {
     console.log('');
     console.log('meshmirror peak memory against blob size');
