@@ -164,6 +164,8 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
       return d;
     };
     const pushedBy = new Map<string, { bytes: number; blobs: number }>();
+    /** Blobs the target already had before this run, and the repository they were found in. */
+    const foundIn = new Map<Digest, string>();
     const sourcesOf = buildPlan(resolved).blobs;
     const pusher = new ImagePusher({
       images: pushes,
@@ -184,7 +186,10 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
       },
       place: async (blob, repository, mountFrom, onBytesSent) => {
         let holder = local.has(blob.digest) ? agent : await holderOf(blob.digest).promise;
-        const request = { digest: blob.digest, size: blob.size, target: { registry: destination.registry, repository }, mountFrom };
+        // Where the presence check found it comes first: the mount then needs no bytes.
+        const found = foundIn.get(blob.digest);
+        const from = found === undefined || found === repository ? mountFrom : [found, ...mountFrom.filter((r) => r !== found)];
+        const request = { digest: blob.digest, size: blob.size, target: { registry: destination.registry, repository }, mountFrom: from };
         let result: PushBlobResult;
         try {
           result = await holder.pushBlob(request, { ...abortable, onBytesSent });
@@ -252,7 +257,6 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
     // found there (HEAD) or mounted from there.
     const needed = new Map<Digest, number>();
     for (const image of toPush) for (const b of image.blobs) needed.set(b.digest, b.size);
-    const inTarget = new Set<Digest>();
     const check = pLimit(PRESENCE_CHECKS);
     await Promise.all(
       [...needed.keys()].map((digest) =>
@@ -260,7 +264,7 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
           for (const repository of pusher.repositoriesOf(digest)) {
             try {
               if (await options.targetClient.blobExists({ registry: destination.registry, repository }, digest, abortable)) {
-                inTarget.add(digest);
+                foundIn.set(digest, repository);
                 return;
               }
             } catch (err) {
@@ -274,18 +278,19 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
       ),
     );
     let inTargetBytes = 0;
-    for (const digest of inTarget) {
+    for (const digest of foundIn.keys()) {
       inTargetBytes += needed.get(digest) ?? 0;
       holderOf(digest).resolve(agent);
     }
     // An empty blob needs no fetch: the coordinator's agent stores it and pushes it.
     for (const [digest, size] of needed) {
-      if (size !== 0 || inTarget.has(digest)) continue;
+      if (size !== 0 || foundIn.has(digest)) continue;
       await agent.putBlob(digest, new Uint8Array(0), abortable);
       holderOf(digest).resolve(agent);
     }
 
-    const plan = buildPlan(resolved.filter((image) => toPush.some((p) => p.source === image.source)));
+    const stillToPush = new Set(toPush.map((p) => p.source));
+    const plan = buildPlan(resolved.filter((image) => stillToPush.has(image.source)));
     for (const digest of [...plan.blobs.keys()]) if (holderOf(digest).settled) plan.blobs.delete(digest);
     let toFetchBytes = 0;
     for (const b of plan.blobs.values()) toFetchBytes += b.size;
