@@ -14,9 +14,10 @@ import {
   type HttpRegistryClient,
   type Logger,
   type PushSettings,
+  type RetryPolicy,
   type SwarmKey,
 } from '@meshmirror/shared';
-import { createInProcessAgent } from '../in-process-agent.ts';
+import { createInProcessAgent, type InProcessAgentOptions } from '../in-process-agent.ts';
 import { createBlobStore, type BlobStore } from '../store/blob-store.ts';
 import { serveBlobs } from './blob-protocol.ts';
 import { serveControl } from './control-protocol.ts';
@@ -63,12 +64,13 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     logger: logger.child({ component: 'blob-server' }),
     onServed: (peer, bytes) => served.set(peer, (served.get(peer) ?? 0) + bytes),
   });
-  // One fetcher per distinct set of transfer settings the coordinator sends, all over the one store.
-  const fetchers = new Map<string, { agent: Agent; client: HttpRegistryClient }>();
+  // One agent per distinct set of transfer settings the coordinator sends (fetching or pushing),
+  // all over the one store. Each reads this host's credentials, which never travel over the mesh.
   const backoff = new HostBackoff(retryPolicyFromSettings({ retryTimes: 5, retryDelayMs: 0 }));
-  const fetcherFor = (settings: FetchSettings): Agent => {
+  const workers = new Map<string, { agent: Agent; client: HttpRegistryClient }>();
+  const workerFor = (settings: FetchSettings | PushSettings, make: (common: { client: HttpRegistryClient; retry: RetryPolicy; backoff: HostBackoff }) => Partial<InProcessAgentOptions>): Agent => {
     const key = JSON.stringify(settings);
-    const known = fetchers.get(key);
+    const known = workers.get(key);
     if (known !== undefined) return known.agent;
     const retry = retryPolicyFromSettings(settings);
     const client = createRegistryClient({
@@ -81,50 +83,21 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
       backoff,
       logger: logger.child({ component: 'registry' }),
     });
-    const agent = createInProcessAgent({
-      name: identity.peerId.toString(),
-      store,
-      client,
-      retry,
-      backoff,
+    const common = { client, retry, backoff };
+    const agent = createInProcessAgent({ name: identity.peerId.toString(), store, parallelLayers: 1, logger, ...common, ...make(common) });
+    workers.set(key, { agent, client });
+    return agent;
+  };
+  const fetcherFor = (settings: FetchSettings): Agent =>
+    workerFor(settings, () => ({
       parallelLayers: settings.parallel,
       ...(settings.noProgressTimeoutMs === undefined ? {} : { noProgressTimeoutMs: settings.noProgressTimeoutMs }),
-      logger,
-    });
-    fetchers.set(key, { agent, client });
-    return agent;
-  };
-  // Pushers (mirror to mirror) likewise, one per distinct set of upload settings; each reads this
-  // host's credentials for the target, which never travel over the mesh.
-  const pushers = new Map<string, { agent: Agent; client: HttpRegistryClient }>();
-  const pusherFor = (settings: PushSettings): Agent => {
-    const key = JSON.stringify(settings);
-    const known = pushers.get(key);
-    if (known !== undefined) return known.agent;
-    const retry = retryPolicyFromSettings(settings);
-    const client = createRegistryClient({
-      credentials: options.credentials,
-      tlsVerify: settings.tlsVerify,
-      connectTimeoutMs: settings.connectTimeoutMs,
-      headersTimeoutMs: settings.headersTimeoutMs,
-      stallTimeoutMs: settings.stallTimeoutMs,
-      retry,
-      backoff,
-      logger: logger.child({ component: 'registry' }),
-    });
-    const agent = createInProcessAgent({
-      name: identity.peerId.toString(),
-      store,
-      client,
-      retry,
-      backoff,
-      parallelLayers: 1,
-      push: { client, chunkBytes: settings.chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff },
-      logger,
-    });
-    pushers.set(key, { agent, client });
-    return agent;
-  };
+    }));
+  const pusherFor = (settings: PushSettings): Agent =>
+    // Fetch and push settings never serialise alike (their fields differ), so they never share an agent.
+    workerFor(settings, ({ client, retry, backoff: hostBackoff }) => ({
+      push: { client, chunkBytes: settings.chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff: hostBackoff },
+    }));
   await serveControl(node, { store, fetcherFor, pusherFor, logger: logger.child({ component: 'control' }) });
   const addresses = node.getMultiaddrs().map((address) => address.toString());
   logger.info(
@@ -146,7 +119,7 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     served,
     async stop() {
       await node.stop();
-      for (const { client } of [...fetchers.values(), ...pushers.values()]) await client.close();
+      for (const { client } of workers.values()) await client.close();
       await store.close();
     },
   };

@@ -25,10 +25,9 @@ import { openArchive, uploadBlob, type ArchiveReader, type UploadModes } from '@
 import { requestedImages } from '../resolve/requested-images.ts';
 import { RunJournal } from '../run/run-journal.ts';
 import type { ProgressReporter } from '../report/progress.ts';
-import { clusterResources, writeClusterResources, type MirroredImage } from '../cluster/cluster-resources.ts';
 import { writePushReports } from '../report/push-reports.ts';
 import { pushTarget, type PushDestination } from './push-targets.ts';
-import { ImagePusher, type ImagePush, type PushOutcome } from './image-pusher.ts';
+import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PushOutcome } from './image-pusher.ts';
 
 export type { PushOutcome } from './image-pusher.ts';
 
@@ -129,11 +128,8 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
     const { run, resumed } = await journal.beginRun(runKey(options, reader.archiveId));
     if (resumed) log.info({ runId: run.runId }, 'resuming unfinished push');
 
-    const uniqueBlobs = new Map<Digest, number>();
-    for (const p of pushes) for (const b of p.blobs) uniqueBlobs.set(b.digest, b.size);
-    let uniqueBytes = 0;
-    for (const size of uniqueBlobs.values()) uniqueBytes += size;
-    progress?.update({ phase: 'pushing', imagesTotal: requested.length, imagesDone: 0, imagesFailed: outcomes.length, bytesTotal: uniqueBytes, bytesDone: 0 });
+    const unique = uniqueBlobsOf(pushes);
+    progress?.update({ phase: 'pushing', imagesTotal: requested.length, imagesDone: 0, imagesFailed: outcomes.length, bytesTotal: unique.bytes, bytesDone: 0 });
 
     const modes: UploadModes = { monolithic: new Set() };
     const pusher = new ImagePusher({
@@ -206,32 +202,19 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
     throwIfAborted(signal);
 
     const { stats } = pusher;
-    const pushed = outcomes.filter((o) => o.state === 'pushed');
-    const failedCount = outcomes.length - pushed.length;
-    await journal.recordImages(
-      run,
-      outcomes.map((o) => ({ source: o.source, state: o.state === 'pushed' ? 'pushed' : 'failed', digest: o.digest, code: o.code, reason: o.reason })),
-    );
-    await journal.finishRun(run, failedCount === 0 ? 'complete' : 'partial');
-    progress?.update({ phase: 'done', imagesDone: pushed.length, imagesFailed: failedCount });
-
-    const mirrored: MirroredImage[] = pushed.map((o) => ({
-      category: o.kind === 'release' ? 'release' : o.kind === 'operator' ? 'operator' : 'generic',
-      source: o.source,
-      destination: o.target ?? '',
-    }));
     const workingDir = join(reader.dir, 'working-dir');
-    const clusterFiles = await writeClusterResources(join(workingDir, 'cluster-resources'), clusterResources(mirrored));
+    const finished = await finishPushRun(journal, run, outcomes, workingDir, progress);
+    const clusterFiles = finished.clusterResources;
 
     const summary: PushSummary = {
       runId: run.runId,
       resumed,
       from: reader.dir,
       destination: `docker://${destination.registry}${destination.prefix === '' ? '' : `/${destination.prefix}`}`,
-      images: { requested: requested.length, blocked: blocked.length, pushed: pushed.length, failed: failedCount, alreadyPushed },
+      images: { requested: requested.length, blocked: blocked.length, pushed: finished.pushed, failed: finished.failed, alreadyPushed },
       outcomes,
-      blobs: { unique: uniqueBlobs.size, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },
-      bytes: { unique: uniqueBytes, skipped: stats.skippedBytes, uploaded: stats.uploadedBytes, sent: stats.sent, resumed: stats.resumed },
+      blobs: { unique: unique.count, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },
+      bytes: { unique: unique.bytes, skipped: stats.skippedBytes, uploaded: stats.uploadedBytes, sent: stats.sent, resumed: stats.resumed },
       retries: stats.retries,
       restarts: stats.restarts,
       warnings,

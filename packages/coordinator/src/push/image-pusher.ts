@@ -16,7 +16,9 @@ import {
   type RegistryPushClient,
 } from '@meshmirror/shared';
 import type { ImageKind } from '../resolve/image-set.ts';
-import type { RunJournal } from '../run/run-journal.ts';
+import { join } from 'node:path';
+import type { RunJournal, RunRecord } from '../run/run-journal.ts';
+import { clusterResources, writeClusterResources, type MirroredImage } from '../cluster/cluster-resources.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import type { PushTarget } from './push-targets.ts';
 
@@ -229,4 +231,42 @@ export class ImagePusher {
     this.stats.skippedBytes += size;
     this.#o.progress?.addBytes(size);
   }
+}
+
+/**
+ * The end of a push run, the same for disk to mirror and mirror to mirror: the images' outcomes go
+ * into the journal, the run is closed, and the cluster resources for the images that arrived are
+ * written into `workingDir/cluster-resources`.
+ */
+export async function finishPushRun(
+  journal: RunJournal,
+  run: RunRecord,
+  outcomes: PushOutcome[],
+  workingDir: string,
+  progress?: ProgressReporter,
+): Promise<{ pushed: number; failed: number; clusterResources: string[] }> {
+  const pushed = outcomes.filter((o) => o.state === 'pushed');
+  const failed = outcomes.length - pushed.length;
+  await journal.recordImages(
+    run,
+    outcomes.map((o) => ({ source: o.source, state: o.state === 'pushed' ? 'pushed' : 'failed', digest: o.digest, code: o.code, reason: o.reason })),
+  );
+  await journal.finishRun(run, failed === 0 ? 'complete' : 'partial');
+  progress?.update({ phase: 'done', imagesDone: pushed.length, imagesFailed: failed });
+  const mirrored: MirroredImage[] = pushed.map((o) => ({
+    category: o.kind === 'release' ? 'release' : o.kind === 'operator' ? 'operator' : 'generic',
+    source: o.source,
+    destination: o.target ?? '',
+  }));
+  const files = await writeClusterResources(join(workingDir, 'cluster-resources'), clusterResources(mirrored));
+  return { pushed: pushed.length, failed, clusterResources: files };
+}
+
+/** The unique blobs the images need and their total size. */
+export function uniqueBlobsOf(images: ImagePush[]): { count: number; bytes: number } {
+  const unique = new Map<Digest, number>();
+  for (const image of images) for (const b of image.blobs) unique.set(b.digest, b.size);
+  let bytes = 0;
+  for (const size of unique.values()) bytes += size;
+  return { count: unique.size, bytes };
 }

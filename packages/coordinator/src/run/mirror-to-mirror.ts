@@ -34,10 +34,9 @@ import { meshFetch, type AgentReport, type MeshFetcher } from './mesh-fetch.ts';
 import { farmHoldings, fetchMissing, resolveAll, type FetchOutcome } from './mirror-to-disk.ts';
 import { RunJournal } from './run-journal.ts';
 import type { ProgressReporter } from '../report/progress.ts';
-import { ImagePusher, type ImagePush, type PushOutcome } from '../push/image-pusher.ts';
+import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PushOutcome } from '../push/image-pusher.ts';
 import { pushTarget, type PushDestination } from '../push/push-targets.ts';
 import type { PushSummary } from '../push/disk-to-mirror.ts';
-import { clusterResources, writeClusterResources, type MirroredImage } from '../cluster/cluster-resources.ts';
 import { writePushReports } from '../report/push-reports.ts';
 
 export interface MirrorToMirrorOptions {
@@ -383,37 +382,21 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
     throwIfAborted(signal);
 
     if (fallback.blobs > 0) warnings.push(`${fallback.blobs} blobs were fetched and pushed by the coordinator because the agents that had them were lost`);
-    const pushed = outcomes.filter((o) => o.state === 'pushed');
-    const failedCount = outcomes.length - pushed.length;
-    await journal.recordImages(
-      run,
-      outcomes.map((o) => ({ source: o.source, state: o.state === 'pushed' ? 'pushed' : 'failed', digest: o.digest, code: o.code, reason: o.reason })),
-    );
-    await journal.finishRun(run, failedCount === 0 ? 'complete' : 'partial');
-    progress?.update({ phase: 'done', imagesDone: pushed.length, imagesFailed: failedCount });
-
-    const mirrored: MirroredImage[] = pushed.map((o) => ({
-      category: o.kind === 'release' ? 'release' : o.kind === 'operator' ? 'operator' : 'generic',
-      source: o.source,
-      destination: o.target ?? '',
-    }));
     const workingDir = join(options.workspace, 'working-dir');
-    const clusterFiles = await writeClusterResources(join(workingDir, 'cluster-resources'), clusterResources(mirrored));
+    const finished = await finishPushRun(journal, run, outcomes, workingDir, progress);
+    const clusterFiles = finished.clusterResources;
     const { stats } = pusher;
-    const uniqueBlobs = new Map<Digest, number>();
-    for (const p of pushes) for (const b of p.blobs) uniqueBlobs.set(b.digest, b.size);
-    let uniqueBytes = 0;
-    for (const size of uniqueBlobs.values()) uniqueBytes += size;
+    const unique = uniqueBlobsOf(pushes);
     const summary: MirrorToMirrorSummary = {
       mode: 'mirror-to-mirror',
       runId: run.runId,
       resumed,
       from: 'source registries',
       destination: `docker://${destination.registry}${destination.prefix === '' ? '' : `/${destination.prefix}`}`,
-      images: { requested: requested.length, blocked: blocked.length, pushed: pushed.length, failed: failedCount, alreadyPushed },
+      images: { requested: requested.length, blocked: blocked.length, pushed: finished.pushed, failed: finished.failed, alreadyPushed },
       outcomes,
-      blobs: { unique: uniqueBlobs.size, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },
-      bytes: { unique: uniqueBytes, skipped: stats.skippedBytes, uploaded: stats.uploadedBytes, sent: stats.sent, resumed: stats.resumed },
+      blobs: { unique: unique.count, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },
+      bytes: { unique: unique.bytes, skipped: stats.skippedBytes, uploaded: stats.uploadedBytes, sent: stats.sent, resumed: stats.resumed },
       retries: stats.retries + fetchStats.retries,
       restarts: stats.restarts,
       fetch: {

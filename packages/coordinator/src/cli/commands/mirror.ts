@@ -19,7 +19,7 @@ import {
   type LogLevel,
   type TransferSettings,
 } from '@meshmirror/shared';
-import { createBlobStore, createInProcessAgent, type BlobStore } from '@meshmirror/agent';
+import { createBlobStore, createInProcessAgent, type BlobStore, type InProcessAgentOptions } from '@meshmirror/agent';
 import { mirrorToDisk, type MirrorToDiskOptions } from '../../run/mirror-to-disk.ts';
 import { createProgressReporter } from '../../report/progress.ts';
 import { summaryText } from '../../report/summary-text.ts';
@@ -71,19 +71,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
   if (flags.from !== undefined) throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   const destination = parseDiskDestination(destinationArg);
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
-  const store = createBlobStore({ dir: join(cacheDir, 'store'), logger: logger.child({ component: 'agent:store' }) });
-  await store.open();
-  const agent = createInProcessAgent({
-    name: 'local',
-    store,
-    client,
-    retry,
-    backoff,
-    // oc-mirror's ceiling: parallel-images images, each with parallel-layers transfers.
-    parallelLayers: settings.parallelImages * settings.parallelLayers,
-    noProgressTimeoutMs: settings.imageTimeoutMs,
-    logger,
-  });
+  const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger });
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
   const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
   try {
@@ -114,6 +102,23 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     await agent.close();
     await client.close();
   }
+}
+
+/** The coordinator's own agent over the store in the cache dir. */
+async function openLocalAgent(options: Omit<InProcessAgentOptions, 'name' | 'store' | 'parallelLayers'> & { cacheDir: string; settings: TransferSettings }) {
+  const { cacheDir, settings, logger, ...rest } = options;
+  const store = createBlobStore({ dir: join(cacheDir, 'store'), logger: logger.child({ component: 'agent:store' }) });
+  await store.open();
+  const agent = createInProcessAgent({
+    ...rest,
+    name: 'local',
+    store,
+    // oc-mirror's ceiling: parallel-images images, each with parallel-layers transfers.
+    parallelLayers: settings.parallelImages * settings.parallelLayers,
+    noProgressTimeoutMs: settings.imageTimeoutMs,
+    logger,
+  });
+  return { store, agent };
 }
 
 /**
@@ -281,18 +286,14 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
   const { config, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
   const targetClient = clientFor('destination');
   const chunkBytes = flags.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK_BYTES;
-  const store = createBlobStore({ dir: join(cacheDir, 'store'), logger: logger.child({ component: 'agent:store' }) });
-  await store.open();
-  const agent = createInProcessAgent({
-    name: 'local',
-    store,
+  const { store, agent } = await openLocalAgent({
+    cacheDir,
+    settings,
     client,
     retry,
     backoff,
-    parallelLayers: settings.parallelImages * settings.parallelLayers,
-    noProgressTimeoutMs: settings.imageTimeoutMs,
-    push: { client: targetClient, chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff },
     logger,
+    push: { client: targetClient, chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff },
   });
   const pushSettings: PushSettings = {
     tlsVerify: settings.destTlsVerify,
