@@ -104,6 +104,41 @@ function reply(lp: LengthPrefixedStream<Stream>, message: ControlReply): Promise
   return lp.write(encodeMessage(message), { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
 }
 
+/**
+ * A long request's stream (an assignment, a push): replies leave in order, one at a time; a
+ * heartbeat goes every second; `signal` aborts when the stream breaks, when the coordinator sends
+ * `cancel` (it keeps its side open for that), or when a reply cannot be sent. `end` stops the
+ * heartbeat and waits for the replies already queued.
+ */
+function longRequest(stream: Stream, lp: LengthPrefixedStream<Stream>, peer: string, options: ControlServerOptions) {
+  const controller = new AbortController();
+  let sending: Promise<void> = Promise.resolve();
+  const send = (message: ControlReply): void => {
+    sending = sending.then(() => (controller.signal.aborted ? undefined : reply(lp, message))).catch((err: unknown) => controller.abort(asError(err)));
+  };
+  const onClose = (): void => controller.abort(new MeshmirrorError('MM_NETWORK', `the coordinator ${peer} went away`));
+  stream.addEventListener('close', onClose);
+  void lp
+    .read({ signal: controller.signal })
+    .then((bytes) => {
+      parseMessage(bytes.subarray(), controlFollowUpSchema, `control message from ${peer}`);
+      controller.abort(new MeshmirrorError('MM_ABORTED', 'cancelled by the coordinator'));
+    })
+    .catch(() => undefined);
+  const heartbeat = setInterval(() => send({ type: 'heartbeat' }), options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+  return {
+    signal: controller.signal,
+    send,
+    /** The error to report: why the request was aborted, else what it threw. */
+    failure: (err: unknown): Error => (controller.signal.aborted ? asError(controller.signal.reason) : asError(err)),
+    async end(): Promise<void> {
+      clearInterval(heartbeat);
+      stream.removeEventListener('close', onClose);
+      await sending;
+    },
+  };
+}
+
 async function runAssignment(
   stream: Stream,
   lp: LengthPrefixedStream<Stream>,
@@ -112,41 +147,23 @@ async function runAssignment(
   options: ControlServerOptions,
 ): Promise<void> {
   const { logger } = options;
-  const batch = new AbortController();
-  // Replies leave in order, one at a time; a broken stream stops the assignment.
-  let sending: Promise<void> = Promise.resolve();
-  const send = (message: ControlReply): void => {
-    sending = sending.then(() => (batch.signal.aborted ? undefined : reply(lp, message))).catch((err: unknown) => batch.abort(asError(err)));
-  };
-  const onClose = (): void => batch.abort(new MeshmirrorError('MM_NETWORK', `the coordinator ${peer} went away`));
-  stream.addEventListener('close', onClose);
-  // The coordinator keeps its side open to send `cancel`; its end of the stream otherwise ends nothing.
-  void lp
-    .read({ signal: batch.signal })
-    .then((bytes) => {
-      parseMessage(bytes.subarray(), controlFollowUpSchema, `control message from ${peer}`);
-      batch.abort(new MeshmirrorError('MM_ABORTED', 'cancelled by the coordinator'));
-    })
-    .catch(() => undefined);
-  const heartbeat = setInterval(() => send({ type: 'heartbeat' }), options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+  const session = longRequest(stream, lp, peer, options);
   const started = Date.now();
   logger.info({ peer, pieces: request.tasks.length, bytes: request.tasks.reduce((n, t) => n + t.length, 0), first: `${request.tasks[0]?.digest}@${request.tasks[0]?.offset}` }, 'assignment started');
   try {
     await options.fetcherFor(request.settings).fetchPieces(request.tasks, {
-      signal: batch.signal,
-      onEvent: (event) => send({ type: 'event', event }),
+      signal: session.signal,
+      onEvent: (event) => session.send({ type: 'event', event }),
     });
-    send({ type: 'done' });
+    session.send({ type: 'done' });
     logger.info({ peer, pieces: request.tasks.length, ms: Date.now() - started }, 'assignment finished');
   } catch (err) {
-    const error = batch.signal.aborted ? asError(batch.signal.reason) : asError(err);
+    const error = session.failure(err);
     logger.warn({ peer, err: describeError(error) }, 'assignment stopped');
-    send({ type: 'error', code: errorCode(error), message: describeError(error) });
+    session.send({ type: 'error', code: errorCode(error), message: describeError(error) });
   } finally {
-    clearInterval(heartbeat);
-    stream.removeEventListener('close', onClose);
+    await session.end();
   }
-  await sending;
 }
 
 /** How often bytes sent by a push are reported to the coordinator. */
@@ -160,48 +177,32 @@ async function runPush(
   options: ControlServerOptions,
 ): Promise<void> {
   const { logger } = options;
-  const push = new AbortController();
-  let sending: Promise<void> = Promise.resolve();
-  const send = (message: ControlReply): void => {
-    sending = sending.then(() => (push.signal.aborted ? undefined : reply(lp, message))).catch((err: unknown) => push.abort(asError(err)));
-  };
-  const onClose = (): void => push.abort(new MeshmirrorError('MM_NETWORK', `the coordinator ${peer} went away`));
-  stream.addEventListener('close', onClose);
-  void lp
-    .read({ signal: push.signal })
-    .then((bytes) => {
-      parseMessage(bytes.subarray(), controlFollowUpSchema, `control message from ${peer}`);
-      push.abort(new MeshmirrorError('MM_ABORTED', 'cancelled by the coordinator'));
-    })
-    .catch(() => undefined);
+  const session = longRequest(stream, lp, peer, options);
   let unreported = 0;
   const report = (): void => {
     if (unreported === 0) return;
-    send({ type: 'sent', bytes: unreported });
+    session.send({ type: 'sent', bytes: unreported });
     unreported = 0;
   };
-  const heartbeat = setInterval(() => send({ type: 'heartbeat' }), options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
   const progress = setInterval(report, SENT_REPORT_MS);
   const where = `${request.target.registry}/${request.target.repository}`;
   try {
     const result = await options.pusherFor(request.settings).pushBlob(
       { digest: request.digest, size: request.size, target: request.target, mountFrom: request.mountFrom },
-      { signal: push.signal, onBytesSent: (bytes) => (unreported += bytes) },
+      { signal: session.signal, onBytesSent: (bytes) => (unreported += bytes) },
     );
     report();
-    send({ type: 'pushed', result });
+    session.send({ type: 'pushed', result });
     logger.info({ peer, digest: request.digest, target: where, action: result.action, bytesSent: result.bytesSent }, 'blob pushed');
   } catch (err) {
-    const error = push.signal.aborted ? asError(push.signal.reason) : asError(err);
+    const error = session.failure(err);
     report();
     logger.warn({ peer, digest: request.digest, target: where, code: errorCode(error), err: describeError(error) }, 'push failed');
-    send({ type: 'error', code: errorCode(error), message: describeError(error) });
+    session.send({ type: 'error', code: errorCode(error), message: describeError(error) });
   } finally {
-    clearInterval(heartbeat);
     clearInterval(progress);
-    stream.removeEventListener('close', onClose);
+    await session.end();
   }
-  await sending;
 }
 
 export interface RemoteAgentOptions {
