@@ -168,36 +168,10 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
       },
     });
 
-    let imagesDone = 0;
-    let alreadyPushed = 0;
-    const pushImage = async (image: ImagePush): Promise<PushOutcome> => {
-      try {
-        // Pushed by an earlier run and still there: nothing to send.
-        if (await pusher.alreadyPushed(image)) {
-          alreadyPushed += 1;
-          return { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference, state: 'pushed' };
-        }
-      } catch (err) {
-        if (signal?.aborted === true) throw err;
-        return { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference, state: 'failed', code: errorCode(err), reason: describeError(err) };
-      }
-      return await pusher.push(image);
-    };
-
-    let imagesFailed = outcomes.length;
-    const results = await Promise.all(
-      pushes.map(async (image) => {
-        const outcome = await pushImage(image);
-        if (outcome.state === 'pushed') {
-          imagesDone += 1;
-        } else {
-          imagesFailed += 1;
-          log.warn({ image: outcome.source, code: outcome.code, err: outcome.reason }, 'image not pushed');
-        }
-        progress?.update({ imagesDone, imagesFailed });
-        return outcome;
-      }),
-    );
+    // Pushed by an earlier run and still there: nothing to send.
+    const { toPush, outcomes: setAside, alreadyPushed } = await pusher.setAsidePushed(pushes);
+    outcomes.push(...setAside);
+    const results = await pusher.pushAll(toPush, { done: alreadyPushed, failed: outcomes.length - alreadyPushed }, log);
     outcomes.push(...results);
     throwIfAborted(signal);
 

@@ -12,6 +12,7 @@ import {
   errorCode,
   throwIfAborted,
   type Digest,
+  type Logger,
   type PushBlobResult,
   type RegistryPushClient,
 } from '@meshmirror/shared';
@@ -130,10 +131,54 @@ export class ImagePusher {
   }
 
   /**
-   * True when an earlier run pushed this image and the target still has its tag on the same
-   * digest; its blobs are then counted as present.
+   * Sets aside the images an earlier run pushed whose tag the target still has on the same digest
+   * (their blobs count as present); a failed check fails only its image. The rest are to push.
    */
-  async alreadyPushed(image: ImagePush): Promise<boolean> {
+  async setAsidePushed(images: ImagePush[]): Promise<{ toPush: ImagePush[]; outcomes: PushOutcome[]; alreadyPushed: number }> {
+    const toPush: ImagePush[] = [];
+    const outcomes: PushOutcome[] = [];
+    let alreadyPushed = 0;
+    await Promise.all(
+      images.map(async (image) => {
+        const base = { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference };
+        try {
+          if (await this.#alreadyPushed(image)) {
+            alreadyPushed += 1;
+            outcomes.push({ ...base, state: 'pushed' });
+          } else {
+            toPush.push(image);
+          }
+        } catch (err) {
+          if (this.#o.signal?.aborted === true) throw err;
+          outcomes.push({ ...base, state: 'failed', code: errorCode(err), reason: describeError(err) });
+        }
+      }),
+    );
+    return { toPush, outcomes, alreadyPushed };
+  }
+
+  /**
+   * Pushes the images all at once (placements are limited by `transfers`), counting each outcome
+   * into the progress on top of the images already `done` and `failed`.
+   */
+  async pushAll(images: ImagePush[], already: { done: number; failed: number }, log: Logger): Promise<PushOutcome[]> {
+    let { done, failed } = already;
+    return await Promise.all(
+      images.map(async (image) => {
+        const outcome = await this.push(image);
+        if (outcome.state === 'pushed') {
+          done += 1;
+        } else {
+          failed += 1;
+          log.warn({ image: outcome.source, code: outcome.code, err: outcome.reason }, 'image not pushed');
+        }
+        this.#o.progress?.update({ imagesDone: done, imagesFailed: failed });
+        return outcome;
+      }),
+    );
+  }
+
+  async #alreadyPushed(image: ImagePush): Promise<boolean> {
     const { journal, client, signal } = this.#o;
     if ((await journal.pushedImage(image.target.reference)) !== image.digest) return false;
     const location = { registry: image.target.registry, repository: image.target.repository };

@@ -234,23 +234,8 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
     };
 
     // Images an earlier run pushed and the target still has under the same digest: nothing to do.
-    const toPush: ImagePush[] = [];
-    let alreadyPushed = 0;
-    await Promise.all(
-      pushes.map(async (image) => {
-        try {
-          if (await pusher.alreadyPushed(image)) {
-            alreadyPushed += 1;
-            outcomes.push({ source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference, state: 'pushed' });
-          } else {
-            toPush.push(image);
-          }
-        } catch (err) {
-          if (signal?.aborted === true) throw err;
-          outcomes.push({ source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference, state: 'failed', code: errorCode(err), reason: describeError(err) });
-        }
-      }),
-    );
+    const { toPush, outcomes: setAside, alreadyPushed } = await pusher.setAsidePushed(pushes);
+    outcomes.push(...setAside);
 
     // Blobs the target already has in a repository this run pushes to need no fetch: they are
     // found there (HEAD) or mounted from there.
@@ -302,21 +287,7 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
       progress === undefined ? undefined : { update: () => undefined, addBytes: (delta) => progress.addBytes(delta), stop: () => undefined };
 
     // Images push as their blobs become held: pushing overlaps fetching.
-    let imagesDone = alreadyPushed;
-    let imagesFailed = outcomes.length - alreadyPushed;
-    const pushing = Promise.all(
-      toPush.map(async (image) => {
-        const outcome = await pusher.push(image);
-        if (outcome.state === 'pushed') {
-          imagesDone += 1;
-        } else {
-          imagesFailed += 1;
-          log.warn({ image: outcome.source, code: outcome.code, err: outcome.reason }, 'image not pushed');
-        }
-        progress?.update({ imagesDone, imagesFailed });
-        return outcome;
-      }),
-    );
+    const pushing = pusher.pushAll(toPush, { done: alreadyPushed, failed: outcomes.length - alreadyPushed }, log);
 
     const fetchStats = { held: 0, resumed: 0, fetched: 0, retries: 0 };
     let agentReports: AgentReport[] | undefined;

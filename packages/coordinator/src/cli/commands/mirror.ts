@@ -93,8 +93,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
       }),
     );
     progress.stop();
-    if (flags.output === 'json') process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-    else process.stdout.write(`${summaryText(summary)}\n`);
+    printSummary(flags, summary, summaryText);
     return exitCodeForSummary(summary);
   } finally {
     progress.stop();
@@ -260,8 +259,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
       }),
     );
     progress.stop();
-    if (flags.output === 'json') process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-    else process.stdout.write(`${pushSummaryText(summary)}\n`);
+    printSummary(flags, summary, pushSummaryText);
     return exitCodeForSummary(summary);
   } finally {
     progress.stop();
@@ -328,8 +326,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
       }),
     );
     progress.stop();
-    if (flags.output === 'json') process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-    else process.stdout.write(`${pushSummaryText(summary)}\n`);
+    printSummary(flags, summary, pushSummaryText);
     return exitCodeForSummary(summary);
   } finally {
     progress.stop();
@@ -338,6 +335,11 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
     await client.close();
     await targetClient.close();
   }
+}
+
+/** The summary on stdout: JSON with `--output json`, else the text a person reads. */
+function printSummary<T>(flags: MirrorFlags, summary: T, text: (summary: T) => string): void {
+  process.stdout.write(`${flags.output === 'json' ? JSON.stringify(summary, null, 2) : text(summary)}\n`);
 }
 
 function parseDiskDestination(arg: string): string {
