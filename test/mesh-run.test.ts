@@ -184,9 +184,17 @@ describe('losing an agent in the middle of a run', () => {
     const out = join(fx.dir, 'out-ckill');
     const cache = await coordinatorCache('cache-ckill');
     const first = spawnMeshmirror(farmArgs(farm, out, cache));
+    // Kill only once every other blob has arrived whole, so the only bytes in flight are the stalled
+    // pieces of the large layer (whatever else is mid-piece at the kill would be fetched again).
+    const bigLayerBytes = 24 * MiB;
+    const bigLayerDelivered = (): number =>
+      Math.max(0, ...[...fx.proxy.stats().byPath].filter(([path]) => path.startsWith('/v2/sample/big/blobs/')).map(([, bytes]) => bytes));
     await waitFor(
-      () => fx.proxy.stats().faultsInjected >= 3 && farm.some((a) => a.stderr().includes('"msg":"assignment finished"')),
-      'the agents to be mid-piece with some pieces done',
+      () =>
+        fx.proxy.stats().faultsInjected >= 3 &&
+        farm.some((a) => a.stderr().includes('"msg":"assignment finished"')) &&
+        fx.proxy.stats().blobBodyBytes - bigLayerDelivered() >= fx.uniqueBlobBytes - bigLayerBytes,
+      'the agents to be mid-piece on the large layer with every other blob done',
     );
     first.child.kill('SIGKILL');
     await first.result;
