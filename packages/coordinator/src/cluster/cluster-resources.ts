@@ -2,7 +2,8 @@
  * The files that point a disconnected cluster at the mirror, in the shapes and file names oc-mirror
  * v2 writes into `working-dir/cluster-resources/`: `idms-oc-mirror.yaml` (images the cluster pulls by
  * digest, and always release payloads), `itms-oc-mirror.yaml` (images pulled by tag), and for each
- * mirrored catalog a `cs-<repo>-<tag>.yaml` CatalogSource and a `cc-<repo>-<tag>.yaml` ClusterCatalog.
+ * mirrored catalog a `cs-<repo>-<tag>.yaml` CatalogSource and a `cc-<repo>-<tag>.yaml` ClusterCatalog,
+ * and `updateService.yaml` when the graph data image was mirrored with release payloads.
  * They are written only from images that actually arrived in the target.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -20,6 +21,11 @@ export interface MirroredImage {
   destination: string;
   /** A catalog image: gets a CatalogSource and a ClusterCatalog instead of mirror-set entries. */
   catalog?: boolean;
+  /**
+   * `catalog` as above; `graph`: the update graph data image, for an UpdateService instead of
+   * mirror-set entries; `release-payload`: a release image, whose repository the UpdateService names.
+   */
+  role?: 'release-payload' | 'catalog' | 'graph';
 }
 
 export interface ClusterResourceFile {
@@ -32,15 +38,17 @@ const HASH_TRUNC = 12;
 export function clusterResources(images: MirroredImage[], options: { createdAt?: Date } = {}): ClusterResourceFile[] {
   const annotations = { createdBy: 'meshmirror', createdAt: (options.createdAt ?? new Date()).toUTCString() };
   const files: ClusterResourceFile[] = [];
-  const byDigest = mirrorsByCategory(images.filter((i) => i.catalog !== true && (isByDigest(i.source) || i.category === 'release')));
-  const byTag = mirrorsByCategory(images.filter((i) => i.catalog !== true && !isByDigest(i.source)));
+  const isCatalog = (i: MirroredImage): boolean => i.catalog === true || i.role === 'catalog';
+  const inMirrorSets = images.filter((i) => !isCatalog(i) && i.role !== 'graph');
+  const byDigest = mirrorsByCategory(inMirrorSets.filter((i) => isByDigest(i.source) || i.category === 'release'));
+  const byTag = mirrorsByCategory(inMirrorSets.filter((i) => !isByDigest(i.source)));
   if (byDigest.size > 0) {
     files.push({ name: 'idms-oc-mirror.yaml', content: mirrorSets('ImageDigestMirrorSet', 'idms', 'imageDigestMirrors', byDigest, annotations) });
   }
   if (byTag.size > 0) {
     files.push({ name: 'itms-oc-mirror.yaml', content: mirrorSets('ImageTagMirrorSet', 'itms', 'imageTagMirrors', byTag, annotations) });
   }
-  for (const catalog of images.filter((i) => i.catalog === true)) {
+  for (const catalog of images.filter(isCatalog)) {
     const ref = parseImageReference(catalog.destination);
     const name = `${lastComponent(ref)}-${catalogSuffix(ref)}`.replaceAll('.', '-');
     files.push({
@@ -59,6 +67,20 @@ export function clusterResources(images: MirroredImage[], options: { createdAt?:
         kind: 'ClusterCatalog',
         metadata: { name: `cc-${name}`, annotations },
         spec: { source: { type: 'Image', image: { ref: catalog.destination } } },
+      }),
+    });
+  }
+  const graph = images.find((i) => i.role === 'graph');
+  const payload = images.find((i) => i.role === 'release-payload');
+  if (graph !== undefined && payload !== undefined) {
+    const releases = parseImageReference(payload.destination);
+    files.push({
+      name: 'updateService.yaml',
+      content: stringify({
+        apiVersion: 'updateservice.operator.openshift.io/v1',
+        kind: 'UpdateService',
+        metadata: { name: 'update-service-oc-mirror', annotations },
+        spec: { graphDataImage: graph.destination, releases: `${releases.registry}/${releases.repository}`, replicas: 2 },
       }),
     });
   }

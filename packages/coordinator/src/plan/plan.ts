@@ -19,7 +19,7 @@ export interface MirrorPlan {
 export function buildPlan(images: ResolvedImage[]): MirrorPlan {
   const blobs = new Map<Digest, PlanBlob>();
   images.forEach((image, index) => {
-    const source: RepositoryLocation = { registry: image.ref.registry, repository: image.ref.repository };
+    const source: RepositoryLocation = image.fetchFrom ?? { registry: image.ref.registry, repository: image.ref.repository };
     for (const { digest, size } of image.blobs) {
       let blob = blobs.get(digest);
       if (blob === undefined) {

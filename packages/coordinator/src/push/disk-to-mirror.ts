@@ -12,21 +12,26 @@ import {
   describeError,
   errorCode,
   MeshmirrorError,
+  parseImageReference,
   parseManifest,
   throwIfAborted,
   type Digest,
   type HostBackoff,
+  type ImageReference,
   type ImageSetConfig,
   type Logger,
   type RegistryPushClient,
   type RetryPolicy,
 } from '@meshmirror/shared';
 import { openArchive, uploadBlob, type ArchiveReader, type UploadModes } from '@meshmirror/agent';
+import { z } from 'zod';
+import type { RequestedImage } from '../resolve/image-set.ts';
 import { requestedImages } from '../resolve/requested-images.ts';
 import { RunJournal } from '../run/run-journal.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { writePushReports } from '../report/push-reports.ts';
 import { pushTarget, type PushDestination } from './push-targets.ts';
+import { stripSparseIndex } from './sparse-index.ts';
 import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PushOutcome } from './image-pusher.ts';
 
 export type { PushOutcome } from './image-pusher.ts';
@@ -98,12 +103,14 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
   const archived = new Map(entries.filter((e) => e.name !== undefined).map((e) => [e.name as string, e.descriptor]));
   const skippedPlatforms = skippedPlatformsByImage(metadata);
 
-  const { images: requested, blocked } = requestedImages(options.config);
+  // Release and catalog content was resolved when the archive was made (the graph and the catalogs
+  // are not reachable from here): its images come from run.json, the additional ones from the config.
+  const { images: requested, blocked } = requestedImages(options.config, resolvedContentOf(metadata));
   const outcomes: PushOutcome[] = [];
   const pushes: ImagePush[] = [];
   for (const image of requested) {
     const descriptor = archived.get(image.source);
-    const base = { source: image.source, kind: image.kind, origin: image.origin };
+    const base = { source: image.source, kind: image.kind, origin: image.origin, ...(image.role === undefined ? {} : { role: image.role }) };
     if (descriptor === undefined) {
       outcomes.push({
         ...base,
@@ -114,8 +121,9 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
       continue;
     }
     try {
-      const parts = await readImage(reader, image.source, descriptor.digest, skippedPlatforms.get(image.source) ?? false, signal);
-      pushes.push({ ...base, digest: descriptor.digest, target: pushTarget(destination, image, descriptor.digest), ...parts });
+      const byDigest = image.ref.digest !== undefined && image.ref.tag === undefined;
+      const parts = await readImage(reader, image.source, descriptor.digest, skippedPlatforms.get(image.source) ?? false, byDigest, signal);
+      pushes.push({ ...base, target: pushTarget(destination, image, descriptor.digest), ...parts });
     } catch (err) {
       if (signal?.aborted === true) throw err;
       log.warn({ image: image.source, code: errorCode(err), err: describeError(err) }, 'image refused');
@@ -212,8 +220,9 @@ async function readImage(
   source: string,
   digest: Digest,
   platformsFiltered: boolean,
+  byDigest: boolean,
   signal: AbortSignal | undefined,
-): Promise<Pick<ImagePush, 'manifests' | 'blobs'>> {
+): Promise<Pick<ImagePush, 'digest' | 'manifests' | 'blobs'>> {
   const top = await readManifest(reader, digest, source, signal);
   const manifests: ImagePush['manifests'] = [];
   const blobs = new Map<Digest, number>();
@@ -252,8 +261,9 @@ async function readImage(
       manifests.push(manifest);
     }
   }
-  manifests.push(top);
-  return { manifests, blobs: [...blobs].map(([d, size]) => ({ digest: d, size })) };
+  const pushedTop = platformsFiltered ? stripSparseIndex(top, (child) => manifests.some((m) => m.digest === child), { source, byDigest }) : top;
+  manifests.push(pushedTop);
+  return { digest: pushedTop.digest, manifests, blobs: [...blobs].map(([d, size]) => ({ digest: d, size })) };
 }
 
 async function readManifest(
@@ -286,6 +296,43 @@ function mediaTypeOf(bytes: Buffer, hint: string | undefined): string {
   }
   return hint ?? 'application/vnd.oci.image.manifest.v1+json';
 }
+
+/** From `run.json`: the release and operator images the mirror run archived, with their targets. */
+function resolvedContentOf(metadata: Record<string, unknown>): RequestedImage[] {
+  const images = Array.isArray(metadata['images']) ? (metadata['images'] as unknown[]) : [];
+  const out: RequestedImage[] = [];
+  for (const image of images) {
+    const parsed = archivedContentSchema.safeParse(image);
+    if (!parsed.success) continue;
+    const { source, kind, origin, role, targetRepo, targetTag } = parsed.data;
+    let ref: ImageReference;
+    try {
+      ref = parseImageReference(source);
+    } catch {
+      continue; // not an image the archive could hold
+    }
+    out.push({
+      kind,
+      source,
+      ref,
+      origin: origin ?? 'archive',
+      ...(role === undefined ? {} : { role }),
+      ...(targetRepo === undefined ? {} : { targetRepo }),
+      ...(targetTag === undefined ? {} : { targetTag }),
+    });
+  }
+  return out;
+}
+
+const archivedContentSchema = z.object({
+  source: z.string(),
+  kind: z.enum(['release', 'operator']),
+  status: z.literal('archived'),
+  origin: z.string().optional(),
+  role: z.enum(['release-payload', 'catalog', 'graph']).optional(),
+  targetRepo: z.string().optional(),
+  targetTag: z.string().optional(),
+});
 
 /** From `run.json`: images whose index lost platforms to the architecture filter at mirror time. */
 function skippedPlatformsByImage(metadata: Record<string, unknown>): Map<string, boolean> {

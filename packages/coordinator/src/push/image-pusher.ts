@@ -16,7 +16,7 @@ import {
   type PushBlobResult,
   type RegistryPushClient,
 } from '@meshmirror/shared';
-import type { ImageKind } from '../resolve/image-set.ts';
+import type { ImageKind, ImageRole } from '../resolve/image-set.ts';
 import { join } from 'node:path';
 import type { RunJournal, RunRecord } from '../run/run-journal.ts';
 import { clusterResources, writeClusterResources, type MirroredImage } from '../cluster/cluster-resources.ts';
@@ -27,6 +27,7 @@ export interface ImagePush {
   source: string;
   kind: ImageKind;
   origin: string;
+  role?: ImageRole;
   digest: Digest;
   target: PushTarget;
   /** Children first, the top manifest last. */
@@ -39,6 +40,7 @@ export interface PushOutcome {
   source: string;
   kind: ImageKind;
   origin: string;
+  role?: ImageRole;
   state: 'pushed' | 'failed';
   digest?: Digest;
   /** `registry/repository:tag` in the target. */
@@ -140,7 +142,7 @@ export class ImagePusher {
     let alreadyPushed = 0;
     await Promise.all(
       images.map(async (image) => {
-        const base = { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference };
+        const base = { source: image.source, kind: image.kind, origin: image.origin, ...(image.role === undefined ? {} : { role: image.role }), digest: image.digest, target: image.target.reference };
         try {
           if (await this.#alreadyPushed(image)) {
             alreadyPushed += 1;
@@ -196,7 +198,7 @@ export class ImagePusher {
   /** Places every blob of the image, then its manifests and tag. Never rejects unless aborted. */
   async push(image: ImagePush): Promise<PushOutcome> {
     const { client, journal, signal } = this.#o;
-    const base = { source: image.source, kind: image.kind, origin: image.origin, digest: image.digest, target: image.target.reference };
+    const base = { source: image.source, kind: image.kind, origin: image.origin, ...(image.role === undefined ? {} : { role: image.role }), digest: image.digest, target: image.target.reference };
     const location = { registry: image.target.registry, repository: image.target.repository };
     try {
       const results = await Promise.allSettled(image.blobs.map((b) => this.#ensure(b, image.target.repository)));
@@ -302,6 +304,7 @@ export async function finishPushRun(
     category: o.kind === 'release' ? 'release' : o.kind === 'operator' ? 'operator' : 'generic',
     source: o.source,
     destination: o.target ?? '',
+    ...(o.role === undefined ? {} : { role: o.role }),
   }));
   const files = await writeClusterResources(join(workingDir, 'cluster-resources'), clusterResources(mirrored));
   return { pushed: pushed.length, failed, clusterResources: files };

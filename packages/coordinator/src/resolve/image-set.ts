@@ -1,4 +1,4 @@
-import type { Descriptor, Digest, ImageReference } from '@meshmirror/shared';
+import type { Descriptor, Digest, ImageReference, RepositoryLocation } from '@meshmirror/shared';
 
 /** Where an image came from in the ImageSetConfiguration; exit codes and reports group by it. */
 export type ImageKind = 'release' | 'operator' | 'additional';
@@ -13,7 +13,11 @@ export interface RequestedImage {
   origin: string;
   targetRepo?: string;
   targetTag?: string;
+  /** What the image is for the cluster: a release payload, a filtered catalog, the update graph data. */
+  role?: ImageRole;
 }
+
+export type ImageRole = 'release-payload' | 'catalog' | 'graph';
 
 /** A manifest (or index) the image needs, stored as a blob in the archive. */
 export interface ResolvedManifest {
@@ -34,10 +38,22 @@ export interface ResolvedImage extends RequestedImage {
   platforms: string[];
   /** Platforms of an index that the architecture filter left out. */
   skippedPlatforms: string[];
+  /**
+   * Where the blobs not made by meshmirror are fetched, when not from `ref` (the graph image is made
+   * here on a base image: its base layers come from the base image's repository).
+   */
+  fetchFrom?: RepositoryLocation;
 }
 
-/** An image that could not be resolved or fetched, with the reason. */
-export interface FailedImage extends RequestedImage {
+/**
+ * An image that could not be resolved or fetched, with the reason; or a part of the image set that
+ * yielded no image at all (a release channel the graph could not give, a package missing from its
+ * catalog), named by `source` and `origin` the same way.
+ */
+export interface FailedImage {
+  kind: ImageKind;
+  source: string;
+  origin: string;
   code: string;
   reason: string;
 }

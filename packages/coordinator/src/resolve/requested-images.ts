@@ -7,26 +7,34 @@ export interface RequestedImages {
   blocked: Array<{ source: string; blockedBy: string }>;
 }
 
-/** Lists the additional images of a configuration, minus blocked images, without duplicates. */
-export function requestedImages(config: ImageSetConfig): RequestedImages {
+/**
+ * The images of a configuration: those that release and catalog resolution found (`found`, in that
+ * order), then the additional images; minus blocked images, each (source, target) once. A release
+ * component shared by several releases stays once per release, because each release tags it.
+ */
+export function requestedImages(config: ImageSetConfig, found: RequestedImage[] = []): RequestedImages {
   const blockers = config.mirror.blockedImages.map((b) => ({ name: b.name, matches: blockMatcher(b.name) }));
   const images: RequestedImage[] = [];
   const blocked: RequestedImages['blocked'] = [];
   const seen = new Set<string>();
-  config.mirror.additionalImages.forEach((entry, i) => {
-    const ref = parseImageReference(entry.name);
-    const source = formatReference(ref);
-    if (seen.has(source)) return;
-    seen.add(source);
-    const blocker = blockers.find((b) => b.matches(ref));
+  const add = (image: RequestedImage): void => {
+    const key = `${image.source} ${image.targetRepo ?? ''} ${image.targetTag ?? ''}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    const blocker = blockers.find((b) => b.matches(image.ref));
     if (blocker !== undefined) {
-      blocked.push({ source, blockedBy: blocker.name });
+      blocked.push({ source: image.source, blockedBy: blocker.name });
       return;
     }
-    const image: RequestedImage = { kind: 'additional', source, ref, origin: `mirror.additionalImages[${i}]` };
+    images.push(image);
+  };
+  for (const image of found) add(image);
+  config.mirror.additionalImages.forEach((entry, i) => {
+    const ref = parseImageReference(entry.name);
+    const image: RequestedImage = { kind: 'additional', source: formatReference(ref), ref, origin: `mirror.additionalImages[${i}]` };
     if (entry.targetRepo !== undefined) image.targetRepo = entry.targetRepo;
     if (entry.targetTag !== undefined) image.targetTag = entry.targetTag;
-    images.push(image);
+    add(image);
   });
   return { images, blocked };
 }

@@ -16,7 +16,8 @@ import {
 } from '@meshmirror/shared';
 import type { FailedImage, ImageKind, RequestedImage, ResolvedImage } from '../resolve/image-set.ts';
 import { resolveImage } from '../resolve/resolve-image.ts';
-import { requestedImages } from '../resolve/requested-images.ts';
+import { collectImageSet, type ImageSetContent, type OpenShiftSources } from '../resolve/image-set-content.ts';
+import type { LayerSource } from '../resolve/layer-source.ts';
 import { buildPlan, splitIntoPieces, type MirrorPlan } from '../plan/plan.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
 import { meshFetch, type AgentReport, type MeshFetcher, type MeshWriter } from './mesh-fetch.ts';
@@ -34,6 +35,10 @@ export interface MirrorToDiskOptions {
   client: RegistryClient;
   /** The agent that fetches and writes; the in-process agent in a single-host run. */
   agent: Agent;
+  /** Reads release payload and catalog layers (through `agent`'s store, so they cross the link once). */
+  layers: LayerSource;
+  /** The update service and graph data (OpenShift content). */
+  sources: OpenShiftSources;
   parallelImages: number;
   /** Blobs larger than this are fetched as several pieces in parallel. */
   pieceSize: number;
@@ -107,16 +112,16 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
   for (const notice of unsupportedImageSetContent(options.config)) warnings.push(`${notice.path}: ${notice.message}`);
   for (const w of warnings) log.warn(w);
 
-  const { images: requested, blocked } = requestedImages(options.config);
-  for (const b of blocked) log.info({ image: b.source, blockedBy: b.blockedBy }, 'image blocked by blockedImages');
-
   const journal = await RunJournal.open(join(options.cacheDir, 'journal'));
   try {
     const { run, resumed } = await journal.beginRun(runKey(options));
     if (resumed) log.info({ runId: run.runId }, 'resuming unfinished run');
-    progress?.update({ phase: 'resolving', imagesTotal: requested.length });
+    progress?.update({ phase: 'resolving' });
 
-    const { resolved, failed } = await resolveAll(requested, run, journal, options);
+    const content = await collectImageSet({ ...options, journal, run });
+    const { requested, blocked } = content;
+    for (const b of blocked) log.info({ image: b.source, blockedBy: b.blockedBy }, 'image blocked by blockedImages');
+    const { resolved, failed } = await resolveContent(content, run, journal, options);
     const plan = buildPlan(resolved);
     const emptyBlobs = [...plan.blobs.values()].filter((b) => b.size === 0);
     for (const b of emptyBlobs) plan.blobs.delete(b.digest);
@@ -148,7 +153,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       ];
       const summary: MirrorSummary = {
         ...summaryBase,
-        images: { requested: requested.length, blocked: blocked.length, archived: 0, failed: failed.length },
+        images: { requested: requested.length + content.prepared.length, blocked: blocked.length, archived: 0, failed: failed.length },
         outcomes,
         bytes: { unique: plan.uniqueBytes, held: split.heldBytes, resumed: split.resumedBytes, toFetch: split.missingBytes, fetched: 0 },
         retries: 0,
@@ -284,7 +289,8 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       } else {
         archive = await session.finish(
           {
-            images: archived.map((i) => ({ name: i.source, descriptor: i.descriptor })),
+            // One entry per source: a release component tagged by several releases is one image.
+            images: [...new Map(archived.map((i) => [i.source, { name: i.source, descriptor: i.descriptor }])).values()],
             metadata: runMetadata(run, options, archived, failed, history),
           },
           signal === undefined ? {} : { signal },
@@ -308,7 +314,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
 
     const summary: MirrorSummary = {
       ...summaryBase,
-      images: { requested: requested.length, blocked: blocked.length, archived: archived.length, failed: failed.length },
+      images: { requested: requested.length + content.prepared.length, blocked: blocked.length, archived: archived.length, failed: failed.length },
       outcomes,
       bytes: {
         unique: plan.uniqueBytes,
@@ -360,7 +366,9 @@ export async function resolveAll(
         try {
           const resolved = await resolveImage(toResolve, {
             client: options.client,
-            ...(architectures === undefined ? {} : { architectures }),
+            // Operator images are mirrored with every platform, as oc-mirror v2 does: a catalog names
+            // them by digest, and an index cut down to some platforms cannot be pushed by digest.
+            ...(architectures === undefined || image.kind === 'operator' ? {} : { architectures }),
             ...(options.signal === undefined ? {} : { signal: options.signal }),
           });
           const result: ResolvedImage = { ...resolved, ref: image.ref };
@@ -379,6 +387,18 @@ export async function resolveAll(
   for (const r of results) ('descriptor' in r ? resolved : failed).push(r as never);
   options.progress?.update({ imagesFailed: failed.length });
   return { resolved, failed };
+}
+
+/** Resolves the requested images; the images made during collection join them, and the parts that failed. */
+export async function resolveContent(
+  content: ImageSetContent,
+  run: RunRecord,
+  journal: RunJournal,
+  options: Parameters<typeof resolveAll>[3],
+): Promise<{ resolved: ResolvedImage[]; failed: FailedImage[] }> {
+  options.progress?.update({ imagesTotal: content.requested.length + content.prepared.length });
+  const { resolved, failed } = await resolveAll(content.requested, run, journal, options);
+  return { resolved: [...content.prepared, ...resolved], failed: [...content.failed, ...failed] };
 }
 
 /**
@@ -502,6 +522,10 @@ function runMetadata(
       ...archived.map((i) => ({
         source: i.source,
         kind: i.kind,
+        origin: i.origin,
+        ...(i.role === undefined ? {} : { role: i.role }),
+        ...(i.targetRepo === undefined ? {} : { targetRepo: i.targetRepo }),
+        ...(i.targetTag === undefined ? {} : { targetTag: i.targetTag }),
         digest: i.descriptor.digest,
         mediaType: i.descriptor.mediaType,
         target: diskTarget(options.destination, i),

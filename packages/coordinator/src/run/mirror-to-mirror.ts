@@ -27,15 +27,17 @@ import {
   type RegistryClient,
   type RegistryPushClient,
 } from '@meshmirror/shared';
-import { requestedImages } from '../resolve/requested-images.ts';
+import { collectImageSet, type OpenShiftSources } from '../resolve/image-set-content.ts';
+import type { LayerSource } from '../resolve/layer-source.ts';
 import { buildPlan, splitIntoPieces } from '../plan/plan.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
 import { meshFetch, type AgentReport, type MeshFetcher } from './mesh-fetch.ts';
-import { farmHoldings, fetchMissing, resolveAll, type FetchOutcome } from './mirror-to-disk.ts';
+import { farmHoldings, fetchMissing, resolveContent, type FetchOutcome } from './mirror-to-disk.ts';
 import { RunJournal } from './run-journal.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PushOutcome } from '../push/image-pusher.ts';
 import { pushTarget, type PushDestination } from '../push/push-targets.ts';
+import { stripSparseIndex } from '../push/sparse-index.ts';
 import type { PushSummary } from '../push/disk-to-mirror.ts';
 import { writePushReports } from '../report/push-reports.ts';
 
@@ -52,6 +54,10 @@ export interface MirrorToMirrorOptions {
   targetClient: RegistryPushClient;
   /** The coordinator's own agent, set up to push: it fetches and pushes everything in a single-host run. */
   agent: Agent;
+  /** Reads release payload and catalog layers (through `agent`'s store). */
+  layers: LayerSource;
+  /** The update service and graph data (OpenShift content). */
+  sources: OpenShiftSources;
   parallelImages: number;
   /** Blob placements in the target at once, across the farm. */
   transfers: number;
@@ -132,25 +138,43 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
   for (const w of warnings) log.warn(w);
   const abortable = signal === undefined ? {} : { signal };
 
-  const { images: requested, blocked } = requestedImages(options.config);
   const journal = await RunJournal.open(join(options.cacheDir, 'journal'));
   try {
     const { run, resumed } = await journal.beginRun(runKey(options));
     if (resumed) log.info({ runId: run.runId }, 'resuming unfinished run');
-    progress?.update({ phase: 'resolving', imagesTotal: requested.length });
+    progress?.update({ phase: 'resolving' });
 
-    const { resolved, failed } = await resolveAll(requested, run, journal, options);
+    const content = await collectImageSet({ ...options, journal, run });
+    const { blocked } = content;
+    const requested = [...content.prepared, ...content.requested];
+    const { resolved, failed } = await resolveContent(content, run, journal, options);
     const outcomes: PushOutcome[] = failed.map((f) => ({ source: f.source, kind: f.kind, origin: f.origin, state: 'failed', code: f.code, reason: f.reason }));
-    const pushes = resolved.map((image): ImagePush => ({
-      source: image.source,
-      kind: image.kind,
-      origin: image.origin,
-      digest: image.descriptor.digest,
-      target: pushTarget(destination, image, image.descriptor.digest),
-      // Children before the index that names them.
-      manifests: [...image.manifests.slice(1), ...image.manifests.slice(0, 1)],
-      blobs: image.blobs,
-    }));
+    const pushes: ImagePush[] = [];
+    for (const image of resolved) {
+      const children = image.manifests.slice(1);
+      try {
+        const top =
+          image.skippedPlatforms.length === 0
+            ? image.manifests[0]!
+            : stripSparseIndex(image.manifests[0]!, (child) => children.some((m) => m.digest === child), {
+                source: image.source,
+                byDigest: image.ref.digest !== undefined && image.ref.tag === undefined,
+              });
+        pushes.push({
+          source: image.source,
+          kind: image.kind,
+          origin: image.origin,
+          ...(image.role === undefined ? {} : { role: image.role }),
+          digest: top.digest,
+          target: pushTarget(destination, image, image.descriptor.digest),
+          // Children before the index that names them.
+          manifests: [...children, top],
+          blobs: image.blobs,
+        });
+      } catch (err) {
+        outcomes.push({ source: image.source, kind: image.kind, origin: image.origin, state: 'failed', code: errorCode(err), reason: describeError(err) });
+      }
+    }
 
     // Which agent holds each blob's bytes, once one does; rejected when the blob cannot be had.
     const holders = new Map<Digest, Deferred<Agent>>();

@@ -113,6 +113,30 @@ export class RunJournal {
     await this.db.put(`pushed/${reference}`, JSON.stringify({ digest, at: new Date().toISOString() }));
   }
 
+  /**
+   * An answer remembered for the rest of one run (an update graph response, by URL): a resumed run
+   * selects the same releases without asking again, even if the graph moved meanwhile.
+   */
+  async runCached(run: RunRecord, key: string): Promise<string | undefined> {
+    return await this.db.get(`run-cache/${run.runId}/${key}`);
+  }
+
+  async putRunCached(run: RunRecord, key: string, value: string): Promise<void> {
+    await this.db.put(`run-cache/${run.runId}/${key}`, value);
+  }
+
+  /**
+   * A fact derived from content-addressed input (the component list read from a release payload,
+   * by the payload's digest): true forever, so no run reads that input again.
+   */
+  async derived(key: string): Promise<string | undefined> {
+    return await this.db.get(`derived/${key}`);
+  }
+
+  async putDerived(key: string, value: string): Promise<void> {
+    await this.db.put(`derived/${key}`, value);
+  }
+
   /** Earlier runs, oldest first (for the archive's history). */
   async history(): Promise<RunRecord[]> {
     const runs: RunRecord[] = [];

@@ -532,13 +532,23 @@ export interface ImageSetNotice {
 /** The parts of a valid configuration that meshmirror accepts but does not mirror (yet); for warnings. */
 export function unsupportedImageSetContent(config: ImageSetConfig): ImageSetNotice[] {
   const notices: ImageSetNotice[] = [];
-  const platform = config.mirror.platform;
-  if (platform !== undefined && (platform.channels.length > 0 || platform.release !== undefined || platform.graph)) {
-    notices.push({ path: 'mirror.platform', message: 'release payloads are validated but not mirrored yet' });
+  if (config.mirror.platform?.kubeVirtContainer === true) {
+    notices.push({ path: 'mirror.platform.kubeVirtContainer', message: 'the KubeVirt container disk image is not mirrored yet' });
   }
-  if (config.mirror.operators.length > 0) {
-    notices.push({ path: 'mirror.operators', message: 'operator catalogs are validated but not mirrored yet' });
-  }
+  config.mirror.operators.forEach((op, i) => {
+    if (op.targetCatalogSourceTemplate !== undefined) {
+      notices.push({ path: `mirror.operators[${i}].targetCatalogSourceTemplate`, message: 'ignored: the CatalogSource is generated without a template' });
+    }
+    if (!op.skipDependencies && op.packages.length > 0) {
+      notices.push({
+        path: `mirror.operators[${i}]`,
+        message: 'packages that the selected bundles depend on are not added automatically yet; list them under packages',
+      });
+    }
+    op.packages.forEach((pkg, p) => {
+      if (pkg.selectors.length > 0) notices.push({ path: `mirror.operators[${i}].packages[${p}].selectors`, message: 'ignored: related images are not filtered by label yet' });
+    });
+  });
   const helm = config.mirror.helm;
   if (helm !== undefined && (helm.repositories.length > 0 || helm.local.length > 0)) {
     notices.push({ path: 'mirror.helm', message: 'Helm charts are read but not mirrored yet' });

@@ -10,6 +10,7 @@ import {
   loadImageSetConfig,
   describeError,
   MeshmirrorError,
+  parseImageReference,
   readSwarmKeyFile,
   resolveTransferSettings,
   retryPolicyFromSettings,
@@ -17,6 +18,7 @@ import {
   type Logger,
   type PushSettings,
   type LogLevel,
+  type RetryPolicy,
   type TransferSettings,
 } from '@meshmirror/shared';
 import { createBlobStore, createInProcessAgent, type BlobStore, type InProcessAgentOptions } from '@meshmirror/agent';
@@ -27,6 +29,8 @@ import { pushSummaryText } from '../../report/push-reports.ts';
 import { diskToMirror } from '../../push/disk-to-mirror.ts';
 import { parseDockerDestination } from '../../push/push-targets.ts';
 import { mirrorToMirror } from '../../run/mirror-to-mirror.ts';
+import type { OpenShiftSources } from '../../resolve/image-set-content.ts';
+import { storeLayerSource } from '../../resolve/layer-source.ts';
 import { exitCodeForSummary } from '../exit-codes.ts';
 import { withInterruptSignal } from '../interrupt.ts';
 
@@ -45,6 +49,9 @@ export interface MirrorFlags {
   connectTimeout?: number;
   pieceSize?: number;
   uploadChunkSize?: number;
+  updateUrl?: string;
+  graphDataUrl?: string;
+  graphBaseImage?: string;
   from?: string;
   workspace?: string;
   agents?: string[];
@@ -82,6 +89,8 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
         cacheDir,
         client,
         agent,
+        layers: storeLayerSource(agent, store),
+        sources: openShiftSources(flags, settings, retry),
         parallelImages: settings.parallelImages,
         pieceSize: flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? (farm === undefined ? DEFAULT_PIECE_SIZE : DEFAULT_FARM_PIECE_SIZE),
         chunkSizeBytes: gibToBytes(config.archiveSize),
@@ -101,6 +110,28 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     await agent.close();
     await client.close();
   }
+}
+
+/** Where release and graph content comes from: flags, then oc-mirror's `UPDATE_URL_OVERRIDE`. */
+function openShiftSources(flags: MirrorFlags, settings: TransferSettings, retry: RetryPolicy): OpenShiftSources {
+  const updateUrl = flags.updateUrl ?? nonEmpty(process.env['UPDATE_URL_OVERRIDE']);
+  for (const [flag, value] of [['--update-url', updateUrl], ['--graph-data-url', flags.graphDataUrl]] as const) {
+    if (value !== undefined && !/^https?:\/\/[^/]/.test(value)) {
+      throw new MeshmirrorError('MM_USAGE', `${flag === '--update-url' && flags.updateUrl === undefined ? 'UPDATE_URL_OVERRIDE' : flag}: expected an http(s):// URL, got "${value}"`);
+    }
+  }
+  if (flags.graphBaseImage !== undefined) parseImageReference(flags.graphBaseImage);
+  return {
+    ...(updateUrl === undefined ? {} : { updateUrl }),
+    ...(flags.graphDataUrl === undefined ? {} : { graphDataUrl: flags.graphDataUrl }),
+    ...(flags.graphBaseImage === undefined ? {} : { graphBaseImage: flags.graphBaseImage }),
+    tlsVerify: settings.srcTlsVerify,
+    retry,
+  };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
 /** The coordinator's own agent over the store in the cache dir. */
@@ -316,6 +347,8 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
         client,
         targetClient,
         agent,
+        layers: storeLayerSource(agent, store),
+        sources: openShiftSources(flags, settings, retry),
         parallelImages: settings.parallelImages,
         transfers: settings.parallelImages * settings.parallelLayers,
         pieceSize: flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? DEFAULT_PIECE_SIZE,

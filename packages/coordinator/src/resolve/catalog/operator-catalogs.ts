@@ -1,0 +1,268 @@
+/**
+ * `mirror.operators`: each catalog image is read (its file-based catalog, from the folder its
+ * `operators.operatorframework.io.index.configs.v1` label names), filtered to the selected
+ * packages, channels and versions with oc-mirror's semantics, and published again as a new image:
+ * the original layers plus one layer that replaces the configs folder with the filtered catalog.
+ * The selected bundles and their related images become images to mirror.
+ *
+ * A problem in one package (missing from the catalog, a channel that is not there, a range that
+ * selects nothing) is reported naming the package and channel; the other packages go ahead.
+ */
+import {
+  describeError,
+  errorCode,
+  formatReference,
+  manifestReference,
+  MediaType,
+  MeshmirrorError,
+  parseImageReference,
+  parseManifest,
+  sha256Digest,
+  throwIfAborted,
+  type Agent,
+  type Descriptor,
+  type Digest,
+  type ImageManifest,
+  type ImageReference,
+  type Logger,
+  type OperatorCatalogConfig,
+  type RegistryClient,
+  type RepositoryLocation,
+} from '@meshmirror/shared';
+import type { FailedImage, RequestedImage, ResolvedImage, ResolvedManifest } from '../image-set.ts';
+import type { LayerSource } from '../layer-source.ts';
+import { buildDeclarativeConfig } from './declarative-config.ts';
+import { filterCatalog, renderPackageFiles } from './filter-catalog.ts';
+import { buildConfigsLayer, readConfigsFromLayers } from './catalog-layers.ts';
+
+export const CONFIGS_LABEL = 'operators.operatorframework.io.index.configs.v1';
+/** opm's cache of the original catalog would not match the filtered one; opm rebuilds it at start. */
+const CACHE_DIR_FLAG = /^--cache-dir=(.+)$/;
+
+export interface CatalogSummary {
+  catalog: string;
+  origin: string;
+  /** The filtered catalog's digest (its top manifest or index). */
+  digest?: Digest;
+  packages: Array<{ name: string; channels: string[]; bundles: string[] }>;
+  relatedImages: number;
+}
+
+export interface ResolveCatalogsOptions {
+  operators: OperatorCatalogConfig[];
+  architectures: string[];
+  client: RegistryClient;
+  agent: Agent;
+  layers: LayerSource;
+  /** A catalog named by tag stays at the digest first seen in this run. */
+  pin: { get(source: string): Promise<Digest | undefined>; put(source: string, digest: Digest): Promise<void> };
+  logger: Logger;
+  signal?: AbortSignal;
+}
+
+export interface ResolvedCatalogs {
+  /** Bundle images and related images, by digest as the catalog names them. */
+  images: RequestedImage[];
+  /** The filtered catalog images, made here. */
+  prepared: ResolvedImage[];
+  failed: FailedImage[];
+  summaries: CatalogSummary[];
+}
+
+export async function resolveOperatorCatalogs(options: ResolveCatalogsOptions): Promise<ResolvedCatalogs> {
+  const out: ResolvedCatalogs = { images: [], prepared: [], failed: [], summaries: [] };
+  const log = options.logger.child({ component: 'coordinator:catalogs' });
+  for (const [i, operator] of options.operators.entries()) {
+    throwIfAborted(options.signal);
+    const origin = `mirror.operators[${i}]`;
+    try {
+      await resolveCatalog(operator, origin, options, out);
+    } catch (err) {
+      if (options.signal?.aborted === true) throw err;
+      log.warn({ catalog: operator.catalog, code: errorCode(err), err: describeError(err) }, 'catalog could not be resolved');
+      out.failed.push({ kind: 'operator', source: operator.catalog, origin, code: errorCode(err), reason: describeError(err) });
+    }
+  }
+  return out;
+}
+
+async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, options: ResolveCatalogsOptions, out: ResolvedCatalogs): Promise<void> {
+  const { client, signal } = options;
+  const abortable = signal === undefined ? {} : { signal };
+  if (/^oci:/.test(operator.catalog)) {
+    throw new MeshmirrorError('MM_USAGE', `catalog ${operator.catalog}: catalogs in local OCI layouts (oci://) are not supported yet; push it to a registry`);
+  }
+  const ref = parseImageReference(operator.catalog);
+  const source = formatReference(ref);
+  const where = `catalog ${source}`;
+  const location = { registry: ref.registry, repository: ref.repository };
+  const pinned = ref.digest === undefined ? await options.pin.get(source) : undefined;
+  const top = await client.getManifest(location, pinned ?? manifestReference(ref), abortable);
+  if (ref.digest === undefined && pinned === undefined) await options.pin.put(source, top.digest);
+  const parsedTop = parseManifest(top.bytes, top.mediaType, where);
+
+  // The platforms to publish; the catalog content is the same in each, so it is read from the first.
+  const children: Array<{ descriptor?: Descriptor; manifest: ImageManifest; mediaType: string }> = [];
+  if (parsedTop.kind === 'image') {
+    children.push({ manifest: parsedTop.manifest, mediaType: parsedTop.mediaType });
+  } else {
+    for (const child of parsedTop.index.manifests) {
+      const arch = child.platform?.architecture;
+      if (arch === undefined || arch === 'unknown') continue;
+      if (!options.architectures.includes('multi') && !options.architectures.includes(arch)) continue;
+      const fetched = await client.getManifest(location, child.digest, abortable);
+      const parsed = parseManifest(fetched.bytes, fetched.mediaType, `${where} (${arch})`);
+      if (parsed.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where} (${arch}): nested index is not supported`);
+      children.push({ descriptor: child, manifest: parsed.manifest, mediaType: parsed.mediaType });
+    }
+    if (children.length === 0) throw new MeshmirrorError('MM_NOT_FOUND', `${where}: no platform matches architectures ${options.architectures.join(',')}`);
+  }
+
+  const first = children[0]!;
+  const firstConfig = await readConfig(client, location, first.manifest, abortable);
+  const configsDir = labelsOf(firstConfig)[CONFIGS_LABEL];
+  if (configsDir === undefined || configsDir === '') {
+    throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: not a file-based catalog (its config has no ${CONFIGS_LABEL} label)`);
+  }
+  const files = await readConfigsFromLayers(
+    first.manifest.layers.map((layer) => ({ digest: layer.digest, open: () => options.layers.open(location, { digest: layer.digest, size: layer.size }, abortable) })),
+    configsDir,
+    abortable,
+  );
+  const declarative = buildDeclarativeConfig(files.map((f) => ({ path: `${configsDir}/${f.path}`, text: f.text })));
+  const filtered = filterCatalog(declarative, operator, where);
+
+  for (const problem of filtered.problems) {
+    const packageIndex = operator.packages.findIndex((p) => p.name === problem.package);
+    const at = packageIndex === -1 ? origin : `${origin}.packages[${packageIndex}]`;
+    const channelIndex = packageIndex === -1 || problem.channel === undefined ? -1 : operator.packages[packageIndex]!.channels.findIndex((c) => c.name === problem.channel);
+    out.failed.push({
+      kind: 'operator',
+      source: [source, `package ${problem.package}`, ...(problem.channel === undefined ? [] : [`channel ${problem.channel}`]), ...(problem.bundle === undefined ? [] : [`bundle ${problem.bundle}`])].join(' '),
+      origin: channelIndex === -1 ? at : `${at}.channels[${channelIndex}]`,
+      code: 'MM_NOT_FOUND',
+      reason: problem.message,
+    });
+  }
+
+  for (const related of filtered.relatedImages) {
+    let relatedRef: ImageReference;
+    try {
+      relatedRef = parseImageReference(related.image);
+    } catch (err) {
+      out.failed.push({
+        kind: 'operator',
+        source: related.image,
+        origin: `${origin} (package ${related.package}, bundle ${related.bundle})`,
+        code: errorCode(err),
+        reason: `bundle ${related.bundle} of package ${related.package} names an invalid image: ${describeError(err)}`,
+      });
+      continue;
+    }
+    out.images.push({
+      kind: 'operator',
+      source: formatReference(relatedRef),
+      ref: relatedRef,
+      origin: `${origin} (package ${related.package}, bundle ${related.bundle}${related.name === '' ? '' : `, ${related.name}`})`,
+    });
+  }
+
+  // The filtered catalog: every platform's layers plus one layer that replaces the configs folder.
+  const cacheDir = cacheDirOf(firstConfig);
+  const layer = await buildConfigsLayer(renderPackageFiles(filtered.config), configsDir, cacheDir === undefined ? {} : { remove: [cacheDir] });
+  await options.agent.putBlob(layer.digest, layer.bytes, abortable);
+  const manifests: ResolvedManifest[] = [];
+  const blobs = new Map<Digest, number>([[layer.digest, layer.size]]);
+  const newChildren: Descriptor[] = [];
+  for (const child of children) {
+    const config = child === first ? firstConfig : await readConfig(client, location, child.manifest, abortable);
+    const rebuilt = rebuildImage(child.manifest, child.mediaType, config, layer);
+    await options.agent.putBlob(rebuilt.config.digest, rebuilt.configBytes, abortable);
+    manifests.push({ digest: rebuilt.digest, mediaType: child.mediaType, bytes: rebuilt.bytes });
+    for (const l of child.manifest.layers) blobs.set(l.digest, l.size);
+    blobs.set(rebuilt.config.digest, rebuilt.configBytes.byteLength);
+    if (child.descriptor !== undefined) newChildren.push({ ...child.descriptor, digest: rebuilt.digest, size: rebuilt.bytes.byteLength });
+  }
+  let descriptor: Descriptor;
+  if (parsedTop.kind === 'index') {
+    const index = { ...parsedTop.index, manifests: newChildren };
+    const bytes = new TextEncoder().encode(JSON.stringify(index));
+    descriptor = { mediaType: parsedTop.mediaType, digest: sha256Digest(bytes), size: bytes.byteLength };
+    manifests.unshift({ digest: descriptor.digest, mediaType: parsedTop.mediaType, bytes });
+  } else {
+    const only = manifests[0]!;
+    descriptor = { mediaType: only.mediaType, digest: only.digest, size: only.bytes.byteLength };
+  }
+
+  out.prepared.push({
+    kind: 'operator',
+    role: 'catalog',
+    source,
+    ref,
+    origin,
+    targetRepo: operator.targetCatalog ?? ref.repository,
+    ...(operator.targetTag !== undefined ? { targetTag: operator.targetTag } : ref.tag !== undefined ? { targetTag: ref.tag } : {}),
+    descriptor,
+    manifests,
+    blobs: [...blobs].map(([digest, size]) => ({ digest, size })),
+    platforms: children.map((c) => c.descriptor?.platform?.architecture ?? '').filter((a) => a !== ''),
+    skippedPlatforms: [],
+  });
+  out.summaries.push({
+    catalog: source,
+    origin,
+    digest: descriptor.digest,
+    packages: [...filtered.config.packages.values()].map((p) => ({ name: p.name, channels: [...p.channels.keys()].sort(), bundles: [...p.bundles.keys()].sort() })),
+    relatedImages: filtered.relatedImages.length,
+  });
+}
+
+async function readConfig(client: RegistryClient, location: RepositoryLocation, manifest: ImageManifest, abortable: { signal?: AbortSignal }): Promise<Record<string, unknown>> {
+  const bytes = await client.getBlob(location, manifest.config.digest, abortable);
+  return JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
+}
+
+function labelsOf(config: Record<string, unknown>): Record<string, string> {
+  const inner = config['config'] as { Labels?: Record<string, string> | null } | undefined;
+  return inner?.Labels ?? {};
+}
+
+/**
+ * The image with the configs layer on top. opm's pre-built cache describes the original catalog,
+ * so the layer also deletes it (a whiteout) and the command loses `--cache-enforce-integrity`:
+ * `opm serve` then builds the cache from the filtered configs when it starts.
+ */
+function rebuildImage(
+  manifest: ImageManifest,
+  mediaType: string,
+  config: Record<string, unknown>,
+  layer: { digest: Digest; diffId: Digest; size: number },
+): { digest: Digest; bytes: Uint8Array; config: Descriptor; configBytes: Uint8Array } {
+  const inner = (config['config'] ?? {}) as Record<string, unknown>;
+  const cmd = Array.isArray(inner['Cmd']) ? (inner['Cmd'] as string[]).filter((arg) => !arg.startsWith('--cache-enforce-integrity')) : inner['Cmd'];
+  const rootfs = (config['rootfs'] ?? { type: 'layers', diff_ids: [] }) as { type: string; diff_ids: string[] };
+  const history = Array.isArray(config['history']) ? (config['history'] as unknown[]) : [];
+  const newConfig = {
+    ...config,
+    config: { ...inner, ...(cmd === undefined ? {} : { Cmd: cmd }) },
+    rootfs: { type: rootfs.type, diff_ids: [...rootfs.diff_ids, layer.diffId] },
+    history: [...history, { created: '1970-01-01T00:00:00Z', created_by: 'meshmirror: filtered catalog' }],
+  };
+  const configBytes = new TextEncoder().encode(JSON.stringify(newConfig));
+  const docker = mediaType === MediaType.DockerManifest;
+  const configDescriptor: Descriptor = { ...manifest.config, digest: sha256Digest(configBytes), size: configBytes.byteLength };
+  const layerDescriptor: Descriptor = { mediaType: docker ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip, digest: layer.digest, size: layer.size };
+  const bytes = new TextEncoder().encode(JSON.stringify({ ...manifest, config: configDescriptor, layers: [...manifest.layers, layerDescriptor] }));
+  return { digest: sha256Digest(bytes), bytes, config: configDescriptor, configBytes };
+}
+
+/** The cache folder an opm command line names (`--cache-dir=/tmp/cache`), if any. */
+export function cacheDirOf(config: Record<string, unknown>): string | undefined {
+  const inner = (config['config'] ?? {}) as Record<string, unknown>;
+  const args = [...(Array.isArray(inner['Entrypoint']) ? (inner['Entrypoint'] as string[]) : []), ...(Array.isArray(inner['Cmd']) ? (inner['Cmd'] as string[]) : [])];
+  for (const arg of args) {
+    const match = CACHE_DIR_FLAG.exec(arg);
+    if (match?.[1] !== undefined) return match[1];
+  }
+  return undefined;
+}

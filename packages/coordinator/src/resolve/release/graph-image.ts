@@ -1,0 +1,185 @@
+/**
+ * `graph: true`: the OpenShift Update Service needs the update graph data in the disconnected site.
+ * As oc-mirror does, the graph-data tarball is downloaded and published as one more layer on a base
+ * image, its files under `/var/lib/cincinnati-graph-data/`, with a command that copies them where
+ * the Update Service reads them. The new layer and config are made here and stored in the
+ * coordinator's agent; the base image's layers are mirrored from the base image's repository.
+ */
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { createGunzip, createGzip } from 'node:zlib';
+import tar from 'tar-stream';
+import {
+  formatReference,
+  manifestReference,
+  MediaType,
+  MeshmirrorError,
+  parseImageReference,
+  parseManifest,
+  sha256Digest,
+  type Agent,
+  type Descriptor,
+  type Digest,
+  type ImageReference,
+  type RegistryClient,
+} from '@meshmirror/shared';
+import type { ResolvedImage } from '../image-set.ts';
+import { normalize } from '../layer-files.ts';
+
+export const DEFAULT_GRAPH_DATA_URL = 'https://api.openshift.com/api/upgrades_info/graph-data';
+export const DEFAULT_GRAPH_BASE_IMAGE = 'registry.access.redhat.com/ubi9/ubi:latest';
+/** The graph image has no upstream of its own; this names it in the archive (oc-mirror uses its local cache registry). */
+export const GRAPH_IMAGE_SOURCE = 'localhost/openshift/graph-image:latest';
+export const GRAPH_IMAGE_REPO = 'openshift/graph-image';
+export const GRAPH_DATA_DIR = 'var/lib/cincinnati-graph-data';
+const GRAPH_COMMAND = ['/bin/bash', '-c', 'exec cp -rp /var/lib/cincinnati-graph-data/* /var/lib/cincinnati/graph-data'];
+/** The real graph data is a few MiB; anything far larger is not graph data. */
+const MAX_GRAPH_LAYER_BYTES = 256 * 1024 * 1024;
+
+export interface BuildGraphImageOptions {
+  /** Streams the graph-data tarball (gzip tar). */
+  download: (signal?: AbortSignal) => Promise<{ body: Readable; url: string }>;
+  baseImage: string;
+  architecture: string;
+  client: RegistryClient;
+  /** The coordinator's agent: the new layer and config are stored there. */
+  agent: Agent;
+  signal?: AbortSignal;
+}
+
+export async function buildGraphImage(options: BuildGraphImageOptions): Promise<ResolvedImage> {
+  const { client, agent, signal } = options;
+  const abortable = signal === undefined ? {} : { signal };
+  const { body, url } = await options.download(signal);
+  const layer = await repackGraphData(body, url, signal);
+
+  const baseRef = parseImageReference(options.baseImage);
+  const baseWhere = `graph base image ${formatReference(baseRef)}`;
+  const location = { registry: baseRef.registry, repository: baseRef.repository };
+  const top = await client.getManifest(location, manifestReference(baseRef), abortable);
+  let parsed = parseManifest(top.bytes, top.mediaType, baseWhere);
+  if (parsed.kind === 'index') {
+    const child = parsed.index.manifests.find((m) => m.platform?.architecture === options.architecture && m.platform.os === 'linux');
+    if (child === undefined) throw new MeshmirrorError('MM_NOT_FOUND', `${baseWhere}: no linux/${options.architecture} image in its index`);
+    const fetched = await client.getManifest(location, child.digest, abortable);
+    parsed = parseManifest(fetched.bytes, fetched.mediaType, baseWhere);
+    if (parsed.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${baseWhere}: nested index is not supported`);
+  }
+  const base = parsed.manifest;
+  const docker = parsed.mediaType === MediaType.DockerManifest;
+  const baseConfig = JSON.parse(Buffer.from(await client.getBlob(location, base.config.digest, abortable)).toString('utf8')) as Record<string, unknown>;
+
+  const rootfs = (baseConfig['rootfs'] ?? { type: 'layers', diff_ids: [] }) as { type: string; diff_ids: string[] };
+  const containerConfig = (baseConfig['config'] ?? {}) as Record<string, unknown>;
+  const history = Array.isArray(baseConfig['history']) ? (baseConfig['history'] as unknown[]) : [];
+  const config = {
+    ...baseConfig,
+    created: '1970-01-01T00:00:00Z',
+    config: { ...containerConfig, Cmd: GRAPH_COMMAND, Entrypoint: null },
+    rootfs: { type: rootfs.type, diff_ids: [...rootfs.diff_ids, layer.diffId] },
+    history: [...history, { created: '1970-01-01T00:00:00Z', created_by: `meshmirror: graph data from ${url}` }],
+  };
+  const configBytes = new TextEncoder().encode(JSON.stringify(config));
+  const configDescriptor: Descriptor = { mediaType: docker ? MediaType.DockerConfig : MediaType.OciConfig, digest: sha256Digest(configBytes), size: configBytes.byteLength };
+  const layerDescriptor: Descriptor = { mediaType: docker ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip, digest: layer.digest, size: layer.bytes.byteLength };
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: parsed.mediaType,
+    config: configDescriptor,
+    layers: [...base.layers, layerDescriptor],
+  };
+  const manifestBytes = new TextEncoder().encode(JSON.stringify(manifest));
+  const manifestDigest = sha256Digest(manifestBytes);
+
+  await agent.putBlob(layer.digest, layer.bytes, abortable);
+  await agent.putBlob(configDescriptor.digest, configBytes, abortable);
+
+  const ref: ImageReference = parseImageReference(GRAPH_IMAGE_SOURCE);
+  return {
+    kind: 'release',
+    role: 'graph',
+    source: GRAPH_IMAGE_SOURCE,
+    ref,
+    origin: 'mirror.platform.graph',
+    targetRepo: GRAPH_IMAGE_REPO,
+    targetTag: 'latest',
+    descriptor: { mediaType: parsed.mediaType, digest: manifestDigest, size: manifestBytes.byteLength },
+    manifests: [{ digest: manifestDigest, mediaType: parsed.mediaType, bytes: manifestBytes }],
+    blobs: [...base.layers.map((l) => ({ digest: l.digest, size: l.size })), { digest: layer.digest, size: layer.bytes.byteLength }, { digest: configDescriptor.digest, size: configBytes.byteLength }],
+    platforms: [],
+    skippedPlatforms: [],
+    fetchFrom: location,
+  };
+}
+
+/**
+ * The tarball's files, moved under `var/lib/cincinnati-graph-data/`, as a gzip tar layer. Entries
+ * are copied as they come; only the compressed result is held (the graph data is a few MiB).
+ */
+async function repackGraphData(body: Readable, url: string, signal: AbortSignal | undefined): Promise<{ bytes: Uint8Array; digest: Digest; diffId: Digest }> {
+  const extract = tar.extract();
+  const pack = tar.pack();
+  const gzip = createGzip();
+  const diff = createHash('sha256');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const collected = new Promise<void>((resolve, reject) => {
+    gzip.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_GRAPH_LAYER_BYTES) {
+        gzip.destroy(new MeshmirrorError('MM_SIZE_MISMATCH', `graph data from ${url} is larger than ${MAX_GRAPH_LAYER_BYTES} bytes compressed`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    gzip.on('end', resolve);
+    gzip.on('error', reject);
+  });
+  pack.on('data', (chunk: unknown) => {
+    diff.update(chunk as Buffer);
+  });
+  pack.pipe(gzip);
+  const gunzip = createGunzip();
+  body.on('error', (err) => extract.destroy(err));
+  gunzip.on('error', (err) => extract.destroy(err));
+  body.pipe(gunzip).pipe(extract);
+  const onAbort = (): void => extract.destroy(new MeshmirrorError('MM_ABORTED', `graph data download from ${url} aborted`));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    let files = 0;
+    for await (const entry of extract) {
+      const name = normalize(entry.header.name);
+      if (name === '' || name.split('/').includes('..')) {
+        entry.resume();
+        continue;
+      }
+      const header = { ...entry.header, name: `${GRAPH_DATA_DIR}/${name}`, mtime: new Date(0), uid: 0, gid: 0, uname: '', gname: '' };
+      if (entry.header.type === 'file') {
+        files += 1;
+        const target = pack.entry({ ...header, size: entry.header.size ?? 0 });
+        await new Promise<void>((resolve, reject) => {
+          entry.pipe(target);
+          target.on('finish', resolve);
+          target.on('error', reject);
+          entry.on('error', reject);
+        });
+      } else if (entry.header.type === 'directory' || entry.header.type === 'symlink') {
+        pack.entry(entry.header.type === 'symlink' ? { ...header, linkname: entry.header.linkname ?? '' } : header);
+        entry.resume();
+      } else {
+        entry.resume();
+      }
+    }
+    if (files === 0) throw new MeshmirrorError('MM_MANIFEST_INVALID', `graph data from ${url} holds no files`);
+  } catch (err) {
+    pack.destroy();
+    if (err instanceof MeshmirrorError) throw err;
+    throw new MeshmirrorError('MM_MANIFEST_INVALID', `graph data from ${url} is not a gzip tar: ${(err as Error).message}`, { cause: err });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  pack.finalize();
+  await collected;
+  const bytes = Buffer.concat(chunks);
+  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest: sha256Digest(bytes), diffId: `sha256:${diff.digest('hex')}` as Digest };
+}

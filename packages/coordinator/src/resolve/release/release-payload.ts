@@ -1,0 +1,157 @@
+/**
+ * What a release payload image says about itself: `release-manifests/image-references` (an
+ * ImageStream naming every component image by digest) and `release-manifests/release-metadata`
+ * (Cincinnati metadata: version, previous versions). Both live in one of the payload's layers,
+ * usually the top one; the layers are read top first and the scan stops as soon as both are found,
+ * so the payload is never unpacked to disk.
+ */
+import { z } from 'zod';
+import {
+  formatReference,
+  manifestReference,
+  MeshmirrorError,
+  parseImageReference,
+  parseManifest,
+  type Digest,
+  type ImageReference,
+  type RegistryClient,
+} from '@meshmirror/shared';
+import type { LayerSource } from '../layer-source.ts';
+import { scanLayer } from '../layer-files.ts';
+
+const IMAGE_REFERENCES = 'release-manifests/image-references';
+const RELEASE_METADATA = 'release-manifests/release-metadata';
+
+const imageStreamSchema = z.object({
+  kind: z.literal('ImageStream'),
+  apiVersion: z.string().optional(),
+  metadata: z.object({ name: z.string().min(1) }).loose(),
+  spec: z
+    .object({
+      tags: z
+        .array(
+          z
+            .object({
+              name: z.string().min(1),
+              annotations: z.record(z.string(), z.string()).optional(),
+              from: z.object({ kind: z.literal('DockerImage'), name: z.string().min(1) }).loose(),
+            })
+            .loose(),
+        )
+        .default([]),
+    })
+    .loose(),
+});
+
+const releaseMetadataSchema = z
+  .object({
+    kind: z.literal('cincinnati-metadata-v0'),
+    version: z.string().min(1),
+    previous: z.array(z.string()).default([]),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .loose();
+
+export interface ReleaseComponent {
+  /** The ImageStream tag name (`etcd`, `cli`, …). */
+  name: string;
+  /** The component image, by digest as the payload pins it. */
+  image: string;
+}
+
+export interface ReleaseInfo {
+  /** The payload's digest (of the manifest that was read). */
+  digest: Digest;
+  version: string;
+  previous: string[];
+  components: ReleaseComponent[];
+}
+
+export interface ReadReleaseOptions {
+  client: RegistryClient;
+  layers: LayerSource;
+  /** Picks the manifest of a multi-arch payload (oc-mirror's `multi` payloads are indexes). */
+  architecture: string;
+  signal?: AbortSignal;
+}
+
+/** Reads a release payload's component list and metadata from its layers. */
+export async function readReleaseInfo(payload: ImageReference, options: ReadReleaseOptions): Promise<ReleaseInfo> {
+  const { client, signal } = options;
+  const where = `release payload ${formatReference(payload)}`;
+  const location = { registry: payload.registry, repository: payload.repository };
+  const abortable = signal === undefined ? {} : { signal };
+  const top = await client.getManifest(location, manifestReference(payload), abortable);
+  let parsed = parseManifest(top.bytes, top.mediaType, where);
+  if (parsed.kind === 'index') {
+    const child =
+      parsed.index.manifests.find((m) => m.platform?.architecture === options.architecture) ??
+      parsed.index.manifests.find((m) => m.platform?.architecture === 'amd64') ??
+      parsed.index.manifests[0];
+    if (child === undefined) throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: the index lists no manifests`);
+    const fetched = await client.getManifest(location, child.digest, abortable);
+    parsed = parseManifest(fetched.bytes, fetched.mediaType, where);
+    if (parsed.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: nested index is not supported`);
+  }
+  const manifest = parsed.manifest;
+
+  let imageReferences: Buffer | undefined;
+  let releaseMetadata: Buffer | undefined;
+  // Top layer first: later layers overwrite earlier ones, and the release manifests are added last.
+  for (const layer of [...manifest.layers].reverse()) {
+    const layerWhere = `${where}, layer ${layer.digest}`;
+    const body = await options.layers.open(location, { digest: layer.digest, size: layer.size }, abortable);
+    await scanLayer(body, {
+      where: layerWhere,
+      maxFileBytes: 16 * 1024 * 1024,
+      ...abortable,
+      want: (entry) => (entry.path === IMAGE_REFERENCES && imageReferences === undefined) || (entry.path === RELEASE_METADATA && releaseMetadata === undefined),
+      onFile: (entry, bytes) => {
+        if (entry.path === IMAGE_REFERENCES) imageReferences = bytes;
+        else releaseMetadata = bytes;
+        return imageReferences !== undefined && releaseMetadata !== undefined ? 'stop' : undefined;
+      },
+    });
+    if (imageReferences !== undefined && releaseMetadata !== undefined) break;
+  }
+  if (imageReferences === undefined) {
+    throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: no ${IMAGE_REFERENCES} in any of its ${manifest.layers.length} layers; is this a release image?`);
+  }
+
+  const stream = parseJsonFile(imageReferences, imageStreamSchema, `${where}: ${IMAGE_REFERENCES}`);
+  const metadata = releaseMetadata === undefined ? undefined : parseJsonFile(releaseMetadata, releaseMetadataSchema, `${where}: ${RELEASE_METADATA}`);
+  const components: ReleaseComponent[] = [];
+  for (const [i, tag] of stream.spec.tags.entries()) {
+    let ref: ImageReference;
+    try {
+      ref = parseImageReference(tag.from.name);
+    } catch (cause) {
+      throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: ${IMAGE_REFERENCES} spec.tags[${i}] (${tag.name}): ${(cause as Error).message}`, { cause });
+    }
+    if (ref.digest === undefined) {
+      throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: ${IMAGE_REFERENCES} spec.tags[${i}] (${tag.name}) names ${tag.from.name} by tag; a release pins its components by digest`);
+    }
+    components.push({ name: tag.name, image: formatReference(ref) });
+  }
+  return {
+    digest: top.digest,
+    version: metadata?.version ?? stream.metadata.name,
+    previous: metadata?.previous ?? [],
+    components,
+  };
+}
+
+function parseJsonFile<T>(bytes: Buffer, schema: z.ZodType<T>, where: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString('utf8'));
+  } catch (cause) {
+    throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where} is not JSON`, { cause });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
+}

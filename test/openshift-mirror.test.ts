@@ -1,0 +1,246 @@
+/**
+ * OpenShift content end to end: the user's own example configuration, with `registry.redhat.io`
+ * pointed at a real registry holding release payloads, component images, an operator catalog and
+ * its bundles in the real formats (test/support/openshift-fixture.ts), an update-graph service and a
+ * graph-data tarball. Everything the registry serves goes through a counting proxy. What meshmirror
+ * writes is read back with skopeo and the real `tar`.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runMeshmirror } from './support/cli.ts';
+import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
+import { extractChunks, mirrorArgs } from './support/mirror-fixture.ts';
+import { startOpenShiftFixture, type OpenShiftFixture } from './support/openshift-fixture.ts';
+import { startRegistry, type RunningRegistry } from './support/registry.ts';
+import { skopeoCopy, skopeoInspectDigest } from './support/skopeo.ts';
+
+const execFileAsync = promisify(execFile);
+
+let dir: string;
+let registry: RunningRegistry;
+let target: RunningRegistry;
+let proxy: FaultProxy;
+let fx: OpenShiftFixture;
+let config: string;
+
+interface Outcome {
+  source: string;
+  kind: string;
+  origin: string;
+  state: string;
+  code?: string;
+  reason?: string;
+}
+interface Summary {
+  images: { requested: number; archived: number; failed: number };
+  outcomes: Outcome[];
+  bytes: { unique: number; held: number; fetched: number };
+  resumed: boolean;
+}
+
+/** The example's selection: stable-4.19 from 4.19.2 to 4.19.10 (4.19.1 and 4.19.11 are not in stable). */
+const EXAMPLE_VERSIONS = ['4.19.2', '4.19.3', '4.19.5', '4.19.8', '4.19.10'];
+/** Each channel's head of the three listed packages (oc-mirror v2: a package without channels keeps every channel's head). */
+const EXAMPLE_BUNDLES = ['cluster-logging.v6.1.3', 'cluster-logging.v6.2.3', 'compliance-operator.v1.7.0', 'web-terminal.v1.12.1'];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mm-openshift-'));
+  registry = await startRegistry();
+  target = await startRegistry();
+  proxy = await startFaultProxy(registry.url);
+  // The content names its images on the proxy's host, so every byte meshmirror reads is counted.
+  fx = await startOpenShiftFixture({ registryUrl: registry.url, dir: join(dir, 'fixture'), componentHost: proxy.host });
+  config = await fx.writeExampleConfig(join(dir, 'imageset-config.yaml'));
+}, 120_000);
+
+afterAll(async () => {
+  await fx?.close();
+  await proxy?.close();
+  await registry?.stop();
+  await target?.stop();
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+});
+
+function openshiftArgs(): string[] {
+  return ['--update-url', fx.graphUrl, '--graph-data-url', fx.graphDataUrl, '--graph-base-image', fx.graphBaseImage];
+}
+
+function releasesOf(versions: string[]) {
+  return versions.map((v) => {
+    const release = fx.releases.find((r) => r.version === v);
+    if (release === undefined) throw new Error(`fixture has no release ${v}`);
+    return release;
+  });
+}
+
+function bundlesOf(names: string[]) {
+  const all = [...fx.catalog.packages.values()].flatMap((p) => p.bundles);
+  return names.map((n) => {
+    const bundle = all.find((b) => b.name === n);
+    if (bundle === undefined) throw new Error(`fixture has no bundle ${n}`);
+    return bundle;
+  });
+}
+
+/** Blob GETs per digest that the proxy answered with a body. */
+function blobFetchesByDigest(): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const entry of proxy.stats().log) {
+    const match = /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(entry.path);
+    if (entry.method !== 'GET' || match === null || (entry.status !== 200 && entry.status !== 206)) continue;
+    counts.set(match[1]!, (counts.get(match[1]!) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/**
+ * The files under `/configs` of an image in an OCI layout, layers applied bottom to top with OCI
+ * whiteouts, each layer unpacked by the real `tar`.
+ */
+async function configsOf(layout: string, work: string): Promise<Map<string, string>> {
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  const blob = (digest: string): string => join(layout, 'blobs', 'sha256', digest.slice('sha256:'.length));
+  const manifest = JSON.parse(await readFile(blob(index.manifests[0]!.digest), 'utf8')) as { layers: Array<{ digest: string }> };
+  const files = new Map<string, string>();
+  for (const [i, layer] of manifest.layers.entries()) {
+    const into = join(work, `layer-${i}`);
+    await mkdir(into, { recursive: true });
+    await execFileAsync('tar', ['-xzf', blob(layer.digest), '-C', into]);
+    const entries = await listFiles(into, '');
+    // Whiteouts hide what lower layers put there; this layer's own files then apply.
+    for (const path of entries) {
+      const name = path.split('/').pop()!;
+      const parent = path.slice(0, -name.length);
+      if (name === '.wh..wh..opq') {
+        for (const key of [...files.keys()]) if (key.startsWith(parent)) files.delete(key);
+      } else if (name.startsWith('.wh.')) {
+        const hidden = parent + name.slice('.wh.'.length);
+        for (const key of [...files.keys()]) if (key === hidden || key.startsWith(`${hidden}/`)) files.delete(key);
+      }
+    }
+    for (const path of entries) {
+      if (path.split('/').pop()!.startsWith('.wh.')) continue;
+      files.set(path, await readFile(join(into, path), 'utf8').catch(() => ''));
+    }
+  }
+  return new Map([...files].filter(([path]) => path.startsWith('configs/')));
+}
+
+async function listFiles(root: string, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(join(root, prefix), { withFileTypes: true })) {
+    const path = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+    if (entry.isDirectory()) out.push(...(await listFiles(root, path)));
+    else out.push(path);
+  }
+  return out;
+}
+
+/** Bundle names in a catalog file: a JSON stream of objects (or multi-document YAML, never written by us). */
+function bundleNames(text: string): string[] {
+  const names: string[] = [];
+  // Top-level objects of the stream start at column 0.
+  for (const part of text.split(/\n(?=\{)/)) {
+    if (part.trim() === '') continue;
+    const object = JSON.parse(part) as { schema?: string; name?: string };
+    if (object.schema === 'olm.bundle' && object.name !== undefined) names.push(object.name);
+  }
+  return names;
+}
+
+describe("the user's example configuration", () => {
+  it('mirrors to disk: every release in the range with its components, the graph image, the filtered catalog, its bundles and related images, the additional image', async () => {
+    proxy.resetStats();
+    const graphBefore = fx.graphRequests();
+    const out = join(dir, 'out');
+    const result = await runMeshmirror(mirrorArgs(config, out, join(dir, 'cache'), ...openshiftArgs()));
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as Summary;
+    expect(summary.images.failed).toBe(0);
+    expect(fx.graphRequests() - graphBefore).toBe(1); // one channel, one architecture
+
+    const layout = join(dir, 'layout');
+    await extractChunks(out, layout);
+    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+    const named = new Map(index.manifests.map((m) => [m.annotations['org.opencontainers.image.ref.name'], m.digest]));
+
+    // Release payloads: exactly the selected versions, each with every component image.
+    const releases = releasesOf(EXAMPLE_VERSIONS);
+    const payloads = index.manifests.filter((m) => m.annotations['org.opencontainers.image.ref.name']?.includes('/openshift-release-dev/ocp-release@'));
+    expect(payloads.map((m) => m.digest).sort()).toEqual(releases.map((r) => r.payloadDigest).sort());
+    for (const release of releases) for (const component of release.components) expect(named.get(component.ref), component.ref).toBe(component.digest);
+    const origins = summary.outcomes.filter((o) => o.kind === 'release').map((o) => o.origin);
+    for (const v of EXAMPLE_VERSIONS) expect(origins).toContain(`mirror.platform.channels[0] (${v})`);
+    expect(origins.some((o) => /\(4\.19\.(0|1|11)\)/.test(o))).toBe(false);
+
+    // Bundles and every related image of each kept bundle, nothing of the others.
+    const bundles = bundlesOf(EXAMPLE_BUNDLES);
+    for (const bundle of bundles) for (const image of bundle.relatedImages) expect(named.has(image), image).toBe(true);
+    const keptImages = new Set(bundles.flatMap((b) => b.relatedImages));
+    const otherBundles = [...fx.catalog.packages.values()].flatMap((p) => p.bundles).filter((b) => !EXAMPLE_BUNDLES.includes(b.name));
+    for (const bundle of otherBundles) expect(named.has(bundle.image), bundle.image).toBe(keptImages.has(bundle.image));
+
+    // The additional image.
+    expect(named.get(fx.ubi)).toBe(fx.ubiDigest);
+
+    // The filtered catalog, read by skopeo: its /configs holds only the selected packages and bundles.
+    const catalogLayout = join(dir, 'catalog-oci');
+    await skopeoCopy(`oci:${layout}:${fx.catalog.ref}`, `oci:${catalogLayout}:catalog`);
+    const configs = await configsOf(catalogLayout, join(dir, 'catalog-layers'));
+    const packages = [...new Set([...configs.keys()].map((p) => p.split('/')[1]))].sort();
+    expect(packages).toEqual(['cluster-logging', 'compliance-operator', 'web-terminal']);
+    const kept = [...configs.values()].flatMap(bundleNames).sort();
+    expect(kept).toEqual(EXAMPLE_BUNDLES);
+    expect(named.get(fx.catalog.ref)).not.toBe(fx.catalog.digest); // a new image, not the original
+
+    // The graph image: the base image's layers plus the graph data under /var/lib/cincinnati-graph-data.
+    const graphLayout = join(dir, 'graph-oci');
+    await skopeoCopy(`oci:${layout}:localhost/openshift/graph-image:latest`, `oci:${graphLayout}:graph`);
+    const graphIndex = JSON.parse(await readFile(join(graphLayout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+    const graphManifest = JSON.parse(await readFile(join(graphLayout, 'blobs', 'sha256', graphIndex.manifests[0]!.digest.slice(7)), 'utf8')) as {
+      layers: Array<{ digest: string }>;
+    };
+    const top = graphManifest.layers.at(-1)!.digest.slice(7);
+    const { stdout: listing } = await execFileAsync('tar', ['-tzf', join(graphLayout, 'blobs', 'sha256', top)]);
+    expect(listing).toContain('var/lib/cincinnati-graph-data/channels/stable-4.19.yaml');
+
+    // Each blob crossed the upstream link once, the layers read during resolution included.
+    const fetches = blobFetchesByDigest();
+    expect([...fetches].filter(([, n]) => n > 1)).toEqual([]);
+    // The layers read to resolve the set (payloads, catalog) are held when the plan is made and not
+    // fetched again; only the original catalog and base image configs (a few KiB) are read on top.
+    expect(summary.bytes.fetched + summary.bytes.held).toBe(summary.bytes.unique);
+    expect(proxy.stats().blobBodyBytes).toBeGreaterThan(summary.bytes.fetched);
+    expect(proxy.stats().blobBodyBytes).toBeLessThan(summary.bytes.unique + 64 * 1024);
+  }, 120_000);
+
+  it('pushes that archive into a registry: oc-mirror names, cluster resources for releases, the catalog and the update service', async () => {
+    const out = join(dir, 'out');
+    const dest = `docker://${target.host}/mirror`;
+    const result = await runMeshmirror(['mirror', '-c', config, '--from', `file://${out}`, dest, '--cache-dir', join(dir, 'cache-push'), '--dest-tls-verify=false', '--output', 'json']);
+    expect(result.code, result.stderr).toBe(0);
+    const release = releasesOf(['4.19.3'])[0]!;
+    expect(await skopeoInspectDigest(`docker://${target.host}/mirror/openshift/release-images:4.19.3-x86_64`, { tlsVerify: false })).toBe(release.payloadDigest);
+    const etcd = release.components.find((c) => c.name === 'etcd')!;
+    expect(await skopeoInspectDigest(`docker://${target.host}/mirror/openshift/release:4.19.3-x86_64-etcd`, { tlsVerify: false })).toBe(etcd.digest);
+    await skopeoInspectDigest(`docker://${target.host}/mirror/redhat/redhat-operator-index:v4.19`, { tlsVerify: false });
+    await skopeoInspectDigest(`docker://${target.host}/mirror/openshift/graph-image:latest`, { tlsVerify: false });
+
+    const resources = join(out, 'working-dir', 'cluster-resources');
+    const files = (await readdir(resources)).sort();
+    expect(files).toEqual(['cc-redhat-operator-index-v4-19.yaml', 'cs-redhat-operator-index-v4-19.yaml', 'idms-oc-mirror.yaml', 'itms-oc-mirror.yaml', 'updateService.yaml']);
+    const idms = await readFile(join(resources, 'idms-oc-mirror.yaml'), 'utf8');
+    expect(idms).toContain(`source: ${proxy.host}/openshift-release-dev/ocp-v4.0-art-dev`);
+    expect(idms).toContain(`${target.host}/mirror/openshift/release`);
+    expect(idms).toContain('name: idms-operator-0');
+    const cs = await readFile(join(resources, 'cs-redhat-operator-index-v4-19.yaml'), 'utf8');
+    expect(cs).toContain(`image: ${target.host}/mirror/redhat/redhat-operator-index:v4.19`);
+    const updateService = await readFile(join(resources, 'updateService.yaml'), 'utf8');
+    expect(updateService).toContain(`graphDataImage: ${target.host}/mirror/openshift/graph-image:latest`);
+    expect(updateService).toContain(`releases: ${target.host}/mirror/openshift/release-images`);
+  }, 120_000);
+});
