@@ -6,7 +6,7 @@
  * writes is read back with skopeo and the real `tar`.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -242,5 +242,175 @@ describe("the user's example configuration", () => {
     const updateService = await readFile(join(resources, 'updateService.yaml'), 'utf8');
     expect(updateService).toContain(`graphDataImage: ${target.host}/mirror/openshift/graph-image:latest`);
     expect(updateService).toContain(`releases: ${target.host}/mirror/openshift/release-images`);
+  }, 120_000);
+});
+
+/** A configuration for the fixture: platform and operator parts as YAML lines under `mirror:`. */
+async function writeConfig(name: string, body: { channels?: string; operators?: string }): Promise<string> {
+  const lines = ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', 'mirror:'];
+  if (body.channels !== undefined) lines.push('  platform:', '    channels:', ...body.channels.trim().split('\n').map((l) => `      ${l}`));
+  if (body.operators !== undefined) {
+    lines.push('  operators:', `    - catalog: ${fx.catalog.ref}`, ...body.operators.trim().split('\n').map((l) => `      ${l}`));
+  }
+  const path = join(dir, `${name}.yaml`);
+  await writeFile(path, `${lines.join('\n')}\n`);
+  return path;
+}
+
+/** Release versions and bundles a summary selected (payload origins end in `(version)`, bundle origins name the bundle). */
+function selectionOf(summary: Summary): { versions: string[]; bundles: string[] } {
+  const versions = new Set<string>();
+  const bundles = new Set<string>();
+  for (const o of summary.outcomes) {
+    const payload = /^mirror\.platform\.channels\[\d+\] \((\d+\.\d+\.\d+)\)$/.exec(o.origin);
+    if (payload !== null) versions.add(payload[1]!);
+    const bundle = /bundle ([^,)]+)/.exec(o.origin);
+    if (bundle !== null && o.kind === 'operator') bundles.add(bundle[1]!);
+  }
+  const byVersion = (a: string, b: string): number => a.localeCompare(b, 'en', { numeric: true });
+  return { versions: [...versions].sort(byVersion), bundles: [...bundles].sort(byVersion) };
+}
+
+describe('selection rules, checked against hand-worked expectations (dry runs over the fixture)', () => {
+  // The fixture's stable-4.19 holds 4.19.0, .2, .3, .5, .8, .10 (4.19.1 and 4.19.11 are candidate/fast only);
+  // fast-4.19 adds them. Edges include 4.19.2→4.19.8 and 4.19.8→4.19.10, so the shortest path skips .3 and .5.
+  const rows: Array<{ rule: string; channels?: string; operators?: string; versions?: string[]; bundles?: string[]; failed?: RegExp[] }> = [
+    { rule: 'no min and no max: the channel head only', channels: '- name: stable-4.19', versions: ['4.19.10'] },
+    { rule: 'the head of another channel', channels: '- name: fast-4.19', versions: ['4.19.11'] },
+    { rule: 'only minVersion: min up to the head', channels: '- name: stable-4.19\n  minVersion: 4.19.5', versions: ['4.19.5', '4.19.8', '4.19.10'] },
+    { rule: 'only maxVersion: that version', channels: '- name: stable-4.19\n  maxVersion: 4.19.3', versions: ['4.19.3'] },
+    { rule: 'min and max: everything in range', channels: '- name: stable-4.19\n  minVersion: 4.19.2\n  maxVersion: 4.19.8', versions: ['4.19.2', '4.19.3', '4.19.5', '4.19.8'] },
+    {
+      rule: 'shortestPath: a breadth-first path over the edges',
+      channels: '- name: stable-4.19\n  minVersion: 4.19.2\n  maxVersion: 4.19.10\n  shortestPath: true',
+      versions: ['4.19.2', '4.19.8', '4.19.10'],
+    },
+    { rule: 'full: the whole channel', channels: '- name: stable-4.19\n  full: true', versions: ['4.19.0', '4.19.2', '4.19.3', '4.19.5', '4.19.8', '4.19.10'] },
+    {
+      rule: 'several channels: the union',
+      channels: '- name: stable-4.19\n  maxVersion: 4.19.3\n- name: fast-4.19\n  minVersion: 4.19.10',
+      versions: ['4.19.3', '4.19.10', '4.19.11'],
+    },
+    {
+      rule: 'a version the channel does not have: named in the error',
+      channels: '- name: stable-4.19\n  minVersion: 4.19.1',
+      versions: [],
+      failed: [/4\.19\.1 is not in the channel/],
+    },
+    { rule: 'a package without channels: every channel head', operators: 'packages:\n  - name: cluster-logging', bundles: ['cluster-logging.v6.1.3', 'cluster-logging.v6.2.3'] },
+    {
+      rule: 'a channel with minVersion: the replaces chain from the head, skipped entries included',
+      operators: 'packages:\n  - name: cluster-logging\n    channels:\n      - name: stable-6.2\n        minVersion: 6.2.1',
+      bundles: ['cluster-logging.v6.2.1', 'cluster-logging.v6.2.2', 'cluster-logging.v6.2.3'],
+    },
+    {
+      rule: 'a package-level maxVersion',
+      operators: 'packages:\n  - name: compliance-operator\n    maxVersion: 1.6.1',
+      bundles: ['compliance-operator.v1.6.0', 'compliance-operator.v1.6.1'],
+    },
+    { rule: 'full on the catalog: every bundle of the listed package', operators: 'full: true\npackages:\n  - name: web-terminal', bundles: ['web-terminal.v1.10.0', 'web-terminal.v1.11.0', 'web-terminal.v1.12.1'] },
+    {
+      rule: 'a channel that drops the default channel: an error that says to set defaultChannel',
+      operators: 'packages:\n  - name: cluster-logging\n    channels:\n      - name: stable-6.1',
+      bundles: ['cluster-logging.v6.1.3'],
+      failed: [/default channel "stable-6\.2".*defaultChannel/],
+    },
+    {
+      rule: 'defaultChannel set: no error',
+      operators: 'packages:\n  - name: cluster-logging\n    defaultChannel: stable-6.1\n    channels:\n      - name: stable-6.1',
+      bundles: ['cluster-logging.v6.1.3'],
+    },
+    {
+      rule: 'a package the catalog does not have: named, the others still selected',
+      operators: 'packages:\n  - name: no-such-operator\n  - name: compliance-operator',
+      bundles: ['compliance-operator.v1.7.0'],
+      failed: [/no-such-operator/],
+    },
+  ];
+  it.each(rows)('$rule', async (row) => {
+    const name = `table-${rows.indexOf(row)}`;
+    const config = await writeConfig(name, { ...(row.channels === undefined ? {} : { channels: row.channels }), ...(row.operators === undefined ? {} : { operators: row.operators }) });
+    const result = await runMeshmirror([...mirrorArgs(config, join(dir, `${name}-out`), join(dir, `${name}-cache`), ...openshiftArgs()), '--dry-run']);
+    expect(result.stderr).not.toMatch(/\n\s+at /); // never a stack trace
+    const summary = JSON.parse(result.stdout) as Summary;
+    const selection = selectionOf(summary);
+    if (row.versions !== undefined) expect(selection.versions).toEqual(row.versions);
+    if (row.bundles !== undefined) expect(selection.bundles).toEqual(row.bundles);
+    const failures = summary.outcomes.filter((o) => o.state === 'failed');
+    expect(failures.length).toBe(row.failed?.length ?? 0);
+    for (const pattern of row.failed ?? []) expect(failures.map((f) => `${f.source} ${f.origin} ${f.reason ?? ''}`).join('\n')).toMatch(pattern);
+    if (row.failed === undefined) expect(result.code, result.stderr).toBe(0);
+    else expect(result.code).not.toBe(0);
+  }, 60_000);
+});
+
+describe('a release named directly (platform.release)', () => {
+  it('mirrors that payload by tag, pinned to its digest, with every component named for its version', async () => {
+    const release = releasesOf(['4.19.5'])[0]!; // its image-references sit in a middle layer
+    const path = join(dir, 'direct.yaml');
+    await writeFile(path, ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', 'mirror:', '  platform:', `    release: ${release.payloadTagRef}`, ''].join('\n'));
+    const out = join(dir, 'out-direct');
+    const result = await runMeshmirror(mirrorArgs(path, out, join(dir, 'cache-direct')));
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as Summary;
+    expect(summary.images.archived).toBe(1 + new Set(release.components.map((c) => c.name)).size);
+    const components = summary.outcomes.filter((o) => o.origin.startsWith('mirror.platform.release component '));
+    expect(components.map((c) => c.source).sort()).toEqual([...new Set(release.components.map((c) => c.ref))].sort());
+    const metadata = join(dir, 'layout-direct');
+    await extractChunks(out, metadata);
+    const index = JSON.parse(await readFile(join(metadata, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+    expect(index.manifests.find((m) => m.annotations['org.opencontainers.image.ref.name'] === release.payloadTagRef)?.digest).toBe(release.payloadDigest);
+  }, 60_000);
+});
+
+describe('failures in OpenShift content', () => {
+  it('a bundle that cannot be fetched fails alone, named; the releases are archived; the re-run resumes without asking the update graph again', async () => {
+    const out = join(dir, 'out-fail');
+    const cache = join(dir, 'cache-fail');
+    // The web-terminal bundle's manifest is gone upstream (404), every time.
+    proxy.setRules([{ match: { method: 'GET', path: /^\/v2\/web-terminal\/web-terminal-operator-bundle\/manifests\// }, fault: { kind: 'status', status: 404 } }]);
+    const graphBefore = fx.graphRequests();
+    const first = await runMeshmirror(mirrorArgs(config, out, cache, ...openshiftArgs(), '--retry-times', '0'));
+    proxy.setRules([]);
+    expect(first.code, first.stderr).not.toBe(0);
+    const summary = JSON.parse(first.stdout) as Summary;
+    const failed = summary.outcomes.filter((o) => o.state === 'failed');
+    expect(failed.map((f) => f.origin)).toEqual(['mirror.operators[0] (package web-terminal, bundle web-terminal.v1.12.1)']);
+    const releases = summary.outcomes.filter((o) => o.kind === 'release');
+    expect(releases.length).toBeGreaterThan(EXAMPLE_VERSIONS.length);
+    expect(releases.every((o) => o.state === 'archived')).toBe(true);
+    const errorsFile = (JSON.parse(first.stdout) as { files: { errors?: string } }).files.errors;
+    expect(errorsFile).toBeDefined();
+    expect(await readFile(errorsFile!, 'utf8')).toContain('web-terminal-operator-bundle');
+    expect(fx.graphRequests() - graphBefore).toBe(1);
+
+    const second = await runMeshmirror(mirrorArgs(config, out, cache, ...openshiftArgs()));
+    expect(second.code, second.stderr).toBe(0);
+    const resumed = JSON.parse(second.stdout) as Summary;
+    expect(resumed.resumed).toBe(true);
+    expect(resumed.images.failed).toBe(0);
+    expect(fx.graphRequests() - graphBefore).toBe(1); // the graph of the first attempt, from the journal
+  }, 120_000);
+});
+
+describe('mirror to mirror with the example configuration', () => {
+  it('pushes every image straight into the target and writes the cluster resources', async () => {
+    const workspace = join(dir, 'm2m');
+    const result = await runMeshmirror([
+      'mirror', '-c', config, '--workspace', `file://${workspace}`, `docker://${target.host}/m2m`,
+      '--cache-dir', join(dir, 'cache-m2m'), '--src-tls-verify=false', '--dest-tls-verify=false', '--output', 'json', ...openshiftArgs(),
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as { images: { failed: number; pushed: number } };
+    expect(summary.images.failed).toBe(0);
+    const release = releasesOf(['4.19.10'])[0]!;
+    expect(await skopeoInspectDigest(`docker://${target.host}/m2m/openshift/release-images:4.19.10-x86_64`, { tlsVerify: false })).toBe(release.payloadDigest);
+    const catalogLayout = join(dir, 'm2m-catalog');
+    await skopeoCopy(`docker://${target.host}/m2m/redhat/redhat-operator-index:v4.19`, `oci:${catalogLayout}:catalog`, { srcTlsVerify: false });
+    const configs = await configsOf(catalogLayout, join(dir, 'm2m-catalog-layers'));
+    expect([...new Set([...configs.keys()].map((p) => p.split('/')[1]))].sort()).toEqual(['cluster-logging', 'compliance-operator', 'web-terminal']);
+    const files = (await readdir(join(workspace, 'working-dir', 'cluster-resources'))).sort();
+    expect(files).toContain('updateService.yaml');
+    expect(files).toContain('cs-redhat-operator-index-v4-19.yaml');
   }, 120_000);
 });
