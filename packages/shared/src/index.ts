@@ -27,3 +27,4 @@ export {
   type ContentRange,
 } from './registry/client.ts';
 export * from './mesh/control-messages.ts';
+export { abandonBody, mapTransportError, type TransportErrorContext } from './registry/http.ts';

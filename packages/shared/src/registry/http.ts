@@ -170,11 +170,13 @@ export function abandonBody(body: Readable): void {
   body.destroy();
 }
 
-interface TransportErrorContext {
+export interface TransportErrorContext {
   url: URL;
   method: string;
   signal: AbortSignal | undefined;
-  options: Pick<HttpTransportOptions, 'connectTimeoutMs' | 'headersTimeoutMs' | 'stallTimeoutMs'>;
+  options: Pick<HttpTransportOptions, 'connectTimeoutMs' | 'headersTimeoutMs'>;
+  /** What the user can do about TLS trouble with this server (default: the registry TLS flags). */
+  tlsAdvice?: { untrusted: string; notTls: string };
 }
 
 /** TLS failures that mean "this certificate is not trusted here": retrying cannot help. */
@@ -202,14 +204,14 @@ export function mapTransportError(error: unknown, context: TransportErrorContext
   if (code !== undefined && TLS_TRUST_CODES.has(code)) {
     return new MeshmirrorError(
       'MM_TLS',
-      `${where}: the TLS certificate of ${url.host} is not trusted (${code}); set --src-tls-verify=false / --dest-tls-verify=false for this registry, or trust its CA (NODE_EXTRA_CA_CERTS)`,
+      `${where}: the TLS certificate of ${url.host} is not trusted (${code}); ${context.tlsAdvice?.untrusted ?? 'set --src-tls-verify=false / --dest-tls-verify=false for this registry, or trust its CA (NODE_EXTRA_CA_CERTS)'}`,
       { cause: error, data },
     );
   }
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'EPROTO') {
     return new MeshmirrorError(
       'MM_TLS',
-      `${where}: ${url.host} does not speak TLS here (${code}); a plain-HTTP registry needs --src-tls-verify=false / --dest-tls-verify=false`,
+      `${where}: ${url.host} does not speak TLS here (${code}); ${context.tlsAdvice?.notTls ?? 'a plain-HTTP registry needs --src-tls-verify=false / --dest-tls-verify=false'}`,
       { cause: error, data },
     );
   }

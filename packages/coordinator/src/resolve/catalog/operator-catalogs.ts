@@ -13,7 +13,6 @@ import {
   errorCode,
   formatReference,
   manifestReference,
-  MediaType,
   MeshmirrorError,
   parseImageReference,
   parseManifest,
@@ -31,6 +30,7 @@ import {
 } from '@meshmirror/shared';
 import type { FailedImage, RequestedImage, ResolvedImage, ResolvedManifest } from '../image-set.ts';
 import type { LayerSource } from '../layer-source.ts';
+import { appendLayer } from '../append-layer.ts';
 import { buildDeclarativeConfig } from './declarative-config.ts';
 import { filterCatalog, renderPackageFiles } from './filter-catalog.ts';
 import { buildConfigsLayer, readConfigsFromLayers } from './catalog-layers.ts';
@@ -232,28 +232,11 @@ function labelsOf(config: Record<string, unknown>): Record<string, string> {
  * so the layer also deletes it (a whiteout) and the command loses `--cache-enforce-integrity`:
  * `opm serve` then builds the cache from the filtered configs when it starts.
  */
-function rebuildImage(
-  manifest: ImageManifest,
-  mediaType: string,
-  config: Record<string, unknown>,
-  layer: { digest: Digest; diffId: Digest; size: number },
-): { digest: Digest; bytes: Uint8Array; config: Descriptor; configBytes: Uint8Array } {
-  const inner = (config['config'] ?? {}) as Record<string, unknown>;
-  const cmd = Array.isArray(inner['Cmd']) ? (inner['Cmd'] as string[]).filter((arg) => !arg.startsWith('--cache-enforce-integrity')) : inner['Cmd'];
-  const rootfs = (config['rootfs'] ?? { type: 'layers', diff_ids: [] }) as { type: string; diff_ids: string[] };
-  const history = Array.isArray(config['history']) ? (config['history'] as unknown[]) : [];
-  const newConfig = {
-    ...config,
-    config: { ...inner, ...(cmd === undefined ? {} : { Cmd: cmd }) },
-    rootfs: { type: rootfs.type, diff_ids: [...rootfs.diff_ids, layer.diffId] },
-    history: [...history, { created: '1970-01-01T00:00:00Z', created_by: 'meshmirror: filtered catalog' }],
-  };
-  const configBytes = new TextEncoder().encode(JSON.stringify(newConfig));
-  const docker = mediaType === MediaType.DockerManifest;
-  const configDescriptor: Descriptor = { ...manifest.config, digest: sha256Digest(configBytes), size: configBytes.byteLength };
-  const layerDescriptor: Descriptor = { mediaType: docker ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip, digest: layer.digest, size: layer.size };
-  const bytes = new TextEncoder().encode(JSON.stringify({ ...manifest, config: configDescriptor, layers: [...manifest.layers, layerDescriptor] }));
-  return { digest: sha256Digest(bytes), bytes, config: configDescriptor, configBytes };
+function rebuildImage(manifest: ImageManifest, mediaType: string, config: Record<string, unknown>, layer: { digest: Digest; diffId: Digest; size: number }) {
+  return appendLayer({ manifest, mediaType, config }, layer, {
+    createdBy: 'meshmirror: filtered catalog',
+    patch: (inner) => (Array.isArray(inner['Cmd']) ? { ...inner, Cmd: (inner['Cmd'] as string[]).filter((arg) => !arg.startsWith('--cache-enforce-integrity')) } : inner),
+  });
 }
 
 /** The cache folder an opm command line names (`--cache-dir=/tmp/cache`), if any. */

@@ -12,19 +12,18 @@ import tar from 'tar-stream';
 import {
   formatReference,
   manifestReference,
-  MediaType,
   MeshmirrorError,
   parseImageReference,
   parseManifest,
   sha256Digest,
   type Agent,
-  type Descriptor,
   type Digest,
   type ImageReference,
   type RegistryClient,
 } from '@meshmirror/shared';
 import type { ResolvedImage } from '../image-set.ts';
 import { normalize } from '../layer-files.ts';
+import { appendLayer } from '../append-layer.ts';
 
 export const DEFAULT_GRAPH_DATA_URL = 'https://api.openshift.com/api/upgrades_info/graph-data';
 export const DEFAULT_GRAPH_BASE_IMAGE = 'registry.access.redhat.com/ubi9/ubi:latest';
@@ -66,30 +65,16 @@ export async function buildGraphImage(options: BuildGraphImageOptions): Promise<
     if (parsed.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${baseWhere}: nested index is not supported`);
   }
   const base = parsed.manifest;
-  const docker = parsed.mediaType === MediaType.DockerManifest;
   const baseConfig = JSON.parse(Buffer.from(await client.getBlob(location, base.config.digest, abortable)).toString('utf8')) as Record<string, unknown>;
 
-  const rootfs = (baseConfig['rootfs'] ?? { type: 'layers', diff_ids: [] }) as { type: string; diff_ids: string[] };
-  const containerConfig = (baseConfig['config'] ?? {}) as Record<string, unknown>;
-  const history = Array.isArray(baseConfig['history']) ? (baseConfig['history'] as unknown[]) : [];
-  const config = {
-    ...baseConfig,
-    created: '1970-01-01T00:00:00Z',
-    config: { ...containerConfig, Cmd: GRAPH_COMMAND, Entrypoint: null },
-    rootfs: { type: rootfs.type, diff_ids: [...rootfs.diff_ids, layer.diffId] },
-    history: [...history, { created: '1970-01-01T00:00:00Z', created_by: `meshmirror: graph data from ${url}` }],
-  };
-  const configBytes = new TextEncoder().encode(JSON.stringify(config));
-  const configDescriptor: Descriptor = { mediaType: docker ? MediaType.DockerConfig : MediaType.OciConfig, digest: sha256Digest(configBytes), size: configBytes.byteLength };
-  const layerDescriptor: Descriptor = { mediaType: docker ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip, digest: layer.digest, size: layer.bytes.byteLength };
-  const manifest = {
-    schemaVersion: 2,
-    mediaType: parsed.mediaType,
-    config: configDescriptor,
-    layers: [...base.layers, layerDescriptor],
-  };
-  const manifestBytes = new TextEncoder().encode(JSON.stringify(manifest));
-  const manifestDigest = sha256Digest(manifestBytes);
+  const image = appendLayer({ manifest: base, mediaType: parsed.mediaType, config: baseConfig }, { digest: layer.digest, diffId: layer.diffId, size: layer.bytes.byteLength }, {
+    createdBy: `meshmirror: graph data from ${url}`,
+    patch: (inner) => ({ ...inner, Cmd: GRAPH_COMMAND, Entrypoint: null }),
+  });
+  const manifestBytes = image.bytes;
+  const manifestDigest = image.digest;
+  const configBytes = image.configBytes;
+  const configDescriptor = image.config;
 
   await agent.putBlob(layer.digest, layer.bytes, abortable);
   await agent.putBlob(configDescriptor.digest, configBytes, abortable);

@@ -14,7 +14,9 @@ import { z } from 'zod';
 import {
   abortError,
   DEFAULT_RETRY_POLICY,
+  abandonBody,
   describeError,
+  mapTransportError,
   MeshmirrorError,
   parseRetryAfter,
   RegistryError,
@@ -428,7 +430,7 @@ export class UpdateGraphClient {
         data: { url: url.toString(), maxBytes },
       });
     if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
-      abandon(body);
+      abandonBody(body);
       throw tooLarge();
     }
     const chunks: Buffer[] = [];
@@ -437,7 +439,7 @@ export class UpdateGraphClient {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         total += chunk.length;
         if (total > maxBytes) {
-          abandon(body);
+          abandonBody(body);
           throw tooLarge();
         }
         chunks.push(chunk);
@@ -455,54 +457,22 @@ export class UpdateGraphClient {
   }
 
   #transportError(error: unknown, url: URL, label: string, signal: AbortSignal | undefined): MeshmirrorError {
-    if (signal?.aborted === true) return abortError(signal);
-    if (error instanceof MeshmirrorError) return error;
-    const code = codeOf(error);
-    const where = `${label}: GET ${url}`;
-    const data = { url: url.toString(), ...(code === undefined ? {} : { systemCode: code }) };
-    if (code !== undefined && TLS_TRUST_CODES.has(code)) {
-      return new MeshmirrorError(
-        'MM_TLS',
-        `${where}: the TLS certificate of ${url.host} is not trusted (${code}); trust its CA (NODE_EXTRA_CA_CERTS) or turn TLS verification off for the update service`,
-        { cause: error, data },
-      );
-    }
-    if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'EPROTO') {
-      return new MeshmirrorError('MM_TLS', `${where}: ${url.host} does not speak TLS here (${code}); use an http:// update URL`, { cause: error, data });
-    }
-    // `MM_NETWORK` with the socket error as its cause: the retry classifier judges by that cause.
-    return new MeshmirrorError('MM_NETWORK', `${where}: ${this.#networkReason(code, error, url)}`, { cause: error, data });
-  }
-
-  #networkReason(code: string | undefined, error: unknown, url: URL): string {
-    switch (code) {
-      case 'ECONNREFUSED':
-        return `connection refused by ${url.host}`;
-      case 'ENOTFOUND':
-        return `cannot resolve host ${url.hostname}`;
-      case 'UND_ERR_CONNECT_TIMEOUT':
-        return `no connection to ${url.host} within ${seconds(this.#connectTimeoutMs)}`;
-      case 'UND_ERR_HEADERS_TIMEOUT':
-        return `no response headers from ${url.host} within ${seconds(this.#headersTimeoutMs)}`;
-      default:
-        return reasonOf(error);
-    }
+    const mapped = mapTransportError(error, {
+      url,
+      method: 'GET',
+      signal,
+      options: { connectTimeoutMs: this.#connectTimeoutMs, headersTimeoutMs: this.#headersTimeoutMs },
+      tlsAdvice: {
+        untrusted: 'trust its CA (NODE_EXTRA_CA_CERTS) or turn TLS verification off for the update service (--src-tls-verify=false)',
+        notTls: 'use an http:// update URL',
+      },
+    });
+    // The channel first, so the message says which part of the image set is at stake.
+    return mapped.code === 'MM_ABORTED'
+      ? mapped
+      : new MeshmirrorError(mapped.code, `${label}: ${mapped.message}`, { cause: mapped.cause ?? error, data: { ...mapped.data, url: url.toString() } });
   }
 }
-
-/** TLS failures that mean "this certificate is not trusted here": another attempt cannot help. */
-const TLS_TRUST_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_UNTRUSTED',
-  'CERT_REJECTED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 function checkBaseUrl(baseUrl: string): void {
   let url: URL;
@@ -543,7 +513,7 @@ async function readSnippet(body: Readable): Promise<string> {
       chunks.push(chunk);
       total += chunk.length;
       if (total >= MAX_ERROR_SNIPPET_BYTES) {
-        abandon(body);
+        abandonBody(body);
         break;
       }
     }
@@ -566,14 +536,6 @@ function parseJson(text: string, url: string, label: string, contentType: string
   }
 }
 
-/**
- * Destroys a body we stop reading. undici reports that as an 'error' on the body, which nobody
- * listens for any more; unheard, it would crash the process.
- */
-function abandon(body: Readable): void {
-  body.on('error', () => {});
-  body.destroy();
-}
 
 function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
@@ -588,10 +550,6 @@ function codeOf(error: unknown): string | undefined {
 function reasonOf(error: unknown): string {
   const text = describeError(error);
   return text !== '' ? text : (codeOf(error) ?? (error instanceof Error ? error.name : 'unknown error'));
-}
-
-function seconds(ms: number): string {
-  return ms % 1_000 === 0 ? `${ms / 1_000}s` : `${(ms / 1_000).toFixed(1)}s`;
 }
 
 function formatBytes(bytes: number): string {
