@@ -27,6 +27,11 @@ export type ErrorCode =
   | 'MM_AGENT_LOST'
   | 'MM_USAGE';
 
+/** A code reported across a boundary (an agent's event, a peer's message): ours stays itself, anything else is a registry failure. */
+export function asErrorCode(code: string): ErrorCode {
+  return /^MM_[A-Z_]+$/.test(code) ? (code as ErrorCode) : 'MM_REGISTRY';
+}
+
 export interface MeshmirrorErrorOptions {
   cause?: unknown;
   data?: Record<string, unknown>;

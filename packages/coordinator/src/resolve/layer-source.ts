@@ -5,7 +5,7 @@
  * the image set and then mirrored with it crosses the upstream link once, like every other blob.
  */
 import type { Readable } from 'node:stream';
-import { MeshmirrorError, type Agent, type BlobReader, type Digest, type RepositoryLocation } from '@meshmirror/shared';
+import { asErrorCode, MeshmirrorError, type Agent, type BlobReader, type Digest, type RepositoryLocation } from '@meshmirror/shared';
 
 export interface LayerSource {
   /** A stream of the blob's bytes, verified against its digest before the first byte is read. */
@@ -28,7 +28,7 @@ export function storeLayerSource(agent: Agent, store: BlobReader): LayerSource {
           ...(signal === undefined ? {} : { signal }),
           onEvent: (event) => {
             if (event.type === 'blob-held') held = true;
-            if (event.type === 'piece-failed') failure = new MeshmirrorError('MM_REGISTRY', event.message, { data: { code: event.code } });
+            if (event.type === 'piece-failed') failure = new MeshmirrorError(asErrorCode(event.code), event.message, { data: { code: event.code } });
           },
         });
         if (!held) {
@@ -46,3 +46,4 @@ export function storeLayerSource(agent: Agent, store: BlobReader): LayerSource {
     },
   };
 }
+

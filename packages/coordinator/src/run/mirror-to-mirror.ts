@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import {
+  asErrorCode,
   describeError,
   errorCode,
   MeshmirrorError,
@@ -247,7 +248,7 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
           onEvent: (event) => {
             if (event.type === 'progress') progress?.addBytes(event.bytes);
             if (event.type === 'piece-done' || event.type === 'piece-failed') fallback.fetched += event.upstreamBytes;
-            if (event.type === 'piece-failed') failure = new MeshmirrorError(asCode(event.code), event.message);
+            if (event.type === 'piece-failed') failure = new MeshmirrorError(asErrorCode(event.code), event.message);
             if (event.type === 'blob-held') held = true;
           },
         });
@@ -316,7 +317,7 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
     const fetchStats = { held: 0, resumed: 0, fetched: 0, retries: 0 };
     let agentReports: AgentReport[] | undefined;
     const failBlobs = (failedBlobs: FetchOutcome['failedBlobs']): void => {
-      for (const [digest, why] of failedBlobs) holderOf(digest).reject(new MeshmirrorError(asCode(why.code), why.message));
+      for (const [digest, why] of failedBlobs) holderOf(digest).reject(new MeshmirrorError(asErrorCode(why.code), why.message));
     };
     try {
       if (options.mesh === undefined) {
@@ -425,6 +426,3 @@ function runKey(options: MirrorToMirrorOptions): string {
     .slice(0, 32);
 }
 
-function asCode(code: string): ConstructorParameters<typeof MeshmirrorError>[0] {
-  return /^MM_[A-Z_]+$/.test(code) ? (code as ConstructorParameters<typeof MeshmirrorError>[0]) : 'MM_REGISTRY';
-}
