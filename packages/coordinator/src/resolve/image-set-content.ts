@@ -26,9 +26,9 @@ import type { LayerSource } from './layer-source.ts';
 import { requestedImages } from './requested-images.ts';
 import { buildGraphImage, DEFAULT_GRAPH_BASE_IMAGE, DEFAULT_GRAPH_DATA_URL } from './release/graph-image.ts';
 import type { ReleaseInfo } from './release/release-payload.ts';
-import { resolveReleases, type SelectedRelease } from './release/releases.ts';
+import { resolveReleases } from './release/releases.ts';
 import { UpdateGraphClient } from './release/update-graph.ts';
-import { resolveOperatorCatalogs, type CatalogSummary } from './catalog/operator-catalogs.ts';
+import { resolveOperatorCatalogs } from './catalog/operator-catalogs.ts';
 import type { RunJournal, RunRecord } from '../run/run-journal.ts';
 
 export interface OpenShiftSources {
@@ -64,8 +64,6 @@ export interface ImageSetContent {
   prepared: ResolvedImage[];
   blocked: Array<{ source: string; blockedBy: string }>;
   failed: FailedImage[];
-  releases: SelectedRelease[];
-  catalogs: CatalogSummary[];
 }
 
 export async function collectImageSet(options: CollectImageSetOptions): Promise<ImageSetContent> {
@@ -76,7 +74,6 @@ export async function collectImageSet(options: CollectImageSetOptions): Promise<
   const found: RequestedImage[] = [];
   const prepared: ResolvedImage[] = [];
   const failed: FailedImage[] = [];
-  let releases: SelectedRelease[] = [];
 
   if (platform !== undefined && (platform.channels.length > 0 || platform.release !== undefined)) {
     const graph = new UpdateGraphClient({
@@ -109,7 +106,6 @@ export async function collectImageSet(options: CollectImageSetOptions): Promise<
       });
       found.push(...result.images);
       failed.push(...result.failed);
-      releases = result.releases;
     } finally {
       await graph.close();
     }
@@ -153,7 +149,7 @@ export async function collectImageSet(options: CollectImageSetOptions): Promise<
   failed.push(...catalogs.failed);
 
   const { images: requested, blocked } = requestedImages(config, found);
-  return { requested, prepared, blocked, failed, releases, catalogs: catalogs.summaries };
+  return { requested, prepared, blocked, failed };
 }
 
 /** Streams the graph-data tarball (redirects followed: the real one is served from a CDN). */

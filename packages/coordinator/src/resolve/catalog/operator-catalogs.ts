@@ -39,15 +39,6 @@ export const CONFIGS_LABEL = 'operators.operatorframework.io.index.configs.v1';
 /** opm's cache of the original catalog would not match the filtered one; opm rebuilds it at start. */
 const CACHE_DIR_FLAG = /^--cache-dir=(.+)$/;
 
-export interface CatalogSummary {
-  catalog: string;
-  origin: string;
-  /** The filtered catalog's digest (its top manifest or index). */
-  digest?: Digest;
-  packages: Array<{ name: string; channels: string[]; bundles: string[] }>;
-  relatedImages: number;
-}
-
 export interface ResolveCatalogsOptions {
   operators: OperatorCatalogConfig[];
   architectures: string[];
@@ -66,11 +57,10 @@ export interface ResolvedCatalogs {
   /** The filtered catalog images, made here. */
   prepared: ResolvedImage[];
   failed: FailedImage[];
-  summaries: CatalogSummary[];
 }
 
 export async function resolveOperatorCatalogs(options: ResolveCatalogsOptions): Promise<ResolvedCatalogs> {
-  const out: ResolvedCatalogs = { images: [], prepared: [], failed: [], summaries: [] };
+  const out: ResolvedCatalogs = { images: [], prepared: [], failed: [] };
   const log = options.logger.child({ component: 'coordinator:catalogs' });
   for (const [i, operator] of options.operators.entries()) {
     throwIfAborted(options.signal);
@@ -207,13 +197,6 @@ async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, o
     blobs: [...blobs].map(([digest, size]) => ({ digest, size })),
     platforms: children.map((c) => c.descriptor?.platform?.architecture ?? '').filter((a) => a !== ''),
     skippedPlatforms: [],
-  });
-  out.summaries.push({
-    catalog: source,
-    origin,
-    digest: descriptor.digest,
-    packages: [...filtered.config.packages.values()].map((p) => ({ name: p.name, channels: [...p.channels.keys()].sort(), bundles: [...p.bundles.keys()].sort() })),
-    relatedImages: filtered.relatedImages.length,
   });
 }
 

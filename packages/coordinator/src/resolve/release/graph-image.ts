@@ -11,10 +11,8 @@ import { createGunzip, createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 import {
   formatReference,
-  manifestReference,
   MeshmirrorError,
   parseImageReference,
-  parseManifest,
   sha256Digest,
   type Agent,
   type Digest,
@@ -24,6 +22,7 @@ import {
 import type { ResolvedImage } from '../image-set.ts';
 import { normalize } from '../layer-files.ts';
 import { appendLayer } from '../append-layer.ts';
+import { platformManifest } from '../platform-manifest.ts';
 
 export const DEFAULT_GRAPH_DATA_URL = 'https://api.openshift.com/api/upgrades_info/graph-data';
 export const DEFAULT_GRAPH_BASE_IMAGE = 'registry.access.redhat.com/ubi9/ubi:latest';
@@ -55,19 +54,16 @@ export async function buildGraphImage(options: BuildGraphImageOptions): Promise<
   const baseRef = parseImageReference(options.baseImage);
   const baseWhere = `graph base image ${formatReference(baseRef)}`;
   const location = { registry: baseRef.registry, repository: baseRef.repository };
-  const top = await client.getManifest(location, manifestReference(baseRef), abortable);
-  let parsed = parseManifest(top.bytes, top.mediaType, baseWhere);
-  if (parsed.kind === 'index') {
-    const child = parsed.index.manifests.find((m) => m.platform?.architecture === options.architecture && m.platform.os === 'linux');
-    if (child === undefined) throw new MeshmirrorError('MM_NOT_FOUND', `${baseWhere}: no linux/${options.architecture} image in its index`);
-    const fetched = await client.getManifest(location, child.digest, abortable);
-    parsed = parseManifest(fetched.bytes, fetched.mediaType, baseWhere);
-    if (parsed.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${baseWhere}: nested index is not supported`);
-  }
-  const base = parsed.manifest;
+  const { manifest: base, mediaType } = await platformManifest(
+    client,
+    baseRef,
+    baseWhere,
+    (children) => children.find((m) => m.platform?.architecture === options.architecture && m.platform.os === 'linux'),
+    abortable,
+  );
   const baseConfig = JSON.parse(Buffer.from(await client.getBlob(location, base.config.digest, abortable)).toString('utf8')) as Record<string, unknown>;
 
-  const image = appendLayer({ manifest: base, mediaType: parsed.mediaType, config: baseConfig }, { digest: layer.digest, diffId: layer.diffId, size: layer.bytes.byteLength }, {
+  const image = appendLayer({ manifest: base, mediaType: mediaType, config: baseConfig }, { digest: layer.digest, diffId: layer.diffId, size: layer.bytes.byteLength }, {
     createdBy: `meshmirror: graph data from ${url}`,
     patch: (inner) => ({ ...inner, Cmd: GRAPH_COMMAND, Entrypoint: null }),
   });
@@ -88,8 +84,8 @@ export async function buildGraphImage(options: BuildGraphImageOptions): Promise<
     origin: 'mirror.platform.graph',
     targetRepo: GRAPH_IMAGE_REPO,
     targetTag: 'latest',
-    descriptor: { mediaType: parsed.mediaType, digest: manifestDigest, size: manifestBytes.byteLength },
-    manifests: [{ digest: manifestDigest, mediaType: parsed.mediaType, bytes: manifestBytes }],
+    descriptor: { mediaType: mediaType, digest: manifestDigest, size: manifestBytes.byteLength },
+    manifests: [{ digest: manifestDigest, mediaType: mediaType, bytes: manifestBytes }],
     blobs: [...base.layers.map((l) => ({ digest: l.digest, size: l.size })), { digest: layer.digest, size: layer.bytes.byteLength }, { digest: configDescriptor.digest, size: configBytes.byteLength }],
     platforms: [],
     skippedPlatforms: [],

@@ -8,16 +8,15 @@
 import { z } from 'zod';
 import {
   formatReference,
-  manifestReference,
   MeshmirrorError,
   parseImageReference,
-  parseManifest,
   type Digest,
   type ImageReference,
   type RegistryClient,
 } from '@meshmirror/shared';
 import type { LayerSource } from '../layer-source.ts';
 import { scanLayer } from '../layer-files.ts';
+import { platformManifest } from '../platform-manifest.ts';
 
 const IMAGE_REFERENCES = 'release-manifests/image-references';
 const RELEASE_METADATA = 'release-manifests/release-metadata';
@@ -81,19 +80,14 @@ export async function readReleaseInfo(payload: ImageReference, options: ReadRele
   const where = `release payload ${formatReference(payload)}`;
   const location = { registry: payload.registry, repository: payload.repository };
   const abortable = signal === undefined ? {} : { signal };
-  const top = await client.getManifest(location, manifestReference(payload), abortable);
-  let parsed = parseManifest(top.bytes, top.mediaType, where);
-  if (parsed.kind === 'index') {
-    const child =
-      parsed.index.manifests.find((m) => m.platform?.architecture === options.architecture) ??
-      parsed.index.manifests.find((m) => m.platform?.architecture === 'amd64') ??
-      parsed.index.manifests[0];
-    if (child === undefined) throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: the index lists no manifests`);
-    const fetched = await client.getManifest(location, child.digest, abortable);
-    parsed = parseManifest(fetched.bytes, fetched.mediaType, where);
-    if (parsed.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: nested index is not supported`);
-  }
-  const manifest = parsed.manifest;
+  const { manifest, topDigest } = await platformManifest(
+    client,
+    payload,
+    where,
+    (children) =>
+      children.find((m) => m.platform?.architecture === options.architecture) ?? children.find((m) => m.platform?.architecture === 'amd64') ?? children[0],
+    abortable,
+  );
 
   let imageReferences: Buffer | undefined;
   let releaseMetadata: Buffer | undefined;
@@ -134,7 +128,7 @@ export async function readReleaseInfo(payload: ImageReference, options: ReadRele
     components.push({ name: tag.name, image: formatReference(ref) });
   }
   return {
-    digest: top.digest,
+    digest: topDigest,
     version: metadata?.version ?? stream.metadata.name,
     previous: metadata?.previous ?? [],
     components,

@@ -8,7 +8,6 @@ import pLimit from 'p-limit';
 import {
   describeError,
   errorCode,
-  formatReference,
   parseImageReference,
   type Logger,
   type PlatformConfig,
@@ -55,7 +54,6 @@ export interface SelectedRelease {
 export interface ResolvedReleases {
   /** Payloads first, then components; one entry per target name (a component shared by releases gets each release's tag). */
   images: RequestedImage[];
-  releases: SelectedRelease[];
   failed: FailedImage[];
 }
 
@@ -117,17 +115,13 @@ export async function resolveReleases(options: ResolveReleasesOptions): Promise<
   const componentRepo = platform.releaseComponentRepo ?? DEFAULT_RELEASE_COMPONENT_REPO;
   const payloads: RequestedImage[] = [];
   const components: RequestedImage[] = [];
-  const releases: SelectedRelease[] = [];
   for (const entry of read) {
     if (entry === undefined) continue;
     const { release, info } = entry;
     const version = release.version === '' ? info.version : release.version;
     const prefix = `${version}-${ARCH_TAG[release.architecture] ?? release.architecture}`;
     const payloadRef = parseImageReference(release.payload);
-    // A payload named by tag (`release:`) is pinned to the digest that was read.
-    const pinned = payloadRef.digest === undefined ? { ...payloadRef, digest: info.digest } : payloadRef;
     const origin = release.direct ? release.origin : `${release.origin.replace(/ \(.*\)$/, '')} (${version})`;
-    releases.push({ version, architecture: release.architecture, payload: formatReference(pinned), origin });
     payloads.push({
       kind: 'release',
       role: 'release-payload',
@@ -148,5 +142,5 @@ export async function resolveReleases(options: ResolveReleasesOptions): Promise<
       });
     }
   }
-  return { images: [...payloads, ...components], releases, failed };
+  return { images: [...payloads, ...components], failed };
 }
