@@ -12,5 +12,7 @@ export default defineConfig({
     pool: 'forks',
     // The CI machine has 2 cores, and each integration test file runs its own registry processes.
     maxWorkers: 2,
+    // The sample of the fault matrix (test/faults) prints its table after the run.
+    reporters: ['default', './test/faults/reporter.ts'],
   },
 });
