@@ -15,11 +15,17 @@ import {
   type OutgoingHttpHeaders,
   type ServerResponse,
 } from 'node:http';
+import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 
 export type Fault =
   /** Send N body bytes, then close the connection. */
   | { kind: 'reset-after'; bytes: number }
+  /**
+   * Close the connection at a body offset drawn from the proxy's seeded random source, uniformly in
+   * [0, Content-Length). A response without a body passes untouched.
+   */
+  | { kind: 'reset-random' }
   /** Send N body bytes, then nothing for `ms` (then the rest; `Infinity` stalls until the proxy closes). */
   | { kind: 'stall-after'; bytes: number; ms: number }
   /** Answer with this instead of asking the upstream (e.g. 500, or 429 with Retry-After). */
@@ -45,6 +51,20 @@ export interface FaultRule {
   fault: Fault;
   /** How many matching requests get the fault. Default: all of them. */
   times?: number;
+  /**
+   * 0..1: the share of matching requests that get the fault, drawn from the proxy's seeded random
+   * source (see `setRules`). Default 1. `times` counts only the requests that got it.
+   */
+  probability?: number;
+}
+
+export interface FaultRuleOptions {
+  /**
+   * Seed of the random draws (`probability`, `reset-random`). A draw depends only on the seed, the
+   * rule, the request's method and path and how many times that request was seen before, not on
+   * the order in which parallel requests arrive, so a seed replays the same faults. Default 1.
+   */
+  seed?: number;
 }
 
 export interface FaultProxyStats {
@@ -59,7 +79,17 @@ export interface FaultProxyStats {
   /** Request body bytes received from clients on blob upload URLs (`/v2/…/blobs/uploads/…`). */
   uploadBodyBytes: number;
   /** Every request: method, path without query, request body bytes received, status sent (0: none), fault applied. */
-  log: Array<{ method: string; path: string; requestBytes: number; status: number; fault?: Fault['kind'] }>;
+  log: Array<{
+    method: string;
+    path: string;
+    requestBytes: number;
+    status: number;
+    fault?: Fault['kind'];
+    /** Epoch ms when the request arrived. */
+    at: number;
+    /** The request's Range header, if any. */
+    range?: string;
+  }>;
 }
 
 export interface FaultProxy {
@@ -68,7 +98,12 @@ export interface FaultProxy {
   /** `127.0.0.1:PORT` */
   host: string;
   /** Replaces the rules; takes effect for requests that arrive afterwards. */
-  setRules(rules: FaultRule[]): void;
+  setRules(rules: FaultRule[], options?: FaultRuleOptions): void;
+  /**
+   * true: the registry is down. The proxy stops listening (new connections are refused) and ends
+   * every open connection; false: it listens on the same port again. Resolves once done.
+   */
+  setDown(down: boolean): Promise<void>;
   stats(): FaultProxyStats;
   resetStats(): void;
   /** Stops listening and ends every open connection, stalled ones included. */
@@ -92,14 +127,18 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   let rules: ActiveRule[] = [];
+  let seed = 1;
+  /** How many times each `METHOD path?query` was seen, for draws that do not depend on arrival order. */
+  const seen = new Map<string, number>();
   let closed = false;
+  let down = false;
   let stats = emptyStats();
   let proxyOrigin = '';
 
-  const takeFault = (req: IncomingMessage): Fault | undefined => {
+  const takeFault = (req: IncomingMessage, drawKey: string): Fault | undefined => {
     const method = (req.method ?? 'GET').toUpperCase();
     const path = req.url ?? '/';
-    for (const active of rules) {
+    for (const [index, active] of rules.entries()) {
       if (active.remaining <= 0) continue;
       const { match } = active.rule;
       if (match.method !== undefined && match.method.toUpperCase() !== method) continue;
@@ -112,6 +151,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         match.header[1].lastIndex = 0;
         if (typeof value !== 'string' || !match.header[1].test(value)) continue;
       }
+      const probability = active.rule.probability ?? 1;
+      if (probability < 1 && draw(seed, `${drawKey} rule ${index}`) >= probability) continue;
       active.remaining -= 1;
       return active.rule.fault;
     }
@@ -126,10 +167,15 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     stats.requests += 1;
-    const fault = takeFault(req);
-    if (fault !== undefined) stats.faultsInjected += 1;
     const method = (req.method ?? 'GET').toUpperCase();
-    const entry: FaultProxyStats['log'][number] = { method, path: (req.url ?? '/').split('?')[0] ?? '/', requestBytes: 0, status: 0 };
+    const requestKey = `${method} ${req.url ?? '/'}`;
+    const occurrence = seen.get(requestKey) ?? 0;
+    seen.set(requestKey, occurrence + 1);
+    const drawKey = `${requestKey} #${occurrence}`;
+    const fault = takeFault(req, drawKey);
+    if (fault !== undefined) stats.faultsInjected += 1;
+    const entry: FaultProxyStats['log'][number] = { method, path: (req.url ?? '/').split('?')[0] ?? '/', requestBytes: 0, status: 0, at: Date.now() };
+    if (typeof req.headers.range === 'string') entry.range = req.headers.range;
     if (fault !== undefined) entry.fault = fault.kind;
     stats.log.push(entry);
     res.once('finish', () => {
@@ -173,7 +219,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       }
       const upstreamReq = httpRequest(
         { protocol: 'http:', host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers, agent },
-        (upstreamRes) => relayResponse(req, res, upstreamRes, fault),
+        (upstreamRes) => relayResponse(req, res, upstreamRes, fault, draw(seed, `${drawKey} offset`)),
       );
       upstreamReq.once('error', (error) => {
         if (!res.headersSent) {
@@ -234,6 +280,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     res: ServerResponse,
     upstreamRes: IncomingMessage,
     fault: Fault | undefined,
+    /** A seeded draw in [0, 1), for `reset-random`. */
+    offsetDraw: number,
   ): void => {
     const headers: OutgoingHttpHeaders = {};
     for (const [name, value] of Object.entries(upstreamRes.headers)) {
@@ -246,14 +294,24 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     if (fault?.kind === 'add-headers') Object.assign(headers, fault.headers);
     let status = upstreamRes.statusCode ?? 502;
     if (fault?.kind === 'rewrite-status' && status === fault.from) status = fault.to;
-    const cuts = fault?.kind === 'truncate-after' || fault?.kind === 'reset-after';
+    const declaredLength = Number(upstreamRes.headers['content-length']);
+    const randomCut =
+      fault?.kind === 'reset-random' && req.method !== 'HEAD' && Number.isSafeInteger(declaredLength) && declaredLength > 0
+        ? Math.floor(offsetDraw * declaredLength)
+        : undefined;
+    const cuts = fault?.kind === 'truncate-after' || fault?.kind === 'reset-after' || randomCut !== undefined;
     // The client must see the connection close: a short body on a kept-alive connection would
     // look like a stall, not a truncation.
     if (cuts) headers['connection'] = 'close';
     res.writeHead(status, status === upstreamRes.statusCode ? upstreamRes.statusMessage : undefined, headers);
     res.flushHeaders();
 
-    let cutAt = cuts || fault?.kind === 'stall-after' ? fault.bytes : Infinity;
+    let cutAt =
+      randomCut !== undefined
+        ? randomCut
+        : fault?.kind === 'truncate-after' || fault?.kind === 'reset-after' || fault?.kind === 'stall-after'
+          ? fault.bytes
+          : Infinity;
     let offset = 0;
     let stalled = false;
     let upstreamEnded = false;
@@ -322,6 +380,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
 
   const server = createServer({ keepAlive: true }, handle);
   server.on('connection', (socket) => {
+    // Accepted just before the listener closed: a registry that is down answers nothing.
+    if (down) {
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
@@ -340,8 +403,27 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   return {
     url: proxyOrigin,
     host,
-    setRules(next) {
+    setRules(next, options = {}) {
       rules = next.map((rule) => ({ rule, remaining: rule.times ?? Infinity }));
+      seed = options.seed ?? 1;
+      seen.clear();
+    },
+    async setDown(value) {
+      if (closed || value === down) return;
+      down = value;
+      if (value) {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const socket of sockets) socket.destroy();
+        await stopped;
+        return;
+      }
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(address.port, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
     },
     stats() {
       return { ...stats, byPath: new Map(stats.byPath), log: stats.log.map((e) => ({ ...e })) };
@@ -354,12 +436,17 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       closed = true;
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      const stopped = down ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
       agent.destroy();
       await stopped;
     },
   };
+}
+
+/** A number in [0, 1) that depends only on the seed and the key. */
+function draw(seed: number, key: string): number {
+  return createHash('sha256').update(`${seed}:${key}`).digest().readUInt32BE(0) / 2 ** 32;
 }
 
 function emptyStats(): FaultProxyStats {

@@ -229,7 +229,16 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         log.warn({ blobs: corrupt }, 'held blobs failed verification; evicting and fetching them again');
         await agent.evict(corrupt, signal === undefined ? {} : { signal });
         for (const digest of corrupt) archiveFailures.delete(digest);
-        const repairPlan: MirrorPlan = { ...plan, blobs: new Map(corrupt.map((d) => [d, plan.blobs.get(d)!])) };
+      }
+      // A blob that arrived with wrong bytes (damaged on the way: a proxy, a bad link) was discarded
+      // by the store; it is fetched once more, as the registry client does for manifests. The same
+      // wrong bytes twice fail the image.
+      const wrongBytes = [...fetchOutcome.failedBlobs].filter(([d, f]) => f.code === 'MM_DIGEST_MISMATCH' && !corrupt.includes(d)).map(([d]) => d);
+      if (wrongBytes.length > 0) log.warn({ blobs: wrongBytes }, 'fetched blobs did not match their digests; fetching them once more');
+      for (const digest of wrongBytes) fetchOutcome.failedBlobs.delete(digest);
+      const refetch = [...corrupt, ...wrongBytes];
+      if (refetch.length > 0) {
+        const repairPlan: MirrorPlan = { ...plan, blobs: new Map(refetch.map((d) => [d, plan.blobs.get(d)!])) };
         const repair = splitIntoPieces(repairPlan, [], options.pieceSize);
         const repaired = await fetchMissing(repairPlan, repair.tasks, repair.missingBytes, failed.length, options, addToArchive);
         await Promise.all(adds);
