@@ -67,7 +67,9 @@ export class ImageReferenceError extends MeshmirrorError {
   readonly reference: string;
 
   constructor(reference: string, reason: string) {
-    super('MM_REFERENCE_INVALID', `invalid image reference "${reference}": ${reason}`, { data: { reference } });
+    // Quoted as JSON (a newline or control character stays on the one line) and cut short: a 10 MB name is not shown whole.
+    const shown = JSON.stringify(reference.length > 200 ? `${reference.slice(0, 197)}...` : reference);
+    super('MM_REFERENCE_INVALID', `invalid image reference ${shown}: ${reason}`, { data: { reference } });
     this.name = 'ImageReferenceError';
     this.reference = reference;
   }

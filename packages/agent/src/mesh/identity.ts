@@ -69,6 +69,15 @@ export function parsePeerId(text: string, where: string): PeerId {
   }
 }
 
+/** A listen address given on the command line: a multiaddr such as /ip4/0.0.0.0/tcp/4001. */
+export function checkListenAddress(text: string, where: string): void {
+  try {
+    multiaddr(text);
+  } catch (err) {
+    throw new MeshmirrorError('MM_USAGE', `${where}: "${text}" is not a multiaddr (${describeError(err)}); expected e.g. /ip4/0.0.0.0/tcp/4001`);
+  }
+}
+
 /** An agent's address as given on the command line: a multiaddr that ends in `/p2p/<peer id>`. */
 export function parseAgentAddress(text: string, where: string): { address: Multiaddr; peerId: PeerId } {
   let address: Multiaddr;

@@ -76,8 +76,13 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
   const server = createServer((request, response) => {
     handleRequest(folder, catalog, logger, request, response).catch((error: unknown) => {
       logger.error({ err: error, method: request.method, url: request.url }, 'request failed');
-      if (!response.headersSent) sendError(response, request.method === 'HEAD', 500, 'UNKNOWN', describeError(error));
-      else response.destroy();
+      if (response.headersSent) response.destroy();
+      else if (errorCode(error) === 'MM_ARCHIVE_INVALID') {
+        // The folder holds this digest only as something it refuses to read (a symbolic link, not a
+        // regular file): for the client it is not there, and the answer names no path of this host.
+        const manifest = /\/manifests\//.test(request.url ?? '');
+        sendError(response, request.method === 'HEAD', 404, manifest ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN', 'not held here in a form this registry serves');
+      } else sendError(response, request.method === 'HEAD', 500, 'UNKNOWN', describeError(error));
     });
   });
   await listen(server, host, options.port ?? 0);

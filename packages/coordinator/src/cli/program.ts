@@ -19,6 +19,19 @@ function parseCount(value: string): number {
   return n;
 }
 
+/** A size or count that must be at least 1 (`--piece-size 0` would cut a blob into endless empty pieces). */
+function parsePositive(value: string): number {
+  const n = parseCount(value);
+  if (n < 1) throw new InvalidArgumentError(`expected a whole number of at least 1, got "${value}"`);
+  return n;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
+function parseLogLevel(value: string): string {
+  if (!LOG_LEVELS.includes(value)) throw new InvalidArgumentError(`expected one of ${LOG_LEVELS.join(', ')}, got "${value}"`);
+  return value;
+}
+
 function parseDurationFlag(value: string): number {
   try {
     return parseDuration(value);
@@ -49,10 +62,10 @@ program
   .option('--image-timeout <duration>', 'how long an image may wait without any progress (never cuts a moving transfer)', parseDurationFlag)
   .option('--stall-timeout <duration>', 'no body bytes for this long: retry and resume (default 60s)', parseDurationFlag)
   .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
-  .option('--piece-size <bytes>', 'blobs above this size are fetched as parallel pieces (default 64 MiB; 16 MiB with --agents)', parseCount)
+  .option('--piece-size <bytes>', 'blobs above this size are fetched as parallel pieces (default 64 MiB; 16 MiB with --agents)', parsePositive)
   .option('--from <file://DIR>', 'disk to mirror: the archive folder (mirror_*.tar) to push into the docker:// destination')
   .option('--workspace <file://DIR>', 'mirror to mirror: from the source registries straight to docker://HOST[/PREFIX]; reports and cluster resources go to DIR/working-dir')
-  .option('--upload-chunk-size <bytes>', 'bytes per upload request when pushing (default 16 MiB; raised to the registry\'s OCI-Chunk-Min-Length)', parseCount)
+  .option('--upload-chunk-size <bytes>', 'bytes per upload request when pushing (default 16 MiB; raised to the registry\'s OCI-Chunk-Min-Length)', parsePositive)
   .option('--update-url <url>', 'update graph service for release channels (default: $UPDATE_URL_OVERRIDE, else the OCP or OKD service)')
   .option('--graph-data-url <url>', 'graph-data tarball for graph: true (default: the OpenShift update service\'s)')
   .option('--graph-base-image <ref>', 'image the graph data is layered on for graph: true (default registry.access.redhat.com/ubi9/ubi:latest)')
@@ -60,7 +73,7 @@ program
   .option('--swarm-key <file>', 'the farm\'s swarm key, for --agents')
   .option('--dry-run', 'resolve and write the mapping and the bytes to fetch; fetch nothing')
   .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
-  .option('--log-level <level>', 'trace, debug, info, warn, error', 'warn')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
   .option('--v2', 'accepted for oc-mirror compatibility; ignored')
   .action(async (destination: string, flags: MirrorFlags) => {
     const { runMirrorCommand } = await import('./commands/mirror.ts');
@@ -72,7 +85,7 @@ program
   .description('serve an OCI layout or a folder of archive chunks read-only as a registry')
   .argument('<dir>', 'OCI image layout folder or folder with mirror_*.tar chunks')
   .option('--listen <host:port>', 'address to listen on', '127.0.0.1:5000')
-  .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'info')
   .action(async (dir: string, flags: { listen: string; logLevel: string }) => {
     const { runServeCommand } = await import('./commands/serve.ts');
     process.exitCode = await runServeCommand(dir, flags);
@@ -86,7 +99,7 @@ program
   .option('--listen <multiaddr...>', 'addresses to listen on', ['/ip4/0.0.0.0/tcp/4001'])
   .option('--allow <peerid...>', 'peer ids admitted: the coordinator\'s (meshmirror identity) and the other agents\' (default: every peer holding the swarm key)')
   .option('--authfile <file>', 'this host\'s registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
-  .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'info')
   .action(async (flags: AgentFlags) => {
     const { runAgentCommand } = await import('./commands/agent.ts');
     process.exitCode = await runAgentCommand(flags);

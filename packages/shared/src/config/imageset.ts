@@ -129,8 +129,16 @@ function imageReference(options: { allowOciLayout?: boolean } = {}) {
   });
 }
 
+/** The largest `archiveSize` whose size in bytes is still a safe integer. */
+const MAX_ARCHIVE_SIZE_GIB = Math.floor(Number.MAX_SAFE_INTEGER / 2 ** 30);
+
 /** A blocked image: a reference, or a regular expression matched against references. */
 const blockedImageName = z.string().superRefine((value, ctx) => {
+  // An empty pattern matches every reference: it would block the whole image set.
+  if (value.trim() === '') {
+    ctx.addIssue({ code: 'custom', message: 'must not be empty (an empty pattern would block every image)' });
+    return;
+  }
   let referenceProblem: string;
   try {
     parseImageReference(value);
@@ -483,6 +491,8 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
     archiveSize: z
       .number({ error: archiveSizeMessage })
       .gt(0, { error: archiveSizeMessage })
+      // Beyond this the size in bytes is no longer an exact integer (2^53 bytes is 8 PiB).
+      .lte(MAX_ARCHIVE_SIZE_GIB, { error: (issue) => `expected a number of GiB up to ${MAX_ARCHIVE_SIZE_GIB}, got ${describeConfigValue(issue.input)}` })
       .default(DEFAULT_ARCHIVE_SIZE_GIB),
     storageConfig: v1Only(
       storageConfig,

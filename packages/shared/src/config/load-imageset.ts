@@ -2,7 +2,7 @@
  * Reads an ImageSetConfiguration file: YAML to data, data checked by `ImageSetConfigSchema`, and
  * every problem reported on one line as `file:line:col: field.path: what is wrong`.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, fileErrorReason, MeshmirrorError } from '../errors.ts';
@@ -32,9 +32,15 @@ export interface ConfigProblem {
 export async function loadImageSetConfig(file: string, options: LoadImageSetOptions = {}): Promise<ImageSetConfig> {
   let text: string;
   try {
+    // A FIFO or device would block the read (or never end); only a regular file is a configuration.
+    const info = await stat(file);
+    if (!info.isFile() && !info.isDirectory()) {
+      throw new MeshmirrorError('MM_CONFIG_UNREADABLE', `${file}: cannot read: not a regular file`, { data: { file } });
+    }
     text = await readFile(file, { encoding: 'utf8', ...(options.signal === undefined ? {} : { signal: options.signal }) });
   } catch (err) {
     if (options.signal?.aborted === true) throw err;
+    if (err instanceof MeshmirrorError) throw err;
     throw new MeshmirrorError('MM_CONFIG_UNREADABLE', `${file}: cannot read: ${fileErrorReason(err)}`, {
       cause: err,
       data: { file },
@@ -60,7 +66,7 @@ export function parseImageSetConfig(text: string, file: string): ImageSetConfig 
   if (doc.contents === null) throw new ConfigError(`${file}: the file is empty`, { file });
 
   const locations = new Map<string, number>();
-  const data = yamlToData(doc.contents, { doc, locations }, [], 'typed');
+  const data = yamlToData(doc.contents, { doc, locations, file, lineCounter, aliasesOpen: new Set(), aliasedNodes: 0 }, [], 'typed');
   const result = ImageSetConfigSchema.safeParse(data, { error: defaultIssueMessage });
   if (result.success) return result.data;
 
@@ -121,6 +127,21 @@ interface WalkContext {
   doc: Document.Parsed;
   /** Offset in the text of each field path's key (or list item), for line:col in messages. */
   locations: Map<string, number>;
+  file: string;
+  lineCounter: LineCounter;
+  /** Anchored nodes being expanded through an alias right now: one seen again is a cycle. */
+  aliasesOpen: Set<unknown>;
+  /** Nodes visited through aliases so far: an alias bomb ("billion laughs") stops at the limit. */
+  aliasedNodes: number;
+}
+
+/** Far more than any real configuration repeats through aliases; a few KiB of aliases can ask for billions. */
+const MAX_ALIASED_NODES = 100_000;
+
+function aliasError(ctx: WalkContext, node: unknown, problem: string): ConfigError {
+  const range = node !== null && typeof node === 'object' && 'range' in node ? (node.range as [number, number, number] | undefined) : undefined;
+  const { line, col } = ctx.lineCounter.linePos(range?.[0] ?? 0);
+  return new ConfigError(`${ctx.file}:${line}:${col}: invalid YAML: ${problem}`, { file: ctx.file, data: { line, col } });
 }
 
 /**
@@ -130,7 +151,19 @@ interface WalkContext {
 type ScalarMode = 'typed' | 'text' | 'text-values';
 
 function yamlToData(node: unknown, ctx: WalkContext, path: Array<string | number>, mode: ScalarMode): unknown {
-  if (isAlias(node)) return yamlToData(node.resolve(ctx.doc), ctx, path, mode);
+  if (ctx.aliasesOpen.size > 0 && ++ctx.aliasedNodes > MAX_ALIASED_NODES) {
+    throw aliasError(ctx, node, `aliases expand to more than ${MAX_ALIASED_NODES} values (an alias bomb?)`);
+  }
+  if (isAlias(node)) {
+    const target = node.resolve(ctx.doc);
+    if (ctx.aliasesOpen.has(target)) throw aliasError(ctx, node, `alias *${node.source} refers to a value that contains it`);
+    ctx.aliasesOpen.add(target);
+    try {
+      return yamlToData(target, ctx, path, mode);
+    } finally {
+      ctx.aliasesOpen.delete(target);
+    }
+  }
   if (isScalar(node)) {
     if (mode !== 'typed' && node.value !== null && typeof node.value !== 'string') return node.source ?? String(node.value);
     return node.value;

@@ -59,6 +59,10 @@ export function parseImageReference(input: string): ImageReference {
       registry = first;
       repository = rest.slice(firstSlash + 1);
       if (!HOST_RE.test(registry)) throw new ImageReferenceError(original, `"${registry}" is not a valid registry host`);
+      const port = /:(\d+)$/.exec(registry)?.[1];
+      if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+        throw new ImageReferenceError(original, `port ${port} of "${registry}" is not between 1 and 65535`);
+      }
     }
   }
   if (registry === 'index.docker.io' || registry === DOCKER_HUB_API) registry = DOCKER_HUB;

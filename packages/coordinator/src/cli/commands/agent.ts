@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { createLogger, loadCredentialStore, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
-import { parsePeerId, startAgentService } from '@meshmirror/agent/mesh';
+import { checkListenAddress, parsePeerId, startAgentService } from '@meshmirror/agent/mesh';
 
 export interface AgentFlags {
   data: string;
@@ -18,6 +18,7 @@ export interface AgentFlags {
 export async function runAgentCommand(flags: AgentFlags): Promise<number> {
   const swarmKey = await readSwarmKeyFile(resolve(flags.swarmKey));
   const allow = flags.allow === undefined ? undefined : new Set(flags.allow.map((id) => parsePeerId(id, '--allow').toString()));
+  for (const address of flags.listen) checkListenAddress(address, '--listen');
   const logger = createLogger({ level: flags.logLevel as LogLevel });
   const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
   const agent = await startAgentService({ dataDir: resolve(flags.data), listen: flags.listen, swarmKey, allow, credentials, logger });

@@ -77,6 +77,8 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
   if (flags.workspace !== undefined) throw new MeshmirrorError('MM_USAGE', `--workspace is for mirror to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   if (flags.from !== undefined) throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   const destination = parseDiskDestination(destinationArg);
+  checkOpenShiftFlags(flags);
+  await checkFarmFlags(flags);
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
   const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger });
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
@@ -114,13 +116,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
 
 /** Where release and graph content comes from: flags, then oc-mirror's `UPDATE_URL_OVERRIDE`. */
 function openShiftSources(flags: MirrorFlags, settings: TransferSettings, retry: RetryPolicy): OpenShiftSources {
-  const updateUrl = flags.updateUrl ?? nonEmpty(process.env['UPDATE_URL_OVERRIDE']);
-  for (const [flag, value] of [['--update-url', updateUrl], ['--graph-data-url', flags.graphDataUrl]] as const) {
-    if (value !== undefined && !/^https?:\/\/[^/]/.test(value)) {
-      throw new MeshmirrorError('MM_USAGE', `${flag === '--update-url' && flags.updateUrl === undefined ? 'UPDATE_URL_OVERRIDE' : flag}: expected an http(s):// URL, got "${value}"`);
-    }
-  }
-  if (flags.graphBaseImage !== undefined) parseImageReference(flags.graphBaseImage);
+  const updateUrl = checkOpenShiftFlags(flags);
   return {
     ...(updateUrl === undefined ? {} : { updateUrl }),
     ...(flags.graphDataUrl === undefined ? {} : { graphDataUrl: flags.graphDataUrl }),
@@ -128,6 +124,24 @@ function openShiftSources(flags: MirrorFlags, settings: TransferSettings, retry:
     tlsVerify: settings.srcTlsVerify,
     retry,
   };
+}
+
+/** Checks the OpenShift source flags before anything is opened (bad input fetches and writes nothing); returns the update URL. */
+function checkOpenShiftFlags(flags: MirrorFlags): string | undefined {
+  const updateUrl = flags.updateUrl ?? nonEmpty(process.env['UPDATE_URL_OVERRIDE']);
+  for (const [flag, value] of [['--update-url', updateUrl], ['--graph-data-url', flags.graphDataUrl]] as const) {
+    if (value !== undefined && !/^https?:\/\/[^/]/.test(value)) {
+      throw new MeshmirrorError('MM_USAGE', `${flag === '--update-url' && flags.updateUrl === undefined ? 'UPDATE_URL_OVERRIDE' : flag}: expected an http(s):// URL, got "${value}"`);
+    }
+  }
+  if (flags.graphBaseImage !== undefined) {
+    try {
+      parseImageReference(flags.graphBaseImage);
+    } catch (err) {
+      throw new MeshmirrorError('MM_REFERENCE_INVALID', `--graph-base-image: ${describeError(err)}`, { cause: err });
+    }
+  }
+  return updateUrl;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -149,6 +163,15 @@ async function openLocalAgent(options: Omit<InProcessAgentOptions, 'name' | 'sto
     logger,
   });
   return { store, agent };
+}
+
+/** Checks --agents and --swarm-key before the store is opened: bad input fetches and writes nothing. */
+async function checkFarmFlags(flags: MirrorFlags): Promise<void> {
+  if (flags.agents === undefined) return;
+  if (flags.swarmKey === undefined) throw new MeshmirrorError('MM_USAGE', '--agents needs --swarm-key FILE (the key the agents were started with)');
+  await readSwarmKeyFile(resolve(flags.swarmKey));
+  const mesh = await import('@meshmirror/agent/mesh');
+  for (const text of flags.agents) mesh.parseAgentAddress(text, '--agents');
 }
 
 /**
@@ -199,7 +222,8 @@ async function joinFarm(
   const fetchers = answered.filter((r) => r !== undefined);
   if (fetchers.length === 0) {
     await node.stop();
-    throw new MeshmirrorError('MM_AGENT_LOST', `none of the ${listed.length} agents answered; check that each runs with this swarm key and --allow ${identity.peerId.toString()}`);
+    const named = listed.slice(0, 3).map((a) => a.address.toString()).join(', ') + (listed.length > 3 ? ` and ${listed.length - 3} more` : '');
+    throw new MeshmirrorError('MM_AGENT_LOST', `none of the ${listed.length} agents answered (${named}); check that each runs with this swarm key and --allow ${identity.peerId.toString()}`);
   }
   logger.info({ coordinator: identity.peerId.toString(), agents: fetchers.map((f) => f.address.toString()) }, 'farm ready');
   const addressOf = new Map(fetchers.map((f) => [f.name, f.address]));
@@ -312,6 +336,8 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
   if (flags.dryRun === true) throw new MeshmirrorError('MM_USAGE', '--dry-run is not supported for mirror to mirror yet');
   const destination = parseDockerDestination(destinationArg);
   const workspace = resolve(workspaceArg.slice('file://'.length));
+  checkOpenShiftFlags(flags);
+  await checkFarmFlags(flags);
   const { config, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
   const targetClient = clientFor('destination');
   const chunkBytes = flags.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK_BYTES;
