@@ -1,4 +1,5 @@
 /** What both mesh protocols share: JSON messages validated on receipt, and libp2p's error shapes. */
+import { appendFileSync } from 'node:fs';
 import type { z } from 'zod';
 import { MeshmirrorError } from '@meshmirror/shared';
 
@@ -6,11 +7,26 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export function encodeMessage(message: unknown): Uint8Array {
-  return encoder.encode(JSON.stringify(message));
+  const bytes = encoder.encode(JSON.stringify(message));
+  traceMessage('sent', undefined, bytes);
+  return bytes;
+}
+
+/**
+ * An audit aid, off unless `MESHMIRROR_MESH_TRACE` names a file: every mesh message this process
+ * sends or receives (the JSON messages and blob headers, never blob bytes) is appended to it as one
+ * line, received ones before validation. The wire is Noise-encrypted, so this is how a test checks
+ * what crosses the mesh (for instance that no registry credential ever does).
+ */
+function traceMessage(direction: 'sent' | 'received', what: string | undefined, bytes: Uint8Array): void {
+  const file = process.env['MESHMIRROR_MESH_TRACE'];
+  if (file === undefined || file === '') return;
+  appendFileSync(file, `${JSON.stringify({ pid: process.pid, direction, what, message: decoder.decode(bytes) })}\n`);
 }
 
 /** Decodes and validates one message; anything else is `MM_NETWORK` naming the first bad field. */
 export function parseMessage<T>(bytes: Uint8Array, schema: z.ZodType<T>, what: string): T {
+  traceMessage('received', what, bytes);
   let json: unknown;
   try {
     json = JSON.parse(decoder.decode(bytes));

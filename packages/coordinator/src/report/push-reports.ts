@@ -1,8 +1,9 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatBytes, formatDuration } from '@meshmirror/shared';
 import type { PushSummary } from '../push/disk-to-mirror.ts';
 import type { MirrorToMirrorSummary } from '../run/mirror-to-mirror.ts';
+import { writeReportFile } from './report-file.ts';
 
 /**
  * Writes a push's files into `working-dir` beside the archive, where oc-mirror users look:
@@ -16,10 +17,10 @@ export async function writePushReports(workingDir: string, summary: PushSummary)
     await mkdir(join(workingDir, 'logs'), { recursive: true });
     files.errors = join(workingDir, 'logs', `mirroring_errors_${stamp}.txt`);
     const lines = failures.map((f) => `error mirroring image ${f.source} (${f.kind}, ${f.origin}): ${f.code ?? 'UNKNOWN'}: ${f.reason ?? ''}`);
-    await writeFile(files.errors, `${lines.join('\n')}\n`);
+    await writeReportFile(files.errors, `${lines.join('\n')}\n`);
   }
   await mkdir(workingDir, { recursive: true });
-  await writeFile(files.report, `${JSON.stringify({ ...summary, files: { ...summary.files, ...files } }, null, 2)}\n`);
+  await writeReportFile(files.report, `${JSON.stringify({ ...summary, files: { ...summary.files, ...files } }, null, 2)}\n`);
   return files;
 }
 

@@ -1,8 +1,9 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatBytes } from '@meshmirror/shared';
 import type { ResolvedImage } from '../resolve/image-set.ts';
 import { diskTarget, type MirrorSummary } from '../run/mirror-to-disk.ts';
+import { writeReportFile } from './report-file.ts';
 
 /**
  * Writes the run's files where oc-mirror users look for them: `working-dir/logs/mirroring_errors_*.txt`
@@ -23,16 +24,16 @@ export async function writeReports(
     await mkdir(join(workingDir, 'logs'), { recursive: true });
     files.errors = join(workingDir, 'logs', `mirroring_errors_${stamp}.txt`);
     const lines = failures.map((f) => `error mirroring image ${f.source} (${f.kind}, ${f.origin}): ${f.code ?? 'UNKNOWN'}: ${f.reason ?? ''}`);
-    await writeFile(files.errors, `${lines.join('\n')}\n`);
+    await writeReportFile(files.errors, `${lines.join('\n')}\n`);
   }
 
   if (context.dryRun) {
     await mkdir(join(workingDir, 'dry-run'), { recursive: true });
     files.mapping = join(workingDir, 'dry-run', 'mapping.txt');
     const mapping = context.resolved.map((i) => `docker://${i.source}=${diskTarget(destination, i)}`);
-    await writeFile(files.mapping, `${mapping.join('\n')}\n`);
+    await writeReportFile(files.mapping, `${mapping.join('\n')}\n`);
     const b = summary.bytes;
-    await writeFile(
+    await writeReportFile(
       join(workingDir, 'dry-run', 'missing.txt'),
       [
         `images: ${context.resolved.length} resolved, ${failures.length} failed, ${summary.images.blocked} blocked`,
@@ -46,6 +47,6 @@ export async function writeReports(
   }
 
   await mkdir(workingDir, { recursive: true });
-  await writeFile(files.report, `${JSON.stringify({ ...summary, files }, null, 2)}\n`);
+  await writeReportFile(files.report, `${JSON.stringify({ ...summary, files }, null, 2)}\n`);
   return files;
 }
