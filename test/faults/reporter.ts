@@ -11,6 +11,14 @@ function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
 }
 
+/** The table's order: the issue's groups, whatever order the files finished in. */
+const GROUPS = ['upstream', 'mesh', 'disk', 'input', 'hostile archive', 'security', 'load'];
+function groupOf(test: TestCase): number {
+  const name = (test.meta().faultRow as FaultRow | undefined)?.scenario ?? test.name;
+  const index = GROUPS.findIndex((g) => name.startsWith(`${g}:`));
+  return index === -1 ? GROUPS.length : index;
+}
+
 function rowOf(test: TestCase): string | undefined {
   const state = test.result().state;
   if (state === 'skipped' || state === 'pending') return undefined;
@@ -24,13 +32,10 @@ function rowOf(test: TestCase): string | undefined {
 
 export default class FaultMatrixReporter implements Reporter {
   async onTestRunEnd(modules: ReadonlyArray<TestModule>): Promise<void> {
-    const rows: string[] = [];
-    for (const module of modules) {
-      for (const test of module.children.allTests()) {
-        const line = rowOf(test);
-        if (line !== undefined) rows.push(line);
-      }
-    }
+    const tests = modules.flatMap((module) => [...module.children.allTests()]);
+    // A stable sort: scenarios keep their file's order within a group.
+    tests.sort((a, b) => groupOf(a) - groupOf(b));
+    const rows = tests.map(rowOf).filter((line) => line !== undefined);
     if (rows.length === 0) return;
     const table = [
       '| scenario | faults injected | images expected | images archived or pushed | bytes fetched / unique | outcome |',
