@@ -7,7 +7,7 @@
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cacheWithIdentity, startAgent, type RunningAgent } from './support/agents.ts';
+import { cacheWithIdentity, farmKeys, startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { archiveContent, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 
@@ -55,12 +55,7 @@ function farmArgs(agents: RunningAgent[], out: string, cache: string, ...extra: 
 
 beforeAll(async () => {
   fx = await startMirrorFixture();
-  keyFile = join(fx.dir, 'swarm.key');
-  const keygen = await runMeshmirror(['keygen', '--swarm-key', keyFile]);
-  expect(keygen.code, keygen.stderr).toBe(0);
-  const identity = await runMeshmirror(['identity', '--cache-dir', join(fx.dir, 'identity')]);
-  expect(identity.code, identity.stderr).toBe(0);
-  coordinatorId = identity.stdout.trim();
+  ({ keyFile, coordinatorId } = await farmKeys(fx.dir));
   config = await fx.writeConfig('farm.yaml', { additionalImages: fx.pushed.map((p) => fx.viaProxy(p.name)) });
   // The reference: the same configuration mirrored by one host.
   const single = await runMeshmirror(mirrorArgs(config, join(fx.dir, 'out-single'), join(fx.dir, 'cache-single'), '--piece-size', String(4 * MiB)));

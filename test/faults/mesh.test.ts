@@ -8,7 +8,7 @@
 import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
-import { cacheWithIdentity, startAgent, type RunningAgent } from '../support/agents.ts';
+import { cacheWithIdentity, farmKeys, startAgent, type RunningAgent } from '../support/agents.ts';
 import { runMeshmirror, spawnMeshmirror, waitFor, type CliResult } from '../support/cli.ts';
 import { fixtureImages, mirrorArgs, startMirrorFixture, writeImageSetConfig, type MirrorFixture } from '../support/mirror-fixture.ts';
 import { startNamespaceFarm, servedBetween, type NamespaceFarm } from '../support/namespace-farm.ts';
@@ -83,12 +83,7 @@ describe('mesh on loopback', () => {
 
   beforeAll(async () => {
     fx = await startMirrorFixture();
-    keyFile = join(fx.dir, 'swarm.key');
-    const keygen = await runMeshmirror(['keygen', '--swarm-key', keyFile]);
-    expect(keygen.code, keygen.stderr).toBe(0);
-    const identity = await runMeshmirror(['identity', '--cache-dir', join(fx.dir, 'identity')]);
-    expect(identity.code, identity.stderr).toBe(0);
-    coordinatorId = identity.stdout.trim();
+    ({ keyFile, coordinatorId } = await farmKeys(fx.dir));
     config = await fx.writeConfig('farm.yaml', { additionalImages: fx.pushed.map((p) => fx.viaProxy(p.name)) });
   }, 120_000);
 

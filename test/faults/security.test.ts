@@ -8,7 +8,6 @@
  * What crosses the mesh is read from `MESHMIRROR_MESH_TRACE` files (every mesh message each process
  * sends or receives, headers only), since the wire itself is Noise-encrypted.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,10 +17,9 @@ import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { createBlobStore } from '../../packages/agent/src/index.ts';
 import { CONTROL_PROTOCOL, fetchPeerRange, loadOrCreateIdentity, parseAgentAddress, RemoteAgent, startMeshNode } from '../../packages/agent/src/mesh/index.ts';
 import { writeSampleLayout } from '../../packages/coordinator/src/demo/sample-image-set.ts';
-import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
 import { createLogger, parseSwarmKey, sha256Digest, SwarmKey, type Digest } from '../../packages/shared/src/index.ts';
-import { cacheWithIdentity, startAgent, type RunningAgent } from '../support/agents.ts';
-import { CLI_ENTRY, runMeshmirror, type CliResult } from '../support/cli.ts';
+import { cacheWithIdentity, farmKeys, startAgent, type RunningAgent } from '../support/agents.ts';
+import { runMeshmirror, type CliResult } from '../support/cli.ts';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
 import { extractChunks, fixtureImages, mirrorArgs, startMirrorFixture, writeImageSetConfig, type MirrorFixture } from '../support/mirror-fixture.ts';
 import { pushLayout, type PushedImage } from '../support/push-layout.ts';
@@ -93,12 +91,7 @@ describe('security: admission', () => {
 
   beforeAll(async () => {
     fx = await startMirrorFixture(fixtureImages({ bigLayerBytes: 6 * MiB }));
-    keyFile = join(fx.dir, 'swarm.key');
-    const keygen = await runMeshmirror(['keygen', '--swarm-key', keyFile]);
-    expect(keygen.code, keygen.stderr).toBe(0);
-    const identity = await runMeshmirror(['identity', '--cache-dir', join(fx.dir, 'identity')]);
-    expect(identity.code, identity.stderr).toBe(0);
-    coordinatorId = identity.stdout.trim();
+    ({ keyFile, coordinatorId } = await farmKeys(fx.dir));
     config = await fx.writeConfig('admission.yaml', { additionalImages: fx.pushed.map((p) => fx.viaProxy(p.name)) });
     digest = await storeHolding(join(fx.dir, 'agent'), blob);
   });
@@ -289,35 +282,6 @@ describe('security: admission', () => {
   });
 });
 
-/** A `meshmirror agent` with `--authfile`, its mesh messages traced to `trace`. */
-function startAgentWithAuth(options: { data: string; swarmKey: string; allow: string; authfile: string; trace: string }): Promise<RunningAgent> {
-  const argv = [...CLI_NODE_FLAGS, CLI_ENTRY, 'agent', '--data', options.data, '--swarm-key', options.swarmKey, '--listen', '/ip4/127.0.0.1/tcp/0',
-    '--allow', options.allow, '--authfile', options.authfile, '--log-level', 'trace'];
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHMIRROR_MESH_TRACE: options.trace } });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  return new Promise((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      stdout += s;
-      const m = /^agent (\S+) listening on (.+)$/m.exec(stdout);
-      if (m === null) return;
-      resolve({
-        peerId: m[1] ?? '',
-        addresses: (m[2] ?? '').trim().split(' '),
-        child,
-        stderr: () => stderr,
-        stdout: () => stdout,
-        async stop() {
-          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-          return await exited;
-        },
-      });
-    });
-    void exited.then(({ code }) => reject(new Error(`agent exited (${code}) before it was ready: ${stderr.slice(-2000)}`)));
-  });
-}
 
 /** Every file below `dir`, recursively. */
 async function filesUnder(dir: string): Promise<string[]> {
@@ -358,13 +322,10 @@ describe('security: secrets', () => {
     const b64 = (s: string): string => Buffer.from(s).toString('base64');
     const authfile = join(dir, 'auth.json');
     await writeFile(authfile, JSON.stringify({ auths: { [proxy.host]: { auth: b64(`${SRC.user}:${SRC.password}`) }, [target.host]: { auth: b64(`${DST.user}:${DST.password}`) } } }));
-    const keyFile = join(dir, 'swarm.key');
-    expect((await runMeshmirror(['keygen', '--swarm-key', keyFile])).code).toBe(0);
+    const { keyFile, coordinatorId } = await farmKeys(dir);
     const keyHex = (await readFile(keyFile, 'utf8')).split('\n')[2] ?? '';
-    const identity = await runMeshmirror(['identity', '--cache-dir', join(dir, 'identity')]);
-    const coordinatorId = identity.stdout.trim();
     const farm = await Promise.all(['a', 'b'].map((n) =>
-      startAgentWithAuth({ data: join(dir, `agent-${n}`), swarmKey: keyFile, allow: coordinatorId, authfile, trace: join(dir, `trace-agent-${n}.jsonl`) })));
+      startAgent({ data: join(dir, `agent-${n}`), swarmKey: keyFile, allow: [coordinatorId], authfile, logLevel: 'trace', env: { MESHMIRROR_MESH_TRACE: join(dir, `trace-agent-${n}.jsonl`) } })));
     agents.push(...farm);
     const farmArgs = ['--swarm-key', keyFile, '--agents', ...farm.map((a) => a.addresses[0] ?? ''), '--piece-size', String(2 * MiB)];
     const env = { MESHMIRROR_MESH_TRACE: join(dir, 'trace-coordinator.jsonl') };

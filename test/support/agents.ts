@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
-import { CLI_ENTRY } from './cli.ts';
+import { CLI_ENTRY, runMeshmirror } from './cli.ts';
 import type { NetHost } from './netns.ts';
 
 export interface RunningAgent {
@@ -27,6 +27,10 @@ export interface StartAgentOptions {
   logLevel?: string;
   /** Run on this namespace host instead of this machine's own network. */
   host?: NetHost;
+  /** This host's registry credentials (`agent --authfile`). */
+  authfile?: string;
+  /** Added to the agent's environment (e.g. MESHMIRROR_MESH_TRACE). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
@@ -41,9 +45,10 @@ export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
     '--log-level',
     options.logLevel ?? 'debug',
     ...(options.allow === undefined ? [] : ['--allow', ...options.allow]),
+    ...(options.authfile === undefined ? [] : ['--authfile', options.authfile]),
   ];
   const argv = [...CLI_NODE_FLAGS, CLI_ENTRY, ...args];
-  const stdio = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
+  const stdio = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }) };
   const child = options.host === undefined ? spawn(process.execPath, argv, stdio) : options.host.spawn(process.execPath, argv, stdio);
   let stdout = '';
   let stderr = '';
@@ -82,4 +87,18 @@ export async function cacheWithIdentity(identityDir: string, cache: string): Pro
   await copyFile(join(identityDir, 'identity.key'), join(cache, 'identity.key'));
   await chmod(join(cache, 'identity.key'), 0o600);
   return cache;
+}
+
+/**
+ * A farm's keys, made with the real CLI in `dir`: the swarm key (`meshmirror keygen`) and the
+ * coordinator identity the agents admit (`meshmirror identity`, kept in `dir/identity`).
+ */
+export async function farmKeys(dir: string): Promise<{ keyFile: string; identityDir: string; coordinatorId: string }> {
+  const keyFile = join(dir, 'swarm.key');
+  const identityDir = join(dir, 'identity');
+  const keygen = await runMeshmirror(['keygen', '--swarm-key', keyFile]);
+  if (keygen.code !== 0) throw new Error(`meshmirror keygen failed: ${keygen.stderr}`);
+  const identity = await runMeshmirror(['identity', '--cache-dir', identityDir]);
+  if (identity.code !== 0) throw new Error(`meshmirror identity failed: ${identity.stderr}`);
+  return { keyFile, identityDir, coordinatorId: identity.stdout.trim() };
 }
