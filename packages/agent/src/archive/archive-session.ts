@@ -157,6 +157,21 @@ interface ClosedChunk {
   blobs: number;
 }
 
+/** An operation waiting in the session's queue. */
+interface QueuedOperation {
+  /** What the operation runs with: `#stop`, or `#stop` combined with the caller's signal. */
+  signal: AbortSignal;
+  callerSignal: AbortSignal | undefined;
+  /** Started or skipped: it is neither started nor skipped again. */
+  settled: boolean;
+  /** Runs the operation and settles its promise; never rejects. */
+  run(): Promise<void>;
+  /** Rejects the operation's promise with the abort of `aborted` (the caller's signal or `#stop`). */
+  skip(aborted: AbortSignal): void;
+}
+
+const DONE_OPERATION: QueuedOperation = { signal: AbortSignal.abort(), callerSignal: undefined, settled: true, run: async () => {}, skip: () => {} };
+
 /** Bytes a queued add will put into the chunk files; `left` shrinks as they are written. */
 interface Reservation {
   left: number;
@@ -175,8 +190,19 @@ class StreamingArchiveSession implements LocalArchiveSession {
   /** Fired by `abort()` (and the start signal); every queued and running operation listens to it. */
   readonly #stop = new AbortController();
   readonly #detachStartSignal: () => void;
-  /** Operations run one at a time in call order; this promise never rejects. */
-  #tail: Promise<void> = Promise.resolve();
+  /**
+   * Operations run one at a time in call order. A run of tens of thousands of blobs can queue
+   * thousands of adds while the disk catches up with the network, so a queued operation is one
+   * small record: no promise chained per operation, no signal or listener of its own.
+   */
+  readonly #queue: QueuedOperation[] = [];
+  #queueHead = 0;
+  /** Settles when the queue has drained; set while operations are queued or running. */
+  #draining: { done: Promise<void>; resolve: () => void } | undefined;
+  /** `#stop` combined with a caller's signal, made once per caller signal instead of once per operation. */
+  readonly #combined = new WeakMap<AbortSignal, AbortSignal>();
+  /** Caller signals with operations waiting, and how many: one abort listener each. */
+  readonly #watched = new Map<AbortSignal, { waiting: number; onAbort: () => void }>();
   #finishing = false;
   #aborted = false;
   #failure: unknown;
@@ -245,8 +271,9 @@ class StreamingArchiveSession implements LocalArchiveSession {
     if (!this.#aborted && this.#result === undefined) {
       this.#aborted = true;
       this.#stop.abort(new MeshmirrorError('MM_ABORTED', `the archive in ${this.#dir} was aborted`));
+      this.#skipWaiting(this.#stop.signal, () => true);
     }
-    await this.#tail;
+    await this.#draining?.done;
     if (this.#result !== undefined) return;
     this.#detachStartSignal();
     await this.#discard();
@@ -270,27 +297,101 @@ class StreamingArchiveSession implements LocalArchiveSession {
    * rejects at once (and `onSkip` runs); once started, the task sees the abort through its signal.
    */
   #enqueue<T>(callerSignal: AbortSignal | undefined, task: (signal: AbortSignal) => Promise<T>, onSkip?: () => void): Promise<T> {
-    const signal = callerSignal === undefined ? this.#stop.signal : AbortSignal.any([this.#stop.signal, callerSignal]);
+    const signal = this.#signalFor(callerSignal);
     return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const onAbortWhileQueued = (): void => {
-        if (settled) return;
-        settled = true;
-        onSkip?.();
-        reject(abortError(signal));
+      const operation: QueuedOperation = {
+        signal,
+        callerSignal,
+        settled: false,
+        run: async () => {
+          try {
+            resolve(await task(signal));
+          } catch (error) {
+            reject(signal.aborted ? abortError(signal) : error);
+          }
+        },
+        skip: (aborted) => {
+          onSkip?.();
+          reject(abortError(aborted));
+        },
       };
-      signal.addEventListener('abort', onAbortWhileQueued, { once: true });
-      this.#tail = this.#tail.then(async () => {
-        signal.removeEventListener('abort', onAbortWhileQueued);
-        if (settled) return;
-        settled = true;
-        try {
-          resolve(await task(signal));
-        } catch (error) {
-          reject(signal.aborted ? abortError(signal) : error);
-        }
-      });
+      this.#queue.push(operation);
+      if (callerSignal !== undefined) this.#watch(callerSignal);
+      this.#startDraining();
     });
+  }
+
+  #signalFor(callerSignal: AbortSignal | undefined): AbortSignal {
+    if (callerSignal === undefined) return this.#stop.signal;
+    let signal = this.#combined.get(callerSignal);
+    if (signal === undefined) {
+      signal = AbortSignal.any([this.#stop.signal, callerSignal]);
+      this.#combined.set(callerSignal, signal);
+    }
+    return signal;
+  }
+
+  /** One listener per caller signal while it has operations waiting; `#stop` is handled in `abort()`. */
+  #watch(callerSignal: AbortSignal): void {
+    const watched = this.#watched.get(callerSignal);
+    if (watched !== undefined) {
+      watched.waiting += 1;
+      return;
+    }
+    const onAbort = (): void => this.#skipWaiting(callerSignal, (operation) => operation.callerSignal === callerSignal);
+    this.#watched.set(callerSignal, { waiting: 1, onAbort });
+    callerSignal.addEventListener('abort', onAbort, { once: true });
+  }
+
+  #unwatch(callerSignal: AbortSignal | undefined): void {
+    if (callerSignal === undefined) return;
+    const watched = this.#watched.get(callerSignal);
+    if (watched === undefined) return;
+    watched.waiting -= 1;
+    if (watched.waiting > 0) return;
+    this.#watched.delete(callerSignal);
+    callerSignal.removeEventListener('abort', watched.onAbort);
+  }
+
+  /** Rejects the waiting operations that `which` picks, in call order, with the abort of `aborted`. */
+  #skipWaiting(aborted: AbortSignal, which: (operation: QueuedOperation) => boolean): void {
+    for (let i = this.#queueHead; i < this.#queue.length; i += 1) {
+      const operation = this.#queue[i]!;
+      if (operation.settled || !which(operation)) continue;
+      operation.settled = true;
+      this.#unwatch(operation.callerSignal);
+      operation.skip(aborted);
+    }
+  }
+
+  #startDraining(): void {
+    if (this.#draining !== undefined) return;
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => (resolve = r));
+    this.#draining = { done, resolve };
+    // Started on a later microtask, as a task chained on a settled promise would be.
+    queueMicrotask(() => void this.#drain());
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queueHead < this.#queue.length) {
+      const operation = this.#queue[this.#queueHead]!;
+      this.#queue[this.#queueHead] = DONE_OPERATION;
+      this.#queueHead += 1;
+      if (this.#queueHead >= 1024 && this.#queueHead * 2 >= this.#queue.length) {
+        this.#queue.splice(0, this.#queueHead);
+        this.#queueHead = 0;
+      }
+      if (operation.settled) continue;
+      operation.settled = true;
+      this.#unwatch(operation.callerSignal);
+      await operation.run();
+    }
+    this.#queue.length = 0;
+    this.#queueHead = 0;
+    const draining = this.#draining;
+    this.#draining = undefined;
+    draining?.resolve();
   }
 
   async #addNow(blob: { digest: Digest; size: number; verified: boolean }, reservation: Reservation, signal: AbortSignal): Promise<void> {
