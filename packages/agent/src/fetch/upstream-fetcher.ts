@@ -98,7 +98,7 @@ class PieceFetch {
   readonly #progress: ProgressReporter;
   /** The caller's signal, or the no-progress watchdog. */
   readonly #signal: AbortSignal | undefined;
-  readonly #watchdog: { controller: AbortController; timer: NodeJS.Timeout } | undefined;
+  readonly #watchdog: { controller: AbortController; timer: NodeJS.Timeout; detach: () => void } | undefined;
   #upstreamBytes = 0;
   /** The strong ETag of the content the piece's bytes so far came from. */
   #etag: string | undefined;
@@ -123,8 +123,15 @@ class PieceFetch {
           }),
         );
       }, limitMs);
-      this.#watchdog = { controller, timer };
-      this.#signal = deps.signal === undefined ? controller.signal : AbortSignal.any([deps.signal, controller.signal]);
+      // The caller's abort reaches the piece through one listener, removed when the piece ends:
+      // `AbortSignal.any` on the batch's long-lived signal would leave a registration per piece
+      // behind until the garbage collector finalizes it.
+      const parent = deps.signal;
+      const forward = (): void => controller.abort(parent?.reason);
+      if (parent?.aborted === true) forward();
+      else parent?.addEventListener('abort', forward, { once: true });
+      this.#watchdog = { controller, timer, detach: () => parent?.removeEventListener('abort', forward) };
+      this.#signal = controller.signal;
     } else {
       this.#signal = deps.signal;
     }
@@ -134,7 +141,10 @@ class PieceFetch {
     try {
       return await this.#run();
     } finally {
-      if (this.#watchdog !== undefined) clearTimeout(this.#watchdog.timer);
+      if (this.#watchdog !== undefined) {
+        clearTimeout(this.#watchdog.timer);
+        this.#watchdog.detach();
+      }
     }
   }
 
