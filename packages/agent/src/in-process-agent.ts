@@ -1,4 +1,3 @@
-import pLimit from 'p-limit';
 import {
   abortError,
   describeError,
@@ -158,9 +157,9 @@ class InProcessAgent implements Agent {
     };
 
     const unique = dedupe(tasks);
-    const byBlob = new Map<Digest, PieceTask[]>();
-    for (const task of unique) byBlob.set(task.digest, [...(byBlob.get(task.digest) ?? []), task]);
-    const piecesLeft = new Map<Digest, number>([...byBlob].map(([digest, pieces]) => [digest, pieces.length]));
+    // Pieces of the batch per blob not yet done; a blob's entry goes once its last piece is done.
+    const piecesLeft = new Map<Digest, number>();
+    for (const task of unique) piecesLeft.set(task.digest, (piecesLeft.get(task.digest) ?? 0) + 1);
 
     // One controller for the batch: the caller's abort, or a store failure, stops every piece.
     const batch = new AbortController();
@@ -172,7 +171,6 @@ class InProcessAgent implements Agent {
       batch.abort(err);
     };
 
-    const limit = pLimit(this.#options.parallelLayers);
     const runPiece = async (task: PieceTask): Promise<void> => {
       if (batch.signal.aborted) return;
       let outcome;
@@ -198,12 +196,27 @@ class InProcessAgent implements Agent {
         return;
       }
       const left = (piecesLeft.get(task.digest) ?? 1) - 1;
-      piecesLeft.set(task.digest, left);
-      if (left === 0) await this.#completeBlob(task, byBlob.get(task.digest) ?? [task], batch.signal, emit, stop);
+      if (left > 0) {
+        piecesLeft.set(task.digest, left);
+        return;
+      }
+      piecesLeft.delete(task.digest);
+      // The blob's pieces are only needed when it fails verification, so they are looked up then.
+      await this.#completeBlob(task, () => unique.filter((t) => t.digest === task.digest), batch.signal, emit, stop);
     };
 
+    // A fixed pool of workers takes the pieces in order: nothing is queued per piece, so a batch of
+    // tens of thousands of pieces costs no more than the tasks themselves.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < unique.length) {
+        const task = unique[next]!;
+        next += 1;
+        await runPiece(task);
+      }
+    };
     try {
-      await Promise.all(unique.map((task) => limit(() => runPiece(task))));
+      await Promise.all(Array.from({ length: Math.min(this.#options.parallelLayers, unique.length) }, () => worker()));
     } finally {
       signal?.removeEventListener('abort', forwardAbort);
     }
@@ -213,7 +226,7 @@ class InProcessAgent implements Agent {
 
   async #completeBlob(
     task: PieceTask,
-    pieces: PieceTask[],
+    piecesOf: () => PieceTask[],
     signal: AbortSignal,
     emit: (event: PieceEvent) => void,
     stop: (err: unknown) => void,
@@ -231,7 +244,7 @@ class InProcessAgent implements Agent {
         return;
       }
       this.#logger.error({ digest: task.digest, error: describeError(err) }, 'fetched blob does not match its digest');
-      for (const piece of pieces) {
+      for (const piece of piecesOf()) {
         emit({
           type: 'piece-failed',
           digest: piece.digest,
