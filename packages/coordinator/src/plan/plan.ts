@@ -20,15 +20,19 @@ export function buildPlan(images: ResolvedImage[]): MirrorPlan {
   const blobs = new Map<Digest, PlanBlob>();
   images.forEach((image, index) => {
     const source: RepositoryLocation = image.fetchFrom ?? { registry: image.ref.registry, repository: image.ref.repository };
+    // The blobs first seen in this image share one list of sources: most blobs have one source,
+    // and a run of 50,000 blobs would otherwise hold 50,000 copies of it. A blob that gains a
+    // second source gets a list of its own (lists are never changed in place).
+    const sources = [source];
     for (const { digest, size } of image.blobs) {
-      let blob = blobs.get(digest);
+      const blob = blobs.get(digest);
       if (blob === undefined) {
-        blob = { digest, size, sources: [], images: [] };
-        blobs.set(digest, blob);
+        blobs.set(digest, { digest, size, sources, images: [index] });
+        continue;
       }
       if (!blob.images.includes(index)) blob.images.push(index);
       if (!blob.sources.some((s) => s.registry === source.registry && s.repository === source.repository)) {
-        blob.sources.push(source);
+        blob.sources = [...blob.sources, source];
       }
     }
   });
