@@ -20,6 +20,7 @@ import { collectImageSet, type ImageSetContent, type OpenShiftSources } from '..
 import type { LayerSource } from '../resolve/layer-source.ts';
 import { buildPlan, splitIntoPieces, type MirrorPlan } from '../plan/plan.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
+import { ArchiveFeed } from './archive-feed.ts';
 import { meshFetch, type AgentReport, type MeshFetcher, type MeshWriter } from './mesh-fetch.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { RunJournal, type RunRecord } from './run-journal.ts';
@@ -181,16 +182,17 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       ...(signal === undefined ? {} : { signal }),
     });
     const archiveFailures = new Map<Digest, { code: string; message: string }>();
-    const adds: Array<Promise<void>> = [];
-    const addToArchive = (digest: Digest, size: number, verified = false): void => {
-      adds.push(
-        session.add({ digest, size, verified }, signal === undefined ? {} : { signal }).catch((err: unknown) => {
-          if (signal?.aborted === true) return;
-          log.error({ digest, code: errorCode(err), err: describeError(err) }, 'blob could not be archived');
-          archiveFailures.set(digest, { code: errorCode(err), message: `cannot archive: ${describeError(err)}` });
-        }),
-      );
-    };
+    // Blobs go to the archive in the order they are held; the feed keeps the ones the writer has
+    // not reached yet as small records instead of a queued promise each.
+    const adds = new ArchiveFeed({
+      session,
+      ...(signal === undefined ? {} : { signal }),
+      onFailure: (digest, err) => {
+        log.error({ digest, code: errorCode(err), err: describeError(err) }, 'blob could not be archived');
+        archiveFailures.set(digest, { code: errorCode(err), message: `cannot archive: ${describeError(err)}` });
+      },
+    });
+    const addToArchive = (digest: Digest, size: number, verified = false): void => adds.add(digest, size, verified);
     let archive: MirrorSummary['archive'];
     const archived: ResolvedImage[] = [];
     const fetchTotals = { upstreamBytes: 0, retries: 0, rangesIgnored: 0, repaired: 0 };
@@ -219,7 +221,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         agentReports = farm.agents;
         pulledBytes = farm.pulledBytes;
       }
-      await Promise.all(adds);
+      await adds.settled();
 
       // A blob held from an earlier run that fails verification as it is archived (disk corruption,
       // a crash that lost written data) is evicted and fetched again, instead of failing this run
@@ -241,7 +243,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         const repairPlan: MirrorPlan = { ...plan, blobs: new Map(refetch.map((d) => [d, plan.blobs.get(d)!])) };
         const repair = splitIntoPieces(repairPlan, [], options.pieceSize);
         const repaired = await fetchMissing(repairPlan, repair.tasks, repair.missingBytes, failed.length, options, addToArchive);
-        await Promise.all(adds);
+        await adds.settled();
         for (const [digest, why] of repaired.failedBlobs) fetchOutcome.failedBlobs.set(digest, why);
         fetchOutcome.upstreamBytes += repaired.upstreamBytes;
         fetchOutcome.retries += repaired.retries;
@@ -271,7 +273,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       // verification is stored again from the bytes in hand.
       const manifests = archived.flatMap((image) => [...image.manifests.slice(1), ...image.manifests.slice(0, 1)]);
       for (const m of manifests) addToArchive(m.digest, m.bytes.byteLength);
-      await Promise.all(adds);
+      await adds.settled();
       const badManifests = manifests.filter((m) => isCorruption(archiveFailures.get(m.digest)?.code));
       if (badManifests.length > 0) {
         await agent.evict(badManifests.map((m) => m.digest), signal === undefined ? {} : { signal });
@@ -280,7 +282,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
           await agent.putBlob(m.digest, m.bytes, signal === undefined ? {} : { signal });
           addToArchive(m.digest, m.bytes.byteLength);
         }
-        await Promise.all(adds);
+        await adds.settled();
         fetchTotals.repaired += badManifests.length;
       }
       const unarchivable = archived.filter((image) => image.manifests.some((m) => archiveFailures.has(m.digest)));
@@ -563,4 +565,5 @@ function isCorruption(code: string | undefined): boolean {
 function failedOutcome(f: FailedImage): ImageOutcome {
   return { source: f.source, kind: f.kind, origin: f.origin, state: 'failed', code: f.code, reason: f.reason };
 }
+
 
