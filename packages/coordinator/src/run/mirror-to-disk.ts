@@ -565,5 +565,3 @@ function isCorruption(code: string | undefined): boolean {
 function failedOutcome(f: FailedImage): ImageOutcome {
   return { source: f.source, kind: f.kind, origin: f.origin, state: 'failed', code: f.code, reason: f.reason };
 }
-
-
