@@ -14,7 +14,7 @@ import type { FaultRule } from '../support/fault-proxy.ts';
 import { extractChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from '../support/mirror-fixture.ts';
 import { skopeoInspectDigest } from '../support/skopeo.ts';
 import { startTokenGate } from '../support/token-gate.ts';
-import { FULL_MATRIX, scenario } from './matrix.ts';
+import { FULL_MATRIX, scenario, type FaultRow } from './matrix.ts';
 
 const MiB = 1024 * 1024;
 /** Bytes the proxy may serve beyond the unique set where a transfer resumes (a few socket reads). */
@@ -132,6 +132,11 @@ async function mirrorOnce(label: string, extra: string[] = [], host?: string): P
 }
 
 /** The row's outcome: `complete (…), skopeo ✓`, or the exit code and the first line of the errors file (or of stderr). */
+/** The row of a scenario that mirrors the fixture's images once (or resumes into the same archive). */
+async function mirrorRow(scenario: string, faults: string, run: MirrorRun, check: ArchiveCheck | undefined, fetchedBytes: number, note = ''): Promise<FaultRow> {
+  return { scenario, faults, expected: fx.pushed.length, delivered: check?.delivered ?? 0, fetchedBytes, uniqueBytes: fx.uniqueBlobBytes, outcome: await outcomeOf(run, check, note) };
+}
+
 async function outcomeOf(run: MirrorRun, check: ArchiveCheck | undefined, note = ''): Promise<string> {
   const { result, summary } = run;
   if (result.code !== 0) {
@@ -206,15 +211,7 @@ describe('upstream faults', () => {
     const stats = fx.proxy.stats();
     const stalls = stats.log.filter((e) => e.fault === 'stall-after').length;
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'stalls') : undefined;
-    record({
-      scenario: 'upstream: stalls',
-      faults: 'body stops for good: big layer at 6 MiB, then 9 MiB further; a 1 MiB layer at 300 kB; an index manifest at 100 B (--stall-timeout 2s)',
-      expected: fx.pushed.length,
-      delivered: check?.delivered ?? 0,
-      fetchedBytes: stats.blobBodyBytes,
-      uniqueBytes: fx.uniqueBlobBytes,
-      outcome: await outcomeOf(run, check, `${run.summary?.retries ?? '?'} retries`),
-    });
+    record(await mirrorRow('upstream: stalls', 'body stops for good: big layer at 6 MiB, then 9 MiB further; a 1 MiB layer at 300 kB; an index manifest at 100 B (--stall-timeout 2s)', run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries`));
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(stalls).toBe(4);
     expect(check?.delivered).toBe(fx.pushed.length);
@@ -238,15 +235,7 @@ describe('upstream faults', () => {
     const stats = fx.proxy.stats();
     const injected = stats.log.filter((e) => e.fault === 'status').length;
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, '5xx') : undefined;
-    record({
-      scenario: 'upstream: 5xx bursts on manifests and blobs',
-      faults: `503 500 502 503 500 in a row on the big layer; 500 502 503 on a manifest and on a layer (--retry-delay 200ms, --retry-times 5)`,
-      expected: fx.pushed.length,
-      delivered: check?.delivered ?? 0,
-      fetchedBytes: stats.blobBodyBytes,
-      uniqueBytes: fx.uniqueBlobBytes,
-      outcome: await outcomeOf(run, check, `${run.summary?.retries ?? '?'} retries`),
-    });
+    record(await mirrorRow('upstream: 5xx bursts on manifests and blobs', `503 500 502 503 500 in a row on the big layer; 500 502 503 on a manifest and on a layer (--retry-delay 200ms, --retry-times 5)`, run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries`));
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(injected).toBe(bigBurst.length + 2 * manifestBurst.length);
     expect(check?.delivered).toBe(fx.pushed.length);
@@ -278,15 +267,7 @@ describe('upstream faults', () => {
         return next === undefined ? Infinity : next.at - refused.at;
       });
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, '429') : undefined;
-    record({
-      scenario: 'upstream: 429 with Retry-After',
-      faults: `429 TOOMANYREQUESTS, Retry-After: ${retryAfterS}, on the big layer and on a manifest (default retry settings)`,
-      expected: fx.pushed.length,
-      delivered: check?.delivered ?? 0,
-      fetchedBytes: stats.blobBodyBytes,
-      uniqueBytes: fx.uniqueBlobBytes,
-      outcome: await outcomeOf(run, check, `asked again after ${waits.map((w) => `${(w / 1000).toFixed(2)} s`).join(' and ')}`),
-    });
+    record(await mirrorRow('upstream: 429 with Retry-After', `429 TOOMANYREQUESTS, Retry-After: ${retryAfterS}, on the big layer and on a manifest (default retry settings)`, run, check, stats.blobBodyBytes, `asked again after ${waits.map((w) => `${(w / 1000).toFixed(2)} s`).join(' and ')}`));
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(waits).toHaveLength(2);
     // Honoured: not before Retry-After (timers may fire a few ms early on a loaded machine), and not
@@ -376,15 +357,7 @@ describe('upstream faults', () => {
         const run: MirrorRun = { result, summary: parseSummary(result), out, cache };
         const stats = fx.proxy.stats();
         const check = result.code === 0 ? await checkArchive(out, fx.proxy.host, label) : undefined;
-        record({
-          scenario: name,
-          faults: `connections refused for ${(outageMs / 1000).toFixed(1)} s while the big layer is at 8 MiB (default --retry-times 5, backoff from 1 s)`,
-          expected: fx.pushed.length,
-          delivered: check?.delivered ?? 0,
-          fetchedBytes: stats.blobBodyBytes,
-          uniqueBytes: fx.uniqueBlobBytes,
-          outcome: await outcomeOf(run, check, `${run.summary?.retries ?? '?'} retries, waited the outage out`),
-        });
+        record(await mirrorRow(name, `connections refused for ${(outageMs / 1000).toFixed(1)} s while the big layer is at 8 MiB (default --retry-times 5, backoff from 1 s)`, run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries, waited the outage out`));
         expect(stillRunning, 'the run gave up during the outage').toBe(true);
         expect(result.code, result.stderr).toBe(0);
         expect(check?.delivered).toBe(fx.pushed.length);
@@ -415,15 +388,7 @@ describe('upstream faults', () => {
     const stats = fx.proxy.stats();
     const truncations = stats.log.filter((e) => e.fault === 'truncate-after').length;
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'truncated') : undefined;
-    record({
-      scenario: 'upstream: truncated bodies',
-      faults: 'response ends early (shorter than Content-Length): big layer at 5 MiB, then 7 MiB further; a 1 MiB layer at 300 kB; a manifest at 50 B',
-      expected: fx.pushed.length,
-      delivered: check?.delivered ?? 0,
-      fetchedBytes: stats.blobBodyBytes,
-      uniqueBytes: fx.uniqueBlobBytes,
-      outcome: await outcomeOf(run, check, `${run.summary?.retries ?? '?'} retries`),
-    });
+    record(await mirrorRow('upstream: truncated bodies', 'response ends early (shorter than Content-Length): big layer at 5 MiB, then 7 MiB further; a 1 MiB layer at 300 kB; a manifest at 50 B', run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries`));
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(truncations).toBe(4);
     expect(check?.delivered).toBe(fx.pushed.length);
@@ -442,15 +407,7 @@ describe('upstream faults', () => {
     const stats = fx.proxy.stats();
     const resumed = stats.log.filter((e) => e.fault === 'ignore-range');
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'ignore-range') : undefined;
-    record({
-      scenario: 'upstream: 200 to a ranged request',
-      faults: 'big layer reset at 8 MiB, then its resuming request (Range: bytes=8388608-…) answered 200 with the whole blob',
-      expected: fx.pushed.length,
-      delivered: check?.delivered ?? 0,
-      fetchedBytes: stats.blobBodyBytes,
-      uniqueBytes: fx.uniqueBlobBytes,
-      outcome: await outcomeOf(run, check, `${run.summary?.rangesIgnored ?? '?'} range ignored, the 8 MiB already held skipped, not rewritten`),
-    });
+    record(await mirrorRow('upstream: 200 to a ranged request', 'big layer reset at 8 MiB, then its resuming request (Range: bytes=8388608-…) answered 200 with the whole blob', run, check, stats.blobBodyBytes, `${run.summary?.rangesIgnored ?? '?'} range ignored, the 8 MiB already held skipped, not rewritten`));
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(resumed).toHaveLength(1);
     expect(resumed[0]?.range).toMatch(/^bytes=[1-9]\d*-/);
@@ -473,15 +430,7 @@ describe('upstream faults', () => {
     const corrupted = stats.log.filter((e) => e.fault === 'corrupt').length;
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'corrupt') : undefined;
     const refetch = blobs.bigSize + blobs.appTopSize;
-    record({
-      scenario: 'upstream: wrong bytes (digest mismatch)',
-      faults: 'one byte flipped in the big layer (at 10 MiB), in a 300 kB layer and in an index manifest, once each',
-      expected: fx.pushed.length,
-      delivered: check?.delivered ?? 0,
-      fetchedBytes: stats.blobBodyBytes,
-      uniqueBytes: fx.uniqueBlobBytes,
-      outcome: await outcomeOf(run, check, 'both blobs fetched again, every archived blob hashes to its name'),
-    });
+    record(await mirrorRow('upstream: wrong bytes (digest mismatch)', 'one byte flipped in the big layer (at 10 MiB), in a 300 kB layer and in an index manifest, once each', run, check, stats.blobBodyBytes, 'both blobs fetched again, every archived blob hashes to its name'));
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(corrupted).toBe(3);
     // checkArchive hashed every archived blob: the flipped bytes did not get in.
@@ -540,15 +489,7 @@ describe('upstream faults', () => {
     fx.proxy.setRules([]);
     const stats = fx.proxy.stats();
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'everything') : undefined;
-    record({
-      scenario: 'upstream: everything at once',
-      faults: `big layer: stall at 3 MiB, 503 ×2, truncation 4 MiB further, 429 Retry-After 1; a layer corrupted; 502 ×2 on a manifest; random resets in 10% of GETs (seed ${SEED}); ${stats.faultsInjected} faults in all`,
-      expected: fx.pushed.length,
-      delivered: check?.delivered ?? 0,
-      fetchedBytes: stats.blobBodyBytes,
-      uniqueBytes: fx.uniqueBlobBytes,
-      outcome: await outcomeOf(run, check, `${run.summary?.retries ?? '?'} retries`),
-    });
+    record(await mirrorRow('upstream: everything at once', `big layer: stall at 3 MiB, 503 ×2, truncation 4 MiB further, 429 Retry-After 1; a layer corrupted; 502 ×2 on a manifest; random resets in 10% of GETs (seed ${SEED}); ${stats.faultsInjected} faults in all`, run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries`));
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(check?.delivered).toBe(fx.pushed.length);
     // Only the corrupted layer is fetched twice; everything else resumes.
