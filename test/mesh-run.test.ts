@@ -10,18 +10,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cacheWithIdentity, farmKeys, startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { archiveContent, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
+import type { AgentReport } from '../packages/coordinator/src/run/mesh-fetch.ts';
 
 const MiB = 1024 * 1024;
 
-interface AgentRow {
-  agent: string;
-  upstreamBytes: number;
-  servedBytes: number;
-  piecesFetched: number;
-  wrongPieces: number;
-  lost?: string;
-  distrusted?: string;
-}
+/** An agent's entry in the run summary (`--output json`). */
+type AgentRow = AgentReport;
 
 let fx: MirrorFixture;
 let keyFile: string;

@@ -15,19 +15,13 @@ import { startNamespaceFarm, servedBetween, type NamespaceFarm } from '../suppor
 import { canBuildNetworks } from '../support/netns.ts';
 import { FULL_MATRIX, formatBytes, scenario } from './matrix.ts';
 import { checkArchive, countLog, describeCheck, startFreezingRelay } from './mesh-farm.ts';
+import type { AgentReport } from '../../packages/coordinator/src/run/mesh-fetch.ts';
 
 const MiB = 1024 * 1024;
 const PIECE = 4 * MiB;
 
-interface AgentRow {
-  agent: string;
-  upstreamBytes: number;
-  servedBytes: number;
-  piecesFetched: number;
-  wrongPieces: number;
-  lost?: string;
-  distrusted?: string;
-}
+/** An agent's entry in the run summary (`--output json`). */
+type AgentRow = AgentReport;
 
 interface Summary {
   resumed: boolean;
