@@ -4,13 +4,14 @@
  * blob must cross the proxy once, warm stores must fetch nothing, a killed agent must cost only its
  * unreported work, and a peer with corrupted bytes must be caught.
  */
-import { open, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cacheWithIdentity, farmKeys, startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { archiveContent, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 import type { AgentReport } from '../packages/coordinator/src/run/mesh-fetch.ts';
+import { flipByte } from './support/flip-byte.ts';
 
 const MiB = 1024 * 1024;
 
@@ -119,12 +120,7 @@ describe('a farm of three agents', () => {
     const heldDir = join(fx.dir, `farm-${'abc'[index]}`, 'store', 'blobs', 'sha256');
     const victim = (await wholeBlobs('abc'[index]!))[0]!;
     const size = (await stat(join(heldDir, victim))).size;
-    const file = await open(join(heldDir, victim), 'r+');
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, Math.floor(size / 2));
-    byte[0] = (byte[0] ?? 0) ^ 0xff;
-    await file.write(byte, 0, 1, Math.floor(size / 2));
-    await file.close();
+    await flipByte(join(heldDir, victim), Math.floor(size / 2));
 
     fx.proxy.resetStats();
     const out = join(fx.dir, 'out-corrupt');

@@ -1,11 +1,12 @@
 import { statSync } from 'node:fs';
-import { open, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { extractChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 import { pushLayout } from './support/push-layout.ts';
 import { skopeoInspectDigest } from './support/skopeo.ts';
+import { flipByte } from './support/flip-byte.ts';
 
 const MiB = 1024 * 1024;
 
@@ -148,12 +149,7 @@ describe('a corrupted blob store heals itself', () => {
     const blobs = join(cache, 'store', 'blobs', 'sha256');
     const victim = (await readdir(blobs)).find((name) => statSync(join(blobs, name)).size === MiB);
     expect(victim).toBeDefined();
-    const handle = await open(join(blobs, victim!), 'r+');
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, 1000);
-    byte[0] = byte[0]! ^ 0xff;
-    await handle.write(byte, 0, 1, 1000);
-    await handle.close();
+    await flipByte(join(blobs, victim!), 1000);
 
     fx.proxy.resetStats();
     const second = await run('out-heal-2');

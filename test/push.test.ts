@@ -3,7 +3,7 @@
  * straight from its chunks, checked with skopeo, through faults, after `kill -9`, into a target
  * that already holds part of it, and refused when it was tampered with.
  */
-import { cp, open, readFile, readdir, rm } from 'node:fs/promises';
+import { cp, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openArchive } from '../packages/agent/src/archive/archive-reader.ts';
@@ -14,6 +14,7 @@ import { mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mi
 import { pushLayout } from './support/push-layout.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
 import { skopeoCopy, skopeoInspectDigest } from './support/skopeo.ts';
+import { flipByte } from './support/flip-byte.ts';
 
 const MiB = 1024 * 1024;
 
@@ -248,17 +249,6 @@ async function imageBlobs(archiveDir: string, digest: Digest): Promise<Array<{ d
   return manifests.flatMap((m) => [m.config, ...m.layers]).map((d) => ({ digest: d.digest, size: d.size }));
 }
 
-async function flipByte(file: string, at: number): Promise<void> {
-  const handle = await open(file, 'r+');
-  try {
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, at);
-    byte[0] = (byte[0] ?? 0) ^ 0xff;
-    await handle.write(byte, 0, 1, at);
-  } finally {
-    await handle.close();
-  }
-}
 
 /** Appends a regular-file entry to a tar file (before its end-of-archive blocks), name unchecked. */
 async function appendTarEntry(file: string, name: string, data: Buffer): Promise<void> {

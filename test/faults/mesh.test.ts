@@ -5,7 +5,7 @@
  * moments, a peer that serves wrong bytes, and (as root, in network namespaces) a host cut off
  * from the farm that comes back. Every row ends with the archive read back by skopeo.
  */
-import { open, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { cacheWithIdentity, farmKeys, startAgent, type RunningAgent } from '../support/agents.ts';
@@ -16,6 +16,7 @@ import { canBuildNetworks } from '../support/netns.ts';
 import { FULL_MATRIX, formatBytes, scenario } from './matrix.ts';
 import { checkArchive, countLog, describeCheck, startFreezingRelay } from './mesh-farm.ts';
 import type { AgentReport } from '../../packages/coordinator/src/run/mesh-fetch.ts';
+import { flipByte } from '../support/flip-byte.ts';
 
 const MiB = 1024 * 1024;
 const PIECE = 4 * MiB;
@@ -309,12 +310,7 @@ describe('mesh on loopback', () => {
     expect(candidates.length).toBeGreaterThan(0);
     const { index, path: victimBlob, size } = candidates.sort((x, y) => y.size - x.size)[0]!;
     const culprit = farm[index]!;
-    const file = await open(victimBlob, 'r+');
-    const byte = Buffer.alloc(1);
-    await file.read(byte, 0, 1, Math.floor(size / 2));
-    byte[0] = (byte[0] ?? 0) ^ 0xff;
-    await file.write(byte, 0, 1, Math.floor(size / 2));
-    await file.close();
+    await flipByte(victimBlob, Math.floor(size / 2));
 
     fx.proxy.resetStats();
     const out = join(fx.dir, 'out-s5');
