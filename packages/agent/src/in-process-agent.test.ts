@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  HostBackoff,
   sha256Digest,
   silentLogger,
   type Agent,
@@ -86,6 +87,44 @@ describe('in-process agent', () => {
     expect(client.bytesServed).toBe(2_510_000);
     expect(client.maxOpenBodies).toBeLessThanOrEqual(2);
     expect(client.maxOpenBodies).toBeGreaterThan(1);
+  });
+
+  it('does not hold back blobs from a host that answers while another host is down', async () => {
+    // One transfer at a time, and the down host's pieces come first: waiting for that host's turn
+    // must not take the slot the other host's pieces need.
+    const policy = { noProgressTimeoutMs: 60_000, baseDelayMs: 20, maxDelayMs: 50, factor: 2, jitter: 0 };
+    const single = createInProcessAgent({ store, client, retry: policy, backoff: new HostBackoff(policy), parallelLayers: 1, logger: silentLogger(), progressIntervalMs: 0 });
+    const DOWN: RepositoryLocation = { registry: 'down.test', repository: 'team/base' };
+    const shared = randomBytes(300_000);
+    const sharedDigest = sha256Digest(shared);
+    client.addBlob(DOWN, sharedDigest, shared);
+    const other = blob(40_000);
+    client.setDown('down.test', true);
+    const order: string[] = [];
+    let otherHeld: () => void = () => undefined;
+    const otherHeldNow = new Promise<void>((resolve) => (otherHeld = resolve));
+    const fetching = single.fetchPieces(
+      [
+        ...piecesOf(sharedDigest, 300_000, 100_000).map((t) => ({ ...t, sources: [DOWN] })),
+        ...piecesOf(other.digest, 40_000, 100_000),
+      ],
+      {
+        onEvent: (e) => {
+          events.push(e);
+          if (e.type === 'blob-held') order.push(e.digest === other.digest ? 'other' : 'shared');
+          if (e.type === 'blob-held' && e.digest === other.digest) otherHeld();
+        },
+      },
+    );
+    await otherHeldNow;
+    const retriesWhileDown = events.filter((e) => e.type === 'retry');
+    client.setDown('down.test', false);
+    await fetching;
+    expect(order).toEqual(['other', 'shared']);
+    expect(events.filter((e) => e.type === 'piece-failed')).toEqual([]);
+    // The down host was probed, and its retries say which host and that it is unreachable.
+    expect(retriesWhileDown.length).toBeGreaterThanOrEqual(1);
+    expect(retriesWhileDown[0]).toMatchObject({ type: 'retry', host: 'down.test', unreachable: true });
   });
 
   it('reports a failed piece as an event and still finishes the other blobs', async () => {

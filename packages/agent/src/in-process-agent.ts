@@ -22,6 +22,7 @@ import {
   type RetryPolicy,
   type StartArchiveOptions,
 } from '@meshmirror/shared';
+import pLimit from 'p-limit';
 import { startArchive } from './archive/archive-session.ts';
 import { fetchPiece } from './fetch/upstream-fetcher.ts';
 import { uploadBlob, type UploadModes } from './push/blob-uploader.ts';
@@ -43,11 +44,6 @@ export interface InProcessAgentOptions {
   logger: Logger;
   /** Least time between two `progress` events of one piece. Default 250 ms. */
   progressIntervalMs?: number;
-  /**
-   * A piece that receives no byte for this long (failing, waiting for retries or host backoff) is
-   * given up with `MM_STALL` (`--image-timeout`). Moving transfers are never cut. Default: no limit.
-   */
-  noProgressTimeoutMs?: number;
   /** Mirror to mirror: how blobs are uploaded into the target. Without it `pushBlob` is refused. */
   push?: AgentPushOptions;
 }
@@ -137,7 +133,7 @@ class InProcessAgent implements Agent {
   }
 
   /**
-   * Runs every task (at most `parallelLayers` at once). When the last of a blob's pieces in this
+   * Runs every task (at most `parallelLayers` attempts at once). When the last of a blob's pieces in this
    * batch is done and the store's finished pieces cover the whole blob, the blob is assembled and
    * verified; a digest mismatch turns into `piece-failed` (`MM_DIGEST_MISMATCH`) for each of that
    * blob's pieces in the batch, and their bytes are gone, so a new assignment fetches them afresh.
@@ -184,7 +180,7 @@ class InProcessAgent implements Agent {
           signal: batch.signal,
           onEvent: emit,
           ...(this.#options.progressIntervalMs === undefined ? {} : { progressIntervalMs: this.#options.progressIntervalMs }),
-          ...(this.#options.noProgressTimeoutMs === undefined ? {} : { noProgressTimeoutMs: this.#options.noProgressTimeoutMs }),
+          inSlot,
         });
       } catch (err) {
         // fetchPiece rejects only when the batch was aborted.
@@ -205,18 +201,32 @@ class InProcessAgent implements Agent {
       await this.#completeBlob(task, () => unique.filter((t) => t.digest === task.digest), batch.signal, emit, stop);
     };
 
-    // A fixed pool of workers takes the pieces in order: nothing is queued per piece, so a batch of
-    // tens of thousands of pieces costs no more than the tasks themselves.
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < unique.length) {
-        const task = unique[next]!;
-        next += 1;
-        await runPiece(task);
-      }
-    };
+    // Per source host, a fixed pool of workers takes that host's pieces in order: nothing is queued
+    // per piece, so a batch of tens of thousands of pieces costs no more than the tasks themselves.
+    // Attempts share `parallelLayers` slots across hosts, and a piece waiting for a retry or for its
+    // host's turn holds none: a host that is down holds back only its own pieces.
+    const inSlot = pLimit(this.#options.parallelLayers);
+    const byHost = new Map<string, PieceTask[]>();
+    for (const task of unique) {
+      const host = task.sources[0]?.registry ?? '';
+      const queue = byHost.get(host);
+      if (queue === undefined) byHost.set(host, [task]);
+      else queue.push(task);
+    }
+    const workers: Array<Promise<void>> = [];
+    for (const queue of byHost.values()) {
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < queue.length) {
+          const task = queue[next]!;
+          next += 1;
+          await runPiece(task);
+        }
+      };
+      for (let i = 0; i < Math.min(this.#options.parallelLayers, queue.length); i++) workers.push(worker());
+    }
     try {
-      await Promise.all(Array.from({ length: Math.min(this.#options.parallelLayers, unique.length) }, () => worker()));
+      await Promise.all(workers);
     } finally {
       signal?.removeEventListener('abort', forwardAbort);
     }

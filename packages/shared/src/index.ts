@@ -15,6 +15,7 @@ export * from './config/settings.ts';
 export * from './retry/policy.ts';
 export * from './retry/host-backoff.ts';
 export * from './retry/retry-loop.ts';
+export * from './retry/retry-clock.ts';
 export * from './registry/credentials.ts';
 export { parseWwwAuthenticate, type AuthChallenge } from './registry/auth.ts';
 export {

@@ -238,22 +238,24 @@ describe('fetchPiece', () => {
     expect(holding?.pieces).toEqual([{ offset: 0, length: blob.length, committed: 320_000 }]);
   });
 
-  it('gives up on a piece that makes no progress for the no-progress timeout', async () => {
+  it('gives up on a piece that makes no progress for the no-progress timeout, with one last try at the deadline', async () => {
     for (let i = 0; i < 10; i++) client.script({ status: 503 });
-    const slowRetry: RetryPolicy = { retries: 10, baseDelayMs: 60_000, maxDelayMs: 60_000, factor: 1, jitter: 0 };
+    // Without a retry count, time decides; the 60 s delay is cut to the time that is left.
+    const slowRetry: RetryPolicy = { noProgressTimeoutMs: 300, baseDelayMs: 60_000, maxDelayMs: 60_000, factor: 1, jitter: 0 };
     const started = Date.now();
-    const outcome = await fetchPiece(wholeBlob(), deps({ retry: slowRetry, noProgressTimeoutMs: 200 }));
-    expect(outcome).toMatchObject({ type: 'piece-failed', code: 'MM_STALL' });
-    expect(outcome.type === 'piece-failed' && outcome.message).toContain('no progress');
+    const outcome = await fetchPiece(wholeBlob(), deps({ retry: slowRetry }));
+    expect(outcome).toMatchObject({ type: 'piece-failed', code: 'MM_REGISTRY' });
+    expect(outcome.type === 'piece-failed' && outcome.message).toContain('gave up after 300ms without progress (--image-timeout)');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
     expect(Date.now() - started).toBeLessThan(5_000);
-    expect(client.requests).toHaveLength(1);
+    expect(client.requests).toHaveLength(2);
   });
 
   it('never cuts a slow transfer that keeps moving, however long it takes', async () => {
     // 16 chunks, 50 ms apart: about 800 ms in all, more than the no-progress timeout.
     client.script({ chunkDelayMs: 50 });
     const started = Date.now();
-    const outcome = await fetchPiece(wholeBlob(), deps({ noProgressTimeoutMs: 500 }));
+    const outcome = await fetchPiece(wholeBlob(), deps({ retry: { ...FAST_RETRY, noProgressTimeoutMs: 500 } }));
     expect(outcome).toMatchObject({ type: 'piece-done', sha256: digest });
     expect(Date.now() - started).toBeGreaterThan(500);
   });

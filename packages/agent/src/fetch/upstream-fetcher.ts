@@ -1,11 +1,15 @@
 import {
   abortError,
-  backoffDelay,
+  asErrorCode,
+  attemptText,
   describeError,
   errorCode,
+  formatDelay,
+  hostGivenUp,
   isRetryable,
   MeshmirrorError,
   RegistryError,
+  RetryClock,
   retryAfterOf,
   sleep,
   throwIfAborted,
@@ -30,7 +34,12 @@ export const DEFAULT_PROGRESS_INTERVAL_MS = 250;
 export interface FetchPieceDeps {
   client: RegistryClient;
   store: BlobStore;
-  /** Retries count consecutive failed attempts that committed no new bytes. */
+  /**
+   * When to give up: by default once `noProgressTimeoutMs` passes without a byte (oc-mirror's
+   * `--image-timeout`), counting failed attempts, retry delays and host backoff; with `retries`,
+   * also after that many failed attempts in a row without a new byte. Bytes that keep flowing are
+   * never cut.
+   */
   retry: RetryPolicy;
   /** Per-host backoff shared by every fetch in the process. */
   backoff?: HostBackoff;
@@ -40,11 +49,11 @@ export interface FetchPieceDeps {
   /** Least time between two `progress` events of one piece. Default 250 ms. */
   progressIntervalMs?: number;
   /**
-   * Gives up on the piece (`MM_STALL`) when no new byte arrived for this long, counting time spent
-   * in failed attempts, retry delays and host backoff (oc-mirror's `--image-timeout`). Bytes that
-   * keep flowing are never cut. Default: no limit.
+   * Runs one attempt (a ranged GET and its body) in one of the process's transfer slots. Waiting for
+   * a retry or for the host's turn holds no slot, so a host that is down does not hold back pieces
+   * from hosts that answer. Default: run at once.
    */
-  noProgressTimeoutMs?: number;
+  inSlot?: <T>(attempt: () => Promise<T>) => Promise<T>;
   /** Source of jitter for retry delays (tests). */
   random?: () => number;
 }
@@ -62,12 +71,13 @@ export type PieceOutcome = PieceDoneEvent | PieceFailedEvent;
  *   read, the bytes before the resume point are skipped, and reading stops at the piece's end. A
  *   server that never honours Range therefore still completes the piece instead of restarting it
  *   forever; the skipped bytes count in `upstreamBytes`, so the waste is visible.
- * - The retry budget counts consecutive failures without progress: an attempt that committed new
- *   bytes resets it, so a transfer that keeps moving is never given up on. There is no deadline.
+ * - Retries go on until the policy's time without progress has passed (or its count of failures in
+ *   a row without progress, when it has one): a byte of progress starts both again, so a transfer
+ *   that keeps moving is never given up on. There is no deadline. While the host is failing, the
+ *   piece waits for the host's turn (one probe at a time for a host that is down) instead of
+ *   sending requests of its own.
  * - A source answering 404 / `BLOB_UNKNOWN` (or a different blob size) hands over to the next
  *   source repository.
- * - With `noProgressTimeoutMs`, a piece that receives no byte for that long (failing, waiting for
- *   a retry or for a host's backoff) is given up with `MM_STALL`.
  * - `progress` events carry byte deltas relative to the piece's committed bytes when the fetch
  *   started (what `holdings` reported); a restart emits the discarded bytes as a negative delta.
  *
@@ -96,9 +106,7 @@ class PieceFetch {
   readonly #deps: FetchPieceDeps;
   readonly #logger: Logger;
   readonly #progress: ProgressReporter;
-  /** The caller's signal, or the no-progress watchdog. */
-  readonly #signal: AbortSignal | undefined;
-  readonly #watchdog: { controller: AbortController; timer: NodeJS.Timeout; detach: () => void } | undefined;
+  readonly #clock: RetryClock;
   #upstreamBytes = 0;
   /** The strong ETag of the content the piece's bytes so far came from. */
   #etag: string | undefined;
@@ -113,39 +121,11 @@ class PieceFetch {
       intervalMs: deps.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS,
       emit: deps.onEvent,
     });
-    const limitMs = deps.noProgressTimeoutMs;
-    if (limitMs !== undefined && Number.isFinite(limitMs) && limitMs > 0) {
-      const controller = new AbortController();
-      const timer = setTimeout(() => {
-        controller.abort(
-          new MeshmirrorError('MM_STALL', `no progress for ${formatMs(limitMs)} (image timeout); giving up on this piece`, {
-            data: { retryable: false, noProgressTimeoutMs: limitMs },
-          }),
-        );
-      }, limitMs);
-      // The caller's abort reaches the piece through one listener, removed when the piece ends:
-      // `AbortSignal.any` on the batch's long-lived signal would leave a registration per piece
-      // behind until the garbage collector finalizes it.
-      const parent = deps.signal;
-      const forward = (): void => controller.abort(parent?.reason);
-      if (parent?.aborted === true) forward();
-      else parent?.addEventListener('abort', forward, { once: true });
-      this.#watchdog = { controller, timer, detach: () => parent?.removeEventListener('abort', forward) };
-      this.#signal = controller.signal;
-    } else {
-      this.#signal = deps.signal;
-    }
+    this.#clock = new RetryClock(deps.retry, deps.random === undefined ? {} : { random: deps.random });
   }
 
   async run(): Promise<PieceOutcome> {
-    try {
-      return await this.#run();
-    } finally {
-      if (this.#watchdog !== undefined) {
-        clearTimeout(this.#watchdog.timer);
-        this.#watchdog.detach();
-      }
-    }
+    return await this.#run();
   }
 
   async #run(): Promise<PieceOutcome> {
@@ -185,22 +165,26 @@ class PieceFetch {
 
   /** Fills the piece. Returns the error that ended the attempts, or undefined when every byte is in. */
   async #fetchInto(writer: PieceWriter): Promise<unknown> {
-    const { retry, backoff } = this.#deps;
-    const signal = this.#signal;
+    const { retry, backoff, signal } = this.#deps;
+    const inSlot = this.#deps.inSlot ?? ((attempt) => attempt());
     const sources = this.#task.sources;
     if (sources.length === 0) {
       return new MeshmirrorError('MM_USAGE', `no source repository for ${this.#task.digest}`);
     }
     let sourceIndex = 0;
-    let failures = 0;
+    let lastError: unknown;
     while (writer.written < this.#task.length) {
       throwIfAborted(signal);
       const source = sources[sourceIndex] as RepositoryLocation;
-      await backoff?.waitTurn(source.registry, signal);
+      const host = source.registry;
+      if (backoff !== undefined) {
+        const turn = await backoff.waitTurn(host, { signal, until: this.#clock.deadline(backoff.failingSince(host)) });
+        if (!turn) return this.#gaveUp(lastError ?? hostGivenUp(host, backoff, retry), 'no-progress');
+      }
       const before = writer.committed;
       try {
-        await this.#attempt(writer, source);
-        backoff?.recordSuccess(source.registry);
+        await inSlot(() => this.#attempt(writer, source));
+        backoff?.recordSuccess(host);
       } catch (err) {
         if (signal?.aborted === true) throw abortError(signal);
         if (errorCode(err) === 'MM_STORE') throw err;
@@ -218,43 +202,59 @@ class PieceFetch {
           continue;
         }
         if (!isRetryable(err)) return err;
+        lastError = err;
         // A host that delivered bytes before failing is serving, not down: its backoff must not
         // deepen with every hiccup of a long transfer.
-        if (progressed) backoff?.recordSuccess(source.registry);
-        backoff?.recordFailure(source.registry, err);
-        failures = progressed ? 1 : failures + 1;
-        if (failures > retry.retries) return err;
-        const retryAfterMs = retryAfterOf(err);
-        const delayMs = backoffDelay(retry, failures, {
-          ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-          ...(this.#deps.random === undefined ? {} : { random: this.#deps.random }),
-        });
+        if (progressed) backoff?.recordSuccess(host);
+        backoff?.recordFailure(host, err);
+        const failingSince = backoff?.failingSince(host);
+        const decision = this.#clock.failure({ retryAfterMs: retryAfterOf(err), hostFailingSince: failingSince });
+        if (!decision.retry) return this.#gaveUp(err, decision.reason);
+        // While the host is failing, its pause is the wait (one probe at a time when it is down).
+        const hostPaused = backoff?.isFailing(host) === true;
+        const delayMs = hostPaused ? (backoff?.pauseRemaining(host) ?? 0) : decision.delayMs;
         const code = errorCode(err);
         const message = describeError(err);
+        const attempt = this.#clock.failures;
         this.#logger.warn(
-          { source: describeSource(source), attempt: failures, retries: retry.retries, delayMs, code, committed: writer.committed },
-          `piece fetch failed: ${message}; retrying`,
+          { source: describeSource(source), attempt, retries: retry.retries, delayMs, code, committed: writer.committed },
+          `piece fetch failed (${attemptText(attempt, retry)}): ${message}; retrying`,
         );
         this.#progress.flush();
+        const trouble = backoff?.troubles().find((t) => t.host === host);
         this.#deps.onEvent({
           type: 'retry',
           digest: this.#task.digest,
           offset: this.#task.offset,
-          attempt: failures,
+          attempt,
           delayMs,
           code,
           message,
+          host,
+          ...(trouble === undefined ? {} : { failingForMs: Math.max(0, Date.now() - trouble.failingSince), unreachable: trouble.unreachable }),
         });
-        await sleep(delayMs, signal);
+        if (!hostPaused) await sleep(delayMs, signal);
       }
     }
     return undefined;
   }
 
+  /** The error a piece is given up with: the last failure, saying why no attempt follows. */
+  #gaveUp(err: unknown, reason: 'retries' | 'no-progress'): MeshmirrorError {
+    const policy = this.#deps.retry;
+    const why =
+      reason === 'retries'
+        ? `gave up after ${this.#clock.failures} attempts in a row without progress (--retry-times ${policy.retries ?? 0})`
+        : `gave up after ${formatDelay(policy.noProgressTimeoutMs ?? 0)} without progress (--image-timeout)`;
+    return new MeshmirrorError(asErrorCode(errorCode(err)), `${describeError(err)}; ${why}`, {
+      cause: err,
+      data: { retryable: false, gaveUp: reason },
+    });
+  }
+
   /** One ranged GET, streamed into the writer from `writer.written`. */
   async #attempt(writer: PieceWriter, source: RepositoryLocation): Promise<void> {
-    const { client } = this.#deps;
-    const signal = this.#signal;
+    const { client, signal } = this.#deps;
     const task = this.#task;
     const resumeAt = writer.written;
     const wantFrom = task.offset + resumeAt;
@@ -330,7 +330,7 @@ class PieceFetch {
     try {
       for await (const chunk of body) {
         this.#upstreamBytes += chunk.length;
-        this.#watchdog?.timer.refresh();
+        this.#clock.progress();
         let useful = chunk;
         if (skip > 0) {
           if (chunk.length <= skip) {
@@ -399,10 +399,6 @@ class PieceFetch {
     this.#deps.onEvent(event);
     return event;
   }
-}
-
-function formatMs(ms: number): string {
-  return ms < 1_000 ? `${ms}ms` : `${Math.round(ms / 1_000)}s`;
 }
 
 function describeSource(source: RepositoryLocation): string {

@@ -66,13 +66,13 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
   });
   // One agent per distinct set of transfer settings the coordinator sends (fetching or pushing),
   // all over the one store. Each reads this host's credentials, which never travel over the mesh.
-  const backoff = new HostBackoff(retryPolicyFromSettings({ retryTimes: 5, retryDelayMs: 0 }));
+  const backoff = new HostBackoff(retryPolicyFromSettings({ retryDelayMs: 0 }));
   const workers = new Map<string, { agent: Agent; client: HttpRegistryClient }>();
   const workerFor = (settings: FetchSettings | PushSettings, make: (common: { client: HttpRegistryClient; retry: RetryPolicy; backoff: HostBackoff }) => Partial<InProcessAgentOptions>): Agent => {
     const key = JSON.stringify(settings);
     const known = workers.get(key);
     if (known !== undefined) return known.agent;
-    const retry = retryPolicyFromSettings(settings);
+    const retry = retryPolicyFromSettings({ ...settings, imageTimeoutMs: settings.noProgressTimeoutMs });
     const client = createRegistryClient({
       credentials: options.credentials,
       tlsVerify: settings.tlsVerify,
@@ -89,10 +89,7 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     return agent;
   };
   const fetcherFor = (settings: FetchSettings): Agent =>
-    workerFor(settings, () => ({
-      parallelLayers: settings.parallel,
-      ...(settings.noProgressTimeoutMs === undefined ? {} : { noProgressTimeoutMs: settings.noProgressTimeoutMs }),
-    }));
+    workerFor(settings, () => ({ parallelLayers: settings.parallel }));
   const pusherFor = (settings: PushSettings): Agent =>
     // Fetch and push settings never serialise alike (their fields differ), so they never share an agent.
     workerFor(settings, ({ client, retry, backoff: hostBackoff }) => ({

@@ -12,7 +12,7 @@ import type { Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import {
   abortError,
-  backoffDelay,
+  attemptText,
   createDigester,
   describeError,
   DigestMismatchError,
@@ -21,6 +21,7 @@ import {
   isRetryable,
   MeshmirrorError,
   RegistryError,
+  RetryClock,
   retryAfterOf,
   sleep,
   StallError,
@@ -104,13 +105,14 @@ class BlobUpload {
   #hashedTo = 0;
   #outcome: UploadOutcome = { action: 'uploaded', bytesSent: 0, resumedFrom: 0, restarts: 0, retries: 0 };
   #monolithic = false;
-  /** Failed attempts since the registry last confirmed more bytes. */
-  #failuresWithoutProgress = 0;
+  /** Failed attempts and time since the registry last confirmed more bytes. */
+  readonly #clock: RetryClock;
 
   constructor(options: UploadBlobOptions) {
     this.#o = options;
     this.#host = options.target.registry;
     this.#log = options.logger.child({ digest: options.digest, repository: options.target.repository });
+    this.#clock = new RetryClock(options.retry);
   }
 
   async run(): Promise<UploadOutcome> {
@@ -285,16 +287,21 @@ class BlobUpload {
     }
     const sessionLost = isSessionLost(error);
     if (!sessionLost && !isRetryable(error)) throw error;
-    this.#o.backoff.recordFailure(this.#host, error);
-    this.#failuresWithoutProgress += 1;
-    if (this.#failuresWithoutProgress > this.#o.retry.retries) throw error;
-    const retryAfterMs = retryAfterOf(error);
-    const delayMs = sessionLost ? 0 : backoffDelay(this.#o.retry, this.#failuresWithoutProgress, retryAfterMs === undefined ? {} : { retryAfterMs });
+    const { backoff, retry } = this.#o;
+    backoff.recordFailure(this.#host, error);
+    const decision = this.#clock.failure({ retryAfterMs: retryAfterOf(error), hostFailingSince: backoff.failingSince(this.#host) });
+    if (!decision.retry) throw error;
+    // While the host is failing, the next request waits for the host's turn (inside the client's
+    // retried calls below), one probe at a time when it is down; otherwise this upload's own delay.
+    const hostPaused = backoff.isFailing(this.#host);
+    const delayMs = sessionLost ? 0 : hostPaused ? backoff.pauseRemaining(this.#host) : decision.delayMs;
     this.#outcome.retries += 1;
-    this.#log.warn({ code: errorCode(error), error: describeError(error), delayMs }, 'upload request failed; asking the registry what it holds');
-    this.#o.onRetry?.({ attempt: this.#failuresWithoutProgress, delayMs, error });
-    await sleep(delayMs, signal);
-    await this.#o.backoff.waitTurn(this.#host, signal);
+    this.#log.warn(
+      { code: errorCode(error), error: describeError(error), delayMs },
+      `upload request failed (${attemptText(this.#clock.failures, retry)}); asking the registry what it holds`,
+    );
+    this.#o.onRetry?.({ attempt: this.#clock.failures, delayMs, error });
+    if (!hostPaused) await sleep(delayMs, signal);
 
     const session = this.#session;
     const status = session === undefined || sessionLost ? undefined : await client.uploadStatus(target, session.url, signal === undefined ? {} : { signal });
@@ -321,7 +328,7 @@ class BlobUpload {
     this.#session = { ...next, ...(minChunkBytes === undefined ? {} : { minChunkBytes }) };
     if (next.url !== undefined) await this.#o.journal?.saveSession(this.#o.target.repository, this.#o.digest, next.url);
     if (next.offset > before) {
-      this.#failuresWithoutProgress = 0;
+      this.#clock.progress();
       this.#o.backoff.recordSuccess(this.#host);
     }
   }

@@ -80,6 +80,7 @@ export interface PushSummary {
     /** Bytes an interrupted earlier run had uploaded and the registry still held. */
     resumed: number;
   };
+  /** Failed requests to the target (each waited out and tried again, or given up), probes included. */
   retries: number;
   /** Upload sessions the registry lost and that were started over. */
   restarts: number;
@@ -197,7 +198,7 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
       outcomes,
       blobs: { unique: unique.count, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },
       bytes: { unique: unique.bytes, skipped: stats.skippedBytes, uploaded: stats.uploadedBytes, sent: stats.sent, resumed: stats.resumed },
-      retries: stats.retries,
+      retries: Math.max(stats.retries, options.backoff.failedRequests(destination.registry)),
       restarts: stats.restarts,
       warnings,
       files: { report: '', clusterResources: clusterFiles },

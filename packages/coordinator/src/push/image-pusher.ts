@@ -10,6 +10,8 @@ import pLimit from 'p-limit';
 import {
   describeError,
   errorCode,
+  isRetryable,
+  MeshmirrorError,
   throwIfAborted,
   type Digest,
   type Logger,
@@ -95,6 +97,20 @@ export interface ImagePusherOptions {
   transfers: number;
   progress?: ProgressReporter;
   signal?: AbortSignal;
+}
+
+/**
+ * A failure that waiting was the cure for and that ran out of time (or attempts): the host did not
+ * come back. A refusal (403 in one repository, a digest mismatch) is not one.
+ */
+function isTransient(err: unknown): boolean {
+  if (isRetryable(err)) return true;
+  let current: unknown = err;
+  for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
+    if (current instanceof MeshmirrorError && current.data['gaveUp'] !== undefined) return true;
+    current = current.cause;
+  }
+  return false;
 }
 
 /** Mount attempts per blob and repository before uploading it. */
@@ -232,10 +248,12 @@ export class ImagePusher {
       const ready = this.#o.whenReady?.(blob) ?? Promise.resolve();
       placement = ready.then(() => this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, undefined))));
     } else {
-      // After the primary placement: mounted from there, or (when it failed) uploaded here.
+      // After the primary placement: mounted from there, or (when the primary repository refused
+      // it) uploaded here. A blob given up because the target or its source stayed unreachable is
+      // given up once, for every image that needs it: another upload would wait as long again.
       placement = this.#ensure(blob, primary).then(
         () => this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, primary))),
-        () => this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, undefined))),
+        (err: unknown) => (isTransient(err) ? Promise.reject(err) : this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, undefined)))),
       );
     }
     this.#placements.set(key, placement);

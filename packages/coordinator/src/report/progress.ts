@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import { formatBytes, formatDuration } from '@meshmirror/shared';
+import { formatBytes, formatDuration, type HostTrouble, type PieceEvent } from '@meshmirror/shared';
 
 export type RunPhase = 'resolving' | 'fetching' | 'archiving' | 'pushing' | 'mirroring' | 'done';
 
@@ -17,6 +17,8 @@ export interface ProgressReporter {
   update(state: Partial<ProgressState>): void;
   /** Adds (or, after a restarted piece, subtracts) fetched bytes. */
   addBytes(delta: number): void;
+  /** An agent's failed attempt: while its host keeps failing, the line says so. */
+  noteRetry(event: Extract<PieceEvent, { type: 'retry' }>): void;
   stop(): void;
 }
 
@@ -27,6 +29,70 @@ export interface ProgressReporterOptions {
   mode?: 'bars' | 'lines' | 'none';
   /** Interval between plain progress lines. */
   lineIntervalMs?: number;
+  /** Hosts this process is backing off from (its `HostBackoff`), read at each refresh. */
+  hostTroubles?: () => HostTrouble[];
+  now?: () => number;
+}
+
+/** A host shows on the line once it has been failing this long (a single reset does not). */
+const SHOW_WAITING_AFTER_MS = 2_000;
+/** A remote agent's report of a failing host is dropped this long after its next try, unless renewed. */
+const REMOTE_TROUBLE_GRACE_MS = 5_000;
+
+/**
+ * The hosts a run is waiting for: this process's own backoff, plus what agents report in their
+ * retry events (a farm's agents back off on their own).
+ */
+export class HostWaits {
+  readonly #local: (() => HostTrouble[]) | undefined;
+  readonly #now: () => number;
+  readonly #remote = new Map<string, HostTrouble>();
+
+  constructor(local?: () => HostTrouble[], now: () => number = Date.now) {
+    this.#local = local;
+    this.#now = now;
+  }
+
+  noteRetry(event: Extract<PieceEvent, { type: 'retry' }>): void {
+    if (event.host === undefined || event.failingForMs === undefined) return;
+    const now = this.#now();
+    const known = this.#remote.get(event.host);
+    const failingSince = now - event.failingForMs;
+    this.#remote.set(event.host, {
+      host: event.host,
+      failingSince: known === undefined ? failingSince : Math.min(known.failingSince, failingSince),
+      nextTryAt: now + event.delayMs,
+      unreachable: event.unreachable === true,
+      code: event.code,
+    });
+  }
+
+  /** Hosts failing for long enough to mention, longest first. */
+  current(): HostTrouble[] {
+    const now = this.#now();
+    const byHost = new Map<string, HostTrouble>();
+    for (const [host, trouble] of this.#remote) {
+      if (now > trouble.nextTryAt + REMOTE_TROUBLE_GRACE_MS) this.#remote.delete(host);
+      else byHost.set(host, trouble);
+    }
+    for (const trouble of this.#local?.() ?? []) {
+      const known = byHost.get(trouble.host);
+      if (known === undefined || trouble.failingSince < known.failingSince) byHost.set(trouble.host, trouble);
+    }
+    return [...byHost.values()].filter((t) => now - t.failingSince >= SHOW_WAITING_AFTER_MS).sort((a, b) => a.failingSince - b.failingSince);
+  }
+}
+
+/** `waiting for quay.io: unreachable for 2m10s, next try in 20s` (a clause per host, at most two). */
+export function waitingText(troubles: HostTrouble[], now: number): string {
+  const seconds = (ms: number): string => formatDuration(Math.max(0, Math.round(ms / 1_000)) * 1_000);
+  const clauses = troubles.slice(0, 2).map((t) => {
+    const state = t.unreachable ? 'unreachable' : `failing (${t.code})`;
+    const next = t.nextTryAt - now >= 1_000 ? `next try in ${seconds(t.nextTryAt - now)}` : 'trying now';
+    return `waiting for ${t.host}: ${state} for ${seconds(now - t.failingSince)}, ${next}`;
+  });
+  if (troubles.length > 2) clauses.push(`and ${troubles.length - 2} more hosts`);
+  return clauses.join('; ');
 }
 
 /** Bytes per second over a sliding window, so the rate follows the transfer instead of its whole history. */
@@ -56,6 +122,9 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
   const mode = options.mode ?? (stream.isTTY === true ? 'bars' : 'lines');
   const state: ProgressState = { phase: 'resolving', bytesDone: 0, bytesTotal: 0, imagesTotal: 0, imagesDone: 0, imagesFailed: 0 };
   const rate = new RateWindow(10_000);
+  const now = options.now ?? Date.now;
+  const waits = new HostWaits(options.hostTroubles, now);
+  const waiting = (): string => waitingText(waits.current(), now());
   const sampler = setInterval(() => rate.record(state.bytesDone), 1000);
   sampler.unref();
 
@@ -72,6 +141,7 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
     return {
       update: (s) => Object.assign(state, s),
       addBytes: (d) => void (state.bytesDone += d),
+      noteRetry: (event) => waits.noteRetry(event),
       stop: () => clearInterval(sampler),
     };
   }
@@ -81,7 +151,7 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
       {
         stream,
         format:
-          '{phase} |{bar}| {percentage}% {bytesDone}/{bytesTotal} {speed} ETA {etaText} | images {imagesDone}/{imagesTotal} done, {imagesFailed} failed',
+          '{phase} |{bar}| {percentage}% {bytesDone}/{bytesTotal} {speed} ETA {etaText} | images {imagesDone}/{imagesTotal} done, {imagesFailed} failed{waiting}',
         hideCursor: true,
         clearOnComplete: false,
         fps: 5,
@@ -99,12 +169,16 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
       imagesDone: state.imagesDone,
       imagesTotal: state.imagesTotal,
       imagesFailed: state.imagesFailed,
+      waiting: ((text) => (text === '' ? '' : ` | ${text}`))(waiting()),
     });
     bar.start(Math.max(1, state.bytesTotal), state.bytesDone, payload());
     const refresh = (): void => {
       bar.setTotal(Math.max(1, state.bytesTotal));
       bar.update(Math.min(state.bytesDone, Math.max(1, state.bytesTotal)), payload());
     };
+    // While nothing moves (an outage), the waiting clause still counts up.
+    const ticker = setInterval(refresh, 1_000);
+    ticker.unref();
     return {
       update: (s) => {
         Object.assign(state, s);
@@ -114,9 +188,14 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
         state.bytesDone += d;
         refresh();
       },
+      noteRetry: (event) => {
+        waits.noteRetry(event);
+        refresh();
+      },
       stop: () => {
         if (!bar.isActive) return;
         clearInterval(sampler);
+        clearInterval(ticker);
         refresh();
         bar.stop();
       },
@@ -130,9 +209,10 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
   const line = (force: boolean, skipUnchanged = false): void => {
     const { rate: r, eta } = describe();
     const pct = state.bytesTotal > 0 ? ` (${Math.floor((100 * state.bytesDone) / state.bytesTotal)}%)` : '';
+    const wait = waiting();
     const text =
       `progress: ${state.phase} ${formatBytes(state.bytesDone)} / ${formatBytes(state.bytesTotal)}${pct}, ${r}, ETA ${eta}; ` +
-      `images ${state.imagesDone}/${state.imagesTotal} done, ${state.imagesFailed} failed\n`;
+      `images ${state.imagesDone}/${state.imagesTotal} done, ${state.imagesFailed} failed${wait === '' ? '' : `; ${wait}`}\n`;
     const unchanged = text.replace(/, [^,]*\/s, ETA [^;]*;/, '') === lastLine.replace(/, [^,]*\/s, ETA [^;]*;/, '');
     if (unchanged && (skipUnchanged || (!force && Date.now() - lastLineAt < 30_000))) return;
     lastLine = text;
@@ -152,6 +232,7 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
       }
     },
     addBytes: (d) => void (state.bytesDone += d),
+    noteRetry: (event) => waits.noteRetry(event),
     stop: () => {
       if (stopped) return;
       stopped = true;

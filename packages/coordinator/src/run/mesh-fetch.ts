@@ -306,6 +306,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         break;
       case 'retry':
         outcome.retries += 1;
+        progress?.noteRetry(event);
         log.warn({ agent: agent.name, digest: event.digest, offset: event.offset, attempt: event.attempt, code: event.code }, event.message);
         break;
       case 'range-ignored':

@@ -484,6 +484,7 @@ export async function fetchMissing(
           break;
         case 'retry':
           outcome.retries += 1;
+          progress?.noteRetry(event);
           log.warn({ digest: event.digest, offset: event.offset, attempt: event.attempt, delayMs: event.delayMs, code: event.code }, event.message);
           break;
         case 'blob-held':

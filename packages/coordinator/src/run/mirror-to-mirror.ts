@@ -309,7 +309,7 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
     const barTotal = (heldBytes: number): number => pusher.stats.skippedBytes + inTargetBytes + 2 * toFetchBytes - heldBytes;
     progress?.update({ phase: 'mirroring', imagesTotal: requested.length, imagesDone: alreadyPushed, imagesFailed: outcomes.length - alreadyPushed, bytesTotal: barTotal(0) });
     const fetchProgress: ProgressReporter | undefined =
-      progress === undefined ? undefined : { update: () => undefined, addBytes: (delta) => progress.addBytes(delta), stop: () => undefined };
+      progress === undefined ? undefined : { update: () => undefined, addBytes: (delta) => progress.addBytes(delta), noteRetry: (event) => progress.noteRetry(event), stop: () => undefined };
 
     // Images push as their blobs become held: pushing overlaps fetching.
     const pushing = pusher.pushAll(toPush, { done: alreadyPushed, failed: outcomes.length - alreadyPushed }, log);

@@ -52,7 +52,23 @@ export type PieceEvent =
   /** Every piece of the blob is here and its sha256 was verified: it can be served and archived. */
   | { type: 'blob-held'; digest: Digest; size: number }
   | { type: 'range-ignored'; digest: Digest; offset: number }
-  | { type: 'retry'; digest: Digest; offset: number; attempt: number; delayMs: number; code: string; message: string };
+  /**
+   * An attempt failed and another follows after `delayMs`. `host` is the registry the piece comes
+   * from; while that host is failing, `failingForMs` says for how long and `unreachable` whether its
+   * connections fail (as opposed to error answers), for the progress line.
+   */
+  | {
+      type: 'retry';
+      digest: Digest;
+      offset: number;
+      attempt: number;
+      delayMs: number;
+      code: string;
+      message: string;
+      host?: string;
+      failingForMs?: number;
+      unreachable?: boolean;
+    };
 
 export interface FetchPiecesOptions extends AbortOptions {
   onEvent: (event: PieceEvent) => void;

@@ -4,13 +4,12 @@ import { parseImageSetConfig } from './load-imageset.ts';
 import { DEFAULT_TRANSFER_SETTINGS, resolveTransferSettings } from './settings.ts';
 
 describe('DEFAULT_TRANSFER_SETTINGS', () => {
-  it("matches oc-mirror's defaults where oc-mirror has them", () => {
+  it("matches oc-mirror's defaults where oc-mirror has them; no retry count by default (time without progress decides)", () => {
     expect(DEFAULT_TRANSFER_SETTINGS).toEqual({
       imageTimeoutMs: 600_000,
       stallTimeoutMs: 60_000,
       connectTimeoutMs: 30_000,
       headersTimeoutMs: 60_000,
-      retryTimes: 5,
       retryDelayMs: 0,
       parallelImages: 4,
       parallelLayers: 5,

@@ -9,8 +9,9 @@ import type { MeshmirrorFileSettings } from './imageset.ts';
 
 export interface TransferSettings {
   /**
-   * Longest wait without any progress for one image (oc-mirror `--image-timeout`, default 10m).
-   * It applies to waiting only: a transfer whose bytes are still flowing is never cut off.
+   * Longest time a transfer may go without a byte of progress (oc-mirror `--image-timeout`,
+   * default 10m): failed attempts, retry delays and a host's backoff count; bytes still flowing
+   * are never cut off. Retries go on until it passes.
    */
   imageTimeoutMs: number;
   /** No body bytes for this long: the request is dropped, then retried and resumed (default 60s). */
@@ -19,8 +20,11 @@ export interface TransferSettings {
   connectTimeoutMs: number;
   /** Time to the response headers after a request is sent (default 60s). */
   headersTimeoutMs: number;
-  /** Retries after the first attempt (oc-mirror `--retry-times`, default 5). */
-  retryTimes: number;
+  /**
+   * Failed attempts in a row without progress after which a transfer is given up (oc-mirror
+   * `--retry-times`). Absent by default: `imageTimeoutMs` without progress decides.
+   */
+  retryTimes?: number;
   /** 0: exponential backoff from the built-in base, as oc-mirror means it; else the base delay. */
   retryDelayMs: number;
   /** Images in flight at once (oc-mirror `--parallel-images`, default 4). */
@@ -38,7 +42,6 @@ export const DEFAULT_TRANSFER_SETTINGS: TransferSettings = Object.freeze({
   stallTimeoutMs: 60_000,
   connectTimeoutMs: 30_000,
   headersTimeoutMs: 60_000,
-  retryTimes: 5,
   retryDelayMs: 0,
   parallelImages: 4,
   parallelLayers: 5,
@@ -49,7 +52,7 @@ export const DEFAULT_TRANSFER_SETTINGS: TransferSettings = Object.freeze({
 type SettingKind = 'timeout' | 'delay' | 'count' | 'parallelism' | 'boolean';
 
 /** How each setting is named in the file and on the command line, and what values it takes. */
-const SETTINGS: { [K in keyof TransferSettings]: { field: string; flag: string; kind: SettingKind } } = {
+const SETTINGS: { [K in keyof TransferSettings]-?: { field: string; flag: string; kind: SettingKind } } = {
   imageTimeoutMs: { field: 'meshmirror.imageTimeout', flag: '--image-timeout', kind: 'timeout' },
   stallTimeoutMs: { field: 'meshmirror.stallTimeout', flag: '--stall-timeout', kind: 'timeout' },
   connectTimeoutMs: { field: 'meshmirror.connectTimeout', flag: '--connect-timeout', kind: 'timeout' },

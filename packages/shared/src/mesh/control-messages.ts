@@ -34,7 +34,8 @@ export const fetchSettingsSchema = z.strictObject({
   connectTimeoutMs: count,
   headersTimeoutMs: count,
   stallTimeoutMs: count,
-  retryTimes: count,
+  /** Absent: attempts go on until `noProgressTimeoutMs` passes without progress. */
+  retryTimes: count.optional(),
   retryDelayMs: count,
   /** Pieces the agent fetches at once for this assignment. */
   parallel: z.number().int().min(1).max(1_000),
@@ -49,8 +50,11 @@ export const pushSettingsSchema = z.strictObject({
   connectTimeoutMs: count,
   headersTimeoutMs: count,
   stallTimeoutMs: count,
-  retryTimes: count,
+  /** Absent: attempts go on until `noProgressTimeoutMs` passes without progress. */
+  retryTimes: count.optional(),
   retryDelayMs: count,
+  /** An upload with no byte confirmed for this long is given up (`--image-timeout`). */
+  noProgressTimeoutMs: count.optional(),
   /** Bytes per PATCH. */
   chunkBytes: z.number().int().min(1).max(1024 * 1024 * 1024),
 });
@@ -73,7 +77,7 @@ const pieceEvent = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('piece-failed'), digest, offset: count, length: count, code, message: text, upstreamBytes: count }),
   z.strictObject({ type: z.literal('blob-held'), digest, size: count }),
   z.strictObject({ type: z.literal('range-ignored'), digest, offset: count }),
-  z.strictObject({ type: z.literal('retry'), digest, offset: count, attempt: count, delayMs: count, code, message: text }),
+  z.strictObject({ type: z.literal('retry'), digest, offset: count, attempt: count, delayMs: count, code, message: text, host: text.optional(), failingForMs: count.optional(), unreachable: z.boolean().optional() }),
 ]);
 
 /** The first message on a stream, from the coordinator. */

@@ -86,9 +86,6 @@ export function createRegistryClient(options: RegistryClientOptions): HttpRegist
   return new UndiciRegistryClient(options);
 }
 
-/** How long a registry that failed a whole retry cycle of probes is given up on. */
-const UNREACHABLE_HOLD_MS = 120_000;
-
 class UndiciRegistryClient implements HttpRegistryClient {
   readonly #options: RegistryClientOptions;
   readonly #logger: Logger;
@@ -97,13 +94,6 @@ class UndiciRegistryClient implements HttpRegistryClient {
   readonly #backoff: HostBackoff;
   /** Scheme per API host, found by `/v2/` pings; a failed probe is forgotten so the next call probes again. */
   readonly #schemes = new Map<string, Promise<Scheme>>();
-  /**
-   * Circuit breaker: consecutive failed probes per API host, and hosts given up on. Once a whole
-   * retry cycle of probes failed, every other request to that host fails at once for a while, so a
-   * registry that is gone costs one retry cycle per run, not one per image.
-   */
-  readonly #failedProbes = new Map<string, number>();
-  readonly #unreachable = new Map<string, { error: MeshmirrorError; until: number }>();
   #closed = false;
 
   constructor(options: RegistryClientOptions) {
@@ -221,30 +211,23 @@ class UndiciRegistryClient implements HttpRegistryClient {
       throw new MeshmirrorError('MM_USAGE', `invalid byte range ${offset}-${end} for ${digest}`);
     }
     const what = `blob ${digest} bytes ${offset}-${end} in ${location.registry}/${location.repository}`;
-    const host = location.registry;
     const headers: Record<string, string> = { range: `bytes=${offset}-${end}` };
     // If-Range turns "the blob changed under us" into a 200 on servers that support it; the caller
     // then starts the piece over. (Content is addressed by digest, so this is belt and braces.)
     if (request.ifMatchEtag !== undefined && isStrongEtag(request.ifMatchEtag)) headers['if-range'] = request.ifMatchEtag;
 
-    await this.#backoff.waitTurn(host, signal);
-    let response: HttpResponse;
-    try {
-      response = await this.#send(location, {
-        method: 'GET',
-        path: `/v2/${location.repository}/blobs/${digest}`,
-        headers,
-        what: `GET ${what}`,
-        ...(signal === undefined ? {} : { signal }),
-      });
-      if (response.status !== 206 && response.status !== 200) {
-        throw await registryErrorFromResponse(response, `GET ${what}`, deniedHint(response, location));
-      }
-    } catch (error) {
-      this.#backoff.recordFailure(host, error);
-      throw error;
+    // One attempt: the caller waits for the host's turn and records what it met, so the host's
+    // backoff sees each attempt once.
+    const response = await this.#send(location, {
+      method: 'GET',
+      path: `/v2/${location.repository}/blobs/${digest}`,
+      headers,
+      what: `GET ${what}`,
+      ...(signal === undefined ? {} : { signal }),
+    });
+    if (response.status !== 206 && response.status !== 200) {
+      throw await registryErrorFromResponse(response, `GET ${what}`, deniedHint(response, location));
     }
-    this.#backoff.recordSuccess(host);
 
     const etagHeader = headerValue(response.headers, 'etag');
     const etag = etagHeader !== undefined && isStrongEtag(etagHeader) ? etagHeader : undefined;
@@ -580,30 +563,15 @@ class UndiciRegistryClient implements HttpRegistryClient {
   /** The scheme to reach a registry's API host with, found once by `GET /v2/`. */
   async #scheme(registry: string, signal: AbortSignal | undefined): Promise<Scheme> {
     const host = registryApiHost(registry);
-    const down = this.#unreachable.get(host);
-    if (down !== undefined && Date.now() < down.until) throw down.error;
     let probe = this.#schemes.get(host);
     if (probe === undefined) {
-      // Shared by every caller and so not tied to any one caller's signal; timeouts bound it.
+      // Shared by every caller and so not tied to any one caller's signal; timeouts bound it. A
+      // failed probe is forgotten, so the next attempt (after the host's backoff) probes again.
       probe = this.#probe(registry, host);
       this.#schemes.set(host, probe);
-      probe.then(
-        () => this.#failedProbes.delete(host),
-        (error: unknown) => {
-          if (this.#schemes.get(host) === probe) this.#schemes.delete(host);
-          if (!isRetryable(error)) return;
-          const failures = (this.#failedProbes.get(host) ?? 0) + 1;
-          this.#failedProbes.set(host, failures);
-          if (failures > this.#options.retry.retries) {
-            this.#failedProbes.delete(host);
-            const message = `registry ${host} is unreachable (${failures} attempts failed): ${describe(error)}`;
-            this.#unreachable.set(host, {
-              error: new MeshmirrorError('MM_NETWORK', message, { cause: error, data: { host, retryable: false } }),
-              until: Date.now() + UNREACHABLE_HOLD_MS,
-            });
-          }
-        },
-      );
+      probe.catch(() => {
+        if (this.#schemes.get(host) === probe) this.#schemes.delete(host);
+      });
     }
     return await raceAbort(probe, signal);
   }

@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { RegistryError } from '../errors.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MeshmirrorError, RegistryError } from '../errors.ts';
 import { HostBackoff } from './host-backoff.ts';
 import type { RetryPolicy } from './policy.ts';
 import { withRetries, type RetryAttemptInfo } from './retry-loop.ts';
@@ -67,6 +67,19 @@ describe('HostBackoff', () => {
     const backoff = new HostBackoff(policy);
     backoff.recordFailure('quay.example', notFound());
     expect(backoff.pauseRemaining('quay.example')).toBe(0);
+    expect(backoff.failedRequests('quay.example')).toBe(0);
+  });
+
+  it('counts every transient failure per host, in flight together or not, for the reports', () => {
+    const backoff = new HostBackoff(policy);
+    backoff.recordFailure('quay.example', refused());
+    backoff.recordFailure('quay.example', refused());
+    backoff.recordSuccess('quay.example');
+    backoff.recordFailure('quay.example', refused());
+    backoff.recordFailure('other.example', refused());
+    expect(backoff.failedRequests('quay.example')).toBe(3);
+    expect(backoff.failedRequests('other.example')).toBe(1);
+    expect(backoff.failedRequests('never.example')).toBe(0);
   });
 
   it('makes waitTurn wait out the pause and lets an abort end the wait', async () => {
@@ -78,9 +91,109 @@ describe('HostBackoff', () => {
 
     backoff.recordFailure('r.example', unavailable(60_000));
     const controller = new AbortController();
-    const waiting = backoff.waitTurn('r.example', controller.signal);
+    const waiting = backoff.waitTurn('r.example', { signal: controller.signal });
     controller.abort();
     await expect(waiting).rejects.toMatchObject({ code: 'MM_ABORTED' });
+  });
+});
+
+/** What the transport makes of a refused connection. */
+function refused(): MeshmirrorError {
+  return new MeshmirrorError('MM_NETWORK', 'GET http://r.example/v2/: connection refused by r.example', { data: { cause: 'ECONNREFUSED' } });
+}
+
+describe('HostBackoff: a host that is down', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const byTime: RetryPolicy = { noProgressTimeoutMs: 10_000, baseDelayMs: 1_000, maxDelayMs: 4_000, factor: 2, jitter: 0 };
+
+  it('is probed by one caller at a time; the others go when the probe gets an answer', async () => {
+    vi.useFakeTimers();
+    const backoff = new HostBackoff(byTime);
+    backoff.recordFailure('r.example', refused());
+    const started = Date.now();
+    expect(backoff.troubles()).toEqual([{ host: 'r.example', failingSince: started, nextTryAt: started + 1_000, unreachable: true, code: 'MM_NETWORK' }]);
+    const granted: number[] = [];
+    for (const i of [0, 1, 2, 3, 4]) void backoff.waitTurn('r.example').then(() => granted.push(i));
+    await vi.advanceTimersByTimeAsync(999);
+    expect(granted).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(granted).toHaveLength(1);
+    // The probe is refused too: the pause doubles, and still only one caller goes after it.
+    backoff.recordFailure('r.example', refused());
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(granted).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(granted).toHaveLength(2);
+    // The host answers: every caller still waiting goes at once.
+    backoff.recordSuccess('r.example');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(granted).toHaveLength(5);
+    expect(backoff.troubles()).toEqual([]);
+  });
+
+  it('lets every caller go after the pause when the host answers with errors (it is up)', async () => {
+    vi.useFakeTimers();
+    const backoff = new HostBackoff(byTime);
+    backoff.recordFailure('r.example', unavailable());
+    expect(backoff.troubles()[0]).toMatchObject({ unreachable: false, code: 'MM_REGISTRY' });
+    const granted: number[] = [];
+    for (const i of [0, 1, 2]) void backoff.waitTurn('r.example').then(() => granted.push(i));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(granted).toHaveLength(3);
+  });
+
+  it('gives the caller back false when its own time runs out before its turn', async () => {
+    vi.useFakeTimers();
+    const backoff = new HostBackoff({ ...byTime, baseDelayMs: 60_000, maxDelayMs: 60_000 });
+    backoff.recordFailure('r.example', refused());
+    let turn: boolean | undefined;
+    void backoff.waitTurn('r.example', { until: Date.now() + 500 }).then((t) => (turn = t));
+    await vi.advanceTimersByTimeAsync(499);
+    expect(turn).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(turn).toBe(false);
+  });
+
+  it('withRetries keeps probing until the time without progress is spent, then throws the last error', async () => {
+    vi.useFakeTimers();
+    const backoff = new HostBackoff(byTime);
+    const attempts: number[] = [];
+    const started = Date.now();
+    const outcome = withRetries(
+      async () => {
+        attempts.push(Date.now() - started);
+        throw refused();
+      },
+      { policy: byTime, host: 'r.example', backoff, what: 'GET manifest' },
+    ).then(
+      () => 'resolved',
+      (error: unknown) => ({ error, at: Date.now() - started }),
+    );
+    await vi.advanceTimersByTimeAsync(20_000);
+    // 1 s, 2 s, 4 s (the cap) apart; the next pause would end past 10 s, so it stops at 10 s.
+    expect(attempts).toEqual([0, 1_000, 3_000, 7_000]);
+    expect(await outcome).toMatchObject({ at: 10_000, error: { code: 'MM_NETWORK' } });
+  });
+
+  it('withRetries: a request joining a host that has been down longer than the policy waits fails at once', async () => {
+    vi.useFakeTimers();
+    const backoff = new HostBackoff(byTime);
+    backoff.recordFailure('r.example', refused());
+    await vi.advanceTimersByTimeAsync(11_000);
+    // The latest probe is refused as well: the host has been down for 11 s, and is paused again.
+    backoff.recordFailure('r.example', refused());
+    let calls = 0;
+    const error = await withRetries(
+      async () => {
+        calls++;
+        return 'answer';
+      },
+      { policy: byTime, host: 'r.example', backoff, what: 'GET manifest' },
+    ).catch((e: unknown) => e);
+    expect(calls).toBe(0);
+    expect(error).toMatchObject({ code: 'MM_NETWORK', message: expect.stringContaining('r.example has been failing for 11.0s') as unknown });
   });
 });
 
@@ -129,7 +242,7 @@ describe('withRetries', () => {
       { policy: fast, host: 'r.example', what: 'GET manifest' },
     );
     await expect(failing).rejects.toMatchObject({ status: 503 });
-    expect(calls).toBe(fast.retries + 1);
+    expect(calls).toBe((fast.retries ?? 0) + 1);
   });
 
   it('stops waiting when aborted', async () => {

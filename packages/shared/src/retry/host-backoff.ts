@@ -1,15 +1,50 @@
 /**
  * Backoff state per host (or peer), in the manner of regclient's reghttp: when a host starts failing,
  * every request to it waits, not only the one that failed; successes decay the state again.
+ *
+ * A host that cannot be reached at all (connections refused, reset, timing out) is probed by one
+ * request at a time: when its pause ends, one caller goes and the others wait for what it meets.
+ * An outage therefore costs a handful of probes per host, not one per waiting request.
  */
-import { backoffDelay, isRetryable, retryAfterOf, sleep, type RetryPolicy } from './policy.ts';
-import { throwIfAborted } from '../errors.ts';
+import { abortError, errorCode, throwIfAborted } from '../errors.ts';
+import { backoffDelay, isConnectionFailure, isRetryable, retryAfterOf, type RetryPolicy } from './policy.ts';
 
 interface HostState {
   /** How deep into backoff the host is; grows once per failure episode, shrinks per success. */
   level: number;
   /** Epoch ms before which nobody sends this host a request. */
   notBefore: number;
+  /** A pause the host itself asked for (`Retry-After`); a success does not lift it. */
+  promisedUntil: number;
+  /** When the host last went from answering to failing; cleared by any success. */
+  failingSince: number | undefined;
+  /** The last failure was a connection failure: only one probe at a time goes. */
+  unreachable: boolean;
+  /** A probe went and has not come back yet. */
+  probing: boolean;
+  /** The code of the last failure, for the progress line. */
+  lastCode: string;
+  /** Callers waiting for their turn, woken when the host answers again. */
+  wakers: Set<() => void>;
+}
+
+/** A host that is failing, as the progress line shows it. */
+export interface HostTrouble {
+  host: string;
+  /** Epoch ms since the host has been failing without a success in between. */
+  failingSince: number;
+  /** Epoch ms of the next request it is sent (the past, while a probe is out). */
+  nextTryAt: number;
+  /** Connections fail (refused, reset, timing out), as opposed to error answers. */
+  unreachable: boolean;
+  /** The code of the last failure (`MM_NETWORK`, `MM_REGISTRY`, …). */
+  code: string;
+}
+
+export interface WaitTurnOptions {
+  signal?: AbortSignal | undefined;
+  /** Epoch ms after which the caller would rather give up than keep waiting. */
+  until?: number | undefined;
 }
 
 export class HostBackoff {
@@ -17,6 +52,8 @@ export class HostBackoff {
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #hosts = new Map<string, HostState>();
+  /** Every transient failure recorded per host, for reports ("N failed requests"). */
+  readonly #failedRequests = new Map<string, number>();
 
   constructor(policy: RetryPolicy, options: { now?: () => number; random?: () => number } = {}) {
     this.#policy = policy;
@@ -24,49 +61,137 @@ export class HostBackoff {
     this.#random = options.random ?? Math.random;
   }
 
-  /** Resolves when `host` may be called again (at once when it is not backing off). */
-  async waitTurn(host: string, signal?: AbortSignal): Promise<void> {
+  /**
+   * Resolves true when `host` may be called (at once when it is not backing off), or false when
+   * `until` comes first. An unreachable host lets one caller through after each pause (the probe);
+   * the others wait for the probe's answer.
+   */
+  async waitTurn(host: string, options: WaitTurnOptions = {}): Promise<boolean> {
+    const { signal, until } = options;
     throwIfAborted(signal);
-    // The pause can grow while we wait (another request met a Retry-After), so look again after it.
+    // The pause can grow while we wait (a probe failed, a Retry-After came), so look again after it.
     for (;;) {
       const state = this.#hosts.get(host);
-      const waitMs = state === undefined ? 0 : state.notBefore - this.#now();
-      if (waitMs <= 0) return;
-      await sleep(waitMs, signal);
+      const now = this.#now();
+      if (state === undefined) return true;
+      // A probe whose caller never reported back (it was aborted) has had its time.
+      if (state.probing && now >= state.notBefore) state.probing = false;
+      if (now >= state.notBefore) {
+        if (state.unreachable && state.failingSince !== undefined) {
+          state.probing = true;
+          // Should the probe never report back (its caller aborted), the next caller probes after this.
+          state.notBefore = now + this.#delay(state.level);
+        }
+        return true;
+      }
+      if (until !== undefined && now >= until) return false;
+      const wakeAt = Math.min(state.notBefore, until ?? Infinity);
+      await this.#sleepUnlessWoken(state, Math.max(1, wakeAt - now), signal);
     }
   }
 
   /**
    * Notes a failed request to `host`. Only transient failures count (a 404 says nothing about the
    * host's health). Failures that land while the host is already paused belong to the same episode
-   * (requests that were in flight together) and do not deepen the backoff; a `Retry-After` always
-   * extends the pause to at least its end.
+   * (requests that were in flight together) and do not deepen the backoff, except the probe's; a
+   * `Retry-After` always extends the pause to at least its end.
    */
   recordFailure(host: string, err: unknown): void {
     if (!isRetryable(err)) return;
+    this.#failedRequests.set(host, (this.#failedRequests.get(host) ?? 0) + 1);
     const now = this.#now();
-    const state = this.#hosts.get(host) ?? { level: 0, notBefore: 0 };
-    if (now >= state.notBefore) state.level += 1;
+    const state = this.#hosts.get(host) ?? this.#fresh();
+    if (state.probing || now >= state.notBefore) {
+      state.level += 1;
+      state.notBefore = now + this.#delay(state.level);
+    }
+    state.probing = false;
+    state.failingSince ??= now;
+    state.unreachable = isConnectionFailure(err);
+    state.lastCode = errorCode(err);
     const retryAfterMs = retryAfterOf(err);
-    const delay = backoffDelay(this.#policy, state.level, {
-      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-      random: this.#random,
-    });
-    state.notBefore = Math.max(state.notBefore, now + delay);
+    if (retryAfterMs !== undefined) {
+      const pause = backoffDelay(this.#policy, state.level, { retryAfterMs });
+      state.promisedUntil = Math.max(state.promisedUntil, now + pause);
+      state.notBefore = Math.max(state.notBefore, state.promisedUntil);
+    }
     this.#hosts.set(host, state);
   }
 
-  /** Notes a success: the backoff decays by one level; a pause already promised (Retry-After) stays. */
+  /** Transient failures of requests to `host` since this backoff was made, whoever sent them. */
+  failedRequests(host: string): number {
+    return this.#failedRequests.get(host) ?? 0;
+  }
+
+  /**
+   * Notes that the host answered: the backoff decays by one level, the host counts as reachable
+   * again and waiting callers go at once; a pause the host asked for (Retry-After) stays.
+   */
   recordSuccess(host: string): void {
     const state = this.#hosts.get(host);
     if (state === undefined) return;
     state.level = Math.max(0, state.level - 1);
-    if (state.level === 0 && state.notBefore <= this.#now()) this.#hosts.delete(host);
+    state.failingSince = undefined;
+    state.unreachable = false;
+    state.probing = false;
+    state.notBefore = state.promisedUntil;
+    const now = this.#now();
+    if (state.level === 0 && state.promisedUntil <= now) this.#hosts.delete(host);
+    for (const wake of state.wakers) wake();
+    state.wakers.clear();
   }
 
   /** Milliseconds until `host` may be called (0 when it may be called now). */
   pauseRemaining(host: string): number {
     const state = this.#hosts.get(host);
     return state === undefined ? 0 : Math.max(0, state.notBefore - this.#now());
+  }
+
+  /** Epoch ms since `host` has been failing without a success in between, or undefined. */
+  failingSince(host: string): number | undefined {
+    return this.#hosts.get(host)?.failingSince;
+  }
+
+  /** True while `host` is failing: its requests wait on the host's pause, not on delays of their own. */
+  isFailing(host: string): boolean {
+    return this.#hosts.get(host)?.failingSince !== undefined;
+  }
+
+  /** The hosts failing now, longest first. */
+  troubles(): HostTrouble[] {
+    const list: HostTrouble[] = [];
+    for (const [host, state] of this.#hosts) {
+      if (state.failingSince === undefined) continue;
+      list.push({ host, failingSince: state.failingSince, nextTryAt: state.notBefore, unreachable: state.unreachable, code: state.lastCode });
+    }
+    return list.sort((a, b) => a.failingSince - b.failingSince);
+  }
+
+  #fresh(): HostState {
+    return { level: 0, notBefore: 0, promisedUntil: 0, failingSince: undefined, unreachable: false, probing: false, lastCode: '', wakers: new Set() };
+  }
+
+  #delay(level: number): number {
+    return backoffDelay(this.#policy, Math.max(1, level), { random: this.#random });
+  }
+
+  /** Waits `ms`, or until the host answers again; an abort rejects with `MM_ABORTED`. */
+  #sleepUnlessWoken(state: HostState, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        state.wakers.delete(done);
+        resolve();
+      };
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        state.wakers.delete(done);
+        reject(abortError(signal));
+      };
+      const timer = setTimeout(done, ms);
+      state.wakers.add(done);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 }

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { DigestMismatchError, MeshmirrorError, RegistryError, StallError } from '../errors.ts';
+import { RetryClock } from './retry-clock.ts';
 import {
   backoffDelay,
+  decideRetry,
   DEFAULT_RETRY_POLICY,
   isRetryable,
   MAX_RETRY_AFTER_MS,
@@ -25,7 +27,7 @@ function systemError(code: string): Error {
 describe('backoffDelay', () => {
   it('doubles from the base delay and stops at the cap', () => {
     const delays = [1, 2, 3, 4, 5, 6, 7, 8].map((attempt) => backoffDelay(noJitter, attempt));
-    expect(delays).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+    expect(delays).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
   });
 
   it('keeps jittered delays between (1 - jitter) of the computed delay and the delay itself', () => {
@@ -35,8 +37,8 @@ describe('backoffDelay', () => {
     expect(backoffDelay(policy, 3, { random: () => 0.5 })).toBe(3_600);
     for (let i = 0; i < 200; i++) {
       const delay = backoffDelay(policy, 10);
-      expect(delay).toBeGreaterThanOrEqual(48_000);
-      expect(delay).toBeLessThanOrEqual(60_000);
+      expect(delay).toBeGreaterThanOrEqual(24_000);
+      expect(delay).toBeLessThanOrEqual(30_000);
     }
   });
 
@@ -51,6 +53,13 @@ describe('backoffDelay', () => {
 });
 
 describe('retryPolicyFromSettings', () => {
+  it('retries by time without progress unless a retry count is given', () => {
+    expect(retryPolicyFromSettings({ retryDelayMs: 0 })).toEqual(DEFAULT_RETRY_POLICY);
+    expect(DEFAULT_RETRY_POLICY.retries).toBeUndefined();
+    expect(DEFAULT_RETRY_POLICY.noProgressTimeoutMs).toBe(10 * 60_000);
+    expect(retryPolicyFromSettings({ retryDelayMs: 0, imageTimeoutMs: 90_000 })).toEqual({ ...DEFAULT_RETRY_POLICY, noProgressTimeoutMs: 90_000 });
+  });
+
   it('treats a retry delay of 0 as exponential backoff from the default base, as oc-mirror does', () => {
     expect(retryPolicyFromSettings({ retryTimes: 10, retryDelayMs: 0 })).toEqual({ ...DEFAULT_RETRY_POLICY, retries: 10 });
   });
@@ -61,6 +70,69 @@ describe('retryPolicyFromSettings', () => {
     expect([1, 2, 3].map((attempt) => backoffDelay({ ...policy, jitter: 0 }, attempt))).toEqual([30_000, 30_000, 30_000]);
     const long = retryPolicyFromSettings({ retryTimes: 1, retryDelayMs: 120_000 });
     expect(backoffDelay({ ...long, jitter: 0 }, 1)).toBe(120_000);
+  });
+});
+
+describe('decideRetry: retries by time without progress', () => {
+  const byTime: RetryPolicy = { noProgressTimeoutMs: 10_000, baseDelayMs: 1_000, maxDelayMs: 4_000, factor: 2, jitter: 0 };
+
+  it('keeps retrying while time is left, however many attempts failed', () => {
+    expect(decideRetry(byTime, { failures: 1, sinceProgressMs: 0 })).toEqual({ retry: true, delayMs: 1_000 });
+    expect(decideRetry(byTime, { failures: 500, sinceProgressMs: 5_000 })).toEqual({ retry: true, delayMs: 4_000 });
+  });
+
+  it('never waits past the moment the time runs out, and gives up at or after it', () => {
+    expect(decideRetry(byTime, { failures: 9, sinceProgressMs: 8_500 })).toEqual({ retry: true, delayMs: 1_500 });
+    expect(decideRetry(byTime, { failures: 9, sinceProgressMs: 9_999 })).toEqual({ retry: true, delayMs: 1 });
+    expect(decideRetry(byTime, { failures: 10, sinceProgressMs: 10_000 })).toEqual({ retry: false, reason: 'no-progress' });
+    expect(decideRetry(byTime, { failures: 1, sinceProgressMs: 60_000 })).toEqual({ retry: false, reason: 'no-progress' });
+    // A Retry-After longer than the time left is cut to it too: one last try when the time runs out.
+    expect(decideRetry(byTime, { failures: 1, sinceProgressMs: 7_000, retryAfterMs: 600_000 })).toEqual({ retry: true, delayMs: 3_000 });
+  });
+
+  it('also caps attempts when a retry count is given (oc-mirror --retry-times)', () => {
+    const capped: RetryPolicy = { ...byTime, retries: 2 };
+    expect(decideRetry(capped, { failures: 2, sinceProgressMs: 100 })).toMatchObject({ retry: true });
+    expect(decideRetry(capped, { failures: 3, sinceProgressMs: 100 })).toEqual({ retry: false, reason: 'retries' });
+    // Whichever comes first.
+    expect(decideRetry(capped, { failures: 1, sinceProgressMs: 10_000 })).toEqual({ retry: false, reason: 'no-progress' });
+  });
+
+  it('RetryClock: attempts stop exactly when the time without progress passes; a byte of progress restarts the clock', () => {
+    let now = 1_000_000;
+    const clock = new RetryClock(byTime, { now: () => now });
+    // Fail every second: 10 s without progress is reached at the tenth failure.
+    const decisions: boolean[] = [];
+    for (let i = 0; i < 10; i++) {
+      now += 1_000;
+      decisions.push(clock.failure().retry);
+    }
+    expect(decisions).toEqual([true, true, true, true, true, true, true, true, true, false]);
+    expect(clock.deadline()).toBe(1_000_000 + 10_000);
+
+    const fresh = new RetryClock(byTime, { now: () => now });
+    now += 9_999;
+    expect(fresh.failure()).toEqual({ retry: true, delayMs: 1 });
+    // One byte: the count and the clock start again.
+    fresh.progress();
+    expect(fresh.failures).toBe(0);
+    now += 9_999;
+    expect(fresh.failure()).toEqual({ retry: true, delayMs: 1 });
+    expect(fresh.expired()).toBe(false);
+    now += 1;
+    expect(fresh.expired()).toBe(true);
+    expect(fresh.failure()).toEqual({ retry: false, reason: 'no-progress' });
+  });
+
+  it('RetryClock: a request that joins a host failing since earlier counts from then, until its first byte', () => {
+    let now = 1_000_000;
+    const hostFailingSince = now - 8_000;
+    const clock = new RetryClock(byTime, { now: () => now });
+    expect(clock.deadline(hostFailingSince)).toBe(hostFailingSince + 10_000);
+    now += 2_000;
+    expect(clock.failure({ hostFailingSince })).toEqual({ retry: false, reason: 'no-progress' });
+    clock.progress();
+    expect(clock.deadline(hostFailingSince)).toBe(now + 10_000);
   });
 });
 

@@ -6,8 +6,16 @@
 import { abortError, MeshmirrorError, RegistryError } from '../errors.ts';
 
 export interface RetryPolicy {
-  /** Attempts after the first one. 0 means a single attempt. */
-  retries: number;
+  /**
+   * Failed attempts in a row without progress allowed after the first one (oc-mirror
+   * `--retry-times`). Absent: no cap by count, and time without progress decides.
+   */
+  retries?: number;
+  /**
+   * Give up once this long has passed without a byte of progress (`--image-timeout`), counting
+   * failed attempts, retry delays and host backoff. Absent: no limit by time.
+   */
+  noProgressTimeoutMs?: number;
   /** Delay before the first retry. */
   baseDelayMs: number;
   /** No computed delay is longer than this. */
@@ -18,10 +26,18 @@ export interface RetryPolicy {
   jitter: number;
 }
 
+/** oc-mirror's `--image-timeout` default, here the time a transfer may go without progress. */
+export const DEFAULT_NO_PROGRESS_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * Retries go on until ten minutes pass without a byte of progress. The cap of 30 s between tries
+ * means a five-minute outage costs about fourteen probes per host (1, 2, 4, 8, 16 s, then every
+ * 30 s), and a run carries on at most 30 s after the registry is back.
+ */
 export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
-  retries: 5,
+  noProgressTimeoutMs: DEFAULT_NO_PROGRESS_TIMEOUT_MS,
   baseDelayMs: 1_000,
-  maxDelayMs: 60_000,
+  maxDelayMs: 30_000,
   factor: 2,
   jitter: 0.2,
 });
@@ -33,19 +49,48 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
 export const MAX_RETRY_AFTER_MS = 10 * 60_000;
 
 /**
- * The policy for oc-mirror's `--retry-times` / `--retry-delay`. As in oc-mirror, a delay of 0 means
- * exponential backoff from the default base; a positive delay is the fixed pause between attempts.
+ * The policy for oc-mirror's `--retry-times` / `--retry-delay` / `--image-timeout`. Without a
+ * retry count, attempts go on until `imageTimeoutMs` passes without progress; with one, whichever
+ * comes first ends them. As in oc-mirror, a delay of 0 means exponential backoff from the default
+ * base; a positive delay is the fixed pause between attempts.
  */
-export function retryPolicyFromSettings(settings: { retryTimes: number; retryDelayMs: number }): RetryPolicy {
-  const retries = Math.max(0, Math.floor(settings.retryTimes));
-  if (settings.retryDelayMs <= 0) return { ...DEFAULT_RETRY_POLICY, retries };
-  return {
-    ...DEFAULT_RETRY_POLICY,
-    retries,
-    baseDelayMs: settings.retryDelayMs,
-    maxDelayMs: Math.max(DEFAULT_RETRY_POLICY.maxDelayMs, settings.retryDelayMs),
-    factor: 1,
-  };
+export function retryPolicyFromSettings(settings: { retryTimes?: number | undefined; retryDelayMs: number; imageTimeoutMs?: number | undefined }): RetryPolicy {
+  const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, noProgressTimeoutMs: settings.imageTimeoutMs ?? DEFAULT_NO_PROGRESS_TIMEOUT_MS };
+  if (settings.retryTimes !== undefined) policy.retries = Math.max(0, Math.floor(settings.retryTimes));
+  if (settings.retryDelayMs <= 0) return policy;
+  return { ...policy, baseDelayMs: settings.retryDelayMs, maxDelayMs: Math.max(DEFAULT_RETRY_POLICY.maxDelayMs, settings.retryDelayMs), factor: 1 };
+}
+
+/** What to do after a failed attempt that may be retried. */
+export type RetryDecision =
+  | { retry: true; delayMs: number }
+  /** `retries`: the count cap was reached; `no-progress`: the time without progress ran out. */
+  | { retry: false; reason: 'retries' | 'no-progress' };
+
+export interface FailedAttempt {
+  /** Failed attempts in a row without progress, this one included (1-based). */
+  failures: number;
+  /** Time since the last byte of progress (or since the work began, when nothing moved yet). */
+  sinceProgressMs: number;
+  /** The server's `Retry-After`, if it sent one. */
+  retryAfterMs?: number | undefined;
+  random?: () => number;
+}
+
+/**
+ * The retry decision, pure. Gives up when the policy's count cap is passed or the time without
+ * progress has run out; otherwise waits the backoff delay, but never past the moment the time runs
+ * out, so the last attempt starts exactly then and a failure at or after it is final.
+ */
+export function decideRetry(policy: RetryPolicy, attempt: FailedAttempt): RetryDecision {
+  if (policy.retries !== undefined && attempt.failures > policy.retries) return { retry: false, reason: 'retries' };
+  const limit = policy.noProgressTimeoutMs;
+  if (limit !== undefined && attempt.sinceProgressMs >= limit) return { retry: false, reason: 'no-progress' };
+  const delay = backoffDelay(policy, attempt.failures, {
+    ...(attempt.retryAfterMs === undefined ? {} : { retryAfterMs: attempt.retryAfterMs }),
+    ...(attempt.random === undefined ? {} : { random: attempt.random }),
+  });
+  return { retry: true, delayMs: limit === undefined ? delay : Math.min(delay, limit - attempt.sinceProgressMs) };
 }
 
 /**
@@ -146,6 +191,42 @@ function classify(err: unknown, depth: number): boolean {
   // Node raises connect failures to several addresses as an AggregateError of per-address errors.
   if (err instanceof AggregateError) return err.errors.some((e) => classify(e, depth + 1));
   return 'cause' in err ? classify(err.cause, depth + 1) : false;
+}
+
+/** Codes of connection failures: the request never got an answer from the host. */
+const CONNECTION_FAILURE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+]);
+
+/**
+ * True when a retryable failure says the host could not be reached at all (refused, reset, no
+ * route, a connect or header timeout) rather than that it answered badly (5xx, 429) or that one
+ * body stopped (stall, early EOF). Such a host is probed by one request at a time until it answers.
+ */
+export function isConnectionFailure(err: unknown): boolean {
+  let current: unknown = err;
+  for (let depth = 0; depth <= MAX_CAUSE_DEPTH && current !== null && typeof current === 'object'; depth++) {
+    if (current instanceof RegistryError) return false;
+    if (current instanceof MeshmirrorError && current.code !== 'MM_NETWORK') return false;
+    const code = 'code' in current && typeof current.code === 'string' ? current.code : undefined;
+    if (code !== undefined && CONNECTION_FAILURE_CODES.has(code)) return true;
+    const cause = current instanceof MeshmirrorError ? current.data['cause'] : undefined;
+    if (typeof cause === 'string' && CONNECTION_FAILURE_CODES.has(cause)) return true;
+    if (current instanceof AggregateError) return current.errors.some((e) => isConnectionFailure(e));
+    current = 'cause' in current ? current.cause : undefined;
+  }
+  return false;
 }
 
 /** The server's `Retry-After` carried by an error (or by one of its causes), in milliseconds. */

@@ -56,6 +56,7 @@ export class ScriptedRegistryClient implements RegistryClient {
   readonly #blobs = new Map<string, Uint8Array>();
   readonly #script: ScriptedAnswer[] = [];
   #onRequest: ((request: RecordedRequest) => void) | undefined;
+  readonly #down = new Set<string>();
 
   /** Makes `data` available as `digest` in `registry/repository`. */
   addBlob(location: RepositoryLocation, digest: Digest, data: Uint8Array): this {
@@ -66,6 +67,13 @@ export class ScriptedRegistryClient implements RegistryClient {
   /** Queues behaviours for the next requests, in order; requests past the script are served well. */
   script(...answers: ScriptedAnswer[]): this {
     this.#script.push(...answers);
+    return this;
+  }
+
+  /** true: every request to `registry` fails as a refused connection does, until set false again. */
+  setDown(registry: string, down: boolean): this {
+    if (down) this.#down.add(registry);
+    else this.#down.delete(registry);
     return this;
   }
 
@@ -97,8 +105,11 @@ export class ScriptedRegistryClient implements RegistryClient {
     };
     this.requests.push(recorded);
     this.#onRequest?.(recorded);
-    const answer = this.#script.shift() ?? {};
     const url = `http://${location.registry}/v2/${location.repository}/blobs/${digest}`;
+    if (this.#down.has(location.registry)) {
+      throw new MeshmirrorError('MM_NETWORK', `GET ${url}: connection refused by ${location.registry}`, { data: { host: location.registry, cause: 'ECONNREFUSED' } });
+    }
+    const answer = this.#script.shift() ?? {};
     const data = this.#blobs.get(`${location.registry}/${location.repository}@${digest}`);
     if (answer.status !== undefined) {
       throw new RegistryError(`scripted ${answer.status}`, {

@@ -82,7 +82,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
   const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger });
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
-  const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
+  const progress = progressFor(flags, backoff);
   try {
     const summary = await withInterruptSignal((signal) =>
       mirrorToDisk({
@@ -112,6 +112,11 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     await agent.close();
     await client.close();
   }
+}
+
+/** The progress line (quiet for `--output json` off a terminal); it names the hosts the run is waiting for. */
+function progressFor(flags: MirrorFlags, backoff: HostBackoff) {
+  return createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined, hostTroubles: () => backoff.troubles() });
 }
 
 /** Where release and graph content comes from: flags, then oc-mirror's `UPDATE_URL_OVERRIDE`. */
@@ -159,7 +164,6 @@ async function openLocalAgent(options: Omit<InProcessAgentOptions, 'name' | 'sto
     store,
     // oc-mirror's ceiling: parallel-images images, each with parallel-layers transfers.
     parallelLayers: settings.parallelImages * settings.parallelLayers,
-    noProgressTimeoutMs: settings.imageTimeoutMs,
     logger,
   });
   return { store, agent };
@@ -202,7 +206,7 @@ async function joinFarm(
     connectTimeoutMs: settings.connectTimeoutMs,
     headersTimeoutMs: settings.headersTimeoutMs,
     stallTimeoutMs: settings.stallTimeoutMs,
-    retryTimes: settings.retryTimes,
+    ...(settings.retryTimes === undefined ? {} : { retryTimes: settings.retryTimes }),
     retryDelayMs: settings.retryDelayMs,
     parallel: settings.parallelImages * settings.parallelLayers,
     noProgressTimeoutMs: settings.imageTimeoutMs,
@@ -294,7 +298,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
   const found = await stat(archiveDir).catch(() => undefined);
   if (found?.isDirectory() !== true) throw new MeshmirrorError('MM_USAGE', `--from "${flags.from}": ${archiveDir} is not a folder`);
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'destination');
-  const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
+  const progress = progressFor(flags, backoff);
   try {
     const summary = await withInterruptSignal((signal) =>
       diskToMirror({
@@ -355,12 +359,13 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
     connectTimeoutMs: settings.connectTimeoutMs,
     headersTimeoutMs: settings.headersTimeoutMs,
     stallTimeoutMs: settings.stallTimeoutMs,
-    retryTimes: settings.retryTimes,
+    ...(settings.retryTimes === undefined ? {} : { retryTimes: settings.retryTimes }),
     retryDelayMs: settings.retryDelayMs,
+    noProgressTimeoutMs: settings.imageTimeoutMs,
     chunkBytes,
   };
   let farm: Awaited<ReturnType<typeof joinFarm>> | undefined;
-  const progress = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined });
+  const progress = progressFor(flags, backoff);
   try {
     farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger, pushSettings);
     const mesh = farm?.mesh;

@@ -233,7 +233,7 @@ describe('parseUpdateGraph', () => {
 
 // ---- the client against a local graph service -------------------------------------------------
 
-const FAST_RETRY: RetryPolicy = { retries: 3, baseDelayMs: 1, maxDelayMs: 1, factor: 1, jitter: 0 };
+const FAST_RETRY = { retries: 3, baseDelayMs: 1, maxDelayMs: 1, factor: 1, jitter: 0 } satisfies RetryPolicy;
 const STABLE_AMD64 = { channel: STABLE, arch: 'amd64', type: 'ocp' } as const;
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
