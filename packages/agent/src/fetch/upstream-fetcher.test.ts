@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  HostBackoff,
+  MeshmirrorError,
   sha256Digest,
   silentLogger,
   type Digest,
@@ -258,6 +260,37 @@ describe('fetchPiece', () => {
     const outcome = await fetchPiece(wholeBlob(), deps({ retry: { ...FAST_RETRY, noProgressTimeoutMs: 500 } }));
     expect(outcome).toMatchObject({ type: 'piece-done', sha256: digest });
     expect(Date.now() - started).toBeGreaterThan(500);
+  });
+
+  it('does not count a transfer cut off by an outage as the host answering again', async () => {
+    // Another request has just found the host refusing connections; then this transfer, which had
+    // moved bytes, is cut off too. Were its bytes taken as the host being back, every request
+    // waiting for the host would go at once (a storm of probes) and the outage would start over.
+    let now = 1_000_000;
+    const backoff = new HostBackoff({ noProgressTimeoutMs: 600_000, baseDelayMs: 1_000, maxDelayMs: 30_000, factor: 2, jitter: 0 }, { now: () => now });
+    const refused = new MeshmirrorError('MM_NETWORK', 'connection refused by registry.test', { data: { cause: 'ECONNREFUSED' } });
+    client.script({ failAfter: 300_000, failWith: 'reset' }).onRequest(() => {
+      backoff.recordFailure(SOURCE.registry, refused);
+      now += 5_000;
+    });
+    const controller = new AbortController();
+    let failingSince: number | undefined;
+    const fetching = fetchPiece(
+      wholeBlob(),
+      deps({
+        backoff,
+        signal: controller.signal,
+        onEvent: (e) => {
+          events.push(e);
+          if (e.type !== 'retry') return;
+          failingSince = backoff.failingSince(SOURCE.registry);
+          controller.abort();
+        },
+      }),
+    );
+    await expect(fetching).rejects.toMatchObject({ code: 'MM_ABORTED' });
+    expect(failingSince).toBe(1_000_000);
+    expect(backoff.troubles()).toMatchObject([{ host: SOURCE.registry, failingSince: 1_000_000, unreachable: true }]);
   });
 
   it('stops promptly when aborted during a retry delay', async () => {

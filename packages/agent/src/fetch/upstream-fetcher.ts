@@ -178,13 +178,23 @@ class PieceFetch {
       const source = sources[sourceIndex] as RepositoryLocation;
       const host = source.registry;
       if (backoff !== undefined) {
-        const turn = await backoff.waitTurn(host, { signal, until: this.#clock.deadline(backoff.failingSince(host)) });
+        // Wait out the host's pause without a slot; the turn is taken in the slot, as the request
+        // goes out, since the host may have started failing while this piece queued for one.
+        const turn = await backoff.waitTurn(host, { signal, until: this.#clock.deadline(backoff.failingSince(host)), claim: false });
         if (!turn) return this.#gaveUp(lastError ?? hostGivenUp(host, backoff, retry), 'no-progress');
       }
       const before = writer.committed;
+      // The failure episode the request is sent in, to tell a late answer from the host's return.
+      let ticket: number | undefined;
       try {
-        await inSlot(() => this.#attempt(writer, source));
-        backoff?.recordSuccess(host);
+        const went = await inSlot(async () => {
+          if (backoff !== undefined && !backoff.tryTurn(host)) return false;
+          ticket = backoff?.ticket(host);
+          await this.#attempt(writer, source);
+          return true;
+        });
+        if (!went) continue;
+        backoff?.recordSuccess(host, ticket);
       } catch (err) {
         if (signal?.aborted === true) throw abortError(signal);
         if (errorCode(err) === 'MM_STORE') throw err;
@@ -204,8 +214,10 @@ class PieceFetch {
         if (!isRetryable(err)) return err;
         lastError = err;
         // A host that delivered bytes before failing is serving, not down: its backoff must not
-        // deepen with every hiccup of a long transfer.
-        if (progressed) backoff?.recordSuccess(host);
+        // deepen with every hiccup of a long transfer. Unless another request has already found
+        // it failing: then this is the same outage cutting a transfer off, and counting its bytes
+        // as an answer would send every waiting request at once.
+        if (progressed && backoff?.isFailing(host) !== true) backoff?.recordSuccess(host);
         backoff?.recordFailure(host, err);
         const failingSince = backoff?.failingSince(host);
         const decision = this.#clock.failure({ retryAfterMs: retryAfterOf(err), hostFailingSince: failingSince });

@@ -70,6 +70,24 @@ describe('HostBackoff', () => {
     expect(backoff.failedRequests('quay.example')).toBe(0);
   });
 
+  it('ignores an answer to a request sent before the host started failing', () => {
+    const backoff = new HostBackoff(policy);
+    const early = backoff.ticket('quay.example');
+    backoff.recordFailure('quay.example', refused());
+    const probe = backoff.ticket('quay.example');
+    // A response that was already on its way when the host went away: the outage goes on.
+    backoff.recordSuccess('quay.example', early);
+    expect(backoff.isFailing('quay.example')).toBe(true);
+    expect(backoff.pauseRemaining('quay.example')).toBeGreaterThan(0);
+    // The probe, sent during the outage, is the host answering again.
+    backoff.recordSuccess('quay.example', probe);
+    expect(backoff.isFailing('quay.example')).toBe(false);
+    // A later episode is a new one: the old probe's ticket no longer ends it.
+    backoff.recordFailure('quay.example', refused());
+    backoff.recordSuccess('quay.example', probe);
+    expect(backoff.isFailing('quay.example')).toBe(true);
+  });
+
   it('counts every transient failure per host, in flight together or not, for the reports', () => {
     const backoff = new HostBackoff(policy);
     backoff.recordFailure('quay.example', refused());
@@ -131,6 +149,23 @@ describe('HostBackoff: a host that is down', () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(granted).toHaveLength(5);
     expect(backoff.troubles()).toEqual([]);
+  });
+
+  it('lets callers that queued elsewhere (for a slot) wait without the probe, then take it one at a time', async () => {
+    vi.useFakeTimers();
+    const backoff = new HostBackoff(byTime);
+    backoff.recordFailure('r.example', refused());
+    const waited: number[] = [];
+    for (const i of [0, 1, 2]) void backoff.waitTurn('r.example', { claim: false }).then(() => waited.push(i));
+    await vi.advanceTimersByTimeAsync(1_000);
+    // All three saw the pause end; none took the probe by waiting.
+    expect(waited).toHaveLength(3);
+    // As their requests go out, the first takes the probe and the others must wait for its answer.
+    expect([backoff.tryTurn('r.example'), backoff.tryTurn('r.example'), backoff.tryTurn('r.example')]).toEqual([true, false, false]);
+    // A host that started failing while a request queued sends it back to wait.
+    expect(backoff.tryTurn('other.example')).toBe(true);
+    backoff.recordFailure('other.example', refused());
+    expect(backoff.tryTurn('other.example')).toBe(false);
   });
 
   it('lets every caller go after the pause when the host answers with errors (it is up)', async () => {

@@ -45,6 +45,8 @@ export interface WaitTurnOptions {
   signal?: AbortSignal | undefined;
   /** Epoch ms after which the caller would rather give up than keep waiting. */
   until?: number | undefined;
+  /** Take the turn (the probe, for an unreachable host) when it comes; default true. */
+  claim?: boolean;
 }
 
 export class HostBackoff {
@@ -54,6 +56,8 @@ export class HostBackoff {
   readonly #hosts = new Map<string, HostState>();
   /** Every transient failure recorded per host, for reports ("N failed requests"). */
   readonly #failedRequests = new Map<string, number>();
+  /** Failure episodes begun per host; a request notes the one it was sent in (`ticket`). */
+  readonly #episodes = new Map<string, number>();
 
   constructor(policy: RetryPolicy, options: { now?: () => number; random?: () => number } = {}) {
     this.#policy = policy;
@@ -64,30 +68,43 @@ export class HostBackoff {
   /**
    * Resolves true when `host` may be called (at once when it is not backing off), or false when
    * `until` comes first. An unreachable host lets one caller through after each pause (the probe);
-   * the others wait for the probe's answer.
+   * the others wait for the probe's answer. With `claim: false` the caller only waits for the pause
+   * to end and must take its turn with `tryTurn` as the request goes out (after queueing for a
+   * slot, say, during which the host may have started failing).
    */
   async waitTurn(host: string, options: WaitTurnOptions = {}): Promise<boolean> {
     const { signal, until } = options;
+    const claim = options.claim ?? true;
     throwIfAborted(signal);
     // The pause can grow while we wait (a probe failed, a Retry-After came), so look again after it.
     for (;;) {
+      if (claim ? this.tryTurn(host) : this.pauseRemaining(host) === 0) return true;
       const state = this.#hosts.get(host);
-      const now = this.#now();
       if (state === undefined) return true;
-      // A probe whose caller never reported back (it was aborted) has had its time.
-      if (state.probing && now >= state.notBefore) state.probing = false;
-      if (now >= state.notBefore) {
-        if (state.unreachable && state.failingSince !== undefined) {
-          state.probing = true;
-          // Should the probe never report back (its caller aborted), the next caller probes after this.
-          state.notBefore = now + this.#delay(state.level);
-        }
-        return true;
-      }
+      const now = this.#now();
       if (until !== undefined && now >= until) return false;
       const wakeAt = Math.min(state.notBefore, until ?? Infinity);
       await this.#sleepUnlessWoken(state, Math.max(1, wakeAt - now), signal);
     }
+  }
+
+  /**
+   * true when `host` may be called now, taking the probe when it is unreachable; false when the
+   * caller must wait (`waitTurn`) first.
+   */
+  tryTurn(host: string): boolean {
+    const state = this.#hosts.get(host);
+    if (state === undefined) return true;
+    const now = this.#now();
+    // A probe whose caller never reported back (it was aborted) has had its time.
+    if (state.probing && now >= state.notBefore) state.probing = false;
+    if (now < state.notBefore) return false;
+    if (state.unreachable && state.failingSince !== undefined) {
+      state.probing = true;
+      // Should the probe never report back (its caller aborted), the next caller probes after this.
+      state.notBefore = now + this.#delay(state.level);
+    }
+    return true;
   }
 
   /**
@@ -106,7 +123,10 @@ export class HostBackoff {
       state.notBefore = now + this.#delay(state.level);
     }
     state.probing = false;
-    state.failingSince ??= now;
+    if (state.failingSince === undefined) {
+      state.failingSince = now;
+      this.#episodes.set(host, (this.#episodes.get(host) ?? 0) + 1);
+    }
     state.unreachable = isConnectionFailure(err);
     state.lastCode = errorCode(err);
     const retryAfterMs = retryAfterOf(err);
@@ -124,12 +144,23 @@ export class HostBackoff {
   }
 
   /**
-   * Notes that the host answered: the backoff decays by one level, the host counts as reachable
-   * again and waiting callers go at once; a pause the host asked for (Retry-After) stays.
+   * What a request notes as it is sent, to hand to `recordSuccess`: the failure episode it was sent
+   * in. An answer to a request sent before the host started failing says nothing about it now.
    */
-  recordSuccess(host: string): void {
+  ticket(host: string): number {
+    return this.#episodes.get(host) ?? 0;
+  }
+
+  /**
+   * Notes that the host answered: the backoff decays by one level, the host counts as reachable
+   * again and waiting callers go at once; a pause the host asked for (Retry-After) stays. With the
+   * `ticket` the request was sent with: an answer to a request sent before the current failure
+   * episode began (a response that was already on its way when the host went away) is ignored.
+   */
+  recordSuccess(host: string, ticket?: number): void {
     const state = this.#hosts.get(host);
     if (state === undefined) return;
+    if (ticket !== undefined && state.failingSince !== undefined && ticket !== this.ticket(host)) return;
     state.level = Math.max(0, state.level - 1);
     state.failingSince = undefined;
     state.unreachable = false;

@@ -51,9 +51,10 @@ export async function withRetries<T>(operation: (attempt: number) => Promise<T>,
       if (!turn && lastError !== undefined) throw lastError;
       if (!turn) throw hostGivenUp(host, backoff, policy);
     }
+    const ticket = backoff?.ticket(host);
     try {
       const result = await operation(attempt);
-      backoff?.recordSuccess(host);
+      backoff?.recordSuccess(host, ticket);
       return result;
     } catch (error) {
       if (signal?.aborted === true) throw abortError(signal);
