@@ -19,6 +19,7 @@ import {
   abortError,
   createDigester,
   describeError,
+  describeRunMetadataIssue,
   DigestMismatchError,
   digestHex,
   errorCode,
@@ -28,7 +29,6 @@ import {
   REF_NAME_ANNOTATION,
   RUN_METADATA_VERSION,
   runDescriptionSchema,
-  describeRunMetadataIssue,
   silentLogger,
   throwIfAborted,
   type AbortOptions,
@@ -129,9 +129,8 @@ export function archiveLayoutEntries(layout: {
 
 /**
  * Refuses what `finish` cannot write; shared with `writeArchive`, which checks before starting.
- * Returns the run description as run.json will hold it: checked with the schema every reader uses,
- * so no archive is written that its readers refuse, and copied, so later changes by the caller do not
- * reach the file.
+ * Returns the run description as run.json will hold it (a copy, unknown fields dropped), checked
+ * with the schema every reader uses, so that no archive is written that its readers refuse.
  */
 export function checkArchiveFinal(final: { images: ArchiveImage[]; metadata: RunDescription }): RunDescription {
   for (const image of final.images) {
