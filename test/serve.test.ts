@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestHex, parseManifest, silentLogger, type Digest } from '../packages/shared/src/index.ts';
 import { writeArchive } from '../packages/agent/src/archive/archive-writer.ts';
+import { testRunDescription } from '../packages/agent/src/archive/test-run-fixture.ts';
 import { openOciLayout } from '../packages/agent/src/layout/oci-layout-reader.ts';
 import type { ImageFolder } from '../packages/agent/src/layout/image-folder.ts';
 import { startRegistryServer, type RunningRegistryServer } from '../packages/agent/src/serve/registry-server.ts';
@@ -51,13 +52,8 @@ beforeAll(async () => {
   written = (await writeSampleLayout(layoutDir, IMAGES)).images;
   const layout = await openOciLayout(layoutDir);
   blobs = await collectBlobs(layout);
-  const result = await writeArchive(layout, {
-    dir: archiveDir,
-    chunkSizeBytes: 256 * KiB,
-    images: written.map((image) => ({ name: image.name, descriptor: { mediaType: image.mediaType, digest: image.digest, size: image.size } })),
-    blobs,
-    metadata: { test: 'serve' },
-  });
+  const images = written.map((image) => ({ name: image.name, descriptor: { mediaType: image.mediaType, digest: image.digest, size: image.size } }));
+  const result = await writeArchive(layout, { dir: archiveDir, chunkSizeBytes: 256 * KiB, images, blobs, metadata: testRunDescription('serve', images) });
   chunkCount = result.chunks.length;
   expect(result.warnings.some((warning) => warning.includes('larger than the chunk size limit'))).toBe(true);
   registry = await startRegistry();

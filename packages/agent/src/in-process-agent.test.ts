@@ -17,6 +17,7 @@ import {
 } from '@meshmirror/shared';
 import { ScriptedRegistryClient } from './fetch/testing/scripted-registry-client.ts';
 import { openArchive } from './archive/archive-reader.ts';
+import { testRunDescription } from './archive/test-run-fixture.ts';
 import { createInProcessAgent } from './in-process-agent.ts';
 import { createBlobStore, type BlobStore } from './store/blob-store.ts';
 
@@ -197,10 +198,8 @@ describe('in-process agent', () => {
     const out = join(dir, 'out');
     const session = await agent.startArchive({ dir: out, chunkSizeBytes: 1 << 30 });
     await session.add({ digest, size: manifest.length });
-    const result = await session.finish({
-      images: [{ name: 'registry.test/team/app:1', descriptor: { mediaType: MediaType.OciManifest, digest, size: manifest.length } }],
-      metadata: {},
-    });
+    const images = [{ name: 'registry.test/team/app:1', descriptor: { mediaType: MediaType.OciManifest, digest, size: manifest.length } }];
+    const result = await session.finish({ images, metadata: testRunDescription('in-process-agent-test', images) });
     expect(result.chunks).toHaveLength(1);
     const archive = await openArchive(out);
     expect((await buffer(await archive.openBlob(digest))).equals(manifest)).toBe(true);

@@ -7,6 +7,7 @@ export * from './oci/reference.ts';
 export * from './registry/types.ts';
 export * from './agent/api.ts';
 export * from './agent/blob-reader.ts';
+export * from './archive/run-metadata.ts';
 export * from './units.ts';
 export * from './mesh/swarm-key.ts';
 export * from './config/imageset.ts';

@@ -9,6 +9,7 @@ import { openOciLayout } from '../layout/oci-layout-reader.ts';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
 import { openArchive } from './archive-reader.ts';
 import { writeArchive } from './archive-writer.ts';
+import { testRunDescription } from './test-run-fixture.ts';
 
 const KiB = 1024;
 let work: string;
@@ -43,7 +44,7 @@ async function writeFreshArchive(name: string): Promise<string> {
     chunkSizeBytes: 64 * KiB,
     images: layout.images,
     blobs: layout.blobs,
-    metadata: { source: 'reader-test' },
+    metadata: testRunDescription('reader-test', layout.images),
   });
   return dir;
 }
@@ -81,8 +82,11 @@ async function writeTar(path: string, entries: CraftedEntry[]): Promise<void> {
   await writeFile(path, await collected);
 }
 
-/** One crafted chunk that is a complete, single-chunk archive apart from the `extra` entries. */
-async function writeCraftedArchive(name: string, extra: CraftedEntry[], manifestBlobs?: unknown[]): Promise<string> {
+/**
+ * One crafted chunk that is a complete, single-chunk archive apart from the `extra` entries; `run`
+ * replaces fields of its run.json (`undefined` removes one).
+ */
+async function writeCraftedArchive(name: string, extra: CraftedEntry[], manifestBlobs?: unknown[], run: Record<string, unknown> = {}): Promise<string> {
   const dir = join(work, name);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
@@ -91,7 +95,10 @@ async function writeCraftedArchive(name: string, extra: CraftedEntry[], manifest
     ...extra,
     { name: 'oci-layout', data: JSON.stringify({ imageLayoutVersion: '1.0.0' }) },
     { name: 'index.json', data: JSON.stringify({ schemaVersion: 2, manifests: [] }) },
-    { name: 'meshmirror/run.json', data: JSON.stringify({ archive: { archiveId, chunkCount: 1, writtenAt: 'now' } }) },
+    {
+      name: 'meshmirror/run.json',
+      data: JSON.stringify({ schemaVersion: 1, ...testRunDescription('crafted'), archive: { archiveId, chunkCount: 1, writtenAt: 'now' }, ...run }),
+    },
     { name: 'meshmirror/chunk-000001.json', data: JSON.stringify({ chunk: 1, archiveId, blobs: manifestBlobs ?? [] }) },
   ];
   await writeTar(join(dir, 'mirror_000001.tar'), entries);
@@ -116,7 +123,11 @@ describe('openArchive', () => {
         descriptor: { ...image.descriptor, annotations: { 'org.opencontainers.image.ref.name': image.name } },
       })),
     );
-    expect(await archive.runMetadata()).toMatchObject({ source: 'reader-test', archive: { chunkCount: archive.chunks.length } });
+    expect(await archive.runMetadata()).toEqual({
+      schemaVersion: 1,
+      ...testRunDescription('reader-test', layout.images),
+      archive: { archiveId: archive.archiveId, chunkCount: archive.chunks.length, writtenAt: expect.any(String) },
+    });
     for (const blob of layout.blobs) {
       const expected = await sourceBlob(blob.digest);
       expect(await archive.blobSize(blob.digest)).toBe(blob.size);
@@ -206,6 +217,27 @@ describe('openArchive', () => {
     const error = await openError(await writeCraftedArchive('wrong-digest', [entry], [{ digest: other, size: 5, offset: 512 }]));
     expect(error.message).toContain(other);
     expect(error.message).toContain(entry.name);
+  });
+
+  it('reads a run.json written before versions as the current version', async () => {
+    const legacyImage = { ...testRunDescription('legacy', layout.images).images[0]!, origin: undefined };
+    const archive = await openArchive(await writeCraftedArchive('legacy-run', [], [], { schemaVersion: undefined, images: [legacyImage] }));
+    expect(await archive.runMetadata()).toMatchObject({ schemaVersion: 1, images: [{ source: 'sample/app:1.0', origin: 'archive', status: 'archived' }] });
+  });
+
+  it('refuses a run.json from a newer meshmirror, naming the chunk and entry and both versions', async () => {
+    const error = await openError(await writeCraftedArchive('newer-run', [], [], { schemaVersion: 2, images: { changed: 'shape' } }));
+    expect(error.message).toBe(
+      'mirror_000001.tar: entry "meshmirror/run.json" was written by a newer meshmirror (run.json version 2; this build reads up to 1); ' +
+        'use a meshmirror at least as new as the one that wrote the archive',
+    );
+    expect(error.data).toEqual({ file: 'mirror_000001.tar', entry: 'meshmirror/run.json' });
+  });
+
+  it('refuses a malformed run.json, naming the chunk, the entry and the field', async () => {
+    const image = { ...testRunDescription('bad', layout.images).images[0]!, kind: 'sideloaded' };
+    const error = await openError(await writeCraftedArchive('bad-run', [], [], { images: [image] }));
+    expect(error.message).toMatch(/^mirror_000001\.tar: entry "meshmirror\/run\.json" is not meshmirror run metadata \(run\.json version 1\) at images\[0\]\.kind: /);
   });
 
   it('refuses a folder with a chunk missing', async () => {

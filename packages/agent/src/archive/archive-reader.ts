@@ -15,11 +15,13 @@ import {
   imageIndexSchema,
   MeshmirrorError,
   parseDigest,
+  parseRunMetadata,
   REF_NAME_ANNOTATION,
   throwIfAborted,
   type AbortOptions,
   type ByteRange,
   type Digest,
+  type RunMetadata,
 } from '@meshmirror/shared';
 import type { FolderImage, ImageFolder } from '../layout/image-folder.ts';
 import { openFileRegion, resolveByteRange } from '../layout/blob-file.ts';
@@ -32,9 +34,7 @@ import {
   INDEX_JSON_ENTRY,
   OCI_LAYOUT_ENTRY,
   RUN_METADATA_ENTRY,
-  runMetadataSchema,
   type ChunkManifest,
-  type RunMetadata,
 } from './chunk-manifest.ts';
 import { archiveEntryError, indexTarEntries, type TarEntry } from './tar-index.ts';
 
@@ -63,7 +63,7 @@ export interface ArchiveReader extends ImageFolder {
   readonly kind: 'archive';
   readonly archiveId: string;
   readonly chunks: ArchiveChunkInfo[];
-  /** `meshmirror/run.json` from the last chunk. */
+  /** `meshmirror/run.json` from the last chunk, in the current version's shape whatever version wrote it. */
   runMetadata(options?: AbortOptions): Promise<RunMetadata>;
   locateBlob(digest: Digest): ArchiveBlobLocation | undefined;
   /**
@@ -101,8 +101,10 @@ export async function openArchive(dir: string, options: AbortOptions = {}): Prom
 
   const last = chunks[chunks.length - 1];
   if (last === undefined) throw new MeshmirrorError('MM_NOT_FOUND', `${root} holds no archive chunks`);
-  const runMetadata = runMetadataSchema.safeParse(await readJsonEntry(last, RUN_METADATA_ENTRY, MAX_LAYOUT_JSON_BYTES));
-  if (!runMetadata.success) throw archiveEntryError(last.info.file, RUN_METADATA_ENTRY, `is not meshmirror run metadata: ${runMetadata.error.issues[0]?.message ?? ''}`);
+  // An archive crosses the air gap, so it may come from an older meshmirror (mapped to the current
+  // shape) or a newer one (refused, saying so, rather than misread).
+  const runMetadata = parseRunMetadata(await readJsonEntry(last, RUN_METADATA_ENTRY, MAX_LAYOUT_JSON_BYTES));
+  if (!runMetadata.success) throw archiveEntryError(last.info.file, RUN_METADATA_ENTRY, runMetadata.problem);
   const archiveId = last.manifest.archiveId;
   if (runMetadata.data.archive.archiveId !== archiveId) {
     throw archiveEntryError(last.info.file, RUN_METADATA_ENTRY, 'belongs to another archive than the chunk holding it');

@@ -19,6 +19,7 @@ import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.
 import { openArchive } from './archive-reader.ts';
 import { startArchive } from './archive-session.ts';
 import { writeArchive } from './archive-writer.ts';
+import { testRunDescription } from './test-run-fixture.ts';
 
 const execFileAsync = promisify(execFile);
 const KiB = 1024;
@@ -56,7 +57,8 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-const final = () => ({ images: layout.images, metadata: { run: 'session-test' } });
+// run.json without its image list: the layout files must fit beside blobs in chunks of a few KiB.
+const final = () => ({ images: layout.images, metadata: testRunDescription('session-test') });
 
 async function sha256File(path: string): Promise<string> {
   return createHash('sha256').update(await readFile(path)).digest('hex');
@@ -161,12 +163,12 @@ describe('startArchive', () => {
 
     const fits = await startArchive(source, { dir: join(work, 'exact-fit'), chunkSizeBytes: exact });
     for (const blob of [a, b, c]) await fits.add(blob);
-    const fitResult = await fits.finish({ images: [], metadata: {} });
+    const fitResult = await fits.finish({ images: [], metadata: testRunDescription('session-test') });
     expect(fitResult.chunks[0]).toMatchObject({ bytes: exact, blobs: 2 });
 
     const tight = await startArchive(source, { dir: join(work, 'exact-minus-one'), chunkSizeBytes: exact - 1 });
     for (const blob of [a, b, c]) await tight.add(blob);
-    const tightResult = await tight.finish({ images: [], metadata: {} });
+    const tightResult = await tight.finish({ images: [], metadata: testRunDescription('session-test') });
     expect(tightResult.chunks[0]?.blobs).toBe(1);
     expect(tightResult.chunks.every((chunk) => chunk.bytes <= exact - 1)).toBe(true);
     expect(tightResult.warnings).toEqual([]);
@@ -217,7 +219,7 @@ describe('startArchive', () => {
       expect(`sha256:${createHash('sha256').update(stdout).digest('hex')}`).toBe(image.descriptor.digest);
     }
     const run = JSON.parse(await readFile(join(extracted, 'meshmirror', 'run.json'), 'utf8')) as Record<string, unknown>;
-    expect(run).toMatchObject({ run: 'session-test', archive: { archiveId: session.archiveId, chunkCount: result.chunks.length } });
+    expect(run).toMatchObject({ schemaVersion: 1, runId: 'session-test', archive: { archiveId: session.archiveId, chunkCount: result.chunks.length } });
 
     const archive = await openArchive(dir);
     expect((await archive.images()).map((image) => image.name)).toEqual(layout.images.map((image) => image.name));
@@ -304,7 +306,7 @@ describe('startArchive', () => {
 
     for (const blob of rest) await session.add(blob);
     await session.add(victim);
-    const result = await session.finish({ images: [], metadata: {} });
+    const result = await session.finish({ images: [], metadata: testRunDescription('session-test') });
     const archive = await openArchive(dir);
     for (const blob of [first, victim, ...rest]) {
       const location = archive.locateBlob(blob.digest);
@@ -331,7 +333,7 @@ describe('startArchive', () => {
     const chunkLayouts = async (name: string, reader: BlobReader): Promise<unknown[]> => {
       const session = await startArchive(reader, { dir: join(work, name), chunkSizeBytes: 64 * KiB });
       for (const blob of blobs) await session.add(blob);
-      const result = await session.finish({ images: [], metadata: {} });
+      const result = await session.finish({ images: [], metadata: testRunDescription('session-test') });
       return await Promise.all(result.chunks.map(async (chunk, i) => ({ bytes: chunk.bytes, blobs: (await chunkManifest(chunk.file, i + 1)).blobs })));
     };
     const streamed = await chunkLayouts('via-stream', source);
@@ -378,7 +380,7 @@ describe('startArchive', () => {
     expect((await stat(join(dir, 'mirror_000001.tar.partial'))).size).toBe(sizeBefore);
     await session.add(next);
     await session.add(slow);
-    const result = await session.finish({ images: [], metadata: {} });
+    const result = await session.finish({ images: [], metadata: testRunDescription('session-test') });
     expect(result.chunks).toMatchObject([{ blobs: 3 }]);
     const archive = await openArchive(dir);
     expect(archive.locateBlob(slow.digest)?.size).toBe(slow.size);
@@ -393,7 +395,7 @@ describe('startArchive', () => {
     await session.add(blob);
     expect(session.bytesWritten).toBe(blob.size);
     await expect(session.add({ digest: blob.digest, size: blob.size + 1 })).rejects.toMatchObject({ code: 'MM_USAGE' });
-    const result = await session.finish({ images: [], metadata: {} });
+    const result = await session.finish({ images: [], metadata: testRunDescription('session-test') });
     expect(result.chunks).toMatchObject([{ blobs: 1 }]);
     const listing = (await execFileAsync('tar', ['-tf', result.chunks[0]?.file ?? ''])).stdout;
     expect(listing.split('\n').filter((name) => name.includes(digestHex(blob.digest)))).toHaveLength(1);

@@ -19,6 +19,7 @@ import {
   abortError,
   createDigester,
   describeError,
+  describeRunMetadataIssue,
   DigestMismatchError,
   digestHex,
   errorCode,
@@ -26,6 +27,8 @@ import {
   MediaType,
   MeshmirrorError,
   REF_NAME_ANNOTATION,
+  RUN_METADATA_VERSION,
+  runDescriptionSchema,
   silentLogger,
   throwIfAborted,
   type AbortOptions,
@@ -36,6 +39,8 @@ import {
   type BlobReader,
   type Digest,
   type Logger,
+  type RunDescription,
+  type RunMetadata,
   type StartArchiveOptions,
 } from '@meshmirror/shared';
 import {
@@ -47,7 +52,6 @@ import {
   INDEX_JSON_ENTRY,
   OCI_LAYOUT_ENTRY,
   RUN_METADATA_ENTRY,
-  type RunMetadata,
 } from './chunk-manifest.ts';
 import {
   addBlobToFill,
@@ -98,7 +102,7 @@ export async function startArchive(reader: BlobReader, options: StartArchiveWrit
 /** The layout files of the last chunk: `oci-layout`, `index.json` and `meshmirror/run.json`. */
 export function archiveLayoutEntries(layout: {
   images: ArchiveImage[];
-  metadata: Record<string, unknown>;
+  metadata: RunDescription;
   archiveId: string;
   chunkCount: number;
   writtenAt: Date;
@@ -112,6 +116,7 @@ export function archiveLayoutEntries(layout: {
     })),
   };
   const metadata: RunMetadata = {
+    schemaVersion: RUN_METADATA_VERSION,
     ...layout.metadata,
     archive: { archiveId: layout.archiveId, chunkCount: layout.chunkCount, writtenAt: layout.writtenAt.toISOString() },
   };
@@ -122,14 +127,20 @@ export function archiveLayoutEntries(layout: {
   ];
 }
 
-/** Refuses what `finish` cannot write; shared with `writeArchive`, which checks before starting. */
-export function checkArchiveFinal(final: { images: ArchiveImage[]; metadata: Record<string, unknown> }): void {
-  if ('archive' in final.metadata) {
-    throw new MeshmirrorError('MM_USAGE', 'run metadata must not use the key "archive": the archive writer fills it in');
-  }
+/**
+ * Refuses what `finish` cannot write; shared with `writeArchive`, which checks before starting.
+ * Returns the run description as run.json will hold it (a copy, unknown fields dropped), checked
+ * with the schema every reader uses, so that no archive is written that its readers refuse.
+ */
+export function checkArchiveFinal(final: { images: ArchiveImage[]; metadata: RunDescription }): RunDescription {
   for (const image of final.images) {
     if (image.name === '') throw new MeshmirrorError('MM_USAGE', `an archive image has an empty name (${image.descriptor.digest})`);
   }
+  const metadata = runDescriptionSchema.safeParse(final.metadata);
+  if (!metadata.success) {
+    throw new MeshmirrorError('MM_USAGE', `the run metadata does not fit ${RUN_METADATA_ENTRY} ${describeRunMetadataIssue(metadata.error)}`);
+  }
+  return metadata.data;
 }
 
 export function checkArchiveBlob(blob: { digest: Digest; size: number }): void {
@@ -249,17 +260,17 @@ class StreamingArchiveSession implements LocalArchiveSession {
     );
   }
 
-  finish(final: { images: ArchiveImage[]; metadata: Record<string, unknown> }, options: AbortOptions = {}): Promise<ArchiveResult> {
+  finish(final: { images: ArchiveImage[]; metadata: RunDescription }, options: AbortOptions = {}): Promise<ArchiveResult> {
+    let metadata: RunDescription;
     try {
       throwIfAborted(options.signal);
       this.#assertAccepting('finish');
-      checkArchiveFinal(final);
+      metadata = checkArchiveFinal(final);
     } catch (error) {
       return Promise.reject(error);
     }
     this.#finishing = true;
     const images = final.images.map((image) => ({ name: image.name, descriptor: { ...image.descriptor } }));
-    const metadata = { ...final.metadata };
     return this.#enqueue(options.signal, (signal) => this.#finishNow(images, metadata, signal)).catch((error: unknown) => {
       // A refusal or an abort while queued leaves the session as it was: more adds, another finish.
       if (this.#result === undefined && this.#failure === undefined) this.#finishing = false;
@@ -585,7 +596,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
     }
   }
 
-  async #finishNow(images: ArchiveImage[], metadata: Record<string, unknown>, signal: AbortSignal): Promise<ArchiveResult> {
+  async #finishNow(images: ArchiveImage[], metadata: RunDescription, signal: AbortSignal): Promise<ArchiveResult> {
     throwIfAborted(signal);
     this.#assertUsable();
     for (const image of images) {

@@ -11,6 +11,7 @@ import { openOciLayout } from '../layout/oci-layout-reader.ts';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
 import { openArchive } from './archive-reader.ts';
 import { planArchiveChunks, tarEntryBytes, writeArchive } from './archive-writer.ts';
+import { testRunDescription } from './test-run-fixture.ts';
 
 const execFileAsync = promisify(execFile);
 const KiB = 1024;
@@ -45,7 +46,7 @@ afterAll(async () => {
 });
 
 function request(dir: string, chunkSizeBytes = CHUNK_LIMIT) {
-  return { dir, chunkSizeBytes, images: layout.images, blobs: layout.blobs, metadata: { run: 'test-run', images: 3 } };
+  return { dir, chunkSizeBytes, images: layout.images, blobs: layout.blobs, metadata: testRunDescription('test-run', layout.images) };
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -107,7 +108,8 @@ describe('writeArchive', () => {
     expect(copiedIndex.manifests[0]?.digest).toBe(layout.images[1]?.descriptor.digest);
 
     const run = JSON.parse(await readFile(join(extracted, 'meshmirror', 'run.json'), 'utf8')) as Record<string, unknown>;
-    expect(run).toMatchObject({ run: 'test-run', images: 3, archive: { chunkCount: result.chunks.length } });
+    expect(run).toMatchObject({ schemaVersion: 1, runId: 'test-run', archive: { chunkCount: result.chunks.length } });
+    expect((run['images'] as Array<{ source: string }>).map((image) => image.source)).toEqual(layout.images.map((image) => image.name));
   });
 
   it('puts each blob at the offset its chunk manifest names', async () => {
@@ -154,6 +156,16 @@ describe('writeArchive', () => {
     expect(error).toBeInstanceOf(DigestMismatchError);
     expect((error as Error).message).toContain(victim.digest);
     expect(await chunkFiles(out)).toEqual([]);
+  });
+
+  it('fails before writing when the run metadata does not fit run.json, naming the field', async () => {
+    const out = join(work, 'bad-metadata');
+    const metadata = testRunDescription('test-run', layout.images);
+    const images = metadata.images.map((image, index) => (index === 1 ? { ...image, digest: 'sha256:short' as Digest } : image));
+    const error = await writeArchive(await openOciLayout(layoutDir), { ...request(out), metadata: { ...metadata, images } }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'MM_USAGE' });
+    expect((error as Error).message).toBe('the run metadata does not fit meshmirror/run.json at images[1].digest: must be a sha256 digest');
+    expect(await readdir(out).catch(() => [])).toEqual([]);
   });
 
   it('fails before writing when a blob is not held', async () => {

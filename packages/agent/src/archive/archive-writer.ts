@@ -138,7 +138,8 @@ export async function writeArchive(
   const logger = options.logger ?? silentLogger();
   throwIfAborted(signal);
   const blobs = validateRequest(request);
-  checkArchiveFinal(request);
+  // The layout files are sized from the run metadata as it will be written.
+  const metadata = checkArchiveFinal(request);
   await checkBlobsHeld(reader, blobs, signal);
 
   let planned: ArchivePlan | undefined;
@@ -154,13 +155,13 @@ export async function writeArchive(
   });
   try {
     const plan = planArchiveChunks(blobs, request.chunkSizeBytes, session.archiveId, (chunkCount) =>
-      archiveLayoutEntries({ ...request, archiveId: session.archiveId, chunkCount, writtenAt: session.startedAt }),
+      archiveLayoutEntries({ images: request.images, metadata, archiveId: session.archiveId, chunkCount, writtenAt: session.startedAt }),
     );
     planned = plan;
     await checkFreeSpace(request.dir, plan);
     onProgress?.({ bytesWritten: 0, totalBytes: plan.totalBytes });
     for (const blob of blobs) await session.add(blob, { signal });
-    return await session.finish({ images: request.images, metadata: request.metadata }, { signal });
+    return await session.finish({ images: request.images, metadata }, { signal });
   } catch (error) {
     await session.abort();
     throw error;

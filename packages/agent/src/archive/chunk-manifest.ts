@@ -1,8 +1,8 @@
 /**
  * The files meshmirror adds to an archive beside the OCI image layout: a manifest per chunk
  * (`meshmirror/chunk-NNNNNN.json`, the chunk's own blobs with their data offsets inside the tar) and
- * the run metadata in the last chunk (`meshmirror/run.json`). One zod schema each is the truth for
- * the writer and the reader.
+ * the run metadata in the last chunk (`meshmirror/run.json`, whose schema lives in shared:
+ * `runMetadataSchema`). One zod schema each is the truth for the writer and the reader.
  */
 import { z } from 'zod';
 import { isDigest, type Digest } from '@meshmirror/shared';
@@ -51,20 +51,6 @@ export const chunkManifestSchema = z
   })
   .loose();
 export type ChunkManifest = z.infer<typeof chunkManifestSchema>;
-
-/** What the writer adds to the caller's run metadata under the reserved `archive` key. */
-export const archiveInfoSchema = z
-  .object({
-    archiveId: z.string().min(1),
-    chunkCount: z.number().int().positive(),
-    writtenAt: z.string(),
-  })
-  .loose();
-export type ArchiveInfo = z.infer<typeof archiveInfoSchema>;
-
-/** `meshmirror/run.json`: the caller's metadata object with `archive` added (the key is reserved). */
-export const runMetadataSchema = z.object({ archive: archiveInfoSchema }).loose();
-export type RunMetadata = z.infer<typeof runMetadataSchema>;
 
 /** Compact JSON, so the writer can compute entry sizes exactly before writing. */
 export function encodeJson(value: unknown): Buffer {

@@ -22,9 +22,9 @@ import {
   type Logger,
   type RegistryPushClient,
   type RetryPolicy,
+  type RunMetadata,
 } from '@meshmirror/shared';
 import { openArchive, uploadBlob, type ArchiveReader, type UploadModes } from '@meshmirror/agent';
-import { z } from 'zod';
 import type { RequestedImage } from '../resolve/image-set.ts';
 import { requestedImages } from '../resolve/requested-images.ts';
 import { RunJournal } from '../run/run-journal.ts';
@@ -102,7 +102,9 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
   const metadata = await reader.runMetadata();
   const entries = await reader.images();
   const archived = new Map(entries.filter((e) => e.name !== undefined).map((e) => [e.name as string, e.descriptor]));
-  const skippedPlatforms = skippedPlatformsByImage(metadata);
+  // Images whose index lost platforms to the architecture filter at mirror time.
+  const skippedPlatforms = new Map<string, boolean>();
+  for (const image of metadata.images) if (image.status === 'archived') skippedPlatforms.set(image.source, image.skippedPlatforms.length > 0);
 
   // Release and catalog content was resolved when the archive was made (the graph and the catalogs
   // are not reachable from here): its images come from run.json, the additional ones from the config.
@@ -298,53 +300,30 @@ function mediaTypeOf(bytes: Buffer, hint: string | undefined): string {
   return hint ?? 'application/vnd.oci.image.manifest.v1+json';
 }
 
-/** From `run.json`: the release and operator images the mirror run archived, with their targets. */
-function resolvedContentOf(metadata: Record<string, unknown>): RequestedImage[] {
-  const images = Array.isArray(metadata['images']) ? (metadata['images'] as unknown[]) : [];
+/**
+ * From `run.json`: the release and operator images the mirror run archived, with their targets.
+ * Additional images are not taken from here: the configuration names them.
+ */
+function resolvedContentOf(metadata: RunMetadata): RequestedImage[] {
   const out: RequestedImage[] = [];
-  for (const image of images) {
-    const parsed = archivedContentSchema.safeParse(image);
-    if (!parsed.success) continue;
-    const { source, kind, origin, role, targetRepo, targetTag } = parsed.data;
+  for (const image of metadata.images) {
+    if (image.status !== 'archived' || image.kind === 'additional') continue;
     let ref: ImageReference;
     try {
-      ref = parseImageReference(source);
+      ref = parseImageReference(image.source);
     } catch {
       continue; // not an image the archive could hold
     }
+    const { source, kind, origin, role, targetRepo, targetTag } = image;
     out.push({
       kind,
       source,
       ref,
-      origin: origin ?? 'archive',
+      origin,
       ...(role === undefined ? {} : { role }),
       ...(targetRepo === undefined ? {} : { targetRepo }),
       ...(targetTag === undefined ? {} : { targetTag }),
     });
-  }
-  return out;
-}
-
-const archivedContentSchema = z.object({
-  source: z.string(),
-  kind: z.enum(['release', 'operator']),
-  status: z.literal('archived'),
-  origin: z.string().optional(),
-  role: z.enum(['release-payload', 'catalog', 'graph']).optional(),
-  targetRepo: z.string().optional(),
-  targetTag: z.string().optional(),
-});
-
-/** From `run.json`: images whose index lost platforms to the architecture filter at mirror time. */
-function skippedPlatformsByImage(metadata: Record<string, unknown>): Map<string, boolean> {
-  const out = new Map<string, boolean>();
-  const images = Array.isArray(metadata['images']) ? (metadata['images'] as unknown[]) : [];
-  for (const image of images) {
-    if (typeof image !== 'object' || image === null) continue;
-    const record = image as Record<string, unknown>;
-    if (typeof record['source'] !== 'string') continue;
-    const skipped = record['skippedPlatforms'];
-    out.set(record['source'], Array.isArray(skipped) && skipped.length > 0);
   }
   return out;
 }

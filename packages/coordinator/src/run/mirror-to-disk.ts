@@ -13,6 +13,7 @@ import {
   type ImageSetConfig,
   type Logger,
   type RegistryClient,
+  type RunDescription,
 } from '@meshmirror/shared';
 import type { FailedImage, ImageKind, RequestedImage, ResolvedImage } from '../resolve/image-set.ts';
 import { resolveImage } from '../resolve/resolve-image.ts';
@@ -523,7 +524,7 @@ function runMetadata(
   archived: ResolvedImage[],
   failed: FailedImage[],
   history: RunRecord[],
-): Record<string, unknown> {
+): RunDescription {
   return {
     tool: 'meshmirror',
     runId: run.runId,
@@ -543,9 +544,9 @@ function runMetadata(
         target: diskTarget(options.destination, i),
         platforms: i.platforms,
         skippedPlatforms: i.skippedPlatforms,
-        status: 'archived',
+        status: 'archived' as const,
       })),
-      ...failed.map((i) => ({ source: i.source, kind: i.kind, status: 'failed', code: i.code, reason: i.reason })),
+      ...failed.map((i) => ({ source: i.source, kind: i.kind, status: 'failed' as const, code: i.code, reason: i.reason })),
     ],
     history: history.map((h) => ({ runId: h.runId, startedAt: h.startedAt, finishedAt: h.finishedAt, state: h.state })),
   };

@@ -1,3 +1,4 @@
+import type { RunDescription } from '../archive/run-metadata.ts';
 import type { Digest } from '../oci/digest.ts';
 import type { Descriptor } from '../oci/manifest.ts';
 import type { AbortOptions, RepositoryLocation } from '../registry/types.ts';
@@ -89,8 +90,8 @@ export interface ArchiveRequest {
   images: ArchiveImage[];
   /** Every blob to include (layers, configs, manifests), in the order to write them. */
   blobs: Array<{ digest: Digest; size: number }>;
-  /** Run metadata written into the last chunk as `meshmirror/run.json`. */
-  metadata: Record<string, unknown>;
+  /** What the run says about itself, written into the last chunk as `meshmirror/run.json`. */
+  metadata: RunDescription;
 }
 
 export interface ArchiveChunk {
@@ -144,14 +145,14 @@ export interface ArchiveSession {
   add(blob: { digest: Digest; size: number; verified?: boolean }, options?: AbortOptions): Promise<void>;
   /**
    * Waits for the queued adds, writes `oci-layout`, `index.json` (one entry per image,
-   * `org.opencontainers.image.ref.name` = name) and `meshmirror/run.json` (`metadata` plus the
-   * reserved key `archive`) into the last chunk (or a chunk of their own when they do not fit),
-   * fsyncs, renames every `.partial` into place and removes chunks with higher numbers and
+   * `org.opencontainers.image.ref.name` = name) and `meshmirror/run.json` (`metadata` with
+   * `schemaVersion` and `archive` added) into the last chunk (or a chunk of their own when they do
+   * not fit), fsyncs, renames every `.partial` into place and removes chunks with higher numbers and
    * left-over `.partial` files. Refuses with `MM_USAGE`, before writing anything and leaving the
-   * session usable, when an image's manifest was not added. Any other failure deletes the
-   * session's files.
+   * session usable, when an image's manifest was not added or `metadata` does not fit run.json's
+   * schema (naming the field). Any other failure deletes the session's files.
    */
-  finish(final: { images: ArchiveImage[]; metadata: Record<string, unknown> }, options?: AbortOptions): Promise<ArchiveResult>;
+  finish(final: { images: ArchiveImage[]; metadata: RunDescription }, options?: AbortOptions): Promise<ArchiveResult>;
   /**
    * Stops the blob being written, rejects the queued adds with `MM_ABORTED` and deletes this
    * session's `.partial` files; the previous archive in the folder is untouched. Does nothing once

@@ -1,0 +1,152 @@
+/**
+ * `meshmirror/run.json`, the run metadata in an archive's last chunk: what the mirror-to-disk run
+ * archived (source → digest → target, per-image status), the configuration it ran with, the run
+ * history and the archive's own identity. It crosses the air gap, so the archive may be read by
+ * another meshmirror build than the one that wrote it: the file carries `schemaVersion`, and
+ * `parseRunMetadata` reads every version this build knows, mapped to the current shape.
+ *
+ * Versions:
+ * - none: written before run.json had a version (the legacy format). The same fields as version 1,
+ *   except that archives older than the OpenShift content lack `origin`, `role`, `targetRepo` and
+ *   `targetTag` on their images.
+ * - 1: this file's `runMetadataSchema`.
+ *
+ * Unknown fields are dropped, not refused, so a field that readers may ignore can be added without a
+ * new version. Bump `RUN_METADATA_VERSION` (and map the previous version here) when a reader of the
+ * previous version would misread the new file: a field that changes meaning, or one it must not skip.
+ */
+import { z } from 'zod';
+import { formatConfigPath, IMAGESET_KIND } from '../config/imageset.ts';
+import { isDigest, type Digest } from '../oci/digest.ts';
+
+/** The run.json version this build writes, and the newest it reads. */
+export const RUN_METADATA_VERSION = 1;
+
+/** What a legacy image without `origin` reports as its origin (the push report's column). */
+export const LEGACY_IMAGE_ORIGIN = 'archive';
+
+const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest').transform((d) => d as Digest);
+
+/** Where an image came from in the ImageSetConfiguration. */
+export const imageKindSchema = z.enum(['release', 'operator', 'additional']);
+/** What an image is for the cluster: a release payload, a filtered catalog, the update graph data. */
+export const imageRoleSchema = z.enum(['release-payload', 'catalog', 'graph']);
+
+/** What the archive writer adds under `archive`: the archive's identity, checked against its chunks on read. */
+export const archiveInfoSchema = z.object({
+  /** The id every chunk manifest of this archive carries. */
+  archiveId: z.string().min(1),
+  chunkCount: z.number().int().positive(),
+  writtenAt: z.string(),
+});
+export type ArchiveInfo = z.infer<typeof archiveInfoSchema>;
+
+/** An image the run put into the archive. Keys in the order the writer has always written them. */
+export const archivedRunImageSchema = z.object({
+  source: z.string().min(1),
+  kind: imageKindSchema,
+  /** Where the configuration names the image, e.g. `mirror.additionalImages[2]`. */
+  origin: z.string(),
+  role: imageRoleSchema.optional(),
+  /** The repository and tag the image is pushed to, when not the source's own (release and catalog images). */
+  targetRepo: z.string().optional(),
+  targetTag: z.string().optional(),
+  /** The top-level manifest (or index) in the archive. */
+  digest: digestSchema,
+  mediaType: z.string(),
+  /** Where the image landed, in oc-mirror's mapping notation (`file://DIR/repo:tag`). */
+  target: z.string(),
+  /** Platforms kept (`os/arch[/variant]`), empty for single-manifest images. */
+  platforms: z.array(z.string()),
+  /** Platforms of an index that the architecture filter left out: the archive holds a sparse index. */
+  skippedPlatforms: z.array(z.string()),
+  status: z.literal('archived'),
+});
+export type ArchivedRunImage = z.infer<typeof archivedRunImageSchema>;
+
+/** An image (or a part of the image set that yielded none) the run could not archive, with the reason. */
+export const failedRunImageSchema = z.object({
+  source: z.string(),
+  kind: imageKindSchema,
+  status: z.literal('failed'),
+  code: z.string(),
+  reason: z.string(),
+});
+export type FailedRunImage = z.infer<typeof failedRunImageSchema>;
+
+export const runImageSchema = z.discriminatedUnion('status', [archivedRunImageSchema, failedRunImageSchema]);
+export type RunImage = z.infer<typeof runImageSchema>;
+
+/** A run of the same configuration and destination, from the coordinator's journal. */
+export const runHistoryEntrySchema = z.object({
+  runId: z.string(),
+  startedAt: z.string(),
+  finishedAt: z.string().optional(),
+  state: z.enum(['running', 'partial', 'complete']),
+});
+export type RunHistoryEntry = z.infer<typeof runHistoryEntrySchema>;
+
+const runFields = {
+  tool: z.literal('meshmirror'),
+  runId: z.string().min(1),
+  startedAt: z.string(),
+  writtenAt: z.string(),
+  /**
+   * The configuration as the run parsed it (defaults filled in, the `meshmirror:` block in
+   * milliseconds), so the ImageSetConfiguration schema, which reads the file form, cannot check it.
+   * Nothing reads it back yet: only its kind and apiVersion are checked.
+   */
+  imageSetConfig: z.looseObject({ kind: z.literal(IMAGESET_KIND), apiVersion: z.string() }),
+  /** Archived images first, then failed ones. */
+  images: z.array(runImageSchema),
+  history: z.array(runHistoryEntrySchema),
+};
+
+/** What a run says about itself: run.json without `schemaVersion` and `archive`, which the archive writer adds. */
+export const runDescriptionSchema = z.object(runFields);
+export type RunDescription = z.infer<typeof runDescriptionSchema>;
+
+/** run.json as this build writes it. */
+export const runMetadataSchema = z.object({
+  schemaVersion: z.literal(RUN_METADATA_VERSION),
+  ...runFields,
+  archive: archiveInfoSchema,
+});
+export type RunMetadata = z.infer<typeof runMetadataSchema>;
+
+/** run.json without `schemaVersion`, mapped to the current shape. */
+export const legacyRunMetadataSchema = z
+  .object({
+    ...runFields,
+    images: z.array(
+      z.discriminatedUnion('status', [archivedRunImageSchema.extend({ origin: z.string().default(LEGACY_IMAGE_ORIGIN) }), failedRunImageSchema]),
+    ),
+    archive: archiveInfoSchema,
+  })
+  .transform((legacy): RunMetadata => ({ schemaVersion: RUN_METADATA_VERSION, ...legacy }));
+
+export type RunMetadataParse = { success: true; data: RunMetadata } | { success: false; problem: string };
+
+/**
+ * Reads run.json (its parsed JSON) of any version this build knows. On failure, `problem` says why
+ * in words that follow the file's name: written by a newer meshmirror, or the path of the bad field.
+ */
+export function parseRunMetadata(value: unknown): RunMetadataParse {
+  const version = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)['schemaVersion'] : undefined;
+  if (typeof version === 'number' && Number.isInteger(version) && version > RUN_METADATA_VERSION) {
+    return {
+      success: false,
+      problem: `was written by a newer meshmirror (run.json version ${version}; this build reads up to ${RUN_METADATA_VERSION}); use a meshmirror at least as new as the one that wrote the archive`,
+    };
+  }
+  const parsed = version === undefined ? legacyRunMetadataSchema.safeParse(value) : runMetadataSchema.safeParse(value);
+  if (parsed.success) return { success: true, data: parsed.data };
+  const which = version === undefined ? 'run.json without a version' : `run.json version ${RUN_METADATA_VERSION}`;
+  return { success: false, problem: `is not meshmirror run metadata (${which}) ${describeRunMetadataIssue(parsed.error)}` };
+}
+
+/** `at images[3].digest: must be a sha256 digest`, for the first issue zod found. */
+export function describeRunMetadataIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return `at ${formatConfigPath(issue?.path ?? []) || '(root)'}: ${issue?.message ?? 'not valid'}`;
+}
