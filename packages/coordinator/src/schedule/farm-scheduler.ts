@@ -1,0 +1,510 @@
+/**
+ * The farm's scheduler, as decisions without I/O: which agent fetches which piece and when, which
+ * holder the writer pulls a finished piece from, when a slow piece is worth duplicating, and when an
+ * agent is lost or no longer trusted. The driver (`meshFetch`) reports what happened (progress, a
+ * piece done, a pull that failed, an agent gone) and carries out what `decide()` returns. Time comes
+ * from an injected clock, so every decision is unit-tested with fake agents.
+ *
+ * Pieces wait in the scheduler's queue and go to an agent only while its assigned bytes are less
+ * than a couple of seconds at its measured upstream rate, so faster agents take more, an agent that
+ * finishes early simply takes the next unstarted piece (nothing unstarted is parked on a slow agent,
+ * so there is nothing to steal back), and in the endgame an idle agent duplicates a piece that a slow
+ * one would finish last. An agent that dies or stops answering loses only its unreported work.
+ */
+import type { Digest, Logger, PieceTask } from '@meshmirror/shared';
+import type { MeshPiece, MeshSplit } from '../plan/mesh-plan.ts';
+
+export interface AgentReport {
+  agent: string;
+  address: string;
+  /** Body bytes this agent received from upstream registries, retries included. */
+  upstreamBytes: number;
+  /** Bytes the writer pulled from this agent. */
+  servedBytes: number;
+  /** Bytes this agent received from peers (only the writer pulls, so 0 for fetching agents). */
+  peerBytes: number;
+  piecesFetched: number;
+  piecesFailed: number;
+  /** Pieces whose bytes did not match the hash reported for them when pulled from this agent. */
+  wrongPieces: number;
+  /** Set when the agent was lost (died, stopped answering) or distrusted during the run. */
+  lost?: string;
+  distrusted?: string;
+  /** Times it came back after being lost and was given work again in the same run. */
+  readmitted?: number;
+}
+
+/** What the scheduler asks the driver to do. */
+export type Decision =
+  /** Start fetching a piece from upstream on an agent (`endgame`: a second copy of a slow piece). */
+  | { kind: 'fetch'; agent: string; key: string; task: PieceTask; endgame: boolean }
+  /** Stop an agent's fetch of a piece (another copy came in, its blob failed, the agent was lost). */
+  | { kind: 'cancel'; agent: string; key: string }
+  /** Pull a finished piece from `holder` into the writer, checked against `sha256`. */
+  | { kind: 'pull'; key: string; task: PieceTask; holder: string; sha256: Digest }
+  /** Every piece of the blob is in the writer: assemble and verify it. */
+  | { kind: 'complete'; digest: Digest; size: number }
+  /** The agent's copy of the blob is wrong: drop it. */
+  | { kind: 'evict'; agent: string; digest: Digest };
+
+export interface SchedulerAgent {
+  name: string;
+  address: string;
+  /** Pieces it fetches at once. */
+  slots: number;
+}
+
+export interface FarmSchedulerOptions {
+  split: Pick<MeshSplit, 'pieces' | 'piecesPerBlob'>;
+  agents: SchedulerAgent[];
+  /** How often one piece may be pulled or fetched before its blob is given up. Default 5. */
+  maxAttempts?: number;
+  /** Pulls into the writer at once. Default 8. */
+  parallelPulls?: number;
+  logger?: Logger;
+  /** Epoch ms; injected so tests drive time. */
+  now?: () => number;
+}
+
+interface PieceState {
+  piece: MeshPiece;
+  key: string;
+  /** Agents fetching it now. */
+  fetching: Set<string>;
+  /** Agents whose copy failed or vanished: not asked for it again. */
+  refused: Set<string>;
+  /** Waiting for a pull slot, or being pulled. */
+  queuedForPull: boolean;
+  pulling: boolean;
+  done: boolean;
+  attempts: number;
+  /** Bytes the first fetcher reported so far, and when it started. */
+  received: number;
+  startedAt: number;
+}
+
+interface AgentState {
+  name: string;
+  slots: number;
+  inFlight: number;
+  /** Bytes of its in-flight pieces that have not arrived yet. */
+  pendingBytes: number;
+  usable: boolean;
+  report: AgentReport;
+  /** Bytes it received from upstream, and the time it spent with pieces in flight: its rate. */
+  receivedBytes: number;
+  busyMs: number;
+  busySince: number;
+}
+
+/** Wrong pieces after which an agent is neither asked for pieces nor given work for the rest of the run. */
+export const DISTRUST_AFTER_WRONG_PIECES = 3;
+/**
+ * Endgame: once nothing waits, an idle agent duplicates a piece only if the piece has run this long,
+ * still needs at least as long again, and the idle agent would fetch all of it in a third of that.
+ * Cautious on purpose: every duplicate costs upstream bytes.
+ */
+export const ENDGAME_MIN_RUNNING_MS = 2_000;
+export const ENDGAME_MIN_REMAINING_MS = 5_000;
+export const ENDGAME_ADVANTAGE = 3;
+/**
+ * How much work an agent is given ahead: pieces until their outstanding bytes reach this many
+ * milliseconds at its measured rate (at least MIN_PIECES_IN_FLIGHT pieces, at most its slots), or
+ * UNMEASURED_WINDOW_BYTES before it has a rate. Short enough that a slow agent never sits on work a
+ * fast one could do; long enough that small blobs still go out many at a time.
+ */
+export const WORK_AHEAD_MS = 2_000;
+const MIN_PIECES_IN_FLIGHT = 1;
+export const UNMEASURED_WINDOW_BYTES = 8 * 1024 * 1024;
+/** An agent's rate counts once it has been busy this long. */
+const RATE_AFTER_BUSY_MS = 500;
+
+const fetchId = (agent: string, key: string): string => `${agent}\n${key}`;
+
+export class FarmScheduler {
+  readonly failedBlobs = new Map<Digest, { code: string; message: string }>();
+  readonly reports: AgentReport[] = [];
+  /** Bytes the writer pulled from agents. */
+  pulledBytes = 0;
+
+  readonly #log: Logger | undefined;
+  readonly #now: () => number;
+  readonly #maxAttempts: number;
+  readonly #parallelPulls: number;
+  readonly #agents = new Map<string, AgentState>();
+  readonly #pieces = new Map<string, PieceState>();
+  readonly #piecesLeft: Map<Digest, number>;
+  /** Waiting pieces, longest first; pieces an agent started in an earlier run wait for that agent. */
+  readonly #queue: PieceState[] = [];
+  readonly #resumeQueues = new Map<string, PieceState[]>();
+  /** Pieces being fetched. */
+  readonly #active = new Set<PieceState>();
+  /** Pieces with a verified copy somewhere, waiting for a pull slot. */
+  readonly #toPull: PieceState[] = [];
+  #pullsInFlight = 0;
+  /** What this agent still has to bring in for a piece, counted down as its bytes arrive. */
+  readonly #outstanding = new Map<string, number>();
+  /** Decisions made by events (cancels, evictions, blob completions), handed out by the next `decide()`. */
+  #outbox: Decision[] = [];
+
+  constructor(options: FarmSchedulerOptions) {
+    this.#log = options.logger;
+    this.#now = options.now ?? Date.now;
+    this.#maxAttempts = options.maxAttempts ?? 5;
+    this.#parallelPulls = options.parallelPulls ?? 8;
+    this.#piecesLeft = new Map(options.split.piecesPerBlob);
+    for (const agent of options.agents) {
+      const report: AgentReport = { agent: agent.name, address: agent.address, upstreamBytes: 0, servedBytes: 0, peerBytes: 0, piecesFetched: 0, piecesFailed: 0, wrongPieces: 0 };
+      this.#agents.set(agent.name, { name: agent.name, slots: agent.slots, inFlight: 0, pendingBytes: 0, usable: true, report, receivedBytes: 0, busyMs: 0, busySince: 0 });
+      this.reports.push(report);
+    }
+    for (const piece of options.split.pieces) {
+      const state: PieceState = { piece, key: `${piece.task.digest}@${piece.task.offset}`, fetching: new Set(), refused: new Set(), queuedForPull: false, pulling: false, done: false, attempts: 0, received: 0, startedAt: 0 };
+      this.#pieces.set(state.key, state);
+      if (piece.holders.size > 0) {
+        this.#wantPull(state);
+        continue;
+      }
+      const resumeOn = piece.resumeOn?.agent;
+      if (resumeOn !== undefined && this.#agents.has(resumeOn)) this.#resumeQueues.set(resumeOn, [...(this.#resumeQueues.get(resumeOn) ?? []), state]);
+      else this.#queue.push(state);
+    }
+  }
+
+  /** What to do now: cancels and completions that events produced, pulls that have a slot, and pieces for agents with room. */
+  decide(): Decision[] {
+    const out = this.#outbox;
+    this.#outbox = [];
+    this.#startPulls(out);
+    this.#dispatch(out);
+    this.#endgame(out);
+    return out;
+  }
+
+  /** Nothing in flight and nothing that could start: the fetch is over. */
+  get idle(): boolean {
+    return this.#active.size === 0 && this.#pullsInFlight === 0 && this.#toPull.length === 0 && this.#outbox.length === 0;
+  }
+
+  /** The piece is given up unless it is done or its blob already failed; call once the driver has nothing in flight. */
+  finish(): void {
+    for (const s of this.#pieces.values()) {
+      if (!s.done && !this.failedBlobs.has(s.piece.task.digest)) this.#giveUp(s, 'MM_AGENT_LOST', 'no agent could fetch it');
+    }
+    this.#outbox = [];
+  }
+
+  // --- what the agents report while fetching ---
+
+  /** Body bytes arrived at `agent` for the piece; true when they count toward the run's progress (its first fetcher's). */
+  fetchProgress(agent: string, key: string, bytes: number): boolean {
+    const a = this.#agents.get(agent);
+    const s = this.#pieces.get(key);
+    if (a === undefined || s === undefined) return false;
+    a.receivedBytes += bytes;
+    const id = fetchId(agent, key);
+    const outstanding = this.#outstanding.get(id) ?? 0;
+    const counted = Math.min(outstanding, bytes);
+    this.#outstanding.set(id, outstanding - counted);
+    a.pendingBytes -= counted;
+    if (s.fetching.size > 1) return false;
+    s.received += bytes;
+    return true;
+  }
+
+  /** The agent holds the piece, verified against `sha256` by itself. */
+  fetchDone(agent: string, key: string, sha256: Digest, upstreamBytes: number): void {
+    const a = this.#agents.get(agent);
+    const s = this.#pieces.get(key);
+    if (a === undefined || s === undefined) return;
+    a.report.upstreamBytes += upstreamBytes;
+    a.report.piecesFetched += 1;
+    s.piece.holders.set(agent, sha256);
+  }
+
+  /** The agent retried as the retry settings allow: the blob cannot be had now. */
+  fetchFailed(agent: string, key: string, code: string, message: string, upstreamBytes: number): void {
+    const a = this.#agents.get(agent);
+    const s = this.#pieces.get(key);
+    if (a === undefined || s === undefined) return;
+    a.report.upstreamBytes += upstreamBytes;
+    a.report.piecesFailed += 1;
+    this.#log?.warn({ agent, piece: key, code }, `piece failed: ${message}`);
+    this.#failBlob(s.piece.task.digest, code, message);
+  }
+
+  /**
+   * The agent's fetch of the piece is over. `agentError`: the agent itself failed (died, stopped
+   * answering, its store broke), not the piece; leave it out for a fetch that was cancelled.
+   */
+  fetchEnded(agent: string, key: string, agentError?: { code: string; message: string }): void {
+    const a = this.#agents.get(agent);
+    const s = this.#pieces.get(key);
+    if (a === undefined || s === undefined) return;
+    if (agentError !== undefined) this.lose(agent, `${agentError.code}: ${agentError.message}`);
+    a.inFlight -= 1;
+    if (a.inFlight === 0) a.busyMs += this.#now() - a.busySince;
+    const id = fetchId(agent, key);
+    a.pendingBytes -= this.#outstanding.get(id) ?? 0;
+    this.#outstanding.delete(id);
+    s.fetching.delete(agent);
+    if (s.fetching.size === 0) this.#active.delete(s);
+    if (s.piece.holders.has(agent)) {
+      // First copy in: the other fetchers of an endgame duplicate stop.
+      for (const other of s.fetching) this.#outbox.push({ kind: 'cancel', agent: other, key });
+      this.#wantPull(s);
+    } else if (!s.done && !s.pulling && s.fetching.size === 0 && this.#usableHolders(s).length === 0) {
+      if (s.attempts >= this.#maxAttempts) this.#giveUp(s, 'MM_AGENT_LOST', `fetched ${s.attempts} times, by agents that were lost`);
+      else this.#queue.unshift(s);
+    }
+  }
+
+  // --- what the writer reports ---
+
+  pullDone(holder: string, key: string, bytes: number): void {
+    const s = this.#pieces.get(key);
+    if (s === undefined) return;
+    this.#pullsInFlight -= 1;
+    s.pulling = false;
+    const a = this.#agents.get(holder);
+    if (a !== undefined) a.report.servedBytes += bytes;
+    this.pulledBytes += bytes;
+    s.done = true;
+    const { digest, blobSize } = s.piece.task;
+    const left = (this.#piecesLeft.get(digest) ?? 1) - 1;
+    this.#piecesLeft.set(digest, left);
+    if (left === 0 && !this.failedBlobs.has(digest)) this.#outbox.push({ kind: 'complete', digest, size: blobSize });
+  }
+
+  /** The pull failed; `MM_DIGEST_MISMATCH`: the holder's bytes do not hash to what it reported. */
+  pullFailed(holder: string, key: string, code: string, message: string): void {
+    const s = this.#pieces.get(key);
+    if (s === undefined) return;
+    this.#pullsInFlight -= 1;
+    s.pulling = false;
+    const a = this.#agents.get(holder);
+    s.refused.add(holder);
+    s.piece.holders.delete(holder);
+    if (code === 'MM_DIGEST_MISMATCH' && a !== undefined) {
+      a.report.wrongPieces += 1;
+      this.#log?.error({ agent: holder, piece: key, err: message }, 'agent sent bytes that do not match the hash reported for them; not asked for this piece again');
+      // One bad copy may be its disk's fault; an agent that keeps sending wrong bytes gets no more work.
+      if (a.report.wrongPieces >= DISTRUST_AFTER_WRONG_PIECES) this.lose(holder, `sent wrong bytes for ${a.report.wrongPieces} pieces`, true);
+      // Its copy is no use to anyone.
+      this.#outbox.push({ kind: 'evict', agent: holder, digest: s.piece.task.digest });
+    } else {
+      this.#log?.warn({ agent: holder, piece: key, code, err: message }, 'pull from agent failed');
+    }
+    if (s.attempts >= this.#maxAttempts) this.#giveUp(s, code, `pulled ${s.attempts} times: ${message}`);
+    else this.#wantPull(s);
+  }
+
+  /** Assembling the blob failed although every piece matched its hash: upstream itself sent these bytes. */
+  blobFailed(digest: Digest, code: string, message: string): void {
+    this.#log?.error({ digest, code, err: message }, 'assembled blob failed verification');
+    this.#failBlob(digest, code, message);
+  }
+
+  // --- agents ---
+
+  /** Marks an agent unusable and moves its work to the others. */
+  lose(agent: string, why: string, distrust = false): void {
+    const a = this.#agents.get(agent);
+    if (a === undefined || !a.usable) return;
+    a.usable = false;
+    if (distrust) a.report.distrusted = why;
+    else a.report.lost = why;
+    this.#log?.warn({ agent, address: a.report.address, why }, distrust ? 'agent distrusted; its work moves to the others' : 'agent lost; its work moves to the others');
+    for (const s of this.#active) if (s.fetching.has(agent)) this.#outbox.push({ kind: 'cancel', agent, key: s.key });
+    // Pieces it would have resumed are fetched by the others from the start.
+    this.#queue.push(...(this.#resumeQueues.get(agent) ?? []));
+    this.#resumeQueues.delete(agent);
+  }
+
+  /**
+   * A lost agent answers again: it gets work again. Pieces it failed before stay refused to it, and
+   * an agent distrusted for wrong bytes is not re-admitted.
+   */
+  readmit(agent: string): boolean {
+    const a = this.#agents.get(agent);
+    if (a === undefined || a.usable || a.report.distrusted !== undefined) return false;
+    a.usable = true;
+    delete a.report.lost;
+    a.report.readmitted = (a.report.readmitted ?? 0) + 1;
+    this.#log?.info({ agent, address: a.report.address }, 'agent answers again; it is given work again');
+    return true;
+  }
+
+  /** Agents lost (not distrusted) during the run, to be watched for their return. */
+  lostAgents(): string[] {
+    return [...this.#agents.values()].filter((a) => !a.usable && a.report.distrusted === undefined).map((a) => a.name);
+  }
+
+  // --- decisions ---
+
+  #usableHolders(s: PieceState): string[] {
+    return [...s.piece.holders.keys()].filter((a) => this.#agents.get(a)?.usable === true && !s.refused.has(a));
+  }
+
+  #isWaiting(s: PieceState): boolean {
+    return !s.done && !s.pulling && s.fetching.size === 0 && !s.queuedForPull && this.#usableHolders(s).length === 0;
+  }
+
+  #wantPull(s: PieceState): void {
+    if (s.done || s.pulling || s.queuedForPull) return;
+    s.queuedForPull = true;
+    this.#toPull.push(s);
+  }
+
+  #startPulls(out: Decision[]): void {
+    while (this.#toPull.length > 0 && this.#pullsInFlight < this.#parallelPulls) {
+      const s = this.#toPull.shift()!;
+      s.queuedForPull = false;
+      if (s.done || this.failedBlobs.has(s.piece.task.digest)) continue;
+      const holders = this.#usableHolders(s);
+      if (holders.length === 0) {
+        // Every copy is gone (its holder died or sent wrong bytes): fetch it again.
+        s.piece.holders.clear();
+        this.#queue.unshift(s);
+        continue;
+      }
+      // Spread pulls over holders: the least-served first.
+      const holder = holders.sort((x, y) => (this.#agents.get(x)?.report.servedBytes ?? 0) - (this.#agents.get(y)?.report.servedBytes ?? 0))[0]!;
+      s.pulling = true;
+      s.attempts += 1;
+      this.#pullsInFlight += 1;
+      out.push({ kind: 'pull', key: s.key, task: s.piece.task, holder, sha256: s.piece.holders.get(holder)! });
+    }
+  }
+
+  /** Upstream bytes per ms while it had pieces in flight; undefined until it has been busy a while. */
+  #rateOf(a: AgentState): number | undefined {
+    const busy = a.busyMs + (a.inFlight > 0 ? this.#now() - a.busySince : 0);
+    return busy >= RATE_AFTER_BUSY_MS && a.receivedBytes > 0 ? a.receivedBytes / busy : undefined;
+  }
+
+  /** Whether the agent should be given another piece now. */
+  #hasRoom(a: AgentState): boolean {
+    if (a.inFlight >= a.slots) return false;
+    if (a.inFlight < MIN_PIECES_IN_FLIGHT) return true;
+    const rate = this.#rateOf(a);
+    return a.pendingBytes < (rate === undefined ? UNMEASURED_WINDOW_BYTES : rate * WORK_AHEAD_MS);
+  }
+
+  #startFetch(out: Decision[], a: AgentState, s: PieceState, endgame: boolean): void {
+    s.fetching.add(a.name);
+    this.#active.add(s);
+    const resumed = s.piece.resumeOn?.agent === a.name ? s.piece.resumeOn.committed : 0;
+    if (s.fetching.size === 1) {
+      s.startedAt = this.#now();
+      s.received = resumed;
+    }
+    s.attempts += 1;
+    if (a.inFlight === 0) a.busySince = this.#now();
+    a.inFlight += 1;
+    const outstanding = s.piece.task.length - resumed;
+    a.pendingBytes += outstanding;
+    this.#outstanding.set(fetchId(a.name, s.key), outstanding);
+    out.push({ kind: 'fetch', agent: a.name, key: s.key, task: s.piece.task, endgame });
+  }
+
+  /**
+   * Places waiting pieces while agents have room: first the pieces each agent started in an earlier
+   * run, then, longest piece first, on the agent that would finish its outstanding bytes soonest
+   * (over its measured rate). Pieces stay in the queue until an agent has room, so an agent that
+   * finishes early takes the next one and a slow one is not waited on.
+   */
+  #dispatch(out: Decision[]): void {
+    const usable = [...this.#agents.values()].filter((a) => a.usable);
+    if (usable.length === 0) {
+      for (const s of [...this.#queue, ...[...this.#resumeQueues.values()].flat()]) if (this.#isWaiting(s)) this.#giveUp(s, 'MM_AGENT_LOST', 'no agent is left to fetch it');
+      this.#queue.length = 0;
+      this.#resumeQueues.clear();
+      return;
+    }
+    for (const a of usable) {
+      const own = this.#resumeQueues.get(a.name) ?? [];
+      while (this.#hasRoom(a) && own.length > 0) {
+        const s = own.shift()!;
+        if (this.#isWaiting(s)) this.#startFetch(out, a, s, false);
+      }
+    }
+    const rates = new Map(usable.map((a) => [a.name, this.#rateOf(a)]));
+    const known = [...rates.values()].filter((r) => r !== undefined);
+    const typical = known.length > 0 ? known.reduce((x, y) => x + y, 0) / known.length : 1;
+    for (let i = 0; i < this.#queue.length; ) {
+      const s = this.#queue[i]!;
+      if (!this.#isWaiting(s)) {
+        this.#queue.splice(i, 1);
+        continue;
+      }
+      let best: AgentState | undefined;
+      let bestFinish = Number.POSITIVE_INFINITY;
+      for (const a of usable) {
+        if (!this.#hasRoom(a) || s.refused.has(a.name)) continue;
+        const finish = (a.pendingBytes + s.piece.task.length) / (rates.get(a.name) ?? typical);
+        if (finish < bestFinish) {
+          best = a;
+          bestFinish = finish;
+        }
+      }
+      if (best === undefined) {
+        if (!usable.some((a) => this.#hasRoom(a))) break;
+        i += 1; // every agent with room has failed this piece; it waits for one that has not
+        continue;
+      }
+      this.#queue.splice(i, 1);
+      this.#startFetch(out, best, s, false);
+    }
+  }
+
+  /** Once nothing waits, an idle agent duplicates the piece that would otherwise finish last. */
+  #endgame(out: Decision[]): void {
+    if (this.#queue.some((s) => this.#isWaiting(s))) return;
+    const now = this.#now();
+    for (const a of this.#agents.values()) {
+      const rate = this.#rateOf(a);
+      if (!a.usable || a.inFlight > 0 || rate === undefined) continue;
+      // The piece whose current fetcher will take longest, if this agent would clearly beat it.
+      let best: { state: PieceState; remainingMs: number } | undefined;
+      for (const s of this.#active) {
+        if (s.done || s.pulling || s.piece.holders.size > 0 || s.fetching.size !== 1 || s.fetching.has(a.name) || s.refused.has(a.name)) continue;
+        // Judged only once the piece has run long enough for its rate to mean something.
+        if (now - s.startedAt < ENDGAME_MIN_RUNNING_MS) continue;
+        // The piece is done by the time its fetcher has brought in everything it still owes: the
+        // fetcher's own rate says when. (One piece's rate alone misleads: pieces sharing a link
+        // take turns, and a starved one speeds up as soon as the others finish.)
+        const fetcher = this.#agents.get([...s.fetching][0] ?? '');
+        const fetcherRate = fetcher === undefined ? undefined : this.#rateOf(fetcher);
+        const pieceRate = s.received / (now - s.startedAt);
+        const remainingMs =
+          fetcher !== undefined && fetcherRate !== undefined
+            ? fetcher.pendingBytes / fetcherRate
+            : pieceRate > 0
+              ? (s.piece.task.length - s.received) / pieceRate
+              : Number.POSITIVE_INFINITY;
+        if (best === undefined || remainingMs > best.remainingMs) best = { state: s, remainingMs };
+      }
+      if (best === undefined) continue;
+      const mineMs = best.state.piece.task.length / rate;
+      if (best.remainingMs < ENDGAME_MIN_REMAINING_MS || mineMs * ENDGAME_ADVANTAGE > best.remainingMs) continue;
+      this.#log?.info({ agent: a.name, piece: best.state.key, remainingMs: Math.round(best.remainingMs) }, 'endgame: duplicating a slow piece');
+      this.#startFetch(out, a, best.state, true);
+    }
+  }
+
+  #failBlob(digest: Digest, code: string, message: string): void {
+    if (this.failedBlobs.has(digest)) return;
+    this.failedBlobs.set(digest, { code, message });
+    for (const s of this.#pieces.values()) {
+      if (s.piece.task.digest !== digest) continue;
+      s.done = true;
+      for (const agent of s.fetching) this.#outbox.push({ kind: 'cancel', agent, key: s.key });
+    }
+  }
+
+  #giveUp(s: PieceState, code: string, message: string): void {
+    this.#log?.warn({ piece: s.key, attempts: s.attempts, code }, `piece given up: ${message}`);
+    this.#failBlob(s.piece.task.digest, code, message);
+  }
+}
