@@ -161,6 +161,36 @@ describe('losing an agent in the middle of a run', () => {
     // The loss costs at most what the killed agent had in flight: its share of pieces, no restart of the run.
     expect(fx.proxy.stats().blobBodyBytes).toBeLessThanOrEqual(fx.uniqueBlobBytes + 12 * MiB);
   });
+  it('an agent killed and started again is re-admitted in the same run', async () => {
+    const reference = await archiveContent(join(fx.dir, 'out-single'), join(fx.dir, 'layout-single-4'));
+    const farm = await startFarm('back');
+    // The large layer's requests hang after 1 MiB until the agents' --stall-timeout ends them, so
+    // the run is still going while the victim is away and when it comes back; once the victim is
+    // back the faults stop and the run completes.
+    fx.proxy.setRules([{ match: { method: 'GET', path: /\/v2\/sample\/big\/blobs\/sha256:/ }, fault: { kind: 'stall-after', bytes: MiB, ms: Infinity } }]);
+    fx.proxy.resetStats();
+    const out = join(fx.dir, 'out-back');
+    const run = spawnMeshmirror(farmArgs(farm, out, await coordinatorCache('cache-back'), '--log-level', 'info', '--stall-timeout', '4s'));
+    const victim = farm[1]!;
+    await waitFor(() => fx.proxy.stats().faultsInjected >= 3, 'the agents to be mid-piece');
+    victim.child.kill('SIGKILL');
+    await waitFor(() => run.stderr().includes('"msg":"agent lost; its work moves to the others"'), 'the coordinator to notice the loss');
+    // The same store (so the same identity) on the same address.
+    const again = await startAgent({ data: join(fx.dir, 'back-b'), swarmKey: keyFile, allow: [coordinatorId], logLevel: 'info', listen: victim.addresses[0]! });
+    running.push(again);
+    expect(again.peerId).toBe(victim.peerId);
+    await waitFor(() => run.stderr().includes('"msg":"agent answers again; it is given work again"'), 'the coordinator to re-admit the agent');
+    fx.proxy.setRules([]);
+    const result = await run.result;
+    expect(result.code, result.stderr.slice(-3_000)).toBe(0);
+    const summary = JSON.parse(result.stdout) as { images: { archived: number }; agents: AgentRow[] };
+    expect(summary.images.archived).toBe(fx.pushed.length);
+    const row = summary.agents.find((a) => a.agent === victim.peerId);
+    expect(row?.readmitted).toBe(1);
+    expect(row?.lost).toBeUndefined();
+    expect(await archiveContent(out, join(fx.dir, 'layout-back'))).toEqual(reference);
+  });
+
   it('kill -9 of the coordinator, then the same command: the run resumes from what the agents hold', async () => {
     const reference = await archiveContent(join(fx.dir, 'out-single'), join(fx.dir, 'layout-single-3'));
     const farm = await startFarm('ckill');

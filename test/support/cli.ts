@@ -23,7 +23,7 @@ export interface CliOptions {
 }
 
 /** Starts the CLI; the caller may kill it. `result` settles when it exits. */
-export function spawnMeshmirror(args: string[], options: CliOptions = {}): { child: ChildProcess; result: Promise<CliResult> } {
+export function spawnMeshmirror(args: string[], options: CliOptions = {}): { child: ChildProcess; result: Promise<CliResult>; stderr(): string } {
   const spawnOptions = { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
   const argv = [...CLI_NODE_FLAGS, CLI_ENTRY, ...args];
   const child = options.host === undefined ? spawn(process.execPath, argv, spawnOptions) : options.host.spawn(process.execPath, argv, spawnOptions);
@@ -35,7 +35,7 @@ export function spawnMeshmirror(args: string[], options: CliOptions = {}): { chi
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
-  return { child, result };
+  return { child, result, stderr: () => stderr };
 }
 
 export async function runMeshmirror(args: string[], options: CliOptions = {}): Promise<CliResult> {

@@ -5,7 +5,7 @@
  * whose pieces are all in. The decisions themselves (who fetches what, endgame, distrust, lost
  * agents) live in the scheduler, without I/O.
  */
-import { describeError, errorCode, throwIfAborted, type Agent, type Digest, type Logger, type PieceEvent, type PieceTask } from '@meshmirror/shared';
+import { describeError, errorCode, throwIfAborted, type AbortOptions, type Agent, type Digest, type Logger, type PieceEvent, type PieceTask } from '@meshmirror/shared';
 import type { MeshSplit } from '../plan/mesh-plan.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { FarmScheduler, type AgentReport, type Decision } from '../schedule/farm-scheduler.ts';
@@ -19,6 +19,8 @@ export interface MeshFetcher {
   address: string;
   /** Pieces it fetches at once. */
   slots: number;
+  /** Resolves when the agent answers; a lost agent that answers again is given work again in the same run. */
+  probe?: (options: AbortOptions) => Promise<void>;
 }
 
 /** The writer's side: pulls a piece from a holder into its store and completes blobs. */
@@ -54,8 +56,11 @@ export interface MeshFetchOutcome {
   agents: AgentReport[];
 }
 
-/** How often the endgame is looked at again while anything is in flight. */
+/** How often the endgame is looked at again, and lost agents are asked whether they are back, while anything is in flight. */
 const TICK_MS = 1_000;
+/** Between two questions to a lost agent, and how long it has to answer one. */
+const PROBE_EVERY_MS = 2_000;
+const PROBE_TIMEOUT_MS = 3_000;
 
 export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOutcome> {
   const { split, writer, progress, signal } = options;
@@ -157,6 +162,31 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     );
   };
 
+  /** When each lost agent was last asked whether it is back, and whether an answer is awaited. */
+  const probes = new Map<string, { at: number; out: boolean }>();
+  const probeLost = (): void => {
+    const now = Date.now();
+    for (const name of scheduler.lostAgents()) {
+      const probe = fetchers.get(name)?.probe;
+      const last = probes.get(name);
+      if (probe === undefined || last?.out === true || (last !== undefined && now - last.at < PROBE_EVERY_MS)) continue;
+      const state = { at: now, out: true };
+      probes.set(name, state);
+      // Not tracked: a run whose work is done does not wait for an agent that is away.
+      void probe({ signal: AbortSignal.any([run.signal, AbortSignal.timeout(PROBE_TIMEOUT_MS)]) }).then(
+        () => {
+          state.out = false;
+          if (run.signal.aborted || !scheduler.readmit(name)) return;
+          probes.delete(name);
+          step();
+        },
+        () => {
+          state.out = false;
+        },
+      );
+    }
+  };
+
   /** Carries out what the scheduler decides now. */
   function step(): void {
     if (run.signal.aborted) return;
@@ -187,7 +217,10 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
   try {
     step();
     // A slow piece is re-checked for the endgame every second while anything is in flight.
-    const tick = setInterval(step, TICK_MS);
+    const tick = setInterval(() => {
+      probeLost();
+      step();
+    }, TICK_MS);
     try {
       while (pending.size > 0) await Promise.race(pending);
     } finally {

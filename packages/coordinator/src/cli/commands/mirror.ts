@@ -14,6 +14,7 @@ import {
   readSwarmKeyFile,
   resolveTransferSettings,
   retryPolicyFromSettings,
+  type AbortOptions,
   type FetchSettings,
   type Logger,
   type PushSettings,
@@ -233,7 +234,7 @@ async function joinFarm(
   const addressOf = new Map(fetchers.map((f) => [f.name, f.address]));
   return {
     mesh: {
-      fetchers: fetchers.map((agent) => ({ agent, address: agent.address.toString(), slots: fetchSettings.parallel })),
+      fetchers: fetchers.map((agent) => ({ agent, address: agent.address.toString(), slots: fetchSettings.parallel, probe: (o: AbortOptions) => agent.hello(o) })),
       writer: {
         pull: (holder, task, sha256, signal) => {
           const address = addressOf.get(holder);
