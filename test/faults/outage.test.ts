@@ -108,7 +108,12 @@ async function checkArchive(out: string, host: string, label: string): Promise<n
   }
   const dir = join(layout, 'blobs', 'sha256');
   for (const name of await readdir(dir)) {
-    expect(createHash('sha256').update(await readFile(join(dir, name))).digest('hex'), `archived blob ${name}`).toBe(name);
+    expect(
+      createHash('sha256')
+        .update(await readFile(join(dir, name)))
+        .digest('hex'),
+      `archived blob ${name}`,
+    ).toBe(name);
   }
   return delivered;
 }
@@ -129,16 +134,26 @@ describe('upstream outage', () => {
     scenario(name, { sample, timeout: (seconds + 180) * 1000 }, async (record) => {
       fx.proxy.resetStats();
       // The shared layer is held at 8 MiB, so the outage starts while it is mid-transfer.
-      fx.proxy.setRules([{ match: { method: 'GET', path: new RegExp(`/blobs/${baseDigest}$`) }, fault: { kind: 'stall-after', bytes: HELD_AT, ms: Infinity }, times: 1 }]);
+      fx.proxy.setRules([
+        { match: { method: 'GET', path: new RegExp(`/blobs/${baseDigest}$`) }, fault: { kind: 'stall-after', bytes: HELD_AT, ms: Infinity }, times: 1 },
+      ]);
       const label = `outage-${seconds}`;
       const out = join(fx.dir, `out-${label}`);
       // Default settings; text output, so the progress lines go to stderr as they would in a log.
-      const args = mirrorArgs(await config(label, fx.proxy.host), out, join(fx.dir, `cache-${label}`)).filter((a, i, all) => a !== '--output' && all[i - 1] !== '--output');
+      const args = mirrorArgs(await config(label, fx.proxy.host), out, join(fx.dir, `cache-${label}`)).filter(
+        (a, i, all) => a !== '--output' && all[i - 1] !== '--output',
+      );
       const run = spawnMeshmirror(args);
       let running = true;
       void run.result.then(() => (running = false));
       try {
-        const outageMs = await outage(fx.proxy, seconds, () => baseBytesServed(fx.proxy) >= HELD_AT, () => running, 'the shared layer to reach 8 MiB');
+        const outageMs = await outage(
+          fx.proxy,
+          seconds,
+          () => baseBytesServed(fx.proxy) >= HELD_AT,
+          () => running,
+          'the shared layer to reach 8 MiB',
+        );
         const stillRunning = running;
         const result = await run.result;
         fx.proxy.setRules([]);
@@ -175,48 +190,60 @@ describe('upstream outage', () => {
   };
   mirrorOutage(FULL_MATRIX ? FULL_OUTAGE_S : SAMPLE_OUTAGE_S, true);
 
-  scenario('upstream: an outage longer than --image-timeout gives the shared layer up once; the re-run completes', { sample: false, timeout: 240_000 }, async (record) => {
-    const seconds = 30;
-    fx.proxy.resetStats();
-    fx.proxy.setRules([{ match: { method: 'GET', path: new RegExp(`/blobs/${baseDigest}$`) }, fault: { kind: 'stall-after', bytes: HELD_AT, ms: Infinity }, times: 1 }]);
-    const label = 'outage-timeout';
-    const out = join(fx.dir, `out-${label}`);
-    const cache = join(fx.dir, `cache-${label}`);
-    const configFile = await config(label, fx.proxy.host);
-    const run = spawnMeshmirror(mirrorArgs(configFile, out, cache, '--image-timeout', '12s'));
-    let running = true;
-    void run.result.then(() => (running = false));
-    try {
-      const outageMs = await outage(fx.proxy, seconds, () => baseBytesServed(fx.proxy) >= HELD_AT, () => running, 'the shared layer to reach 8 MiB');
-      const result = await run.result;
-      const summary = JSON.parse(result.stdout) as RunReport & { files: { errors?: string } };
-      const errors = (await readFile(summary.files.errors ?? '', 'utf8')).trim().split('\n');
-      const rerun = await runMeshmirror(mirrorArgs(configFile, out, cache));
-      const delivered = rerun.code === 0 ? await checkArchive(out, fx.proxy.host, label) : 0;
-      record({
-        scenario: 'upstream: an outage longer than --image-timeout gives the shared layer up once; the re-run completes',
-        faults: `connections refused for ${(outageMs / 1000).toFixed(1)} s while the shared layer is at ${HELD_AT / MiB} MiB, --image-timeout 12s`,
-        expected: IMAGES,
-        delivered,
-        fetchedBytes: fx.proxy.stats().blobBodyBytes,
-        uniqueBytes: fx.uniqueBlobBytes,
-        outcome: `exit ${result.code}: ${errors.length} images failed with "${(errors[0] ?? '').replace(/^.*?: (MM_)/, '$1').slice(0, 160)}" → re-run exit ${rerun.code}, skopeo ${delivered === IMAGES ? '✓' : '✗'}`,
-      });
-      expect(result.code).toBe(68);
-      // The layer was given up once, when its own time ran out, and every image that needs it says so.
-      expect(summary.images.failed).toBe(IMAGES);
-      expect(errors).toHaveLength(IMAGES);
-      for (const line of errors) expect(line).toContain('gave up after 12.0s without progress (--image-timeout)');
-      expect(rerun.code, rerun.stderr.slice(-2_000)).toBe(0);
-      expect(delivered).toBe(IMAGES);
-      expect(fx.proxy.stats().blobBodyBytes).toBeLessThanOrEqual(fx.uniqueBlobBytes + RESUME_SLACK);
-    } finally {
-      await fx.proxy.setDown(false);
-      fx.proxy.setRules([]);
-      if (running) run.child.kill('SIGKILL');
-      await run.result;
-    }
-  });
+  scenario(
+    'upstream: an outage longer than --image-timeout gives the shared layer up once; the re-run completes',
+    { sample: false, timeout: 240_000 },
+    async (record) => {
+      const seconds = 30;
+      fx.proxy.resetStats();
+      fx.proxy.setRules([
+        { match: { method: 'GET', path: new RegExp(`/blobs/${baseDigest}$`) }, fault: { kind: 'stall-after', bytes: HELD_AT, ms: Infinity }, times: 1 },
+      ]);
+      const label = 'outage-timeout';
+      const out = join(fx.dir, `out-${label}`);
+      const cache = join(fx.dir, `cache-${label}`);
+      const configFile = await config(label, fx.proxy.host);
+      const run = spawnMeshmirror(mirrorArgs(configFile, out, cache, '--image-timeout', '12s'));
+      let running = true;
+      void run.result.then(() => (running = false));
+      try {
+        const outageMs = await outage(
+          fx.proxy,
+          seconds,
+          () => baseBytesServed(fx.proxy) >= HELD_AT,
+          () => running,
+          'the shared layer to reach 8 MiB',
+        );
+        const result = await run.result;
+        const summary = JSON.parse(result.stdout) as RunReport & { files: { errors?: string } };
+        const errors = (await readFile(summary.files.errors ?? '', 'utf8')).trim().split('\n');
+        const rerun = await runMeshmirror(mirrorArgs(configFile, out, cache));
+        const delivered = rerun.code === 0 ? await checkArchive(out, fx.proxy.host, label) : 0;
+        record({
+          scenario: 'upstream: an outage longer than --image-timeout gives the shared layer up once; the re-run completes',
+          faults: `connections refused for ${(outageMs / 1000).toFixed(1)} s while the shared layer is at ${HELD_AT / MiB} MiB, --image-timeout 12s`,
+          expected: IMAGES,
+          delivered,
+          fetchedBytes: fx.proxy.stats().blobBodyBytes,
+          uniqueBytes: fx.uniqueBlobBytes,
+          outcome: `exit ${result.code}: ${errors.length} images failed with "${(errors[0] ?? '').replace(/^.*?: (MM_)/, '$1').slice(0, 160)}" → re-run exit ${rerun.code}, skopeo ${delivered === IMAGES ? '✓' : '✗'}`,
+        });
+        expect(result.code).toBe(68);
+        // The layer was given up once, when its own time ran out, and every image that needs it says so.
+        expect(summary.images.failed).toBe(IMAGES);
+        expect(errors).toHaveLength(IMAGES);
+        for (const line of errors) expect(line).toContain('gave up after 12.0s without progress (--image-timeout)');
+        expect(rerun.code, rerun.stderr.slice(-2_000)).toBe(0);
+        expect(delivered).toBe(IMAGES);
+        expect(fx.proxy.stats().blobBodyBytes).toBeLessThanOrEqual(fx.uniqueBlobBytes + RESUME_SLACK);
+      } finally {
+        await fx.proxy.setDown(false);
+        fx.proxy.setRules([]);
+        if (running) run.child.kill('SIGKILL');
+        await run.result;
+      }
+    },
+  );
 });
 
 describe('push outage', () => {
@@ -242,9 +269,23 @@ describe('push outage', () => {
     scenario(name, { sample, timeout: (seconds + 180) * 1000 }, async (record) => {
       targetProxy.resetStats();
       // The shared layer goes in 4 MiB PATCHes; the third is held after 64 KiB, then the target goes away.
-      targetProxy.setRules([{ match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 600_000 }, times: 1 }]);
+      targetProxy.setRules([
+        { match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 600_000 }, times: 1 },
+      ]);
       const configFile = await config('push-source', fx.registry.host);
-      const args = ['mirror', '-c', configFile, '--from', `file://${archive}`, `docker://${targetProxy.host}/mirror`, '--dest-tls-verify=false', '--cache-dir', join(fx.dir, `cache-push-${seconds}`), '--upload-chunk-size', String(4 * MiB)];
+      const args = [
+        'mirror',
+        '-c',
+        configFile,
+        '--from',
+        `file://${archive}`,
+        `docker://${targetProxy.host}/mirror`,
+        '--dest-tls-verify=false',
+        '--cache-dir',
+        join(fx.dir, `cache-push-${seconds}`),
+        '--upload-chunk-size',
+        String(4 * MiB),
+      ];
       const run = spawnMeshmirror(args);
       let running = true;
       void run.result.then(() => (running = false));

@@ -54,11 +54,7 @@ interface IndexJsonEntry {
   annotations?: Record<string, string>;
 }
 
-export async function pushLayout(
-  layoutDir: string,
-  registryUrl: string,
-  options: PushLayoutOptions = {},
-): Promise<PushedImage[]> {
+export async function pushLayout(layoutDir: string, registryUrl: string, options: PushLayoutOptions = {}): Promise<PushedImage[]> {
   const base = new URL(registryUrl);
   const client = new RegistryHttp(base, options);
   const indexJson = JSON.parse(await readFile(join(layoutDir, 'index.json'), 'utf8')) as {

@@ -25,7 +25,10 @@ export const OCI_LAYOUT_ENTRY = 'oci-layout';
 export const INDEX_JSON_ENTRY = 'index.json';
 export const BLOB_ENTRY_PREFIX = 'blobs/sha256/';
 
-const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest').transform((d) => d as Digest);
+const digestSchema = z
+  .string()
+  .refine(isDigest, 'must be a sha256 digest')
+  .transform((d) => d as Digest);
 const byteCount = z.number().int().nonnegative().refine(Number.isSafeInteger, 'must be a safe integer');
 
 export const chunkBlobSchema = z.object({

@@ -32,10 +32,7 @@ export interface MeshNodeOptions {
  * Wraps the Noise encrypter so a failed handshake (most often a peer with another swarm key) is
  * logged with the remote address: libp2p has no event for it.
  */
-function logHandshakeFailures<C>(
-  factory: (components: C) => ConnectionEncrypter,
-  logger: Logger,
-): (components: C) => ConnectionEncrypter {
+function logHandshakeFailures<C>(factory: (components: C) => ConnectionEncrypter, logger: Logger): (components: C) => ConnectionEncrypter {
   return (components: C) => {
     const inner = factory(components);
     const remoteOf = (connection: MessageStream): string => String((connection as unknown as { remoteAddr?: unknown }).remoteAddr ?? 'unknown');

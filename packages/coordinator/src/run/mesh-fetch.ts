@@ -208,7 +208,10 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
           break;
         case 'evict':
           // The agent's copy is no use to anyone; whether it managed to drop it changes nothing here.
-          void fetchers.get(d.agent)?.agent.evict([d.digest]).catch(() => undefined);
+          void fetchers
+            .get(d.agent)
+            ?.agent.evict([d.digest])
+            .catch(() => undefined);
           break;
       }
     }

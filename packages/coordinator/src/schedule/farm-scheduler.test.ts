@@ -62,11 +62,20 @@ describe('FarmScheduler', () => {
     expect(fetches.map((d) => d.key).sort()).toEqual(pieces.map(f.keyOf).sort());
     // Spread over both agents before any rate is known.
     expect(new Set(fetches.map((d) => d.agent)).size).toBe(2);
-    for (const d of fetches) f.fetched(d.agent, pieces.find((p) => f.keyOf(p) === d.key)!);
+    for (const d of fetches)
+      f.fetched(
+        d.agent,
+        pieces.find((p) => f.keyOf(p) === d.key)!,
+      );
     const pulls = f.of(f.decide(), 'pull');
     expect(pulls.map((d) => [d.key, d.holder]).sort()).toEqual(fetches.map((d) => [d.key, d.agent]).sort());
     for (const d of pulls) f.scheduler.pullDone(d.holder, d.key, d.task.length);
-    expect(f.of(f.decide(), 'complete').map((d) => d.digest).sort()).toEqual(pieces.map((p) => p.task.digest).sort());
+    expect(
+      f
+        .of(f.decide(), 'complete')
+        .map((d) => d.digest)
+        .sort(),
+    ).toEqual(pieces.map((p) => p.task.digest).sort());
     expect(f.scheduler.idle).toBe(true);
     f.scheduler.finish();
     expect(f.scheduler.failedBlobs.size).toBe(0);
@@ -74,7 +83,10 @@ describe('FarmScheduler', () => {
 
   it('an agent lost mid-piece: its pieces go to the others, cancelled on it, and it is reported lost', () => {
     const pieces = [piece(1, 8 * MiB), piece(2, 8 * MiB), piece(3, 8 * MiB)];
-    const f = farm(pieces, [{ name: 'a', slots: 1 }, { name: 'b', slots: 1 }]);
+    const f = farm(pieces, [
+      { name: 'a', slots: 1 },
+      { name: 'b', slots: 1 },
+    ]);
     const first = f.of(f.decide(), 'fetch');
     expect(first).toHaveLength(2);
     const onA = first.find((d) => d.agent === 'a')!;
@@ -83,7 +95,10 @@ describe('FarmScheduler', () => {
     f.scheduler.fetchEnded('a', onA.key, { code: 'MM_AGENT_LOST', message: 'stream reset' });
     expect(f.scheduler.reports.find((r) => r.agent === 'a')?.lost).toBe('MM_AGENT_LOST: stream reset');
     const onB = first.find((d) => d.agent === 'b')!;
-    f.fetched('b', pieces.find((p) => f.keyOf(p) === onB.key)!);
+    f.fetched(
+      'b',
+      pieces.find((p) => f.keyOf(p) === onB.key)!,
+    );
     const next = f.decide();
     // b takes the next piece; a is given nothing.
     expect(f.of(next, 'fetch').map((d) => d.agent)).toEqual(['b']);
@@ -96,7 +111,10 @@ describe('FarmScheduler', () => {
     for (let round = 0; round < 5 && fetchedByB.size < 3; round++) {
       for (const d of f.of(decisions, 'fetch')) {
         expect(d.agent).toBe('b');
-        f.fetched('b', pieces.find((p) => f.keyOf(p) === d.key)!);
+        f.fetched(
+          'b',
+          pieces.find((p) => f.keyOf(p) === d.key)!,
+        );
         fetchedByB.add(d.key);
       }
       decisions = f.decide();
@@ -107,12 +125,20 @@ describe('FarmScheduler', () => {
 
   it('a lost agent that was fetching two pieces has both cancelled', () => {
     const pieces = [piece(1, MiB), piece(2, MiB), piece(3, MiB)];
-    const f = farm(pieces, [{ name: 'a', slots: 2 }, { name: 'b', slots: 1 }]);
+    const f = farm(pieces, [
+      { name: 'a', slots: 2 },
+      { name: 'b', slots: 1 },
+    ]);
     const first = f.of(f.decide(), 'fetch');
     const onA = first.filter((d) => d.agent === 'a');
     expect(onA).toHaveLength(2);
     f.scheduler.lose('a', 'heartbeat missed');
-    expect(f.of(f.decide(), 'cancel').map((d) => [d.agent, d.key]).sort()).toEqual(onA.map((d) => ['a', d.key]).sort());
+    expect(
+      f
+        .of(f.decide(), 'cancel')
+        .map((d) => [d.agent, d.key])
+        .sort(),
+    ).toEqual(onA.map((d) => ['a', d.key]).sort());
   });
 
   it('wrong bytes: the holder is not asked for that piece again, its copy is evicted, and after repeated wrong pieces it is distrusted', () => {
@@ -122,7 +148,10 @@ describe('FarmScheduler', () => {
       p.holders.set('bad', p.task.digest);
       p.holders.set('good', p.task.digest);
     }
-    const g = farm(pieces, [{ name: 'bad', slots: 8 }, { name: 'good', slots: 8 }]);
+    const g = farm(pieces, [
+      { name: 'bad', slots: 8 },
+      { name: 'good', slots: 8 },
+    ]);
     let pulls = g.of(g.decide(), 'pull');
     expect(pulls).toHaveLength(pieces.length);
     // Neither has served anything yet, so the first holder listed is asked for every piece.
@@ -133,7 +162,12 @@ describe('FarmScheduler', () => {
       else g.scheduler.pullDone('good', d.key, d.task.length);
     }
     const after = g.decide();
-    expect(g.of(after, 'evict').map((d) => d.digest).sort()).toEqual(fromBad.map((d) => d.task.digest).sort());
+    expect(
+      g
+        .of(after, 'evict')
+        .map((d) => d.digest)
+        .sort(),
+    ).toEqual(fromBad.map((d) => d.task.digest).sort());
     // The same pieces are pulled again, from the other holder.
     pulls = g.of(after, 'pull');
     expect(pulls.map((d) => d.key).sort()).toEqual(fromBad.map((d) => d.key).sort());
@@ -146,7 +180,10 @@ describe('FarmScheduler', () => {
   it('distrusts an agent after repeated wrong pieces and refetches a piece only it held', () => {
     const pieces = Array.from({ length: DISTRUST_AFTER_WRONG_PIECES }, (_, i) => piece(i + 1, MiB));
     for (const p of pieces) p.holders.set('bad', p.task.digest);
-    const f = farm(pieces, [{ name: 'bad', slots: 8 }, { name: 'good', slots: 8 }]);
+    const f = farm(pieces, [
+      { name: 'bad', slots: 8 },
+      { name: 'good', slots: 8 },
+    ]);
     const pulls = f.of(f.decide(), 'pull');
     for (const d of pulls) f.scheduler.pullFailed('bad', d.key, 'MM_DIGEST_MISMATCH', 'digest mismatch');
     const next = f.decide();
@@ -161,19 +198,28 @@ describe('FarmScheduler', () => {
 
   it('a slow agent: an idle fast agent duplicates its last piece, and the first copy in cancels the other', () => {
     const pieces = [piece(1, 64 * MiB), piece(2, 64 * MiB)];
-    const f = farm(pieces, [{ name: 'fast', slots: 1 }, { name: 'slow', slots: 1 }]);
+    const f = farm(pieces, [
+      { name: 'fast', slots: 1 },
+      { name: 'slow', slots: 1 },
+    ]);
     const first = f.of(f.decide(), 'fetch');
     const onFast = first.find((d) => d.agent === 'fast')!;
     const onSlow = first.find((d) => d.agent === 'slow')!;
     // Ten seconds in: fast has all of its piece (6.4 MiB/s), slow has 5 MiB (0.5 MiB/s).
     f.advance(10_000);
-    f.fetched('fast', pieces.find((p) => f.keyOf(p) === onFast.key)!);
+    f.fetched(
+      'fast',
+      pieces.find((p) => f.keyOf(p) === onFast.key)!,
+    );
     f.scheduler.fetchProgress('slow', onSlow.key, 5 * MiB);
     const next = f.decide();
     const duplicate = f.of(next, 'fetch');
     expect(duplicate).toEqual([expect.objectContaining({ agent: 'fast', key: onSlow.key, endgame: true })]);
     // The fast agent's copy comes in first: the slow agent's fetch is cancelled and its copy pulled from fast.
-    f.fetched('fast', pieces.find((p) => f.keyOf(p) === onSlow.key)!);
+    f.fetched(
+      'fast',
+      pieces.find((p) => f.keyOf(p) === onSlow.key)!,
+    );
     const after = f.decide();
     expect(f.of(after, 'cancel')).toEqual([{ kind: 'cancel', agent: 'slow', key: onSlow.key }]);
     expect(f.of(after, 'pull').map((d) => [d.key, d.holder])).toContainEqual([onSlow.key, 'fast']);
@@ -181,12 +227,18 @@ describe('FarmScheduler', () => {
 
   it('a slow agent: a piece that will soon be done is not duplicated', () => {
     const pieces = [piece(1, 8 * MiB), piece(2, 8 * MiB)];
-    const f = farm(pieces, [{ name: 'fast', slots: 1 }, { name: 'slow', slots: 1 }]);
+    const f = farm(pieces, [
+      { name: 'fast', slots: 1 },
+      { name: 'slow', slots: 1 },
+    ]);
     const first = f.of(f.decide(), 'fetch');
     const onFast = first.find((d) => d.agent === 'fast')!;
     const onSlow = first.find((d) => d.agent === 'slow')!;
     f.advance(3_000);
-    f.fetched('fast', pieces.find((p) => f.keyOf(p) === onFast.key)!);
+    f.fetched(
+      'fast',
+      pieces.find((p) => f.keyOf(p) === onFast.key)!,
+    );
     // Slow has 7 of 8 MiB after 3 s: under a second to go, far below the endgame's threshold.
     f.scheduler.fetchProgress('slow', onSlow.key, 7 * MiB);
     expect(ENDGAME_MIN_REMAINING_MS).toBeGreaterThan(1_000);
@@ -195,7 +247,10 @@ describe('FarmScheduler', () => {
 
   it('gives faster agents more of the queue once their rates are known', () => {
     const pieces = Array.from({ length: 40 }, (_, i) => piece(i + 1, MiB));
-    const f = farm(pieces, [{ name: 'fast', slots: 16 }, { name: 'slow', slots: 16 }]);
+    const f = farm(pieces, [
+      { name: 'fast', slots: 16 },
+      { name: 'slow', slots: 16 },
+    ]);
     const taken = { fast: 0, slow: 0 };
     let decisions = f.decide();
     for (let round = 0; round < 200 && taken.fast + taken.slow < pieces.length; round++) {
@@ -214,14 +269,20 @@ describe('FarmScheduler', () => {
 
   it('an agent that comes back is given work again in the same run', () => {
     const pieces = [piece(1, MiB), piece(2, MiB), piece(3, MiB)];
-    const f = farm(pieces, [{ name: 'a', slots: 1 }, { name: 'b', slots: 1 }]);
+    const f = farm(pieces, [
+      { name: 'a', slots: 1 },
+      { name: 'b', slots: 1 },
+    ]);
     const first = f.of(f.decide(), 'fetch');
     const onA = first.find((d) => d.agent === 'a')!;
     f.scheduler.fetchEnded('a', onA.key, { code: 'MM_AGENT_LOST', message: 'connection closed' });
     expect(f.scheduler.lostAgents()).toEqual(['a']);
     // While a is lost, only b is given work.
     const onB = first.find((d) => d.agent === 'b')!;
-    f.fetched('b', pieces.find((p) => f.keyOf(p) === onB.key)!);
+    f.fetched(
+      'b',
+      pieces.find((p) => f.keyOf(p) === onB.key)!,
+    );
     expect(f.of(f.decide(), 'fetch').map((d) => d.agent)).toEqual(['b']);
     // a answers again: it is back, no longer reported lost, and takes the next waiting piece.
     expect(f.scheduler.readmit('a')).toBe(true);

@@ -154,12 +154,42 @@ export class FarmScheduler {
     this.#parallelPulls = options.parallelPulls ?? 8;
     this.#piecesLeft = new Map(options.split.piecesPerBlob);
     for (const agent of options.agents) {
-      const report: AgentReport = { agent: agent.name, address: agent.address, upstreamBytes: 0, servedBytes: 0, peerBytes: 0, piecesFetched: 0, piecesFailed: 0, wrongPieces: 0 };
-      this.#agents.set(agent.name, { name: agent.name, slots: agent.slots, inFlight: 0, pendingBytes: 0, usable: true, report, receivedBytes: 0, busyMs: 0, busySince: 0 });
+      const report: AgentReport = {
+        agent: agent.name,
+        address: agent.address,
+        upstreamBytes: 0,
+        servedBytes: 0,
+        peerBytes: 0,
+        piecesFetched: 0,
+        piecesFailed: 0,
+        wrongPieces: 0,
+      };
+      this.#agents.set(agent.name, {
+        name: agent.name,
+        slots: agent.slots,
+        inFlight: 0,
+        pendingBytes: 0,
+        usable: true,
+        report,
+        receivedBytes: 0,
+        busyMs: 0,
+        busySince: 0,
+      });
       this.reports.push(report);
     }
     for (const piece of options.split.pieces) {
-      const state: PieceState = { piece, key: `${piece.task.digest}@${piece.task.offset}`, fetching: new Set(), refused: new Set(), queuedForPull: false, pulling: false, done: false, attempts: 0, received: 0, startedAt: 0 };
+      const state: PieceState = {
+        piece,
+        key: `${piece.task.digest}@${piece.task.offset}`,
+        fetching: new Set(),
+        refused: new Set(),
+        queuedForPull: false,
+        pulling: false,
+        done: false,
+        attempts: 0,
+        received: 0,
+        startedAt: 0,
+      };
       this.#pieces.set(state.key, state);
       if (piece.holders.size > 0) {
         this.#wantPull(state);
@@ -314,7 +344,10 @@ export class FarmScheduler {
     a.usable = false;
     if (distrust) a.report.distrusted = why;
     else a.report.lost = why;
-    this.#log?.warn({ agent, address: a.report.address, why }, distrust ? 'agent distrusted; its work moves to the others' : 'agent lost; its work moves to the others');
+    this.#log?.warn(
+      { agent, address: a.report.address, why },
+      distrust ? 'agent distrusted; its work moves to the others' : 'agent lost; its work moves to the others',
+    );
     for (const s of this.#active) if (s.fetching.has(agent)) this.#outbox.push({ kind: 'cancel', agent, key: s.key });
     // Pieces it would have resumed are fetched by the others from the start.
     this.#queue.push(...(this.#resumeQueues.get(agent) ?? []));
@@ -417,7 +450,8 @@ export class FarmScheduler {
   #dispatch(out: Decision[]): void {
     const usable = [...this.#agents.values()].filter((a) => a.usable);
     if (usable.length === 0) {
-      for (const s of [...this.#queue, ...[...this.#resumeQueues.values()].flat()]) if (this.#isWaiting(s)) this.#giveUp(s, 'MM_AGENT_LOST', 'no agent is left to fetch it');
+      for (const s of [...this.#queue, ...[...this.#resumeQueues.values()].flat()])
+        if (this.#isWaiting(s)) this.#giveUp(s, 'MM_AGENT_LOST', 'no agent is left to fetch it');
       this.#queue.length = 0;
       this.#resumeQueues.clear();
       return;
@@ -432,7 +466,7 @@ export class FarmScheduler {
     const rates = new Map(usable.map((a) => [a.name, this.#rateOf(a)]));
     const known = [...rates.values()].filter((r) => r !== undefined);
     const typical = known.length > 0 ? known.reduce((x, y) => x + y, 0) / known.length : 1;
-    for (let i = 0; i < this.#queue.length; ) {
+    for (let i = 0; i < this.#queue.length;) {
       const s = this.#queue[i]!;
       if (!this.#isWaiting(s)) {
         this.#queue.splice(i, 1);

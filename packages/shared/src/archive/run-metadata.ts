@@ -25,7 +25,10 @@ export const RUN_METADATA_VERSION = 1;
 /** What a legacy image without `origin` reports as its origin (the push report's column). */
 export const LEGACY_IMAGE_ORIGIN = 'archive';
 
-const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest').transform((d) => d as Digest);
+const digestSchema = z
+  .string()
+  .refine(isDigest, 'must be a sha256 digest')
+  .transform((d) => d as Digest);
 
 /** Where an image came from in the ImageSetConfiguration. */
 export const imageKindSchema = z.enum(['release', 'operator', 'additional']);
@@ -118,9 +121,7 @@ export type RunMetadata = z.infer<typeof runMetadataSchema>;
 export const legacyRunMetadataSchema = z
   .object({
     ...runFields,
-    images: z.array(
-      z.discriminatedUnion('status', [archivedRunImageSchema.extend({ origin: z.string().default(LEGACY_IMAGE_ORIGIN) }), failedRunImageSchema]),
-    ),
+    images: z.array(z.discriminatedUnion('status', [archivedRunImageSchema.extend({ origin: z.string().default(LEGACY_IMAGE_ORIGIN) }), failedRunImageSchema])),
     archive: archiveInfoSchema,
   })
   .transform((legacy): RunMetadata => ({ schemaVersion: RUN_METADATA_VERSION, ...legacy }));

@@ -73,10 +73,7 @@ const SETTING_KEYS = Object.keys(SETTINGS) as Array<keyof TransferSettings>;
  * value throws a `ConfigError` naming the flag (`--parallel-images`) or the field
  * (`meshmirror.parallelImages`) it came from.
  */
-export function resolveTransferSettings(
-  fromFile: MeshmirrorFileSettings | undefined,
-  fromFlags: Partial<TransferSettings>,
-): TransferSettings {
+export function resolveTransferSettings(fromFile: MeshmirrorFileSettings | undefined, fromFlags: Partial<TransferSettings>): TransferSettings {
   const settings: TransferSettings = { ...DEFAULT_TRANSFER_SETTINGS };
   const assign = <K extends keyof TransferSettings>(key: K, value: TransferSettings[K]) => {
     settings[key] = value;
@@ -97,7 +94,10 @@ export function resolveTransferSettings(
 
 function checkSetting(key: keyof TransferSettings, value: unknown, source: string): void {
   const fail = (expected: string): never => {
-    const shown = typeof value === 'number' && SETTINGS[key].kind !== 'count' && SETTINGS[key].kind !== 'parallelism' ? `${formatDuration(value)} (${value} ms)` : JSON.stringify(value);
+    const shown =
+      typeof value === 'number' && SETTINGS[key].kind !== 'count' && SETTINGS[key].kind !== 'parallelism'
+        ? `${formatDuration(value)} (${value} ms)`
+        : JSON.stringify(value);
     throw new ConfigError(`${source}: ${expected}, got ${shown}`, { path: source, data: { setting: key, value } });
   };
   switch (SETTINGS[key].kind) {

@@ -3,7 +3,10 @@ import { MeshmirrorError } from '../errors.ts';
 import { isDigest, type Digest } from './digest.ts';
 import { isIndexMediaType, isManifestMediaType, MediaType } from './media-types.ts';
 
-const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest').transform((d) => d as Digest);
+const digestSchema = z
+  .string()
+  .refine(isDigest, 'must be a sha256 digest')
+  .transform((d) => d as Digest);
 
 export const descriptorSchema = z
   .object({
@@ -51,9 +54,7 @@ export const imageIndexSchema = z
   .loose();
 export type ImageIndex = z.infer<typeof imageIndexSchema>;
 
-export type ParsedManifest =
-  | { kind: 'index'; mediaType: string; index: ImageIndex }
-  | { kind: 'image'; mediaType: string; manifest: ImageManifest };
+export type ParsedManifest = { kind: 'index'; mediaType: string; index: ImageIndex } | { kind: 'image'; mediaType: string; manifest: ImageManifest };
 
 /**
  * Parses manifest bytes. The media type comes from the body when present, else from the
