@@ -69,7 +69,7 @@ describe('blob store under kill -9', () => {
     let observedCommitted = 0;
     let observedWritten = 0;
     let finishedBeforeKill = false;
-    for await (const line of createInterface({ input: child.stdout! })) {
+    for await (const line of createInterface({ input: child.stdout })) {
       if (line === 'finished') finishedBeforeKill = true;
       const match = /^written (\d+) committed (\d+)$/.exec(line);
       if (match === null) continue;

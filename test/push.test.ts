@@ -174,7 +174,7 @@ describe('disk to mirror into a real registry', () => {
     const reader = await openArchive(tampered);
     const appTop = (await imageBlobs(tampered, fx.pushed.find((p) => p.name === 'sample/app:1.0')!.digest)).find((b) => b.size === 300_000);
     expect(appTop).toBeDefined();
-    const where = reader.locateBlob(appTop!.digest as Digest)!;
+    const where = reader.locateBlob(appTop!.digest)!;
     await flipByte(join(tampered, where.file), where.offset + 1000);
 
     target = await startRegistry();

@@ -158,7 +158,7 @@ describe('writeArchive', () => {
 
   it('fails before writing when a blob is not held', async () => {
     const out = join(work, 'missing');
-    const missing = `sha256:${'0'.repeat(64)}` as Digest;
+    const missing: Digest = `sha256:${'0'.repeat(64)}`;
     const error = await writeArchive(await openOciLayout(layoutDir), {
       ...request(out),
       blobs: [...layout.blobs, { digest: missing, size: 10 }],
@@ -193,7 +193,7 @@ describe('writeArchive', () => {
 });
 
 describe('planArchiveChunks', () => {
-  const blob = (n: number, size: number) => ({ digest: `sha256:${n.toString(16).padStart(64, '0')}` as Digest, size });
+  const blob = (n: number, size: number): { digest: Digest; size: number } => ({ digest: `sha256:${n.toString(16).padStart(64, '0')}`, size });
   const extras = () => [{ name: 'index.json', data: Buffer.alloc(700) }];
 
   it('keeps every chunk within the limit and accounts for headers, padding, manifest and end blocks', () => {
