@@ -75,7 +75,7 @@ const SETTING_KEYS = Object.keys(SETTINGS) as Array<keyof TransferSettings>;
  */
 export function resolveTransferSettings(
   fromFile: MeshmirrorFileSettings | undefined,
-  fromFlags: Partial<TransferSettings>,
+  fromFlags: { [K in keyof TransferSettings]?: TransferSettings[K] | undefined },
 ): TransferSettings {
   const settings: TransferSettings = { ...DEFAULT_TRANSFER_SETTINGS };
   const assign = <K extends keyof TransferSettings>(key: K, value: TransferSettings[K]) => {
