@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createDigester, digestHex, digestOf, silentLogger } from '../packages/shared/src/index.ts';
+import { createDigester, digestHex, digestOf, silentLogger } from '@meshmirror/shared';
 import { createBlobStore } from '../packages/agent/src/store/blob-store.ts';
 import { patternBytes } from './fixtures-scripts/pattern-bytes.ts';
 

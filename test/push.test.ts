@@ -7,7 +7,7 @@ import { cp, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openArchive } from '../packages/agent/src/archive/archive-reader.ts';
-import { parseManifest, type Digest } from '../packages/shared/src/index.ts';
+import { parseManifest, type Digest } from '@meshmirror/shared';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
 import { mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';

@@ -20,7 +20,7 @@ import {
   type Digest,
   type HttpRegistryClient,
   type RetryPolicy,
-} from '../packages/shared/src/index.ts';
+} from '@meshmirror/shared';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
 

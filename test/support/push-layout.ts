@@ -20,7 +20,7 @@ import {
   throwIfAborted,
   type Descriptor,
   type Digest,
-} from '../../packages/shared/src/index.ts';
+} from '@meshmirror/shared';
 
 export interface PushLayoutOptions {
   /** Names (index.json `org.opencontainers.image.ref.name`) to push. Default: every named image. */
