@@ -16,7 +16,7 @@ export default tseslint.config(
       parserOptions: {
         projectService: {
           // Files outside tsconfig.json's include: the bin shim and the config files.
-          allowDefaultProject: ['packages/coordinator/bin/*.js', 'eslint.config.js', 'vitest.faults.config.ts'],
+          allowDefaultProject: ['packages/coordinator/bin/*.js', 'eslint.config.js', 'prettier.config.js', 'vitest.faults.config.ts'],
         },
         tsconfigRootDir: import.meta.dirname,
       },
