@@ -54,11 +54,7 @@ describe('blob store under kill -9', () => {
     dirs.push(dir);
     const digest = patternDigest(BLOB_SIZE);
 
-    const child = spawn(
-      process.execPath,
-      [WRITER_SCRIPT, dir, digest, String(BLOB_SIZE), String(COMMIT_EVERY), String(CHUNK)],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn(process.execPath, [WRITER_SCRIPT, dir, digest, String(BLOB_SIZE), String(COMMIT_EVERY), String(CHUNK)], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -39,9 +39,15 @@ async function client(name: string, key: SwarmKey): Promise<{ node: MeshNode; pe
 
 async function fetchAll(node: MeshNode, digest: Digest, offset: number, length: number): Promise<Buffer> {
   const parts: Buffer[] = [];
-  await fetchPeerRange(node, agent.addresses[0] ?? '', { digest, offset, length }, (chunk: Uint8Array) => {
-    parts.push(Buffer.from(chunk));
-  }, { stallMs: 10_000, dialTimeoutMs: 5_000 });
+  await fetchPeerRange(
+    node,
+    agent.addresses[0] ?? '',
+    { digest, offset, length },
+    (chunk: Uint8Array) => {
+      parts.push(Buffer.from(chunk));
+    },
+    { stallMs: 10_000, dialTimeoutMs: 5_000 },
+  );
   return Buffer.concat(parts);
 }
 
@@ -91,17 +97,26 @@ describe('mesh admission', () => {
     const file = join(dir, 'fetched.bin');
     const handle = await open(file, 'w');
     let position = 0;
-    await fetchPeerRange(friend.node, agent.addresses[0] ?? '', { digest: bigDigest, offset: 0, length: big.length }, async (chunk: Uint8Array) => {
-      const { bytesWritten } = await handle.write(chunk, 0, chunk.length, position);
-      position += bytesWritten;
-    }, { stallMs: 10_000 });
+    await fetchPeerRange(
+      friend.node,
+      agent.addresses[0] ?? '',
+      { digest: bigDigest, offset: 0, length: big.length },
+      async (chunk: Uint8Array) => {
+        const { bytesWritten } = await handle.write(chunk, 0, chunk.length, position);
+        position += bytesWritten;
+      },
+      { stallMs: 10_000 },
+    );
     await handle.close();
     expect(sha256Digest(await readFile(file))).toBe(bigDigest);
     const middle = await fetchAll(friend.node, bigDigest, 3 * MiB - 7, MiB + 11);
     expect(middle.equals(big.subarray(3 * MiB - 7, 4 * MiB + 4))).toBe(true);
     const missing = sha256Digest(Buffer.from('not held'));
     await expect(fetchAll(friend.node, missing, 0, 8)).rejects.toMatchObject({ code: 'MM_NOT_FOUND', message: expect.stringContaining(missing) });
-    await expect(fetchAll(friend.node, bigDigest, big.length - 10, 11)).rejects.toMatchObject({ code: 'MM_NOT_FOUND', message: expect.stringContaining('is not held here') });
+    await expect(fetchAll(friend.node, bigDigest, big.length - 10, 11)).rejects.toMatchObject({
+      code: 'MM_NOT_FOUND',
+      message: expect.stringContaining('is not held here'),
+    });
     expect(agent.stderr()).toContain(friend.peerId);
     expect(agent.stderr()).toContain('peer connected');
   });
@@ -113,11 +128,17 @@ describe('mesh admission', () => {
     const hash = createHash('sha256');
     let received = 0;
     // About 1 ms per chunk: far slower than loopback, so the stream spends most of its time paused.
-    await fetchPeerRange(reader.node, agent.addresses[0] ?? '', { digest: hugeDigest, offset: 0, length: HUGE_BYTES }, async (chunk: Uint8Array) => {
-      hash.update(chunk);
-      received += chunk.length;
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }, { stallMs: 20_000 });
+    await fetchPeerRange(
+      reader.node,
+      agent.addresses[0] ?? '',
+      { digest: hugeDigest, offset: 0, length: HUGE_BYTES },
+      async (chunk: Uint8Array) => {
+        hash.update(chunk);
+        received += chunk.length;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      },
+      { stallMs: 20_000 },
+    );
     expect(received).toBe(HUGE_BYTES);
     expect(`sha256:${hash.digest('hex')}`).toBe(hugeDigest);
   }, 60_000);
@@ -197,4 +218,3 @@ async function expectLogged(text: string): Promise<void> {
     await new Promise<void>((resolve) => agent.child.stderr?.once('data', () => resolve()));
   }
 }
-

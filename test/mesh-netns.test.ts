@@ -99,7 +99,9 @@ describe.skipIf(!enabled)('a farm of separate hosts with shaped uplinks', () => 
       const seconds = (Date.now() - started) / 1000;
       expect(result.code, result.stderr).toBe(0);
       const served = servedBetween(before, await farm.upstream());
-      console.log(`mesh-netns: uplinks ${RATE_MBIT}/${RATE_MBIT}/${slowMbit} Mbit/s: ${seconds.toFixed(1)} s; registry served ${JSON.stringify(Object.fromEntries(served))}`);
+      console.log(
+        `mesh-netns: uplinks ${RATE_MBIT}/${RATE_MBIT}/${slowMbit} Mbit/s: ${seconds.toFixed(1)} s; registry served ${JSON.stringify(Object.fromEntries(served))}`,
+      );
       const summary = JSON.parse(result.stdout) as { agents: AgentRow[] };
       const rows = agents.map((a) => summary.agents.find((r) => r.agent === a.peerId)!);
       expect(await archiveContent(out, join(farm.dir, `layout-${name}`))).toEqual(reference);

@@ -148,7 +148,10 @@ describe('losing an agent in the middle of a run', () => {
     const out = join(fx.dir, 'out-kill');
     const run = spawnMeshmirror(farmArgs(farm, out, await coordinatorCache('cache-kill'), '--log-level', 'info'));
     const victim = farm[1]!;
-    await waitFor(() => /assignment started[^\n]*sample|"msg":"assignment started"/.test(victim.stderr()) && fx.proxy.stats().faultsInjected >= 3, 'the agents to be mid-piece');
+    await waitFor(
+      () => /assignment started[^\n]*sample|"msg":"assignment started"/.test(victim.stderr()) && fx.proxy.stats().faultsInjected >= 3,
+      'the agents to be mid-piece',
+    );
     victim.child.kill('SIGKILL');
     const result = await run.result;
     fx.proxy.setRules([]);

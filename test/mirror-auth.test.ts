@@ -26,9 +26,7 @@ describe('mirror from a registry that needs credentials', () => {
     dir = await mkdtemp(join(tmpdir(), 'meshmirror-auth-'));
     const htpasswd = await makeHtpasswd(dir, USER, PASSWORD);
     registry = await startRegistry({ config: { auth: { htpasswd: { realm: 'meshmirror-test', path: htpasswd } } } });
-    await writeSampleLayout(join(dir, 'layout'), [
-      { name: 'private/app:1.0', platforms: [{ architecture: 'amd64', layers: [{ seed: 'private', size: 300_000 }] }] },
-    ]);
+    await writeSampleLayout(join(dir, 'layout'), [{ name: 'private/app:1.0', platforms: [{ architecture: 'amd64', layers: [{ seed: 'private', size: 300_000 }] }] }]);
     pushed = await pushLayout(join(dir, 'layout'), registry.url, { credentials: { username: USER, password: PASSWORD } });
   });
   afterAll(async () => {

@@ -19,8 +19,7 @@ describe('mirror to disk survives the oc-mirror failure report', () => {
     await fx?.close();
   });
 
-  const args = (config: string, out: string, cache: string, ...extra: string[]): string[] =>
-    mirrorArgs(config, out, cache, '--retry-delay', '50ms', ...extra);
+  const args = (config: string, out: string, cache: string, ...extra: string[]): string[] => mirrorArgs(config, out, cache, '--retry-delay', '50ms', ...extra);
 
   it('resets, stalls, 500 bursts, 429 with Retry-After, truncation and a 200 to a Range: resumes, not restarts', async () => {
     const names = fx.pushed.map((p) => fx.viaProxy(p.name));
@@ -140,8 +139,7 @@ describe('a corrupted blob store heals itself', () => {
   it('a held layer whose bytes changed on disk is evicted and fetched again; the archive stays correct', async () => {
     const config = await fx.writeConfig('heal.yaml', { additionalImages: [fx.viaProxy('sample/app:1.0')] });
     const cache = join(fx.dir, 'cache-heal');
-    const run = (out: string) =>
-      runMeshmirror(mirrorArgs(config, join(fx.dir, out), cache));
+    const run = (out: string) => runMeshmirror(mirrorArgs(config, join(fx.dir, out), cache));
     const first = await run('out-heal-1');
     expect(first.code, first.stderr).toBe(0);
 

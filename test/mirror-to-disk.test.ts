@@ -17,7 +17,6 @@ describe('mirror to disk against a real registry', () => {
     await fx?.close();
   });
 
-
   it('archives every image with the source digests, in chunks within archiveSize', async () => {
     const appDigest = fx.pushed.find((p) => p.name === 'sample/app:1.0')?.digest;
     expect(appDigest).toBeDefined();

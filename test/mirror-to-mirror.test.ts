@@ -48,8 +48,21 @@ afterAll(async () => {
 
 function m2mArgs(destination: string, workspace: string, cache: string, ...extra: string[]): string[] {
   return [
-    'mirror', '-c', config, '--workspace', `file://${workspace}`, `docker://${destination}`,
-    '--cache-dir', cache, '--src-tls-verify=false', '--dest-tls-verify=false', '--retry-delay', '50ms', '--output', 'json', ...extra,
+    'mirror',
+    '-c',
+    config,
+    '--workspace',
+    `file://${workspace}`,
+    `docker://${destination}`,
+    '--cache-dir',
+    cache,
+    '--src-tls-verify=false',
+    '--dest-tls-verify=false',
+    '--retry-delay',
+    '50ms',
+    '--output',
+    'json',
+    ...extra,
   ];
 }
 
@@ -119,7 +132,9 @@ describe('mirror to mirror on one host', () => {
     target = await startRegistry();
     targetProxy = await startFaultProxy(target.url);
     // Hold the big layer's ninth 1 MiB chunk, so the kill lands in the middle of a PATCH.
-    targetProxy.setRules([{ match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 120_000 }, times: 1 }]);
+    targetProxy.setRules([
+      { match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 120_000 }, times: 1 },
+    ]);
     fx.proxy.resetStats();
     const args = m2mArgs(`${targetProxy.host}/mirror`, join(fx.dir, 'ws-kill'), join(fx.dir, 'cache-m2m-kill'), '--upload-chunk-size', String(MiB));
     const first = spawnMeshmirror(args);
@@ -186,7 +201,10 @@ describe('mirror to mirror across a farm', () => {
     const cache = await cacheWithIdentity(join(fx.dir, 'm2m-identity'), join(fx.dir, 'cache-m2m-farm'));
     const args = [
       ...m2mArgs(`${targetProxy.host}/mirror`, join(fx.dir, 'ws-farm'), cache),
-      '--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? ''),
+      '--swarm-key',
+      keyFile,
+      '--agents',
+      ...agents.map((a) => a.addresses[0] ?? ''),
     ];
     const result = await runMeshmirror(args);
     expect(result.code, result.stderr + agents.map((a) => a.stderr()).join('\n')).toBe(0);
@@ -228,11 +246,16 @@ describe('mirror to mirror across a farm', () => {
     target = await startRegistry();
     targetProxy = await startFaultProxy(target.url);
     // Hold the big layer's ninth 1 MiB chunk: the agent pushing it is mid-PATCH when the agents die.
-    targetProxy.setRules([{ match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 120_000 }, times: 1 }]);
+    targetProxy.setRules([
+      { match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 120_000 }, times: 1 },
+    ]);
     const cache = await cacheWithIdentity(join(fx.dir, 'm2m-identity'), join(fx.dir, 'cache-m2m-farm-kill'));
     const run = spawnMeshmirror([
       ...m2mArgs(`${targetProxy.host}/mirror`, join(fx.dir, 'ws-farm-kill'), cache, '--upload-chunk-size', String(MiB)),
-      '--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? ''),
+      '--swarm-key',
+      keyFile,
+      '--agents',
+      ...agents.map((a) => a.addresses[0] ?? ''),
     ]);
     await waitFor(() => targetProxy!.stats().log.some((e) => e.fault === 'stall-request-after' && e.requestBytes >= 64 * 1024), 'the stalled PATCH');
     for (const agent of agents) agent.child.kill('SIGKILL');

@@ -200,7 +200,13 @@ describe('OpenShift fixture', () => {
     }
     expect(staleSeen).toBe(true); // a lower layer has it ...
     expect(await readdir(join(root, 'configs', 'web-terminal'))).toEqual(['catalog.json']); // ... the top layer removes it
-    expect((await readdir(join(root, 'configs'))).sort()).toEqual(['another-operator', 'cluster-logging', 'compliance-operator', 'unselected-operator', 'web-terminal']);
+    expect((await readdir(join(root, 'configs'))).sort()).toEqual([
+      'another-operator',
+      'cluster-logging',
+      'compliance-operator',
+      'unselected-operator',
+      'web-terminal',
+    ]);
     expect(await readdir(join(root, 'tmp', 'cache'))).toContain('digest');
 
     const refs: string[] = [];

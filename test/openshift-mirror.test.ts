@@ -221,7 +221,19 @@ describe("the user's example configuration", () => {
   it('pushes that archive into a registry: oc-mirror names, cluster resources for releases, the catalog and the update service', async () => {
     const out = join(dir, 'out');
     const dest = `docker://${target.host}/mirror`;
-    const result = await runMeshmirror(['mirror', '-c', config, '--from', `file://${out}`, dest, '--cache-dir', join(dir, 'cache-push'), '--dest-tls-verify=false', '--output', 'json']);
+    const result = await runMeshmirror([
+      'mirror',
+      '-c',
+      config,
+      '--from',
+      `file://${out}`,
+      dest,
+      '--cache-dir',
+      join(dir, 'cache-push'),
+      '--dest-tls-verify=false',
+      '--output',
+      'json',
+    ]);
     expect(result.code, result.stderr).toBe(0);
     const release = releasesOf(['4.19.3'])[0]!;
     expect(await skopeoInspectDigest(`docker://${target.host}/mirror/openshift/release-images:4.19.3-x86_64`, { tlsVerify: false })).toBe(release.payloadDigest);
@@ -232,7 +244,13 @@ describe("the user's example configuration", () => {
 
     const resources = join(out, 'working-dir', 'cluster-resources');
     const files = (await readdir(resources)).sort();
-    expect(files).toEqual(['cc-redhat-operator-index-v4-19.yaml', 'cs-redhat-operator-index-v4-19.yaml', 'idms-oc-mirror.yaml', 'itms-oc-mirror.yaml', 'updateService.yaml']);
+    expect(files).toEqual([
+      'cc-redhat-operator-index-v4-19.yaml',
+      'cs-redhat-operator-index-v4-19.yaml',
+      'idms-oc-mirror.yaml',
+      'itms-oc-mirror.yaml',
+      'updateService.yaml',
+    ]);
     const idms = await readFile(join(resources, 'idms-oc-mirror.yaml'), 'utf8');
     expect(idms).toContain(`source: ${proxy.host}/openshift-release-dev/ocp-v4.0-art-dev`);
     expect(idms).toContain(`${target.host}/mirror/openshift/release`);
@@ -248,9 +266,24 @@ describe("the user's example configuration", () => {
 /** A configuration for the fixture: platform and operator parts as YAML lines under `mirror:`. */
 async function writeConfig(name: string, body: { channels?: string; operators?: string }): Promise<string> {
   const lines = ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', 'mirror:'];
-  if (body.channels !== undefined) lines.push('  platform:', '    channels:', ...body.channels.trim().split('\n').map((l) => `      ${l}`));
+  if (body.channels !== undefined)
+    lines.push(
+      '  platform:',
+      '    channels:',
+      ...body.channels
+        .trim()
+        .split('\n')
+        .map((l) => `      ${l}`),
+    );
   if (body.operators !== undefined) {
-    lines.push('  operators:', `    - catalog: ${fx.catalog.ref}`, ...body.operators.trim().split('\n').map((l) => `      ${l}`));
+    lines.push(
+      '  operators:',
+      `    - catalog: ${fx.catalog.ref}`,
+      ...body.operators
+        .trim()
+        .split('\n')
+        .map((l) => `      ${l}`),
+    );
   }
   const path = join(dir, `${name}.yaml`);
   await writeFile(path, `${lines.join('\n')}\n`);
@@ -279,7 +312,11 @@ describe('selection rules, checked against hand-worked expectations (dry runs ov
     { rule: 'the head of another channel', channels: '- name: fast-4.19', versions: ['4.19.11'] },
     { rule: 'only minVersion: min up to the head', channels: '- name: stable-4.19\n  minVersion: 4.19.5', versions: ['4.19.5', '4.19.8', '4.19.10'] },
     { rule: 'only maxVersion: that version', channels: '- name: stable-4.19\n  maxVersion: 4.19.3', versions: ['4.19.3'] },
-    { rule: 'min and max: everything in range', channels: '- name: stable-4.19\n  minVersion: 4.19.2\n  maxVersion: 4.19.8', versions: ['4.19.2', '4.19.3', '4.19.5', '4.19.8'] },
+    {
+      rule: 'min and max: everything in range',
+      channels: '- name: stable-4.19\n  minVersion: 4.19.2\n  maxVersion: 4.19.8',
+      versions: ['4.19.2', '4.19.3', '4.19.5', '4.19.8'],
+    },
     {
       rule: 'shortestPath: a breadth-first path over the edges',
       channels: '- name: stable-4.19\n  minVersion: 4.19.2\n  maxVersion: 4.19.10\n  shortestPath: true',
@@ -297,7 +334,11 @@ describe('selection rules, checked against hand-worked expectations (dry runs ov
       versions: [],
       failed: [/4\.19\.1 is not in the channel/],
     },
-    { rule: 'a package without channels: every channel head', operators: 'packages:\n  - name: cluster-logging', bundles: ['cluster-logging.v6.1.3', 'cluster-logging.v6.2.3'] },
+    {
+      rule: 'a package without channels: every channel head',
+      operators: 'packages:\n  - name: cluster-logging',
+      bundles: ['cluster-logging.v6.1.3', 'cluster-logging.v6.2.3'],
+    },
     {
       rule: 'a channel with minVersion: the replaces chain from the head, skipped entries included',
       operators: 'packages:\n  - name: cluster-logging\n    channels:\n      - name: stable-6.2\n        minVersion: 6.2.1',
@@ -308,7 +349,11 @@ describe('selection rules, checked against hand-worked expectations (dry runs ov
       operators: 'packages:\n  - name: compliance-operator\n    maxVersion: 1.6.1',
       bundles: ['compliance-operator.v1.6.0', 'compliance-operator.v1.6.1'],
     },
-    { rule: 'full on the catalog: every bundle of the listed package', operators: 'full: true\npackages:\n  - name: web-terminal', bundles: ['web-terminal.v1.10.0', 'web-terminal.v1.11.0', 'web-terminal.v1.12.1'] },
+    {
+      rule: 'full on the catalog: every bundle of the listed package',
+      operators: 'full: true\npackages:\n  - name: web-terminal',
+      bundles: ['web-terminal.v1.10.0', 'web-terminal.v1.11.0', 'web-terminal.v1.12.1'],
+    },
     {
       rule: 'a channel that drops the default channel: an error that says to set defaultChannel',
       operators: 'packages:\n  - name: cluster-logging\n    channels:\n      - name: stable-6.1',
@@ -327,28 +372,38 @@ describe('selection rules, checked against hand-worked expectations (dry runs ov
       failed: [/no-such-operator/],
     },
   ];
-  it.each(rows)('$rule', async (row) => {
-    const name = `table-${rows.indexOf(row)}`;
-    const config = await writeConfig(name, { ...(row.channels === undefined ? {} : { channels: row.channels }), ...(row.operators === undefined ? {} : { operators: row.operators }) });
-    const result = await runMeshmirror([...mirrorArgs(config, join(dir, `${name}-out`), join(dir, `${name}-cache`), ...openshiftArgs()), '--dry-run']);
-    expect(result.stderr).not.toMatch(/\n\s+at /); // never a stack trace
-    const summary = JSON.parse(result.stdout) as Summary;
-    const selection = selectionOf(summary);
-    if (row.versions !== undefined) expect(selection.versions).toEqual(row.versions);
-    if (row.bundles !== undefined) expect(selection.bundles).toEqual(row.bundles);
-    const failures = summary.outcomes.filter((o) => o.state === 'failed');
-    expect(failures.length).toBe(row.failed?.length ?? 0);
-    for (const pattern of row.failed ?? []) expect(failures.map((f) => `${f.source} ${f.origin} ${f.reason ?? ''}`).join('\n')).toMatch(pattern);
-    if (row.failed === undefined) expect(result.code, result.stderr).toBe(0);
-    else expect(result.code).not.toBe(0);
-  }, 60_000);
+  it.each(rows)(
+    '$rule',
+    async (row) => {
+      const name = `table-${rows.indexOf(row)}`;
+      const config = await writeConfig(name, {
+        ...(row.channels === undefined ? {} : { channels: row.channels }),
+        ...(row.operators === undefined ? {} : { operators: row.operators }),
+      });
+      const result = await runMeshmirror([...mirrorArgs(config, join(dir, `${name}-out`), join(dir, `${name}-cache`), ...openshiftArgs()), '--dry-run']);
+      expect(result.stderr).not.toMatch(/\n\s+at /); // never a stack trace
+      const summary = JSON.parse(result.stdout) as Summary;
+      const selection = selectionOf(summary);
+      if (row.versions !== undefined) expect(selection.versions).toEqual(row.versions);
+      if (row.bundles !== undefined) expect(selection.bundles).toEqual(row.bundles);
+      const failures = summary.outcomes.filter((o) => o.state === 'failed');
+      expect(failures.length).toBe(row.failed?.length ?? 0);
+      for (const pattern of row.failed ?? []) expect(failures.map((f) => `${f.source} ${f.origin} ${f.reason ?? ''}`).join('\n')).toMatch(pattern);
+      if (row.failed === undefined) expect(result.code, result.stderr).toBe(0);
+      else expect(result.code).not.toBe(0);
+    },
+    60_000,
+  );
 });
 
 describe('a release named directly (platform.release)', () => {
   it('mirrors that payload by tag, pinned to its digest, with every component named for its version', async () => {
     const release = releasesOf(['4.19.5'])[0]!; // its image-references sit in a middle layer
     const path = join(dir, 'direct.yaml');
-    await writeFile(path, ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', 'mirror:', '  platform:', `    release: ${release.payloadTagRef}`, ''].join('\n'));
+    await writeFile(
+      path,
+      ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', 'mirror:', '  platform:', `    release: ${release.payloadTagRef}`, ''].join('\n'),
+    );
     const out = join(dir, 'out-direct');
     const result = await runMeshmirror(mirrorArgs(path, out, join(dir, 'cache-direct')));
     expect(result.code, result.stderr).toBe(0);
@@ -397,8 +452,19 @@ describe('mirror to mirror with the example configuration', () => {
   it('pushes every image straight into the target and writes the cluster resources', async () => {
     const workspace = join(dir, 'm2m');
     const result = await runMeshmirror([
-      'mirror', '-c', config, '--workspace', `file://${workspace}`, `docker://${target.host}/m2m`,
-      '--cache-dir', join(dir, 'cache-m2m'), '--src-tls-verify=false', '--dest-tls-verify=false', '--output', 'json', ...openshiftArgs(),
+      'mirror',
+      '-c',
+      config,
+      '--workspace',
+      `file://${workspace}`,
+      `docker://${target.host}/m2m`,
+      '--cache-dir',
+      join(dir, 'cache-m2m'),
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      '--output',
+      'json',
+      ...openshiftArgs(),
     ]);
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as { images: { failed: number; pushed: number } };

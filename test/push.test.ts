@@ -46,8 +46,18 @@ describe('disk to mirror into a real registry', () => {
   });
 
   const pushArgs = (from: string, destination: string, cache: string, ...extra: string[]): string[] => [
-    'mirror', '-c', config, '--from', `file://${from}`, `docker://${destination}`,
-    '--cache-dir', cache, '--dest-tls-verify=false', '--output', 'json', ...extra,
+    'mirror',
+    '-c',
+    config,
+    '--from',
+    `file://${from}`,
+    `docker://${destination}`,
+    '--cache-dir',
+    cache,
+    '--dest-tls-verify=false',
+    '--output',
+    'json',
+    ...extra,
   ];
 
   /** Every image of the set reads back from the target with the source's digest, and copies whole. */
@@ -145,7 +155,9 @@ describe('disk to mirror into a real registry', () => {
     target = await startRegistry();
     proxy = await startFaultProxy(target.url);
     // Hold the big layer's ninth 1 MiB chunk, so the kill lands in the middle of a PATCH.
-    proxy.setRules([{ match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 120_000 }, times: 1 }]);
+    proxy.setRules([
+      { match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 120_000 }, times: 1 },
+    ]);
     const cache = join(fx.dir, 'cache-kill');
     const args = pushArgs(archive, `${proxy.host}/mirror`, cache, '--upload-chunk-size', String(MiB));
     const first = spawnMeshmirror(args);
@@ -248,7 +260,6 @@ async function imageBlobs(archiveDir: string, digest: Digest): Promise<Array<{ d
   }
   return manifests.flatMap((m) => [m.config, ...m.layers]).map((d) => ({ digest: d.digest, size: d.size }));
 }
-
 
 /** Appends a regular-file entry to a tar file (before its end-of-archive blocks), name unchecked. */
 async function appendTarEntry(file: string, name: string, data: Buffer): Promise<void> {

@@ -473,9 +473,7 @@ describe('servers that misbehave in ways the fault proxy cannot', () => {
       res.end(Buffer.alloc(100));
     };
     const client = makeClient();
-    const error = await failureOf(
-      client.fetchBlobRange({ registry: host, repository: REPO }, content.layerDigest, { offset: 500, end: 599 }),
-    );
+    const error = await failureOf(client.fetchBlobRange({ registry: host, repository: REPO }, content.layerDigest, { offset: 500, end: 599 }));
     expect(error.code).toBe('MM_REGISTRY');
     expect(error.message).toContain('not the requested offset 500');
     expect(isRetryable(error)).toBe(true);
@@ -487,9 +485,7 @@ describe('servers that misbehave in ways the fault proxy cannot', () => {
     };
     const client = makeClient({ headersTimeoutMs: 300 });
     const started = performance.now();
-    const error = await failureOf(
-      client.fetchBlobRange({ registry: host, repository: REPO }, content.layerDigest, { offset: 0, end: 9 }),
-    );
+    const error = await failureOf(client.fetchBlobRange({ registry: host, repository: REPO }, content.layerDigest, { offset: 0, end: 9 }));
     expect(error.code).toBe('MM_NETWORK');
     expect(error.message).toContain('no response headers');
     expect(isRetryable(error)).toBe(true);

@@ -12,15 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { uploadBlob, type UploadJournal, type UploadSource } from '../packages/agent/src/push/blob-uploader.ts';
-import {
-  ANONYMOUS_CREDENTIALS,
-  createRegistryClient,
-  HostBackoff,
-  silentLogger,
-  type Digest,
-  type HttpRegistryClient,
-  type RetryPolicy,
-} from '@meshmirror/shared';
+import { ANONYMOUS_CREDENTIALS, createRegistryClient, HostBackoff, silentLogger, type Digest, type HttpRegistryClient, type RetryPolicy } from '@meshmirror/shared';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
 
@@ -137,10 +129,13 @@ describe('uploading a blob', () => {
     expect(await registryHas('ecr/a', blob.digest)).toBe(true);
   });
 
-  it('raises its chunks to the registry\'s OCI-Chunk-Min-Length', async () => {
+  it("raises its chunks to the registry's OCI-Chunk-Min-Length", async () => {
     proxy.setRules([{ match: { method: 'POST' }, fault: { kind: 'add-headers', headers: { 'oci-chunk-min-length': String(2 * MiB) } } }]);
     await upload('minchunk/a', { chunkBytes: 256 * 1024 });
-    const sizes = proxy.stats().log.filter((e) => e.method === 'PATCH').map((e) => e.requestBytes);
+    const sizes = proxy
+      .stats()
+      .log.filter((e) => e.method === 'PATCH')
+      .map((e) => e.requestBytes);
     expect(sizes).toEqual([2 * MiB, 2 * MiB, MiB + 123]);
   });
 
@@ -153,7 +148,9 @@ describe('uploading a blob', () => {
       body: blob.data.subarray(0, 1),
     });
     expect(patch.headers.get('range')).toBe('0-0');
-    const journal = memoryJournal({ [`ambiguous/a ${blob.digest}`]: new URL(patch.headers.get('location')!, registry.url).toString().replace(registry.host, proxy.host) });
+    const journal = memoryJournal({
+      [`ambiguous/a ${blob.digest}`]: new URL(patch.headers.get('location')!, registry.url).toString().replace(registry.host, proxy.host),
+    });
     const outcome = await upload('ambiguous/a', { journal });
     expect(outcome).toMatchObject({ action: 'uploaded', resumedFrom: 0, bytesSent: blob.data.length });
     const methods = proxy.stats().log.map((e) => e.method);
@@ -185,10 +182,12 @@ describe('uploading a blob', () => {
         calls += 1;
         if (calls > 1) return createReadStream(blob.path, { start, end });
         const head = Readable.from([blob.data.subarray(start, start + 300 * 1024)]);
-        return Readable.from((async function* () {
-          yield* head;
-          await new Promise(() => {}); // and then nothing
-        })());
+        return Readable.from(
+          (async function* () {
+            yield* head;
+            await new Promise(() => {}); // and then nothing
+          })(),
+        );
       },
     };
     const outcome = await uploadBlob({

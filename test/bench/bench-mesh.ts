@@ -71,7 +71,11 @@ async function meshmirror(label: string, config: string, agentCount: number, pie
     const log = join(logDir, `${name}.log`);
     await writeFile(log, result.stderr);
     const count = (msg: string): number => result.stderr.split(`"msg":"${msg}`).length - 1;
-    const events = [['endgame: duplicating a slow piece', 'endgame duplicates'], ['pull from agent failed', 'failed pulls'], ['agent lost', 'agents lost']]
+    const events = [
+      ['endgame: duplicating a slow piece', 'endgame duplicates'],
+      ['pull from agent failed', 'failed pulls'],
+      ['agent lost', 'agents lost'],
+    ]
       .map(([msg, what]) => [count(msg!), what] as const)
       .filter(([n]) => n > 0)
       .map(([n, what]) => `${n} ${what}`);
@@ -113,7 +117,9 @@ function table(rows: string[][]): void {
 try {
   const releaseLike = releaseLikeImageSet({ totalBytes });
   const images = [...releaseLike, { name: BIG_IMAGE, platforms: [{ architecture: 'amd64', layers: [{ seed: 'bench-big', size: bigBlobBytes }] }] }];
-  console.log(`bench:mesh: generating a release-like set of at least ${formatBytes(totalBytes)} and one ${formatBytes(bigBlobBytes)} blob; hosts shaped to ${rateMbit} Mbit/s`);
+  console.log(
+    `bench:mesh: generating a release-like set of at least ${formatBytes(totalBytes)} and one ${formatBytes(bigBlobBytes)} blob; hosts shaped to ${rateMbit} Mbit/s`,
+  );
   farm = await startNamespaceFarm({ images, agentMbit: [rateMbit, rateMbit, rateMbit], coordinatorMbit: rateMbit });
   const setRefs = farm.pushed.filter((p) => p.name !== BIG_IMAGE).map((p) => farm!.ref(p.name));
   const setConfig = await writeImageSetConfig(join(farm.dir, 'release-like.yaml'), { additionalImages: setRefs, archiveSize: 8 });
@@ -128,7 +134,8 @@ try {
 
   const bigOne = await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, one agent`, bigConfig, 1, 64 * MiB);
   const bigThree: Run[] = [];
-  for (const piece of pieceSizes) bigThree.push(await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, three agents, ${formatBytes(piece)} pieces`, bigConfig, 3, piece));
+  for (const piece of pieceSizes)
+    bigThree.push(await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, three agents, ${formatBytes(piece)} pieces`, bigConfig, 3, piece));
 
   console.log('');
   console.log(`Release-like set: ${setRefs.length} images, ${formatBytes(setUnique)} of unique blobs; every host's uplink ${rateMbit} Mbit/s`);

@@ -88,13 +88,28 @@ async function meshmirrorPush(fx: MirrorFixture, archive: string, names: string[
   const relay = linkRttMs > 0 ? await startLatencyRelay({ target: target.host, oneWayMs: linkRttMs / 2 }) : undefined;
   try {
     await settle();
-    const args = ['mirror', '-c', config, '--from', `file://${archive}`, `docker://${relay?.host ?? target.host}/${PREFIX}`, '--cache-dir', join(fx.dir, `${run}-cache`), '--dest-tls-verify=false', '--output', 'json'];
+    const args = [
+      'mirror',
+      '-c',
+      config,
+      '--from',
+      `file://${archive}`,
+      `docker://${relay?.host ?? target.host}/${PREFIX}`,
+      '--cache-dir',
+      join(fx.dir, `${run}-cache`),
+      '--dest-tls-verify=false',
+      '--output',
+      'json',
+    ];
     const t = await timed(process.execPath, [...CLI_NODE_FLAGS, CLI_ENTRY, ...args]);
     const summary = JSON.parse(t.stdout) as PushSummary;
     if (summary.images.pushed !== names.length || summary.images.failed > 0) {
-      throw new Error(`meshmirror pushed ${summary.images.pushed} of ${names.length} images (${summary.images.failed} failed): ${JSON.stringify(summary.outcomes.filter((o) => o.state === 'failed'))}`);
+      throw new Error(
+        `meshmirror pushed ${summary.images.pushed} of ${names.length} images (${summary.images.failed} failed): ${JSON.stringify(summary.outcomes.filter((o) => o.state === 'failed'))}`,
+      );
     }
-    if (summary.bytes.uploaded !== summary.bytes.unique) throw new Error(`meshmirror uploaded ${summary.bytes.uploaded} bytes of ${summary.bytes.unique} into an empty registry`);
+    if (summary.bytes.uploaded !== summary.bytes.unique)
+      throw new Error(`meshmirror uploaded ${summary.bytes.uploaded} bytes of ${summary.bytes.unique} into an empty registry`);
     await expectSourceDigests(fx, target.host, names, 'meshmirror');
     console.log(`bench:push: meshmirror, ${run}: ${t.seconds.toFixed(1)} s, ${formatBytes(summary.bytes.unique)} uploaded, peak ${formatBytes(t.maxRssBytes)}`);
     return { seconds: t.seconds, maxRssBytes: t.maxRssBytes, images: names.length, uniqueBytes: summary.bytes.unique };
@@ -114,8 +129,14 @@ async function skopeoPush(fx: MirrorFixture, layout: string, names: string[], li
     let maxRssBytes = 0;
     for (const name of names) {
       const t = await timed(SKOPEO_BINARY, [
-        '--insecure-policy', 'copy', '--all', '--preserve-digests', '--dest-tls-verify=false', '--quiet',
-        `oci:${layout}:${fx.direct(name)}`, `docker://${relay?.host ?? target.host}/${PREFIX}/${name}`,
+        '--insecure-policy',
+        'copy',
+        '--all',
+        '--preserve-digests',
+        '--dest-tls-verify=false',
+        '--quiet',
+        `oci:${layout}:${fx.direct(name)}`,
+        `docker://${relay?.host ?? target.host}/${PREFIX}/${name}`,
       ]);
       maxRssBytes = Math.max(maxRssBytes, t.maxRssBytes);
     }
@@ -131,7 +152,13 @@ async function skopeoPush(fx: MirrorFixture, layout: string, names: string[], li
 
 function table(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+  for (const r of rows)
+    console.log(
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    );
 }
 
 const releaseLike = releaseLikeImageSet({ totalBytes });
@@ -203,7 +230,9 @@ try {
       [`same + one ${formatBytes(bigBlobBytes)} blob`, formatBytes(mmBig.uniqueBytes), mmBig.seconds.toFixed(1), formatBytes(mmBig.maxRssBytes)],
     ]);
     const growth = mmBig.maxRssBytes - mm.maxRssBytes;
-    console.log(`peak memory with the ${formatBytes(bigBlobBytes)} blob added: ${growth >= 0 ? '+' : ''}${formatBytes(growth)} (${((growth / mm.maxRssBytes) * 100).toFixed(0)}%)`);
+    console.log(
+      `peak memory with the ${formatBytes(bigBlobBytes)} blob added: ${growth >= 0 ? '+' : ''}${formatBytes(growth)} (${((growth / mm.maxRssBytes) * 100).toFixed(0)}%)`,
+    );
   }
 } finally {
   await fx.close();

@@ -57,9 +57,27 @@ async function meshmirror(dir: string, refs: string[], name: string): Promise<Ti
   const config = join(dir, `${name}.yaml`);
   await writeFile(
     config,
-    ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', 'archiveSize: 8', 'mirror:', '  additionalImages:', ...refs.map((r) => `    - name: ${r}`), ''].join('\n'),
+    [
+      'kind: ImageSetConfiguration',
+      'apiVersion: mirror.openshift.io/v2alpha1',
+      'archiveSize: 8',
+      'mirror:',
+      '  additionalImages:',
+      ...refs.map((r) => `    - name: ${r}`),
+      '',
+    ].join('\n'),
   );
-  return timed(process.execPath, [...CLI_NODE_FLAGS, CLI_ENTRY, 'mirror', '-c', config, `file://${join(dir, `${name}-out`)}`, '--cache-dir', join(dir, `${name}-cache`), '--src-tls-verify=false']);
+  return timed(process.execPath, [
+    ...CLI_NODE_FLAGS,
+    CLI_ENTRY,
+    'mirror',
+    '-c',
+    config,
+    `file://${join(dir, `${name}-out`)}`,
+    '--cache-dir',
+    join(dir, `${name}-cache`),
+    '--src-tls-verify=false',
+  ]);
 }
 
 async function skopeoAll(dir: string, refs: string[]): Promise<Timed> {
@@ -97,7 +115,9 @@ try {
   const sk = best(skRuns);
 
   console.log(`bench: a single image with one ${formatBytes(bigBlobBytes)} layer`);
-  const big = await prepare(registry, join(dir, 'big'), [{ name: 'bench/one-big-blob:1.0', platforms: [{ architecture: 'amd64', layers: [{ seed: 'bench-big', size: bigBlobBytes }] }] }]);
+  const big = await prepare(registry, join(dir, 'big'), [
+    { name: 'bench/one-big-blob:1.0', platforms: [{ architecture: 'amd64', layers: [{ seed: 'bench-big', size: bigBlobBytes }] }] },
+  ]);
   const mmBig = await meshmirror(dir, big.refs, 'big-blob');
 
   const rows = [
@@ -112,7 +132,9 @@ try {
   console.log('');
   const ratio = mm.seconds / sk.seconds;
   console.log(`ratio meshmirror / skopeo: ${ratio.toFixed(2)} (target <= 0.50: ${ratio <= 0.5 ? 'met' : 'NOT met'})`);
-  console.log(`peak memory moving a ${formatBytes(bigBlobBytes)} blob: ${formatBytes(mmBig.maxRssBytes)} (target < 200 MB: ${mmBig.maxRssBytes < 200 * MB ? 'met' : 'NOT met'})`);
+  console.log(
+    `peak memory moving a ${formatBytes(bigBlobBytes)} blob: ${formatBytes(mmBig.maxRssBytes)} (target < 200 MB: ${mmBig.maxRssBytes < 200 * MB ? 'met' : 'NOT met'})`,
+  );
 } finally {
   await registry.stop();
   await rm(dir, { recursive: true, force: true });

@@ -53,7 +53,10 @@ interface HostileCase {
 
 const copy = (): Entry[] => original.map((e) => ({ name: e.name, data: Buffer.from(e.data) }));
 const chunkOf = (entries: Entry[], extra: { extra?: Buffer[]; extraFirst?: Buffer[] } = {}) => buildChunk(entries, { archiveId, ...extra });
-const indexJson = (entries: Entry[]) => JSON.parse((entries.find((e) => e.name === 'index.json') as Entry).data.toString('utf8')) as { manifests: Array<{ digest: string; mediaType: string; size: number; annotations?: Record<string, string> }> };
+const indexJson = (entries: Entry[]) =>
+  JSON.parse((entries.find((e) => e.name === 'index.json') as Entry).data.toString('utf8')) as {
+    manifests: Array<{ digest: string; mediaType: string; size: number; annotations?: Record<string, string> }>;
+  };
 const setEntry = (entries: Entry[], name: string, data: Buffer): Entry[] => entries.map((e) => (e.name === name ? { name, data } : e));
 
 /** Raw GET/HEAD with the path exactly as given (no URL normalisation, unlike fetch). */
@@ -115,8 +118,19 @@ async function runHostile(c: HostileCase): Promise<HostileOutcome> {
   const problems: string[] = [];
 
   const push = await runMeshmirror([
-    'mirror', '-c', config, '--from', `file://${archive}`, `docker://${target.host}/${prefix}`,
-    '--cache-dir', join(dir, 'cache'), '--dest-tls-verify=false', '--output', 'json', '--retry-times', '0',
+    'mirror',
+    '-c',
+    config,
+    '--from',
+    `file://${archive}`,
+    `docker://${target.host}/${prefix}`,
+    '--cache-dir',
+    join(dir, 'cache'),
+    '--dest-tls-verify=false',
+    '--output',
+    'json',
+    '--retry-times',
+    '0',
   ]);
   const pushLines = stderrLines(push.stderr).filter((l) => !l.startsWith('progress:'));
   let pushLine = (pushLines.find((l) => c.push.says.test(l)) ?? pushLines[0] ?? '').replaceAll(root, '$T');
@@ -125,7 +139,8 @@ async function runHostile(c: HostileCase): Promise<HostileOutcome> {
   const errorText = (await Promise.all(errorFiles.map((f) => readFile(join(archive, 'working-dir', 'logs', f), 'utf8')))).join('');
   if (c.push.code === 68) pushLine = `exit ${String(push.code)}; error file: ${errorText.trim().split('\n')[0] ?? ''}`.replaceAll(root, '$T');
   if (c.push.code === 68 && !c.push.says.test(errorText)) problems.push(`error file does not say ${String(c.push.says)}: ${errorText.slice(0, 200)}`);
-  if (c.push.code !== 68 && !pushLines.some((l) => c.push.says.test(l))) problems.push(`push does not say ${String(c.push.says)}: ${pushLines.join(' | ').slice(0, 300)}`);
+  if (c.push.code !== 68 && !pushLines.some((l) => c.push.says.test(l)))
+    problems.push(`push does not say ${String(c.push.says)}: ${pushLines.join(' | ').slice(0, 300)}`);
   if (/^\s+at /m.test(push.stderr)) problems.push('push: stack trace');
   const catalog = JSON.parse((await rawGet(target.url, '/v2/_catalog?n=1000')).body) as { repositories: string[] };
   const pushedRepos = catalog.repositories.filter((r) => r.startsWith(`${prefix}/`));
@@ -154,7 +169,8 @@ async function runHostile(c: HostileCase): Promise<HostileOutcome> {
         const lines = stderrLines(served.exited.stderr);
         serveLine = (lines[0] ?? '').replaceAll(root, '$T');
         if (served.exited.code !== 1) problems.push(`serve exit ${String(served.exited.code)}`);
-        if (lines.length !== 1 || !c.serve.says.test(lines[0] ?? '')) problems.push(`serve does not say ${String(c.serve.says)} on one line: ${lines.join(' | ').slice(0, 300)}`);
+        if (lines.length !== 1 || !c.serve.says.test(lines[0] ?? ''))
+          problems.push(`serve does not say ${String(c.serve.says)} on one line: ${lines.join(' | ').slice(0, 300)}`);
       }
     } else if (served.url === undefined) {
       problems.push(`serve did not start: ${served.exited?.stderr.slice(0, 200) ?? ''}`);
@@ -185,7 +201,10 @@ async function runHostile(c: HostileCase): Promise<HostileOutcome> {
 }
 
 function printOutcomes(group: string, outcomes: HostileOutcome[]): void {
-  const text = outcomes.map((o) => `${o.ok ? '✓' : '✗'} ${o.name}\n    push:  ${o.pushLine.slice(0, 220)}\n    serve: ${o.serveLine.slice(0, 220)}${o.ok ? '' : `\n    ✗ ${o.problems.join('; ')}`}`);
+  const text = outcomes.map(
+    (o) =>
+      `${o.ok ? '✓' : '✗'} ${o.name}\n    push:  ${o.pushLine.slice(0, 220)}\n    serve: ${o.serveLine.slice(0, 220)}${o.ok ? '' : `\n    ✗ ${o.problems.join('; ')}`}`,
+  );
   console.log(`hostile archives: ${group}\n${text.join('\n')}`);
 }
 
@@ -203,7 +222,10 @@ function hostileScenario(group: string, sample: boolean, cases: () => HostileCas
       outcome:
         good === list.length
           ? `${good}/${list.length} refused by push (${[...new Set(outcomes.map((o) => o.pushCode))].map((code) => `${outcomes.filter((o) => o.pushCode === code).length}× exit ${String(code)}`).join(', ')}${outcomes.some((o) => o.pushCode === 68) ? ': only the touched image fails, the others arrive intact' : ''}) and serve, naming chunk+entry; target holds nothing refused, nothing written outside`
-          : `✗ ${outcomes.filter((o) => !o.ok).map((o) => `${o.name}: ${o.problems[0] ?? ''}`).join('; ')}`,
+          : `✗ ${outcomes
+              .filter((o) => !o.ok)
+              .map((o) => `${o.name}: ${o.problems[0] ?? ''}`)
+              .join('; ')}`,
     });
     expect(outcomes.filter((o) => !o.ok).map((o) => `${o.name}: ${o.problems.join('; ')}`)).toEqual([]);
   });
@@ -228,7 +250,12 @@ describe('fault matrix: hostile archives', () => {
     const entry = indexJson(original).manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name']?.endsWith('sample/app:1.0'));
     if (entry === undefined) throw new Error('no sample/app:1.0 in index.json');
     const manifest = JSON.parse((original.find((e) => e.name === `blobs/sha256/${entry.digest.slice(7)}`) as Entry).data.toString('utf8')) as typeof app.manifest;
-    app = { ref: fx.viaProxy('sample/app:1.0'), manifestDigest: entry.digest, manifest, topLayer: (manifest.layers[manifest.layers.length - 1] as { digest: string }).digest };
+    app = {
+      ref: fx.viaProxy('sample/app:1.0'),
+      manifestDigest: entry.digest,
+      manifest,
+      topLayer: (manifest.layers[manifest.layers.length - 1] as { digest: string }).digest,
+    };
   });
   afterAll(async () => {
     await target?.stop();
@@ -240,9 +267,22 @@ describe('fault matrix: hostile archives', () => {
     const dir = join(root, 'control');
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'mirror_000001.tar'), chunkOf(copy()));
-    const push = await runMeshmirror(['mirror', '-c', config, '--from', `file://${dir}`, `docker://${target.host}/control`, '--cache-dir', join(root, 'control-cache'), '--dest-tls-verify=false', '--output', 'json']);
+    const push = await runMeshmirror([
+      'mirror',
+      '-c',
+      config,
+      '--from',
+      `file://${dir}`,
+      `docker://${target.host}/control`,
+      '--cache-dir',
+      join(root, 'control-cache'),
+      '--dest-tls-verify=false',
+      '--output',
+      'json',
+    ]);
     const served = await tryServe(dir);
-    const digest = served.url === undefined ? 'not served' : await skopeoInspectDigest(`docker://${new URL(served.url).host}/sample/app:1.0`).catch((e: unknown) => String(e));
+    const digest =
+      served.url === undefined ? 'not served' : await skopeoInspectDigest(`docker://${new URL(served.url).host}/sample/app:1.0`).catch((e: unknown) => String(e));
     await served.stop();
     const layout = join(root, 'control-layout');
     await extractChunks(dir, layout);
@@ -260,16 +300,61 @@ describe('fault matrix: hostile archives', () => {
   });
 
   hostileScenario('path traversal', true, () => [
-    { name: 'entry "../escaped-x"', chunk: () => chunkOf(copy(), { extraFirst: [rawEntry({ name: '../escaped-x', data: Buffer.from('pwned') })] }), ...whole(/mirror_000001\.tar.*"\.\.\/escaped-x".*\.\./), escapes: ['escaped-x'] },
-    { name: 'absolute entry into a sentinel folder', chunk: (s) => chunkOf(copy(), { extraFirst: [rawEntry({ name: `${s}/abs-x`, data: Buffer.from('pwned') })] }), ...whole(/mirror_000001\.tar.*abs-x.*absolute/), escapes: ['abs-x'] },
-    { name: 'entry "blobs/sha256/../../escaped-y"', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'blobs/sha256/../../escaped-y', data: Buffer.from('pwned') })] }), ...whole(/mirror_000001\.tar.*escaped-y.*\.\./), escapes: ['escaped-y'] },
-    { name: 'entry "./../escaped-z" behind a GNU long name', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: '././@LongLink', type: 'L', data: Buffer.from(`./${'a/'.repeat(60)}${'../'.repeat(62)}escaped-z\0`) }), rawEntry({ name: 'short', data: Buffer.from('pwned') })] }), ...whole(/mirror_000001\.tar.*escaped-z.*\.\./), escapes: ['escaped-z'] },
-    { name: 'pax path "../escaped-p"', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'PaxHeader', type: 'x', data: Buffer.from(paxRecord('path', '../escaped-p')) }), rawEntry({ name: 'innocent', data: Buffer.from('pwned') })] }), ...whole(/mirror_000001\.tar.*escaped-p.*\.\./), escapes: ['escaped-p'] },
+    {
+      name: 'entry "../escaped-x"',
+      chunk: () => chunkOf(copy(), { extraFirst: [rawEntry({ name: '../escaped-x', data: Buffer.from('pwned') })] }),
+      ...whole(/mirror_000001\.tar.*"\.\.\/escaped-x".*\.\./),
+      escapes: ['escaped-x'],
+    },
+    {
+      name: 'absolute entry into a sentinel folder',
+      chunk: (s) => chunkOf(copy(), { extraFirst: [rawEntry({ name: `${s}/abs-x`, data: Buffer.from('pwned') })] }),
+      ...whole(/mirror_000001\.tar.*abs-x.*absolute/),
+      escapes: ['abs-x'],
+    },
+    {
+      name: 'entry "blobs/sha256/../../escaped-y"',
+      chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'blobs/sha256/../../escaped-y', data: Buffer.from('pwned') })] }),
+      ...whole(/mirror_000001\.tar.*escaped-y.*\.\./),
+      escapes: ['escaped-y'],
+    },
+    {
+      name: 'entry "./../escaped-z" behind a GNU long name',
+      chunk: () =>
+        chunkOf(copy(), {
+          extra: [
+            rawEntry({ name: '././@LongLink', type: 'L', data: Buffer.from(`./${'a/'.repeat(60)}${'../'.repeat(62)}escaped-z\0`) }),
+            rawEntry({ name: 'short', data: Buffer.from('pwned') }),
+          ],
+        }),
+      ...whole(/mirror_000001\.tar.*escaped-z.*\.\./),
+      escapes: ['escaped-z'],
+    },
+    {
+      name: 'pax path "../escaped-p"',
+      chunk: () =>
+        chunkOf(copy(), {
+          extra: [
+            rawEntry({ name: 'PaxHeader', type: 'x', data: Buffer.from(paxRecord('path', '../escaped-p')) }),
+            rawEntry({ name: 'innocent', data: Buffer.from('pwned') }),
+          ],
+        }),
+      ...whole(/mirror_000001\.tar.*escaped-p.*\.\./),
+      escapes: ['escaped-p'],
+    },
   ]);
 
   hostileScenario('links and special files', false, () => [
-    { name: 'symlink entry to /etc/passwd', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'evil-link', type: '2', linkname: '/etc/passwd' })] }), ...whole(/mirror_000001\.tar.*evil-link.*symbolic link/) },
-    { name: 'hard link entry to /etc/passwd', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'evil-hard', type: '1', linkname: '/etc/passwd' })] }), ...whole(/mirror_000001\.tar.*evil-hard.*hard link/) },
+    {
+      name: 'symlink entry to /etc/passwd',
+      chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'evil-link', type: '2', linkname: '/etc/passwd' })] }),
+      ...whole(/mirror_000001\.tar.*evil-link.*symbolic link/),
+    },
+    {
+      name: 'hard link entry to /etc/passwd',
+      chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'evil-hard', type: '1', linkname: '/etc/passwd' })] }),
+      ...whole(/mirror_000001\.tar.*evil-hard.*hard link/),
+    },
     {
       name: 'a blob replaced by a symlink of the same name',
       chunk: () => {
@@ -278,17 +363,57 @@ describe('fault matrix: hostile archives', () => {
       },
       ...whole(/mirror_000001\.tar.*blobs\/sha256\/.*symbolic link/),
     },
-    { name: 'character device entry', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'dev-null', type: '3' })] }), ...whole(/mirror_000001\.tar.*dev-null.*entry type "3"/) },
+    {
+      name: 'character device entry',
+      chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'dev-null', type: '3' })] }),
+      ...whole(/mirror_000001\.tar.*dev-null.*entry type "3"/),
+    },
     { name: 'FIFO entry', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'a-fifo', type: '6' })] }), ...whole(/mirror_000001\.tar.*a-fifo.*entry type "6"/) },
   ]);
 
   hostileScenario('headers and truncation', false, () => [
-    { name: 'size field 8 GiB on a tiny entry', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'liar', data: Buffer.from('x'), sizeField: '77777777777\0' })] }), ...whole(/mirror_000001\.tar.*liar.*past the end/) },
-    { name: 'base-256 size 2^80', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'huge', base256Size: 2n ** 80n })] }), ...whole(/mirror_000001\.tar.*huge.*size/) },
-    { name: 'size field not octal', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'nan-size', data: Buffer.from('x'), sizeField: '9z9z9z9z9z9\0' })] }), ...whole(/mirror_000001\.tar.*nan-size.*size/) },
-    { name: 'pax header with a 2 MiB path', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'PaxHeader', type: 'x', data: Buffer.from(paxRecord('path', 'p'.repeat(2 * 1024 * KiB))) }), rawEntry({ name: 'after', data: Buffer.from('x') })] }), ...whole(/mirror_000001\.tar.*PaxHeader.*extended header/) },
-    { name: 'pax record claiming 10^11 bytes', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'PaxHeader', type: 'x', data: Buffer.from('99999999999 path=x\n') }), rawEntry({ name: 'after', data: Buffer.from('x') })] }), ...whole(/mirror_000001\.tar.*PaxHeader.*pax record/) },
-    { name: 'GNU long name of 2 MiB', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: '././@LongLink', type: 'L', data: Buffer.alloc(2 * 1024 * KiB, 0x61) }), rawEntry({ name: 'after', data: Buffer.from('x') })] }), ...whole(/mirror_000001\.tar.*extended header/) },
+    {
+      name: 'size field 8 GiB on a tiny entry',
+      chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'liar', data: Buffer.from('x'), sizeField: '77777777777\0' })] }),
+      ...whole(/mirror_000001\.tar.*liar.*past the end/),
+    },
+    {
+      name: 'base-256 size 2^80',
+      chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'huge', base256Size: 2n ** 80n })] }),
+      ...whole(/mirror_000001\.tar.*huge.*size/),
+    },
+    {
+      name: 'size field not octal',
+      chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'nan-size', data: Buffer.from('x'), sizeField: '9z9z9z9z9z9\0' })] }),
+      ...whole(/mirror_000001\.tar.*nan-size.*size/),
+    },
+    {
+      name: 'pax header with a 2 MiB path',
+      chunk: () =>
+        chunkOf(copy(), {
+          extra: [
+            rawEntry({ name: 'PaxHeader', type: 'x', data: Buffer.from(paxRecord('path', 'p'.repeat(2 * 1024 * KiB))) }),
+            rawEntry({ name: 'after', data: Buffer.from('x') }),
+          ],
+        }),
+      ...whole(/mirror_000001\.tar.*PaxHeader.*extended header/),
+    },
+    {
+      name: 'pax record claiming 10^11 bytes',
+      chunk: () =>
+        chunkOf(copy(), {
+          extra: [rawEntry({ name: 'PaxHeader', type: 'x', data: Buffer.from('99999999999 path=x\n') }), rawEntry({ name: 'after', data: Buffer.from('x') })],
+        }),
+      ...whole(/mirror_000001\.tar.*PaxHeader.*pax record/),
+    },
+    {
+      name: 'GNU long name of 2 MiB',
+      chunk: () =>
+        chunkOf(copy(), {
+          extra: [rawEntry({ name: '././@LongLink', type: 'L', data: Buffer.alloc(2 * 1024 * KiB, 0x61) }), rawEntry({ name: 'after', data: Buffer.from('x') })],
+        }),
+      ...whole(/mirror_000001\.tar.*extended header/),
+    },
     {
       name: 'header checksum broken',
       chunk: () => {
@@ -298,9 +423,20 @@ describe('fault matrix: hostile archives', () => {
       },
       ...whole(/mirror_000001\.tar.*checksum/),
     },
-    { name: 'chunk truncated in the middle', chunk: () => { const full = chunkOf(copy()); return full.subarray(0, Math.floor(full.length / 2)); }, ...whole(/mirror_000001\.tar.*(truncated|past the end)/) },
+    {
+      name: 'chunk truncated in the middle',
+      chunk: () => {
+        const full = chunkOf(copy());
+        return full.subarray(0, Math.floor(full.length / 2));
+      },
+      ...whole(/mirror_000001\.tar.*(truncated|past the end)/),
+    },
     { name: 'chunk of zero bytes', chunk: () => Buffer.alloc(0), ...whole(/mirror_000001\.tar.*truncated/) },
-    { name: 'chunk that is not a tar at all', chunk: () => Buffer.from('PK\u0003\u0004 this is a zip file, not a tar '.repeat(40)), ...whole(/mirror_000001\.tar.*checksum/) },
+    {
+      name: 'chunk that is not a tar at all',
+      chunk: () => Buffer.from('PK\u0003\u0004 this is a zip file, not a tar '.repeat(40)),
+      ...whole(/mirror_000001\.tar.*checksum/),
+    },
   ]);
 
   hostileScenario('digests and JSON', false, () => [
@@ -344,9 +480,21 @@ describe('fault matrix: hostile archives', () => {
       push: { code: 68, says: /sample\/app:1\.0/, intactImages: 2 },
       serve: { refuses: false, missingRef: `/v2/sample/app/blobs/sha256:${sha256('a layer nobody has')}` },
     },
-    { name: 'index.json is not JSON', chunk: () => chunkOf(setEntry(copy(), 'index.json', Buffer.from('{"manifests": [ {"digest": '))), ...whole(/mirror_000001\.tar.*index\.json.*not valid JSON/) },
-    { name: 'index.json is JSON but not an index', chunk: () => chunkOf(setEntry(copy(), 'index.json', Buffer.from('{"manifests": "all of them"}'))), ...whole(/mirror_000001\.tar.*index\.json.*not an OCI image index/) },
-    { name: 'index.json twice, different content', chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'index.json', data: Buffer.from('{"schemaVersion":2,"manifests":[]}') })] }), ...whole(/mirror_000001\.tar.*index\.json.*twice/) },
+    {
+      name: 'index.json is not JSON',
+      chunk: () => chunkOf(setEntry(copy(), 'index.json', Buffer.from('{"manifests": [ {"digest": '))),
+      ...whole(/mirror_000001\.tar.*index\.json.*not valid JSON/),
+    },
+    {
+      name: 'index.json is JSON but not an index',
+      chunk: () => chunkOf(setEntry(copy(), 'index.json', Buffer.from('{"manifests": "all of them"}'))),
+      ...whole(/mirror_000001\.tar.*index\.json.*not an OCI image index/),
+    },
+    {
+      name: 'index.json twice, different content',
+      chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: 'index.json', data: Buffer.from('{"schemaVersion":2,"manifests":[]}') })] }),
+      ...whole(/mirror_000001\.tar.*index\.json.*twice/),
+    },
     {
       name: 'a blob twice, different content',
       chunk: () => chunkOf(copy(), { extra: [rawEntry({ name: `blobs/sha256/${app.topLayer.slice(7)}`, data: Buffer.from('other bytes') })] }),
@@ -414,7 +562,10 @@ describe('fault matrix: hostile archives', () => {
       '/v2/_catalog?last=../../../secret.txt',
     ];
     const results: Array<{ where: string; path: string; status: number; leaked: boolean }> = [];
-    for (const [where, folder] of [['layout', layout], ['archive', archive]] as const) {
+    for (const [where, folder] of [
+      ['layout', layout],
+      ['archive', archive],
+    ] as const) {
       const served = await tryServe(folder);
       try {
         expect(served.url, served.exited?.stderr).toBeDefined();
@@ -434,13 +585,18 @@ describe('fault matrix: hostile archives', () => {
     // /v2/_catalog and tags/list answer 200 with no secret; every path that reaches for a file must be 4xx.
     const listing = (path: string) => path.startsWith('/v2/_catalog') || path.includes('/tags/list');
     const bad = results.filter((r) => r.leaked || (listing(r.path) ? r.status !== 200 && (r.status < 400 || r.status >= 500) : r.status < 400 || r.status >= 500));
-    console.log(`hostile archives: serve confinement (${results.length} requests)\n${results.map((r) => `${r.leaked || bad.includes(r) ? '✗' : '✓'} ${r.where.padEnd(13)} ${String(r.status)} ${r.path.replace(secretDigest, 'SECRET-DIGEST')}`).join('\n')}`);
+    console.log(
+      `hostile archives: serve confinement (${results.length} requests)\n${results.map((r) => `${r.leaked || bad.includes(r) ? '✗' : '✓'} ${r.where.padEnd(13)} ${String(r.status)} ${r.path.replace(secretDigest, 'SECRET-DIGEST')}`).join('\n')}`,
+    );
     record({
       scenario: 'hostile archive: serve confinement',
       faults: `${attacks.length} traversal URLs × GET/HEAD × layout/archive; symlinks in DIR to a secret outside (blob named by the secret's digest, a linked folder)`,
       expected: results.length,
       delivered: results.length - bad.length,
-      outcome: bad.length === 0 ? `${results.length}/${results.length} answered 4xx (listings 200), secret never in a body; skopeo ✓ on the real image` : `✗ ${bad.map((r) => `${r.where} ${r.path} → ${r.status}${r.leaked ? ' LEAKED' : ''}`).join('; ')}`,
+      outcome:
+        bad.length === 0
+          ? `${results.length}/${results.length} answered 4xx (listings 200), secret never in a body; skopeo ✓ on the real image`
+          : `✗ ${bad.map((r) => `${r.where} ${r.path} → ${r.status}${r.leaked ? ' LEAKED' : ''}`).join('; ')}`,
     });
     expect(results.filter((r) => r.leaked)).toEqual([]);
     expect(bad).toEqual([]);

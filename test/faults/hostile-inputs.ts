@@ -216,7 +216,8 @@ export function buildChunk(
   for (const entry of entries) {
     if (entry.name === manifestName) continue;
     const bytes = rawEntry({ name: entry.name, data: entry.data });
-    if (entry.name.startsWith('blobs/sha256/')) blobs.push({ digest: `sha256:${entry.name.slice('blobs/sha256/'.length)}`, size: entry.data.length, offset: offset + BLOCK });
+    if (entry.name.startsWith('blobs/sha256/'))
+      blobs.push({ digest: `sha256:${entry.name.slice('blobs/sha256/'.length)}`, size: entry.data.length, offset: offset + BLOCK });
     parts.push(bytes);
     offset += bytes.length;
   }

@@ -55,7 +55,12 @@ const withTop = (extra: string) => `${VALID}${extra}`;
 // ---- configurations: one mutation each of a valid ImageSetConfiguration ----
 
 const laughs = ['a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
-for (let i = 1; i < 10; i++) laughs.push(`a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(', ')}]`);
+for (let i = 1; i < 10; i++)
+  laughs.push(
+    `a${i}: &a${i} [${Array(9)
+      .fill(`*a${i - 1}`)
+      .join(', ')}]`,
+  );
 
 const configCases: InputCase[] = [
   configCase('kind wrong', VALID.replace('kind: ImageSetConfiguration', 'kind: ImageSetConfig'), ['kind']),
@@ -109,12 +114,22 @@ const configCases: InputCase[] = [
   configCase('operator catalog missing', withMirror('  operators:\n    - packages:\n        - name: foo\n'), ['mirror.operators[0]', 'catalog']),
   configCase('operator catalog bad reference', withMirror('  operators:\n    - catalog: "not a ref!"\n'), ['mirror.operators[0].catalog']),
   configCase('operator packages a string', withMirror(`  operators:\n    - catalog: ${CLOSED}/cat:v4.19\n      packages: foo\n`), ['mirror.operators[0].packages']),
-  configCase('operator package name missing', withMirror(`  operators:\n    - catalog: ${CLOSED}/cat:v4.19\n      packages:\n        - channels: []\n`), ['mirror.operators[0].packages[0]']),
-  configCase('channel minVersion > maxVersion', withMirror('  platform:\n    channels:\n      - name: stable-4.19\n        minVersion: 4.19.9\n        maxVersion: 4.19.2\n'), ['mirror.platform.channels[0]']),
-  configCase('channel minVersion not semver', withMirror('  platform:\n    channels:\n      - name: stable-4.19\n        minVersion: four\n'), ['mirror.platform.channels[0].minVersion']),
+  configCase('operator package name missing', withMirror(`  operators:\n    - catalog: ${CLOSED}/cat:v4.19\n      packages:\n        - channels: []\n`), [
+    'mirror.operators[0].packages[0]',
+  ]),
+  configCase(
+    'channel minVersion > maxVersion',
+    withMirror('  platform:\n    channels:\n      - name: stable-4.19\n        minVersion: 4.19.9\n        maxVersion: 4.19.2\n'),
+    ['mirror.platform.channels[0]'],
+  ),
+  configCase('channel minVersion not semver', withMirror('  platform:\n    channels:\n      - name: stable-4.19\n        minVersion: four\n'), [
+    'mirror.platform.channels[0].minVersion',
+  ]),
   configCase('channel name missing', withMirror('  platform:\n    channels:\n      - minVersion: 4.19.2\n'), ['mirror.platform.channels[0]']),
   configCase('channel type unknown', withMirror('  platform:\n    channels:\n      - name: stable-4.19\n        type: rhel\n'), ['mirror.platform.channels[0].type']),
-  configCase('architectures a string', withMirror('  platform:\n    architectures: amd64\n    channels:\n      - name: stable-4.19\n'), ['mirror.platform.architectures']),
+  configCase('architectures a string', withMirror('  platform:\n    architectures: amd64\n    channels:\n      - name: stable-4.19\n'), [
+    'mirror.platform.architectures',
+  ]),
   configCase('meshmirror parallelImages 0', withTop('meshmirror:\n  parallelImages: 0\n'), ['meshmirror.parallelImages']),
   configCase('meshmirror parallelLayers -1', withTop('meshmirror:\n  parallelLayers: -1\n'), ['meshmirror.parallelLayers']),
   configCase('meshmirror imageTimeout forever', withTop('meshmirror:\n  imageTimeout: forever\n'), ['meshmirror.imageTimeout']),
@@ -209,15 +224,31 @@ const referenceCases: InputCase[] = [
   refCase('unicode homoglyph', `${CLOSED}/sаmple/app:1`),
   refCase('percent-encoded ..', `${CLOSED}/sample/%2e%2e/app:1`),
   refCase('backslash', `${CLOSED}/sample\\..\\app:1`),
-  configCase('reference: blockedImages neither reference nor regex', withMirror(`  additionalImages:\n    - name: ${REF}\n  blockedImages:\n    - name: "quay.io/a/(b"\n`), ['mirror.blockedImages[0].name']),
+  configCase(
+    'reference: blockedImages neither reference nor regex',
+    withMirror(`  additionalImages:\n    - name: ${REF}\n  blockedImages:\n    - name: "quay.io/a/(b"\n`),
+    ['mirror.blockedImages[0].name'],
+  ),
   configCase('reference: release image with ..', withMirror('  platform:\n    release: "quay.io/openshift/../release:4.19"\n'), ['mirror.platform.release']),
-  configCase('reference: targetRepo uppercase', withMirror(`  additionalImages:\n    - name: ${REF}\n      targetRepo: Team/App\n`), ['mirror.additionalImages[0].targetRepo']),
+  configCase('reference: targetRepo uppercase', withMirror(`  additionalImages:\n    - name: ${REF}\n      targetRepo: Team/App\n`), [
+    'mirror.additionalImages[0].targetRepo',
+  ]),
   configCase('reference: targetTag with /', withMirror(`  additionalImages:\n    - name: ${REF}\n      targetTag: a/b\n`), ['mirror.additionalImages[0].targetTag']),
   {
     name: 'reference: --graph-base-image malformed',
     args: async (work) => {
       await writeFile(join(work, 'isc.yaml'), VALID);
-      return ['mirror', '-c', join(work, 'isc.yaml'), `file://${join(work, 'out')}`, '--cache-dir', join(work, 'cache'), '--dry-run', '--graph-base-image', 'UPPER/..:x'];
+      return [
+        'mirror',
+        '-c',
+        join(work, 'isc.yaml'),
+        `file://${join(work, 'out')}`,
+        '--cache-dir',
+        join(work, 'cache'),
+        '--dry-run',
+        '--graph-base-image',
+        'UPPER/..:x',
+      ];
     },
     names: ['--graph-base-image', 'UPPER/..:x'],
   },
@@ -235,7 +266,11 @@ async function swarmKey(work: string, content: string, mode = 0o600): Promise<st
 const GOOD_KEY = `/key/swarm/psk/1.0.0/\n/base16/\n${'ab'.repeat(32)}\n`;
 
 /** `mirror -c VALID file://WORK/out --dry-run` with `extra` flags; `names` must name the flag. */
-function flagCase(name: string, extra: string[] | ((work: string) => string[] | Promise<string[]>), names: Array<string | RegExp> | ((work: string) => Array<string | RegExp>)): InputCase {
+function flagCase(
+  name: string,
+  extra: string[] | ((work: string) => string[] | Promise<string[]>),
+  names: Array<string | RegExp> | ((work: string) => Array<string | RegExp>),
+): InputCase {
   return {
     name,
     args: async (work) => {
@@ -284,28 +319,54 @@ const flagCases: InputCase[] = [
   flagCase('--log-level loud', ['--log-level', 'loud'], ['--log-level']),
   flagCase('--update-url ftp://', ['--update-url', 'ftp://example.com/graph'], ['--update-url']),
   flagCase('--graph-data-url not a URL', ['--graph-data-url', 'graph.tar.gz'], ['--graph-data-url']),
-  flagCase('--authfile missing', (work) => ['--authfile', join(work, 'auth.json')], (work) => [join(work, 'auth.json')]),
-  flagCase('--authfile garbage JSON', async (work) => {
-    await writeFile(join(work, 'auth.json'), '{"auths": {"quay.io": {"auth": ');
-    return ['--authfile', join(work, 'auth.json')];
-  }, (work) => [join(work, 'auth.json')]),
-  flagCase('--authfile a directory', async (work) => {
-    await mkdir(join(work, 'auth.json'));
-    return ['--authfile', join(work, 'auth.json')];
-  }, (work) => [join(work, 'auth.json')]),
-  flagCase('--authfile auths a list', async (work) => {
-    await writeFile(join(work, 'auth.json'), '{"auths": [1, 2]}');
-    return ['--authfile', join(work, 'auth.json')];
-  }, (work) => [join(work, 'auth.json')]),
-  flagCase('--authfile auth not base64 user:pass', async (work) => {
-    await writeFile(join(work, 'auth.json'), '{"auths": {"127.0.0.1:1": {"auth": "%%%not-base64%%%"}}}');
-    return ['--authfile', join(work, 'auth.json')];
-  }, (work) => [join(work, 'auth.json')]),
-  flagCase('--agents with a garbage swarm key', async (work) => ['--swarm-key', await swarmKey(work, 'not a key\n'), '--agents', '/ip4/127.0.0.1/tcp/1'], ['swarm.key']),
+  flagCase(
+    '--authfile missing',
+    (work) => ['--authfile', join(work, 'auth.json')],
+    (work) => [join(work, 'auth.json')],
+  ),
+  flagCase(
+    '--authfile garbage JSON',
+    async (work) => {
+      await writeFile(join(work, 'auth.json'), '{"auths": {"quay.io": {"auth": ');
+      return ['--authfile', join(work, 'auth.json')];
+    },
+    (work) => [join(work, 'auth.json')],
+  ),
+  flagCase(
+    '--authfile a directory',
+    async (work) => {
+      await mkdir(join(work, 'auth.json'));
+      return ['--authfile', join(work, 'auth.json')];
+    },
+    (work) => [join(work, 'auth.json')],
+  ),
+  flagCase(
+    '--authfile auths a list',
+    async (work) => {
+      await writeFile(join(work, 'auth.json'), '{"auths": [1, 2]}');
+      return ['--authfile', join(work, 'auth.json')];
+    },
+    (work) => [join(work, 'auth.json')],
+  ),
+  flagCase(
+    '--authfile auth not base64 user:pass',
+    async (work) => {
+      await writeFile(join(work, 'auth.json'), '{"auths": {"127.0.0.1:1": {"auth": "%%%not-base64%%%"}}}');
+      return ['--authfile', join(work, 'auth.json')];
+    },
+    (work) => [join(work, 'auth.json')],
+  ),
+  flagCase('--agents with a garbage swarm key', async (work) => ['--swarm-key', await swarmKey(work, 'not a key\n'), '--agents', '/ip4/127.0.0.1/tcp/1'], [
+    'swarm.key',
+  ]),
   flagCase('--agents without --swarm-key', ['--agents', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWBadBadBad'], ['--swarm-key']),
-  flagCase('--agents malformed multiaddr', async (work) => {
-    return ['--swarm-key', await swarmKey(work, GOOD_KEY), '--agents', '/ip4/999.1.1.1/tcp/x'];
-  }, ['--agents']),
+  flagCase(
+    '--agents malformed multiaddr',
+    async (work) => {
+      return ['--swarm-key', await swarmKey(work, GOOD_KEY), '--agents', '/ip4/999.1.1.1/tcp/x'];
+    },
+    ['--agents'],
+  ),
   destinationCase('destination a bare path', (work) => [join(work, 'out'), '--dry-run'], ['destination']),
   destinationCase('destination s3://', () => ['s3://bucket/out', '--dry-run'], ['s3://bucket/out']),
   destinationCase('destination file:// empty', () => ['file://', '--dry-run'], ['file://']),
@@ -322,7 +383,16 @@ const flagCases: InputCase[] = [
 
 // ---- other commands ----
 
-const agentArgs = (work: string, key: string, ...extra: string[]) => ['agent', '--data', join(work, 'data'), '--swarm-key', key, '--listen', '/ip4/127.0.0.1/tcp/0', ...extra];
+const agentArgs = (work: string, key: string, ...extra: string[]) => [
+  'agent',
+  '--data',
+  join(work, 'data'),
+  '--swarm-key',
+  key,
+  '--listen',
+  '/ip4/127.0.0.1/tcp/0',
+  ...extra,
+];
 
 const commandCases: InputCase[] = [
   { name: 'unknown command', args: () => ['mirorr', '-c', 'x.yaml'], names: ['mirorr'] },
@@ -364,10 +434,29 @@ const commandCases: InputCase[] = [
   { name: 'agent swarm key garbage', args: async (work) => agentArgs(work, await swarmKey(work, 'not a key at all\n')), names: ['swarm.key'] },
   { name: 'agent swarm key empty', args: async (work) => agentArgs(work, await swarmKey(work, '')), names: ['swarm.key'] },
   { name: 'agent swarm key mode 644', args: async (work) => agentArgs(work, await swarmKey(work, GOOD_KEY, 0o644)), names: ['swarm.key'] },
-  { name: 'agent swarm key a directory', args: async (work) => { await mkdir(join(work, 'swarm.key')); return agentArgs(work, join(work, 'swarm.key')); }, names: ['swarm.key'] },
-  { name: 'agent --allow malformed peer id', args: async (work) => agentArgs(work, await swarmKey(work, GOOD_KEY), '--allow', 'QmNotAPeer!'), names: ['--allow', 'QmNotAPeer!'] },
-  { name: 'agent --listen malformed multiaddr', args: async (work) => ['agent', '--data', join(work, 'data'), '--swarm-key', await swarmKey(work, GOOD_KEY), '--listen', '/ip4/999.0.0.1/tcp/x'], names: ['--listen'] },
-  { name: 'agent --listen host:port', args: async (work) => ['agent', '--data', join(work, 'data'), '--swarm-key', await swarmKey(work, GOOD_KEY), '--listen', '127.0.0.1:4001'], names: ['--listen'] },
+  {
+    name: 'agent swarm key a directory',
+    args: async (work) => {
+      await mkdir(join(work, 'swarm.key'));
+      return agentArgs(work, join(work, 'swarm.key'));
+    },
+    names: ['swarm.key'],
+  },
+  {
+    name: 'agent --allow malformed peer id',
+    args: async (work) => agentArgs(work, await swarmKey(work, GOOD_KEY), '--allow', 'QmNotAPeer!'),
+    names: ['--allow', 'QmNotAPeer!'],
+  },
+  {
+    name: 'agent --listen malformed multiaddr',
+    args: async (work) => ['agent', '--data', join(work, 'data'), '--swarm-key', await swarmKey(work, GOOD_KEY), '--listen', '/ip4/999.0.0.1/tcp/x'],
+    names: ['--listen'],
+  },
+  {
+    name: 'agent --listen host:port',
+    args: async (work) => ['agent', '--data', join(work, 'data'), '--swarm-key', await swarmKey(work, GOOD_KEY), '--listen', '127.0.0.1:4001'],
+    names: ['--listen'],
+  },
   {
     name: 'agent --data is a file',
     args: async (work) => {
@@ -435,12 +524,17 @@ async function runCases(cases: InputCase[]): Promise<CaseResult[]> {
 /** `exit 2` or `exit 2 (3× exit 1: damaged layout/disk, as documented)`. */
 function codes(results: CaseResult[]): string {
   const others = results.filter((r) => r.code !== 2);
-  return others.length === 0 ? 'exit 2' : `exit 2 (${others.length}× exit ${[...new Set(others.map((r) => r.code))].join('/')}: damaged layout or disk, README's "anything else")`;
+  return others.length === 0
+    ? 'exit 2'
+    : `exit 2 (${others.length}× exit ${[...new Set(others.map((r) => r.code))].join('/')}: damaged layout or disk, README's "anything else")`;
 }
 
 function printResults(group: string, results: CaseResult[]): void {
   const width = Math.max(...results.map((r) => r.name.length));
-  const text = results.map((r) => `${r.ok ? '✓' : '✗'} ${r.name.padEnd(width)}  exit ${String(r.code)}  ${r.line.length > 160 ? `${r.line.slice(0, 157)}...` : r.line}${r.ok ? '' : `\n    ✗ ${r.problems.join('; ')}`}`);
+  const text = results.map(
+    (r) =>
+      `${r.ok ? '✓' : '✗'} ${r.name.padEnd(width)}  exit ${String(r.code)}  ${r.line.length > 160 ? `${r.line.slice(0, 157)}...` : r.line}${r.ok ? '' : `\n    ✗ ${r.problems.join('; ')}`}`,
+  );
   console.log(`input: ${group} (${results.length} cases)\n${text.join('\n')}`);
 }
 
@@ -487,7 +581,9 @@ describe('fault matrix: input', () => {
       const chunksBefore = await listChunks(out);
       expect(chunksBefore.length).toBeGreaterThan(1);
       const snapshot = async () => {
-        const files = [...(await listFiles(out)).map((f) => `out/${f}`), ...(await listFiles(cache)).map((f) => `cache/${f}`)].filter((f) => f.startsWith('out/mirror_') || f.startsWith('cache/store/'));
+        const files = [...(await listFiles(out)).map((f) => `out/${f}`), ...(await listFiles(cache)).map((f) => `cache/${f}`)].filter(
+          (f) => f.startsWith('out/mirror_') || f.startsWith('cache/store/'),
+        );
         return new Map(await Promise.all(files.map(async (f) => [f, (await readFile(join(fx.dir, f))).toString('base64')] as const)));
       };
       const before = await snapshot();

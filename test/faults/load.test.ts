@@ -209,11 +209,7 @@ describe('load', () => {
   });
 
   scenario('load: journal survives kill -9 at any point (100 images, 3 kills)', { sample: true, timeout: 240_000 }, async (record) => {
-    await killScenario(record, 'load: journal survives kill -9 at any point (100 images, 3 kills)', 100, [
-      planningKill(0.3),
-      fetchingKill(0.5),
-      archivingKill(),
-    ]);
+    await killScenario(record, 'load: journal survives kill -9 at any point (100 images, 3 kills)', 100, [planningKill(0.3), fetchingKill(0.5), archivingKill()]);
   });
 
   scenario('load: journal survives kill -9 at any point (400 images, 8 kills)', { timeout: 900_000 }, async (record) => {
@@ -385,7 +381,11 @@ async function killScenario(record: Parameters<Parameters<typeof scenario>[2]>[0
         const after = completeChunks(out);
         if (kill.afterRename !== true) expect(after, `after the kill during ${kill.what}`).toEqual(before);
         // Once the renames may have begun: the old set untouched, or every chunk a new one.
-        else if (after.join() !== before.join()) expect(after.filter((c) => before.includes(c)), `after the kill during ${kill.what}`).toEqual([]);
+        else if (after.join() !== before.join())
+          expect(
+            after.filter((c) => before.includes(c)),
+            `after the kill during ${kill.what}`,
+          ).toEqual([]);
       } else {
         // The run finished before the kill point was reached; the next kill starts a new run.
         expect(done.code, done.stderr.slice(-2000)).toBe(0);

@@ -61,7 +61,9 @@ describe('mesh on loopback', () => {
   const coordinatorCache = (name: string): Promise<string> => cacheWithIdentity(join(fx.dir, 'identity'), join(fx.dir, name));
 
   async function startAgents(prefix: string, names: string[]): Promise<RunningAgent[]> {
-    const agents = await Promise.all(names.map((n) => startAgent({ data: join(fx.dir, `${prefix}-${n}`), swarmKey: keyFile, allow: [coordinatorId], logLevel: 'debug' })));
+    const agents = await Promise.all(
+      names.map((n) => startAgent({ data: join(fx.dir, `${prefix}-${n}`), swarmKey: keyFile, allow: [coordinatorId], logLevel: 'debug' })),
+    );
     running.push(...agents);
     return agents;
   }
@@ -100,7 +102,12 @@ describe('mesh on loopback', () => {
     const out = join(fx.dir, 'out-s1');
     const run = spawnMeshmirror(farmArgs(addressesOf(farm), out, await coordinatorCache('cache-s1')));
     // The victim is in the middle of a piece of the stalled layer.
-    const bigDigest = (): string | undefined => fx.proxy.stats().log.find((e) => e.fault === 'stall-after')?.path.split('/').pop();
+    const bigDigest = (): string | undefined =>
+      fx.proxy
+        .stats()
+        .log.find((e) => e.fault === 'stall-after')
+        ?.path.split('/')
+        .pop();
     await waitFor(() => {
       const digest = bigDigest();
       return digest !== undefined && victim.stderr().includes(`"first":"${digest}@`) && busy(victim);
@@ -273,7 +280,10 @@ describe('mesh on loopback', () => {
     });
     expect(killed.signal).toBe('SIGKILL');
     // The killed run left only chunks marked unfinished.
-    expect(atKill.every((n) => n.endsWith('.tar.partial')), atKill.join(', ')).toBe(true);
+    expect(
+      atKill.every((n) => n.endsWith('.tar.partial')),
+      atKill.join(', '),
+    ).toBe(true);
     expect(second.code, second.stderr).toBe(0);
     expect(summary.resumed).toBe(true);
     expect(summary.images.archived).toBe(expected());

@@ -46,9 +46,18 @@ async function meshClient(dir: string, name: string, key: SwarmKey): Promise<{ n
 /** Asks `address` for a blob range; resolves with the bytes received and the error, if any. */
 async function askForBlob(node: MeshNode, address: string, digest: Digest, length: number): Promise<{ bytes: number; error: unknown }> {
   let bytes = 0;
-  const error = await fetchPeerRange(node, address, { digest, offset: 0, length }, (chunk: Uint8Array) => {
-    bytes += chunk.length;
-  }, { stallMs: 5_000, dialTimeoutMs: 5_000 }).then(() => undefined, (e: unknown) => e);
+  const error = await fetchPeerRange(
+    node,
+    address,
+    { digest, offset: 0, length },
+    (chunk: Uint8Array) => {
+      bytes += chunk.length;
+    },
+    { stallMs: 5_000, dialTimeoutMs: 5_000 },
+  ).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   return { bytes, error };
 }
 
@@ -56,7 +65,10 @@ async function askForBlob(node: MeshNode, address: string, digest: Digest, lengt
 async function loggedLine(agent: RunningAgent, ...texts: string[]): Promise<string> {
   const deadline = Date.now() + 15_000;
   for (;;) {
-    const line = agent.stderr().split('\n').find((l) => texts.every((t) => l.includes(t)));
+    const line = agent
+      .stderr()
+      .split('\n')
+      .find((l) => texts.every((t) => l.includes(t)));
     if (line !== undefined) return line;
     if (Date.now() > deadline) throw new Error(`agent never logged ${JSON.stringify(texts)}: ${agent.stderr().slice(-1500)}`);
     await new Promise<void>((resolve) => agent.child.stderr?.once('data', () => resolve()));
@@ -118,7 +130,10 @@ describe('security: admission', () => {
     const stranger = await meshClient(fx.dir, 'stranger', SwarmKey.generate());
     const asked = await askForBlob(stranger.node, address, digest, blob.length);
     const { address: ma, peerId } = parseAgentAddress(address, 'test');
-    const hello = await new RemoteAgent({ node: stranger.node, address: ma, peerId, settings: SETTINGS, logger: silent }).hello().then(() => undefined, (e: unknown) => e);
+    const hello = await new RemoteAgent({ node: stranger.node, address: ma, peerId, settings: SETTINGS, logger: silent }).hello().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     const handshakeLine = await loggedLine(agent, 'handshake failed');
 
     // The reverse: a coordinator whose key is not the agent's, given only that agent: it stops, naming it.
@@ -175,7 +190,10 @@ describe('security: admission', () => {
     const intruder = await meshClient(fx.dir, 'intruder', key);
     const asked = await askForBlob(intruder.node, address, digest, blob.length);
     const { address: ma, peerId } = parseAgentAddress(address, 'test');
-    const hello = await new RemoteAgent({ node: intruder.node, address: ma, peerId, settings: SETTINGS, logger: silent }).hello().then(() => undefined, (e: unknown) => e);
+    const hello = await new RemoteAgent({ node: intruder.node, address: ma, peerId, settings: SETTINGS, logger: silent }).hello().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     const refusal = await loggedLine(agent, intruder.peerId, 'refused a peer that is not on the allow-list');
 
     // A coordinator with the key but another identity: it stops, naming the agent and the id to allow.
@@ -186,7 +204,13 @@ describe('security: admission', () => {
     // The same command from the admitted identity completes.
     const out = join(fx.dir, 'out-allowed');
     fx.proxy.resetStats();
-    const run = await runMeshmirror([...mirrorArgs(config, out, await cacheWithIdentity(join(fx.dir, 'identity'), join(fx.dir, 'cache-allowed'))), '--swarm-key', keyFile, '--agents', address]);
+    const run = await runMeshmirror([
+      ...mirrorArgs(config, out, await cacheWithIdentity(join(fx.dir, 'identity'), join(fx.dir, 'cache-allowed'))),
+      '--swarm-key',
+      keyFile,
+      '--agents',
+      address,
+    ]);
     const fetched = fx.proxy.stats().blobBodyBytes;
     const summary = run.code === 0 ? (JSON.parse(run.stdout) as { images: { archived: number }; bytes: { pulled: number } }) : undefined;
     const read = run.code === 0 ? await archiveReadsBack(out, join(fx.dir, 'layout-allowed')) : 0;
@@ -255,7 +279,13 @@ describe('security: admission', () => {
     nodes.splice(nodes.indexOf(friend.node), 1);
     const out = join(fx.dir, 'out-after-malformed');
     fx.proxy.resetStats();
-    const run = await runMeshmirror([...mirrorArgs(config, out, await cacheWithIdentity(join(fx.dir, 'identity'), join(fx.dir, 'cache-after-malformed'))), '--swarm-key', keyFile, '--agents', address]);
+    const run = await runMeshmirror([
+      ...mirrorArgs(config, out, await cacheWithIdentity(join(fx.dir, 'identity'), join(fx.dir, 'cache-after-malformed'))),
+      '--swarm-key',
+      keyFile,
+      '--agents',
+      address,
+    ]);
     const summary = run.code === 0 ? (JSON.parse(run.stdout) as { images: { archived: number } }) : undefined;
     const read = run.code === 0 ? await archiveReadsBack(out, join(fx.dir, 'layout-after-malformed')) : 0;
     record({
@@ -281,7 +311,6 @@ describe('security: admission', () => {
     expect(agent.child.exitCode).toBeNull();
   });
 });
-
 
 /** Every file below `dir`, recursively. */
 async function filesUnder(dir: string): Promise<string[]> {
@@ -321,11 +350,24 @@ describe('security: secrets', () => {
   scenario('security: registry credentials and the swarm key appear nowhere', { sample: false, timeout: 300_000 }, async (record) => {
     const b64 = (s: string): string => Buffer.from(s).toString('base64');
     const authfile = join(dir, 'auth.json');
-    await writeFile(authfile, JSON.stringify({ auths: { [proxy.host]: { auth: b64(`${SRC.user}:${SRC.password}`) }, [target.host]: { auth: b64(`${DST.user}:${DST.password}`) } } }));
+    await writeFile(
+      authfile,
+      JSON.stringify({ auths: { [proxy.host]: { auth: b64(`${SRC.user}:${SRC.password}`) }, [target.host]: { auth: b64(`${DST.user}:${DST.password}`) } } }),
+    );
     const { keyFile, coordinatorId } = await farmKeys(dir);
     const keyHex = (await readFile(keyFile, 'utf8')).split('\n')[2] ?? '';
-    const farm = await Promise.all(['a', 'b'].map((n) =>
-      startAgent({ data: join(dir, `agent-${n}`), swarmKey: keyFile, allow: [coordinatorId], authfile, logLevel: 'trace', env: { MESHMIRROR_MESH_TRACE: join(dir, `trace-agent-${n}.jsonl`) } })));
+    const farm = await Promise.all(
+      ['a', 'b'].map((n) =>
+        startAgent({
+          data: join(dir, `agent-${n}`),
+          swarmKey: keyFile,
+          allow: [coordinatorId],
+          authfile,
+          logLevel: 'trace',
+          env: { MESHMIRROR_MESH_TRACE: join(dir, `trace-agent-${n}.jsonl`) },
+        }),
+      ),
+    );
     agents.push(...farm);
     const farmArgs = ['--swarm-key', keyFile, '--agents', ...farm.map((a) => a.addresses[0] ?? ''), '--piece-size', String(2 * MiB)];
     const env = { MESHMIRROR_MESH_TRACE: join(dir, 'trace-coordinator.jsonl') };
@@ -335,16 +377,49 @@ describe('security: secrets', () => {
     // 1. A farm mirror to disk, 2. the archive pushed into the target, 3. a farm mirror to mirror.
     const out = join(dir, 'out');
     const results: CliResult[] = [];
-    const toDisk = await runMeshmirror([...mirrorArgs(config, out, await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-farm')), ...common), ...farmArgs], { env });
+    const toDisk = await runMeshmirror([...mirrorArgs(config, out, await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-farm')), ...common), ...farmArgs], {
+      env,
+    });
     results.push(toDisk);
     expect(toDisk.code, toDisk.stderr.slice(-3000)).toBe(0);
-    const push = await runMeshmirror(['mirror', '-c', config, '--from', `file://${out}`, `docker://${target.host}/ocp`, '--cache-dir', join(dir, 'cache-push'),
-      '--dest-tls-verify=false', '--output', 'json', ...common], { env });
+    const push = await runMeshmirror(
+      [
+        'mirror',
+        '-c',
+        config,
+        '--from',
+        `file://${out}`,
+        `docker://${target.host}/ocp`,
+        '--cache-dir',
+        join(dir, 'cache-push'),
+        '--dest-tls-verify=false',
+        '--output',
+        'json',
+        ...common,
+      ],
+      { env },
+    );
     results.push(push);
     expect(push.code, push.stderr.slice(-3000)).toBe(0);
-    const m2m = await runMeshmirror(['mirror', '-c', config, '--workspace', `file://${join(dir, 'work')}`, `docker://${target.host}/m2m`,
-      '--cache-dir', await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-m2m')), '--src-tls-verify=false', '--dest-tls-verify=false', '--output', 'json',
-      ...common, ...farmArgs], { env });
+    const m2m = await runMeshmirror(
+      [
+        'mirror',
+        '-c',
+        config,
+        '--workspace',
+        `file://${join(dir, 'work')}`,
+        `docker://${target.host}/m2m`,
+        '--cache-dir',
+        await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-m2m')),
+        '--src-tls-verify=false',
+        '--dest-tls-verify=false',
+        '--output',
+        'json',
+        ...common,
+        ...farmArgs,
+      ],
+      { env },
+    );
     results.push(m2m);
     expect(m2m.code, m2m.stderr.slice(-3000)).toBe(0);
     const fetched = proxy.stats().blobBodyBytes;
@@ -366,15 +441,25 @@ describe('security: secrets', () => {
     const keyBytes = Buffer.from(keyHex, 'hex');
     const secrets: Array<[string, Buffer]> = [];
     for (const { user, password } of [SRC, DST]) {
-      secrets.push([`${user} password`, Buffer.from(password)], [`${user} base64(user:password)`, Buffer.from(b64(`${user}:${password}`))], [`${user} base64(password)`, Buffer.from(b64(password))]);
+      secrets.push(
+        [`${user} password`, Buffer.from(password)],
+        [`${user} base64(user:password)`, Buffer.from(b64(`${user}:${password}`))],
+        [`${user} base64(password)`, Buffer.from(b64(password))],
+      );
     }
     secrets.push(['swarm key hex', Buffer.from(keyHex)], ['swarm key base64', Buffer.from(keyBytes.toString('base64'))], ['swarm key bytes', keyBytes]);
     // The search can find them: the auth file holds one of each password's forms.
     expect((await readFile(authfile)).includes(secrets[1]![1])).toBe(true);
 
     const outputs: Array<[string, Buffer]> = [
-      ...results.flatMap((r, i): Array<[string, Buffer]> => [[`run ${i + 1} stdout`, Buffer.from(r.stdout)], [`run ${i + 1} stderr`, Buffer.from(r.stderr)]]),
-      ...farm.flatMap((a, i): Array<[string, Buffer]> => [[`agent ${i} stdout`, Buffer.from(a.stdout())], [`agent ${i} stderr`, Buffer.from(a.stderr())]]),
+      ...results.flatMap((r, i): Array<[string, Buffer]> => [
+        [`run ${i + 1} stdout`, Buffer.from(r.stdout)],
+        [`run ${i + 1} stderr`, Buffer.from(r.stderr)],
+      ]),
+      ...farm.flatMap((a, i): Array<[string, Buffer]> => [
+        [`agent ${i} stdout`, Buffer.from(a.stdout())],
+        [`agent ${i} stderr`, Buffer.from(a.stderr())],
+      ]),
     ];
     const ownSecrets = new Set([authfile, keyFile, join(dir, 'src-auth', 'htpasswd'), join(dir, 'dst-auth', 'htpasswd')]);
     const files = (await filesUnder(dir)).filter((f) => !ownSecrets.has(f));
@@ -383,9 +468,13 @@ describe('security: secrets', () => {
     const logBytes = outputs.slice(0, results.length * 2 + farm.length * 2).reduce((n, [, b]) => n + b.length, 0);
 
     // The mesh messages: every one each process sent or received.
-    const traces = await Promise.all(['trace-coordinator', 'trace-agent-a', 'trace-agent-b'].map(async (n) => (await readFile(join(dir, `${n}.jsonl`), 'utf8')).trim().split('\n')));
+    const traces = await Promise.all(
+      ['trace-coordinator', 'trace-agent-a', 'trace-agent-b'].map(async (n) => (await readFile(join(dir, `${n}.jsonl`), 'utf8')).trim().split('\n')),
+    );
     const messages = traces.flat().map((line) => JSON.parse(line) as { direction: string; what?: string; message: string });
-    const received = messages.filter((m) => m.direction === 'received' && m.what?.startsWith('control request from') === true).map((m) => JSON.parse(m.message) as { type: string });
+    const received = messages
+      .filter((m) => m.direction === 'received' && m.what?.startsWith('control request from') === true)
+      .map((m) => JSON.parse(m.message) as { type: string });
     const keysSeen = new Set(messages.flatMap((m) => [...m.message.matchAll(/"([A-Za-z]+)":/g)].map((k) => k[1])));
     record({
       scenario: 'security: registry credentials and the swarm key appear nowhere',

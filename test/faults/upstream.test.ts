@@ -97,7 +97,9 @@ async function checkArchive(out: string, host: string, label: string): Promise<A
   const dir = join(layout, 'blobs', 'sha256');
   const names = await readdir(dir);
   for (const name of names) {
-    const actual = createHash('sha256').update(await readFile(join(dir, name))).digest('hex');
+    const actual = createHash('sha256')
+      .update(await readFile(join(dir, name)))
+      .digest('hex');
     expect(actual, `archived blob ${name}`).toBe(name);
   }
   return { delivered, blobFiles: names.length };
@@ -134,7 +136,15 @@ async function mirrorOnce(label: string, extra: string[] = [], host?: string): P
 /** The row's outcome: `complete (…), skopeo ✓`, or the exit code and the first line of the errors file (or of stderr). */
 /** The row of a scenario that mirrors the fixture's images once (or resumes into the same archive). */
 async function mirrorRow(scenario: string, faults: string, run: MirrorRun, check: ArchiveCheck | undefined, fetchedBytes: number, note = ''): Promise<FaultRow> {
-  return { scenario, faults, expected: fx.pushed.length, delivered: check?.delivered ?? 0, fetchedBytes, uniqueBytes: fx.uniqueBlobBytes, outcome: await outcomeOf(run, check, note) };
+  return {
+    scenario,
+    faults,
+    expected: fx.pushed.length,
+    delivered: check?.delivered ?? 0,
+    fetchedBytes,
+    uniqueBytes: fx.uniqueBlobBytes,
+    outcome: await outcomeOf(run, check, note),
+  };
 }
 
 async function outcomeOf(run: MirrorRun, check: ArchiveCheck | undefined, note = ''): Promise<string> {
@@ -148,7 +158,13 @@ async function outcomeOf(run: MirrorRun, check: ArchiveCheck | undefined, note =
 }
 
 function lastLine(text: string): string {
-  return text.trim().split('\n').filter((l) => !l.startsWith('progress:') && !l.startsWith('{')).pop() ?? '';
+  return (
+    text
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('progress:') && !l.startsWith('{'))
+      .pop() ?? ''
+  );
 }
 
 /** Body bytes of the error answers the proxy made up for blob GETs (they count in `blobBodyBytes`). */
@@ -211,7 +227,16 @@ describe('upstream faults', () => {
     const stats = fx.proxy.stats();
     const stalls = stats.log.filter((e) => e.fault === 'stall-after').length;
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'stalls') : undefined;
-    record(await mirrorRow('upstream: stalls', 'body stops for good: big layer at 6 MiB, then 9 MiB further; a 1 MiB layer at 300 kB; an index manifest at 100 B (--stall-timeout 2s)', run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries`));
+    record(
+      await mirrorRow(
+        'upstream: stalls',
+        'body stops for good: big layer at 6 MiB, then 9 MiB further; a 1 MiB layer at 300 kB; an index manifest at 100 B (--stall-timeout 2s)',
+        run,
+        check,
+        stats.blobBodyBytes,
+        `${run.summary?.retries ?? '?'} retries`,
+      ),
+    );
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(stalls).toBe(4);
     expect(check?.delivered).toBe(fx.pushed.length);
@@ -235,7 +260,16 @@ describe('upstream faults', () => {
     const stats = fx.proxy.stats();
     const injected = stats.log.filter((e) => e.fault === 'status').length;
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, '5xx') : undefined;
-    record(await mirrorRow('upstream: 5xx bursts on manifests and blobs', `503 500 502 503 500 in a row on the big layer; 500 502 503 on a manifest and on a layer (--retry-delay 200ms, --retry-times 5)`, run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries`));
+    record(
+      await mirrorRow(
+        'upstream: 5xx bursts on manifests and blobs',
+        `503 500 502 503 500 in a row on the big layer; 500 502 503 on a manifest and on a layer (--retry-delay 200ms, --retry-times 5)`,
+        run,
+        check,
+        stats.blobBodyBytes,
+        `${run.summary?.retries ?? '?'} retries`,
+      ),
+    );
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(injected).toBe(bigBurst.length + 2 * manifestBurst.length);
     expect(check?.delivered).toBe(fx.pushed.length);
@@ -267,7 +301,16 @@ describe('upstream faults', () => {
         return next === undefined ? Infinity : next.at - refused.at;
       });
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, '429') : undefined;
-    record(await mirrorRow('upstream: 429 with Retry-After', `429 TOOMANYREQUESTS, Retry-After: ${retryAfterS}, on the big layer and on a manifest (default retry settings)`, run, check, stats.blobBodyBytes, `asked again after ${waits.map((w) => `${(w / 1000).toFixed(2)} s`).join(' and ')}`));
+    record(
+      await mirrorRow(
+        'upstream: 429 with Retry-After',
+        `429 TOOMANYREQUESTS, Retry-After: ${retryAfterS}, on the big layer and on a manifest (default retry settings)`,
+        run,
+        check,
+        stats.blobBodyBytes,
+        `asked again after ${waits.map((w) => `${(w / 1000).toFixed(2)} s`).join(' and ')}`,
+      ),
+    );
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(waits).toHaveLength(2);
     // Honoured: not before Retry-After (timers may fire a few ms early on a loaded machine), and not
@@ -357,7 +400,16 @@ describe('upstream faults', () => {
         const run: MirrorRun = { result, summary: parseSummary(result), out, cache };
         const stats = fx.proxy.stats();
         const check = result.code === 0 ? await checkArchive(out, fx.proxy.host, label) : undefined;
-        record(await mirrorRow(name, `connections refused for ${(outageMs / 1000).toFixed(1)} s while the big layer is at 8 MiB (default --retry-times 5, backoff from 1 s)`, run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries, waited the outage out`));
+        record(
+          await mirrorRow(
+            name,
+            `connections refused for ${(outageMs / 1000).toFixed(1)} s while the big layer is at 8 MiB (default --retry-times 5, backoff from 1 s)`,
+            run,
+            check,
+            stats.blobBodyBytes,
+            `${run.summary?.retries ?? '?'} retries, waited the outage out`,
+          ),
+        );
         expect(stillRunning, 'the run gave up during the outage').toBe(true);
         expect(result.code, result.stderr).toBe(0);
         expect(check?.delivered).toBe(fx.pushed.length);
@@ -388,7 +440,16 @@ describe('upstream faults', () => {
     const stats = fx.proxy.stats();
     const truncations = stats.log.filter((e) => e.fault === 'truncate-after').length;
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'truncated') : undefined;
-    record(await mirrorRow('upstream: truncated bodies', 'response ends early (shorter than Content-Length): big layer at 5 MiB, then 7 MiB further; a 1 MiB layer at 300 kB; a manifest at 50 B', run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries`));
+    record(
+      await mirrorRow(
+        'upstream: truncated bodies',
+        'response ends early (shorter than Content-Length): big layer at 5 MiB, then 7 MiB further; a 1 MiB layer at 300 kB; a manifest at 50 B',
+        run,
+        check,
+        stats.blobBodyBytes,
+        `${run.summary?.retries ?? '?'} retries`,
+      ),
+    );
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(truncations).toBe(4);
     expect(check?.delivered).toBe(fx.pushed.length);
@@ -407,7 +468,16 @@ describe('upstream faults', () => {
     const stats = fx.proxy.stats();
     const resumed = stats.log.filter((e) => e.fault === 'ignore-range');
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'ignore-range') : undefined;
-    record(await mirrorRow('upstream: 200 to a ranged request', 'big layer reset at 8 MiB, then its resuming request (Range: bytes=8388608-…) answered 200 with the whole blob', run, check, stats.blobBodyBytes, `${run.summary?.rangesIgnored ?? '?'} range ignored, the 8 MiB already held skipped, not rewritten`));
+    record(
+      await mirrorRow(
+        'upstream: 200 to a ranged request',
+        'big layer reset at 8 MiB, then its resuming request (Range: bytes=8388608-…) answered 200 with the whole blob',
+        run,
+        check,
+        stats.blobBodyBytes,
+        `${run.summary?.rangesIgnored ?? '?'} range ignored, the 8 MiB already held skipped, not rewritten`,
+      ),
+    );
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(resumed).toHaveLength(1);
     expect(resumed[0]?.range).toMatch(/^bytes=[1-9]\d*-/);
@@ -430,7 +500,16 @@ describe('upstream faults', () => {
     const corrupted = stats.log.filter((e) => e.fault === 'corrupt').length;
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'corrupt') : undefined;
     const refetch = blobs.bigSize + blobs.appTopSize;
-    record(await mirrorRow('upstream: wrong bytes (digest mismatch)', 'one byte flipped in the big layer (at 10 MiB), in a 300 kB layer and in an index manifest, once each', run, check, stats.blobBodyBytes, 'both blobs fetched again, every archived blob hashes to its name'));
+    record(
+      await mirrorRow(
+        'upstream: wrong bytes (digest mismatch)',
+        'one byte flipped in the big layer (at 10 MiB), in a 300 kB layer and in an index manifest, once each',
+        run,
+        check,
+        stats.blobBodyBytes,
+        'both blobs fetched again, every archived blob hashes to its name',
+      ),
+    );
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(corrupted).toBe(3);
     // checkArchive hashed every archived blob: the flipped bytes did not get in.
@@ -489,7 +568,16 @@ describe('upstream faults', () => {
     fx.proxy.setRules([]);
     const stats = fx.proxy.stats();
     const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'everything') : undefined;
-    record(await mirrorRow('upstream: everything at once', `big layer: stall at 3 MiB, 503 ×2, truncation 4 MiB further, 429 Retry-After 1; a layer corrupted; 502 ×2 on a manifest; random resets in 10% of GETs (seed ${SEED}); ${stats.faultsInjected} faults in all`, run, check, stats.blobBodyBytes, `${run.summary?.retries ?? '?'} retries`));
+    record(
+      await mirrorRow(
+        'upstream: everything at once',
+        `big layer: stall at 3 MiB, 503 ×2, truncation 4 MiB further, 429 Retry-After 1; a layer corrupted; 502 ×2 on a manifest; random resets in 10% of GETs (seed ${SEED}); ${stats.faultsInjected} faults in all`,
+        run,
+        check,
+        stats.blobBodyBytes,
+        `${run.summary?.retries ?? '?'} retries`,
+      ),
+    );
     expect(run.result.code, run.result.stderr).toBe(0);
     expect(check?.delivered).toBe(fx.pushed.length);
     // Only the corrupted layer is fetched twice; everything else resumes.

@@ -74,9 +74,7 @@ function main(): number {
   const isRoot = process.getuid?.() === 0;
   const aptGet = findOnPath('apt-get');
   if (!isRoot || aptGet === undefined) {
-    process.stderr.write(
-      `meshmirror tests need ${names}: install them with \`sudo apt-get install -y ${packages.join(' ')}\` (Debian/Ubuntu packages), then rerun.\n`,
-    );
+    process.stderr.write(`meshmirror tests need ${names}: install them with \`sudo apt-get install -y ${packages.join(' ')}\` (Debian/Ubuntu packages), then rerun.\n`);
     return 1;
   }
 
@@ -90,9 +88,7 @@ function main(): number {
   }
   const stillMissing = missingTools();
   if (stillMissing.length > 0) {
-    process.stderr.write(
-      `still missing after apt-get install: ${stillMissing.map((tool) => tool.command).join(', ')}\n`,
-    );
+    process.stderr.write(`still missing after apt-get install: ${stillMissing.map((tool) => tool.command).join(', ')}\n`);
     return 1;
   }
   return 0;

@@ -7,14 +7,7 @@
  * (`proxy_request_buffering on`) in front of most registries: a client cut off mid-PATCH never
  * reaches the registry with half a chunk.
  */
-import {
-  Agent,
-  createServer,
-  request as httpRequest,
-  type IncomingMessage,
-  type OutgoingHttpHeaders,
-  type ServerResponse,
-} from 'node:http';
+import { Agent, createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 
@@ -307,11 +300,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     res.flushHeaders();
 
     let cutAt =
-      randomCut !== undefined
-        ? randomCut
-        : fault?.kind === 'truncate-after' || fault?.kind === 'reset-after' || fault?.kind === 'stall-after'
-          ? fault.bytes
-          : Infinity;
+      randomCut !== undefined ? randomCut : fault?.kind === 'truncate-after' || fault?.kind === 'reset-after' || fault?.kind === 'stall-after' ? fault.bytes : Infinity;
     let offset = 0;
     let stalled = false;
     let upstreamEnded = false;

@@ -25,7 +25,14 @@ export function fixtureImages(options: { bigLayerBytes?: number } = {}): SampleI
       name: 'sample/multi:2.0',
       platforms: [
         { architecture: 'amd64', layers: [base, { seed: 'multi-amd64', size: 700_000 }] },
-        { architecture: 'arm64', variant: 'v8', layers: [{ seed: 'base-arm64', size: 1_500_000 }, { seed: 'multi-arm64', size: 600_000 }] },
+        {
+          architecture: 'arm64',
+          variant: 'v8',
+          layers: [
+            { seed: 'base-arm64', size: 1_500_000 },
+            { seed: 'multi-arm64', size: 600_000 },
+          ],
+        },
       ],
     },
     { name: 'sample/docker:3.1', format: 'docker', platforms: [{ architecture: 'amd64', layers: [base, { seed: 'docker-top', size: 400_000 }] }] },

@@ -183,10 +183,7 @@ export class LayoutBuilder {
     for (const layer of layers) {
       layerDescriptors.push({ mediaType: layer.mediaType, digest: await this.#writeBlob(layer.bytes), size: layer.bytes.length });
     }
-    const manifest = Buffer.from(
-      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: configDescriptor, layers: layerDescriptors }),
-      'utf8',
-    );
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: configDescriptor, layers: layerDescriptors }), 'utf8');
     const blobs = new Map<Digest, number>([[configDescriptor.digest, configDescriptor.size]]);
     for (const layer of layerDescriptors) blobs.set(layer.digest, layer.size);
     const built: BuiltImage = {

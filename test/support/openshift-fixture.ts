@@ -615,11 +615,7 @@ const PACKAGES: PackageDef[] = [
     channels: [
       {
         name: 'fast',
-        entries: [
-          { version: '1.10.0' },
-          { version: '1.11.0', replaces: '1.10.0' },
-          { version: '1.12.1', replaces: '1.11.0', skipRange: '>=1.10.0 <1.12.1' },
-        ],
+        entries: [{ version: '1.10.0' }, { version: '1.11.0', replaces: '1.10.0' }, { version: '1.12.1', replaces: '1.11.0', skipRange: '>=1.10.0 <1.12.1' }],
       },
     ],
     extras: (version) => [{ name: 'web_terminal_tooling', repoTag: `web-terminal/web-terminal-tooling-rhel9:${version === '1.10.0' ? '1.10' : '1.11'}` }],

@@ -11,16 +11,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  digestHex,
-  isIndexMediaType,
-  parseManifest,
-  REF_NAME_ANNOTATION,
-  sha256Digest,
-  throwIfAborted,
-  type Descriptor,
-  type Digest,
-} from '@meshmirror/shared';
+import { digestHex, isIndexMediaType, parseManifest, REF_NAME_ANNOTATION, sha256Digest, throwIfAborted, type Descriptor, type Digest } from '@meshmirror/shared';
 
 export interface PushLayoutOptions {
   /** Names (index.json `org.opencontainers.image.ref.name`) to push. Default: every named image. */
@@ -54,11 +45,7 @@ interface IndexJsonEntry {
   annotations?: Record<string, string>;
 }
 
-export async function pushLayout(
-  layoutDir: string,
-  registryUrl: string,
-  options: PushLayoutOptions = {},
-): Promise<PushedImage[]> {
+export async function pushLayout(layoutDir: string, registryUrl: string, options: PushLayoutOptions = {}): Promise<PushedImage[]> {
   const base = new URL(registryUrl);
   const client = new RegistryHttp(base, options);
   const indexJson = JSON.parse(await readFile(join(layoutDir, 'index.json'), 'utf8')) as {

@@ -161,7 +161,10 @@ async function startOnce(workDir: string, options: StartRegistryOptions): Promis
     });
   } catch (error) {
     await terminate(child, exited);
-    const tail = await readFile(logFile, 'utf8').then((text) => text.slice(-2_000), () => '');
+    const tail = await readFile(logFile, 'utf8').then(
+      (text) => text.slice(-2_000),
+      () => '',
+    );
     if (error instanceof Error) error.message += `\n--- ${logFile} (tail) ---\n${tail}`;
     throw error;
   }
@@ -279,10 +282,7 @@ export async function makeHtpasswd(dir: string, user: string, password: string):
  * IP addresses become `IP:` subject alternative names, everything else `DNS:`. The default covers
  * `127.0.0.1` and `localhost`. The certificate doubles as its own CA file for clients.
  */
-export async function makeSelfSignedCert(
-  dir: string,
-  hosts: string[] = ['127.0.0.1', 'localhost'],
-): Promise<{ certificate: string; key: string }> {
+export async function makeSelfSignedCert(dir: string, hosts: string[] = ['127.0.0.1', 'localhost']): Promise<{ certificate: string; key: string }> {
   const certificate = join(dir, 'registry.crt');
   const key = join(dir, 'registry.key');
   const names = hosts.map((host) => (/^[\d.]+$/.test(host) || host.includes(':') ? `IP:${host}` : `DNS:${host}`));

@@ -56,20 +56,15 @@ export class SkopeoError extends Error {
 
 function runSkopeo(args: string[], signal: AbortSignal | undefined): Promise<{ stdout: Buffer; stderr: string }> {
   return new Promise((resolve, reject) => {
-    execFile(
-      SKOPEO_BINARY,
-      args,
-      { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024, signal },
-      (error, stdout, stderr) => {
-        const errText = stderr.toString('utf8');
-        if (error !== null) {
-          const code = (error as { code?: number | string }).code ?? null;
-          reject(new SkopeoError(args, code, errText, { cause: error }));
-          return;
-        }
-        resolve({ stdout, stderr: errText });
-      },
-    );
+    execFile(SKOPEO_BINARY, args, { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024, signal }, (error, stdout, stderr) => {
+      const errText = stderr.toString('utf8');
+      if (error !== null) {
+        const code = (error as { code?: number | string }).code ?? null;
+        reject(new SkopeoError(args, code, errText, { cause: error }));
+        return;
+      }
+      resolve({ stdout, stderr: errText });
+    });
   });
 }
 

@@ -79,7 +79,12 @@ export async function startTokenGate(options: TokenGateOptions): Promise<TokenGa
       sendJson(res, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }, { 'www-authenticate': `Basic realm="${service}"` });
       return;
     }
-    const scopes = new Set(url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter((s) => s !== ''));
+    const scopes = new Set(
+      url.searchParams
+        .getAll('scope')
+        .flatMap((s) => s.split(' '))
+        .filter((s) => s !== ''),
+    );
     const token = `gate-${randomBytes(24).toString('hex')}`;
     tokens.set(token, { scopes, expiresAt: Date.now() + options.tokenLifetimeMs });
     stats.tokensIssued += 1;

@@ -76,10 +76,12 @@ describe('in-process agent', () => {
     const done = events.filter((e) => e.type === 'piece-done');
     expect(done.map((e) => [e.digest, e.offset]).sort()).toEqual(tasks.map((t) => [t.digest, t.offset]).sort());
     expect(events.filter((e) => e.type === 'piece-failed')).toEqual([]);
-    expect(await agent.holdings([
-      { digest: small.digest, size: 10_000 },
-      { digest: large.digest, size: 2_500_000 },
-    ])).toEqual([
+    expect(
+      await agent.holdings([
+        { digest: small.digest, size: 10_000 },
+        { digest: large.digest, size: 2_500_000 },
+      ]),
+    ).toEqual([
       { digest: small.digest, held: true, pieces: [] },
       { digest: large.digest, held: true, pieces: [] },
     ]);
@@ -93,7 +95,15 @@ describe('in-process agent', () => {
     // One transfer at a time, and the down host's pieces come first: waiting for that host's turn
     // must not take the slot the other host's pieces need.
     const policy = { noProgressTimeoutMs: 60_000, baseDelayMs: 20, maxDelayMs: 50, factor: 2, jitter: 0 };
-    const single = createInProcessAgent({ store, client, retry: policy, backoff: new HostBackoff(policy), parallelLayers: 1, logger: silentLogger(), progressIntervalMs: 0 });
+    const single = createInProcessAgent({
+      store,
+      client,
+      retry: policy,
+      backoff: new HostBackoff(policy),
+      parallelLayers: 1,
+      logger: silentLogger(),
+      progressIntervalMs: 0,
+    });
     const DOWN: RepositoryLocation = { registry: 'down.test', repository: 'team/base' };
     const shared = randomBytes(300_000);
     const sharedDigest = sha256Digest(shared);
@@ -104,10 +114,7 @@ describe('in-process agent', () => {
     let otherHeld: () => void = () => undefined;
     const otherHeldNow = new Promise<void>((resolve) => (otherHeld = resolve));
     const fetching = single.fetchPieces(
-      [
-        ...piecesOf(sharedDigest, 300_000, 100_000).map((t) => ({ ...t, sources: [DOWN] })),
-        ...piecesOf(other.digest, 40_000, 100_000),
-      ],
+      [...piecesOf(sharedDigest, 300_000, 100_000).map((t) => ({ ...t, sources: [DOWN] })), ...piecesOf(other.digest, 40_000, 100_000)],
       {
         onEvent: (e) => {
           events.push(e);

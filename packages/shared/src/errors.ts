@@ -86,10 +86,7 @@ export class RegistryError extends MeshmirrorError {
   readonly retryAfterMs: number | undefined;
   readonly url: string;
 
-  constructor(
-    message: string,
-    options: MeshmirrorErrorOptions & { status: number; url: string; registryCodes?: string[]; retryAfterMs?: number },
-  ) {
+  constructor(message: string, options: MeshmirrorErrorOptions & { status: number; url: string; registryCodes?: string[]; retryAfterMs?: number }) {
     super(options.status === 401 ? 'MM_UNAUTHORIZED' : 'MM_REGISTRY', message, options);
     this.name = 'RegistryError';
     this.status = options.status;

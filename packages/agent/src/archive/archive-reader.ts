@@ -102,16 +102,14 @@ export async function openArchive(dir: string, options: AbortOptions = {}): Prom
   const last = chunks[chunks.length - 1];
   if (last === undefined) throw new MeshmirrorError('MM_NOT_FOUND', `${root} holds no archive chunks`);
   const runMetadata = runMetadataSchema.safeParse(await readJsonEntry(last, RUN_METADATA_ENTRY, MAX_LAYOUT_JSON_BYTES));
-  if (!runMetadata.success) throw archiveEntryError(last.info.file, RUN_METADATA_ENTRY, `is not meshmirror run metadata: ${runMetadata.error.issues[0]?.message ?? ''}`);
+  if (!runMetadata.success)
+    throw archiveEntryError(last.info.file, RUN_METADATA_ENTRY, `is not meshmirror run metadata: ${runMetadata.error.issues[0]?.message ?? ''}`);
   const archiveId = last.manifest.archiveId;
   if (runMetadata.data.archive.archiveId !== archiveId) {
     throw archiveEntryError(last.info.file, RUN_METADATA_ENTRY, 'belongs to another archive than the chunk holding it');
   }
   if (runMetadata.data.archive.chunkCount !== chunks.length) {
-    throw new MeshmirrorError(
-      'MM_ARCHIVE_INVALID',
-      `${root}: the archive was written as ${runMetadata.data.archive.chunkCount} chunks but ${chunks.length} are here`,
-    );
+    throw new MeshmirrorError('MM_ARCHIVE_INVALID', `${root}: the archive was written as ${runMetadata.data.archive.chunkCount} chunks but ${chunks.length} are here`);
   }
   await readJsonEntry(last, OCI_LAYOUT_ENTRY, MAX_LAYOUT_JSON_BYTES);
   const index = imageIndexSchema.safeParse(await readJsonEntry(last, INDEX_JSON_ENTRY, MAX_LAYOUT_JSON_BYTES));
@@ -159,7 +157,13 @@ export async function openArchive(dir: string, options: AbortOptions = {}): Prom
     const location = blobs.get(digest);
     if (location === undefined) throw new MeshmirrorError('MM_NOT_FOUND', `blob ${digest} is not in the archive in ${root}`, { data: { digest } });
     const range = resolveByteRange(location.size, { start, end }, where(location));
-    return await openFileRegion({ path: location.path, blobOffset: location.offset, range: { ...range, whole: false }, where: where(location), signal: rangeOptions.signal });
+    return await openFileRegion({
+      path: location.path,
+      blobOffset: location.offset,
+      range: { ...range, whole: false },
+      where: where(location),
+      signal: rangeOptions.signal,
+    });
   }
 
   return {
@@ -213,9 +217,7 @@ async function indexChunk(path: string, file: string, chunkNumber: number, signa
     if (manifestEntry === undefined) {
       throw archiveEntryError(file, undefined, 'has no meshmirror/chunk-*.json entry; it is not a meshmirror archive chunk');
     }
-    const parsed = chunkManifestSchema.safeParse(
-      parseJsonEntry(await readEntry(handle, manifestEntry, file, MAX_CHUNK_MANIFEST_BYTES), file, manifestEntry.name),
-    );
+    const parsed = chunkManifestSchema.safeParse(parseJsonEntry(await readEntry(handle, manifestEntry, file, MAX_CHUNK_MANIFEST_BYTES), file, manifestEntry.name));
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw archiveEntryError(file, manifestEntry.name, `is not a chunk manifest at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? ''}`);
@@ -258,8 +260,7 @@ function checkChunkSet(chunks: IndexedChunk[]): void {
   if (strangers.length > 0) {
     throw new MeshmirrorError(
       'MM_ARCHIVE_INVALID',
-      `${strangers.join(', ')} belong(s) to another archive than ${last.info.file} ` +
-        '(chunks left from an earlier, interrupted run?); write the archive again',
+      `${strangers.join(', ')} belong(s) to another archive than ${last.info.file} ` + '(chunks left from an earlier, interrupted run?); write the archive again',
       { data: { files: strangers } },
     );
   }

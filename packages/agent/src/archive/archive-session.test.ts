@@ -6,14 +6,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DigestMismatchError,
-  digestHex,
-  MeshmirrorError,
-  type ArchiveProgress,
-  type BlobReader,
-  type Digest,
-} from '@meshmirror/shared';
+import { DigestMismatchError, digestHex, MeshmirrorError, type ArchiveProgress, type BlobReader, type Digest } from '@meshmirror/shared';
 import { openOciLayout } from '../layout/oci-layout-reader.ts';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
 import { openArchive } from './archive-reader.ts';
@@ -61,7 +54,9 @@ afterAll(async () => {
 const final = () => ({ images: layout.images, metadata: { run: 'session-test' } });
 
 async function sha256File(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 async function folderFiles(dir: string): Promise<string[]> {
@@ -247,7 +242,12 @@ describe('startArchive', () => {
       },
     };
     const session = await startArchive(stalling, { dir, chunkSizeBytes: 8 * KiB });
-    const adds = layout.blobs.map((blob) => session.add(blob).then(() => 'added', (e: unknown) => e));
+    const adds = layout.blobs.map((blob) =>
+      session.add(blob).then(
+        () => 'added',
+        (e: unknown) => e,
+      ),
+    );
     await adds[1];
     // New chunks exist only as .partial files; the old set is still what a reader sees.
     expect((await folderFiles(dir)).filter((name) => name.endsWith('.partial')).length).toBeGreaterThan(0);
@@ -320,7 +320,7 @@ describe('startArchive', () => {
     expect(listing.filter((name) => name.includes(digestHex(victim.digest)))).toHaveLength(1);
   });
 
-  it('copies from a reader\'s local files with read-ahead into the same chunks a stream gives, and still verifies them', async () => {
+  it("copies from a reader's local files with read-ahead into the same chunks a stream gives, and still verifies them", async () => {
     const withFiles = (root: string): BlobReader => ({
       blobSize: (digest, options) => source.blobSize(digest, options),
       openBlob: () => Promise.reject(new Error('a reader with local files is not read through streams')),

@@ -49,15 +49,7 @@ import {
   RUN_METADATA_ENTRY,
   type RunMetadata,
 } from './chunk-manifest.ts';
-import {
-  addBlobToFill,
-  chunkFileBytes,
-  chunkFillWithBlob,
-  emptyChunkFill,
-  encodeChunkManifest,
-  type ArchiveExtraEntry,
-  type ChunkFill,
-} from './chunk-sizing.ts';
+import { addBlobToFill, chunkFileBytes, chunkFillWithBlob, emptyChunkFill, encodeChunkManifest, type ArchiveExtraEntry, type ChunkFill } from './chunk-sizing.ts';
 import { encodeTarHeader, END_OF_ARCHIVE_BYTES, TAR_BLOCK, tarEntryBytes, tarPaddingBytes } from './tar-header.ts';
 import { readAhead } from '../io/read-ahead.ts';
 
@@ -575,10 +567,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
       this.#current = undefined;
       this.#closed.push({ file: chunk.file, partialPath: chunk.partialPath, bytes: position, blobs: chunk.fill.blobs.length });
       this.#progress.report(true);
-      this.#logger.info(
-        { file: chunk.file, bytes: position, blobs: chunk.fill.blobs.length, chunk: chunk.fill.chunk },
-        'archive chunk written',
-      );
+      this.#logger.info({ file: chunk.file, bytes: position, blobs: chunk.fill.blobs.length, chunk: chunk.fill.chunk }, 'archive chunk written');
     } catch (error) {
       this.#failure ??= error;
       throw error;

@@ -51,7 +51,9 @@ function request(dir: string, chunkSizeBytes = CHUNK_LIMIT) {
 }
 
 async function sha256File(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 async function chunkFiles(dir: string): Promise<string[]> {
@@ -104,7 +106,14 @@ describe('writeArchive', () => {
       expect(`sha256:${createHash('sha256').update(stdout).digest('hex')}`).toBe(image.descriptor.digest);
     }
     const copied = join(work, 'skopeo-copy');
-    await execFileAsync('skopeo', ['--insecure-policy', 'copy', '--all', '--preserve-digests', `oci:${extracted}:registry.example.com/team/multi:2.0`, `oci:${copied}:multi`]);
+    await execFileAsync('skopeo', [
+      '--insecure-policy',
+      'copy',
+      '--all',
+      '--preserve-digests',
+      `oci:${extracted}:registry.example.com/team/multi:2.0`,
+      `oci:${copied}:multi`,
+    ]);
     const copiedIndex = JSON.parse(await readFile(join(copied, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
     expect(copiedIndex.manifests[0]?.digest).toBe(layout.images[1]?.descriptor.digest);
 

@@ -21,14 +21,7 @@ import {
   type Logger,
 } from '@meshmirror/shared';
 import { chunkFileName, type ChunkBlob } from './chunk-manifest.ts';
-import {
-  addBlobToFill,
-  chunkFileBytes,
-  chunkFillWithBlob,
-  emptyChunkFill,
-  type ArchiveExtraEntry,
-  type ChunkFill,
-} from './chunk-sizing.ts';
+import { addBlobToFill, chunkFileBytes, chunkFillWithBlob, emptyChunkFill, type ArchiveExtraEntry, type ChunkFill } from './chunk-sizing.ts';
 import { archiveLayoutEntries, checkArchiveBlob, checkArchiveFinal, startArchive } from './archive-session.ts';
 
 export { archiveLayoutEntries, startArchive, type LocalArchiveSession, type StartArchiveWriterOptions } from './archive-session.ts';
@@ -129,11 +122,7 @@ export function planArchiveChunks(
  * blob) when a blob's bytes do not match its digest; no new chunk is then left behind and the
  * previous archive in the folder is untouched.
  */
-export async function writeArchive(
-  reader: BlobReader,
-  request: ArchiveRequest,
-  options: WriteArchiveOptions = {},
-): Promise<ArchiveResult> {
+export async function writeArchive(reader: BlobReader, request: ArchiveRequest, options: WriteArchiveOptions = {}): Promise<ArchiveResult> {
   const { signal } = options;
   const logger = options.logger ?? silentLogger();
   throwIfAborted(signal);
@@ -236,11 +225,9 @@ async function checkFreeSpace(dir: string, plan: ArchivePlan): Promise<void> {
     if (leftover?.isFile() === true) free += leftover.size;
   }
   if (plan.totalBytes > free) {
-    throw new MeshmirrorError(
-      'MM_STORE',
-      `not enough space in ${dir} for the archive: it needs ${formatBytes(plan.totalBytes)} more, ${formatBytes(free)} are free`,
-      { data: { dir, neededBytes: plan.totalBytes, freeBytes: free } },
-    );
+    throw new MeshmirrorError('MM_STORE', `not enough space in ${dir} for the archive: it needs ${formatBytes(plan.totalBytes)} more, ${formatBytes(free)} are free`, {
+      data: { dir, neededBytes: plan.totalBytes, freeBytes: free },
+    });
   }
 }
 

@@ -14,13 +14,7 @@ export class ProgressReporter {
   #pending = 0;
   #lastEmit: number;
 
-  constructor(options: {
-    digest: Digest;
-    offset: number;
-    intervalMs: number;
-    emit: (event: PieceEvent) => void;
-    now?: () => number;
-  }) {
+  constructor(options: { digest: Digest; offset: number; intervalMs: number; emit: (event: PieceEvent) => void; now?: () => number }) {
     this.#digest = options.digest;
     this.#offset = options.offset;
     this.#intervalMs = options.intervalMs;

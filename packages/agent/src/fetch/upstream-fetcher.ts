@@ -283,11 +283,9 @@ class PieceFetch {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       if (response.totalSize !== undefined && response.totalSize !== task.blobSize) {
-        throw new MeshmirrorError(
-          'MM_SIZE_MISMATCH',
-          `${describeSource(source)} serves ${task.digest} with ${response.totalSize} bytes, expected ${task.blobSize}`,
-          { data: { expected: task.blobSize, actual: response.totalSize } },
-        );
+        throw new MeshmirrorError('MM_SIZE_MISMATCH', `${describeSource(source)} serves ${task.digest} with ${response.totalSize} bytes, expected ${task.blobSize}`, {
+          data: { expected: task.blobSize, actual: response.totalSize },
+        });
       }
       if (await this.#contentChanged(writer, response)) return;
       if (!response.rangeHonoured) {

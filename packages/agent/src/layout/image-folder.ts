@@ -41,8 +41,5 @@ export async function openImageFolder(dir: string, options: AbortOptions = {}): 
   const names = await readdir(dir);
   if (names.includes(OCI_LAYOUT_ENTRY)) return await openOciLayout(dir, options);
   if (names.some((name) => CHUNK_FILE_RE.test(name))) return await openArchive(dir, options);
-  throw new MeshmirrorError(
-    'MM_USAGE',
-    `${dir} is neither an OCI image layout (no ${join(dir, OCI_LAYOUT_ENTRY)}) nor a meshmirror archive (no mirror_*.tar)`,
-  );
+  throw new MeshmirrorError('MM_USAGE', `${dir} is neither an OCI image layout (no ${join(dir, OCI_LAYOUT_ENTRY)}) nor a meshmirror archive (no mirror_*.tar)`);
 }

@@ -17,7 +17,13 @@ beforeAll(async () => {
   layoutDir = join(work, 'layout');
   layout = await writeTestLayout(layoutDir, [
     { name: 'sample/app:1.0', platforms: [{ architecture: 'amd64', layerSizes: [4096, 0] }] },
-    { name: 'sample/multi:1.0', platforms: [{ architecture: 'amd64', layerSizes: [100] }, { architecture: 'arm64', layerSizes: [200] }] },
+    {
+      name: 'sample/multi:1.0',
+      platforms: [
+        { architecture: 'amd64', layerSizes: [100] },
+        { architecture: 'arm64', layerSizes: [200] },
+      ],
+    },
   ]);
 });
 
@@ -44,9 +50,7 @@ async function copyLayout(name: string): Promise<string> {
 describe('openOciLayout', () => {
   it('lists index.json images and reads blobs whole and in ranges', async () => {
     const reader = await openOciLayout(layoutDir);
-    expect((await reader.images()).map((image) => [image.name, image.descriptor.digest])).toEqual(
-      layout.images.map((image) => [image.name, image.descriptor.digest]),
-    );
+    expect((await reader.images()).map((image) => [image.name, image.descriptor.digest])).toEqual(layout.images.map((image) => [image.name, image.descriptor.digest]));
     for (const blob of layout.blobs) {
       const bytes = await readFile(blobFile(layoutDir, blob.digest));
       expect(await reader.blobSize(blob.digest)).toBe(blob.size);

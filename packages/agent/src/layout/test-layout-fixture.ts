@@ -49,9 +49,7 @@ export async function writeTestLayout(dir: string, images: TestImage[]): Promise
         }),
       );
       const configDescriptor = await put(config, MediaType.OciConfig);
-      const manifest = Buffer.from(
-        JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: configDescriptor, layers }),
-      );
+      const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: configDescriptor, layers }));
       const manifestDescriptor = await put(manifest, MediaType.OciManifest);
       manifests.push({ ...manifestDescriptor, platform: { architecture: platform.architecture, os: 'linux' } });
     }

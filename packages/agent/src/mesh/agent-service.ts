@@ -68,7 +68,10 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
   // all over the one store. Each reads this host's credentials, which never travel over the mesh.
   const backoff = new HostBackoff(retryPolicyFromSettings({ retryDelayMs: 0 }));
   const workers = new Map<string, { agent: Agent; client: HttpRegistryClient }>();
-  const workerFor = (settings: FetchSettings | PushSettings, make: (common: { client: HttpRegistryClient; retry: RetryPolicy; backoff: HostBackoff }) => Partial<InProcessAgentOptions>): Agent => {
+  const workerFor = (
+    settings: FetchSettings | PushSettings,
+    make: (common: { client: HttpRegistryClient; retry: RetryPolicy; backoff: HostBackoff }) => Partial<InProcessAgentOptions>,
+  ): Agent => {
     const key = JSON.stringify(settings);
     const known = workers.get(key);
     if (known !== undefined) return known.agent;
@@ -88,8 +91,7 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     workers.set(key, { agent, client });
     return agent;
   };
-  const fetcherFor = (settings: FetchSettings): Agent =>
-    workerFor(settings, () => ({ parallelLayers: settings.parallel }));
+  const fetcherFor = (settings: FetchSettings): Agent => workerFor(settings, () => ({ parallelLayers: settings.parallel }));
   const pusherFor = (settings: PushSettings): Agent =>
     // Fetch and push settings never serialise alike (their fields differ), so they never share an agent.
     workerFor(settings, ({ client, retry, backoff: hostBackoff }) => ({

@@ -76,7 +76,7 @@ export async function serveControl(node: Libp2p, options: ControlServerOptions):
             break;
           case 'evict':
             for (const digest of request.digests) await store.evict(digest);
-            logger.warn({ peer, blobs: request.digests }, 'evicted blobs at the coordinator\'s request (they failed verification there)');
+            logger.warn({ peer, blobs: request.digests }, "evicted blobs at the coordinator's request (they failed verification there)");
             await reply(lp, { type: 'done' });
             break;
           case 'assign':
@@ -148,7 +148,10 @@ async function runAssignment(
   const { logger } = options;
   const session = longRequest(stream, lp, peer, options);
   const started = Date.now();
-  logger.info({ peer, pieces: request.tasks.length, bytes: request.tasks.reduce((n, t) => n + t.length, 0), first: `${request.tasks[0]?.digest}@${request.tasks[0]?.offset}` }, 'assignment started');
+  logger.info(
+    { peer, pieces: request.tasks.length, bytes: request.tasks.reduce((n, t) => n + t.length, 0), first: `${request.tasks[0]?.digest}@${request.tasks[0]?.offset}` },
+    'assignment started',
+  );
   try {
     await options.fetcherFor(request.settings).fetchPieces(request.tasks, {
       signal: session.signal,
@@ -186,10 +189,12 @@ async function runPush(
   const progress = setInterval(report, SENT_REPORT_MS);
   const where = `${request.target.registry}/${request.target.repository}`;
   try {
-    const result = await options.pusherFor(request.settings).pushBlob(
-      { digest: request.digest, size: request.size, target: request.target, mountFrom: request.mountFrom },
-      { signal: session.signal, onBytesSent: (bytes) => (unreported += bytes) },
-    );
+    const result = await options
+      .pusherFor(request.settings)
+      .pushBlob(
+        { digest: request.digest, size: request.size, target: request.target, mountFrom: request.mountFrom },
+        { signal: session.signal, onBytesSent: (bytes) => (unreported += bytes) },
+      );
     report();
     session.send({ type: 'pushed', result });
     logger.info({ peer, digest: request.digest, target: where, action: result.action, bytesSent: result.bytesSent }, 'blob pushed');

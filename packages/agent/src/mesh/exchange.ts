@@ -20,14 +20,7 @@ export interface PullPieceOptions {
  * an interrupted run left some), and finishes the piece only if its bytes hash to `sha256` (else `MM_DIGEST_MISMATCH`, and the
  * piece starts over). Resolves with the bytes received from the holder.
  */
-export async function pullPiece(
-  node: Libp2p,
-  holder: Multiaddr,
-  store: BlobStore,
-  piece: PieceSpec,
-  sha256: Digest,
-  options: PullPieceOptions,
-): Promise<number> {
+export async function pullPiece(node: Libp2p, holder: Multiaddr, store: BlobStore, piece: PieceSpec, sha256: Digest, options: PullPieceOptions): Promise<number> {
   const writer = await store.openPiece(piece, options.signal === undefined ? {} : { signal: options.signal });
   let received = 0;
   try {

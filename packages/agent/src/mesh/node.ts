@@ -9,7 +9,16 @@
  */
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
-import type { ConnectionEncrypter, ConnectionGater, Libp2p, MessageStream, MultiaddrConnection, PeerId, SecureConnectionOptions, SecuredConnection } from '@libp2p/interface';
+import type {
+  ConnectionEncrypter,
+  ConnectionGater,
+  Libp2p,
+  MessageStream,
+  MultiaddrConnection,
+  PeerId,
+  SecureConnectionOptions,
+  SecuredConnection,
+} from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
 import { createLibp2p } from 'libp2p';
 import { describeError, MeshmirrorError, type Logger, type SwarmKey } from '@meshmirror/shared';
@@ -32,10 +41,7 @@ export interface MeshNodeOptions {
  * Wraps the Noise encrypter so a failed handshake (most often a peer with another swarm key) is
  * logged with the remote address: libp2p has no event for it.
  */
-function logHandshakeFailures<C>(
-  factory: (components: C) => ConnectionEncrypter,
-  logger: Logger,
-): (components: C) => ConnectionEncrypter {
+function logHandshakeFailures<C>(factory: (components: C) => ConnectionEncrypter, logger: Logger): (components: C) => ConnectionEncrypter {
   return (components: C) => {
     const inner = factory(components);
     // The upgrader hands the encrypter the transport's MultiaddrConnection, typed as the MessageStream it extends.

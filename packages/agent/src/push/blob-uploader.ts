@@ -384,12 +384,15 @@ class BlobUpload {
     source.pipe(counted);
     // Runs until the answer comes: bytes handed to the kernel are not bytes the registry took, so
     // a body that went out whole is still watched until the registry answers.
-    const timer = setInterval(() => {
-      if (Date.now() - last > stallTimeoutMs) {
-        state.stalled = true;
-        controller.abort(new StallError(this.#session?.url ?? '', stallTimeoutMs));
-      }
-    }, Math.max(50, Math.min(1_000, stallTimeoutMs / 4)));
+    const timer = setInterval(
+      () => {
+        if (Date.now() - last > stallTimeoutMs) {
+          state.stalled = true;
+          controller.abort(new StallError(this.#session?.url ?? '', stallTimeoutMs));
+        }
+      },
+      Math.max(50, Math.min(1_000, stallTimeoutMs / 4)),
+    );
     timer.unref();
     return { stream: counted, requestSignal, finished: state };
   }

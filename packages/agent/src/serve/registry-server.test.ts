@@ -17,7 +17,13 @@ beforeAll(async () => {
   layout = await writeTestLayout(layoutDir, [
     { name: 'sample/app:1.0', platforms: [{ architecture: 'amd64', layerSizes: [5000] }] },
     { name: 'sample/app:1.1', platforms: [{ architecture: 'amd64', layerSizes: [6000, 3 * 1024 * 1024] }] },
-    { name: 'registry.example.com/team/multi:2.0', platforms: [{ architecture: 'amd64', layerSizes: [100] }, { architecture: 'arm64', layerSizes: [200] }] },
+    {
+      name: 'registry.example.com/team/multi:2.0',
+      platforms: [
+        { architecture: 'amd64', layerSizes: [100] },
+        { architecture: 'arm64', layerSizes: [200] },
+      ],
+    },
   ]);
   server = await startRegistryServer({ dir: layoutDir, host: '127.0.0.1', port: 0 });
 });

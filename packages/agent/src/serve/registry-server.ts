@@ -182,13 +182,7 @@ export function servedName(name: string): ServedName {
   return { repositories: [ref.repository], tag: ref.tag };
 }
 
-async function handleRequest(
-  folder: ImageFolder,
-  catalog: Catalog,
-  logger: Logger,
-  request: IncomingMessage,
-  response: ServerResponse,
-): Promise<void> {
+async function handleRequest(folder: ImageFolder, catalog: Catalog, logger: Logger, request: IncomingMessage, response: ServerResponse): Promise<void> {
   const started = Date.now();
   response.on('finish', () => {
     logger.debug({ method: request.method, url: request.url, status: response.statusCode, ms: Date.now() - started }, 'request');

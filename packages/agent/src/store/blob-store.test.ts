@@ -4,14 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  createLogger,
-  DigestMismatchError,
-  digestHex,
-  sha256Digest,
-  silentLogger,
-  type Digest,
-} from '@meshmirror/shared';
+import { createLogger, DigestMismatchError, digestHex, sha256Digest, silentLogger, type Digest } from '@meshmirror/shared';
 import { createBlobStore, type BlobStore } from './blob-store.ts';
 import { StoreIndex } from './store-index.ts';
 
@@ -104,9 +97,7 @@ describe('blob store', () => {
     // What a crash can leave past the committed offset: bytes that were never synced, here garbage.
     await writeAt(partial, 150_000, randomBytes(70_000));
     await reopen(1024 * 1024);
-    expect(await store.holdings([{ digest, size: blob.length }])).toEqual([
-      { digest, held: false, pieces: [{ offset: 0, length: blob.length, committed: 150_000 }] },
-    ]);
+    expect(await store.holdings([{ digest, size: blob.length }])).toEqual([{ digest, held: false, pieces: [{ offset: 0, length: blob.length, committed: 150_000 }] }]);
 
     const resumed = await store.openPiece(task);
     expect(resumed.committed).toBe(150_000);
@@ -168,9 +159,7 @@ describe('blob store', () => {
     }
     await store.completeBlob(digest, blob.length);
     expect(await store.has(digest)).toBe(true);
-    expect((await readAll(await store.openBlob(digest, { start: 299_990, end: 300_009 }))).equals(
-      blob.subarray(299_990, 300_010),
-    )).toBe(true);
+    expect((await readAll(await store.openBlob(digest, { start: 299_990, end: 300_009 }))).equals(blob.subarray(299_990, 300_010))).toBe(true);
     expect(await store.hashHeldRange(digest, 300_000, 300_000)).toBe(sha256Digest(blob.subarray(300_000, 600_000)));
     expect(await readdir(join(dir, 'partial'))).toEqual([]);
   });
@@ -311,9 +300,7 @@ describe('blob store', () => {
       }
     }
     for (const writer of writers) await writer.finish();
-    const partialInodes = await Promise.all(
-      (await readdir(join(dir, 'partial'))).map(async (name) => (await stat(join(dir, 'partial', name))).ino),
-    );
+    const partialInodes = await Promise.all((await readdir(join(dir, 'partial'))).map(async (name) => (await stat(join(dir, 'partial', name))).ino));
 
     await store.completeBlob(digest, blob.length);
     expect(await store.has(digest)).toBe(true);

@@ -127,14 +127,7 @@ const READ_BYTES = 1024 * 1024;
  * Feeds `[start, start + length)` of an open file into `hash` through two fixed buffers, reading the
  * next one while the current one is hashed, so memory stays constant and the disk never waits on the CPU.
  */
-async function hashRangeInto(
-  hash: Hash,
-  handle: FileHandle,
-  path: string,
-  start: number,
-  length: number,
-  signal?: AbortSignal,
-): Promise<Hash> {
+async function hashRangeInto(hash: Hash, handle: FileHandle, path: string, start: number, length: number, signal?: AbortSignal): Promise<Hash> {
   if (length === 0) return hash;
   const end = start + length;
   const size = Math.min(READ_BYTES, length);
@@ -309,9 +302,7 @@ class FileBlobStore implements BlobStore {
       if (offset + length > size) return undefined;
       return this.openBlob(digest, { start: offset, end: offset + length - 1, ...(options.signal ? { signal: options.signal } : {}) });
     }
-    const piece = (await this.#index.piecesOf(digest)).find(
-      (p) => isFinished(p) && p.offset <= offset && offset + length <= p.offset + p.length,
-    );
+    const piece = (await this.#index.piecesOf(digest)).find((p) => isFinished(p) && p.offset <= offset && offset + length <= p.offset + p.length);
     if (piece === undefined) return undefined;
     if (length === 0) return Readable.from([]);
     // An open descriptor keeps reading the same bytes even if the blob completes (a rename) meanwhile.
@@ -393,11 +384,7 @@ class FileBlobStore implements BlobStore {
     this.#checkOpen();
     const { digest, blobSize, offset, length } = piece;
     if (!isDigest(digest)) throw new MeshmirrorError('MM_USAGE', `not a sha256 digest: ${String(digest)}`);
-    if (
-      ![blobSize, offset, length].every((n) => Number.isSafeInteger(n) && n >= 0) ||
-      offset + length > blobSize ||
-      (length === 0 && blobSize !== 0)
-    ) {
+    if (![blobSize, offset, length].every((n) => Number.isSafeInteger(n) && n >= 0) || offset + length > blobSize || (length === 0 && blobSize !== 0)) {
       throw new MeshmirrorError('MM_USAGE', `invalid piece ${digest}@${offset}+${length} of a ${blobSize}-byte blob`);
     }
     // Completing a blob renames its partial file; a writer opened meanwhile would write into the held blob.
@@ -412,9 +399,7 @@ class FileBlobStore implements BlobStore {
     const shape: PieceShape = { blobSize, offset, length };
     for (const other of writing.values()) {
       if (clashes(other, shape)) {
-        throw storeError(
-          `piece ${digest}@${offset}+${length} overlaps piece @${other.offset}+${other.length}, open for writing`,
-        );
+        throw storeError(`piece ${digest}@${offset}+${length} overlaps piece @${other.offset}+${other.length}, open for writing`);
       }
     }
     writing.set(offset, shape);
@@ -536,13 +521,7 @@ class FileBlobStore implements BlobStore {
    * A single piece spanning the blob was hashed while it streamed in, so its hash is the blob's;
    * otherwise the file is read once, in order, to hash it.
    */
-  async #completeFromPartial(
-    digest: Digest,
-    size: number,
-    cover: PieceRecord[],
-    all: PieceRecord[],
-    signal?: AbortSignal,
-  ): Promise<void> {
+  async #completeFromPartial(digest: Digest, size: number, cover: PieceRecord[], all: PieceRecord[], signal?: AbortSignal): Promise<void> {
     const path = this.#partialPath(digest);
     let handle: FileHandle | undefined;
     let actual: string;
@@ -657,10 +636,7 @@ class FileBlobStore implements BlobStore {
     const partialNames = await readdir(this.#partialDir);
     const oldPieceFiles = partialNames.filter((name) => OLD_PIECE_FILE.test(name)).length;
     if (oldPieceFiles > 0) {
-      this.#logger.info(
-        { files: oldPieceFiles },
-        'discarding partial pieces of the previous store layout; they will be fetched again',
-      );
+      this.#logger.info({ files: oldPieceFiles }, 'discarding partial pieces of the previous store layout; they will be fetched again');
     }
 
     const journalled = new Set<string>();

@@ -100,9 +100,7 @@ export class FilePieceWriter implements PieceWriter {
       const position = this.offset + this.#written;
       let done = 0;
       while (done < chunk.length) {
-        const { bytesWritten } = await this.#io('write', () =>
-          handle.write(chunk, done, chunk.length - done, position + done),
-        );
+        const { bytesWritten } = await this.#io('write', () => handle.write(chunk, done, chunk.length - done, position + done));
         done += bytesWritten;
       }
       // Hash only bytes that reached the file, so the hash always matches the piece's bytes [0, written).

@@ -151,13 +151,9 @@ export class StoreIndex {
   /** Marks a blob held and forgets its pieces in one atomic batch. */
   async markHeld(digest: Digest, record: HeldRecord, pieces: PieceRecord[]): Promise<void> {
     await this.#wrap('write', () =>
-      this.#db.batch(
-        [
-          { type: 'put', key: heldKey(digest), value: record },
-          ...pieces.map((p) => ({ type: 'del' as const, key: pieceKey(p.digest, p.offset) })),
-        ],
-        { sync: true },
-      ),
+      this.#db.batch([{ type: 'put', key: heldKey(digest), value: record }, ...pieces.map((p) => ({ type: 'del' as const, key: pieceKey(p.digest, p.offset) }))], {
+        sync: true,
+      }),
     );
   }
 

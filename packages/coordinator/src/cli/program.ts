@@ -48,7 +48,9 @@ const program = new Command('meshmirror')
 
 program
   .command('mirror')
-  .description('mirror an ImageSetConfiguration: `mirror -c isc.yaml file://DIR` (mirror to disk), `mirror -c isc.yaml --from file://DIR docker://HOST[/PREFIX]` (disk to mirror)')
+  .description(
+    'mirror an ImageSetConfiguration: `mirror -c isc.yaml file://DIR` (mirror to disk), `mirror -c isc.yaml --from file://DIR docker://HOST[/PREFIX]` (disk to mirror)',
+  )
   .argument('<destination>', 'file://DIR for mirror to disk; docker://HOST[/PREFIX] with --from for disk to mirror')
   .requiredOption('-c, --config <file>', 'ImageSetConfiguration file')
   .option('--cache-dir <dir>', 'blob store and run journal (default: $HOME/.meshmirror)')
@@ -64,13 +66,16 @@ program
   .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
   .option('--piece-size <bytes>', 'blobs above this size are fetched as parallel pieces (default 64 MiB; 16 MiB with --agents)', parsePositive)
   .option('--from <file://DIR>', 'disk to mirror: the archive folder (mirror_*.tar) to push into the docker:// destination')
-  .option('--workspace <file://DIR>', 'mirror to mirror: from the source registries straight to docker://HOST[/PREFIX]; reports and cluster resources go to DIR/working-dir')
-  .option('--upload-chunk-size <bytes>', 'bytes per upload request when pushing (default 16 MiB; raised to the registry\'s OCI-Chunk-Min-Length)', parsePositive)
+  .option(
+    '--workspace <file://DIR>',
+    'mirror to mirror: from the source registries straight to docker://HOST[/PREFIX]; reports and cluster resources go to DIR/working-dir',
+  )
+  .option('--upload-chunk-size <bytes>', "bytes per upload request when pushing (default 16 MiB; raised to the registry's OCI-Chunk-Min-Length)", parsePositive)
   .option('--update-url <url>', 'update graph service for release channels (default: $UPDATE_URL_OVERRIDE, else the OCP or OKD service)')
-  .option('--graph-data-url <url>', 'graph-data tarball for graph: true (default: the OpenShift update service\'s)')
+  .option('--graph-data-url <url>', "graph-data tarball for graph: true (default: the OpenShift update service's)")
   .option('--graph-base-image <ref>', 'image the graph data is layered on for graph: true (default registry.access.redhat.com/ubi9/ubi:latest)')
   .option('--agents <multiaddr...>', 'a farm run: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it); this host writes the archive')
-  .option('--swarm-key <file>', 'the farm\'s swarm key, for --agents')
+  .option('--swarm-key <file>', "the farm's swarm key, for --agents")
   .option('--dry-run', 'resolve and write the mapping and the bytes to fetch; fetch nothing')
   .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
   .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
@@ -95,10 +100,10 @@ program
   .command('agent')
   .description('run a mirroring agent: a blob store on this host that fetches and shares blobs over the mesh')
   .requiredOption('--data <dir>', 'data folder: blob store, peer identity')
-  .requiredOption('--swarm-key <file>', 'the farm\'s swarm key (meshmirror keygen)')
+  .requiredOption('--swarm-key <file>', "the farm's swarm key (meshmirror keygen)")
   .option('--listen <multiaddr...>', 'addresses to listen on', ['/ip4/0.0.0.0/tcp/4001'])
-  .option('--allow <peerid...>', 'peer ids admitted: the coordinator\'s (meshmirror identity) and the other agents\' (default: every peer holding the swarm key)')
-  .option('--authfile <file>', 'this host\'s registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
+  .option('--allow <peerid...>', "peer ids admitted: the coordinator's (meshmirror identity) and the other agents' (default: every peer holding the swarm key)")
+  .option('--authfile <file>', "this host's registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)")
   .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'info')
   .action(async (flags: AgentFlags) => {
     const { runAgentCommand } = await import('./commands/agent.ts');
@@ -107,7 +112,7 @@ program
 
 program
   .command('identity')
-  .description('print this coordinator\'s peer id (created on first use), for the agents\' --allow')
+  .description("print this coordinator's peer id (created on first use), for the agents' --allow")
   .option('--cache-dir <dir>', 'where the coordinator keeps its identity (default: $HOME/.meshmirror)')
   .action(async (flags: { cacheDir?: string }) => {
     const { runIdentityCommand } = await import('./commands/identity.ts');

@@ -233,7 +233,11 @@ describe('clusterResources: mirror sets', () => {
     const images: MirroredImage[] = [
       { category: 'generic', source: `quay.io/g/app@sha256:${HEX_A}`, destination: `m.example.com/g/app:${HEX_A}` },
       { category: 'operator', source: 'registry.redhat.io/op/bundle:v1', destination: 'm.example.com/op/bundle:v1' },
-      { category: 'release', source: `quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:${HEX_B}`, destination: `m.example.com/openshift-release-dev/ocp-v4.0-art-dev:${HEX_B}` },
+      {
+        category: 'release',
+        source: `quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:${HEX_B}`,
+        destination: `m.example.com/openshift-release-dev/ocp-v4.0-art-dev:${HEX_B}`,
+      },
       { category: 'operator', source: `registry.redhat.io/op/operator@sha256:${HEX_B}`, destination: `m.example.com/op/operator:${HEX_B}` },
       { category: 'generic', source: 'docker.io/library/nginx:1', destination: 'm.example.com/library/nginx:1' },
     ];
@@ -313,10 +317,9 @@ describe('clusterResources: catalogs', () => {
       resourceName: 'my-index-v2',
     },
   ])('$name', (c) => {
-    const files = clusterResources(
-      [{ category: 'operator', source: 'registry.redhat.io/redhat/some-index:v4.15', destination: c.destination, catalog: true }],
-      { createdAt: CREATED_AT },
-    );
+    const files = clusterResources([{ category: 'operator', source: 'registry.redhat.io/redhat/some-index:v4.15', destination: c.destination, catalog: true }], {
+      createdAt: CREATED_AT,
+    });
     expect(files.map((f) => f.name)).toEqual([`cs-${c.resourceName}.yaml`, `cc-${c.resourceName}.yaml`]);
     expect(documents(files[0])).toEqual([
       {
@@ -368,10 +371,9 @@ describe('clusterResources: catalogs', () => {
   });
 
   it('writes only catalog files when every image is a catalog', () => {
-    const files = clusterResources(
-      [{ category: 'operator', source: `quay.io/ns/idx@sha256:${HEX_A}`, destination: 'm.example.com/ns/idx:v1', catalog: true }],
-      { createdAt: CREATED_AT },
-    );
+    const files = clusterResources([{ category: 'operator', source: `quay.io/ns/idx@sha256:${HEX_A}`, destination: 'm.example.com/ns/idx:v1', catalog: true }], {
+      createdAt: CREATED_AT,
+    });
     expect(files.map((f) => f.name)).toEqual(['cs-idx-v1.yaml', 'cc-idx-v1.yaml']);
   });
 });

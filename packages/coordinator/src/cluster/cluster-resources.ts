@@ -140,13 +140,7 @@ function namespaceScope(ref: ImageReference): string {
   return namespace === '' ? ref.registry : `${ref.registry}/${namespace}`;
 }
 
-function mirrorSets(
-  kind: string,
-  prefix: string,
-  field: string,
-  byCategory: Map<MirrorCategory, Map<string, string[]>>,
-  annotations: Record<string, string>,
-): string {
+function mirrorSets(kind: string, prefix: string, field: string, byCategory: Map<MirrorCategory, Map<string, string[]>>, annotations: Record<string, string>): string {
   const order: MirrorCategory[] = ['release', 'operator', 'generic'];
   return order
     .filter((category) => byCategory.has(category))
@@ -168,5 +162,10 @@ function lastComponent(ref: ImageReference): string {
 
 function catalogSuffix(ref: ImageReference): string {
   if (ref.tag === undefined) return (ref.digest ?? '').slice('sha256:'.length, 'sha256:'.length + HASH_TRUNC) || '0';
-  return ref.tag.slice(0, HASH_TRUNC).toLowerCase().replace(/[^a-z0-9-]/g, '-') || '0';
+  return (
+    ref.tag
+      .slice(0, HASH_TRUNC)
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, '-') || '0'
+  );
 }

@@ -6,14 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MediaType, REF_NAME_ANNOTATION } from '@meshmirror/shared';
 import { SKOPEO_BINARY, skopeoInspectDigest } from '../../../../test/support/skopeo.ts';
-import {
-  demoImageSet,
-  releaseLikeImageSet,
-  sampleLayerStream,
-  uniqueLayerBytes,
-  writeSampleLayout,
-  type SampleImage,
-} from './sample-image-set.ts';
+import { demoImageSet, releaseLikeImageSet, sampleLayerStream, uniqueLayerBytes, writeSampleLayout, type SampleImage } from './sample-image-set.ts';
 
 // `pnpm test` installs skopeo first (test/support/ensure-tools.ts); `pnpm test:unit` may run without it.
 const hasSkopeo = spawnSync(SKOPEO_BINARY, ['--version']).error === undefined;
@@ -141,28 +134,24 @@ describe('writeSampleLayout', () => {
       { name: 'one/a:1', platforms: [{ architecture: 'amd64', layers: [layer] }] },
       { name: 'one/b:1', platforms: [{ architecture: 'amd64', layers: [layer] }] },
     ]);
-    const again = await writeSampleLayout(dir, [
-      { name: 'one/b:1', platforms: [{ architecture: 'arm64', layers: [layer] }] },
-    ]);
+    const again = await writeSampleLayout(dir, [{ name: 'one/b:1', platforms: [{ architecture: 'arm64', layers: [layer] }] }]);
     const index = await readJson(join(dir, 'index.json'));
     expect(index.manifests.map((entry: any) => entry.annotations[REF_NAME_ANNOTATION])).toEqual(['one/a:1', 'one/b:1']);
     expect(index.manifests[1].digest).toBe(again.images[0]?.digest);
   });
 
   it('refuses names without a tag', async () => {
-    await expect(
-      writeSampleLayout(await tempDir(), [{ name: 'no-tag', platforms: [{ architecture: 'amd64', layers: [] }] }]),
-    ).rejects.toMatchObject({ code: 'MM_USAGE' });
+    await expect(writeSampleLayout(await tempDir(), [{ name: 'no-tag', platforms: [{ architecture: 'amd64', layers: [] }] }])).rejects.toMatchObject({
+      code: 'MM_USAGE',
+    });
   });
 
   it('stops when aborted and leaves no temporary files', async () => {
     const dir = await tempDir();
     const controller = new AbortController();
-    const pending = writeSampleLayout(
-      dir,
-      [{ name: 'big/one:1', platforms: [{ architecture: 'amd64', layers: [{ seed: 'big', size: 512 * 1024 * 1024 }] }] }],
-      { signal: controller.signal },
-    );
+    const pending = writeSampleLayout(dir, [{ name: 'big/one:1', platforms: [{ architecture: 'amd64', layers: [{ seed: 'big', size: 512 * 1024 * 1024 }] }] }], {
+      signal: controller.signal,
+    });
     // Abort mid-layer: once the temporary file of the layer exists.
     const blobs = join(dir, 'blobs', 'sha256');
     const deadline = Date.now() + 10_000;

@@ -9,17 +9,7 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  createDigester,
-  digestHex,
-  digestOf,
-  MediaType,
-  MeshmirrorError,
-  REF_NAME_ANNOTATION,
-  sha256Digest,
-  throwIfAborted,
-  type Digest,
-} from '@meshmirror/shared';
+import { createDigester, digestHex, digestOf, MediaType, MeshmirrorError, REF_NAME_ANNOTATION, sha256Digest, throwIfAborted, type Digest } from '@meshmirror/shared';
 
 /** A layer of pseudo-random bytes. The same `seed` and `size` always give identical bytes, so images share layers by repeating them. */
 export interface SampleLayer {
@@ -119,11 +109,7 @@ export function sampleLayerStream(layer: SampleLayer): Readable {
  * Writes the images as an OCI image layout in `dir` (created when missing). Blobs already in the
  * layout are kept; index.json keeps entries for other names and replaces entries with the same name.
  */
-export async function writeSampleLayout(
-  dir: string,
-  images: SampleImage[],
-  options: WriteSampleLayoutOptions = {},
-): Promise<SampleLayoutResult> {
+export async function writeSampleLayout(dir: string, images: SampleImage[], options: WriteSampleLayoutOptions = {}): Promise<SampleLayoutResult> {
   const { signal } = options;
   throwIfAborted(signal);
   for (const image of images) validateImage(image);

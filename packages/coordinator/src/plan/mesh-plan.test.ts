@@ -10,8 +10,19 @@ describe('planMesh', () => {
     const plan = planOf([100, 200, 1_000, 240]);
     const writer: BlobHolding[] = [{ digest: digest(1), held: true, pieces: [] }, none(2), none(3), none(4)];
     const agents = new Map<string, BlobHolding[]>([
-      ['a', [none(1), { digest: digest(2), held: true, pieces: [] }, { digest: digest(3), held: false, pieces: [{ offset: 0, length: 250, committed: 250, sha256: digest(90) }] }, none(4)]],
-      ['b', [none(1), { digest: digest(2), held: true, pieces: [] }, { digest: digest(3), held: false, pieces: [{ offset: 250, length: 250, committed: 100 }] }, none(4)]],
+      [
+        'a',
+        [
+          none(1),
+          { digest: digest(2), held: true, pieces: [] },
+          { digest: digest(3), held: false, pieces: [{ offset: 0, length: 250, committed: 250, sha256: digest(90) }] },
+          none(4),
+        ],
+      ],
+      [
+        'b',
+        [none(1), { digest: digest(2), held: true, pieces: [] }, { digest: digest(3), held: false, pieces: [{ offset: 250, length: 250, committed: 100 }] }, none(4)],
+      ],
     ]);
     const split = planMesh(plan, writer, agents, 250);
     const shape = split.pieces.map((p) => ({
@@ -20,14 +31,16 @@ describe('planMesh', () => {
       holders: Object.fromEntries(p.holders),
       resumeOn: p.resumeOn,
     }));
-    expect(shape).toEqual([
-      { blob: 4, at: '0+240', holders: {}, resumeOn: undefined },
-      { blob: 3, at: '0+250', holders: { a: digest(90) }, resumeOn: undefined },
-      { blob: 3, at: '250+250', holders: {}, resumeOn: { agent: 'b', committed: 100 } },
-      { blob: 3, at: '500+250', holders: {}, resumeOn: undefined },
-      { blob: 3, at: '750+250', holders: {}, resumeOn: undefined },
-      { blob: 2, at: '0+200', holders: { a: digest(2), b: digest(2) }, resumeOn: undefined },
-    ].sort((x, y) => Number(y.at.split('+')[1]) - Number(x.at.split('+')[1])));
+    expect(shape).toEqual(
+      [
+        { blob: 4, at: '0+240', holders: {}, resumeOn: undefined },
+        { blob: 3, at: '0+250', holders: { a: digest(90) }, resumeOn: undefined },
+        { blob: 3, at: '250+250', holders: {}, resumeOn: { agent: 'b', committed: 100 } },
+        { blob: 3, at: '500+250', holders: {}, resumeOn: undefined },
+        { blob: 3, at: '750+250', holders: {}, resumeOn: undefined },
+        { blob: 2, at: '0+200', holders: { a: digest(2), b: digest(2) }, resumeOn: undefined },
+      ].sort((x, y) => Number(y.at.split('+')[1]) - Number(x.at.split('+')[1])),
+    );
     expect([...split.heldByWriter]).toEqual([digest(1)]);
     expect(split.piecesPerBlob.get(digest(3))).toBe(4);
     expect(split).toMatchObject({ heldBytes: 100 + 200 + 250, resumedBytes: 100, missingBytes: 240 + 150 + 250 + 250 });

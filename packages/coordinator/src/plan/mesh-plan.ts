@@ -31,12 +31,7 @@ export interface MeshSplit {
  * is fetched from upstream, once. Piece boundaries follow the pieces that already exist, so the
  * bytes of earlier runs, on any host, are reused.
  */
-export function planMesh(
-  plan: MirrorPlan,
-  writer: BlobHolding[],
-  agents: Map<string, BlobHolding[]>,
-  pieceSize: number,
-): MeshSplit {
+export function planMesh(plan: MirrorPlan, writer: BlobHolding[], agents: Map<string, BlobHolding[]>, pieceSize: number): MeshSplit {
   const writerOf = new Map(writer.map((h) => [h.digest, h]));
   const agentsOf = new Map<Digest, Array<{ agent: string; holding: BlobHolding }>>();
   for (const [agent, holdings] of agents) {

@@ -10,7 +10,12 @@ describe('splitIntoPieces', () => {
     for (const t of split.tasks) byBlob.set(t.digest, [...(byBlob.get(t.digest) ?? []), [t.offset, t.length]]);
     const sorted = (d: Digest) => [...(byBlob.get(d) ?? [])].sort((a, b) => a[0] - b[0]);
     expect(sorted(digest(1))).toEqual([[0, 100]]);
-    expect(sorted(digest(2))).toEqual([[0, 250], [250, 250], [500, 250], [750, 250]]);
+    expect(sorted(digest(2))).toEqual([
+      [0, 250],
+      [250, 250],
+      [500, 250],
+      [750, 250],
+    ]);
     expect(sorted(digest(3))).toEqual([[0, 250]]);
     expect(split).toMatchObject({ heldBytes: 0, resumedBytes: 0, missingBytes: 1_350 });
   });

@@ -158,7 +158,14 @@ export class ImagePusher {
     let alreadyPushed = 0;
     await Promise.all(
       images.map(async (image) => {
-        const base = { source: image.source, kind: image.kind, origin: image.origin, ...(image.role === undefined ? {} : { role: image.role }), digest: image.digest, target: image.target.reference };
+        const base = {
+          source: image.source,
+          kind: image.kind,
+          origin: image.origin,
+          ...(image.role === undefined ? {} : { role: image.role }),
+          digest: image.digest,
+          target: image.target.reference,
+        };
         try {
           if (await this.#alreadyPushed(image)) {
             alreadyPushed += 1;
@@ -214,7 +221,14 @@ export class ImagePusher {
   /** Places every blob of the image, then its manifests and tag. Never rejects unless aborted. */
   async push(image: ImagePush): Promise<PushOutcome> {
     const { client, journal, signal } = this.#o;
-    const base = { source: image.source, kind: image.kind, origin: image.origin, ...(image.role === undefined ? {} : { role: image.role }), digest: image.digest, target: image.target.reference };
+    const base = {
+      source: image.source,
+      kind: image.kind,
+      origin: image.origin,
+      ...(image.role === undefined ? {} : { role: image.role }),
+      digest: image.digest,
+      target: image.target.reference,
+    };
     const location = { registry: image.target.registry, repository: image.target.repository };
     try {
       const results = await Promise.allSettled(image.blobs.map((b) => this.#ensure(b, image.target.repository)));
@@ -253,7 +267,8 @@ export class ImagePusher {
       // given up once, for every image that needs it: another upload would wait as long again.
       placement = this.#ensure(blob, primary).then(
         () => this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, primary))),
-        (err: unknown) => (isTransient(err) ? Promise.reject(err) : this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, undefined)))),
+        (err: unknown) =>
+          isTransient(err) ? Promise.reject(err) : this.#limit(() => this.#place(blob, repository, this.#mountCandidates(blob.digest, repository, undefined))),
       );
     }
     this.#placements.set(key, placement);
@@ -265,7 +280,9 @@ export class ImagePusher {
    * push that need it (an earlier push may have put it there); a refused mount opens the upload.
    */
   #mountCandidates(digest: Digest, repository: string, holder: string | undefined): string[] {
-    const others = this.repositoriesOf(digest).filter((r) => r !== repository && r !== holder).slice(0, MAX_MOUNT_CANDIDATES);
+    const others = this.repositoriesOf(digest)
+      .filter((r) => r !== repository && r !== holder)
+      .slice(0, MAX_MOUNT_CANDIDATES);
     return holder === undefined ? others : [holder, ...others.slice(0, MAX_MOUNT_CANDIDATES - 1)];
   }
 

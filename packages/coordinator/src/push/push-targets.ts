@@ -40,11 +40,7 @@ export interface PushTarget {
   reference: string;
 }
 
-export function pushTarget(
-  destination: PushDestination,
-  image: { ref: ImageReference; targetRepo?: string; targetTag?: string },
-  digest: Digest,
-): PushTarget {
+export function pushTarget(destination: PushDestination, image: { ref: ImageReference; targetRepo?: string; targetTag?: string }, digest: Digest): PushTarget {
   const path = (image.targetRepo ?? image.ref.repository).replace(/^\/+|\/+$/g, '');
   const repository = destination.prefix === '' ? path : `${destination.prefix}/${path}`;
   const tag = image.targetTag ?? image.ref.tag ?? digest.slice('sha256:'.length);

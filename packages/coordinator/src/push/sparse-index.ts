@@ -14,11 +14,7 @@ export interface ManifestBytes {
 }
 
 /** The index without the children `kept` rejects, or the index itself when none is left out. */
-export function stripSparseIndex(
-  top: ManifestBytes,
-  kept: (child: Digest) => boolean,
-  image: { source: string; byDigest: boolean },
-): ManifestBytes {
+export function stripSparseIndex(top: ManifestBytes, kept: (child: Digest) => boolean, image: { source: string; byDigest: boolean }): ManifestBytes {
   if (!isIndexMediaType(top.mediaType)) return top;
   const index = JSON.parse(Buffer.from(top.bytes).toString('utf8')) as { manifests: Array<{ digest: Digest }> };
   const manifests = index.manifests.filter((m) => kept(m.digest));

@@ -23,13 +23,27 @@ describe('the progress line while a host is failing', () => {
   it('merges its own backoff with what agents report, and forgets a report once its next try is long past', () => {
     let now = 1_000_000;
     const backoff = new HostBackoff(policy, { now: () => now });
-    const waits = new HostWaits(() => backoff.troubles(), () => now);
+    const waits = new HostWaits(
+      () => backoff.troubles(),
+      () => now,
+    );
     backoff.recordFailure('quay.example', refused());
     // A single failure a moment ago is not worth a mention.
     expect(waits.current()).toEqual([]);
     now += 3_000;
     expect(waits.current().map((t) => t.host)).toEqual(['quay.example']);
-    waits.noteRetry({ type: 'retry', digest: 'sha256:aa', offset: 0, attempt: 4, delayMs: 8_000, code: 'MM_NETWORK', message: 'refused', host: 'farm.example', failingForMs: 60_000, unreachable: true });
+    waits.noteRetry({
+      type: 'retry',
+      digest: 'sha256:aa',
+      offset: 0,
+      attempt: 4,
+      delayMs: 8_000,
+      code: 'MM_NETWORK',
+      message: 'refused',
+      host: 'farm.example',
+      failingForMs: 60_000,
+      unreachable: true,
+    });
     expect(waitingText(waits.current(), now)).toBe(
       'waiting for farm.example: unreachable for 1m, next try in 8s; waiting for quay.example: unreachable for 3s, trying now',
     );

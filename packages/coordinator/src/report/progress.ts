@@ -150,8 +150,7 @@ export function createProgressReporter(options: ProgressReporterOptions = {}): P
     const bar = new cliProgress.SingleBar(
       {
         stream,
-        format:
-          '{phase} |{bar}| {percentage}% {bytesDone}/{bytesTotal} {speed} ETA {etaText} | images {imagesDone}/{imagesTotal} done, {imagesFailed} failed{waiting}',
+        format: '{phase} |{bar}| {percentage}% {bytesDone}/{bytesTotal} {speed} ETA {etaText} | images {imagesDone}/{imagesTotal} done, {imagesFailed} failed{waiting}',
         hideCursor: true,
         clearOnComplete: false,
         fps: 5,

@@ -46,4 +46,3 @@ export function storeLayerSource(agent: Agent, store: BlobReader): LayerSource {
     },
   };
 }
-

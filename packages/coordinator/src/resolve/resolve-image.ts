@@ -1,12 +1,4 @@
-import {
-  formatReference,
-  manifestReference,
-  MeshmirrorError,
-  parseManifest,
-  type Descriptor,
-  type Digest,
-  type RegistryClient,
-} from '@meshmirror/shared';
+import { formatReference, manifestReference, MeshmirrorError, parseManifest, type Descriptor, type Digest, type RegistryClient } from '@meshmirror/shared';
 import type { RequestedImage, ResolvedImage, ResolvedManifest } from './image-set.ts';
 
 export interface ResolveImageOptions {

@@ -140,23 +140,31 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
       piecesFailed: 0,
       wrongPieces: 0,
     };
-    agents.set(fetcher.agent.name, { fetcher, name: fetcher.agent.name, inFlight: 0, pendingBytes: 0, usable: true, report, receivedBytes: 0, busyMs: 0, busySince: 0 });
+    agents.set(fetcher.agent.name, {
+      fetcher,
+      name: fetcher.agent.name,
+      inFlight: 0,
+      pendingBytes: 0,
+      usable: true,
+      report,
+      receivedBytes: 0,
+      busyMs: 0,
+      busySince: 0,
+    });
     outcome.agents.push(report);
   }
   const piecesLeft = new Map(split.piecesPerBlob);
-  const states = split.pieces.map(
-    (piece): PieceState => ({
-      piece,
-      key: `${piece.task.digest}@${piece.task.offset}`,
-      fetching: new Map(),
-      refused: new Set(),
-      pulling: false,
-      done: false,
-      attempts: 0,
-      received: 0,
-      startedAt: 0,
-    }),
-  );
+  const states = split.pieces.map((piece): PieceState => ({
+    piece,
+    key: `${piece.task.digest}@${piece.task.offset}`,
+    fetching: new Map(),
+    refused: new Set(),
+    pulling: false,
+    done: false,
+    attempts: 0,
+    received: 0,
+    startedAt: 0,
+  }));
   // Waiting pieces, longest first; pieces an agent started in an earlier run wait for that agent.
   const queue: PieceState[] = [];
   const resumeQueues = new Map<string, PieceState[]>();
@@ -183,8 +191,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
   };
   progress?.update({ phase: 'fetching', bytesTotal: split.missingBytes, bytesDone: 0 });
 
-  const usableHolders = (state: PieceState): string[] =>
-    [...state.piece.holders.keys()].filter((a) => agents.get(a)?.usable === true && !state.refused.has(a));
+  const usableHolders = (state: PieceState): string[] => [...state.piece.holders.keys()].filter((a) => agents.get(a)?.usable === true && !state.refused.has(a));
 
   const failBlob = (digest: Digest, code: string, message: string): void => {
     if (outcome.failedBlobs.has(digest)) return;
@@ -207,7 +214,10 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     agent.usable = false;
     if (distrust) agent.report.distrusted = why;
     else agent.report.lost = why;
-    log.warn({ agent: agent.name, address: agent.fetcher.address, why }, distrust ? 'agent distrusted; its work moves to the others' : 'agent lost; its work moves to the others');
+    log.warn(
+      { agent: agent.name, address: agent.fetcher.address, why },
+      distrust ? 'agent distrusted; its work moves to the others' : 'agent lost; its work moves to the others',
+    );
     for (const s of active) s.fetching.get(agent.name)?.abort();
     // Pieces it would have resumed are fetched by the others from the start.
     queue.push(...(resumeQueues.get(agent.name) ?? []));
@@ -263,7 +273,10 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
             state.piece.holders.delete(holder);
             if (code === 'MM_DIGEST_MISMATCH' && agent !== undefined) {
               agent.report.wrongPieces += 1;
-              log.error({ agent: holder, piece: state.key, err: describeError(err) }, 'agent sent bytes that do not match the hash reported for them; not asked for this piece again');
+              log.error(
+                { agent: holder, piece: state.key, err: describeError(err) },
+                'agent sent bytes that do not match the hash reported for them; not asked for this piece again',
+              );
               // One bad copy may be its disk's fault; an agent that keeps sending wrong bytes gets no more work.
               if (agent.report.wrongPieces >= DISTRUST_AFTER_WRONG_PIECES) lose(agent, `sent wrong bytes for ${agent.report.wrongPieces} pieces`, true);
               // Its copy is no use to anyone.
@@ -411,7 +424,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     const rates = new Map(usable.map((a) => [a.name, rateOf(a)]));
     const known = [...rates.values()].filter((r) => r !== undefined);
     const typical = known.length > 0 ? known.reduce((x, y) => x + y, 0) / known.length : 1;
-    for (let i = 0; i < queue.length; ) {
+    for (let i = 0; i < queue.length;) {
       const state = queue[i]!;
       if (!isWaiting(state)) {
         queue.splice(i, 1);

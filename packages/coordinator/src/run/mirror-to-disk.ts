@@ -129,7 +129,8 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
 
     const wanted = [...plan.blobs.values()].map(({ digest, size }) => ({ digest, size }));
     const holdings = await agent.holdings(wanted, { signal });
-    const meshSplit = options.mesh === undefined ? undefined : planMesh(plan, holdings, await farmHoldings(options.mesh.fetchers, wanted, log, signal), options.pieceSize);
+    const meshSplit =
+      options.mesh === undefined ? undefined : planMesh(plan, holdings, await farmHoldings(options.mesh.fetchers, wanted, log, signal), options.pieceSize);
     const split =
       meshSplit === undefined
         ? splitIntoPieces(plan, holdings, options.pieceSize)
@@ -251,10 +252,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         fetchTotals.repaired = corrupt.length;
       }
       Object.assign(fetchTotals, { upstreamBytes: fetchOutcome.upstreamBytes, retries: fetchOutcome.retries, rangesIgnored: fetchOutcome.rangesIgnored });
-      log.info(
-        { ms: Date.now() - fetchStarted, upstreamBytes: fetchOutcome.upstreamBytes, failedBlobs: fetchOutcome.failedBlobs.size },
-        'fetch finished',
-      );
+      log.info({ ms: Date.now() - fetchStarted, upstreamBytes: fetchOutcome.upstreamBytes, failedBlobs: fetchOutcome.failedBlobs.size }, 'fetch finished');
 
       // Every image whose blobs all arrived goes into the archive; the rest are reported.
       for (const image of resolved) {
@@ -276,7 +274,10 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       await adds.settled();
       const badManifests = manifests.filter((m) => isCorruption(archiveFailures.get(m.digest)?.code));
       if (badManifests.length > 0) {
-        await agent.evict(badManifests.map((m) => m.digest), signal === undefined ? {} : { signal });
+        await agent.evict(
+          badManifests.map((m) => m.digest),
+          signal === undefined ? {} : { signal },
+        );
         for (const m of badManifests) {
           archiveFailures.delete(m.digest);
           await agent.putBlob(m.digest, m.bytes, signal === undefined ? {} : { signal });
@@ -517,13 +518,7 @@ export async function fetchMissing(
   return outcome;
 }
 
-function runMetadata(
-  run: RunRecord,
-  options: MirrorToDiskOptions,
-  archived: ResolvedImage[],
-  failed: FailedImage[],
-  history: RunRecord[],
-): Record<string, unknown> {
+function runMetadata(run: RunRecord, options: MirrorToDiskOptions, archived: ResolvedImage[], failed: FailedImage[], history: RunRecord[]): Record<string, unknown> {
   return {
     tool: 'meshmirror',
     runId: run.runId,

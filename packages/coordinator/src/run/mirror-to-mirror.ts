@@ -307,9 +307,17 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
 
     // Progress: fetched bytes and sent bytes on one bar; what the target had counts as done.
     const barTotal = (heldBytes: number): number => pusher.stats.skippedBytes + inTargetBytes + 2 * toFetchBytes - heldBytes;
-    progress?.update({ phase: 'mirroring', imagesTotal: requested.length, imagesDone: alreadyPushed, imagesFailed: outcomes.length - alreadyPushed, bytesTotal: barTotal(0) });
+    progress?.update({
+      phase: 'mirroring',
+      imagesTotal: requested.length,
+      imagesDone: alreadyPushed,
+      imagesFailed: outcomes.length - alreadyPushed,
+      bytesTotal: barTotal(0),
+    });
     const fetchProgress: ProgressReporter | undefined =
-      progress === undefined ? undefined : { update: () => undefined, addBytes: (delta) => progress.addBytes(delta), noteRetry: (event) => progress.noteRetry(event), stop: () => undefined };
+      progress === undefined
+        ? undefined
+        : { update: () => undefined, addBytes: (delta) => progress.addBytes(delta), noteRetry: (event) => progress.noteRetry(event), stop: () => undefined };
 
     // Images push as their blobs become held: pushing overlaps fetching.
     const pushing = pusher.pushAll(toPush, { done: alreadyPushed, failed: outcomes.length - alreadyPushed }, log);
@@ -326,8 +334,13 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
         const split = splitIntoPieces(plan, holdings, options.pieceSize);
         Object.assign(fetchStats, { held: split.heldBytes, resumed: split.resumedBytes });
         progress?.update({ bytesTotal: barTotal(split.heldBytes + split.resumedBytes) });
-        const outcome = await fetchMissing(plan, split.tasks, split.missingBytes, 0, { agent, logger, ...(fetchProgress === undefined ? {} : { progress: fetchProgress }), ...abortable }, (digest) =>
-          holderOf(digest).resolve(agent),
+        const outcome = await fetchMissing(
+          plan,
+          split.tasks,
+          split.missingBytes,
+          0,
+          { agent, logger, ...(fetchProgress === undefined ? {} : { progress: fetchProgress }), ...abortable },
+          (digest) => holderOf(digest).resolve(agent),
         );
         failBlobs(outcome.failedBlobs);
         Object.assign(fetchStats, { fetched: outcome.upstreamBytes, retries: outcome.retries });
@@ -425,4 +438,3 @@ function runKey(options: MirrorToMirrorOptions): string {
     .digest('hex')
     .slice(0, 32);
 }
-

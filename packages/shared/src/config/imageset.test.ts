@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  formatConfigPath,
-  IMAGESET_API_V1ALPHA2,
-  IMAGESET_API_V2ALPHA1,
-  ImageSetConfigSchema,
-  unknownFieldMessage,
-  unsupportedImageSetContent,
-} from './imageset.ts';
+import { formatConfigPath, IMAGESET_API_V1ALPHA2, IMAGESET_API_V2ALPHA1, ImageSetConfigSchema, unknownFieldMessage, unsupportedImageSetContent } from './imageset.ts';
 
 const base = { kind: 'ImageSetConfiguration', apiVersion: IMAGESET_API_V2ALPHA1 };
 
@@ -34,8 +27,7 @@ describe('ImageSetConfigSchema', () => {
   });
 
   it('reads an empty architectures list as amd64, as oc-mirror does, and accepts multi', () => {
-    const parse = (architectures: string[]) =>
-      ImageSetConfigSchema.parse({ ...base, mirror: { platform: { architectures } } }).mirror.platform?.architectures;
+    const parse = (architectures: string[]) => ImageSetConfigSchema.parse({ ...base, mirror: { platform: { architectures } } }).mirror.platform?.architectures;
     expect(parse([])).toEqual(['amd64']);
     expect(parse(['multi'])).toEqual(['multi']);
     expect(parse(['arm64', 's390x', 'ppc64le'])).toEqual(['arm64', 's390x', 'ppc64le']);
@@ -44,9 +36,7 @@ describe('ImageSetConfigSchema', () => {
   it('refuses unknown fields when used on its own, with their path', () => {
     const result = ImageSetConfigSchema.safeParse({ ...base, mirror: { additionalImages: [{ name: 'quay.io/a/b:1', nam: 'x' }] } });
     expect(result.success).toBe(false);
-    expect(result.error?.issues).toEqual([
-      expect.objectContaining({ code: 'unrecognized_keys', keys: ['nam'], path: ['mirror', 'additionalImages', 0] }),
-    ]);
+    expect(result.error?.issues).toEqual([expect.objectContaining({ code: 'unrecognized_keys', keys: ['nam'], path: ['mirror', 'additionalImages', 0] })]);
   });
 
   it('keeps v1-only fields to v1alpha2', () => {

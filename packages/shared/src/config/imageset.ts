@@ -54,8 +54,7 @@ export function describeConfigValue(value: unknown): string {
 function strictObject<S extends z.ZodRawShape>(shape: S) {
   const known = Object.keys(shape);
   return z.strictObject(shape, {
-    error: (issue) =>
-      issue.code === 'unrecognized_keys' ? issue.keys.map((key) => unknownFieldMessage(key, known)).join('\n') : undefined,
+    error: (issue) => (issue.code === 'unrecognized_keys' ? issue.keys.map((key) => unknownFieldMessage(key, known)).join('\n') : undefined),
   });
 }
 
@@ -212,8 +211,7 @@ function durationSetting(minimum: 'positive' | 'zero-or-more') {
 }
 
 function countSetting(minimum: number) {
-  const message = (issue: { input?: unknown }) =>
-    `expected a whole number of at least ${minimum}, got ${describeConfigValue(issue.input)}`;
+  const message = (issue: { input?: unknown }) => `expected a whole number of at least ${minimum}, got ${describeConfigValue(issue.input)}`;
   return z.number({ error: message }).int({ error: message }).min(minimum, { error: message });
 }
 
@@ -298,11 +296,7 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
   const v1 = apiVersion === IMAGESET_API_V1ALPHA2;
   /** A field oc-mirror v1 had and v2 dropped: accepted in v1alpha2, refused with a reason in v2alpha1. */
   const v1Only = <S extends z.ZodType>(schema: S, instead: string) =>
-    v1
-      ? schema.optional()
-      : z
-          .undefined({ error: `only valid with apiVersion ${IMAGESET_API_V1ALPHA2} (oc-mirror v1); ${instead}` })
-          .optional();
+    v1 ? schema.optional() : z.undefined({ error: `only valid with apiVersion ${IMAGESET_API_V1ALPHA2} (oc-mirror v1); ${instead}` }).optional();
 
   const bundleRange = {
     minVersion: nonEmptyText.optional(),
@@ -393,11 +387,7 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
     /** The whole channel. */
     full: boolFlag,
   }).superRefine((channel, ctx) => {
-    if (
-      channel.minVersion !== undefined &&
-      channel.maxVersion !== undefined &&
-      compareReleaseVersions(channel.minVersion, channel.maxVersion) > 0
-    ) {
+    if (channel.minVersion !== undefined && channel.maxVersion !== undefined && compareReleaseVersions(channel.minVersion, channel.maxVersion) > 0) {
       ctx.addIssue({
         code: 'custom',
         path: ['maxVersion'],
@@ -457,9 +447,7 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
   };
 
   const helm = strictObject({
-    repositories: z
-      .array(strictObject({ name: nonEmptyText, url: httpUrl, charts: z.array(strictObject(helmChartShape)).default([]) }))
-      .default([]),
+    repositories: z.array(strictObject({ name: nonEmptyText, url: httpUrl, charts: z.array(strictObject(helmChartShape)).default([]) })).default([]),
     local: z.array(strictObject({ ...helmChartShape, path: nonEmptyText })).default([]),
   });
 
@@ -494,10 +482,7 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
       // Beyond this the size in bytes is no longer an exact integer (2^53 bytes is 8 PiB).
       .lte(MAX_ARCHIVE_SIZE_GIB, { error: (issue) => `expected a number of GiB up to ${MAX_ARCHIVE_SIZE_GIB}, got ${describeConfigValue(issue.input)}` })
       .default(DEFAULT_ARCHIVE_SIZE_GIB),
-    storageConfig: v1Only(
-      storageConfig,
-      'oc-mirror v2 and meshmirror keep their metadata in the cache and workspace folders: remove it',
-    ),
+    storageConfig: v1Only(storageConfig, 'oc-mirror v2 and meshmirror keep their metadata in the cache and workspace folders: remove it'),
     mirror,
     /** meshmirror's run settings; oc-mirror rejects files that carry this block. */
     meshmirror: MeshmirrorSettingsSchema.optional(),
@@ -556,7 +541,8 @@ export function unsupportedImageSetContent(config: ImageSetConfig): ImageSetNoti
       });
     }
     op.packages.forEach((pkg, p) => {
-      if (pkg.selectors.length > 0) notices.push({ path: `mirror.operators[${i}].packages[${p}].selectors`, message: 'ignored: related images are not filtered by label yet' });
+      if (pkg.selectors.length > 0)
+        notices.push({ path: `mirror.operators[${i}].packages[${p}].selectors`, message: 'ignored: related images are not filtered by label yet' });
     });
   });
   const helm = config.mirror.helm;

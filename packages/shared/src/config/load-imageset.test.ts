@@ -400,10 +400,7 @@ mirror:
       channels: [{name: stable, maxVersion: 2.0.0}]
 `),
     );
-    expect(problems.map((p) => p.path)).toEqual([
-      'mirror.operators[0].packages[0].minVersion',
-      'mirror.operators[1].packages[0].channels[0].maxVersion',
-    ]);
+    expect(problems.map((p) => p.path)).toEqual(['mirror.operators[0].packages[0].minVersion', 'mirror.operators[1].packages[0].channels[0].maxVersion']);
   });
 
   it('checks the meshmirror block and names the field', () => {

@@ -56,8 +56,7 @@ export function parseImageSetConfig(text: string, file: string): ImageSetConfig 
   const yamlError = doc.errors[0];
   if (yamlError !== undefined) {
     const { line, col } = lineCounter.linePos(yamlError.pos[0]);
-    const message =
-      yamlError.code === 'MULTIPLE_DOCS' ? 'the file holds more than one YAML document' : firstLine(yamlError.message);
+    const message = yamlError.code === 'MULTIPLE_DOCS' ? 'the file holds more than one YAML document' : firstLine(yamlError.message);
     throw new ConfigError(`${file}:${line}:${col}: invalid YAML: ${message}`, {
       file,
       data: { line, col, yamlCode: yamlError.code },
@@ -70,9 +69,7 @@ export function parseImageSetConfig(text: string, file: string): ImageSetConfig 
   const result = ImageSetConfigSchema.safeParse(data, { error: defaultIssueMessage });
   if (result.success) return result.data;
 
-  const problems = result.error.issues
-    .flatMap((issue) => issueProblems(issue, locations, lineCounter))
-    .sort((a, b) => a.line - b.line || a.col - b.col);
+  const problems = result.error.issues.flatMap((issue) => issueProblems(issue, locations, lineCounter)).sort((a, b) => a.line - b.line || a.col - b.col);
   const lines = problems.slice(0, MAX_PROBLEM_LINES).map((p) => `${file}:${p.line}:${p.col}: ${p.path === '' ? '' : `${p.path}: `}${p.message}`);
   if (problems.length > MAX_PROBLEM_LINES) lines.push(`${file}: ... and ${problems.length - MAX_PROBLEM_LINES} more problems`);
   const first = problems[0];

@@ -22,10 +22,7 @@ describe('DEFAULT_TRANSFER_SETTINGS', () => {
 
 describe('resolveTransferSettings', () => {
   const fileWith = (block: string) =>
-    parseImageSetConfig(
-      `kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror: {}\nmeshmirror:\n${block}`,
-      'isc.yaml',
-    ).meshmirror;
+    parseImageSetConfig(`kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror: {}\nmeshmirror:\n${block}`, 'isc.yaml').meshmirror;
 
   it('uses the defaults when neither file nor flags set anything', () => {
     expect(resolveTransferSettings(undefined, {})).toEqual(DEFAULT_TRANSFER_SETTINGS);

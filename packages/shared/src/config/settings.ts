@@ -97,7 +97,10 @@ export function resolveTransferSettings(
 
 function checkSetting(key: keyof TransferSettings, value: unknown, source: string): void {
   const fail = (expected: string): never => {
-    const shown = typeof value === 'number' && SETTINGS[key].kind !== 'count' && SETTINGS[key].kind !== 'parallelism' ? `${formatDuration(value)} (${value} ms)` : JSON.stringify(value);
+    const shown =
+      typeof value === 'number' && SETTINGS[key].kind !== 'count' && SETTINGS[key].kind !== 'parallelism'
+        ? `${formatDuration(value)} (${value} ms)`
+        : JSON.stringify(value);
     throw new ConfigError(`${source}: ${expected}, got ${shown}`, { path: source, data: { setting: key, value } });
   };
   switch (SETTINGS[key].kind) {

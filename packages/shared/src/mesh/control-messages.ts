@@ -56,7 +56,11 @@ export const pushSettingsSchema = z.strictObject({
   /** An upload with no byte confirmed for this long is given up (`--image-timeout`). */
   noProgressTimeoutMs: count.optional(),
   /** Bytes per PATCH. */
-  chunkBytes: z.number().int().min(1).max(1024 * 1024 * 1024),
+  chunkBytes: z
+    .number()
+    .int()
+    .min(1)
+    .max(1024 * 1024 * 1024),
 });
 export type PushSettings = z.infer<typeof pushSettingsSchema>;
 
@@ -77,7 +81,18 @@ const pieceEvent = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('piece-failed'), digest, offset: count, length: count, code, message: text, upstreamBytes: count }),
   z.strictObject({ type: z.literal('blob-held'), digest, size: count }),
   z.strictObject({ type: z.literal('range-ignored'), digest, offset: count }),
-  z.strictObject({ type: z.literal('retry'), digest, offset: count, attempt: count, delayMs: count, code, message: text, host: text.optional(), failingForMs: count.optional(), unreachable: z.boolean().optional() }),
+  z.strictObject({
+    type: z.literal('retry'),
+    digest,
+    offset: count,
+    attempt: count,
+    delayMs: count,
+    code,
+    message: text,
+    host: text.optional(),
+    failingForMs: count.optional(),
+    unreachable: z.boolean().optional(),
+  }),
 ]);
 
 /** The first message on a stream, from the coordinator. */

@@ -30,7 +30,10 @@ describe('swarm key', () => {
     const file = join(dir, 'kept.key');
     const first = SwarmKey.generate();
     await writeSwarmKeyFile(file, first);
-    await expect(writeSwarmKeyFile(file, SwarmKey.generate())).rejects.toMatchObject({ code: 'MM_SWARM_KEY_INVALID', message: expect.stringContaining('already exists') });
+    await expect(writeSwarmKeyFile(file, SwarmKey.generate())).rejects.toMatchObject({
+      code: 'MM_SWARM_KEY_INVALID',
+      message: expect.stringContaining('already exists'),
+    });
     expect((await readSwarmKeyFile(file)).fingerprint()).toBe(first.fingerprint());
     const second = SwarmKey.generate();
     await writeSwarmKeyFile(file, second, { force: true });

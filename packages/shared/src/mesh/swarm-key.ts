@@ -64,7 +64,10 @@ function invalid(file: string, why: string): MeshmirrorError {
 
 /** Parses a swarm key file's text; errors name the file and never quote its content. */
 export function parseSwarmKey(text: string, file: string): SwarmKey {
-  const lines = text.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== '');
+  const lines = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
   if (lines[0] !== HEADER) throw invalid(file, `first line must be ${HEADER}`);
   if (lines[1] !== ENCODING) throw invalid(file, `second line must be ${ENCODING} (other encodings are not supported)`);
   const hex = lines[2] ?? '';

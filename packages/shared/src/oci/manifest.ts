@@ -51,9 +51,7 @@ export const imageIndexSchema = z
   .loose();
 export type ImageIndex = z.infer<typeof imageIndexSchema>;
 
-export type ParsedManifest =
-  | { kind: 'index'; mediaType: string; index: ImageIndex }
-  | { kind: 'image'; mediaType: string; manifest: ImageManifest };
+export type ParsedManifest = { kind: 'index'; mediaType: string; index: ImageIndex } | { kind: 'image'; mediaType: string; manifest: ImageManifest };
 
 /**
  * Parses manifest bytes. The media type comes from the body when present, else from the

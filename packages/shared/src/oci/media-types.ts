@@ -11,12 +11,7 @@ export const MediaType = {
 } as const;
 
 /** What we send as `Accept` when fetching a manifest: every form we can read. */
-export const MANIFEST_ACCEPT = [
-  MediaType.OciIndex,
-  MediaType.OciManifest,
-  MediaType.DockerManifestList,
-  MediaType.DockerManifest,
-].join(', ');
+export const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest].join(', ');
 
 export function isIndexMediaType(mediaType: string): boolean {
   return mediaType === MediaType.OciIndex || mediaType === MediaType.DockerManifestList;

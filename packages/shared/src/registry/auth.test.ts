@@ -3,9 +3,7 @@ import { parseWwwAuthenticate } from './auth.ts';
 
 describe('parseWwwAuthenticate', () => {
   it('reads a Docker token challenge', () => {
-    expect(
-      parseWwwAuthenticate('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"'),
-    ).toEqual([
+    expect(parseWwwAuthenticate('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"')).toEqual([
       {
         scheme: 'bearer',
         params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull' },

@@ -161,13 +161,7 @@ export class RegistryAuth {
    * challenge and forgets a rejected token. Returns whether a new attempt could authenticate
    * differently; the caller makes at most one such attempt.
    */
-  onUnauthorized(
-    registry: string,
-    repository: string,
-    headers: IncomingHttpHeaders,
-    sent: string | undefined,
-    access: RepositoryAccess = PULL,
-  ): boolean {
+  onUnauthorized(registry: string, repository: string, headers: IncomingHttpHeaders, sent: string | undefined, access: RepositoryAccess = PULL): boolean {
     const challenge = this.rememberChallenge(registry, headers);
     if (challenge === undefined) return false;
     if (challenge.scheme === 'bearer') {

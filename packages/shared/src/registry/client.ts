@@ -268,16 +268,14 @@ class UndiciRegistryClient implements HttpRegistryClient {
     };
   }
 
-  async startUpload(
-    location: RepositoryLocation,
-    options: AbortOptions & { mount?: { digest: Digest; from: string } } = {},
-  ): Promise<UploadStart> {
+  async startUpload(location: RepositoryLocation, options: AbortOptions & { mount?: { digest: Digest; from: string } } = {}): Promise<UploadStart> {
     const { signal, mount } = options;
     const path = `/v2/${location.repository}/blobs/uploads/`;
     const query = mount === undefined ? '' : `?mount=${encodeURIComponent(mount.digest)}&from=${encodeURIComponent(mount.from)}`;
-    const what = mount === undefined
-      ? `POST upload to ${location.registry}/${location.repository}`
-      : `POST mount of ${mount.digest} from ${mount.from} into ${location.registry}/${location.repository}`;
+    const what =
+      mount === undefined
+        ? `POST upload to ${location.registry}/${location.repository}`
+        : `POST mount of ${mount.digest} from ${mount.from} into ${location.registry}/${location.repository}`;
     return await withRetries(
       async () => {
         const response = await this.#send(location, {
@@ -371,12 +369,7 @@ class UndiciRegistryClient implements HttpRegistryClient {
     return next;
   }
 
-  async completeUpload(
-    location: RepositoryLocation,
-    session: UploadSession,
-    digest: Digest,
-    options: AbortOptions & { body?: UploadBody } = {},
-  ): Promise<void> {
+  async completeUpload(location: RepositoryLocation, session: UploadSession, digest: Digest, options: AbortOptions & { body?: UploadBody } = {}): Promise<void> {
     const { signal, body } = options;
     const url = new URL(session.url);
     url.searchParams.set('digest', digest);
@@ -437,12 +430,7 @@ class UndiciRegistryClient implements HttpRegistryClient {
     );
   }
 
-  async putManifest(
-    location: RepositoryLocation,
-    reference: string,
-    manifest: { bytes: Uint8Array; mediaType: string },
-    options: AbortOptions = {},
-  ): Promise<void> {
+  async putManifest(location: RepositoryLocation, reference: string, manifest: { bytes: Uint8Array; mediaType: string }, options: AbortOptions = {}): Promise<void> {
     const { signal } = options;
     if (!isDigest(reference) && !TAG_RE.test(reference)) {
       throw new MeshmirrorError('MM_REFERENCE_INVALID', `"${reference}" is neither a tag nor a sha256 digest`);
@@ -687,4 +675,3 @@ export function parseContentRange(value: string | undefined): ContentRange | und
 function isStrongEtag(etag: string): boolean {
   return !etag.startsWith('W/') && etag.startsWith('"');
 }
-

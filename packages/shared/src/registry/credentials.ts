@@ -187,4 +187,3 @@ function invalid(path: string, reason: string): MeshmirrorError {
 function errorCodeOf(error: unknown): string | undefined {
   return error !== null && typeof error === 'object' && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
 }
-

@@ -222,11 +222,7 @@ export function mapTransportError(error: unknown, context: TransportErrorContext
         data,
       });
     case 'UND_ERR_HEADERS_TIMEOUT':
-      return new MeshmirrorError(
-        'MM_NETWORK',
-        `${where}: no response headers from ${url.host} within ${seconds(options.headersTimeoutMs)}`,
-        { cause: error, data },
-      );
+      return new MeshmirrorError('MM_NETWORK', `${where}: no response headers from ${url.host} within ${seconds(options.headersTimeoutMs)}`, { cause: error, data });
     case 'ECONNREFUSED':
       return new MeshmirrorError('MM_NETWORK', `${where}: connection refused by ${url.host}`, { cause: error, data });
     case 'ENOTFOUND':
@@ -359,11 +355,7 @@ export function contentLength(headers: IncomingHttpHeaders): number | undefined 
  * Builds the error for a response we cannot use: status, distribution error codes from the JSON body
  * (`{"errors":[{"code":"BLOB_UNKNOWN","message":…}]}`), `Retry-After`. Consumes the body.
  */
-export async function registryErrorFromResponse(
-  response: HttpResponse,
-  what: string,
-  options: { hint?: string; signal?: AbortSignal } = {},
-): Promise<RegistryError> {
+export async function registryErrorFromResponse(response: HttpResponse, what: string, options: { hint?: string; signal?: AbortSignal } = {}): Promise<RegistryError> {
   const details = await readErrorDetails(response);
   const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
   const codes = details.map((d) => d.code);

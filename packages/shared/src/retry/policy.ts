@@ -99,11 +99,7 @@ export function decideRetry(policy: RetryPolicy, attempt: FailedAttempt): RetryD
  * and never drops below `(1 - jitter)` of the computed delay). A server's `Retry-After` wins over
  * the computed delay, capped at `max(maxDelayMs, MAX_RETRY_AFTER_MS)`.
  */
-export function backoffDelay(
-  policy: RetryPolicy,
-  attempt: number,
-  options: { retryAfterMs?: number; random?: () => number } = {},
-): number {
+export function backoffDelay(policy: RetryPolicy, attempt: number, options: { retryAfterMs?: number; random?: () => number } = {}): number {
   const { retryAfterMs } = options;
   if (retryAfterMs !== undefined && Number.isFinite(retryAfterMs) && retryAfterMs >= 0) {
     return Math.round(Math.min(retryAfterMs, Math.max(policy.maxDelayMs, MAX_RETRY_AFTER_MS)));
@@ -266,10 +262,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       clearTimeout(timer);
       reject(abortError(signal));
     };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, Math.max(0, ms));
+    const timer = setTimeout(
+      () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      Math.max(0, ms),
+    );
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -6,8 +6,6 @@ export async function runKeygenCommand(flags: { swarmKey: string; force?: boolea
   const file = resolve(flags.swarmKey);
   const key = SwarmKey.generate();
   await writeSwarmKeyFile(file, key, { force: flags.force === true });
-  process.stdout.write(
-    `wrote swarm key ${file} (fingerprint ${key.fingerprint()}); copy it to every agent host over a trusted channel and keep it mode 600\n`,
-  );
+  process.stdout.write(`wrote swarm key ${file} (fingerprint ${key.fingerprint()}); copy it to every agent host over a trusted channel and keep it mode 600\n`);
   return 0;
 }

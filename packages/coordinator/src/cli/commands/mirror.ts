@@ -74,8 +74,10 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   }
   if (destinationArg.startsWith('docker://')) return await runPushCommand(destinationArg, flags);
-  if (flags.workspace !== undefined) throw new MeshmirrorError('MM_USAGE', `--workspace is for mirror to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
-  if (flags.from !== undefined) throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
+  if (flags.workspace !== undefined)
+    throw new MeshmirrorError('MM_USAGE', `--workspace is for mirror to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
+  if (flags.from !== undefined)
+    throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   const destination = parseDiskDestination(destinationArg);
   checkOpenShiftFlags(flags);
   await checkFarmFlags(flags);
@@ -134,9 +136,15 @@ function openShiftSources(flags: MirrorFlags, settings: TransferSettings, retry:
 /** Checks the OpenShift source flags before anything is opened (bad input fetches and writes nothing); returns the update URL. */
 function checkOpenShiftFlags(flags: MirrorFlags): string | undefined {
   const updateUrl = flags.updateUrl ?? nonEmpty(process.env['UPDATE_URL_OVERRIDE']);
-  for (const [flag, value] of [['--update-url', updateUrl], ['--graph-data-url', flags.graphDataUrl]] as const) {
+  for (const [flag, value] of [
+    ['--update-url', updateUrl],
+    ['--graph-data-url', flags.graphDataUrl],
+  ] as const) {
     if (value !== undefined && !/^https?:\/\/[^/]/.test(value)) {
-      throw new MeshmirrorError('MM_USAGE', `${flag === '--update-url' && flags.updateUrl === undefined ? 'UPDATE_URL_OVERRIDE' : flag}: expected an http(s):// URL, got "${value}"`);
+      throw new MeshmirrorError(
+        'MM_USAGE',
+        `${flag === '--update-url' && flags.updateUrl === undefined ? 'UPDATE_URL_OVERRIDE' : flag}: expected an http(s):// URL, got "${value}"`,
+      );
     }
   }
   if (flags.graphBaseImage !== undefined) {
@@ -211,7 +219,10 @@ async function joinFarm(
     parallel: settings.parallelImages * settings.parallelLayers,
     noProgressTimeoutMs: settings.imageTimeoutMs,
   };
-  const remotes = listed.map(({ address, peerId }) => new mesh.RemoteAgent({ node, address, peerId, settings: fetchSettings, ...(pushSettings === undefined ? {} : { pushSettings }), logger: meshLogger }));
+  const remotes = listed.map(
+    ({ address, peerId }) =>
+      new mesh.RemoteAgent({ node, address, peerId, settings: fetchSettings, ...(pushSettings === undefined ? {} : { pushSettings }), logger: meshLogger }),
+  );
   const answered = await Promise.all(
     remotes.map(async (remote) => {
       try {
@@ -226,8 +237,15 @@ async function joinFarm(
   const fetchers = answered.filter((r) => r !== undefined);
   if (fetchers.length === 0) {
     await node.stop();
-    const named = listed.slice(0, 3).map((a) => a.address.toString()).join(', ') + (listed.length > 3 ? ` and ${listed.length - 3} more` : '');
-    throw new MeshmirrorError('MM_AGENT_LOST', `none of the ${listed.length} agents answered (${named}); check that each runs with this swarm key and --allow ${identity.peerId.toString()}`);
+    const named =
+      listed
+        .slice(0, 3)
+        .map((a) => a.address.toString())
+        .join(', ') + (listed.length > 3 ? ` and ${listed.length - 3} more` : '');
+    throw new MeshmirrorError(
+      'MM_AGENT_LOST',
+      `none of the ${listed.length} agents answered (${named}); check that each runs with this swarm key and --allow ${identity.peerId.toString()}`,
+    );
   }
   logger.info({ coordinator: identity.peerId.toString(), agents: fetchers.map((f) => f.address.toString()) }, 'farm ready');
   const addressOf = new Map(fetchers.map((f) => [f.name, f.address]));
@@ -336,7 +354,8 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
   if (!workspaceArg.startsWith('file://') || workspaceArg.length === 'file://'.length) {
     throw new MeshmirrorError('MM_USAGE', `--workspace "${workspaceArg}": expected file://DIR (where reports and cluster resources go)`);
   }
-  if (flags.from !== undefined) throw new MeshmirrorError('MM_USAGE', '--from and --workspace exclude each other: --from pushes an archive, --workspace mirrors from the source registries');
+  if (flags.from !== undefined)
+    throw new MeshmirrorError('MM_USAGE', '--from and --workspace exclude each other: --from pushes an archive, --workspace mirrors from the source registries');
   if (flags.dryRun === true) throw new MeshmirrorError('MM_USAGE', '--dry-run is not supported for mirror to mirror yet');
   const destination = parseDockerDestination(destinationArg);
   const workspace = resolve(workspaceArg.slice('file://'.length));

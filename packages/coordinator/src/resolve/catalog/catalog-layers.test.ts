@@ -25,7 +25,13 @@ async function tarBytes(entries: Entry[]): Promise<Buffer> {
   });
   for (const entry of entries) {
     const type = entry.type ?? 'file';
-    const header = { name: entry.path, type, mode: type === 'directory' ? 0o755 : 0o644, mtime: new Date(1_700_000_000_000), ...(entry.linkname === undefined ? {} : { linkname: entry.linkname }) };
+    const header = {
+      name: entry.path,
+      type,
+      mode: type === 'directory' ? 0o755 : 0o644,
+      mtime: new Date(1_700_000_000_000),
+      ...(entry.linkname === undefined ? {} : { linkname: entry.linkname }),
+    };
     await new Promise<void>((resolve, reject) => {
       const callback = (err?: Error | null): void => (err ? reject(err) : resolve());
       if (type === 'file') pack.entry(header, typeof entry.content === 'string' ? Buffer.from(entry.content) : (entry.content ?? Buffer.alloc(0)), callback);

@@ -83,9 +83,7 @@ export async function readConfigsFromLayers(
   }
 
   const prefix = dir === '' ? '' : `${dir}/`;
-  return [...view]
-    .map(([path, text]) => ({ path: path.slice(prefix.length), text }))
-    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return [...view].map(([path, text]) => ({ path: path.slice(prefix.length), text })).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 function isWhiteout(path: string): boolean {

@@ -131,7 +131,9 @@ describe('buildDeclarativeConfig', () => {
     expect([...(foo?.channels.keys() ?? [])]).toEqual(['stable']);
     expect(foo?.channels.get('stable')?.entries.map((e) => e.name)).toEqual(['foo.v1.0.0', 'foo.v1.1.0']);
     expect([...(foo?.bundles.keys() ?? [])]).toEqual(['foo.v1.0.0', 'foo.v1.1.0']);
-    expect(foo?.others).toEqual([{ schema: 'olm.deprecations', package: 'foo', entries: [{ reference: { schema: 'olm.bundle', name: 'foo.v1.0.0' }, message: 'old' }] }]);
+    expect(foo?.others).toEqual([
+      { schema: 'olm.deprecations', package: 'foo', entries: [{ reference: { schema: 'olm.bundle', name: 'foo.v1.0.0' }, message: 'old' }] },
+    ]);
     expect(config.others).toEqual([{ schema: 'example.global', value: 1 }]);
   });
 
@@ -158,7 +160,9 @@ describe('buildDeclarativeConfig', () => {
     expect(thrown(() => buildDeclarativeConfig([...files, { path: 'x.json', text: JSON.stringify(pkg) }])).message).toMatch(
       /^package "foo" is defined twice: configs\/foo\/package\.json object 1 .* and x\.json object 1/,
     );
-    expect(thrown(() => buildDeclarativeConfig([...files, { path: 'x.json', text: JSON.stringify(channel) }])).message).toMatch(/^channel "stable" of package "foo" is defined twice/);
+    expect(thrown(() => buildDeclarativeConfig([...files, { path: 'x.json', text: JSON.stringify(channel) }])).message).toMatch(
+      /^channel "stable" of package "foo" is defined twice/,
+    );
     expect(thrown(() => buildDeclarativeConfig([...files, { path: 'x.json', text: JSON.stringify({ ...bundle('2.0.0'), package: 'bar' }) }])).message).toBe(
       'x.json object 1 (olm.bundle "foo.v2.0.0") belongs to package "bar", which has no olm.package object',
     );

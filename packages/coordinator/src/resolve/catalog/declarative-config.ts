@@ -222,9 +222,7 @@ function toCatalogBundle(object: BundleObject, at: string): CatalogBundle {
     package: object.package,
     image: object.image,
     version: value.data.version,
-    relatedImages: (object.relatedImages ?? [])
-      .filter((related) => related.image !== '')
-      .map((related) => ({ name: related.name ?? '', image: related.image })),
+    relatedImages: (object.relatedImages ?? []).filter((related) => related.image !== '').map((related) => ({ name: related.name ?? '', image: related.image })),
     object,
   };
 }
@@ -295,7 +293,8 @@ function parseJsonStream(text: string, file: string): unknown[] {
     for (; i < text.length; i++) {
       const c = text.charCodeAt(i);
       if (inString) {
-        if (c === 0x5c) i++; // backslash: the next character is escaped, whatever it is
+        if (c === 0x5c)
+          i++; // backslash: the next character is escaped, whatever it is
         else if (c === 0x22) inString = false;
       } else if (c === 0x22) {
         inString = true;

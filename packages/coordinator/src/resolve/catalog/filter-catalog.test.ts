@@ -62,11 +62,7 @@ const CATALOG_FILES = [
         schema: 'olm.channel',
         name: 'fast',
         package: 'alpha-operator',
-        entries: [
-          { name: 'alpha.v1.3.0' },
-          { name: 'alpha.v1.4.0', replaces: 'alpha.v1.3.0' },
-          { name: 'alpha.v1.5.0', replaces: 'alpha.v1.4.0' },
-        ],
+        entries: [{ name: 'alpha.v1.3.0' }, { name: 'alpha.v1.4.0', replaces: 'alpha.v1.3.0' }, { name: 'alpha.v1.5.0', replaces: 'alpha.v1.4.0' }],
       },
       alphaOld('1.0.0'),
       alphaOld('1.1.0'),
@@ -74,11 +70,7 @@ const CATALOG_FILES = [
       alphaOld('1.2.5'),
       bundle('alpha-operator', '1.3.0', [{ name: 'operator', image: OPERATOR_NEW }]),
       // Lists its own bundle image, without a name, as most bundles do.
-      bundle('alpha-operator', '1.4.0', [
-        { image: bundleImage('alpha.v1.4.0') },
-        { name: 'operator', image: OPERATOR_NEW },
-        { name: 'kube-rbac-proxy', image: PROXY },
-      ]),
+      bundle('alpha-operator', '1.4.0', [{ image: bundleImage('alpha.v1.4.0') }, { name: 'operator', image: OPERATOR_NEW }, { name: 'kube-rbac-proxy', image: PROXY }]),
       // Does not list its bundle image, which must be mirrored anyway.
       bundle('alpha-operator', '1.5.0', [
         { name: 'operator', image: OPERATOR_NEW },
@@ -304,7 +296,12 @@ const cases: Case[] = [
   },
   {
     name: 'a package listed twice: both selections are kept',
-    operator: { packages: [{ name: 'alpha-operator', channels: [{ name: 'stable' }] }, { name: 'alpha-operator', channels: [{ name: 'stable', maxVersion: '1.0.0' }] }] },
+    operator: {
+      packages: [
+        { name: 'alpha-operator', channels: [{ name: 'stable' }] },
+        { name: 'alpha-operator', channels: [{ name: 'stable', maxVersion: '1.0.0' }] },
+      ],
+    },
     bundles: ['alpha.v1.0.0', 'alpha.v1.4.0'],
     channels: { 'alpha-operator': { stable: ['alpha.v1.0.0', 'alpha.v1.4.0'] } },
   },
@@ -353,7 +350,11 @@ describe('filterCatalog', () => {
 
 describe('renderPackageFiles', () => {
   const filterAlphaFast = () =>
-    filterCatalog(loadCatalog(), operatorConfig({ packages: [{ name: 'alpha-operator', channels: [{ name: 'fast', minVersion: '1.4.0' }] }, { name: 'beta-operator' }] }), CATALOG);
+    filterCatalog(
+      loadCatalog(),
+      operatorConfig({ packages: [{ name: 'alpha-operator', channels: [{ name: 'fast', minVersion: '1.4.0' }] }, { name: 'beta-operator' }] }),
+      CATALOG,
+    );
 
   it('writes one JSON stream per package that reads back as the filtered catalog', () => {
     const files = renderPackageFiles(filterAlphaFast().config);

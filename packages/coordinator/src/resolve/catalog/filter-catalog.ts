@@ -106,13 +106,7 @@ function mergeSelection(into: Selection, from: Selection): void {
   }
 }
 
-function selectPackage(
-  pkg: CatalogPackage,
-  pkgConfig: OperatorPackageConfig | undefined,
-  full: boolean,
-  where: string,
-  problems: CatalogProblem[],
-): Selection {
+function selectPackage(pkg: CatalogPackage, pkgConfig: OperatorPackageConfig | undefined, full: boolean, where: string, problems: CatalogProblem[]): Selection {
   const selection: Selection = new Map();
   const problem = (message: string, at: { channel?: string; bundle?: string } = {}): void => {
     problems.push({ package: pkg.name, ...at, message });

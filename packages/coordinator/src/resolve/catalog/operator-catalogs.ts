@@ -125,10 +125,16 @@ async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, o
   for (const problem of filtered.problems) {
     const packageIndex = operator.packages.findIndex((p) => p.name === problem.package);
     const at = packageIndex === -1 ? origin : `${origin}.packages[${packageIndex}]`;
-    const channelIndex = packageIndex === -1 || problem.channel === undefined ? -1 : operator.packages[packageIndex]!.channels.findIndex((c) => c.name === problem.channel);
+    const channelIndex =
+      packageIndex === -1 || problem.channel === undefined ? -1 : operator.packages[packageIndex]!.channels.findIndex((c) => c.name === problem.channel);
     out.failed.push({
       kind: 'operator',
-      source: [source, `package ${problem.package}`, ...(problem.channel === undefined ? [] : [`channel ${problem.channel}`]), ...(problem.bundle === undefined ? [] : [`bundle ${problem.bundle}`])].join(' '),
+      source: [
+        source,
+        `package ${problem.package}`,
+        ...(problem.channel === undefined ? [] : [`channel ${problem.channel}`]),
+        ...(problem.bundle === undefined ? [] : [`bundle ${problem.bundle}`]),
+      ].join(' '),
       origin: channelIndex === -1 ? at : `${at}.channels[${channelIndex}]`,
       code: 'MM_NOT_FOUND',
       reason: problem.message,
@@ -200,7 +206,12 @@ async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, o
   });
 }
 
-async function readConfig(client: RegistryClient, location: RepositoryLocation, manifest: ImageManifest, abortable: { signal?: AbortSignal }): Promise<Record<string, unknown>> {
+async function readConfig(
+  client: RegistryClient,
+  location: RepositoryLocation,
+  manifest: ImageManifest,
+  abortable: { signal?: AbortSignal },
+): Promise<Record<string, unknown>> {
   const bytes = await client.getBlob(location, manifest.config.digest, abortable);
   return JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
 }
@@ -218,7 +229,8 @@ function labelsOf(config: Record<string, unknown>): Record<string, string> {
 function rebuildImage(manifest: ImageManifest, mediaType: string, config: Record<string, unknown>, layer: { digest: Digest; diffId: Digest; size: number }) {
   return appendLayer({ manifest, mediaType, config }, layer, {
     createdBy: 'meshmirror: filtered catalog',
-    patch: (inner) => (Array.isArray(inner['Cmd']) ? { ...inner, Cmd: (inner['Cmd'] as string[]).filter((arg) => !arg.startsWith('--cache-enforce-integrity')) } : inner),
+    patch: (inner) =>
+      Array.isArray(inner['Cmd']) ? { ...inner, Cmd: (inner['Cmd'] as string[]).filter((arg) => !arg.startsWith('--cache-enforce-integrity')) } : inner,
   });
 }
 

@@ -63,10 +63,14 @@ export async function buildGraphImage(options: BuildGraphImageOptions): Promise<
   );
   const baseConfig = JSON.parse(Buffer.from(await client.getBlob(location, base.config.digest, abortable)).toString('utf8')) as Record<string, unknown>;
 
-  const image = appendLayer({ manifest: base, mediaType: mediaType, config: baseConfig }, { digest: layer.digest, diffId: layer.diffId, size: layer.bytes.byteLength }, {
-    createdBy: `meshmirror: graph data from ${url}`,
-    patch: (inner) => ({ ...inner, Cmd: GRAPH_COMMAND, Entrypoint: null }),
-  });
+  const image = appendLayer(
+    { manifest: base, mediaType: mediaType, config: baseConfig },
+    { digest: layer.digest, diffId: layer.diffId, size: layer.bytes.byteLength },
+    {
+      createdBy: `meshmirror: graph data from ${url}`,
+      patch: (inner) => ({ ...inner, Cmd: GRAPH_COMMAND, Entrypoint: null }),
+    },
+  );
   const manifestBytes = image.bytes;
   const manifestDigest = image.digest;
   const configBytes = image.configBytes;
@@ -86,7 +90,11 @@ export async function buildGraphImage(options: BuildGraphImageOptions): Promise<
     targetTag: 'latest',
     descriptor: { mediaType: mediaType, digest: manifestDigest, size: manifestBytes.byteLength },
     manifests: [{ digest: manifestDigest, mediaType: mediaType, bytes: manifestBytes }],
-    blobs: [...base.layers.map((l) => ({ digest: l.digest, size: l.size })), { digest: layer.digest, size: layer.bytes.byteLength }, { digest: configDescriptor.digest, size: configBytes.byteLength }],
+    blobs: [
+      ...base.layers.map((l) => ({ digest: l.digest, size: l.size })),
+      { digest: layer.digest, size: layer.bytes.byteLength },
+      { digest: configDescriptor.digest, size: configBytes.byteLength },
+    ],
     platforms: [],
     skippedPlatforms: [],
     fetchFrom: location,

@@ -6,14 +6,7 @@
  * so the payload is never unpacked to disk.
  */
 import { z } from 'zod';
-import {
-  formatReference,
-  MeshmirrorError,
-  parseImageReference,
-  type Digest,
-  type ImageReference,
-  type RegistryClient,
-} from '@meshmirror/shared';
+import { formatReference, MeshmirrorError, parseImageReference, type Digest, type ImageReference, type RegistryClient } from '@meshmirror/shared';
 import type { LayerSource } from '../layer-source.ts';
 import { scanLayer } from '../layer-files.ts';
 import { platformManifest } from '../platform-manifest.ts';
@@ -84,8 +77,7 @@ export async function readReleaseInfo(payload: ImageReference, options: ReadRele
     client,
     payload,
     where,
-    (children) =>
-      children.find((m) => m.platform?.architecture === options.architecture) ?? children.find((m) => m.platform?.architecture === 'amd64') ?? children[0],
+    (children) => children.find((m) => m.platform?.architecture === options.architecture) ?? children.find((m) => m.platform?.architecture === 'amd64') ?? children[0],
     abortable,
   );
 
@@ -123,7 +115,10 @@ export async function readReleaseInfo(payload: ImageReference, options: ReadRele
       throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: ${IMAGE_REFERENCES} spec.tags[${i}] (${tag.name}): ${(cause as Error).message}`, { cause });
     }
     if (ref.digest === undefined) {
-      throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: ${IMAGE_REFERENCES} spec.tags[${i}] (${tag.name}) names ${tag.from.name} by tag; a release pins its components by digest`);
+      throw new MeshmirrorError(
+        'MM_MANIFEST_INVALID',
+        `${where}: ${IMAGE_REFERENCES} spec.tags[${i}] (${tag.name}) names ${tag.from.name} by tag; a release pins its components by digest`,
+      );
     }
     components.push({ name: tag.name, image: formatReference(ref) });
   }

@@ -5,14 +5,7 @@
  * `openshift/release:<version>-<arch>-<component>` (both repositories configurable).
  */
 import pLimit from 'p-limit';
-import {
-  describeError,
-  errorCode,
-  parseImageReference,
-  type Logger,
-  type PlatformConfig,
-  type RegistryClient,
-} from '@meshmirror/shared';
+import { describeError, errorCode, parseImageReference, type Logger, type PlatformConfig, type RegistryClient } from '@meshmirror/shared';
 import type { FailedImage, RequestedImage } from '../image-set.ts';
 import type { LayerSource } from '../layer-source.ts';
 import { readReleaseInfo, type ReleaseInfo } from './release-payload.ts';
@@ -89,7 +82,8 @@ export async function resolveReleases(options: ResolveReleasesOptions): Promise<
   }
 
   // Read every selected payload (and the direct `release:` image) for its components.
-  const direct = platform.release === undefined ? [] : [{ architecture: platform.architectures[0] ?? 'amd64', payload: platform.release, origin: 'mirror.platform.release' }];
+  const direct =
+    platform.release === undefined ? [] : [{ architecture: platform.architectures[0] ?? 'amd64', payload: platform.release, origin: 'mirror.platform.release' }];
   const limit = pLimit(options.parallel);
   const toRead = [...selected.map((s) => ({ ...s, direct: false })), ...direct.map((d) => ({ ...d, version: '', direct: true }))];
   const read = await Promise.all(

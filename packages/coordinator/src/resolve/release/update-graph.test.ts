@@ -2,15 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MeshmirrorError, silentLogger, type RetryPolicy } from '@meshmirror/shared';
-import {
-  compareVersions,
-  parseUpdateGraph,
-  selectReleases,
-  UpdateGraphClient,
-  type ChannelSelection,
-  type GraphCache,
-  type UpdateGraph,
-} from './update-graph.ts';
+import { compareVersions, parseUpdateGraph, selectReleases, UpdateGraphClient, type ChannelSelection, type GraphCache, type UpdateGraph } from './update-graph.ts';
 
 // ---- a hand-written graph, built from the documented Cincinnati format ----------------------
 
@@ -126,11 +118,7 @@ describe('selectReleases', () => {
 
   it('shortestPath does not step outside the channel', () => {
     // In fast-4.19, 4.19.0-rc.3 → 4.19.0 is an edge; stable-4.19 does not have the rc.
-    expect(select(graph, { name: FAST, shortestPath: true, minVersion: '4.19.0-rc.3', maxVersion: '4.19.1' })).toEqual([
-      '4.19.0-rc.3',
-      '4.19.0',
-      '4.19.1',
-    ]);
+    expect(select(graph, { name: FAST, shortestPath: true, minVersion: '4.19.0-rc.3', maxVersion: '4.19.1' })).toEqual(['4.19.0-rc.3', '4.19.0', '4.19.1']);
     expect(() => select(graph, { shortestPath: true, minVersion: '4.19.0-rc.3', maxVersion: '4.19.1' })).toThrow(/minVersion 4\.19\.0-rc\.3 is not in the channel/);
   });
 
@@ -206,7 +194,11 @@ describe('parseUpdateGraph', () => {
     },
     { what: 'an edge that is not a pair', change: (body) => ((body['edges'] as unknown[])[4] = [1]), path: 'edges[4]' },
     { what: 'an edge index out of range', change: (body) => ((body['edges'] as unknown[])[2] = [0, 42]), path: 'edges[2][1]' },
-    { what: 'a conditional edge without `to`', change: (body) => ((body['conditionalEdges'] as unknown[])[0] = { edges: [{ from: '4.19.1' }] }), path: 'conditionalEdges[0].edges[0].to' },
+    {
+      what: 'a conditional edge without `to`',
+      change: (body) => ((body['conditionalEdges'] as unknown[])[0] = { edges: [{ from: '4.19.1' }] }),
+      path: 'conditionalEdges[0].edges[0].to',
+    },
     { what: 'no nodes', change: (body) => delete body['nodes'], path: 'nodes' },
   ];
 

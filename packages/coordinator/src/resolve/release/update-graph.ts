@@ -77,9 +77,7 @@ const graphSchema = z.looseObject({
     }),
   ),
   edges: z.array(z.tuple([nodeIndex, nodeIndex])).default([]),
-  conditionalEdges: z
-    .array(z.looseObject({ edges: z.array(z.looseObject({ from: z.string().min(1), to: z.string().min(1) })) }))
-    .default([]),
+  conditionalEdges: z.array(z.looseObject({ edges: z.array(z.looseObject({ from: z.string().min(1), to: z.string().min(1) })) })).default([]),
 });
 
 /**
@@ -97,17 +95,15 @@ export function parseUpdateGraph(body: unknown, where: string): UpdateGraph {
     });
   }
   const { data } = parsed;
-  const nodes = data.nodes.map(
-    (node): ReleaseNode => ({
-      version: node.version,
-      payload: node.payload,
-      channels: (node.metadata[CHANNELS_METADATA_KEY] ?? '')
-        .split(',')
-        .map((name) => name.trim())
-        .filter((name) => name !== ''),
-      metadata: node.metadata,
-    }),
-  );
+  const nodes = data.nodes.map((node): ReleaseNode => ({
+    version: node.version,
+    payload: node.payload,
+    channels: (node.metadata[CHANNELS_METADATA_KEY] ?? '')
+      .split(',')
+      .map((name) => name.trim())
+      .filter((name) => name !== ''),
+    metadata: node.metadata,
+  }));
   data.edges.forEach((edge, e) => {
     edge.forEach((index, side) => {
       if (index >= nodes.length) {
@@ -202,11 +198,9 @@ export function selectReleases(graph: UpdateGraph, channel: ChannelSelection, wh
   const first = members[0];
   const head = members.at(-1);
   if (first === undefined || head === undefined) {
-    throw new MeshmirrorError(
-      'MM_NOT_FOUND',
-      `${label}: the update graph has no release in this channel (check the channel name and the architecture)`,
-      { data: { channel: channel.name, where } },
-    );
+    throw new MeshmirrorError('MM_NOT_FOUND', `${label}: the update graph has no release in this channel (check the channel name and the architecture)`, {
+      data: { channel: channel.name, where },
+    });
   }
   const member = (field: 'minVersion' | 'maxVersion', version: string | undefined): ReleaseNode | undefined => {
     if (version === undefined) return undefined;
@@ -535,7 +529,6 @@ function parseJson(text: string, url: string, label: string, contentType: string
     });
   }
 }
-
 
 function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
