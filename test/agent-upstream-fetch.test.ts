@@ -22,7 +22,7 @@ import {
   type PieceEvent,
   type PieceTask,
   type RetryPolicy,
-} from '../packages/shared/src/index.ts';
+} from '@meshmirror/shared';
 import { createInProcessAgent } from '../packages/agent/src/in-process-agent.ts';
 import { createBlobStore, type BlobStore } from '../packages/agent/src/store/blob-store.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';

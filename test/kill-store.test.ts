@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createDigester, digestHex, digestOf, silentLogger } from '../packages/shared/src/index.ts';
+import { createDigester, digestHex, digestOf, silentLogger } from '@meshmirror/shared';
 import { createBlobStore } from '../packages/agent/src/store/blob-store.ts';
 import { patternBytes } from './fixtures-scripts/pattern-bytes.ts';
 
@@ -65,7 +65,7 @@ describe('blob store under kill -9', () => {
     let observedCommitted = 0;
     let observedWritten = 0;
     let finishedBeforeKill = false;
-    for await (const line of createInterface({ input: child.stdout! })) {
+    for await (const line of createInterface({ input: child.stdout })) {
       if (line === 'finished') finishedBeforeKill = true;
       const match = /^written (\d+) committed (\d+)$/.exec(line);
       if (match === null) continue;

@@ -8,10 +8,10 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, parseSwarmKey, sha256Digest, SwarmKey, writeSwarmKeyFile, type Digest } from '../packages/shared/src/index.ts';
-import { createBlobStore } from '../packages/agent/src/index.ts';
+import { createLogger, parseSwarmKey, sha256Digest, SwarmKey, writeSwarmKeyFile, type Digest } from '@meshmirror/shared';
+import { createBlobStore } from '@meshmirror/agent';
 import { lpStream } from '@libp2p/utils';
-import { CONTROL_PROTOCOL, fetchPeerRange, loadOrCreateIdentity, parseAgentAddress, RemoteAgent, startMeshNode } from '../packages/agent/src/mesh/index.ts';
+import { CONTROL_PROTOCOL, fetchPeerRange, loadOrCreateIdentity, parseAgentAddress, RemoteAgent, startMeshNode } from '@meshmirror/agent/mesh';
 import { startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror } from './support/cli.ts';
 

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cacheWithIdentity, farmKeys, startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { archiveContent, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
-import type { AgentReport } from '../packages/coordinator/src/run/mesh-fetch.ts';
+import type { AgentReport } from '@meshmirror/coordinator';
 import { flipByte } from './support/flip-byte.ts';
 
 const MiB = 1024 * 1024;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from '../packages/coordinator/node_modules/yaml/dist/index.js';
+import { parseAllDocuments } from 'yaml';
 import {
   buildOpenShiftContent,
   CATALOG_CONFIGS_LABEL,

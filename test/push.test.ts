@@ -7,7 +7,7 @@ import { cp, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openArchive } from '../packages/agent/src/archive/archive-reader.ts';
-import { parseManifest, type Digest } from '../packages/shared/src/index.ts';
+import { parseManifest, type Digest } from '@meshmirror/shared';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
 import { mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
@@ -186,7 +186,7 @@ describe('disk to mirror into a real registry', () => {
     const reader = await openArchive(tampered);
     const appTop = (await imageBlobs(tampered, fx.pushed.find((p) => p.name === 'sample/app:1.0')!.digest)).find((b) => b.size === 300_000);
     expect(appTop).toBeDefined();
-    const where = reader.locateBlob(appTop!.digest as Digest)!;
+    const where = reader.locateBlob(appTop!.digest)!;
     await flipByte(join(tampered, where.file), where.offset + 1000);
 
     target = await startRegistry();

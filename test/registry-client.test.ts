@@ -27,7 +27,7 @@ import {
   type Digest,
   type HttpRegistryClient,
   type RegistryClientOptions,
-} from '../packages/shared/src/index.ts';
+} from '@meshmirror/shared';
 import { uploadBlob } from '../packages/agent/src/push/blob-uploader.ts';
 import { startFaultProxy } from './support/fault-proxy.ts';
 import { makeHtpasswd, makeSelfSignedCert, startRegistry, type RunningRegistry } from './support/registry.ts';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { digestHex, parseManifest, silentLogger, type Digest } from '../packages/shared/src/index.ts';
+import { digestHex, parseManifest, silentLogger, type Digest } from '@meshmirror/shared';
 import { writeArchive } from '../packages/agent/src/archive/archive-writer.ts';
 import { testRunDescription } from '../packages/agent/src/archive/test-run-fixture.ts';
 import { openOciLayout } from '../packages/agent/src/layout/oci-layout-reader.ts';

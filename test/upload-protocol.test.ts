@@ -12,15 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { uploadBlob, type UploadJournal, type UploadSource } from '../packages/agent/src/push/blob-uploader.ts';
-import {
-  ANONYMOUS_CREDENTIALS,
-  createRegistryClient,
-  HostBackoff,
-  silentLogger,
-  type Digest,
-  type HttpRegistryClient,
-  type RetryPolicy,
-} from '../packages/shared/src/index.ts';
+import { ANONYMOUS_CREDENTIALS, createRegistryClient, HostBackoff, silentLogger, type Digest, type HttpRegistryClient, type RetryPolicy } from '@meshmirror/shared';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
 

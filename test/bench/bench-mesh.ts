@@ -19,7 +19,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { formatBytes } from '../../packages/shared/src/index.ts';
+import { formatBytes } from '@meshmirror/shared';
 import { releaseLikeImageSet } from '../../packages/coordinator/src/demo/sample-image-set.ts';
 import { runMeshmirror } from '../support/cli.ts';
 import { mirrorArgs, writeImageSetConfig } from '../support/mirror-fixture.ts';

@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { formatBytes } from '../../packages/shared/src/index.ts';
+import { formatBytes } from '@meshmirror/shared';
 import { releaseLikeImageSet, writeSampleLayout, type SampleImage } from '../../packages/coordinator/src/demo/sample-image-set.ts';
 import { CLI_ENTRY } from '../support/cli.ts';
 import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';

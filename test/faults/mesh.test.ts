@@ -15,7 +15,7 @@ import { startNamespaceFarm, servedBetween, type NamespaceFarm } from '../suppor
 import { canBuildNetworks } from '../support/netns.ts';
 import { FULL_MATRIX, formatBytes, scenario } from './matrix.ts';
 import { checkArchive, countLog, describeCheck, startFreezingRelay } from './mesh-farm.ts';
-import type { AgentReport } from '../../packages/coordinator/src/run/mesh-fetch.ts';
+import type { AgentReport } from '@meshmirror/coordinator';
 import { flipByte } from '../support/flip-byte.ts';
 
 const MiB = 1024 * 1024;

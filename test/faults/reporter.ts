@@ -5,7 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Reporter, TestCase, TestModule } from 'vitest/node';
-import { formatBytes, type FaultRow } from './matrix.ts';
+import { formatBytes } from './matrix.ts';
 
 function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
@@ -14,7 +14,7 @@ function cell(text: string): string {
 /** The table's order: the issue's groups, whatever order the files finished in. */
 const GROUPS = ['upstream', 'mesh', 'disk', 'input', 'hostile archive', 'security', 'load'];
 function groupOf(test: TestCase): number {
-  const name = (test.meta().faultRow as FaultRow | undefined)?.scenario ?? test.name;
+  const name = test.meta().faultRow?.scenario ?? test.name;
   const index = GROUPS.findIndex((g) => name.startsWith(`${g}:`));
   return index === -1 ? GROUPS.length : index;
 }
@@ -22,7 +22,7 @@ function groupOf(test: TestCase): number {
 function rowOf(test: TestCase): string | undefined {
   const state = test.result().state;
   if (state === 'skipped' || state === 'pending') return undefined;
-  const row = test.meta().faultRow as FaultRow | undefined;
+  const row = test.meta().faultRow;
   if (row === undefined && !test.module.moduleId.includes('/test/faults/')) return undefined;
   const verdict = state === 'passed' ? 'pass' : 'FAIL';
   if (row === undefined) return `| ${cell(test.fullName)} | | | | | ${verdict}: ${cell(test.result().errors?.[0]?.message ?? 'no row recorded')} |`;

@@ -6,7 +6,7 @@
  *
  * Usage: node write-piece-until-killed.ts STORE_DIR DIGEST SIZE COMMIT_EVERY_BYTES CHUNK_BYTES
  */
-import { isDigest, silentLogger } from '../../packages/shared/src/index.ts';
+import { isDigest, silentLogger } from '@meshmirror/shared';
 import { createBlobStore } from '../../packages/agent/src/store/blob-store.ts';
 import { patternBytes } from './pattern-bytes.ts';
 

@@ -101,18 +101,16 @@ export async function startNamespaceFarm(options: NamespaceFarmOptions): Promise
       ref: (name) => `${registryAddress}/${name}`,
       async startAgents(prefix, count = agentHosts.length) {
         const agents = await Promise.all(
-          agentHosts
-            .slice(0, count)
-            .map((host, i) =>
-              startAgent({
-                host,
-                data: join(dir, `${prefix}-${i + 1}`),
-                swarmKey: keyFile,
-                allow: [coordinatorId],
-                listen: `/ip4/${host.lanAddress}/tcp/4001`,
-                logLevel: 'info',
-              }),
-            ),
+          agentHosts.slice(0, count).map((host, i) =>
+            startAgent({
+              host,
+              data: join(dir, `${prefix}-${i + 1}`),
+              swarmKey: keyFile,
+              allow: [coordinatorId],
+              listen: `/ip4/${host.lanAddress}/tcp/4001`,
+              logLevel: 'info',
+            }),
+          ),
         );
         running.push(...agents);
         return agents;

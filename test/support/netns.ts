@@ -27,7 +27,7 @@ export interface NetHost {
   /** The namespace's name, for `ip netns exec`. */
   ns: string;
   wanAddress: string;
-  lanAddress?: string;
+  lanAddress?: string | undefined;
   /** Starts a command inside this host. */
   spawn(command: string, args: string[], options?: SpawnOptions): ChildProcess;
   /** Runs a command inside this host and returns its stdout. */

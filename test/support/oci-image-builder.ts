@@ -7,16 +7,13 @@
  * real files. Everything is deterministic: tar entries have mtime 0 and uid/gid 0, configs carry a
  * fixed `created`, and JSON is written with a fixed key order, so the same input gives the same
  * digests on every run.
- *
- * tar-stream is not a dependency of the workspace root, so it is imported from the coordinator
- * package's own node_modules (the bare specifier does not resolve from test/).
  */
 import { createCipheriv, createHash } from 'node:crypto';
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import tar from '../../packages/coordinator/node_modules/tar-stream/index.js';
-import { digestHex, MediaType, REF_NAME_ANNOTATION, sha256Digest, type Digest } from '../../packages/shared/src/index.ts';
+import tar from 'tar-stream';
+import { digestHex, MediaType, REF_NAME_ANNOTATION, sha256Digest, type Digest } from '@meshmirror/shared';
 
 /** A layer blob: the (possibly compressed) bytes, their digest, and the digest of the uncompressed tar. */
 export interface Layer {

@@ -22,8 +22,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { stringify as yamlStringify } from '../../packages/coordinator/node_modules/yaml/dist/index.js';
-import type { Digest } from '../../packages/shared/src/index.ts';
+import { stringify as yamlStringify } from 'yaml';
+import type { Digest } from '@meshmirror/shared';
 import { LayoutBuilder, randomLayer, tarLayer, type BuiltImage, type Layer, type TarEntry } from './oci-image-builder.ts';
 import { pushLayout, type PushedImage } from './push-layout.ts';
 

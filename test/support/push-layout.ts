@@ -11,16 +11,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
-  digestHex,
-  isIndexMediaType,
-  parseManifest,
-  REF_NAME_ANNOTATION,
-  sha256Digest,
-  throwIfAborted,
-  type Descriptor,
-  type Digest,
-} from '../../packages/shared/src/index.ts';
+import { digestHex, isIndexMediaType, parseManifest, REF_NAME_ANNOTATION, sha256Digest, throwIfAborted, type Descriptor, type Digest } from '@meshmirror/shared';
 
 export interface PushLayoutOptions {
   /** Names (index.json `org.opencontainers.image.ref.name`) to push. Default: every named image. */

@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type { Digest } from '../../packages/shared/src/index.ts';
+import type { Digest } from '@meshmirror/shared';
 
 export const SKOPEO_BINARY = process.env['MESHMIRROR_SKOPEO_BIN'] ?? 'skopeo';
 

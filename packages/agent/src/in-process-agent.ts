@@ -161,9 +161,10 @@ class InProcessAgent implements Agent {
     const batch = new AbortController();
     const forwardAbort = (): void => batch.abort(signal?.reason);
     signal?.addEventListener('abort', forwardAbort, { once: true });
-    let fatal: unknown;
+    // The first failure, boxed so that it is told apart from none even if what was thrown is `undefined`.
+    let fatal: { error: unknown } | undefined;
     const stop = (err: unknown): void => {
-      if (fatal === undefined) fatal = err;
+      fatal ??= { error: err };
       batch.abort(err);
     };
 
@@ -231,7 +232,7 @@ class InProcessAgent implements Agent {
       signal?.removeEventListener('abort', forwardAbort);
     }
     if (signal?.aborted === true) throw abortError(signal);
-    if (fatal !== undefined) throw fatal;
+    if (fatal !== undefined) throw fatal.error;
   }
 
   async #completeBlob(

@@ -115,7 +115,7 @@ export class StallError extends MeshmirrorError {
 }
 
 export function abortError(signal?: AbortSignal): MeshmirrorError {
-  const reason = signal?.reason;
+  const reason: unknown = signal?.reason;
   if (reason instanceof MeshmirrorError) return reason;
   return new MeshmirrorError('MM_ABORTED', 'operation aborted', { cause: reason });
 }

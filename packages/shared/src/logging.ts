@@ -33,7 +33,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   return pino(
     {
       level: options.level ?? 'info',
-      base: undefined,
+      // No pid or hostname on every line.
+      base: null,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     },
     options.destination ?? pino.destination(2),

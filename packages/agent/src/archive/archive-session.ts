@@ -135,7 +135,7 @@ export function checkArchiveFinal(final: { images: ArchiveImage[]; metadata: Run
   return metadata.data;
 }
 
-export function checkArchiveBlob(blob: { digest: Digest; size: number }): void {
+export function checkArchiveBlob(blob: { digest: string; size: number }): void {
   if (!isDigest(blob.digest)) throw new MeshmirrorError('MM_USAGE', `archive blob "${blob.digest}" is not a sha256 digest`);
   if (!Number.isSafeInteger(blob.size) || blob.size < 0) {
     throw new MeshmirrorError('MM_USAGE', `archive blob ${blob.digest} has an invalid size ${blob.size}`);

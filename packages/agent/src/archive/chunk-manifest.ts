@@ -5,7 +5,7 @@
  * `runMetadataSchema`). One zod schema each is the truth for the writer and the reader.
  */
 import { z } from 'zod';
-import { isDigest, type Digest } from '@meshmirror/shared';
+import { isDigest } from '@meshmirror/shared';
 
 /** Chunk files are `mirror_000001.tar`, `mirror_000002.tar`, … */
 export const CHUNK_FILE_RE = /^mirror_(\d{6,})\.tar$/;
@@ -25,10 +25,7 @@ export const OCI_LAYOUT_ENTRY = 'oci-layout';
 export const INDEX_JSON_ENTRY = 'index.json';
 export const BLOB_ENTRY_PREFIX = 'blobs/sha256/';
 
-const digestSchema = z
-  .string()
-  .refine(isDigest, 'must be a sha256 digest')
-  .transform((d) => d as Digest);
+const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest');
 const byteCount = z.number().int().nonnegative().refine(Number.isSafeInteger, 'must be a safe integer');
 
 export const chunkBlobSchema = z.object({

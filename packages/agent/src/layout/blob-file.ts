@@ -44,7 +44,7 @@ export interface OpenFileRegionOptions {
   where: string;
   /** Refuse to follow a symbolic link at `path` (blob files of a layout). */
   noFollow?: boolean;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /**

@@ -64,7 +64,7 @@ export async function serveBlobs(node: Libp2p, options: BlobServerOptions): Prom
       let request: BlobRangeRequest | undefined;
       try {
         const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES });
-        request = parseMessage((await lp.read({ signal })).subarray(), blobRequestSchema, `blob request from ${peer}`) as BlobRangeRequest;
+        request = parseMessage((await lp.read({ signal })).subarray(), blobRequestSchema, `blob request from ${peer}`);
         const body = await source.openStoredRange(request.digest, request.offset, request.length);
         if (body === undefined) {
           const error = { code: 'MM_NOT_FOUND', message: `range ${request.offset}+${request.length} of blob ${request.digest} is not held here` };

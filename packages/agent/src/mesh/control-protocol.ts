@@ -30,7 +30,6 @@ import {
   type FetchPiecesOptions,
   type FetchSettings,
   type Logger,
-  type PieceEvent,
   type PieceTask,
   type PushBlobOptions,
   type PushBlobRequest,
@@ -303,7 +302,7 @@ export class RemoteAgent implements Agent {
         if (message.type === 'done') break;
         if (message.type === 'error') throw new MeshmirrorError(asCode(message.code), `agent ${this.name}: ${message.message}`);
         if (message.type !== 'event') throw new MeshmirrorError('MM_NETWORK', `agent ${this.name} sent "${message.type}" during an assignment`);
-        const event = message.event as PieceEvent;
+        const event = message.event;
         // An agent reports only on what it was given.
         const mine = event.type === 'blob-held' ? digests.has(event.digest) : assigned.has(`${event.digest}@${event.offset}`);
         if (!mine) {

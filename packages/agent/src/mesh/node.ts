@@ -9,7 +9,16 @@
  */
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
-import type { ConnectionEncrypter, ConnectionGater, Libp2p, MessageStream, PeerId, SecureConnectionOptions, SecuredConnection } from '@libp2p/interface';
+import type {
+  ConnectionEncrypter,
+  ConnectionGater,
+  Libp2p,
+  MessageStream,
+  MultiaddrConnection,
+  PeerId,
+  SecureConnectionOptions,
+  SecuredConnection,
+} from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
 import { createLibp2p } from 'libp2p';
 import { describeError, MeshmirrorError, type Logger, type SwarmKey } from '@meshmirror/shared';
@@ -35,7 +44,8 @@ export interface MeshNodeOptions {
 function logHandshakeFailures<C>(factory: (components: C) => ConnectionEncrypter, logger: Logger): (components: C) => ConnectionEncrypter {
   return (components: C) => {
     const inner = factory(components);
-    const remoteOf = (connection: MessageStream): string => String((connection as unknown as { remoteAddr?: unknown }).remoteAddr ?? 'unknown');
+    // The upgrader hands the encrypter the transport's MultiaddrConnection, typed as the MessageStream it extends.
+    const remoteOf = (connection: MessageStream): string => (connection as Partial<Pick<MultiaddrConnection, 'remoteAddr'>>).remoteAddr?.toString() ?? 'unknown';
     const report = (direction: 'inbound' | 'outbound', connection: MessageStream, err: unknown): void => {
       logger.warn({ direction, remote: remoteOf(connection), err: describeError(err) }, 'handshake failed (a peer without this swarm key?); connection refused');
     };

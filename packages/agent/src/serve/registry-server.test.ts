@@ -140,7 +140,7 @@ describe('registry server', () => {
       ['POST', 'sample/app/blobs/uploads/'],
       ['DELETE', `sample/app/blobs/${layout.blobs[0]!.digest}`],
     ] as const) {
-      const response = await fetch(`${server.url}/v2/${path}`, { method, body: method === 'DELETE' ? undefined : '{}' });
+      const response = await fetch(`${server.url}/v2/${path}`, { method, body: method === 'DELETE' ? null : '{}' });
       expect(response.status).toBe(405);
       expect(await errorCodes(response)).toEqual(['UNSUPPORTED']);
     }

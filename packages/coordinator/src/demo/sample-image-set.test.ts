@@ -1,11 +1,15 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MediaType, REF_NAME_ANNOTATION } from '@meshmirror/shared';
-import { skopeoInspectDigest } from '../../../../test/support/skopeo.ts';
+import { SKOPEO_BINARY, skopeoInspectDigest } from '../../../../test/support/skopeo.ts';
 import { demoImageSet, releaseLikeImageSet, sampleLayerStream, uniqueLayerBytes, writeSampleLayout, type SampleImage } from './sample-image-set.ts';
+
+// `pnpm test` installs skopeo first (test/support/ensure-tools.ts); `pnpm test:unit` may run without it.
+const hasSkopeo = spawnSync(SKOPEO_BINARY, ['--version']).error === undefined;
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -50,7 +54,7 @@ describe('sampleLayerStream', () => {
 });
 
 describe('writeSampleLayout', () => {
-  it('writes a valid OCI layout whose blobs match their names and whose images skopeo reads', async () => {
+  it.skipIf(!hasSkopeo)('writes a valid OCI layout whose blobs match their names and whose images skopeo reads', async () => {
     const dir = await tempDir();
     const result = await writeSampleLayout(dir, demoImageSet());
 

@@ -26,7 +26,7 @@ export interface ProgressReporterOptions {
   /** Where progress goes (stderr by default, so stdout stays free for `--output json`). */
   stream?: NodeJS.WriteStream;
   /** 'bars' on a TTY, 'lines' elsewhere, 'none' to stay quiet. Default: decided by `stream.isTTY`. */
-  mode?: 'bars' | 'lines' | 'none';
+  mode?: 'bars' | 'lines' | 'none' | undefined;
   /** Interval between plain progress lines. */
   lineIntervalMs?: number;
   /** Hosts this process is backing off from (its `HostBackoff`), read at each refresh. */

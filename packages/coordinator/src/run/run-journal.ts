@@ -19,9 +19,9 @@ export type ImageState = 'resolved' | 'archived' | 'pushed' | 'failed';
 export interface ImageRecord {
   source: string;
   state: ImageState;
-  digest?: Digest;
-  code?: string;
-  reason?: string;
+  digest?: Digest | undefined;
+  code?: string | undefined;
+  reason?: string | undefined;
 }
 
 /**

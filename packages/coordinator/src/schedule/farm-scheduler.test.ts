@@ -6,7 +6,7 @@ import { DISTRUST_AFTER_WRONG_PIECES, ENDGAME_MIN_REMAINING_MS, FarmScheduler, t
 const MiB = 1024 * 1024;
 
 function digestOf(n: number): Digest {
-  return `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
+  return `sha256:${n.toString(16).padStart(64, '0')}`;
 }
 
 function piece(n: number, length: number, extra: Partial<MeshPiece> = {}): MeshPiece {

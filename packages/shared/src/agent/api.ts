@@ -66,9 +66,9 @@ export type PieceEvent =
       delayMs: number;
       code: string;
       message: string;
-      host?: string;
-      failingForMs?: number;
-      unreachable?: boolean;
+      host?: string | undefined;
+      failingForMs?: number | undefined;
+      unreachable?: boolean | undefined;
     };
 
 export interface FetchPiecesOptions extends AbortOptions {

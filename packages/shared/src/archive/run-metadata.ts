@@ -17,7 +17,7 @@
  */
 import { z } from 'zod';
 import { formatConfigPath, IMAGESET_KIND } from '../config/imageset.ts';
-import { isDigest, type Digest } from '../oci/digest.ts';
+import { isDigest } from '../oci/digest.ts';
 
 /** The run.json version this build writes, and the newest it reads. */
 export const RUN_METADATA_VERSION = 1;
@@ -25,10 +25,7 @@ export const RUN_METADATA_VERSION = 1;
 /** What a legacy image without `origin` reports as its origin (the push report's column). */
 export const LEGACY_IMAGE_ORIGIN = 'archive';
 
-const digestSchema = z
-  .string()
-  .refine(isDigest, 'must be a sha256 digest')
-  .transform((d) => d as Digest);
+const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest');
 
 /** Where an image came from in the ImageSetConfiguration. */
 export const imageKindSchema = z.enum(['release', 'operator', 'additional']);

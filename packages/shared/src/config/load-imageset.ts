@@ -162,7 +162,9 @@ function yamlToData(node: unknown, ctx: WalkContext, path: Array<string | number
     }
   }
   if (isScalar(node)) {
-    if (mode !== 'typed' && node.value !== null && typeof node.value !== 'string') return node.source ?? String(node.value);
+    // Text modes keep a number or boolean as written; the core schema parses no other non-string scalar.
+    const value = node.value;
+    if (mode !== 'typed' && (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')) return node.source ?? String(value);
     return node.value;
   }
   if (isSeq(node)) {

@@ -73,7 +73,10 @@ const SETTING_KEYS = Object.keys(SETTINGS) as Array<keyof TransferSettings>;
  * value throws a `ConfigError` naming the flag (`--parallel-images`) or the field
  * (`meshmirror.parallelImages`) it came from.
  */
-export function resolveTransferSettings(fromFile: MeshmirrorFileSettings | undefined, fromFlags: Partial<TransferSettings>): TransferSettings {
+export function resolveTransferSettings(
+  fromFile: MeshmirrorFileSettings | undefined,
+  fromFlags: { [K in keyof TransferSettings]?: TransferSettings[K] | undefined },
+): TransferSettings {
   const settings: TransferSettings = { ...DEFAULT_TRANSFER_SETTINGS };
   const assign = <K extends keyof TransferSettings>(key: K, value: TransferSettings[K]) => {
     settings[key] = value;

@@ -1,12 +1,9 @@
 import { z } from 'zod';
 import { MeshmirrorError } from '../errors.ts';
-import { isDigest, type Digest } from './digest.ts';
+import { isDigest } from './digest.ts';
 import { isIndexMediaType, isManifestMediaType, MediaType } from './media-types.ts';
 
-const digestSchema = z
-  .string()
-  .refine(isDigest, 'must be a sha256 digest')
-  .transform((d) => d as Digest);
+const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest');
 
 export const descriptorSchema = z
   .object({

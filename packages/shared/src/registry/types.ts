@@ -8,7 +8,7 @@ export interface RepositoryLocation {
 }
 
 export interface AbortOptions {
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 export interface FetchedManifest {

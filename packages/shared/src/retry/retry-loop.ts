@@ -43,12 +43,13 @@ export interface WithRetriesOptions {
 export async function withRetries<T>(operation: (attempt: number) => Promise<T>, options: WithRetriesOptions): Promise<T> {
   const { policy, host, backoff, signal } = options;
   const clock = new RetryClock(policy, options.random === undefined ? {} : { random: options.random });
-  let lastError: unknown;
+  // Boxed so that a failure is told apart from none even if what was thrown is `undefined`.
+  let lastFailure: { error: unknown } | undefined;
   for (let attempt = 1; ; attempt++) {
     throwIfAborted(signal);
     if (backoff !== undefined) {
       const turn = await backoff.waitTurn(host, { signal, until: clock.deadline(backoff.failingSince(host)) });
-      if (!turn && lastError !== undefined) throw lastError;
+      if (!turn && lastFailure !== undefined) throw lastFailure.error;
       if (!turn) throw hostGivenUp(host, backoff, policy);
     }
     const ticket = backoff?.ticket(host);
@@ -59,7 +60,7 @@ export async function withRetries<T>(operation: (attempt: number) => Promise<T>,
     } catch (error) {
       if (signal?.aborted === true) throw abortError(signal);
       if (!isRetryable(error)) throw error;
-      lastError = error;
+      lastFailure = { error };
       backoff?.recordFailure(host, error);
       const decision = clock.failure({ retryAfterMs: retryAfterOf(error), hostFailingSince: backoff?.failingSince(host) });
       if (!decision.retry) throw error;

@@ -170,5 +170,5 @@ async function repackGraphData(body: Readable, url: string, signal: AbortSignal 
   pack.finalize();
   await collected;
   const bytes = Buffer.concat(chunks);
-  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest: sha256Digest(bytes), diffId: `sha256:${diff.digest('hex')}` as Digest };
+  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest: sha256Digest(bytes), diffId: `sha256:${diff.digest('hex')}` };
 }

@@ -420,7 +420,7 @@ export class UpdateGraphClient {
   async #readBody(body: Readable, declared: string | undefined, url: URL, label: string, signal: AbortSignal | undefined): Promise<string> {
     const maxBytes = this.#options.maxBodyBytes ?? DEFAULT_MAX_GRAPH_BYTES;
     const tooLarge = (): MeshmirrorError =>
-      new MeshmirrorError('MM_MANIFEST_INVALID', `${label}: GET ${url}: the answer is larger than ${formatBytes(maxBytes)}, too large for an update graph`, {
+      new MeshmirrorError('MM_MANIFEST_INVALID', `${label}: GET ${url.href}: the answer is larger than ${formatBytes(maxBytes)}, too large for an update graph`, {
         data: { url: url.toString(), maxBytes },
       });
     if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
@@ -442,7 +442,7 @@ export class UpdateGraphClient {
       if (error instanceof MeshmirrorError) throw error;
       if (signal?.aborted === true) throw abortError(signal);
       // A body cut short is worth another attempt: `MM_TRUNCATED` is what the retry classifier retries.
-      throw new MeshmirrorError('MM_TRUNCATED', `${label}: GET ${url}: the connection failed after ${total} bytes (${reasonOf(error)})`, {
+      throw new MeshmirrorError('MM_TRUNCATED', `${label}: GET ${url.href}: the connection failed after ${total} bytes (${reasonOf(error)})`, {
         cause: error,
         data: { url: url.toString(), received: total },
       });
@@ -490,7 +490,7 @@ async function statusError(response: Dispatcher.ResponseData, url: URL, label: s
   const text = response.statusText === '' ? (STATUS_CODES[status] ?? '') : response.statusText;
   const snippet = await readSnippet(response.body);
   const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
-  const message = `${label}: GET ${url}: HTTP ${status}${text === '' ? '' : ` ${text}`}${snippet === '' ? '' : ` (${snippet})`}`;
+  const message = `${label}: GET ${url.href}: HTTP ${status}${text === '' ? '' : ` ${text}`}${snippet === '' ? '' : ` (${snippet})`}`;
   return new RegistryError(message, {
     status,
     url: url.toString(),
