@@ -21,6 +21,7 @@ import {
   type RegistryPushClient,
   type RetryPolicy,
   type StartArchiveOptions,
+  type BlobRef,
 } from '@meshmirror/shared';
 import pLimit from 'p-limit';
 import { startArchive } from './archive/archive-session.ts';
@@ -83,7 +84,7 @@ class InProcessAgent implements Agent {
     this.#pushLogger = options.logger.child({ component: 'mesh:pusher', agent: this.name });
   }
 
-  holdings(blobs: Array<{ digest: Digest; size: number }>, options: AbortOptions = {}): Promise<BlobHolding[]> {
+  holdings(blobs: BlobRef[], options: AbortOptions = {}): Promise<BlobHolding[]> {
     return this.#options.store.holdings(blobs, options);
   }
 

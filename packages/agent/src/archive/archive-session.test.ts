@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DigestMismatchError, digestHex, MeshmirrorError, type ArchiveProgress, type BlobReader, type Digest } from '@meshmirror/shared';
+import { DigestMismatchError, digestHex, MeshmirrorError, type ArchiveProgress, type BlobReader, type Digest, type BlobRef } from '@meshmirror/shared';
 import { openOciLayout } from '../layout/oci-layout-reader.ts';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
 import { openArchive } from './archive-reader.ts';
@@ -23,7 +23,7 @@ let work: string;
 let layoutDir: string;
 let layout: TestLayout;
 let source: BlobReader;
-let bigLayer: { digest: Digest; size: number };
+let bigLayer: BlobRef;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'mm-archive-session-'));
@@ -80,11 +80,7 @@ function growthWith(manifestLength: number, entry: { digest: Digest; size: numbe
 }
 
 /** Adds `blobs` from `callers` concurrent callers, each awaiting its previous add; returns the call order. */
-async function addConcurrently(
-  session: { add(blob: { digest: Digest; size: number }): Promise<void> },
-  blobs: Array<{ digest: Digest; size: number }>,
-  callers: number,
-): Promise<Digest[]> {
+async function addConcurrently(session: { add(blob: BlobRef): Promise<void> }, blobs: BlobRef[], callers: number): Promise<Digest[]> {
   const callOrder: Digest[] = [];
   const queues = Array.from({ length: callers }, (_, caller) => blobs.filter((_, i) => i % callers === caller));
   await Promise.all(

@@ -42,6 +42,7 @@ import {
   type RunDescription,
   type RunMetadata,
   type StartArchiveOptions,
+  type BlobRef,
 } from '@meshmirror/shared';
 import {
   BLOB_ENTRY_PREFIX,
@@ -236,7 +237,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
     return this.#blobDataBytes;
   }
 
-  add(blob: { digest: Digest; size: number; verified?: boolean }, options: AbortOptions = {}): Promise<void> {
+  add(blob: BlobRef & { verified?: boolean }, options: AbortOptions = {}): Promise<void> {
     try {
       throwIfAborted(options.signal);
       this.#assertAccepting('add a blob to');
@@ -397,7 +398,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
     draining?.resolve();
   }
 
-  async #addNow(blob: { digest: Digest; size: number; verified: boolean }, reservation: Reservation, signal: AbortSignal): Promise<void> {
+  async #addNow(blob: BlobRef & { verified: boolean }, reservation: Reservation, signal: AbortSignal): Promise<void> {
     try {
       throwIfAborted(signal);
       this.#assertUsable();
@@ -440,13 +441,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
    * Writes the blob's entry at `start`, checking size and sha256 while copying. On any failure the
    * chunk file is truncated back to `start`, so the chunk is as if the blob had never been added.
    */
-  async #writeBlobEntry(
-    chunk: OpenChunk,
-    blob: { digest: Digest; size: number; verified: boolean },
-    start: number,
-    reservation: Reservation,
-    signal: AbortSignal,
-  ): Promise<void> {
+  async #writeBlobEntry(chunk: OpenChunk, blob: BlobRef & { verified: boolean }, start: number, reservation: Reservation, signal: AbortSignal): Promise<void> {
     let entryBytes = 0;
     const put = async (data: Buffer, position: number): Promise<void> => {
       await writeAt(chunk.handle, data, position, chunk.partialPath);

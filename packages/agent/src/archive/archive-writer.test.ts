@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DigestMismatchError, digestHex, type ArchiveProgress, type BlobReader, type Digest } from '@meshmirror/shared';
+import { DigestMismatchError, digestHex, type ArchiveProgress, type BlobReader, type Digest, type BlobRef } from '@meshmirror/shared';
 import { openOciLayout } from '../layout/oci-layout-reader.ts';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
 import { openArchive } from './archive-reader.ts';
@@ -217,7 +217,7 @@ describe('writeArchive', () => {
 });
 
 describe('planArchiveChunks', () => {
-  const blob = (n: number, size: number): { digest: Digest; size: number } => ({ digest: `sha256:${n.toString(16).padStart(64, '0')}`, size });
+  const blob = (n: number, size: number): BlobRef => ({ digest: `sha256:${n.toString(16).padStart(64, '0')}`, size });
   const extras = () => [{ name: 'index.json', data: Buffer.alloc(700) }];
 
   it('keeps every chunk within the limit and accounts for headers, padding, manifest and end blocks', () => {

@@ -19,6 +19,7 @@ import {
   type BlobReader,
   type Digest,
   type Logger,
+  type BlobRef,
 } from '@meshmirror/shared';
 import { chunkFileName, type ChunkBlob } from './chunk-manifest.ts';
 import { addBlobToFill, chunkFileBytes, chunkFillWithBlob, emptyChunkFill, type ArchiveExtraEntry, type ChunkFill } from './chunk-sizing.ts';
@@ -66,7 +67,7 @@ export interface ArchivePlan {
  * how many chunks an archive will take.
  */
 export function planArchiveChunks(
-  blobs: ReadonlyArray<{ digest: Digest; size: number }>,
+  blobs: ReadonlyArray<BlobRef>,
   chunkSizeBytes: number,
   archiveId: string,
   extrasFor: (chunkCount: number) => ArchiveExtraEntry[],
@@ -157,13 +158,13 @@ export async function writeArchive(reader: BlobReader, request: ArchiveRequest, 
   }
 }
 
-function validateRequest(request: ArchiveRequest): Array<{ digest: Digest; size: number }> {
+function validateRequest(request: ArchiveRequest): BlobRef[] {
   if (!Number.isSafeInteger(request.chunkSizeBytes) || request.chunkSizeBytes <= 0) {
     throw new MeshmirrorError('MM_USAGE', `archive chunk size must be a positive number of bytes, got ${request.chunkSizeBytes}`);
   }
   if (request.dir === '') throw new MeshmirrorError('MM_USAGE', 'archive folder is empty');
   const sizes = new Map<Digest, number>();
-  const blobs: Array<{ digest: Digest; size: number }> = [];
+  const blobs: BlobRef[] = [];
   for (const blob of request.blobs) {
     checkArchiveBlob(blob);
     const known = sizes.get(blob.digest);
@@ -185,7 +186,7 @@ function validateRequest(request: ArchiveRequest): Array<{ digest: Digest; size:
   return blobs;
 }
 
-async function checkBlobsHeld(reader: BlobReader, blobs: Array<{ digest: Digest; size: number }>, signal?: AbortSignal): Promise<void> {
+async function checkBlobsHeld(reader: BlobReader, blobs: BlobRef[], signal?: AbortSignal): Promise<void> {
   const missing: Digest[] = [];
   for (const blob of blobs) {
     throwIfAborted(signal);

@@ -5,7 +5,7 @@
  * then its own manifest entry, then the end-of-archive blocks. The manifest lists every blob of the
  * chunk, so it grows with each blob and is counted exactly.
  */
-import type { Digest } from '@meshmirror/shared';
+import type { BlobRef } from '@meshmirror/shared';
 import { encodeJson, type ChunkBlob, type ChunkManifest } from './chunk-manifest.ts';
 import { END_OF_ARCHIVE_BYTES, TAR_BLOCK, tarEntryBytes } from './tar-header.ts';
 
@@ -42,7 +42,7 @@ export function encodeChunkManifest(fill: ChunkFill, archiveId: string): Buffer 
   return encodeJson({ chunk: fill.chunk, archiveId, blobs: fill.blobs } satisfies ChunkManifest);
 }
 
-export function chunkFillWithBlob(fill: ChunkFill, blob: { digest: Digest; size: number }): ChunkFillWithBlob {
+export function chunkFillWithBlob(fill: ChunkFill, blob: BlobRef): ChunkFillWithBlob {
   const entry: ChunkBlob = { digest: blob.digest, size: blob.size, offset: fill.blobBytes + TAR_BLOCK };
   const blobBytes = fill.blobBytes + tarEntryBytes(blob.size);
   // Compact JSON: each further blob adds its own object and, after the first, one comma.

@@ -5,7 +5,7 @@
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
-import { MeshmirrorError, throwIfAborted, type ByteRange, type Digest } from '@meshmirror/shared';
+import { MeshmirrorError, throwIfAborted, type ByteRange, type BlobRef } from '@meshmirror/shared';
 import { createVerifyingStream } from '../archive/verifying-stream.ts';
 
 const READ_CHUNK_BYTES = 256 * 1024;
@@ -39,7 +39,7 @@ export interface OpenFileRegionOptions {
   blobOffset: number;
   range: ResolvedRange;
   /** When set, the bytes are checked against it (only for whole-blob reads). */
-  verify?: { digest: Digest; size: number };
+  verify?: BlobRef;
   /** For messages: the blob's file and entry. */
   where: string;
   /** Refuse to follow a symbolic link at `path` (blob files of a layout). */

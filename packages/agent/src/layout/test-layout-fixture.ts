@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { digestHex, MediaType, REF_NAME_ANNOTATION, sha256Digest, type Descriptor, type Digest } from '@meshmirror/shared';
+import { digestHex, MediaType, REF_NAME_ANNOTATION, sha256Digest, type Descriptor, type Digest, type BlobRef } from '@meshmirror/shared';
 
 export interface TestImage {
   /** Written as `org.opencontainers.image.ref.name`. */
@@ -18,7 +18,7 @@ export interface TestImage {
 export interface TestLayout {
   images: Array<{ name: string; descriptor: Descriptor }>;
   /** Every blob once: layers, config, manifest(s), then the index, image by image. */
-  blobs: Array<{ digest: Digest; size: number }>;
+  blobs: BlobRef[];
 }
 
 export async function writeTestLayout(dir: string, images: TestImage[]): Promise<TestLayout> {

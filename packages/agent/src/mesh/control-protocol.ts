@@ -35,6 +35,7 @@ import {
   type PushBlobRequest,
   type PushBlobResult,
   type PushSettings,
+  type BlobRef,
 } from '@meshmirror/shared';
 import type { BlobStore } from '../store/blob-store.ts';
 import { asError, encodeMessage, parseMessage } from './messages.ts';
@@ -249,7 +250,7 @@ export class RemoteAgent implements Agent {
     }
   }
 
-  async holdings(blobs: Array<{ digest: Digest; size: number }>, options: AbortOptions = {}): Promise<BlobHolding[]> {
+  async holdings(blobs: BlobRef[], options: AbortOptions = {}): Promise<BlobHolding[]> {
     const result: BlobHolding[] = [];
     for (let i = 0; i < blobs.length; i += HOLDINGS_BATCH) {
       const asked = blobs.slice(i, i + HOLDINGS_BATCH);

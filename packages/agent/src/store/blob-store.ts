@@ -19,6 +19,7 @@ import {
   type ByteRange,
   type Digest,
   type Logger,
+  type BlobRef,
 } from '@meshmirror/shared';
 import { FilePieceWriter, type PieceWriter } from './piece-writer.ts';
 import { isFinished, StoreIndex, type PieceRecord } from './store-index.ts';
@@ -65,7 +66,7 @@ export interface BlobStore extends BlobReader {
   /** True when the whole blob is held and verified. */
   has(digest: Digest, options?: AbortOptions): Promise<boolean>;
   /** For each blob: held, or the partial pieces with their committed byte counts. */
-  holdings(blobs: Array<{ digest: Digest; size: number }>, options?: AbortOptions): Promise<BlobHolding[]>;
+  holdings(blobs: BlobRef[], options?: AbortOptions): Promise<BlobHolding[]>;
   /** Stores a small blob held in memory (a manifest, a config); verified, then written atomically. */
   putBlob(digest: Digest, data: Uint8Array, options?: AbortOptions): Promise<void>;
   /**
@@ -340,7 +341,7 @@ class FileBlobStore implements BlobStore {
     this.#logger.warn({ digest }, 'evicted a held blob that failed verification');
   }
 
-  async holdings(blobs: Array<{ digest: Digest; size: number }>, options: AbortOptions = {}): Promise<BlobHolding[]> {
+  async holdings(blobs: BlobRef[], options: AbortOptions = {}): Promise<BlobHolding[]> {
     const result: BlobHolding[] = [];
     for (const blob of blobs) {
       throwIfAborted(options.signal);

@@ -9,7 +9,18 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createDigester, digestHex, digestOf, MediaType, MeshmirrorError, REF_NAME_ANNOTATION, sha256Digest, throwIfAborted, type Digest } from '@meshmirror/shared';
+import {
+  createDigester,
+  digestHex,
+  digestOf,
+  MediaType,
+  MeshmirrorError,
+  REF_NAME_ANNOTATION,
+  sha256Digest,
+  throwIfAborted,
+  type Digest,
+  type BlobRef,
+} from '@meshmirror/shared';
 
 /** A layer of pseudo-random bytes. The same `seed` and `size` always give identical bytes, so images share layers by repeating them. */
 export interface SampleLayer {
@@ -208,7 +219,7 @@ class BlobWriter {
   readonly #blobsDir: string;
   readonly #signal: AbortSignal | undefined;
   /** Layers already written in this run, by seed and size: repeated layers are generated once. */
-  readonly #layers = new Map<string, { digest: Digest; size: number }>();
+  readonly #layers = new Map<string, BlobRef>();
   readonly #seen = new Set<Digest>();
   blobCount = 0;
   byteCount = 0;
@@ -219,7 +230,7 @@ class BlobWriter {
     this.#signal = signal;
   }
 
-  async writeLayer(layer: SampleLayer): Promise<{ digest: Digest; size: number }> {
+  async writeLayer(layer: SampleLayer): Promise<BlobRef> {
     const key = `${layer.size}\u0000${layer.seed}`;
     const known = this.#layers.get(key);
     if (known !== undefined) return known;
@@ -249,7 +260,7 @@ class BlobWriter {
     return result;
   }
 
-  async writeBytes(content: string, kind: 'config' | 'manifest'): Promise<{ digest: Digest; size: number }> {
+  async writeBytes(content: string, kind: 'config' | 'manifest'): Promise<BlobRef> {
     throwIfAborted(this.#signal);
     const bytes = Buffer.from(content, 'utf8');
     const digest = sha256Digest(bytes);

@@ -17,6 +17,7 @@ import {
   type Logger,
   type PushBlobResult,
   type RegistryPushClient,
+  type BlobRef,
 } from '@meshmirror/shared';
 import type { ImageKind, ImageRole } from '../resolve/image-set.ts';
 import { join } from 'node:path';
@@ -35,7 +36,7 @@ export interface ImagePush {
   /** Children first, the top manifest last. */
   manifests: Array<{ digest: Digest; mediaType: string; bytes: Uint8Array }>;
   /** Layers and configs, each once. */
-  blobs: Array<{ digest: Digest; size: number }>;
+  blobs: BlobRef[];
 }
 
 export interface PushOutcome {
@@ -74,12 +75,7 @@ export interface PushStats {
  * Places one blob in one repository of the target (HEAD, mount from `mountFrom`, upload), reporting
  * body bytes as they go out through `onBytesSent`.
  */
-export type PlaceBlob = (
-  blob: { digest: Digest; size: number },
-  repository: string,
-  mountFrom: string[],
-  onBytesSent: (bytes: number) => void,
-) => Promise<PushBlobResult>;
+export type PlaceBlob = (blob: BlobRef, repository: string, mountFrom: string[], onBytesSent: (bytes: number) => void) => Promise<PushBlobResult>;
 
 export interface ImagePusherOptions {
   /** Every image this run may push (for mount candidates and primaries). */
@@ -92,7 +88,7 @@ export interface ImagePusherOptions {
    * Resolves when the blob's bytes can be had (mirror to mirror: once an agent holds it); rejects
    * with why they cannot. Awaited before a placement takes one of the `transfers` slots.
    */
-  whenReady?: (blob: { digest: Digest; size: number }) => Promise<void>;
+  whenReady?: (blob: BlobRef) => Promise<void>;
   /** Blob placements at once. */
   transfers: number;
   progress?: ProgressReporter;
@@ -252,7 +248,7 @@ export class ImagePusher {
     }
   }
 
-  #ensure(blob: { digest: Digest; size: number }, repository: string): Promise<void> {
+  #ensure(blob: BlobRef, repository: string): Promise<void> {
     const key = `${repository} ${blob.digest}`;
     const known = this.#placements.get(key);
     if (known !== undefined) return known;
@@ -286,7 +282,7 @@ export class ImagePusher {
     return holder === undefined ? others : [holder, ...others.slice(0, MAX_MOUNT_CANDIDATES - 1)];
   }
 
-  async #place(blob: { digest: Digest; size: number }, repository: string, mountFrom: string[]): Promise<void> {
+  async #place(blob: BlobRef, repository: string, mountFrom: string[]): Promise<void> {
     const { stats } = this;
     const outcome = await this.#o.place(blob, repository, mountFrom, (bytes) => {
       stats.sent += bytes;

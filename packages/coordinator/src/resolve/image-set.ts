@@ -1,4 +1,4 @@
-import type { Descriptor, Digest, ImageReference, RepositoryLocation } from '@meshmirror/shared';
+import type { Descriptor, Digest, ImageReference, RepositoryLocation, BlobRef } from '@meshmirror/shared';
 
 /** Where an image came from in the ImageSetConfiguration; exit codes and reports group by it. */
 export type ImageKind = 'release' | 'operator' | 'additional';
@@ -33,7 +33,7 @@ export interface ResolvedImage extends RequestedImage {
   /** The top manifest first, then child manifests kept by the platform filter. */
   manifests: ResolvedManifest[];
   /** Configs and layers of every kept manifest, deduplicated within the image. */
-  blobs: Array<{ digest: Digest; size: number }>;
+  blobs: BlobRef[];
   /** Platforms kept (`os/arch[/variant]`), empty for single-manifest images. */
   platforms: string[];
   /** Platforms of an index that the architecture filter left out. */

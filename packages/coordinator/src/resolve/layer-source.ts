@@ -5,11 +5,11 @@
  * the image set and then mirrored with it crosses the upstream link once, like every other blob.
  */
 import type { Readable } from 'node:stream';
-import { asErrorCode, MeshmirrorError, type Agent, type BlobReader, type Digest, type RepositoryLocation } from '@meshmirror/shared';
+import { asErrorCode, MeshmirrorError, type Agent, type BlobReader, type Digest, type RepositoryLocation, type BlobRef } from '@meshmirror/shared';
 
 export interface LayerSource {
   /** A stream of the blob's bytes, verified against its digest before the first byte is read. */
-  open(location: RepositoryLocation, blob: { digest: Digest; size: number }, options?: { signal?: AbortSignal }): Promise<Readable>;
+  open(location: RepositoryLocation, blob: BlobRef, options?: { signal?: AbortSignal }): Promise<Readable>;
 }
 
 /**
@@ -18,7 +18,7 @@ export interface LayerSource {
  */
 export function storeLayerSource(agent: Agent, store: BlobReader): LayerSource {
   const fetching = new Map<Digest, Promise<void>>();
-  const fetchOnce = (location: RepositoryLocation, blob: { digest: Digest; size: number }, signal: AbortSignal | undefined): Promise<void> => {
+  const fetchOnce = (location: RepositoryLocation, blob: BlobRef, signal: AbortSignal | undefined): Promise<void> => {
     let pending = fetching.get(blob.digest);
     if (pending === undefined) {
       pending = (async () => {

@@ -14,6 +14,7 @@ import {
   type Logger,
   type RegistryClient,
   type RunDescription,
+  type BlobRef,
 } from '@meshmirror/shared';
 import type { FailedImage, ImageKind, RequestedImage, ResolvedImage } from '../resolve/image-set.ts';
 import { resolveImage } from '../resolve/resolve-image.ts';
@@ -418,12 +419,7 @@ export async function resolveContent(
  * What every agent of the farm holds of the planned blobs. An agent that cannot answer is left out
  * of this run (it is reported lost when it is given work, or simply not asked).
  */
-export async function farmHoldings(
-  fetchers: MeshFetcher[],
-  wanted: Array<{ digest: Digest; size: number }>,
-  log: Logger,
-  signal?: AbortSignal,
-): Promise<Map<string, BlobHolding[]>> {
+export async function farmHoldings(fetchers: MeshFetcher[], wanted: BlobRef[], log: Logger, signal?: AbortSignal): Promise<Map<string, BlobHolding[]>> {
   const answers = await Promise.all(
     fetchers.map(async (f) => {
       try {

@@ -27,6 +27,7 @@ import {
   type PushBlobResult,
   type RegistryClient,
   type RegistryPushClient,
+  type BlobRef,
 } from '@meshmirror/shared';
 import { collectImageSet, type OpenShiftSources } from '../resolve/image-set-content.ts';
 import type { LayerSource } from '../resolve/layer-source.ts';
@@ -234,7 +235,7 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
     /** Blobs the coordinator's agent fetched itself because the agents that had them were lost. */
     const local = new Map<Digest, Promise<void>>();
     const fallback = { blobs: 0, fetched: 0 };
-    const copyLocally = (blob: { digest: Digest; size: number }, why: unknown): Promise<void> => {
+    const copyLocally = (blob: BlobRef, why: unknown): Promise<void> => {
       const known = local.get(blob.digest);
       if (known !== undefined) return known;
       const copy = (async () => {

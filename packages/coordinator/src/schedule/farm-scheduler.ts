@@ -11,7 +11,7 @@
  * so there is nothing to steal back), and in the endgame an idle agent duplicates a piece that a slow
  * one would finish last. An agent that dies or stops answering loses only its unreported work.
  */
-import type { Digest, Logger, PieceTask } from '@meshmirror/shared';
+import type { BlobRef, Digest, Logger, PieceTask } from '@meshmirror/shared';
 import type { MeshPiece, MeshSplit } from '../plan/mesh-plan.ts';
 
 export interface AgentReport {
@@ -43,7 +43,7 @@ export type Decision =
   /** Pull a finished piece from `holder` into the writer, checked against `sha256`. */
   | { kind: 'pull'; key: string; task: PieceTask; holder: string; sha256: Digest }
   /** Every piece of the blob is in the writer: assemble and verify it. */
-  | { kind: 'complete'; digest: Digest; size: number }
+  | ({ kind: 'complete' } & BlobRef)
   /** The agent's copy of the blob is wrong: drop it. */
   | { kind: 'evict'; agent: string; digest: Digest };
 

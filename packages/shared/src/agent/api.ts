@@ -1,12 +1,10 @@
 import type { RunDescription } from '../archive/run-metadata.ts';
-import type { Digest } from '../oci/digest.ts';
+import type { BlobRef, Digest } from '../oci/digest.ts';
 import type { Descriptor } from '../oci/manifest.ts';
 import type { AbortOptions, RepositoryLocation } from '../registry/types.ts';
 
 /** A blob the plan needs, with its size and the upstream repositories that hold it. */
-export interface PlannedBlob {
-  digest: Digest;
-  size: number;
+export interface PlannedBlob extends BlobRef {
   /** Upstream repositories known to hold this blob, tried in order. */
   sources: RepositoryLocation[];
 }
@@ -51,7 +49,7 @@ export type PieceEvent =
       upstreamBytes: number;
     }
   /** Every piece of the blob is here and its sha256 was verified: it can be served and archived. */
-  | { type: 'blob-held'; digest: Digest; size: number }
+  | ({ type: 'blob-held' } & BlobRef)
   | { type: 'range-ignored'; digest: Digest; offset: number }
   /**
    * An attempt failed and another follows after `delayMs`. `host` is the registry the piece comes
@@ -89,7 +87,7 @@ export interface ArchiveRequest {
   chunkSizeBytes: number;
   images: ArchiveImage[];
   /** Every blob to include (layers, configs, manifests), in the order to write them. */
-  blobs: Array<{ digest: Digest; size: number }>;
+  blobs: BlobRef[];
   /** What the run says about itself, written into the last chunk as `meshmirror/run.json`. */
   metadata: RunDescription;
 }
@@ -142,7 +140,7 @@ export interface ArchiveSession {
    * itself cannot be repaired (a failed truncate, or a failure while closing a full chunk) does
    * every later call reject; `abort()` then deletes the files.
    */
-  add(blob: { digest: Digest; size: number; verified?: boolean }, options?: AbortOptions): Promise<void>;
+  add(blob: BlobRef & { verified?: boolean }, options?: AbortOptions): Promise<void>;
   /**
    * Waits for the queued adds, writes `oci-layout`, `index.json` (one entry per image,
    * `org.opencontainers.image.ref.name` = name) and `meshmirror/run.json` (`metadata` with
@@ -196,7 +194,7 @@ export interface PushBlobOptions extends AbortOptions {
 export interface Agent {
   readonly name: string;
   /** Which of these blobs (or pieces of them) the agent's store holds. */
-  holdings(blobs: Array<{ digest: Digest; size: number }>, options?: AbortOptions): Promise<BlobHolding[]>;
+  holdings(blobs: BlobRef[], options?: AbortOptions): Promise<BlobHolding[]>;
   /**
    * Fetches pieces from upstream into the store, resuming from committed offsets, reporting through
    * `onEvent`. Resolves when every task is done or failed (failures are events, not rejections);

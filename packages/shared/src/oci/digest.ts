@@ -4,6 +4,15 @@ import { MeshmirrorError } from '../errors.ts';
 /** A content digest such as `sha256:` followed by 64 lower-case hex characters. */
 export type Digest = `sha256:${string}`;
 
+/**
+ * A blob named by its digest, with its size in bytes: how every part of the pipeline (plan, agents,
+ * archive, pusher) names a blob it asks for, holds or writes.
+ */
+export interface BlobRef {
+  digest: Digest;
+  size: number;
+}
+
 const SHA256_RE = /^sha256:[a-f0-9]{64}$/;
 
 export function isDigest(value: string): value is Digest {
