@@ -13,8 +13,8 @@ import {
   errorCode,
   MeshmirrorError,
   parseImageReference,
-  parseManifest,
   throwIfAborted,
+  walkImage,
   type Digest,
   type HostBackoff,
   type ImageReference,
@@ -227,46 +227,34 @@ async function readImage(
   signal: AbortSignal | undefined,
 ): Promise<Pick<ImagePush, 'digest' | 'manifests' | 'blobs'>> {
   const top = await readManifest(reader, digest, source, signal);
-  const manifests: ImagePush['manifests'] = [];
-  const blobs = new Map<Digest, number>();
-  const addBlobs = (manifest: { digest: Digest }, parsed: ReturnType<typeof parseManifest>, what: string): void => {
-    if (parsed.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${what}: nested index is not supported`);
-    for (const d of [parsed.manifest.config, ...parsed.manifest.layers]) {
-      const located = reader.locateBlob(d.digest);
-      if (located === undefined || located.size !== d.size) {
-        const at = reader.locateBlob(manifest.digest);
-        const why = located === undefined ? 'which is not in the archive' : `but the archive holds ${located.size} bytes for it`;
-        throw new MeshmirrorError(
-          'MM_ARCHIVE_INVALID',
-          `${at === undefined ? what : `${at.file} entry ${at.entry}`}: the manifest of ${what} names blob ${d.digest} (${d.size} bytes), ${why}`,
-          { data: { digest: d.digest, ...(at === undefined ? {} : { file: at.file, entry: at.entry }) } },
-        );
-      }
-      blobs.set(d.digest, d.size);
-    }
-  };
-  const parsedTop = parseManifest(top.bytes, top.mediaType, source);
-  if (parsedTop.kind === 'image') {
-    addBlobs(top, parsedTop, source);
-  } else {
-    for (const child of parsedTop.index.manifests) {
+  const walked = await walkImage(top, source, {
+    child: async (child, where) => {
       if (reader.locateBlob(child.digest) === undefined) {
-        if (platformsFiltered) continue;
+        if (platformsFiltered) return undefined;
         const at = reader.locateBlob(digest);
         throw new MeshmirrorError(
           'MM_ARCHIVE_INVALID',
           `${at === undefined ? source : `${at.file} entry ${at.entry}`}: the index of ${source} names manifest ${child.digest}, which is not in the archive`,
         );
       }
-      const manifest = await readManifest(reader, child.digest, `${source} (${child.platform?.architecture ?? 'child'})`, signal, child.mediaType);
-      const what = `${source} (${child.platform?.architecture ?? child.digest})`;
-      addBlobs(manifest, parseManifest(manifest.bytes, manifest.mediaType, what), what);
-      manifests.push(manifest);
-    }
-  }
+      return await readManifest(reader, child.digest, where, signal, child.mediaType);
+    },
+    onBlob: (d, owner) => {
+      const located = reader.locateBlob(d.digest);
+      if (located !== undefined && located.size === d.size) return;
+      const at = reader.locateBlob(owner.manifest.digest);
+      const why = located === undefined ? 'which is not in the archive' : `but the archive holds ${located.size} bytes for it`;
+      throw new MeshmirrorError(
+        'MM_ARCHIVE_INVALID',
+        `${at === undefined ? owner.where : `${at.file} entry ${at.entry}`}: the manifest of ${owner.where} names blob ${d.digest} (${d.size} bytes), ${why}`,
+        { data: { digest: d.digest, ...(at === undefined ? {} : { file: at.file, entry: at.entry }) } },
+      );
+    },
+  });
+  const manifests: ImagePush['manifests'] = walked.children.map((c) => c.manifest);
   const pushedTop = platformsFiltered ? stripSparseIndex(top, (child) => manifests.some((m) => m.digest === child), { source, byDigest }) : top;
   manifests.push(pushedTop);
-  return { digest: pushedTop.digest, manifests, blobs: [...blobs].map(([d, size]) => ({ digest: d, size })) };
+  return { digest: pushedTop.digest, manifests, blobs: walked.blobs };
 }
 
 async function readManifest(

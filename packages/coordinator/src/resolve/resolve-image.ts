@@ -1,4 +1,4 @@
-import { formatReference, manifestReference, MeshmirrorError, parseManifest, type Descriptor, type Digest, type RegistryClient } from '@meshmirror/shared';
+import { formatReference, manifestReference, MeshmirrorError, walkImage, type Descriptor, type RegistryClient } from '@meshmirror/shared';
 import type { RequestedImage, ResolvedImage, ResolvedManifest } from './image-set.ts';
 
 export interface ResolveImageOptions {
@@ -18,50 +18,28 @@ export async function resolveImage(image: RequestedImage, options: ResolveImageO
   const location = { registry: image.ref.registry, repository: image.ref.repository };
   const where = formatReference(image.ref);
   const top = await client.getManifest(location, manifestReference(image.ref), { signal });
-  const parsed = parseManifest(top.bytes, top.mediaType, where);
-
-  const manifests: ResolvedManifest[] = [{ digest: top.digest, mediaType: parsed.mediaType, bytes: top.bytes }];
-  const blobs = new Map<Digest, number>();
   const platforms: string[] = [];
-  const skippedPlatforms: string[] = [];
-  const addImageBlobs = (bytes: Uint8Array, mediaType: string, at: string): void => {
-    const m = parseManifest(bytes, mediaType, at);
-    if (m.kind !== 'image') throw new MeshmirrorError('MM_MANIFEST_INVALID', `${at}: nested index is not supported`);
-    for (const d of [m.manifest.config, ...m.manifest.layers]) blobs.set(d.digest, d.size);
-  };
-
-  if (parsed.kind === 'image') {
-    addImageBlobs(top.bytes, parsed.mediaType, where);
-  } else {
-    for (const child of parsed.index.manifests) {
-      const platform = platformName(child);
-      if (!keepPlatform(child, options.architectures)) {
-        skippedPlatforms.push(platform);
-        continue;
-      }
-      const at = `${where} (${platform})`;
+  const walked = await walkImage(top, where, {
+    child: async (child) => {
+      if (!keepPlatform(child, options.architectures)) return undefined;
+      platforms.push(platformName(child));
       const fetched = await client.getManifest(location, child.digest, { signal });
-      manifests.push({ digest: fetched.digest, mediaType: child.mediaType, bytes: fetched.bytes });
-      addImageBlobs(fetched.bytes, child.mediaType, at);
-      platforms.push(platform);
-    }
-    if (platforms.length === 0) {
-      throw new MeshmirrorError(
-        'MM_NOT_FOUND',
-        `${where}: no platform matches architectures ${options.architectures?.join(',') ?? ''} (has ${skippedPlatforms.join(', ')})`,
-      );
-    }
+      return { digest: fetched.digest, mediaType: child.mediaType, bytes: fetched.bytes };
+    },
+  });
+  const skippedPlatforms = walked.skipped.map(platformName);
+  if (walked.top.kind === 'index' && platforms.length === 0) {
+    throw new MeshmirrorError(
+      'MM_NOT_FOUND',
+      `${where}: no platform matches architectures ${options.architectures?.join(',') ?? ''} (has ${skippedPlatforms.join(', ')})`,
+    );
   }
-
-  const descriptor: Descriptor = { mediaType: parsed.mediaType, digest: top.digest, size: top.bytes.byteLength };
-  return {
-    ...image,
-    descriptor,
-    manifests,
-    blobs: [...blobs].map(([digest, size]) => ({ digest, size })),
-    platforms,
-    skippedPlatforms,
-  };
+  const manifests: ResolvedManifest[] = [
+    { digest: top.digest, mediaType: walked.top.mediaType, bytes: top.bytes },
+    ...walked.children.map(({ manifest }) => ({ digest: manifest.digest, mediaType: manifest.mediaType, bytes: manifest.bytes })),
+  ];
+  const descriptor: Descriptor = { mediaType: walked.top.mediaType, digest: top.digest, size: top.bytes.byteLength };
+  return { ...image, descriptor, manifests, blobs: walked.blobs, platforms, skippedPlatforms };
 }
 
 function platformName(d: Descriptor): string {
