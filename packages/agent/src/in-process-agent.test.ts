@@ -8,7 +8,7 @@ import {
   HostBackoff,
   sha256Digest,
   silentLogger,
-  type Agent,
+  type LocalAgent,
   MediaType,
   type Digest,
   type PieceEvent,
@@ -35,7 +35,7 @@ describe('in-process agent', () => {
   let dir: string;
   let store: BlobStore;
   let client: ScriptedRegistryClient;
-  let agent: Agent;
+  let agent: LocalAgent;
   let events: PieceEvent[];
 
   function blob(size: number): { data: Buffer; digest: Digest } {

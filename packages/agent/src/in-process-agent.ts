@@ -5,7 +5,7 @@ import {
   MeshmirrorError,
   throwIfAborted,
   type AbortOptions,
-  type Agent,
+  type LocalAgent,
   type ArchiveSession,
   type BlobHolding,
   type Digest,
@@ -60,11 +60,11 @@ export interface AgentPushOptions {
 }
 
 /** The coordinator's embedded agent: the `Agent` interface over a local store, without a network hop. */
-export function createInProcessAgent(options: InProcessAgentOptions): Agent {
+export function createInProcessAgent(options: InProcessAgentOptions): LocalAgent {
   return new InProcessAgent(options);
 }
 
-class InProcessAgent implements Agent {
+class InProcessAgent implements LocalAgent {
   readonly name: string;
   readonly #options: InProcessAgentOptions;
   readonly #logger: Logger;

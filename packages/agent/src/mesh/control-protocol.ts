@@ -21,7 +21,6 @@ import {
   MeshmirrorError,
   type AbortOptions,
   type Agent,
-  type ArchiveSession,
   type BlobHolding,
   type ControlReply,
   type ControlRequest,
@@ -226,8 +225,8 @@ export interface RemoteAgentOptions {
 
 /**
  * An agent on another host, reached over the mesh: the `Agent` interface the in-process agent
- * implements, so the coordinator drives both alike. It fetches and serves; the archive is written
- * by the coordinator's own agent, so `startArchive` and `putBlob` are refused.
+ * implements, so the coordinator drives both alike. It holds, fetches, serves and pushes; the
+ * archive is written by the coordinator's own agent (`LocalAgent`).
  */
 export class RemoteAgent implements Agent {
   readonly name: string;
@@ -267,14 +266,6 @@ export class RemoteAgent implements Agent {
     for (let i = 0; i < digests.length; i += HOLDINGS_BATCH) {
       await this.#call({ type: 'evict', digests: digests.slice(i, i + HOLDINGS_BATCH) }, 'done', options);
     }
-  }
-
-  putBlob(): Promise<void> {
-    return Promise.reject(new MeshmirrorError('MM_USAGE', `agent ${this.name}: blobs are stored on remote agents only by fetching them`));
-  }
-
-  startArchive(): Promise<ArchiveSession> {
-    return Promise.reject(new MeshmirrorError('MM_USAGE', `agent ${this.name}: the archive is written by the coordinator's own agent`));
   }
 
   async close(): Promise<void> {

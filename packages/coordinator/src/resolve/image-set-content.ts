@@ -15,7 +15,7 @@ import {
   errorCode,
   MeshmirrorError,
   throwIfAborted,
-  type Agent,
+  type LocalAgent,
   type ImageSetConfig,
   type Logger,
   type RegistryClient,
@@ -47,7 +47,7 @@ export interface CollectImageSetOptions {
   config: ImageSetConfig;
   client: RegistryClient;
   /** The coordinator's agent: reads payload and catalog layers, stores what resolution makes. */
-  agent: Agent;
+  agent: LocalAgent;
   layers: LayerSource;
   sources: OpenShiftSources;
   journal: RunJournal;

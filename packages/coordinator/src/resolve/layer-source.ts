@@ -5,7 +5,7 @@
  * the image set and then mirrored with it crosses the upstream link once, like every other blob.
  */
 import type { Readable } from 'node:stream';
-import { asErrorCode, MeshmirrorError, type Agent, type BlobReader, type Digest, type RepositoryLocation, type BlobRef } from '@meshmirror/shared';
+import { asErrorCode, MeshmirrorError, type PieceFetcher, type BlobReader, type Digest, type RepositoryLocation, type BlobRef } from '@meshmirror/shared';
 
 export interface LayerSource {
   /** A stream of the blob's bytes, verified against its digest before the first byte is read. */
@@ -16,7 +16,7 @@ export interface LayerSource {
  * Layers through the coordinator's agent and its store: fetched (resumably, verified) when the store
  * does not hold them yet, then opened from the store. Concurrent opens of one blob share one fetch.
  */
-export function storeLayerSource(agent: Agent, store: BlobReader): LayerSource {
+export function storeLayerSource(agent: PieceFetcher, store: BlobReader): LayerSource {
   const fetching = new Map<Digest, Promise<void>>();
   const fetchOnce = (location: RepositoryLocation, blob: BlobRef, signal: AbortSignal | undefined): Promise<void> => {
     let pending = fetching.get(blob.digest);

@@ -6,7 +6,7 @@ import {
   unsupportedImageSetContent,
   errorCode,
   throwIfAborted,
-  type Agent,
+  type LocalAgent,
   type ArchiveChunk,
   type BlobHolding,
   type Digest,
@@ -37,7 +37,7 @@ export interface MirrorToDiskOptions {
   cacheDir: string;
   client: RegistryClient;
   /** The agent that fetches and writes; the in-process agent in a single-host run. */
-  agent: Agent;
+  agent: LocalAgent;
   /** Reads release payload and catalog layers (through `agent`'s store, so they cross the link once). */
   layers: LayerSource;
   /** The update service and graph data (OpenShift content). */

@@ -20,6 +20,7 @@ import {
   throwIfAborted,
   unsupportedImageSetContent,
   type Agent,
+  type LocalAgent,
   type BlobHolding,
   type Digest,
   type ImageSetConfig,
@@ -55,7 +56,7 @@ export interface MirrorToMirrorOptions {
   /** Talks to the target: presence checks, manifests, tags. */
   targetClient: RegistryPushClient;
   /** The coordinator's own agent, set up to push: it fetches and pushes everything in a single-host run. */
-  agent: Agent;
+  agent: LocalAgent;
   /** Reads release payload and catalog layers (through `agent`'s store). */
   layers: LayerSource;
   /** The update service and graph data (OpenShift content). */

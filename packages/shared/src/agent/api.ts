@@ -187,36 +187,60 @@ export interface PushBlobOptions extends AbortOptions {
   onBytesSent?: (bytes: number) => void;
 }
 
-/**
- * An agent: a blob store that fetches, holds, serves and writes. The coordinator's in-process agent
- * and a remote agent reached over libp2p implement this one interface.
+/*
+ * An agent is a blob store with capabilities, one interface each, so a caller asks for what it uses
+ * and no implementation has to refuse a method: every agent holds, fetches and pushes (`Agent`);
+ * the coordinator's own agent also writes locally (`LocalAgent`).
  */
-export interface Agent {
+
+/** What an agent's store holds, and dropping what turned out to be wrong. */
+export interface BlobHoldings {
   readonly name: string;
   /** Which of these blobs (or pieces of them) the agent's store holds. */
   holdings(blobs: BlobRef[], options?: AbortOptions): Promise<BlobHolding[]>;
+  /**
+   * Forgets held blobs whose bytes failed verification when read (disk corruption, a crash that
+   * lost written data), so they are fetched again instead of failing every later run.
+   */
+  evict(digests: Digest[], options?: AbortOptions): Promise<void>;
+}
+
+/** Fetching pieces from upstream registries into the agent's store. */
+export interface PieceFetcher {
+  readonly name: string;
   /**
    * Fetches pieces from upstream into the store, resuming from committed offsets, reporting through
    * `onEvent`. Resolves when every task is done or failed (failures are events, not rejections);
    * rejects only when aborted or when the store itself fails.
    */
   fetchPieces(tasks: PieceTask[], options: FetchPiecesOptions): Promise<void>;
+}
+
+/** Placing a blob from the agent's store into a target registry (mirror to mirror). */
+export interface BlobPusher {
+  readonly name: string;
   /**
-   * Forgets held blobs whose bytes failed verification when read (disk corruption, a crash that
-   * lost written data), so they are fetched again instead of failing every later run.
+   * HEAD, then a mount from `mountFrom`, then a resumable chunked upload from the agent's store,
+   * with the agent's own credentials for the target. An upload the agent began in an earlier run
+   * resumes from the offset the registry confirms. Rejects with `MM_NOT_FOUND` when the store does
+   * not hold the blob and the target cannot get it without its bytes, and with the registry's error
+   * when the upload cannot be done.
    */
-  evict(digests: Digest[], options?: AbortOptions): Promise<void>;
+  pushBlob(request: PushBlobRequest, options?: PushBlobOptions): Promise<PushBlobResult>;
+}
+
+/** Writing on the coordinator's own host: small blobs it already has, and the archive. */
+export interface LocalWriter {
   /** Stores a small blob the coordinator already has (a manifest); verified against `digest`. */
   putBlob(digest: Digest, data: Uint8Array, options?: AbortOptions): Promise<void>;
   /** Starts an archive that blobs are added to as they become held (see `ArchiveSession`). */
   startArchive(options: StartArchiveOptions): Promise<ArchiveSession>;
-  /**
-   * Places a blob in a target repository (mirror to mirror): HEAD, then a mount from `mountFrom`,
-   * then a resumable chunked upload from the agent's store, with the agent's own credentials for
-   * the target. An upload the agent began in an earlier run resumes from the offset the registry
-   * confirms. Rejects with `MM_NOT_FOUND` when the store does not hold the blob and the target
-   * cannot get it without its bytes, and with the registry's error when the upload cannot be done.
-   */
-  pushBlob(request: PushBlobRequest, options?: PushBlobOptions): Promise<PushBlobResult>;
+}
+
+/** An agent on any host, in this process or reached over libp2p: it holds, fetches and pushes. */
+export interface Agent extends BlobHoldings, PieceFetcher, BlobPusher {
   close(): Promise<void>;
 }
+
+/** The coordinator's own agent: an agent that also writes the archive and the blobs it is handed. */
+export interface LocalAgent extends Agent, LocalWriter {}

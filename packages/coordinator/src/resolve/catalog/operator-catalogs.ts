@@ -18,7 +18,7 @@ import {
   parseManifest,
   sha256Digest,
   throwIfAborted,
-  type Agent,
+  type LocalAgent,
   type Descriptor,
   type Digest,
   type ImageManifest,
@@ -43,7 +43,7 @@ export interface ResolveCatalogsOptions {
   operators: OperatorCatalogConfig[];
   architectures: string[];
   client: RegistryClient;
-  agent: Agent;
+  agent: LocalAgent;
   layers: LayerSource;
   /** A catalog named by tag stays at the digest first seen in this run. */
   pin: { get(source: string): Promise<Digest | undefined>; put(source: string, digest: Digest): Promise<void> };

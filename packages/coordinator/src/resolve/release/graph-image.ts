@@ -14,7 +14,7 @@ import {
   MeshmirrorError,
   parseImageReference,
   sha256Digest,
-  type Agent,
+  type LocalWriter,
   type Digest,
   type ImageReference,
   type RegistryClient,
@@ -41,7 +41,7 @@ export interface BuildGraphImageOptions {
   architecture: string;
   client: RegistryClient;
   /** The coordinator's agent: the new layer and config are stored there. */
-  agent: Agent;
+  agent: LocalWriter;
   signal?: AbortSignal;
 }
 
