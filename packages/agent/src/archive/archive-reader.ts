@@ -23,7 +23,7 @@ import {
   type Digest,
   type RunMetadata,
 } from '@meshmirror/shared';
-import type { FolderImage, ImageFolder } from '../layout/image-folder.ts';
+import type { FolderImage, ImageFolder } from '@meshmirror/shared';
 import { openFileRegion, resolveByteRange } from '../layout/blob-file.ts';
 import {
   BLOB_ENTRY_PREFIX,

@@ -4,29 +4,12 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MeshmirrorError, throwIfAborted, type AbortOptions, type BlobReader, type Descriptor } from '@meshmirror/shared';
+import { MeshmirrorError, throwIfAborted, type AbortOptions, type ImageFolder } from '@meshmirror/shared';
 import { openArchive } from '../archive/archive-reader.ts';
 import { CHUNK_FILE_RE, OCI_LAYOUT_ENTRY } from '../archive/chunk-manifest.ts';
 import { openOciLayout } from './oci-layout-reader.ts';
 
-/** One entry of `index.json`. */
-export interface FolderImage {
-  /** The `org.opencontainers.image.ref.name` annotation, when present. */
-  name?: string;
-  descriptor: Descriptor;
-}
-
-/**
- * Images in a local folder. `openBlob` of a whole blob checks its sha256 while streaming (the
- * last bytes are held back until the digest matches); ranged reads are not checked, so a consumer
- * that assembles a blob from ranges verifies the result itself.
- */
-export interface ImageFolder extends BlobReader {
-  readonly kind: 'layout' | 'archive';
-  readonly dir: string;
-  /** The entries of the folder's `index.json`. */
-  images(options?: AbortOptions): Promise<FolderImage[]>;
-}
+export type { FolderImage, ImageFolder } from '@meshmirror/shared';
 
 /**
  * Opens `dir` as an OCI image layout when it has an `oci-layout` file, else as a meshmirror archive

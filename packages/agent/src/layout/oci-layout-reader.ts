@@ -19,7 +19,7 @@ import {
 } from '@meshmirror/shared';
 import { INDEX_JSON_ENTRY, OCI_LAYOUT_ENTRY } from '../archive/chunk-manifest.ts';
 import { openFileRegion, resolveByteRange } from './blob-file.ts';
-import type { FolderImage, ImageFolder } from './image-folder.ts';
+import type { FolderImage, ImageFolder } from '@meshmirror/shared';
 
 /** index.json and oci-layout are metadata; anything this large is not a layout we wrote or can trust. */
 const MAX_METADATA_BYTES = 64 * 1024 * 1024;

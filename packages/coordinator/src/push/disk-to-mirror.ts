@@ -36,6 +36,10 @@ import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PushOut
 
 export type { PushOutcome } from './image-pusher.ts';
 
+import type { PushSummary } from '../report/summaries.ts';
+
+export type { PushSummary };
+
 export interface DiskToMirrorOptions {
   config: ImageSetConfig;
   /** The folder holding the archive chunks (`--from file://DIR`). */
@@ -54,39 +58,6 @@ export interface DiskToMirrorOptions {
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
-}
-
-export interface PushSummary {
-  runId: string;
-  resumed: boolean;
-  from: string;
-  destination: string;
-  images: { requested: number; blocked: number; pushed: number; failed: number; alreadyPushed: number };
-  outcomes: PushOutcome[];
-  /**
-   * `uploaded` counts unique blobs that were sent; `present` and `mounted` count placements (a blob
-   * the target had, or got by mount, in one repository), so a shared blob may count in several.
-   */
-  blobs: { unique: number; present: number; mounted: number; uploaded: number };
-  bytes: {
-    /** Sizes of the unique blobs the pushed and failed images need. */
-    unique: number;
-    /** Of those, blobs the target already had (HEAD) or got by mount. */
-    skipped: number;
-    /** Bytes of the blobs that were uploaded. */
-    uploaded: number;
-    /** Body bytes put on the wire, failed attempts included (≥ uploaded minus resumed). */
-    sent: number;
-    /** Bytes an interrupted earlier run had uploaded and the registry still held. */
-    resumed: number;
-  };
-  /** Failed requests to the target (each waited out and tried again, or given up), probes included. */
-  retries: number;
-  /** Upload sessions the registry lost and that were started over. */
-  restarts: number;
-  warnings: string[];
-  files: { report: string; errors?: string; clusterResources: string[] };
-  durationMs: number;
 }
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;

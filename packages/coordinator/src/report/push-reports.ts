@@ -1,8 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatBytes, formatDuration } from '@meshmirror/shared';
-import type { PushSummary } from '../push/disk-to-mirror.ts';
-import type { MirrorToMirrorSummary } from '../run/mirror-to-mirror.ts';
+import type { MirrorToMirrorSummary, PushSummary } from './summaries.ts';
 import { writeReportFile } from './report-file.ts';
 
 /**

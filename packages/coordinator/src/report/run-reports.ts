@@ -2,7 +2,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatBytes } from '@meshmirror/shared';
 import type { ResolvedImage } from '../resolve/image-set.ts';
-import { diskTarget, type MirrorSummary } from '../run/mirror-to-disk.ts';
+import { diskTarget } from '../run/disk-target.ts';
+import type { MirrorSummary } from './summaries.ts';
 import { writeReportFile } from './report-file.ts';
 
 /**

@@ -7,7 +7,6 @@ import {
   errorCode,
   throwIfAborted,
   type LocalAgent,
-  type ArchiveChunk,
   type BlobHolding,
   type Digest,
   type ImageSetConfig,
@@ -16,7 +15,7 @@ import {
   type RunDescription,
   type BlobRef,
 } from '@meshmirror/shared';
-import type { FailedImage, ImageKind, RequestedImage, ResolvedImage } from '../resolve/image-set.ts';
+import type { FailedImage, RequestedImage, ResolvedImage } from '../resolve/image-set.ts';
 import { resolveImage } from '../resolve/resolve-image.ts';
 import { collectImageSet, type ImageSetContent, type OpenShiftSources } from '../resolve/image-set-content.ts';
 import type { LayerSource } from '../resolve/layer-source.ts';
@@ -27,6 +26,11 @@ import { meshFetch, type AgentReport, type MeshFetcher, type MeshWriter } from '
 import type { ProgressReporter } from '../report/progress.ts';
 import { RunJournal, type RunRecord } from './run-journal.ts';
 import { writeReports } from '../report/run-reports.ts';
+import { diskTarget } from './disk-target.ts';
+
+import type { ImageOutcome, MirrorSummary } from '../report/summaries.ts';
+
+export type { ImageOutcome, MirrorSummary };
 
 export interface MirrorToDiskOptions {
   /** The validated ImageSetConfiguration. */
@@ -56,49 +60,6 @@ export interface MirrorToDiskOptions {
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
-}
-
-export interface ImageOutcome {
-  source: string;
-  kind: ImageKind;
-  origin: string;
-  state: 'archived' | 'failed' | 'planned';
-  digest?: Digest;
-  code?: string;
-  reason?: string;
-}
-
-export interface MirrorSummary {
-  runId: string;
-  resumed: boolean;
-  dryRun: boolean;
-  destination: string;
-  images: { requested: number; blocked: number; archived: number; failed: number };
-  outcomes: ImageOutcome[];
-  bytes: {
-    /** Bytes of the unique layers and configs the image set needs. */
-    unique: number;
-    /** Of those, already held in the store before this run. */
-    held: number;
-    /** Committed by an interrupted earlier run and not fetched again. */
-    resumed: number;
-    /** Still missing when the run planned its fetches. */
-    toFetch: number;
-    /** Body bytes actually received from upstream registries, retries included. */
-    fetched: number;
-    /** In a farm run: bytes the writer pulled from agents. */
-    pulled?: number;
-  };
-  /** Per agent of a farm run: upstream bytes, bytes served to the writer, pieces, failures. */
-  agents?: AgentReport[];
-  retries: number;
-  rangesIgnored: number;
-  /** Held blobs that failed verification when archived and were fetched (or stored) again. */
-  repairedBlobs: number;
-  archive: { chunks: ArchiveChunk[]; warnings: string[] };
-  warnings: string[];
-  files: { errors?: string; mapping?: string; report: string };
-  durationMs: number;
 }
 
 /**
@@ -541,13 +502,6 @@ function runMetadata(run: RunRecord, options: MirrorToDiskOptions, archived: Res
     ],
     history: history.map((h) => ({ runId: h.runId, startedAt: h.startedAt, finishedAt: h.finishedAt, state: h.state })),
   };
-}
-
-/** Where an image lands on disk, in oc-mirror's mapping notation. */
-export function diskTarget(destination: string, image: RequestedImage): string {
-  const repository = image.targetRepo ?? image.ref.repository;
-  const tag = image.targetTag ?? image.ref.tag;
-  return `file://${destination}/${repository}${tag !== undefined ? `:${tag}` : `@${image.ref.digest ?? ''}`}`;
 }
 
 /** Codes that mean the store's copy of a blob is not what its digest says. */

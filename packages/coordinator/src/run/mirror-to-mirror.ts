@@ -41,8 +41,11 @@ import type { ProgressReporter } from '../report/progress.ts';
 import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PushOutcome } from '../push/image-pusher.ts';
 import { pushTarget, type PushDestination } from '../push/push-targets.ts';
 import { stripSparseIndex } from '../push/sparse-index.ts';
-import type { PushSummary } from '../push/disk-to-mirror.ts';
 import { writePushReports } from '../report/push-reports.ts';
+
+import type { MirrorToMirrorSummary } from '../report/summaries.ts';
+
+export type { MirrorToMirrorSummary };
 
 export interface MirrorToMirrorOptions {
   config: ImageSetConfig;
@@ -71,27 +74,6 @@ export interface MirrorToMirrorOptions {
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
-}
-
-export interface MirrorToMirrorSummary extends PushSummary {
-  mode: 'mirror-to-mirror';
-  fetch: {
-    /** Unique blob bytes the target already held in some repository this run pushes to: not fetched. */
-    inTarget: number;
-    /** Bytes already in an agent's store from earlier runs. */
-    held: number;
-    /** Bytes an interrupted earlier fetch had committed. */
-    resumed: number;
-    /** Bytes that had to come from the source registries. */
-    toFetch: number;
-    /** Body bytes received from the source registries, retries included. */
-    fetched: number;
-    retries: number;
-    /** Farm runs: blobs the coordinator's agent fetched and pushed itself because their agents were lost. */
-    fetchedByCoordinator: number;
-  };
-  /** Per agent of a farm run: what it fetched and what it pushed. */
-  agents?: Array<AgentReport & { pushedBytes: number; blobsPushed: number }>;
 }
 
 /** Presence checks at the target at once. */

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.ts';
+import type { Descriptor } from '../oci/manifest.ts';
 import type { AbortOptions } from '../registry/types.ts';
 
 export interface ByteRange {
@@ -32,4 +33,23 @@ export interface BlobReader {
    * the release-like bench set, the archive's copy of 496 MiB stopped trailing the fetch by 0.8 s.
    */
   blobFile?(digest: Digest, options?: AbortOptions): Promise<BlobFileLocation | undefined>;
+}
+
+/** One entry of `index.json`. */
+export interface FolderImage {
+  /** The `org.opencontainers.image.ref.name` annotation, when present. */
+  name?: string;
+  descriptor: Descriptor;
+}
+
+/**
+ * Images in a local folder. `openBlob` of a whole blob checks its sha256 while streaming (the
+ * last bytes are held back until the digest matches); ranged reads are not checked, so a consumer
+ * that assembles a blob from ranges verifies the result itself.
+ */
+export interface ImageFolder extends BlobReader {
+  readonly kind: 'layout' | 'archive';
+  readonly dir: string;
+  /** The entries of the folder's `index.json`. */
+  images(options?: AbortOptions): Promise<FolderImage[]>;
 }

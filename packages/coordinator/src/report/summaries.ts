@@ -1,0 +1,106 @@
+/**
+ * What each run mode reports: the summaries printed at the end of a run (text or `--output json`)
+ * and written by the report writers. Kept apart from the run modes, which produce them, and the
+ * report writers, which read them, so neither imports the other.
+ */
+import type { ArchiveChunk, Digest } from '@meshmirror/shared';
+import type { PushOutcome } from '../push/image-pusher.ts';
+import type { ImageKind } from '../resolve/image-set.ts';
+import type { AgentReport } from '../schedule/farm-scheduler.ts';
+
+export interface ImageOutcome {
+  source: string;
+  kind: ImageKind;
+  origin: string;
+  state: 'archived' | 'failed' | 'planned';
+  digest?: Digest;
+  code?: string;
+  reason?: string;
+}
+
+export interface MirrorSummary {
+  runId: string;
+  resumed: boolean;
+  dryRun: boolean;
+  destination: string;
+  images: { requested: number; blocked: number; archived: number; failed: number };
+  outcomes: ImageOutcome[];
+  bytes: {
+    /** Bytes of the unique layers and configs the image set needs. */
+    unique: number;
+    /** Of those, already held in the store before this run. */
+    held: number;
+    /** Committed by an interrupted earlier run and not fetched again. */
+    resumed: number;
+    /** Still missing when the run planned its fetches. */
+    toFetch: number;
+    /** Body bytes actually received from upstream registries, retries included. */
+    fetched: number;
+    /** In a farm run: bytes the writer pulled from agents. */
+    pulled?: number;
+  };
+  /** Per agent of a farm run: upstream bytes, bytes served to the writer, pieces, failures. */
+  agents?: AgentReport[];
+  retries: number;
+  rangesIgnored: number;
+  /** Held blobs that failed verification when archived and were fetched (or stored) again. */
+  repairedBlobs: number;
+  archive: { chunks: ArchiveChunk[]; warnings: string[] };
+  warnings: string[];
+  files: { errors?: string; mapping?: string; report: string };
+  durationMs: number;
+}
+
+export interface PushSummary {
+  runId: string;
+  resumed: boolean;
+  from: string;
+  destination: string;
+  images: { requested: number; blocked: number; pushed: number; failed: number; alreadyPushed: number };
+  outcomes: PushOutcome[];
+  /**
+   * `uploaded` counts unique blobs that were sent; `present` and `mounted` count placements (a blob
+   * the target had, or got by mount, in one repository), so a shared blob may count in several.
+   */
+  blobs: { unique: number; present: number; mounted: number; uploaded: number };
+  bytes: {
+    /** Sizes of the unique blobs the pushed and failed images need. */
+    unique: number;
+    /** Of those, blobs the target already had (HEAD) or got by mount. */
+    skipped: number;
+    /** Bytes of the blobs that were uploaded. */
+    uploaded: number;
+    /** Body bytes put on the wire, failed attempts included (≥ uploaded minus resumed). */
+    sent: number;
+    /** Bytes an interrupted earlier run had uploaded and the registry still held. */
+    resumed: number;
+  };
+  /** Failed requests to the target (each waited out and tried again, or given up), probes included. */
+  retries: number;
+  /** Upload sessions the registry lost and that were started over. */
+  restarts: number;
+  warnings: string[];
+  files: { report: string; errors?: string; clusterResources: string[] };
+  durationMs: number;
+}
+
+export interface MirrorToMirrorSummary extends PushSummary {
+  mode: 'mirror-to-mirror';
+  fetch: {
+    /** Unique blob bytes the target already held in some repository this run pushes to: not fetched. */
+    inTarget: number;
+    /** Bytes already in an agent's store from earlier runs. */
+    held: number;
+    /** Bytes an interrupted earlier fetch had committed. */
+    resumed: number;
+    /** Bytes that had to come from the source registries. */
+    toFetch: number;
+    /** Body bytes received from the source registries, retries included. */
+    fetched: number;
+    retries: number;
+    /** Farm runs: blobs the coordinator's agent fetched and pushed itself because their agents were lost. */
+    fetchedByCoordinator: number;
+  };
+  /** Per agent of a farm run: what it fetched and what it pushed. */
+  agents?: Array<AgentReport & { pushedBytes: number; blobsPushed: number }>;
+}
