@@ -27,14 +27,16 @@ const bigBlobBytes = Number(process.env['BENCH_BIG_BLOB_BYTES'] ?? 1024 ** 3);
 interface Timed {
   seconds: number;
   maxRssBytes: number;
+  /** Bytes the process sent toward the disk (its block output count, 512-byte units, from GNU time). */
+  writtenBytes: number;
 }
 
-/** Runs a command under GNU time; returns wall seconds and peak resident memory. */
+/** Runs a command under GNU time; returns wall seconds, peak resident memory and bytes written. */
 async function timed(command: string, args: string[]): Promise<Timed> {
-  const { stderr } = await execFileAsync('/usr/bin/time', ['-f', 'BENCH %e %M', command, ...args], { maxBuffer: 64 * MB });
-  const m = /BENCH ([\d.]+) (\d+)\s*$/.exec(stderr);
+  const { stderr } = await execFileAsync('/usr/bin/time', ['-f', 'BENCH %e %M %O', command, ...args], { maxBuffer: 64 * MB });
+  const m = /BENCH ([\d.]+) (\d+) (\d+)\s*$/.exec(stderr);
   if (m === null) throw new Error(`no timing in output of ${command}: ${stderr.slice(-500)}`);
-  return { seconds: Number(m[1]), maxRssBytes: Number(m[2]) * 1024 };
+  return { seconds: Number(m[1]), maxRssBytes: Number(m[2]) * 1024, writtenBytes: Number(m[3]) * 512 };
 }
 
 async function prepare(registry: RunningRegistry, dir: string, images: SampleImage[]): Promise<{ refs: string[]; uniqueBytes: number }> {
@@ -88,13 +90,19 @@ async function skopeoAll(dir: string, refs: string[]): Promise<Timed> {
   await settle();
   let seconds = 0;
   let maxRssBytes = 0;
+  let writtenBytes = 0;
   for (const ref of refs) {
     const name = ref.slice(ref.indexOf('/') + 1);
     const t = await timed('skopeo', ['copy', '--all', '--src-tls-verify=false', '--quiet', `docker://${ref}`, `oci:${layout}:${name}`]);
     seconds += t.seconds;
     maxRssBytes = Math.max(maxRssBytes, t.maxRssBytes);
+    writtenBytes += t.writtenBytes;
   }
-  return { seconds, maxRssBytes };
+  return { seconds, maxRssBytes, writtenBytes };
+}
+
+function perUnique(bytes: number, unique: number): string {
+  return `${(bytes / unique).toFixed(2)}×`;
 }
 
 /** Downloads at once, as many as meshmirror's default ceiling (--parallel-images 4 × --parallel-layers 5). */
@@ -176,15 +184,26 @@ try {
   const mmBig = await meshmirror(dir, big.refs, 'big-blob');
 
   const rows = [
-    ['run', 'wall time', 'peak memory'],
+    ['run', 'wall time', 'peak memory', 'written to disk per unique byte'],
     [
       `raw ceiling: ${blobs.length} unique blobs (${formatBytes(ceiling.bytes)}) to nowhere, ${CEILING_PARALLEL} at a time (best of 2)`,
       `${ceiling.seconds.toFixed(1)} s`,
       '-',
+      '0',
     ],
-    [`meshmirror mirror (${set.refs.length} images, best of 2)`, `${mm.seconds.toFixed(1)} s`, formatBytes(mm.maxRssBytes)],
-    [`skopeo copy --all, image by image (best of 2)`, `${sk.seconds.toFixed(1)} s`, formatBytes(sk.maxRssBytes)],
-    [`meshmirror mirror (one ${formatBytes(bigBlobBytes)} blob)`, `${mmBig.seconds.toFixed(1)} s`, formatBytes(mmBig.maxRssBytes)],
+    [
+      `meshmirror mirror (${set.refs.length} images, best of 2)`,
+      `${mm.seconds.toFixed(1)} s`,
+      formatBytes(mm.maxRssBytes),
+      perUnique(mm.writtenBytes, set.uniqueBytes),
+    ],
+    [`skopeo copy --all, image by image (best of 2)`, `${sk.seconds.toFixed(1)} s`, formatBytes(sk.maxRssBytes), perUnique(sk.writtenBytes, set.uniqueBytes)],
+    [
+      `meshmirror mirror (one ${formatBytes(bigBlobBytes)} blob)`,
+      `${mmBig.seconds.toFixed(1)} s`,
+      formatBytes(mmBig.maxRssBytes),
+      perUnique(mmBig.writtenBytes, big.uniqueBytes),
+    ],
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log('');
