@@ -159,6 +159,10 @@ describe('mesh on loopback', () => {
       const run = spawnMeshmirror(farmArgs([relay.address, ...addressesOf(others)], out, await coordinatorCache('cache-s2')));
       await waitFor(() => relay.frozen(), 'the writer to have pulled 10 MiB from the victim');
       victim!.child.kill('SIGKILL');
+      const killedAt = Date.now();
+      // The relay keeps the writer's connection open and silent, as a host cut off mid-send does.
+      await waitFor(() => run.stderr().includes('agent lost; its work moves to the others'), 'the coordinator to notice the silent holder', 120_000);
+      const noticedMs = Date.now() - killedAt;
       const result = await run.result;
       const summary = summaryOf(result);
       const row = summary.agents.find((a) => a.agent === victim!.peerId);
@@ -173,11 +177,14 @@ describe('mesh on loopback', () => {
         delivered: archive.verified,
         fetchedBytes: warmFetched + refetched,
         uniqueBytes: fx.uniqueBlobBytes,
-        outcome: `exit ${result.code}; ${formatBytes(served)} pulled from the victim before it died, ${formatBytes(refetched)} fetched upstream again by the others (warm-up fetched ${formatBytes(warmFetched)}); ${describeCheck(archive, expected())}`,
+        outcome: `exit ${result.code}; silent holder noticed and lost after ${(noticedMs / 1000).toFixed(1)} s (--stall-timeout 60s); ${formatBytes(served)} pulled from the victim before it died, ${formatBytes(refetched)} fetched upstream again by the others (warm-up fetched ${formatBytes(warmFetched)}); ${describeCheck(archive, expected())}`,
       });
       expect(result.code, result.stderr).toBe(0);
       expect(summary.images.archived).toBe(expected());
       expect(result.stderr).toContain('pull from agent failed');
+      // Noticed within seconds (a 10 s pull silence, then a 3 s question), not after --stall-timeout.
+      expect(noticedMs).toBeLessThan(30_000);
+      expect(row?.lost).toMatch(/MM_AGENT_LOST/);
       expect(archive.failures).toEqual([]);
       expect(archive.leftovers).toEqual([]);
       expect(archive.badBlobs).toEqual([]);

@@ -58,6 +58,8 @@ export interface MeshFetchOutcome {
 
 /** How often the endgame is looked at again, and lost agents are asked whether they are back, while anything is in flight. */
 const TICK_MS = 1_000;
+/** Pull failures after which the holder is asked whether it is still there. */
+const BROKEN_OFF = new Set(['MM_STALL', 'MM_NETWORK', 'MM_TRUNCATED', 'MM_AGENT_LOST']);
 /** Between two questions to a lost agent, and how long it has to answer one. */
 const PROBE_EVERY_MS = 2_000;
 const PROBE_TIMEOUT_MS = 3_000;
@@ -133,19 +135,58 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     );
   };
 
-  const startPull = (d: Extract<Decision, { kind: 'pull' }>): void => {
+  /** Pulls in flight, by holder, so a holder found gone has all of them stopped at once. */
+  const pullsFrom = new Map<string, Set<AbortController>>();
+  /** Holders being asked whether they are still there after a pull from them broke off. */
+  const checking = new Set<string>();
+
+  /**
+   * A pull that stalled or broke may mean the holder is gone (killed, partitioned): ask it, and if
+   * it does not answer within seconds, lose it, so every piece it holds is pulled elsewhere or
+   * fetched again now rather than each waiting out its own stall.
+   */
+  const checkHolder = (holder: string): void => {
+    const probe = fetchers.get(holder)?.probe;
+    if (probe === undefined || checking.has(holder)) return;
+    checking.add(holder);
     track(
-      writer.pull(d.holder, d.task, d.sha256, run.signal).then(
-        (bytes) => {
-          scheduler.pullDone(d.holder, d.key, bytes);
-          step();
+      probe({ signal: AbortSignal.any([run.signal, AbortSignal.timeout(PROBE_TIMEOUT_MS)]) }).then(
+        () => {
+          checking.delete(holder);
         },
         (err: unknown) => {
+          checking.delete(holder);
           if (run.signal.aborted) return;
-          scheduler.pullFailed(d.holder, d.key, errorCode(err), describeError(err));
+          scheduler.lose(holder, `MM_AGENT_LOST: a pull from it broke off and it does not answer (${describeError(err)})`);
+          for (const pull of pullsFrom.get(holder) ?? []) pull.abort();
           step();
         },
       ),
+    );
+  };
+
+  const startPull = (d: Extract<Decision, { kind: 'pull' }>): void => {
+    const controller = new AbortController();
+    const mine = pullsFrom.get(d.holder) ?? new Set<AbortController>();
+    pullsFrom.set(d.holder, mine.add(controller));
+    track(
+      writer
+        .pull(d.holder, d.task, d.sha256, AbortSignal.any([run.signal, controller.signal]))
+        .then(
+          (bytes) => {
+            scheduler.pullDone(d.holder, d.key, bytes);
+          },
+          (err: unknown) => {
+            if (run.signal.aborted) return;
+            const code = errorCode(err);
+            scheduler.pullFailed(d.holder, d.key, code, describeError(err));
+            if (BROKEN_OFF.has(code)) checkHolder(d.holder);
+          },
+        )
+        .finally(() => {
+          mine.delete(controller);
+          step();
+        }),
     );
   };
 

@@ -257,7 +257,7 @@ async function joinFarm(
         pull: (holder, task, sha256, signal) => {
           const address = addressOf.get(holder);
           if (address === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no address for agent ${holder}`));
-          return mesh.pullPiece(node, address, store, task, sha256, { signal, stallMs: settings.stallTimeoutMs });
+          return mesh.pullPiece(node, address, store, task, sha256, { signal, stallMs: Math.min(settings.stallTimeoutMs, PEER_PULL_STALL_MS) });
         },
         completeBlob: (digest, size, signal) => store.completeBlob(digest, size, { signal }),
       },
@@ -267,6 +267,13 @@ async function joinFarm(
     },
   };
 }
+
+/**
+ * Longest silence of a pull from a peer before it is given up and the peer asked whether it is still
+ * there: peers serve from their own disk over the farm's LAN, so seconds of silence mean a host that
+ * died or was cut off, not a slow registry (`--stall-timeout`, for upstream, is longer by default).
+ */
+const PEER_PULL_STALL_MS = 10_000;
 
 /**
  * What every mirror command starts from: the configuration, settings (flags over file), logger, and
