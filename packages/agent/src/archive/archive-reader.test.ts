@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { pack as tarPack, type Header } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DigestMismatchError, digestHex, MeshmirrorError, sha256Digest, type Digest } from '@meshmirror/shared';
@@ -10,6 +12,8 @@ import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.
 import { openArchive } from './archive-reader.ts';
 import { writeArchive } from './archive-writer.ts';
 import { testRunDescription } from './test-run-fixture.ts';
+
+const execFileAsync = promisify(execFile);
 
 const KiB = 1024;
 let work: string;
@@ -86,7 +90,13 @@ async function writeTar(path: string, entries: CraftedEntry[]): Promise<void> {
  * One crafted chunk that is a complete, single-chunk archive apart from the `extra` entries; `run`
  * replaces fields of its run.json (`undefined` removes one).
  */
-async function writeCraftedArchive(name: string, extra: CraftedEntry[], manifestBlobs?: unknown[], run: Record<string, unknown> = {}): Promise<string> {
+async function writeCraftedArchive(
+  name: string,
+  extra: CraftedEntry[],
+  manifestBlobs?: unknown[],
+  run: Record<string, unknown> = {},
+  chunkManifest: Record<string, unknown> = {},
+): Promise<string> {
   const dir = join(work, name);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
@@ -99,7 +109,7 @@ async function writeCraftedArchive(name: string, extra: CraftedEntry[], manifest
       name: 'meshmirror/run.json',
       data: JSON.stringify({ schemaVersion: 1, ...testRunDescription('crafted'), archive: { archiveId, chunkCount: 1, writtenAt: 'now' }, ...run }),
     },
-    { name: 'meshmirror/chunk-000001.json', data: JSON.stringify({ chunk: 1, archiveId, blobs: manifestBlobs ?? [] }) },
+    { name: 'meshmirror/chunk-000001.json', data: JSON.stringify({ chunk: 1, archiveId, blobs: manifestBlobs ?? [], ...chunkManifest }) },
   ];
   await writeTar(join(dir, 'mirror_000001.tar'), entries);
   return dir;
@@ -238,6 +248,23 @@ describe('openArchive', () => {
     const image = { ...testRunDescription('bad', layout.images).images[0]!, kind: 'sideloaded' };
     const error = await openError(await writeCraftedArchive('bad-run', [], [], { images: [image] }));
     expect(error.message).toMatch(/^mirror_000001\.tar: entry "meshmirror\/run\.json" is not meshmirror run metadata \(run\.json version 1\) at images\[0\]\.kind: /);
+  });
+
+  it('writes a versioned chunk manifest, and reads one written before versions', async () => {
+    const dir = await writeFreshArchive('versioned-chunks');
+    const { stdout } = await execFileAsync('tar', ['-xOf', join(dir, 'mirror_000001.tar'), 'meshmirror/chunk-000001.json']);
+    expect(JSON.parse(stdout)).toMatchObject({ schemaVersion: 1, chunk: 1 });
+    // The crafted chunk's manifest has no version, as every chunk written before it had.
+    const legacy = await openArchive(await writeCraftedArchive('legacy-chunk', []));
+    expect(legacy.chunks).toHaveLength(1);
+  });
+
+  it('refuses a chunk manifest from a newer meshmirror, naming the chunk, the entry and both versions', async () => {
+    const error = await openError(await writeCraftedArchive('newer-chunk', [], [], {}, { schemaVersion: 2, blobs: 'changed shape' }));
+    expect(error.message).toBe(
+      'mirror_000001.tar: entry "meshmirror/chunk-000001.json" was written by a newer meshmirror (chunk manifest version 2; this build reads up to 1); ' +
+        'use a meshmirror at least as new as the one that wrote the archive',
+    );
   });
 
   it('refuses a folder with a chunk missing', async () => {

@@ -30,7 +30,7 @@ import {
   CHUNK_FILE_RE,
   CHUNK_MANIFEST_ENTRY_RE,
   chunkFileName,
-  chunkManifestSchema,
+  parseChunkManifest,
   INDEX_JSON_ENTRY,
   OCI_LAYOUT_ENTRY,
   RUN_METADATA_ENTRY,
@@ -218,11 +218,8 @@ async function indexChunk(path: string, file: string, chunkNumber: number, signa
     if (manifestEntry === undefined) {
       throw archiveEntryError(file, undefined, 'has no meshmirror/chunk-*.json entry; it is not a meshmirror archive chunk');
     }
-    const parsed = chunkManifestSchema.safeParse(parseJsonEntry(await readEntry(handle, manifestEntry, file, MAX_CHUNK_MANIFEST_BYTES), file, manifestEntry.name));
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw archiveEntryError(file, manifestEntry.name, `is not a chunk manifest at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? ''}`);
-    }
+    const parsed = parseChunkManifest(parseJsonEntry(await readEntry(handle, manifestEntry, file, MAX_CHUNK_MANIFEST_BYTES), file, manifestEntry.name));
+    if (!parsed.success) throw archiveEntryError(file, manifestEntry.name, parsed.problem);
     const manifest = parsed.data;
     if (manifest.chunk !== chunkNumber) throw archiveEntryError(file, manifestEntry.name, `says chunk ${manifest.chunk}, the file is chunk ${chunkNumber}`);
     for (const blob of manifest.blobs) {

@@ -36,8 +36,16 @@ export const chunkBlobSchema = z.object({
 });
 export type ChunkBlob = z.infer<typeof chunkBlobSchema>;
 
+/**
+ * The chunk manifest format this build writes. A chunk written before manifests carried a version
+ * has the same shape and is read as it is; one from a newer meshmirror is refused, saying so.
+ */
+export const CHUNK_MANIFEST_VERSION = 1;
+
 export const chunkManifestSchema = z
   .object({
+    /** Absent in chunks written before the format was versioned (the same shape as version 1). */
+    schemaVersion: z.literal(CHUNK_MANIFEST_VERSION).optional(),
     /** 1-based chunk number; matches the file name. */
     chunk: z.number().int().positive(),
     /**
@@ -51,6 +59,24 @@ export const chunkManifestSchema = z
   })
   .loose();
 export type ChunkManifest = z.infer<typeof chunkManifestSchema>;
+
+/**
+ * Reads a chunk manifest (its parsed JSON) of any version this build knows; on failure, `problem`
+ * says why in words that follow the entry's name.
+ */
+export function parseChunkManifest(value: unknown): { success: true; data: ChunkManifest } | { success: false; problem: string } {
+  const version = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)['schemaVersion'] : undefined;
+  if (typeof version === 'number' && Number.isInteger(version) && version > CHUNK_MANIFEST_VERSION) {
+    return {
+      success: false,
+      problem: `was written by a newer meshmirror (chunk manifest version ${version}; this build reads up to ${CHUNK_MANIFEST_VERSION}); use a meshmirror at least as new as the one that wrote the archive`,
+    };
+  }
+  const parsed = chunkManifestSchema.safeParse(value);
+  if (parsed.success) return { success: true, data: parsed.data };
+  const issue = parsed.error.issues[0];
+  return { success: false, problem: `is not a chunk manifest at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? ''}` };
+}
 
 /** Compact JSON, so the writer can compute entry sizes exactly before writing. */
 export function encodeJson(value: unknown): Buffer {

@@ -6,7 +6,7 @@
  * chunk, so it grows with each blob and is counted exactly.
  */
 import type { BlobRef } from '@meshmirror/shared';
-import { encodeJson, type ChunkBlob, type ChunkManifest } from './chunk-manifest.ts';
+import { CHUNK_MANIFEST_VERSION, encodeJson, type ChunkBlob, type ChunkManifest } from './chunk-manifest.ts';
 import { END_OF_ARCHIVE_BYTES, TAR_BLOCK, tarEntryBytes } from './tar-header.ts';
 
 /** A file written into the last chunk beside the blobs (oci-layout, index.json, run.json). */
@@ -34,12 +34,17 @@ export interface ChunkFillWithBlob {
 }
 
 export function emptyChunkFill(chunk: number, archiveId: string): ChunkFill {
-  return { chunk, blobs: [], blobBytes: 0, manifestBytes: encodeJson({ chunk, archiveId, blobs: [] } satisfies ChunkManifest).length };
+  return {
+    chunk,
+    blobs: [],
+    blobBytes: 0,
+    manifestBytes: encodeJson({ schemaVersion: CHUNK_MANIFEST_VERSION, chunk, archiveId, blobs: [] } satisfies ChunkManifest).length,
+  };
 }
 
 /** The chunk's manifest, exactly `fill.manifestBytes` long. */
 export function encodeChunkManifest(fill: ChunkFill, archiveId: string): Buffer {
-  return encodeJson({ chunk: fill.chunk, archiveId, blobs: fill.blobs } satisfies ChunkManifest);
+  return encodeJson({ schemaVersion: CHUNK_MANIFEST_VERSION, chunk: fill.chunk, archiveId, blobs: fill.blobs } satisfies ChunkManifest);
 }
 
 export function chunkFillWithBlob(fill: ChunkFill, blob: BlobRef): ChunkFillWithBlob {
