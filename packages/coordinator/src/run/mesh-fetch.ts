@@ -38,7 +38,7 @@ export interface MeshFetchOptions {
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
-  /** Pulls at once from holders into the writer. Default 8. */
+  /** Pulls at once from holders into the writer. Default 8 per agent (see PULLS_PER_AGENT). */
   parallelPulls?: number;
   /** How often one piece may be pulled or fetched before its blob is given up. Default 5. */
   maxAttempts?: number;

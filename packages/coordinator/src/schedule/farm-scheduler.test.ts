@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Digest, PieceTask } from '@meshmirror/shared';
 import type { MeshPiece } from '../plan/mesh-plan.ts';
-import { DISTRUST_AFTER_WRONG_PIECES, ENDGAME_MIN_REMAINING_MS, FarmScheduler, type Decision } from './farm-scheduler.ts';
+import { DISTRUST_AFTER_WRONG_PIECES, ENDGAME_MIN_REMAINING_MS, FarmScheduler, PULLS_PER_AGENT, type Decision } from './farm-scheduler.ts';
 
 const MiB = 1024 * 1024;
 
@@ -265,6 +265,23 @@ describe('FarmScheduler', () => {
     }
     expect(taken.fast + taken.slow).toBe(pieces.length);
     expect(taken.fast).toBeGreaterThan(taken.slow);
+  });
+
+  it('pulls into the writer as many pieces at once as the farm has agents to keep up with', () => {
+    for (const agents of [['a'], ['a', 'b', 'c']]) {
+      const pieces = Array.from({ length: 40 }, (_, i) => piece(i + 1, MiB));
+      // Every piece already held by the agents (round robin): only pulls are left.
+      pieces.forEach((p, i) => p.holders.set(agents[i % agents.length]!, p.task.digest));
+      const f = farm(
+        pieces,
+        agents.map((name) => ({ name })),
+      );
+      const pulls = f.of(f.decide(), 'pull');
+      expect(pulls).toHaveLength(PULLS_PER_AGENT * agents.length);
+      // One done, one more goes.
+      f.scheduler.pullDone(pulls[0]!.holder, pulls[0]!.key, MiB);
+      expect(f.of(f.decide(), 'pull')).toHaveLength(1);
+    }
   });
 
   it('an agent that comes back is given work again in the same run', () => {
