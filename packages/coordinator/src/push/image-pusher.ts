@@ -154,14 +154,7 @@ export class ImagePusher {
     let alreadyPushed = 0;
     await Promise.all(
       images.map(async (image) => {
-        const base = {
-          source: image.source,
-          kind: image.kind,
-          origin: image.origin,
-          ...(image.role === undefined ? {} : { role: image.role }),
-          digest: image.digest,
-          target: image.target.reference,
-        };
+        const base = outcomeBase(image);
         try {
           if (await this.#alreadyPushed(image)) {
             alreadyPushed += 1;
@@ -217,14 +210,7 @@ export class ImagePusher {
   /** Places every blob of the image, then its manifests and tag. Never rejects unless aborted. */
   async push(image: ImagePush): Promise<PushOutcome> {
     const { client, journal, signal } = this.#o;
-    const base = {
-      source: image.source,
-      kind: image.kind,
-      origin: image.origin,
-      ...(image.role === undefined ? {} : { role: image.role }),
-      digest: image.digest,
-      target: image.target.reference,
-    };
+    const base = outcomeBase(image);
     const location = { registry: image.target.registry, repository: image.target.repository };
     try {
       const results = await Promise.allSettled(image.blobs.map((b) => this.#ensure(b, image.target.repository)));
@@ -348,4 +334,16 @@ export function uniqueBlobsOf(images: ImagePush[]): { count: number; bytes: numb
   let bytes = 0;
   for (const size of unique.values()) bytes += size;
   return { count: unique.size, bytes };
+}
+
+/** What every outcome of an image says, whatever became of it. */
+function outcomeBase(image: ImagePush) {
+  return {
+    source: image.source,
+    kind: image.kind,
+    origin: image.origin,
+    ...(image.role === undefined ? {} : { role: image.role }),
+    digest: image.digest,
+    target: image.target.reference,
+  };
 }

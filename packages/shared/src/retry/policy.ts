@@ -134,11 +134,10 @@ const FINAL_MM_CODES = new Set([
   'MM_MANIFEST_INVALID',
 ]);
 
-/** Node and undici codes of connection-level failures that another attempt may not meet. */
-const RETRYABLE_SYSTEM_CODES = new Set([
-  'ECONNRESET',
-  'EPIPE',
+/** Codes of connection failures: the request never got an answer from the host. */
+const CONNECTION_FAILURE_CODES = new Set([
   'ECONNREFUSED',
+  'ECONNRESET',
   'ECONNABORTED',
   'ETIMEDOUT',
   'ENETUNREACH',
@@ -146,10 +145,16 @@ const RETRYABLE_SYSTEM_CODES = new Set([
   'EHOSTUNREACH',
   'EHOSTDOWN',
   'EAI_AGAIN',
-  'ERR_STREAM_PREMATURE_CLOSE',
   'UND_ERR_SOCKET',
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_HEADERS_TIMEOUT',
+]);
+
+/** Node and undici codes of failures that another attempt may not meet: the connection ones, and a cut-off body. */
+const RETRYABLE_SYSTEM_CODES = new Set([
+  ...CONNECTION_FAILURE_CODES,
+  'EPIPE',
+  'ERR_STREAM_PREMATURE_CLOSE',
   'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
 ]);
@@ -188,22 +193,6 @@ function classify(err: unknown, depth: number): boolean {
   if (err instanceof AggregateError) return err.errors.some((e) => classify(e, depth + 1));
   return 'cause' in err ? classify(err.cause, depth + 1) : false;
 }
-
-/** Codes of connection failures: the request never got an answer from the host. */
-const CONNECTION_FAILURE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-]);
 
 /**
  * True when a retryable failure says the host could not be reached at all (refused, reset, no
