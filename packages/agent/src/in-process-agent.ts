@@ -72,6 +72,11 @@ class InProcessAgent implements LocalAgent {
   readonly #pushLogger: Logger;
   /** Target registries that refused chunked uploads: every later blob goes monolithic. */
   readonly #uploadModes: UploadModes = { monolithic: new Set() };
+  /**
+   * Upstream attempts at once, shared by every `fetchPieces` call (a farm's scheduler hands pieces
+   * over one call each): a piece waiting for a retry or for its host's turn holds none.
+   */
+  readonly #inSlot: <T>(attempt: () => Promise<T>) => Promise<T>;
 
   constructor(options: InProcessAgentOptions) {
     if (!Number.isSafeInteger(options.parallelLayers) || options.parallelLayers < 1) {
@@ -79,6 +84,8 @@ class InProcessAgent implements LocalAgent {
     }
     this.name = options.name ?? 'local';
     this.#options = options;
+    const limit = pLimit(options.parallelLayers);
+    this.#inSlot = (attempt) => limit(attempt);
     this.#logger = options.logger.child({ component: 'mesh:agent', agent: this.name });
     this.#fetchLogger = options.logger.child({ component: 'mesh:fetcher', agent: this.name });
     this.#pushLogger = options.logger.child({ component: 'mesh:pusher', agent: this.name });
@@ -205,9 +212,9 @@ class InProcessAgent implements LocalAgent {
 
     // Per source host, a fixed pool of workers takes that host's pieces in order: nothing is queued
     // per piece, so a batch of tens of thousands of pieces costs no more than the tasks themselves.
-    // Attempts share `parallelLayers` slots across hosts, and a piece waiting for a retry or for its
-    // host's turn holds none: a host that is down holds back only its own pieces.
-    const inSlot = pLimit(this.#options.parallelLayers);
+    // Attempts share `parallelLayers` slots across hosts (and calls), and a piece waiting for a retry
+    // or for its host's turn holds none: a host that is down holds back only its own pieces.
+    const inSlot = this.#inSlot;
     const byHost = new Map<string, PieceTask[]>();
     for (const task of unique) {
       const host = task.sources[0]?.registry ?? '';

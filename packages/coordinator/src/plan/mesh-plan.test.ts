@@ -54,4 +54,16 @@ describe('planMesh', () => {
     expect(split.piecesPerBlob.get(digest(1))).toBe(1);
     expect(split).toMatchObject({ heldBytes: 250, missingBytes: 250 });
   });
+
+  it('lists a blob whose every piece the writer finished, without assembling it, for assembly', () => {
+    const plan = planOf([500]);
+    const finished = [
+      { offset: 0, length: 250, committed: 250, sha256: digest(91) },
+      { offset: 250, length: 250, committed: 250, sha256: digest(92) },
+    ];
+    const split = planMesh(plan, [{ digest: digest(1), held: false, pieces: finished }], new Map([['a', [none(1)]]]), 250);
+    expect(split.pieces).toEqual([]);
+    expect(split.assemble).toEqual([{ digest: digest(1), size: 500 }]);
+    expect(split).toMatchObject({ heldBytes: 500, missingBytes: 0 });
+  });
 });

@@ -1,4 +1,4 @@
-import type { BlobHolding, Digest, PieceTask } from '@meshmirror/shared';
+import type { BlobHolding, BlobRef, Digest, PieceTask } from '@meshmirror/shared';
 import { evenPieces, fillGaps, type MirrorPlan, type Range } from './plan.ts';
 
 /** A piece of a farm-wide plan and where its bytes already are. */
@@ -17,6 +17,8 @@ export interface MeshSplit {
   piecesPerBlob: Map<Digest, number>;
   /** Blobs the writer holds whole (they go straight into the archive). */
   heldByWriter: Set<Digest>;
+  /** Blobs whose every piece the writer holds, not yet assembled (a run stopped in between). */
+  assemble: BlobRef[];
   /** Bytes held somewhere in the farm (writer or agents), never fetched upstream again. */
   heldBytes: number;
   /** Bytes of unfinished copies an agent resumes. */
@@ -37,7 +39,7 @@ export function planMesh(plan: MirrorPlan, writer: BlobHolding[], agents: Map<st
   for (const [agent, holdings] of agents) {
     for (const holding of holdings) agentsOf.set(holding.digest, [...(agentsOf.get(holding.digest) ?? []), { agent, holding }]);
   }
-  const split: MeshSplit = { pieces: [], piecesPerBlob: new Map(), heldByWriter: new Set(), heldBytes: 0, resumedBytes: 0, missingBytes: 0 };
+  const split: MeshSplit = { pieces: [], piecesPerBlob: new Map(), heldByWriter: new Set(), assemble: [], heldBytes: 0, resumedBytes: 0, missingBytes: 0 };
   for (const blob of plan.blobs.values()) {
     const mine = writerOf.get(blob.digest);
     if (mine?.held === true) {
@@ -62,6 +64,7 @@ export function planMesh(plan: MirrorPlan, writer: BlobHolding[], agents: Map<st
 
     const existing = [...(mine?.pieces ?? []), ...theirs.flatMap((t) => t.holding.pieces)];
     const ranges = existing.length > 0 ? fillGaps(uniqueRanges(existing), blob.size, pieceSize) : evenPieces(blob.size, pieceSize);
+    const before = split.pieces.length;
     for (const range of ranges) {
       const same = (p: Range): boolean => p.offset === range.offset && p.length === range.length;
       const writerCopy = mine?.pieces.find((p) => same(p) && p.sha256 !== undefined);
@@ -86,6 +89,7 @@ export function planMesh(plan: MirrorPlan, writer: BlobHolding[], agents: Map<st
         add({ task: taskOf(range), holders, ...(resumeOn === undefined ? {} : { resumeOn }) });
       }
     }
+    if (split.pieces.length === before) split.assemble.push({ digest: blob.digest, size: blob.size });
   }
   // Longest first, as in a single-host run: the fetch ends on small pieces, evenly across agents.
   split.pieces.sort((a, b) => b.task.length - a.task.length);

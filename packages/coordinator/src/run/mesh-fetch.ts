@@ -5,14 +5,26 @@
  * whose pieces are all in. The decisions themselves (who fetches what, endgame, distrust, lost
  * agents) live in the scheduler, without I/O.
  */
-import { describeError, errorCode, throwIfAborted, type AbortOptions, type Agent, type Digest, type Logger, type PieceEvent, type PieceTask } from '@meshmirror/shared';
+import {
+  describeError,
+  errorCode,
+  throwIfAborted,
+  type AbortOptions,
+  type Agent,
+  type BlobHolding,
+  type BlobRef,
+  type Digest,
+  type Logger,
+  type PieceEvent,
+  type PieceTask,
+} from '@meshmirror/shared';
 import type { MeshSplit } from '../plan/mesh-plan.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { FarmScheduler, type AgentReport, type Decision } from '../schedule/farm-scheduler.ts';
 
 export type { AgentReport } from '../schedule/farm-scheduler.ts';
 
-/** A remote agent the scheduler can hand pieces to. */
+/** An agent the scheduler can hand pieces to: a remote one, or the coordinator's own (a farm of one). */
 export interface MeshFetcher {
   agent: Agent;
   /** How it is shown in reports: its address. */
@@ -21,6 +33,11 @@ export interface MeshFetcher {
   slots: number;
   /** Resolves when the agent answers; a lost agent that answers again is given work again in the same run. */
   probe?: (options: AbortOptions) => Promise<void>;
+  /**
+   * Its store is the writer's own (the coordinator's agent): what it fetched is already where the
+   * writer needs it, so nothing is pulled, and a failure of the agent itself (its store) ends the run.
+   */
+  sharesWriterStore?: boolean;
 }
 
 /** The writer's side: pulls a piece from a holder into its store and completes blobs. */
@@ -29,6 +46,50 @@ export interface MeshWriter {
   pull(holder: string, task: PieceTask, sha256: Digest, signal: AbortSignal): Promise<number>;
   /** Assembles and verifies a blob whose pieces are all in the writer's store. */
   completeBlob(digest: Digest, size: number, signal: AbortSignal): Promise<void>;
+}
+
+/**
+ * Where a run's blobs come from: a scheduler over fetchers, into the writer's store. A single host
+ * is a farm of one (its fetchers are just `local`); a farm's are its agents, the coordinator's own
+ * agent only writing.
+ */
+export interface BlobSupply {
+  fetchers: MeshFetcher[];
+  writer: MeshWriter;
+  /** The coordinator's own agent as a fetcher (`sharesWriterStore`): it fetches again what came wrong. */
+  local: MeshFetcher;
+}
+
+/** Whether any fetcher of the supply is another host (the summary then reports each agent). */
+export function isFarm(supply: BlobSupply): boolean {
+  return supply.fetchers.some((f) => f.sharesWriterStore !== true);
+}
+
+/**
+ * What every fetcher of the supply holds of the planned blobs; the writer's own holdings stand for a
+ * fetcher that shares its store. An agent that cannot answer is left out of this run (it is
+ * reported lost when it is given work, or simply not asked).
+ */
+export async function supplyHoldings(
+  supply: BlobSupply,
+  writerHoldings: BlobHolding[],
+  wanted: BlobRef[],
+  log: Logger,
+  signal?: AbortSignal,
+): Promise<Map<string, BlobHolding[]>> {
+  const answers = await Promise.all(
+    supply.fetchers.map(async (f) => {
+      if (f.sharesWriterStore === true) return [f.agent.name, writerHoldings] as const;
+      try {
+        return [f.agent.name, await f.agent.holdings(wanted, signal === undefined ? {} : { signal })] as const;
+      } catch (err) {
+        if (signal?.aborted === true) throw err;
+        log.warn({ agent: f.agent.name, address: f.address, err: describeError(err) }, 'agent did not report its holdings; planning without them');
+        return undefined;
+      }
+    }),
+  );
+  return new Map(answers.filter((a) => a !== undefined));
 }
 
 export interface MeshFetchOptions {
@@ -44,6 +105,8 @@ export interface MeshFetchOptions {
   maxAttempts?: number;
   /** Called when the writer holds a blob whole and verified. */
   onBlobHeld: (digest: Digest, size: number) => void;
+  /** Called when a blob cannot be had in this run (its images can be reported now). */
+  onBlobFailed?: (digest: Digest, code: string, message: string) => void;
 }
 
 export interface MeshFetchOutcome {
@@ -77,6 +140,12 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
   });
   const totals = { upstreamBytes: 0, retries: 0, rangesIgnored: 0 };
   const run = new AbortController();
+  /** A failure that ends the run (the writer's store), boxed so that even `undefined` thrown counts. */
+  let fatal: { error: unknown } | undefined;
+  const stop = (err: unknown): void => {
+    fatal ??= { error: err };
+    run.abort(err);
+  };
   const onAbort = (): void => run.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
   const pending = new Set<Promise<void>>();
@@ -101,6 +170,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         break;
       case 'range-ignored':
         totals.rangesIgnored += 1;
+        log.warn({ agent, digest: event.digest, offset: event.offset }, 'registry ignored Range (200 to a ranged request); bytes before the resume point were skipped');
         break;
       case 'piece-done':
         totals.upstreamBytes += event.upstreamBytes;
@@ -125,7 +195,12 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         .then(
           () => undefined,
           // A fetch we cancelled says nothing about the agent; any other failure is the agent's own.
-          (err: unknown) => (run.signal.aborted || controller.signal.aborted ? undefined : { code: errorCode(err), message: describeError(err) }),
+          (err: unknown) => {
+            if (run.signal.aborted || controller.signal.aborted) return undefined;
+            // The writer's own store failed: nothing more can be written in this run.
+            if (fetcher.sharesWriterStore === true) stop(err);
+            return { code: errorCode(err), message: describeError(err) };
+          },
         )
         .then((agentError) => {
           fetches.delete(fetchId(d.agent, d.key));
@@ -166,6 +241,16 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
   };
 
   const startPull = (d: Extract<Decision, { kind: 'pull' }>): void => {
+    if (fetchers.get(d.holder)?.sharesWriterStore === true) {
+      // Already in the writer's store: nothing moves.
+      track(
+        Promise.resolve().then(() => {
+          scheduler.pullDone(d.holder, d.key, 0);
+          step();
+        }),
+      );
+      return;
+    }
     const controller = new AbortController();
     const mine = pullsFrom.get(d.holder) ?? new Set<AbortController>();
     pullsFrom.set(d.holder, mine.add(controller));
@@ -247,6 +332,9 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         case 'complete':
           complete(d);
           break;
+        case 'failed':
+          options.onBlobFailed?.(d.digest, d.code, d.message);
+          break;
         case 'evict':
           // The agent's copy is no use to anyone; whether it managed to drop it changes nothing here.
           void fetchers
@@ -271,6 +359,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
       clearInterval(tick);
     }
     throwIfAborted(signal);
+    if (fatal !== undefined) throw fatal.error;
   } finally {
     run.abort();
     signal?.removeEventListener('abort', onAbort);

@@ -7,22 +7,21 @@ import {
   errorCode,
   throwIfAborted,
   type LocalAgent,
-  type BlobHolding,
   type Digest,
   type ImageSetConfig,
   type Logger,
   type RegistryClient,
   type RunDescription,
-  type BlobRef,
 } from '@meshmirror/shared';
 import type { FailedImage, RequestedImage, ResolvedImage } from '../resolve/image-set.ts';
 import { resolveImage } from '../resolve/resolve-image.ts';
 import { collectImageSet, type ImageSetContent, type OpenShiftSources } from '../resolve/image-set-content.ts';
 import type { LayerSource } from '../resolve/layer-source.ts';
-import { buildPlan, splitIntoPieces, type MirrorPlan } from '../plan/plan.ts';
+import { buildPlan, type MirrorPlan } from '../plan/plan.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
 import { ArchiveFeed } from './archive-feed.ts';
-import { meshFetch, type AgentReport, type MeshFetcher, type MeshWriter } from './mesh-fetch.ts';
+import { isFarm, meshFetch, supplyHoldings, type AgentReport, type BlobSupply } from './mesh-fetch.ts';
+import { ImageTally } from './image-tally.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { RunJournal, type RunRecord } from './run-journal.ts';
 import { writeReports } from '../report/run-reports.ts';
@@ -53,10 +52,10 @@ export interface MirrorToDiskOptions {
   chunkSizeBytes: number;
   dryRun?: boolean;
   /**
-   * A farm run: these agents fetch, `agent` (the coordinator's own) only writes, pulling every piece
-   * from its holder. Without it, `agent` fetches everything itself.
+   * Where blobs come from into `agent`'s store: `agent` itself alone (a farm of one), or a farm's
+   * agents, `agent` then only writing, pulling every piece from its holder.
    */
-  mesh?: { fetchers: MeshFetcher[]; writer: MeshWriter };
+  supply: BlobSupply;
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
@@ -91,13 +90,9 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
     for (const b of emptyBlobs) plan.blobs.delete(b.digest);
 
     const wanted = [...plan.blobs.values()].map(({ digest, size }) => ({ digest, size }));
-    const holdings = await agent.holdings(wanted, { signal });
-    const meshSplit =
-      options.mesh === undefined ? undefined : planMesh(plan, holdings, await farmHoldings(options.mesh.fetchers, wanted, log, signal), options.pieceSize);
-    const split =
-      meshSplit === undefined
-        ? splitIntoPieces(plan, holdings, options.pieceSize)
-        : { tasks: [], heldBytes: meshSplit.heldBytes, resumedBytes: meshSplit.resumedBytes, missingBytes: meshSplit.missingBytes };
+    const { supply } = options;
+    const holdings = await agent.holdings(wanted, signal === undefined ? {} : { signal });
+    const split = planMesh(plan, holdings, await supplyHoldings(supply, holdings, wanted, log, signal), options.pieceSize);
     log.info(
       { images: resolved.length, uniqueBlobs: plan.blobs.size, uniqueBytes: plan.uniqueBytes, held: split.heldBytes, toFetch: split.missingBytes },
       'plan ready',
@@ -163,27 +158,27 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
     let agentReports: AgentReport[] | undefined;
     let pulledBytes: number | undefined;
     try {
-      const held = new Set(holdings.filter((h) => h.held).map((h) => h.digest));
-      for (const blob of plan.blobs.values()) if (held.has(blob.digest)) addToArchive(blob.digest, blob.size);
+      for (const blob of plan.blobs.values()) if (split.heldByWriter.has(blob.digest)) addToArchive(blob.digest, blob.size);
       for (const b of emptyBlobs) addToArchive(b.digest, 0);
 
       const fetchStarted = Date.now();
-      let fetchOutcome: FetchOutcome;
-      if (options.mesh === undefined || meshSplit === undefined) {
-        fetchOutcome = await fetchMissing(plan, split.tasks, split.missingBytes, failed.length, options, addToArchive);
-      } else {
-        const farm = await meshFetch({
-          split: meshSplit,
-          fetchers: options.mesh.fetchers,
-          writer: options.mesh.writer,
-          logger: options.logger,
-          ...(progress === undefined ? {} : { progress }),
-          ...(signal === undefined ? {} : { signal }),
-          onBlobHeld: (digest, size) => addToArchive(digest, size, true),
-        });
-        fetchOutcome = farm;
-        agentReports = farm.agents;
-        pulledBytes = farm.pulledBytes;
+      const images = new ImageTally(plan, [...split.piecesPerBlob.keys(), ...split.assemble.map((b) => b.digest)], failed.length, progress);
+      const fetchOutcome = await meshFetch({
+        split,
+        fetchers: supply.fetchers,
+        writer: supply.writer,
+        logger: options.logger,
+        ...(progress === undefined ? {} : { progress }),
+        ...(signal === undefined ? {} : { signal }),
+        onBlobHeld: (digest, size) => {
+          images.blobEnded(digest, true);
+          addToArchive(digest, size, true);
+        },
+        onBlobFailed: (digest) => images.blobEnded(digest, false),
+      });
+      if (isFarm(supply)) {
+        agentReports = fetchOutcome.agents;
+        pulledBytes = fetchOutcome.pulledBytes;
       }
       await adds.settled();
 
@@ -204,9 +199,17 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       for (const digest of wrongBytes) fetchOutcome.failedBlobs.delete(digest);
       const refetch = [...corrupt, ...wrongBytes];
       if (refetch.length > 0) {
+        // Fetched afresh by the coordinator's own agent: the copies elsewhere in the farm may be the wrong ones.
         const repairPlan: MirrorPlan = { ...plan, blobs: new Map(refetch.map((d) => [d, plan.blobs.get(d)!])) };
-        const repair = splitIntoPieces(repairPlan, [], options.pieceSize);
-        const repaired = await fetchMissing(repairPlan, repair.tasks, repair.missingBytes, failed.length, options, addToArchive);
+        const repaired = await meshFetch({
+          split: planMesh(repairPlan, [], new Map([[supply.local.agent.name, []]]), options.pieceSize),
+          fetchers: [supply.local],
+          writer: supply.writer,
+          logger: options.logger,
+          ...(progress === undefined ? {} : { progress }),
+          ...(signal === undefined ? {} : { signal }),
+          onBlobHeld: (digest, size) => addToArchive(digest, size, true),
+        });
         await adds.settled();
         for (const [digest, why] of repaired.failedBlobs) fetchOutcome.failedBlobs.set(digest, why);
         fetchOutcome.upstreamBytes += repaired.upstreamBytes;
@@ -374,106 +377,6 @@ export async function resolveContent(
   options.progress?.update({ imagesTotal: content.requested.length + content.prepared.length });
   const { resolved, failed } = await resolveAll(content.requested, run, journal, options);
   return { resolved: [...content.prepared, ...resolved], failed: [...content.failed, ...failed] };
-}
-
-/**
- * What every agent of the farm holds of the planned blobs. An agent that cannot answer is left out
- * of this run (it is reported lost when it is given work, or simply not asked).
- */
-export async function farmHoldings(fetchers: MeshFetcher[], wanted: BlobRef[], log: Logger, signal?: AbortSignal): Promise<Map<string, BlobHolding[]>> {
-  const answers = await Promise.all(
-    fetchers.map(async (f) => {
-      try {
-        return [f.agent.name, await f.agent.holdings(wanted, signal === undefined ? {} : { signal })] as const;
-      } catch (err) {
-        if (signal?.aborted === true) throw err;
-        log.warn({ agent: f.agent.name, address: f.address, err: describeError(err) }, 'agent did not report its holdings; planning without them');
-        return undefined;
-      }
-    }),
-  );
-  return new Map(answers.filter((a) => a !== undefined));
-}
-
-export interface FetchOutcome {
-  failedBlobs: Map<Digest, { code: string; message: string }>;
-  upstreamBytes: number;
-  retries: number;
-  rangesIgnored: number;
-}
-
-export async function fetchMissing(
-  plan: MirrorPlan,
-  tasks: ReturnType<typeof splitIntoPieces>['tasks'],
-  missingBytes: number,
-  alreadyFailed: number,
-  options: Pick<MirrorToDiskOptions, 'agent' | 'logger' | 'progress' | 'signal'>,
-  onBlobHeld: (digest: Digest, size: number, verified: boolean) => void,
-): Promise<FetchOutcome> {
-  const { agent, progress, signal } = options;
-  const log = options.logger.child({ component: 'coordinator:fetch' });
-  const outcome: FetchOutcome = { failedBlobs: new Map(), upstreamBytes: 0, retries: 0, rangesIgnored: 0 };
-
-  // Image completion for progress: an image is done when none of its blobs is still pending.
-  const piecesLeft = new Map<Digest, number>();
-  for (const t of tasks) piecesLeft.set(t.digest, (piecesLeft.get(t.digest) ?? 0) + 1);
-  const blobsLeft = plan.images.map((image) => image.blobs.filter((b) => piecesLeft.has(b.digest)).length);
-  let imagesDone = blobsLeft.filter((n) => n === 0).length;
-  const imagesFailed = new Set<number>();
-  progress?.update({ phase: 'fetching', bytesTotal: missingBytes, bytesDone: 0, imagesDone, imagesFailed: alreadyFailed });
-
-  const blobFinished = (digest: Digest, ok: boolean): void => {
-    for (const index of plan.blobs.get(digest)?.images ?? []) {
-      const left = (blobsLeft[index] ?? 1) - 1;
-      blobsLeft[index] = left;
-      if (!ok) imagesFailed.add(index);
-      if (left === 0 && !imagesFailed.has(index)) imagesDone += 1;
-    }
-    progress?.update({ imagesDone, imagesFailed: alreadyFailed + imagesFailed.size });
-  };
-
-  if (tasks.length === 0) return outcome;
-  // Order pieces image by image so images complete (and could be archived) progressively.
-  await agent.fetchPieces(tasks, {
-    ...(signal === undefined ? {} : { signal }),
-    onEvent: (event) => {
-      switch (event.type) {
-        case 'progress':
-          progress?.addBytes(event.bytes);
-          break;
-        case 'retry':
-          outcome.retries += 1;
-          progress?.noteRetry(event);
-          log.warn({ digest: event.digest, offset: event.offset, attempt: event.attempt, delayMs: event.delayMs, code: event.code }, event.message);
-          break;
-        case 'blob-held':
-          // The agent verified the blob's sha256 as it completed it, just now.
-          onBlobHeld(event.digest, event.size, true);
-          break;
-        case 'range-ignored':
-          outcome.rangesIgnored += 1;
-          log.warn({ digest: event.digest, offset: event.offset }, 'registry ignored Range (200 to a ranged request); bytes before the resume point were skipped');
-          break;
-        case 'piece-done': {
-          outcome.upstreamBytes += event.upstreamBytes;
-          const left = (piecesLeft.get(event.digest) ?? 1) - 1;
-          piecesLeft.set(event.digest, left);
-          if (left === 0 && !outcome.failedBlobs.has(event.digest)) blobFinished(event.digest, true);
-          break;
-        }
-        case 'piece-failed': {
-          outcome.upstreamBytes += event.upstreamBytes;
-          log.warn({ digest: event.digest, offset: event.offset, code: event.code }, `piece failed: ${event.message}`);
-          if (!outcome.failedBlobs.has(event.digest)) {
-            outcome.failedBlobs.set(event.digest, { code: event.code, message: event.message });
-            blobFinished(event.digest, false);
-          }
-          break;
-        }
-      }
-    },
-  });
-  return outcome;
 }
 
 function runMetadata(run: RunRecord, options: MirrorToDiskOptions, archived: ResolvedImage[], failed: FailedImage[], history: RunRecord[]): RunDescription {

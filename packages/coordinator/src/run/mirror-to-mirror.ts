@@ -32,10 +32,10 @@ import {
 } from '@meshmirror/shared';
 import { collectImageSet, type OpenShiftSources } from '../resolve/image-set-content.ts';
 import type { LayerSource } from '../resolve/layer-source.ts';
-import { buildPlan, splitIntoPieces } from '../plan/plan.ts';
+import { buildPlan } from '../plan/plan.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
-import { meshFetch, type AgentReport, type MeshFetcher } from './mesh-fetch.ts';
-import { farmHoldings, fetchMissing, resolveContent, type FetchOutcome } from './mirror-to-disk.ts';
+import { isFarm, meshFetch, supplyHoldings, type AgentReport, type BlobSupply, type MeshFetchOutcome } from './mesh-fetch.ts';
+import { resolveContent } from './mirror-to-disk.ts';
 import { RunJournal } from './run-journal.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PushOutcome } from '../push/image-pusher.ts';
@@ -69,8 +69,11 @@ export interface MirrorToMirrorOptions {
   transfers: number;
   /** Single-host runs: blobs larger than this are fetched as several pieces in parallel. */
   pieceSize: number;
-  /** A farm run: these agents fetch blobs and push them; the coordinator's agent pushes only what it already holds. */
-  mesh?: { fetchers: MeshFetcher[] };
+  /**
+   * Where blobs come from: `agent` alone (a farm of one), or a farm's agents, which fetch blobs and
+   * push them; the coordinator's agent then pushes only what it already holds.
+   */
+  supply: BlobSupply;
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
@@ -308,65 +311,54 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
 
     const fetchStats = { held: 0, resumed: 0, fetched: 0, retries: 0 };
     let agentReports: AgentReport[] | undefined;
-    const failBlobs = (failedBlobs: FetchOutcome['failedBlobs']): void => {
+    const failBlobs = (failedBlobs: MeshFetchOutcome['failedBlobs']): void => {
       for (const [digest, why] of failedBlobs) holderOf(digest).reject(new MeshmirrorError(asErrorCode(why.code), why.message));
     };
     try {
-      if (options.mesh === undefined) {
-        const holdings = await agent.holdings(wanted, abortable);
-        for (const h of holdings) if (h.held) holderOf(h.digest).resolve(agent);
-        const split = splitIntoPieces(plan, holdings, options.pieceSize);
-        Object.assign(fetchStats, { held: split.heldBytes, resumed: split.resumedBytes });
-        progress?.update({ bytesTotal: barTotal(split.heldBytes + split.resumedBytes) });
-        const outcome = await fetchMissing(
-          plan,
-          split.tasks,
-          split.missingBytes,
-          0,
-          { agent, logger, ...(fetchProgress === undefined ? {} : { progress: fetchProgress }), ...abortable },
-          (digest) => holderOf(digest).resolve(agent),
-        );
-        failBlobs(outcome.failedBlobs);
-        Object.assign(fetchStats, { fetched: outcome.upstreamBytes, retries: outcome.retries });
-      } else {
-        const fetchers = options.mesh.fetchers;
-        const byName = new Map(fetchers.map((f) => [f.agent.name, f.agent]));
-        const mine = await agent.holdings(wanted, abortable);
-        for (const h of mine) if (h.held) holderOf(h.digest).resolve(agent);
-        const farm = await farmHoldings(fetchers, wanted, log, signal);
-        // Only whole copies can be pushed: partial pieces of another split are not resumed here.
-        const whole = (h: BlobHolding, size: number): BlobHolding => ({ ...h, pieces: h.pieces.filter((p) => p.offset === 0 && p.length === size) });
-        const sizeOf = new Map(wanted.map((w) => [w.digest, w.size]));
-        const split = planMesh(
-          plan,
-          mine.map((h) => ({ ...h, pieces: [] })),
-          new Map([...farm].map(([name, holdings]) => [name, holdings.map((h) => whole(h, sizeOf.get(h.digest) ?? 0))])),
-          WHOLE_BLOB,
-        );
-        Object.assign(fetchStats, { held: split.heldBytes, resumed: split.resumedBytes });
-        progress?.update({ bytesTotal: barTotal(split.heldBytes + split.resumedBytes) });
-        const outcome = await meshFetch({
-          split,
-          fetchers,
-          writer: {
-            // The holder pushes the blob itself: nothing comes to the coordinator.
-            pull: (holder, task) => {
-              const holding = byName.get(holder);
-              if (holding === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no agent named ${holder}`));
-              holderOf(task.digest).resolve(holding);
-              return Promise.resolve(0);
-            },
-            completeBlob: () => Promise.resolve(),
+      const { supply } = options;
+      const farm = isFarm(supply);
+      const mine = await agent.holdings(wanted, abortable);
+      for (const h of mine) if (h.held) holderOf(h.digest).resolve(agent);
+      const theirs = await supplyHoldings(supply, mine, wanted, log, signal);
+      // Across a farm, every blob is fetched whole by one agent, which pushes it itself: only whole
+      // copies count, and partial pieces of another split are not resumed. A farm of one splits big
+      // blobs into pieces in its own store, as mirror to disk does.
+      const whole = (h: BlobHolding, size: number): BlobHolding => ({ ...h, pieces: h.pieces.filter((p) => p.offset === 0 && p.length === size) });
+      const sizeOf = new Map(wanted.map((w) => [w.digest, w.size]));
+      const split = farm
+        ? planMesh(
+            plan,
+            mine.map((h) => ({ ...h, pieces: [] })),
+            new Map([...theirs].map(([name, holdings]) => [name, holdings.map((h) => whole(h, sizeOf.get(h.digest) ?? 0))])),
+            WHOLE_BLOB,
+          )
+        : planMesh(plan, mine, theirs, options.pieceSize);
+      Object.assign(fetchStats, { held: split.heldBytes, resumed: split.resumedBytes });
+      progress?.update({ bytesTotal: barTotal(split.heldBytes + split.resumedBytes) });
+      const byName = new Map(supply.fetchers.map((f) => [f.agent.name, f.agent]));
+      const outcome = await meshFetch({
+        split,
+        fetchers: supply.fetchers,
+        writer: {
+          // Only another host's copy is pulled: that agent pushes the blob itself, nothing comes to the coordinator.
+          pull: (holder, task) => {
+            const holding = byName.get(holder);
+            if (holding === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no agent named ${holder}`));
+            holderOf(task.digest).resolve(holding);
+            return Promise.resolve(0);
           },
-          logger,
-          ...(fetchProgress === undefined ? {} : { progress: fetchProgress }),
-          ...abortable,
-          onBlobHeld: () => undefined,
-        });
-        failBlobs(outcome.failedBlobs);
-        Object.assign(fetchStats, { fetched: outcome.upstreamBytes, retries: outcome.retries });
-        agentReports = outcome.agents;
-      }
+          completeBlob: (digest, size, blobSignal) => (farm ? Promise.resolve() : supply.writer.completeBlob(digest, size, blobSignal)),
+        },
+        logger,
+        ...(fetchProgress === undefined ? {} : { progress: fetchProgress }),
+        ...abortable,
+        onBlobHeld: (digest) => {
+          if (!farm) holderOf(digest).resolve(agent);
+        },
+      });
+      failBlobs(outcome.failedBlobs);
+      Object.assign(fetchStats, { fetched: outcome.upstreamBytes, retries: outcome.retries });
+      if (farm) agentReports = outcome.agents;
     } finally {
       // Whatever is still waiting will not arrive (the fetch ended or was stopped).
       for (const d of holders.values()) d.reject(signal?.aborted === true ? signal.reason : new MeshmirrorError('MM_NOT_FOUND', 'no agent could fetch this blob'));

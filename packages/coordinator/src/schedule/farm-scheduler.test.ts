@@ -341,4 +341,53 @@ describe('FarmScheduler', () => {
     expect(f.scheduler.reports[0]?.piecesFailed).toBe(1);
     expect(f.of(f.decide(), 'cancel')).toEqual([{ kind: 'cancel', agent: 'a', key: d!.key }]);
   });
+
+  it('says at once that a blob failed, so its images can be reported', () => {
+    const pieces = [piece(1, MiB)];
+    const f = farm(pieces, [{ name: 'a' }]);
+    const [d] = f.of(f.decide(), 'fetch');
+    f.scheduler.fetchFailed('a', d!.key, 'MM_NOT_FOUND', 'blob unknown', 0);
+    expect(f.of(f.decide(), 'failed')).toEqual([{ kind: 'failed', digest: pieces[0]!.task.digest, code: 'MM_NOT_FOUND', message: 'blob unknown' }]);
+  });
+
+  it('assembles a blob whose pieces the writer already holds, before anything is fetched', () => {
+    const scheduler = new FarmScheduler({
+      split: { pieces: [], piecesPerBlob: new Map(), assemble: [{ digest: digestOf(7), size: 3 * MiB }] },
+      agents: [{ name: 'a', address: 'a', slots: 4 }],
+    });
+    expect(scheduler.decide()).toEqual([{ kind: 'complete', digest: digestOf(7), size: 3 * MiB }]);
+    expect(scheduler.idle).toBe(true);
+  });
+
+  it('a source host that is down holds back only its own pieces: each host has its own room on an agent', () => {
+    const onHost = (n: number, registry: string): MeshPiece => {
+      const p = piece(n, MiB);
+      return { ...p, task: { ...p.task, sources: [{ registry, repository: 'app' }] } };
+    };
+    // The down host's pieces come first and would fill every slot.
+    const pieces = [1, 2, 3, 4].map((n) => onHost(n, 'down.example')).concat([5, 6].map((n) => onHost(n, 'up.example')));
+    const f = farm(pieces, [{ name: 'a', slots: 2 }]);
+    const first = f.of(f.decide(), 'fetch');
+    const hostOfKey = (key: string): string => pieces.find((p) => f.keyOf(p) === key)!.task.sources[0]!.registry;
+    expect(first.map((d) => hostOfKey(d.key)).sort()).toEqual(['down.example', 'down.example', 'up.example', 'up.example']);
+    // The up host's pieces finish while the down host's wait: the next pieces are still the down host's, and wait for its room.
+    for (const d of first.filter((d) => hostOfKey(d.key) === 'up.example'))
+      f.fetched(
+        'a',
+        pieces.find((p) => f.keyOf(p) === d.key)!,
+      );
+    expect(f.of(f.decide(), 'fetch')).toEqual([]);
+  });
+
+  it('a farm of one is given as many pieces as it has slots, with no work kept back for other agents', () => {
+    const pieces = Array.from({ length: 10 }, (_, i) => piece(i + 1, 64 * MiB));
+    const f = farm(pieces, [{ name: 'only', slots: 6 }]);
+    expect(f.of(f.decide(), 'fetch')).toHaveLength(6);
+    const two = farm(pieces, [
+      { name: 'a', slots: 6 },
+      { name: 'b', slots: 6 },
+    ]);
+    // Two agents: each is given only what it can bring in soon, so neither sits on work the other could do.
+    expect(two.of(two.decide(), 'fetch').length).toBeLessThan(12);
+  });
 });

@@ -44,6 +44,8 @@ export type Decision =
   | { kind: 'pull'; key: string; task: PieceTask; holder: string; sha256: Digest }
   /** Every piece of the blob is in the writer: assemble and verify it. */
   | ({ kind: 'complete' } & BlobRef)
+  /** The blob cannot be had in this run (say so now: its images are done with). */
+  | { kind: 'failed'; digest: Digest; code: string; message: string }
   /** The agent's copy of the blob is wrong: drop it. */
   | { kind: 'evict'; agent: string; digest: Digest };
 
@@ -55,7 +57,7 @@ export interface SchedulerAgent {
 }
 
 export interface FarmSchedulerOptions {
-  split: Pick<MeshSplit, 'pieces' | 'piecesPerBlob'>;
+  split: Pick<MeshSplit, 'pieces' | 'piecesPerBlob'> & Partial<Pick<MeshSplit, 'assemble'>>;
   agents: SchedulerAgent[];
   /** How often one piece may be pulled or fetched before its blob is given up. Default 5. */
   maxAttempts?: number;
@@ -83,12 +85,21 @@ interface PieceState {
   startedAt: number;
 }
 
+/** An agent's pieces from one source host: each host has its own room, so a host that is down holds back only its own pieces. */
+interface Lane {
+  inFlight: number;
+  /** Bytes of these pieces that have not arrived yet. */
+  pendingBytes: number;
+}
+
 interface AgentState {
   name: string;
+  /** Pieces it fetches at once from each source host. */
   slots: number;
   inFlight: number;
   /** Bytes of its in-flight pieces that have not arrived yet. */
   pendingBytes: number;
+  lanes: Map<string, Lane>;
   usable: boolean;
   report: AgentReport;
   /** Bytes it received from upstream, and the time it spent with pieces in flight: its rate. */
@@ -142,8 +153,11 @@ export class FarmScheduler {
   readonly #agents = new Map<string, AgentState>();
   readonly #pieces = new Map<string, PieceState>();
   readonly #piecesLeft: Map<Digest, number>;
-  /** Waiting pieces, longest first; pieces an agent started in an earlier run wait for that agent. */
-  readonly #queue: PieceState[] = [];
+  /**
+   * Waiting pieces by source host, each longest first; pieces an agent started in an earlier run
+   * wait for that agent.
+   */
+  readonly #queues = new Map<string, PieceState[]>();
   readonly #resumeQueues = new Map<string, PieceState[]>();
   /** Pieces being fetched. */
   readonly #active = new Set<PieceState>();
@@ -177,6 +191,7 @@ export class FarmScheduler {
         slots: agent.slots,
         inFlight: 0,
         pendingBytes: 0,
+        lanes: new Map(),
         usable: true,
         report,
         receivedBytes: 0,
@@ -205,8 +220,10 @@ export class FarmScheduler {
       }
       const resumeOn = piece.resumeOn?.agent;
       if (resumeOn !== undefined && this.#agents.has(resumeOn)) this.#resumeQueues.set(resumeOn, [...(this.#resumeQueues.get(resumeOn) ?? []), state]);
-      else this.#queue.push(state);
+      else this.#enqueue(state);
     }
+    // Blobs whose every piece the writer already holds (a run stopped before it assembled them).
+    for (const blob of options.split.assemble ?? []) this.#outbox.push({ kind: 'complete', digest: blob.digest, size: blob.size });
   }
 
   /** What to do now: cancels and completions that events produced, pulls that have a slot, and pieces for agents with room. */
@@ -216,6 +233,9 @@ export class FarmScheduler {
     this.#startPulls(out);
     this.#dispatch(out);
     this.#endgame(out);
+    // What deciding itself produced (a piece given up: its blob's cancels and failure).
+    out.push(...this.#outbox);
+    this.#outbox = [];
     return out;
   }
 
@@ -245,6 +265,7 @@ export class FarmScheduler {
     const counted = Math.min(outstanding, bytes);
     this.#outstanding.set(id, outstanding - counted);
     a.pendingBytes -= counted;
+    this.#laneOf(a, s).pendingBytes -= counted;
     if (s.fetching.size > 1) return false;
     s.received += bytes;
     return true;
@@ -283,6 +304,9 @@ export class FarmScheduler {
     a.inFlight -= 1;
     if (a.inFlight === 0) a.busyMs += this.#now() - a.busySince;
     const id = fetchId(agent, key);
+    const lane = this.#laneOf(a, s);
+    lane.inFlight -= 1;
+    lane.pendingBytes -= this.#outstanding.get(id) ?? 0;
     a.pendingBytes -= this.#outstanding.get(id) ?? 0;
     this.#outstanding.delete(id);
     s.fetching.delete(agent);
@@ -293,7 +317,7 @@ export class FarmScheduler {
       this.#wantPull(s);
     } else if (!s.done && !s.pulling && s.fetching.size === 0 && this.#usableHolders(s).length === 0) {
       if (s.attempts >= this.#maxAttempts) this.#giveUp(s, 'MM_AGENT_LOST', `fetched ${s.attempts} times, by agents that were lost`);
-      else this.#queue.unshift(s);
+      else this.#enqueue(s, true);
     }
   }
 
@@ -358,7 +382,7 @@ export class FarmScheduler {
     );
     for (const s of this.#active) if (s.fetching.has(agent)) this.#outbox.push({ kind: 'cancel', agent, key: s.key });
     // Pieces it would have resumed are fetched by the others from the start.
-    this.#queue.push(...(this.#resumeQueues.get(agent) ?? []));
+    for (const s of this.#resumeQueues.get(agent) ?? []) this.#enqueue(s);
     this.#resumeQueues.delete(agent);
   }
 
@@ -406,7 +430,7 @@ export class FarmScheduler {
       if (holders.length === 0) {
         // Every copy is gone (its holder died or sent wrong bytes): fetch it again.
         s.piece.holders.clear();
-        this.#queue.unshift(s);
+        this.#enqueue(s, true);
         continue;
       }
       // Spread pulls over holders: the least-served first.
@@ -424,12 +448,39 @@ export class FarmScheduler {
     return busy >= RATE_AFTER_BUSY_MS && a.receivedBytes > 0 ? a.receivedBytes / busy : undefined;
   }
 
-  /** Whether the agent should be given another piece now. */
-  #hasRoom(a: AgentState): boolean {
-    if (a.inFlight >= a.slots) return false;
-    if (a.inFlight < MIN_PIECES_IN_FLIGHT) return true;
+  #laneOf(a: AgentState, s: PieceState): Lane {
+    const host = hostOf(s);
+    let lane = a.lanes.get(host);
+    if (lane === undefined) {
+      lane = { inFlight: 0, pendingBytes: 0 };
+      a.lanes.set(host, lane);
+    }
+    return lane;
+  }
+
+  /**
+   * Whether the agent should be given another piece from `host` now. With a single agent there is
+   * nobody to keep work for, so only its slots count.
+   */
+  #hasRoom(a: AgentState, host: string): boolean {
+    const lane = a.lanes.get(host) ?? { inFlight: 0, pendingBytes: 0 };
+    if (lane.inFlight >= a.slots) return false;
+    if (lane.inFlight < MIN_PIECES_IN_FLIGHT || this.#agents.size === 1) return true;
     const rate = this.#rateOf(a);
-    return a.pendingBytes < (rate === undefined ? UNMEASURED_WINDOW_BYTES : rate * WORK_AHEAD_MS);
+    return lane.pendingBytes < (rate === undefined ? UNMEASURED_WINDOW_BYTES : rate * WORK_AHEAD_MS);
+  }
+
+  #enqueue(s: PieceState, first = false): void {
+    const host = hostOf(s);
+    const queue = this.#queues.get(host);
+    if (queue === undefined) this.#queues.set(host, [s]);
+    else if (first) queue.unshift(s);
+    else queue.push(s);
+  }
+
+  #anyWaiting(): boolean {
+    for (const queue of this.#queues.values()) if (queue.some((s) => this.#isWaiting(s))) return true;
+    return false;
   }
 
   #startFetch(out: Decision[], a: AgentState, s: PieceState, endgame: boolean): void {
@@ -445,6 +496,9 @@ export class FarmScheduler {
     a.inFlight += 1;
     const outstanding = s.piece.task.length - resumed;
     a.pendingBytes += outstanding;
+    const lane = this.#laneOf(a, s);
+    lane.inFlight += 1;
+    lane.pendingBytes += outstanding;
     this.#outstanding.set(fetchId(a.name, s.key), outstanding);
     out.push({ kind: 'fetch', agent: a.name, key: s.key, task: s.piece.task, endgame });
   }
@@ -458,51 +512,58 @@ export class FarmScheduler {
   #dispatch(out: Decision[]): void {
     const usable = [...this.#agents.values()].filter((a) => a.usable);
     if (usable.length === 0) {
-      for (const s of [...this.#queue, ...[...this.#resumeQueues.values()].flat()])
+      for (const s of [...[...this.#queues.values()].flat(), ...[...this.#resumeQueues.values()].flat()])
         if (this.#isWaiting(s)) this.#giveUp(s, 'MM_AGENT_LOST', 'no agent is left to fetch it');
-      this.#queue.length = 0;
+      this.#queues.clear();
       this.#resumeQueues.clear();
       return;
     }
     for (const a of usable) {
       const own = this.#resumeQueues.get(a.name) ?? [];
-      while (this.#hasRoom(a) && own.length > 0) {
-        const s = own.shift()!;
-        if (this.#isWaiting(s)) this.#startFetch(out, a, s, false);
+      for (let i = 0; i < own.length;) {
+        const s = own[i]!;
+        if (!this.#isWaiting(s)) own.splice(i, 1);
+        else if (!this.#hasRoom(a, hostOf(s))) i += 1;
+        else {
+          own.splice(i, 1);
+          this.#startFetch(out, a, s, false);
+        }
       }
     }
     const rates = new Map(usable.map((a) => [a.name, this.#rateOf(a)]));
     const known = [...rates.values()].filter((r) => r !== undefined);
     const typical = known.length > 0 ? known.reduce((x, y) => x + y, 0) / known.length : 1;
-    for (let i = 0; i < this.#queue.length;) {
-      const s = this.#queue[i]!;
-      if (!this.#isWaiting(s)) {
-        this.#queue.splice(i, 1);
-        continue;
-      }
-      let best: AgentState | undefined;
-      let bestFinish = Number.POSITIVE_INFINITY;
-      for (const a of usable) {
-        if (!this.#hasRoom(a) || s.refused.has(a.name)) continue;
-        const finish = (a.pendingBytes + s.piece.task.length) / (rates.get(a.name) ?? typical);
-        if (finish < bestFinish) {
-          best = a;
-          bestFinish = finish;
+    for (const [host, queue] of this.#queues) {
+      for (let i = 0; i < queue.length;) {
+        const s = queue[i]!;
+        if (!this.#isWaiting(s)) {
+          queue.splice(i, 1);
+          continue;
         }
+        let best: AgentState | undefined;
+        let bestFinish = Number.POSITIVE_INFINITY;
+        for (const a of usable) {
+          if (!this.#hasRoom(a, host) || s.refused.has(a.name)) continue;
+          const finish = (a.pendingBytes + s.piece.task.length) / (rates.get(a.name) ?? typical);
+          if (finish < bestFinish) {
+            best = a;
+            bestFinish = finish;
+          }
+        }
+        if (best === undefined) {
+          if (!usable.some((a) => this.#hasRoom(a, host))) break;
+          i += 1; // every agent with room has failed this piece; it waits for one that has not
+          continue;
+        }
+        queue.splice(i, 1);
+        this.#startFetch(out, best, s, false);
       }
-      if (best === undefined) {
-        if (!usable.some((a) => this.#hasRoom(a))) break;
-        i += 1; // every agent with room has failed this piece; it waits for one that has not
-        continue;
-      }
-      this.#queue.splice(i, 1);
-      this.#startFetch(out, best, s, false);
     }
   }
 
   /** Once nothing waits, an idle agent duplicates the piece that would otherwise finish last. */
   #endgame(out: Decision[]): void {
-    if (this.#queue.some((s) => this.#isWaiting(s))) return;
+    if (this.#anyWaiting()) return;
     const now = this.#now();
     for (const a of this.#agents.values()) {
       const rate = this.#rateOf(a);
@@ -538,6 +599,7 @@ export class FarmScheduler {
   #failBlob(digest: Digest, code: string, message: string): void {
     if (this.failedBlobs.has(digest)) return;
     this.failedBlobs.set(digest, { code, message });
+    this.#outbox.push({ kind: 'failed', digest, code, message });
     for (const s of this.#pieces.values()) {
       if (s.piece.task.digest !== digest) continue;
       s.done = true;
@@ -549,4 +611,9 @@ export class FarmScheduler {
     this.#log?.warn({ piece: s.key, attempts: s.attempts, code }, `piece given up: ${message}`);
     this.#failBlob(s.piece.task.digest, code, message);
   }
+}
+
+/** The source host a piece is fetched from first. */
+function hostOf(s: PieceState): string {
+  return s.piece.task.sources[0]?.registry ?? '';
 }

@@ -15,6 +15,7 @@ import {
   resolveTransferSettings,
   retryPolicyFromSettings,
   type AbortOptions,
+  type LocalAgent,
   type FetchSettings,
   type Logger,
   type PushSettings,
@@ -23,7 +24,8 @@ import {
   type TransferSettings,
 } from '@meshmirror/shared';
 import { createBlobStore, createInProcessAgent, type BlobStore, type InProcessAgentOptions } from '@meshmirror/agent';
-import { mirrorToDisk, type MirrorToDiskOptions } from '../../run/mirror-to-disk.ts';
+import { mirrorToDisk } from '../../run/mirror-to-disk.ts';
+import type { BlobSupply, MeshFetcher, MeshWriter } from '../../run/mesh-fetch.ts';
 import { createProgressReporter } from '../../report/progress.ts';
 import { summaryText } from '../../report/summary-text.ts';
 import { pushSummaryText } from '../../report/push-reports.ts';
@@ -100,7 +102,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
         pieceSize: flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? (farm === undefined ? DEFAULT_PIECE_SIZE : DEFAULT_FARM_PIECE_SIZE),
         chunkSizeBytes: gibToBytes(config.archiveSize),
         dryRun: flags.dryRun === true,
-        ...(farm === undefined ? {} : { mesh: farm.mesh }),
+        supply: blobSupply(agent, store, settings, farm),
         logger,
         progress,
         signal,
@@ -199,7 +201,7 @@ async function joinFarm(
   store: BlobStore,
   logger: Logger,
   pushSettings?: PushSettings,
-): Promise<{ mesh: NonNullable<MirrorToDiskOptions['mesh']>; stop(): Promise<void> }> {
+): Promise<Farm> {
   if (flags.swarmKey === undefined) throw new MeshmirrorError('MM_USAGE', '--agents needs --swarm-key FILE (the key the agents were started with)');
   const mesh = await import('@meshmirror/agent/mesh');
   const swarmKey = await readSwarmKeyFile(resolve(flags.swarmKey));
@@ -251,19 +253,38 @@ async function joinFarm(
   logger.info({ coordinator: identity.peerId.toString(), agents: fetchers.map((f) => f.address.toString()) }, 'farm ready');
   const addressOf = new Map(fetchers.map((f) => [f.name, f.address]));
   return {
-    mesh: {
-      fetchers: fetchers.map((agent) => ({ agent, address: agent.address.toString(), slots: fetchSettings.parallel, probe: (o: AbortOptions) => agent.hello(o) })),
-      writer: {
-        pull: (holder, task, sha256, signal) => {
-          const address = addressOf.get(holder);
-          if (address === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no address for agent ${holder}`));
-          return mesh.pullPiece(node, address, store, task, sha256, { signal, stallMs: Math.min(settings.stallTimeoutMs, PEER_PULL_STALL_MS) });
-        },
-        completeBlob: (digest, size, signal) => store.completeBlob(digest, size, { signal }),
-      },
+    fetchers: fetchers.map((agent) => ({ agent, address: agent.address.toString(), slots: fetchSettings.parallel, probe: (o: AbortOptions) => agent.hello(o) })),
+    pull: (holder, task, sha256, signal) => {
+      const address = addressOf.get(holder);
+      if (address === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no address for agent ${holder}`));
+      return mesh.pullPiece(node, address, store, task, sha256, { signal, stallMs: Math.min(settings.stallTimeoutMs, PEER_PULL_STALL_MS) });
     },
     stop: async () => {
       await node.stop();
+    },
+  };
+}
+
+/** The farm's agents that answered, and how the writer pulls a finished piece from one of them. */
+interface Farm {
+  fetchers: MeshFetcher[];
+  pull: MeshWriter['pull'];
+  stop(): Promise<void>;
+}
+
+/**
+ * Where the run's blobs come from: the coordinator's own agent alone (a single host is a farm of
+ * one), or the farm's agents, the coordinator's agent then only writing what it pulls from them.
+ */
+function blobSupply(agent: LocalAgent, store: BlobStore, settings: TransferSettings, farm?: Farm): BlobSupply {
+  // oc-mirror's ceiling: parallel-images images, each with parallel-layers transfers.
+  const local: MeshFetcher = { agent, address: 'local', slots: settings.parallelImages * settings.parallelLayers, sharesWriterStore: true };
+  return {
+    local,
+    fetchers: farm?.fetchers ?? [local],
+    writer: {
+      pull: farm?.pull ?? ((holder) => Promise.reject(new MeshmirrorError('MM_USAGE', `no agent named ${holder} to pull from`))),
+      completeBlob: (digest, size, signal) => store.completeBlob(digest, size, { signal }),
     },
   };
 }
@@ -395,7 +416,6 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
   const progress = progressFor(flags, backoff);
   try {
     farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger, pushSettings);
-    const mesh = farm?.mesh;
     const summary = await withInterruptSignal((signal) =>
       mirrorToMirror({
         config,
@@ -410,7 +430,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
         parallelImages: settings.parallelImages,
         transfers: settings.parallelImages * settings.parallelLayers,
         pieceSize: flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? DEFAULT_PIECE_SIZE,
-        ...(mesh === undefined ? {} : { mesh: { fetchers: mesh.fetchers } }),
+        supply: blobSupply(agent, store, settings, farm),
         logger,
         progress,
         signal,
