@@ -38,6 +38,8 @@ export interface MirrorSummary {
     fetched: number;
     /** In a farm run: bytes the writer pulled from agents. */
     pulled?: number;
+    /** Bytes the coordinator put through sha256 to check what it fetched, stored and archived. */
+    hashed: number;
   };
   /** Per agent of a farm run: upstream bytes, bytes served to the writer, pieces, failures. */
   agents?: AgentReport[];

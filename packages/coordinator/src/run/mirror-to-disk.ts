@@ -5,6 +5,7 @@ import {
   describeError,
   unsupportedImageSetContent,
   errorCode,
+  hashedBytes,
   throwIfAborted,
   type LocalAgent,
   type Digest,
@@ -68,6 +69,7 @@ export interface MirrorToDiskOptions {
  */
 export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<MirrorSummary> {
   const started = Date.now();
+  const hashedAtStart = hashedBytes();
   const { agent, logger, progress, signal } = options;
   const warnings: string[] = [];
   const log = logger.child({ component: 'coordinator:mirror' });
@@ -115,7 +117,14 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         ...summaryBase,
         images: { requested: requested.length + content.prepared.length, blocked: blocked.length, archived: 0, failed: failed.length },
         outcomes,
-        bytes: { unique: plan.uniqueBytes, held: split.heldBytes, resumed: split.resumedBytes, toFetch: split.missingBytes, fetched: 0 },
+        bytes: {
+          unique: plan.uniqueBytes,
+          held: split.heldBytes,
+          resumed: split.resumedBytes,
+          toFetch: split.missingBytes,
+          fetched: 0,
+          hashed: hashedBytes() - hashedAtStart,
+        },
         retries: 0,
         rangesIgnored: 0,
         repairedBlobs: 0,
@@ -301,6 +310,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         toFetch: split.missingBytes,
         fetched: fetchTotals.upstreamBytes,
         ...(pulledBytes === undefined ? {} : { pulled: pulledBytes }),
+        hashed: hashedBytes() - hashedAtStart,
       },
       ...(agentReports === undefined ? {} : { agents: agentReports }),
       retries: fetchTotals.retries,

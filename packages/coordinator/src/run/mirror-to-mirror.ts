@@ -32,7 +32,7 @@ import {
 } from '@meshmirror/shared';
 import { collectImageSet, type OpenShiftSources } from '../resolve/image-set-content.ts';
 import type { LayerSource } from '../resolve/layer-source.ts';
-import { buildPlan } from '../plan/plan.ts';
+import { buildPlan, type MirrorPlan } from '../plan/plan.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
 import { isFarm, meshFetch, supplyHoldings, type AgentReport, type BlobSupply, type MeshFetchOutcome } from './mesh-fetch.ts';
 import { resolveContent } from './mirror-to-disk.ts';
@@ -227,19 +227,31 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
       const copy = (async () => {
         log.warn({ digest: blob.digest, size: blob.size, err: describeError(why) }, 'the agent with this blob was lost; the coordinator fetches it itself');
         fallback.blobs += 1;
-        const task = { digest: blob.digest, blobSize: blob.size, offset: 0, length: blob.size, sources: sourcesOf.get(blob.digest)?.sources ?? [] };
-        let failure: Error | undefined;
+        // A farm of one over the coordinator's own agent, resuming whatever its store holds of the blob.
+        const { supply } = options;
+        const planned = sourcesOf.get(blob.digest) ?? { ...blob, sources: [], images: [] };
+        const one: MirrorPlan = { images: [], blobs: new Map([[blob.digest, planned]]), uniqueBytes: blob.size };
+        const mine = await agent.holdings([blob], abortable);
         let held = false;
-        await agent.fetchPieces([task], {
+        const outcome = await meshFetch({
+          split: planMesh(one, mine, new Map([[supply.local.agent.name, mine]]), options.pieceSize),
+          fetchers: [supply.local],
+          writer: supply.writer,
+          logger,
+          ...(fetchProgress === undefined ? {} : { progress: fetchProgress }),
           ...abortable,
-          onEvent: (event) => {
-            if (event.type === 'progress') progress?.addBytes(event.bytes);
-            if (event.type === 'piece-done' || event.type === 'piece-failed') fallback.fetched += event.upstreamBytes;
-            if (event.type === 'piece-failed') failure = new MeshmirrorError(asErrorCode(event.code), event.message);
-            if (event.type === 'blob-held') held = true;
+          onBlobHeld: () => {
+            held = true;
           },
         });
-        if (!held) throw failure ?? new MeshmirrorError('MM_NOT_FOUND', `blob ${blob.digest} could not be fetched after its agent was lost`);
+        fallback.fetched += outcome.upstreamBytes;
+        const failure = outcome.failedBlobs.get(blob.digest);
+        if (!held && !mine.some((h) => h.held)) {
+          throw new MeshmirrorError(
+            asErrorCode(failure?.code ?? 'MM_NOT_FOUND'),
+            failure?.message ?? `blob ${blob.digest} could not be fetched after its agent was lost`,
+          );
+        }
       })();
       local.set(blob.digest, copy);
       return copy;

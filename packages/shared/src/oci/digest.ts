@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, type BinaryLike, type Encoding, type Hash } from 'node:crypto';
 import { MeshmirrorError } from '../errors.ts';
 
 /** A content digest such as `sha256:` followed by 64 lower-case hex characters. */
@@ -33,11 +33,31 @@ export function digestHex(digest: Digest): string {
 }
 
 export function sha256Digest(data: Uint8Array | string): Digest {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  return digestOf(createDigester().update(data));
 }
 
+/** Bytes this process has put through sha256 (blob and manifest digests), for the run's figures. */
+let hashed = 0;
+
+/** Bytes hashed by this process so far: compared with the unique bytes, how often each byte was read to be checked. */
+export function hashedBytes(): number {
+  return hashed;
+}
+
+/** A sha256 that counts what it hashes (see `hashedBytes`). */
 export function createDigester(): Hash {
-  return createHash('sha256');
+  return counting(createHash('sha256'));
+}
+
+function counting(hash: Hash): Hash {
+  const update = hash.update.bind(hash);
+  const copy = hash.copy.bind(hash);
+  hash.update = (data: BinaryLike, encoding?: Encoding): Hash => {
+    hashed += typeof data === 'string' ? Buffer.byteLength(data, encoding) : data.byteLength;
+    return typeof data === 'string' && encoding !== undefined ? update(data, encoding) : update(data);
+  };
+  hash.copy = (options) => counting(copy(options));
+  return hash;
 }
 
 export function digestOf(hash: Hash): Digest {
