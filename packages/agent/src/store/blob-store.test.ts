@@ -495,4 +495,51 @@ describe('blob store', () => {
     await right.write(blob.subarray(0, 2_000));
     expect(await right.finish(sha256Digest(blob.subarray(0, 2_000)))).toEqual({ sha256: sha256Digest(blob.subarray(0, 2_000)) });
   });
+
+  describe('following a piece while it is written', () => {
+    it('streams a range of a piece as its bytes arrive, even when asked before the writer opened', async () => {
+      const data = randomBytes(300_000);
+      const digest = sha256Digest(data);
+      // Asked first: the fetch of the piece and this request leave the coordinator at the same time.
+      const opening = store.openLiveRange(digest, 100_000, 150_000, { waitMs: 5_000 });
+      const writer = await store.openPiece({ digest, blobSize: data.length, offset: 0, length: data.length });
+      const stream = await opening;
+      expect(stream).toBeDefined();
+      const reading = readAll(stream!);
+      for (let at = 0; at < data.length; at += 30_000) await writer.write(data.subarray(at, at + 30_000));
+      await writer.finish();
+      expect((await reading).equals(data.subarray(100_000, 250_000))).toBe(true);
+      expect(await store.hashPartialRange(digest, 100_000, 150_000)).toBe(sha256Digest(data.subarray(100_000, 250_000)));
+    });
+
+    it('fails when the writer stops short of the range, or when the piece starts over under the reader', async () => {
+      const data = randomBytes(200_000);
+      const digest = sha256Digest(data);
+      const writer = await store.openPiece({ digest, blobSize: data.length, offset: 0, length: data.length });
+      await writer.write(data.subarray(0, 50_000));
+      // Failures are collected as they come: nothing awaits them until the writer is done.
+      const cut = readAll((await store.openLiveRange(digest, 0, data.length))!).catch((err: unknown) => err);
+      await writer.commit();
+      await writer.close();
+      expect(await cut).toMatchObject({ code: 'MM_NOT_FOUND' });
+
+      const again = await store.openPiece({ digest, blobSize: data.length, offset: 0, length: data.length });
+      expect(again.committed).toBe(50_000);
+      const restarted = readAll((await store.openLiveRange(digest, 0, data.length))!).catch((err: unknown) => err);
+      await again.restart();
+      await again.write(data.subarray(0, 100_000));
+      expect(await restarted).toMatchObject({ code: 'MM_RANGE_IGNORED' });
+      await again.close();
+    });
+
+    it('serves a finished piece from the store, and nothing when no writer comes', async () => {
+      const data = randomBytes(64_000);
+      const digest = sha256Digest(data);
+      expect(await store.openLiveRange(digest, 0, data.length, { waitMs: 50 })).toBeUndefined();
+      const writer = await store.openPiece({ digest, blobSize: data.length, offset: 0, length: data.length });
+      await writer.write(data);
+      await writer.finish();
+      expect((await readAll((await store.openLiveRange(digest, 1_000, 2_000))!)).equals(data.subarray(1_000, 3_000))).toBe(true);
+    });
+  });
 });

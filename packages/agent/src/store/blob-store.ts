@@ -21,7 +21,7 @@ import {
   type Logger,
   type BlobRef,
 } from '@meshmirror/shared';
-import { FilePieceWriter, type PieceWriter } from './piece-writer.ts';
+import { FilePieceWriter, type LivePiece, type PieceWriter } from './piece-writer.ts';
 import { isFinished, StoreIndex, type PieceRecord } from './store-index.ts';
 import type { UploadJournal } from '../push/blob-uploader.ts';
 
@@ -92,6 +92,15 @@ export interface BlobStore extends BlobReader {
    * still being assembled (its pieces may sit on several hosts). Undefined when neither holds it.
    */
   openStoredRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Readable | undefined>;
+  /**
+   * Like `openStoredRange`, and also a range inside a piece being written right now (or about to be:
+   * a writer opened within `waitMs`): its bytes are read as they reach the file, and the stream ends
+   * once the range is whole. It fails (`MM_NOT_FOUND`) when the writer stops short of the range's end
+   * (the fetch failed or was cancelled) and (`MM_RANGE_IGNORED`) when the piece started over.
+   */
+  openLiveRange(digest: Digest, offset: number, length: number, options?: AbortOptions & { waitMs?: number }): Promise<Readable | undefined>;
+  /** The sha256 of bytes of an unfinished blob's partial file (what a piece writer has put there). */
+  hashPartialRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Digest>;
   /** The sha256 of a byte range of a held blob (the whole blob's is its digest, returned at once). */
   hashHeldRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Digest>;
   /**
@@ -201,6 +210,42 @@ function tileOf(size: number, pieces: PieceRecord[]): { cover: PieceRecord[]; mi
   return { cover, missingAt: undefined };
 }
 
+/** Bytes read at once when following a piece. */
+const FOLLOW_READ_BYTES = 1024 * 1024;
+
+/**
+ * The bytes [offset, offset + length) of a piece being written, as they reach the file. Each chunk
+ * is a fresh buffer (the consumer may keep it).
+ */
+async function* followPiece(writer: LivePiece, handle: FileHandle, offset: number, length: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const generation = writer.generation;
+  const end = offset + length;
+  let position = offset;
+  try {
+    while (position < end) {
+      throwIfAborted(signal);
+      if (writer.generation !== generation) {
+        throw new MeshmirrorError('MM_RANGE_IGNORED', `piece @${writer.offset}+${writer.length} started over while it was being read`);
+      }
+      const available = Math.min(end, writer.offset + writer.written) - position;
+      if (available > 0) {
+        const buffer = Buffer.allocUnsafe(Math.min(available, FOLLOW_READ_BYTES));
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+        if (bytesRead === 0) throw storeError(`the partial file ended at ${position} while following piece @${writer.offset}`);
+        position += bytesRead;
+        yield buffer.subarray(0, bytesRead);
+        continue;
+      }
+      if (writer.closed) {
+        throw new MeshmirrorError('MM_NOT_FOUND', `piece @${writer.offset}+${writer.length} stopped at byte ${writer.written} of ${writer.length}`);
+      }
+      await writer.changed(signal);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
 export function createBlobStore(options: BlobStoreOptions): BlobStore {
   return new FileBlobStore(options);
 }
@@ -216,6 +261,10 @@ class FileBlobStore implements BlobStore {
   /** Pieces with a live writer, by blob and offset. */
   readonly #writing = new Map<Digest, Map<number, PieceShape>>();
   readonly #completing = new Map<Digest, Promise<void>>();
+  /** Open piece writers, by blob, for readers that follow a piece while it is written. */
+  readonly #live = new Map<Digest, Set<FilePieceWriter>>();
+  /** Readers waiting for a piece writer of the blob to open. */
+  readonly #liveWaiters = new Map<Digest, Set<() => void>>();
   #opened = false;
 
   constructor(options: BlobStoreOptions) {
@@ -312,6 +361,59 @@ class FileBlobStore implements BlobStore {
       end: offset + length - 1,
       ...(options.signal ? { signal: options.signal } : {}),
     });
+  }
+
+  async openLiveRange(digest: Digest, offset: number, length: number, options: AbortOptions & { waitMs?: number } = {}): Promise<Readable | undefined> {
+    const stored = await this.openStoredRange(digest, offset, length, options);
+    if (stored !== undefined) return stored;
+    const covers = (w: FilePieceWriter): boolean => !w.closed && w.offset <= offset && offset + length <= w.offset + w.length;
+    const find = (): FilePieceWriter | undefined => [...(this.#live.get(digest) ?? [])].find(covers);
+    let writer = find();
+    if (writer === undefined && (options.waitMs ?? 0) > 0) {
+      // The fetch of the piece and this request were sent at the same moment: give its writer time to open.
+      const deadline = AbortSignal.any([AbortSignal.timeout(options.waitMs ?? 0), ...(options.signal ? [options.signal] : [])]);
+      while (writer === undefined && !deadline.aborted) {
+        await new Promise<void>((resolve) => {
+          const waiters = this.#liveWaiters.get(digest) ?? new Set<() => void>();
+          this.#liveWaiters.set(digest, waiters);
+          const done = (): void => {
+            waiters.delete(done);
+            if (waiters.size === 0 && this.#liveWaiters.get(digest) === waiters) this.#liveWaiters.delete(digest);
+            deadline.removeEventListener('abort', done);
+            resolve();
+          };
+          waiters.add(done);
+          deadline.addEventListener('abort', done, { once: true });
+        });
+        writer = find();
+      }
+      throwIfAborted(options.signal);
+    }
+    // Finished in the meantime: served from the store like any other.
+    if (writer === undefined) return this.openStoredRange(digest, offset, length, options);
+    let handle: FileHandle;
+    try {
+      handle = await open(this.#partialPath(digest), constants.O_RDONLY);
+    } catch {
+      // Completed and renamed in the meantime.
+      return this.openStoredRange(digest, offset, length, options);
+    }
+    return Readable.from(followPiece(writer, handle, offset, length, options.signal));
+  }
+
+  async hashPartialRange(digest: Digest, offset: number, length: number, options: AbortOptions = {}): Promise<Digest> {
+    const path = this.#partialPath(digest);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDONLY);
+    } catch (err) {
+      throw storeError(`cannot open ${path}`, err);
+    }
+    try {
+      return digestOf(await hashRangeInto(createDigester(), handle, path, offset, length, options.signal));
+    } finally {
+      await handle.close();
+    }
   }
 
   uploadJournal(registry: string): UploadJournal {
@@ -456,15 +558,24 @@ class FileBlobStore implements BlobStore {
       if (record.committed > 0) {
         this.#logger.debug({ digest, offset, committed: record.committed }, 'resuming piece');
       }
-      return new FilePieceWriter({
+      const live = this.#live.get(digest) ?? new Set<FilePieceWriter>();
+      this.#live.set(digest, live);
+      const writer: FilePieceWriter = new FilePieceWriter({
         handle,
         path,
         record,
         index: this.#index,
         hash,
         commitEveryBytes: this.#commitEveryBytes,
-        onClose: release,
+        onClose: () => {
+          live.delete(writer);
+          if (live.size === 0 && this.#live.get(digest) === live) this.#live.delete(digest);
+          release();
+        },
       });
+      live.add(writer);
+      for (const waiter of [...(this.#liveWaiters.get(digest) ?? [])]) waiter();
+      return writer;
     } catch (err) {
       await handle.close().catch(() => undefined);
       throw err instanceof MeshmirrorError ? err : storeError(`cannot resume ${path}`, err);

@@ -36,6 +36,20 @@ export interface PieceWriter {
   close(): Promise<void>;
 }
 
+/** What a reader following a piece while it is written sees (`BlobStore.openLiveRange`). */
+export interface LivePiece {
+  readonly offset: number;
+  readonly length: number;
+  /** Bytes of the piece in the file so far. */
+  readonly written: number;
+  /** Counts restarts: bytes read before a restart may have been overwritten since. */
+  readonly generation: number;
+  /** No more bytes will come from this writer. */
+  readonly closed: boolean;
+  /** Resolves at the next write, restart or close (or when `signal` aborts). */
+  changed(signal?: AbortSignal): Promise<void>;
+}
+
 export interface FilePieceWriterInit {
   /** This writer's own handle on the blob's partial file. */
   handle: FileHandle;
@@ -52,7 +66,7 @@ function storeError(message: string, cause?: unknown): MeshmirrorError {
   return new MeshmirrorError('MM_STORE', message, cause === undefined ? {} : { cause });
 }
 
-export class FilePieceWriter implements PieceWriter {
+export class FilePieceWriter implements PieceWriter, LivePiece {
   readonly digest: Digest;
   readonly offset: number;
   readonly length: number;
@@ -67,6 +81,10 @@ export class FilePieceWriter implements PieceWriter {
   #written: number;
   /** Calls run one after another even if a caller forgets to await, so offsets never interleave. */
   #queue: Promise<unknown> = Promise.resolve();
+  #generation = 0;
+  #closed = false;
+  /** Readers waiting for the next change. */
+  #waiters = new Set<() => void>();
 
   constructor(init: FilePieceWriterInit) {
     this.digest = init.record.digest;
@@ -90,6 +108,31 @@ export class FilePieceWriter implements PieceWriter {
     return this.#written;
   }
 
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  changed(signal?: AbortSignal): Promise<void> {
+    if (this.#closed || signal?.aborted === true) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.#waiters.delete(done);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#waiters.add(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  #notify(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+
   write(chunk: Uint8Array): Promise<void> {
     return this.#serial(async () => {
       const handle = this.#openHandle();
@@ -106,6 +149,7 @@ export class FilePieceWriter implements PieceWriter {
       // Hash only bytes that reached the file, so the hash always matches the piece's bytes [0, written).
       this.#hash.update(chunk);
       this.#written += chunk.length;
+      this.#notify();
       if (this.#written - this.#record.committed >= this.#commitEveryBytes) await this.#commit();
     });
   }
@@ -121,6 +165,8 @@ export class FilePieceWriter implements PieceWriter {
       // overwritten by the new ones, which the new hash and committed offset alone describe.
       this.#hash = createDigester();
       this.#written = 0;
+      this.#generation += 1;
+      this.#notify();
       const { sha256: _dropped, ...rest } = this.#record;
       this.#record = { ...rest, committed: 0 };
       await this.#index.putPiece(this.#record);
@@ -146,6 +192,7 @@ export class FilePieceWriter implements PieceWriter {
         this.#record = { ...rest, committed: 0 };
         this.#hash = createDigester();
         this.#written = 0;
+        this.#generation += 1;
         await this.#index.putPiece(this.#record);
         await this.#close();
         throw new DigestMismatchError(expected, sha256, `piece ${this.#describe()}`);
@@ -178,6 +225,8 @@ export class FilePieceWriter implements PieceWriter {
     const handle = this.#handle;
     if (handle === undefined) return this.#closing ?? Promise.resolve();
     this.#handle = undefined;
+    this.#closed = true;
+    this.#notify();
     // FileHandle.close waits for operations in flight. The piece is released only after that, so a
     // late write of this writer can never land under a new writer of the piece or a blob completion.
     this.#closing = handle
