@@ -1,6 +1,7 @@
 /**
  * `/meshmirror/blob/1`: one request per stream. The asker sends a length-prefixed JSON request
- * `{digest, offset, length}`; the holder answers a length-prefixed JSON header, `{size}` or
+ * `{digest, offset, length, live?}`; with `live`, the range may lie in a piece the holder is still
+ * fetching, and its bytes are sent as they arrive from upstream. The holder answers a length-prefixed JSON header, `{size}` or
  * `{error: {code, message}}`, then exactly `size` raw bytes, then closes. Every message is
  * validated with zod on receipt; the asker checks the byte count (and its caller the hash).
  */
@@ -29,7 +30,10 @@ const blobRequestSchema = z.strictObject({
   digest: digestSchema,
   offset: z.number().int().nonnegative(),
   length: z.number().int().nonnegative(),
+  live: z.boolean().optional(),
 });
+/** How long a live request waits for the holder to start writing the piece (the fetch was sent at the same moment). */
+const LIVE_OPEN_WAIT_MS = 10_000;
 const blobHeaderSchema = z.union([
   z.strictObject({ size: z.number().int().nonnegative() }),
   z.strictObject({ error: z.strictObject({ code: z.string().max(64), message: z.string().max(1000) }) }),
@@ -39,11 +43,14 @@ export interface BlobRangeRequest {
   digest: Digest;
   offset: number;
   length: number;
+  /** The range may be in a piece being fetched now: send its bytes as they arrive. */
+  live?: boolean | undefined;
 }
 
-/** Where served bytes come from: held blobs and finished pieces (`BlobStore.openStoredRange`). */
+/** Where served bytes come from: held blobs and finished pieces, and pieces being written (`BlobStore`). */
 export interface RangeSource {
   openStoredRange(digest: Digest, offset: number, length: number, options?: { signal?: AbortSignal }): Promise<Readable | undefined>;
+  openLiveRange(digest: Digest, offset: number, length: number, options?: { signal?: AbortSignal; waitMs?: number }): Promise<Readable | undefined>;
 }
 
 export interface BlobServerOptions {
@@ -65,7 +72,10 @@ export async function serveBlobs(node: Libp2p, options: BlobServerOptions): Prom
       try {
         const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES });
         request = parseMessage((await lp.read({ signal })).subarray(), blobRequestSchema, `blob request from ${peer}`);
-        const body = await source.openStoredRange(request.digest, request.offset, request.length);
+        const body =
+          request.live === true
+            ? await source.openLiveRange(request.digest, request.offset, request.length, { waitMs: LIVE_OPEN_WAIT_MS })
+            : await source.openStoredRange(request.digest, request.offset, request.length);
         if (body === undefined) {
           const error = { code: 'MM_NOT_FOUND', message: `range ${request.offset}+${request.length} of blob ${request.digest} is not held here` };
           await lp.write(encodeMessage({ error }), { signal });

@@ -287,7 +287,7 @@ export class RemoteAgent implements Agent {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await lp.write(encodeMessage({ type: 'assign', settings: this.#options.settings, tasks } satisfies ControlRequest), { signal: this.#silence(signal) });
+      await this.#write(lp, { type: 'assign', settings: this.#options.settings, tasks }, signal);
       for (;;) {
         const message = await this.#read(lp, signal);
         if (message.type === 'heartbeat') continue;
@@ -329,7 +329,7 @@ export class RemoteAgent implements Agent {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const message: ControlRequest = { type: 'push', settings, digest: request.digest, size: request.size, target: request.target, mountFrom: request.mountFrom };
-      await lp.write(encodeMessage(message), { signal: this.#silence(signal) });
+      await this.#write(lp, message, signal);
       for (;;) {
         const answer = await this.#read(lp, signal);
         if (answer.type === 'heartbeat') continue;
@@ -367,6 +367,16 @@ export class RemoteAgent implements Agent {
     return AbortSignal.any([AbortSignal.timeout(this.#lostAfterMs), ...(signal ? [signal] : [])]);
   }
 
+  /** A request that cannot be written (the connection died under it, or stays blocked) means the agent is gone. */
+  async #write(lp: LengthPrefixedStream<Stream>, request: ControlRequest, signal?: AbortSignal): Promise<void> {
+    try {
+      await lp.write(encodeMessage(request), { signal: this.#silence(signal) });
+    } catch (err) {
+      if (signal?.aborted === true) throw abortError(signal);
+      throw new MeshmirrorError('MM_AGENT_LOST', `agent ${this.name} cannot be written to: ${describeError(asError(err))}`, { cause: err });
+    }
+  }
+
   async #read(lp: LengthPrefixedStream<Stream>, signal?: AbortSignal, waitMs = this.#lostAfterMs): Promise<ControlReply> {
     let bytes;
     try {
@@ -382,7 +392,7 @@ export class RemoteAgent implements Agent {
     const { signal } = options;
     const { stream, lp } = await this.#open(signal);
     try {
-      await lp.write(encodeMessage(request), { signal: this.#silence(signal) });
+      await this.#write(lp, request, signal);
       const answer = await this.#read(lp, signal, REQUEST_TIMEOUT_MS);
       if (answer.type === 'error') throw new MeshmirrorError(asCode(answer.code), `agent ${this.name}: ${answer.message}`);
       if (answer.type !== expected) throw new MeshmirrorError('MM_NETWORK', `agent ${this.name} answered "${answer.type}" to "${request.type}"`);

@@ -5,7 +5,7 @@
  */
 import type { Libp2p } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
-import type { Digest } from '@meshmirror/shared';
+import { asErrorCode, createDigester, describeError, DigestMismatchError, digestOf, errorCode, MeshmirrorError, type Digest } from '@meshmirror/shared';
 import type { BlobStore, PieceSpec } from '../store/blob-store.ts';
 import { fetchPeerRange } from './blob-protocol.ts';
 
@@ -13,37 +13,77 @@ export interface PullPieceOptions {
   signal?: AbortSignal;
   /** No byte from the holder for this long fails the pull (`MM_STALL`). */
   stallMs: number;
+  /** The holder is still fetching its copy: its bytes come as they arrive from upstream. */
+  live?: boolean;
+}
+
+/** The holder's copy of a piece: the piece's bytes from `from` to its end, which hash to `sha256`. */
+export interface HolderCopy {
+  from: number;
+  /** Known, or (a live pull) known once the holder has fetched all of its copy. */
+  sha256: Digest | Promise<Digest>;
 }
 
 /**
- * Pulls `piece` from `holder` into `store` (after the bytes the store already committed for it, when
- * an interrupted run left some), and finishes the piece only if its bytes hash to `sha256` (else `MM_DIGEST_MISMATCH`, and the
- * piece starts over). Resolves with the bytes received from the holder.
+ * Pulls from `holder` the bytes of `piece` this host's store does not have yet, at their place in the
+ * blob's partial file, and finishes the piece only if the bytes of the holder's copy hash to its
+ * sha256 (else `MM_DIGEST_MISMATCH`, and the piece starts over). The store may already hold the
+ * piece's first bytes, from an earlier pull that broke off or an earlier run: those from `copy.from`
+ * on are read back and hashed with the new ones. A pull that fails otherwise keeps (and commits)
+ * what arrived, and its error says how much the store now holds (`data.committed`), so the rest can
+ * be fetched from there. Resolves with the bytes received from the holder.
  */
-export async function pullPiece(node: Libp2p, holder: Multiaddr, store: BlobStore, piece: PieceSpec, sha256: Digest, options: PullPieceOptions): Promise<number> {
+export async function pullPiece(node: Libp2p, holder: Multiaddr, store: BlobStore, piece: PieceSpec, copy: HolderCopy, options: PullPieceOptions): Promise<number> {
   const writer = await store.openPiece(piece, options.signal === undefined ? {} : { signal: options.signal });
   let received = 0;
+  let mismatch = false;
   try {
-    const from = writer.committed;
-    if (from < piece.length) {
+    const have = writer.committed;
+    if (have < copy.from) {
+      throw new MeshmirrorError('MM_NOT_FOUND', `this store holds ${have} bytes of piece ${piece.digest}@${piece.offset}, the holder's copy starts at ${copy.from}`);
+    }
+    // From the piece's start, the writer's own hash is the copy's; otherwise the copy's bytes are hashed on their own.
+    const range = copy.from === 0 ? undefined : await store.hashPartialRange(piece.digest, piece.offset + copy.from, have - copy.from, { into: createDigester() });
+    if (have < piece.length) {
       await fetchPeerRange(
         node,
         holder,
-        { digest: piece.digest, offset: piece.offset + from, length: piece.length - from },
+        { digest: piece.digest, offset: piece.offset + have, length: piece.length - have, ...(options.live === true ? { live: true } : {}) },
         (chunk) => {
           received += chunk.length;
+          range?.update(chunk);
           return writer.write(chunk);
         },
         { stallMs: options.stallMs, ...(options.signal === undefined ? {} : { signal: options.signal }) },
       );
     }
-    await writer.finish(sha256);
+    let expected: Digest;
+    try {
+      expected = await copy.sha256;
+    } catch {
+      // Every byte arrived, but the holder died before it said what they hash to: they are kept
+      // unchecked here, and the blob's own digest checks them when it is assembled.
+      await writer.finish();
+      return received;
+    }
+    if (range === undefined) {
+      mismatch = true; // finish() starts the piece over itself when the hash differs
+      await writer.finish(expected);
+      return received;
+    }
+    const actual = digestOf(range);
+    if (actual !== expected) {
+      mismatch = true;
+      await writer.restart();
+      throw new DigestMismatchError(expected, actual, `bytes ${copy.from}.. of piece ${piece.digest}@${piece.offset}`);
+    }
+    await writer.finish();
     return received;
   } catch (err) {
-    // The next pull may come from another holder: starting over keeps the blame for wrong bytes on
-    // the one holder that sent them.
-    await writer.restart().catch(() => undefined);
-    throw err;
+    if (mismatch && errorCode(err) === 'MM_DIGEST_MISMATCH') throw err;
+    // Whatever arrived is kept: the rest can come from another holder or another fetch.
+    await writer.commit().catch(() => undefined);
+    throw new MeshmirrorError(asErrorCode(errorCode(err)), describeError(err), { cause: err, data: { committed: writer.committed } });
   } finally {
     await writer.close();
   }

@@ -99,8 +99,8 @@ export interface BlobStore extends BlobReader {
    * (the fetch failed or was cancelled) and (`MM_RANGE_IGNORED`) when the piece started over.
    */
   openLiveRange(digest: Digest, offset: number, length: number, options?: AbortOptions & { waitMs?: number }): Promise<Readable | undefined>;
-  /** The sha256 of bytes of an unfinished blob's partial file (what a piece writer has put there). */
-  hashPartialRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Digest>;
+  /** Hashes bytes of an unfinished blob's partial file (what piece writers put there) into `into`. */
+  hashPartialRange(digest: Digest, offset: number, length: number, options: AbortOptions & { into: Hash }): Promise<Hash>;
   /** The sha256 of a byte range of a held blob (the whole blob's is its digest, returned at once). */
   hashHeldRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Digest>;
   /**
@@ -401,7 +401,8 @@ class FileBlobStore implements BlobStore {
     return Readable.from(followPiece(writer, handle, offset, length, options.signal));
   }
 
-  async hashPartialRange(digest: Digest, offset: number, length: number, options: AbortOptions = {}): Promise<Digest> {
+  async hashPartialRange(digest: Digest, offset: number, length: number, options: AbortOptions & { into: Hash }): Promise<Hash> {
+    if (length === 0) return options.into;
     const path = this.#partialPath(digest);
     let handle: FileHandle;
     try {
@@ -410,7 +411,7 @@ class FileBlobStore implements BlobStore {
       throw storeError(`cannot open ${path}`, err);
     }
     try {
-      return digestOf(await hashRangeInto(createDigester(), handle, path, offset, length, options.signal));
+      return await hashRangeInto(options.into, handle, path, offset, length, options.signal);
     } finally {
       await handle.close();
     }

@@ -8,6 +8,7 @@
 import {
   describeError,
   errorCode,
+  MeshmirrorError,
   throwIfAborted,
   type AbortOptions,
   type Agent,
@@ -40,10 +41,26 @@ export interface MeshFetcher {
   sharesWriterStore?: boolean;
 }
 
+/** A holder's copy of a piece: the piece's bytes from `from` on, hashing to `sha256`. */
+export interface HolderCopy {
+  from: number;
+  /** Known, or (a live pull) known once the holder has fetched its copy. */
+  sha256: Digest | Promise<Digest>;
+}
+
 /** The writer's side: pulls a piece from a holder into its store and completes blobs. */
 export interface MeshWriter {
-  /** Resolves with the bytes received; `MM_DIGEST_MISMATCH` when they do not hash to `sha256`. */
-  pull(holder: string, task: PieceTask, sha256: Digest, signal: AbortSignal): Promise<number>;
+  /**
+   * Pulls what the writer lacks of the piece from `holder`'s copy; resolves with the bytes received.
+   * Rejects with `MM_DIGEST_MISMATCH` when the copy's bytes do not hash to its sha256 (the writer
+   * dropped them); any other failure says in `data.committed` how many bytes of the piece it kept.
+   */
+  pull(holder: string, task: PieceTask, copy: HolderCopy, signal: AbortSignal): Promise<number>;
+  /**
+   * The same from a holder that is fetching its copy now: its bytes come as they arrive. A writer
+   * that has it is given each piece while it is fetched, so a lost agent costs only what was in flight.
+   */
+  pullLive?(holder: string, task: PieceTask, copy: HolderCopy, signal: AbortSignal): Promise<number>;
   /** Assembles and verifies a blob whose pieces are all in the writer's store. */
   completeBlob(digest: Digest, size: number, signal: AbortSignal): Promise<void>;
 }
@@ -133,7 +150,12 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
   const fetchers = new Map(options.fetchers.map((f) => [f.agent.name, f]));
   const scheduler = new FarmScheduler({
     split,
-    agents: options.fetchers.map((f) => ({ name: f.agent.name, address: f.address, slots: f.slots })),
+    agents: options.fetchers.map((f) => ({
+      name: f.agent.name,
+      address: f.address,
+      slots: f.slots,
+      streams: writer.pullLive !== undefined && f.sharesWriterStore !== true,
+    })),
     logger: log,
     ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
     ...(options.parallelPulls === undefined ? {} : { parallelPulls: options.parallelPulls }),
@@ -175,6 +197,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
       case 'piece-done':
         totals.upstreamBytes += event.upstreamBytes;
         scheduler.fetchDone(agent, key, event.sha256, event.upstreamBytes);
+        copies.get(fetchId(agent, key))?.resolve(event.sha256);
         break;
       case 'piece-failed':
         totals.upstreamBytes += event.upstreamBytes;
@@ -185,9 +208,16 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     }
   };
 
+  /** The sha256 of each running fetch's copy, for a live pull of it: settled when the fetch reports it, or ends without. */
+  const copies = new Map<string, { promise: Promise<Digest>; resolve: (sha256: Digest) => void; reject: (err: unknown) => void }>();
+  /** Live pulls, by the fetch they follow: one whose fetch ends without a copy is stopped (what arrived is kept). */
+  const livePulls = new Map<string, AbortController>();
   const startFetch = (d: Extract<Decision, { kind: 'fetch' }>, fetcher: MeshFetcher): void => {
     const controller = new AbortController();
     fetches.set(fetchId(d.agent, d.key), controller);
+    const copy = Promise.withResolvers<Digest>();
+    copy.promise.catch(() => undefined);
+    copies.set(fetchId(d.agent, d.key), copy);
     const callSignal = AbortSignal.any([run.signal, controller.signal]);
     track(
       fetcher.agent
@@ -204,6 +234,10 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         )
         .then((agentError) => {
           fetches.delete(fetchId(d.agent, d.key));
+          copy.reject(new MeshmirrorError('MM_AGENT_LOST', `${fetcher.address} stopped fetching the piece before it was whole`));
+          // Settled already when the fetch reported its copy; otherwise nothing more will come.
+          void copy.promise.catch(() => livePulls.get(fetchId(d.agent, d.key))?.abort());
+          copies.delete(fetchId(d.agent, d.key));
           scheduler.fetchEnded(d.agent, d.key, agentError);
           step();
         }),
@@ -254,9 +288,17 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     const controller = new AbortController();
     const mine = pullsFrom.get(d.holder) ?? new Set<AbortController>();
     pullsFrom.set(d.holder, mine.add(controller));
+    const pullSignal = AbortSignal.any([run.signal, controller.signal]);
+    if (d.live) livePulls.set(fetchId(d.holder, d.key), controller);
+    const copy = copies.get(fetchId(d.holder, d.key));
+    const pulling =
+      d.live && writer.pullLive !== undefined && copy !== undefined
+        ? writer.pullLive(d.holder, d.task, { from: d.from, sha256: copy.promise }, pullSignal)
+        : d.live
+          ? Promise.reject(new MeshmirrorError('MM_USAGE', `no live pull from ${d.holder}`))
+          : writer.pull(d.holder, d.task, { from: d.from, sha256: d.sha256 }, pullSignal);
     track(
-      writer
-        .pull(d.holder, d.task, d.sha256, AbortSignal.any([run.signal, controller.signal]))
+      pulling
         .then(
           (bytes) => {
             scheduler.pullDone(d.holder, d.key, bytes);
@@ -264,12 +306,13 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
           (err: unknown) => {
             if (run.signal.aborted) return;
             const code = errorCode(err);
-            scheduler.pullFailed(d.holder, d.key, code, describeError(err));
+            scheduler.pullFailed(d.holder, d.key, code, describeError(err), committedOf(err));
             if (BROKEN_OFF.has(code)) checkHolder(d.holder);
           },
         )
         .finally(() => {
           mine.delete(controller);
+          if (livePulls.get(fetchId(d.holder, d.key)) === controller) livePulls.delete(fetchId(d.holder, d.key));
           step();
         }),
     );
@@ -366,4 +409,10 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
   }
   scheduler.finish();
   return { failedBlobs: scheduler.failedBlobs, ...totals, pulledBytes: scheduler.pulledBytes, agents: scheduler.reports };
+}
+
+/** How many bytes of the piece the writer kept from a pull that failed (see `MeshWriter.pull`). */
+function committedOf(err: unknown): number | undefined {
+  const data = err instanceof MeshmirrorError ? (err.data as { committed?: unknown } | undefined) : undefined;
+  return typeof data?.committed === 'number' ? data.committed : undefined;
 }

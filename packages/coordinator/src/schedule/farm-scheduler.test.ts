@@ -18,11 +18,11 @@ function piece(n: number, length: number, extra: Partial<MeshPiece> = {}): MeshP
  * A farm of fake agents around the scheduler: each fetch decision is held until the test says what
  * the agent did, and time moves only when the test moves it.
  */
-function farm(pieces: MeshPiece[], agents: Array<{ name: string; slots?: number }>, options: { maxAttempts?: number } = {}) {
+function farm(pieces: MeshPiece[], agents: Array<{ name: string; slots?: number; streams?: boolean }>, options: { maxAttempts?: number } = {}) {
   let now = 1_000_000;
   const scheduler = new FarmScheduler({
     split: { pieces, piecesPerBlob: new Map(pieces.map((p) => [p.task.digest, 1])) },
-    agents: agents.map((a) => ({ name: a.name, address: `/ip4/10.0.0.1/tcp/1/${a.name}`, slots: a.slots ?? 4 })),
+    agents: agents.map((a) => ({ name: a.name, address: `/ip4/10.0.0.1/tcp/1/${a.name}`, slots: a.slots ?? 4, streams: a.streams ?? false })),
     now: () => now,
     ...options,
   });
@@ -389,5 +389,43 @@ describe('FarmScheduler', () => {
     ]);
     // Two agents: each is given only what it can bring in soon, so neither sits on work the other could do.
     expect(two.of(two.decide(), 'fetch').length).toBeLessThan(12);
+  });
+
+  it('streams each piece to the writer while it is fetched, and after a loss fetches only what the writer lacks', () => {
+    const pieces = [piece(1, 4 * MiB)];
+    const f = farm(pieces, [
+      { name: 'a', streams: true },
+      { name: 'b', streams: true },
+    ]);
+    const first = f.decide();
+    const [fetch] = f.of(first, 'fetch');
+    const [live] = f.of(first, 'pull');
+    expect(live).toMatchObject({ holder: fetch!.agent, live: true, from: 0, key: fetch!.key });
+    const victim = fetch!.agent;
+    const other = victim === 'a' ? 'b' : 'a';
+    // The victim dies with 1 MiB at the writer: its fetch and its live pull both fail.
+    f.scheduler.fetchProgress(victim, fetch!.key, MiB);
+    f.scheduler.fetchEnded(victim, fetch!.key, { code: 'MM_AGENT_LOST', message: 'stream reset' });
+    expect(f.of(f.decide(), 'fetch')).toEqual([]);
+    f.scheduler.pullFailed(victim, fetch!.key, 'MM_NETWORK', 'stream reset', MiB);
+    const next = f.decide();
+    const [again] = f.of(next, 'fetch');
+    expect(again).toMatchObject({ agent: other, task: { offset: MiB, length: 3 * MiB } });
+    expect(f.of(next, 'pull')).toEqual([expect.objectContaining({ holder: other, live: true, from: MiB })]);
+    // Its copy arrives and is pulled: the blob completes.
+    f.scheduler.fetchDone(other, again!.key, digestOf(99), 3 * MiB);
+    f.scheduler.pullDone(other, again!.key, 3 * MiB);
+    f.scheduler.fetchEnded(other, again!.key);
+    expect(f.of(f.decide(), 'complete')).toEqual([{ kind: 'complete', digest: pieces[0]!.task.digest, size: 4 * MiB }]);
+  });
+
+  it('a live pull that broke off while its agent goes on is followed by a pull of the finished copy', () => {
+    const pieces = [piece(1, 4 * MiB)];
+    const f = farm(pieces, [{ name: 'a', streams: true }]);
+    const [fetch] = f.of(f.decide(), 'fetch');
+    f.scheduler.pullFailed('a', fetch!.key, 'MM_STALL', 'no bytes for 10s', 2 * MiB);
+    expect(f.of(f.decide(), 'fetch')).toEqual([]);
+    f.fetched('a', pieces[0]!);
+    expect(f.of(f.decide(), 'pull')).toEqual([expect.objectContaining({ holder: 'a', live: false, from: 0 })]);
   });
 });

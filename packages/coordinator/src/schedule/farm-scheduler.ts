@@ -40,8 +40,13 @@ export type Decision =
   | { kind: 'fetch'; agent: string; key: string; task: PieceTask; endgame: boolean }
   /** Stop an agent's fetch of a piece (another copy came in, its blob failed, the agent was lost). */
   | { kind: 'cancel'; agent: string; key: string }
-  /** Pull a finished piece from `holder` into the writer, checked against `sha256`. */
-  | { kind: 'pull'; key: string; task: PieceTask; holder: string; sha256: Digest }
+  /**
+   * Pull what the writer lacks of a piece from `holder`, whose copy is the piece's bytes from `from`
+   * on, checked against `sha256`. `live`: the holder is fetching its copy right now, and its bytes
+   * go to the writer as they arrive (the sha256 comes with the fetch's end).
+   */
+  | { kind: 'pull'; key: string; task: PieceTask; holder: string; from: number; live: false; sha256: Digest }
+  | { kind: 'pull'; key: string; task: PieceTask; holder: string; from: number; live: true }
   /** Every piece of the blob is in the writer: assemble and verify it. */
   | ({ kind: 'complete' } & BlobRef)
   /** The blob cannot be had in this run (say so now: its images are done with). */
@@ -54,6 +59,8 @@ export interface SchedulerAgent {
   address: string;
   /** Pieces it fetches at once. */
   slots: number;
+  /** The writer can pull a piece from it while it fetches it (a remote agent, and a writer that can). */
+  streams?: boolean;
 }
 
 export interface FarmSchedulerOptions {
@@ -83,6 +90,15 @@ interface PieceState {
   /** Bytes the first fetcher reported so far, and when it started. */
   received: number;
   startedAt: number;
+  /**
+   * Bytes of the piece the writer holds from a pull that broke off (its holder was lost mid-piece):
+   * the next fetch brings only the rest.
+   */
+  writerHas: number;
+  /** Where each agent's copy starts in the piece (it was asked for the bytes from there on). */
+  copyFrom: Map<string, number>;
+  /** The agent a live pull is running from. */
+  live: string | undefined;
 }
 
 /** An agent's pieces from one source host: each host has its own room, so a host that is down holds back only its own pieces. */
@@ -96,6 +112,7 @@ interface AgentState {
   name: string;
   /** Pieces it fetches at once from each source host. */
   slots: number;
+  streams: boolean;
   inFlight: number;
   /** Bytes of its in-flight pieces that have not arrived yet. */
   pendingBytes: number;
@@ -189,6 +206,7 @@ export class FarmScheduler {
       this.#agents.set(agent.name, {
         name: agent.name,
         slots: agent.slots,
+        streams: agent.streams === true,
         inFlight: 0,
         pendingBytes: 0,
         lanes: new Map(),
@@ -212,6 +230,9 @@ export class FarmScheduler {
         attempts: 0,
         received: 0,
         startedAt: 0,
+        writerHas: 0,
+        copyFrom: new Map(),
+        live: undefined,
       };
       this.#pieces.set(state.key, state);
       if (piece.holders.size > 0) {
@@ -315,8 +336,9 @@ export class FarmScheduler {
       // First copy in: the other fetchers of an endgame duplicate stop.
       for (const other of s.fetching) this.#outbox.push({ kind: 'cancel', agent: other, key });
       this.#wantPull(s);
-    } else if (!s.done && !s.pulling && s.fetching.size === 0 && this.#usableHolders(s).length === 0) {
-      if (s.attempts >= this.#maxAttempts) this.#giveUp(s, 'MM_AGENT_LOST', `fetched ${s.attempts} times, by agents that were lost`);
+    } else if (!s.done && !s.pulling && s.fetching.size === 0) {
+      if (this.#usableHolders(s).length > 0) this.#wantPull(s);
+      else if (s.attempts >= this.#maxAttempts) this.#giveUp(s, 'MM_AGENT_LOST', `fetched ${s.attempts} times, by agents that were lost`);
       else this.#enqueue(s, true);
     }
   }
@@ -326,7 +348,8 @@ export class FarmScheduler {
   pullDone(holder: string, key: string, bytes: number): void {
     const s = this.#pieces.get(key);
     if (s === undefined) return;
-    this.#pullsInFlight -= 1;
+    if (s.live === holder) s.live = undefined;
+    else this.#pullsInFlight -= 1;
     s.pulling = false;
     const a = this.#agents.get(holder);
     if (a !== undefined) a.report.servedBytes += bytes;
@@ -338,13 +361,31 @@ export class FarmScheduler {
     if (left === 0 && !this.failedBlobs.has(digest)) this.#outbox.push({ kind: 'complete', digest, size: blobSize });
   }
 
-  /** The pull failed; `MM_DIGEST_MISMATCH`: the holder's bytes do not hash to what it reported. */
-  pullFailed(holder: string, key: string, code: string, message: string): void {
+  /**
+   * The pull failed; `MM_DIGEST_MISMATCH`: the holder's bytes do not hash to what it reported (the
+   * writer dropped them). Otherwise `writerHas` says how many bytes of the piece the writer kept.
+   */
+  pullFailed(holder: string, key: string, code: string, message: string, writerHas?: number): void {
     const s = this.#pieces.get(key);
     if (s === undefined) return;
-    this.#pullsInFlight -= 1;
+    const live = s.live === holder;
+    if (live) s.live = undefined;
+    else this.#pullsInFlight -= 1;
     s.pulling = false;
+    if (writerHas !== undefined) s.writerHas = Math.min(writerHas, s.piece.task.length);
     const a = this.#agents.get(holder);
+    if (code === 'MM_DIGEST_MISMATCH') s.writerHas = 0;
+    if (live && code !== 'MM_DIGEST_MISMATCH') {
+      // The holder's fetch goes on (its copy is pulled once fetched) unless the holder itself is
+      // gone; then the piece is fetched again from what the writer kept.
+      this.#log?.info({ agent: holder, piece: key, code, writerHas: s.writerHas, err: message }, 'live pull broke off');
+      if (!s.done && s.fetching.size === 0) {
+        if (this.#usableHolders(s).length > 0) this.#wantPull(s);
+        else if (s.attempts >= this.#maxAttempts) this.#giveUp(s, code, `fetched ${s.attempts} times: ${message}`);
+        else this.#enqueue(s, true);
+      }
+      return;
+    }
     s.refused.add(holder);
     s.piece.holders.delete(holder);
     if (code === 'MM_DIGEST_MISMATCH' && a !== undefined) {
@@ -438,7 +479,7 @@ export class FarmScheduler {
       s.pulling = true;
       s.attempts += 1;
       this.#pullsInFlight += 1;
-      out.push({ kind: 'pull', key: s.key, task: s.piece.task, holder, sha256: s.piece.holders.get(holder)! });
+      out.push({ kind: 'pull', key: s.key, task: s.piece.task, holder, from: s.copyFrom.get(holder) ?? 0, live: false, sha256: s.piece.holders.get(holder)! });
     }
   }
 
@@ -486,7 +527,12 @@ export class FarmScheduler {
   #startFetch(out: Decision[], a: AgentState, s: PieceState, endgame: boolean): void {
     s.fetching.add(a.name);
     this.#active.add(s);
-    const resumed = s.piece.resumeOn?.agent === a.name ? s.piece.resumeOn.committed : 0;
+    // Only what the writer lacks: after a holder was lost mid-piece, the rest of the piece.
+    // (A writer that kept every byte without a hash to check them by starts over: nothing is left to fetch from.)
+    const from = s.writerHas < s.piece.task.length ? s.writerHas : 0;
+    const task = from === 0 ? s.piece.task : { ...s.piece.task, offset: s.piece.task.offset + from, length: s.piece.task.length - from };
+    s.copyFrom.set(a.name, from);
+    const resumed = from === 0 && s.piece.resumeOn?.agent === a.name ? s.piece.resumeOn.committed : 0;
     if (s.fetching.size === 1) {
       s.startedAt = this.#now();
       s.received = resumed;
@@ -494,13 +540,19 @@ export class FarmScheduler {
     s.attempts += 1;
     if (a.inFlight === 0) a.busySince = this.#now();
     a.inFlight += 1;
-    const outstanding = s.piece.task.length - resumed;
+    const outstanding = task.length - resumed;
     a.pendingBytes += outstanding;
     const lane = this.#laneOf(a, s);
     lane.inFlight += 1;
     lane.pendingBytes += outstanding;
     this.#outstanding.set(fetchId(a.name, s.key), outstanding);
-    out.push({ kind: 'fetch', agent: a.name, key: s.key, task: s.piece.task, endgame });
+    out.push({ kind: 'fetch', agent: a.name, key: s.key, task, endgame });
+    // Its bytes go on to the writer as they arrive: losing the agent then costs only what was in flight.
+    if (a.streams && !endgame && !s.pulling && !s.queuedForPull) {
+      s.pulling = true;
+      s.live = a.name;
+      out.push({ kind: 'pull', key: s.key, task: s.piece.task, holder: a.name, from, live: true });
+    }
   }
 
   /**
@@ -571,7 +623,8 @@ export class FarmScheduler {
       // The piece whose current fetcher will take longest, if this agent would clearly beat it.
       let best: { state: PieceState; remainingMs: number } | undefined;
       for (const s of this.#active) {
-        if (s.done || s.pulling || s.piece.holders.size > 0 || s.fetching.size !== 1 || s.fetching.has(a.name) || s.refused.has(a.name)) continue;
+        if (s.done || (s.pulling && s.live === undefined) || s.piece.holders.size > 0 || s.fetching.size !== 1 || s.fetching.has(a.name) || s.refused.has(a.name))
+          continue;
         // Judged only once the piece has run long enough for its rate to mean something.
         if (now - s.startedAt < ENDGAME_MIN_RUNNING_MS) continue;
         // The piece is done by the time its fetcher has brought in everything it still owes: the

@@ -16,6 +16,7 @@ import {
   retryPolicyFromSettings,
   type AbortOptions,
   type LocalAgent,
+  type PieceTask,
   type FetchSettings,
   type Logger,
   type PushSettings,
@@ -25,7 +26,7 @@ import {
 } from '@meshmirror/shared';
 import { createBlobStore, createInProcessAgent, type BlobStore, type InProcessAgentOptions } from '@meshmirror/agent';
 import { mirrorToDisk } from '../../run/mirror-to-disk.ts';
-import type { BlobSupply, MeshFetcher, MeshWriter } from '../../run/mesh-fetch.ts';
+import type { BlobSupply, HolderCopy, MeshFetcher, MeshWriter } from '../../run/mesh-fetch.ts';
 import { createProgressReporter } from '../../report/progress.ts';
 import { summaryText } from '../../report/summary-text.ts';
 import { pushSummaryText } from '../../report/push-reports.ts';
@@ -252,13 +253,17 @@ async function joinFarm(
   }
   logger.info({ coordinator: identity.peerId.toString(), agents: fetchers.map((f) => f.address.toString()) }, 'farm ready');
   const addressOf = new Map(fetchers.map((f) => [f.name, f.address]));
+  const pull = (holder: string, task: PieceTask, copy: HolderCopy, signal: AbortSignal, live: boolean): Promise<number> => {
+    const address = addressOf.get(holder);
+    if (address === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no address for agent ${holder}`));
+    // A live pull is silent while the holder waits on upstream: a stall there only ends the streaming
+    // (the piece is pulled once fetched), and asks whether the holder is still there.
+    return mesh.pullPiece(node, address, store, task, copy, { signal, stallMs: Math.min(settings.stallTimeoutMs, PEER_PULL_STALL_MS), live });
+  };
   return {
     fetchers: fetchers.map((agent) => ({ agent, address: agent.address.toString(), slots: fetchSettings.parallel, probe: (o: AbortOptions) => agent.hello(o) })),
-    pull: (holder, task, sha256, signal) => {
-      const address = addressOf.get(holder);
-      if (address === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no address for agent ${holder}`));
-      return mesh.pullPiece(node, address, store, task, sha256, { signal, stallMs: Math.min(settings.stallTimeoutMs, PEER_PULL_STALL_MS) });
-    },
+    pull: (holder, task, copy, signal) => pull(holder, task, copy, signal, false),
+    pullLive: (holder, task, copy, signal) => pull(holder, task, copy, signal, true),
     stop: async () => {
       await node.stop();
     },
@@ -269,6 +274,7 @@ async function joinFarm(
 interface Farm {
   fetchers: MeshFetcher[];
   pull: MeshWriter['pull'];
+  pullLive: NonNullable<MeshWriter['pullLive']>;
   stop(): Promise<void>;
 }
 
@@ -284,6 +290,7 @@ function blobSupply(agent: LocalAgent, store: BlobStore, settings: TransferSetti
     fetchers: farm?.fetchers ?? [local],
     writer: {
       pull: farm?.pull ?? ((holder) => Promise.reject(new MeshmirrorError('MM_USAGE', `no agent named ${holder} to pull from`))),
+      ...(farm === undefined ? {} : { pullLive: farm.pullLive }),
       completeBlob: (digest, size, signal) => store.completeBlob(digest, size, { signal }),
     },
   };
