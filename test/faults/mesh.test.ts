@@ -189,12 +189,13 @@ describe('mesh on loopback', () => {
       expect(archive.leftovers).toEqual([]);
       expect(archive.badBlobs).toEqual([]);
       expect(archive.verified).toBe(expected());
-      // The writer got part of the set from the victim, and the rest was fetched upstream once more:
-      // exactly what the victim held and had not served yet (endgame duplicates aside), never more
-      // than what it held.
+      // The writer got part of the set from the victim (whole pieces, and the start of the piece it
+      // was pulling, which it keeps), and the rest was fetched upstream once more: at most what the
+      // victim held and had not served whole (endgame duplicates aside), at least what had not reached
+      // the writer through the relay.
       expect(served).toBeGreaterThan(0);
       expect(served).toBeLessThan(fx.uniqueBlobBytes);
-      expect(refetched).toBeGreaterThanOrEqual(fx.uniqueBlobBytes - served);
+      expect(refetched).toBeGreaterThanOrEqual(fx.uniqueBlobBytes - relay.bytesFromAgent());
       expect(refetched).toBeLessThanOrEqual(fx.uniqueBlobBytes - served + duplicates * PIECE);
       expect(summary.bytes.pulled).toBe(fx.uniqueBlobBytes);
     } finally {
@@ -447,12 +448,15 @@ describe.skipIf(!networks)('mesh across network namespaces', () => {
     expect(archive.leftovers).toEqual([]);
     expect(archive.badBlobs).toEqual([]);
     expect(archive.verified).toBe(farm.pushed.length);
-    // Fetched twice at most what the cut-off host had taken over its uplink.
-    expect(total).toBeGreaterThanOrEqual(farm.uniqueBlobBytes);
+    // Fetched twice at most what the cut-off host had taken over its uplink. (No lower bound: what the
+    // host streamed to the writer before the cut is kept, and the registry logs the cut-off requests
+    // that carried it only when they end, which may be after this count.)
     expect(total - farm.uniqueBlobBytes).toBeLessThanOrEqual(isolatedServed);
     expect(again.code, again.stderr).toBe(0);
-    expect(againSummary.bytes.fetched).toBe(0);
-    expect(othersLate).toBe(0);
+    // The fresh writer takes every finished piece from the farm. The cut-off host's pieces were
+    // finished by the others from where its bytes had reached the first writer, so their starts
+    // exist only as its unfinished copies, which are not served: at most those are fetched again.
+    expect(againSummary.bytes.fetched + othersLate).toBeLessThanOrEqual(isolatedServed);
     expect(againRow?.lost).toBeUndefined();
     if ((row?.servedBytes ?? 0) > 0) expect(againRow?.servedBytes).toBeGreaterThan(0);
   });

@@ -66,4 +66,18 @@ describe('planMesh', () => {
     expect(split.assemble).toEqual([{ digest: digest(1), size: 500 }]);
     expect(split).toMatchObject({ heldBytes: 500, missingBytes: 0 });
   });
+
+  it("shapes pieces by finished copies first: a piece resumed from a lost agent's offset is pulled, not fetched again", () => {
+    const plan = planOf([1_000]);
+    const agents = new Map<string, BlobHolding[]>([
+      ['lost', [{ digest: digest(1), held: false, pieces: [{ offset: 0, length: 1_000, committed: 250 }] }]],
+      ['other', [{ digest: digest(1), held: false, pieces: [{ offset: 250, length: 750, committed: 750, sha256: digest(93) }] }]],
+    ]);
+    const split = planMesh(plan, [none(1)], agents, 1_000);
+    expect(split.pieces.map((p) => ({ at: `${p.task.offset}+${p.task.length}`, holders: Object.fromEntries(p.holders) }))).toEqual([
+      { at: '250+750', holders: { other: digest(93) } },
+      { at: '0+250', holders: {} },
+    ]);
+    expect(split).toMatchObject({ heldBytes: 750, missingBytes: 250 });
+  });
 });

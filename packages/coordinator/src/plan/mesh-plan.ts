@@ -63,7 +63,13 @@ export function planMesh(plan: MirrorPlan, writer: BlobHolding[], agents: Map<st
     }
 
     const existing = [...(mine?.pieces ?? []), ...theirs.flatMap((t) => t.holding.pieces)];
-    const ranges = existing.length > 0 ? fillGaps(uniqueRanges(existing), blob.size, pieceSize) : evenPieces(blob.size, pieceSize);
+    // Finished copies shape the pieces first (a piece fetched from where a lost agent's bytes ended
+    // may overlap that agent's unfinished one), then the unfinished ones that do not overlap them.
+    const finished = existing.filter((p) => p.sha256 !== undefined);
+    const ranges =
+      existing.length > 0
+        ? fillGaps(uniqueRanges([...tileOf(finished), ...(finished.length > 0 ? notOverlapping(existing, tileOf(finished)) : existing)]), blob.size, pieceSize)
+        : evenPieces(blob.size, pieceSize);
     const before = split.pieces.length;
     for (const range of ranges) {
       const same = (p: Range): boolean => p.offset === range.offset && p.length === range.length;
@@ -100,4 +106,20 @@ function uniqueRanges(ranges: Range[]): Range[] {
   const seen = new Map<string, Range>();
   for (const r of ranges) seen.set(`${r.offset}+${r.length}`, { offset: r.offset, length: r.length });
   return [...seen.values()];
+}
+
+/** Non-overlapping ranges from `ranges`, lowest offset first (the first of two overlapping ones wins). */
+function tileOf(ranges: Range[]): Range[] {
+  const out: Range[] = [];
+  let end = 0;
+  for (const r of [...ranges].sort((a, b) => a.offset - b.offset || b.length - a.length)) {
+    if (r.offset < end) continue;
+    out.push({ offset: r.offset, length: r.length });
+    end = r.offset + r.length;
+  }
+  return out;
+}
+
+function notOverlapping(ranges: Range[], taken: Range[]): Range[] {
+  return ranges.filter((r) => !taken.some((t) => r.offset < t.offset + t.length && t.offset < r.offset + r.length));
 }

@@ -372,8 +372,14 @@ export class FarmScheduler {
     if (live) s.live = undefined;
     else this.#pullsInFlight -= 1;
     s.pulling = false;
-    if (writerHas !== undefined) s.writerHas = Math.min(writerHas, s.piece.task.length);
     const a = this.#agents.get(holder);
+    if (writerHas !== undefined) {
+      // What the writer kept of this pull counts as pulled from the holder: it is not fetched again.
+      const kept = Math.max(0, Math.min(writerHas, s.piece.task.length) - s.writerHas);
+      this.pulledBytes += kept;
+      if (a !== undefined) a.report.servedBytes += kept;
+      s.writerHas = Math.min(writerHas, s.piece.task.length);
+    }
     if (code === 'MM_DIGEST_MISMATCH') s.writerHas = 0;
     if (live && code !== 'MM_DIGEST_MISMATCH') {
       // The holder's fetch goes on (its copy is pulled once fetched) unless the holder itself is
