@@ -166,6 +166,11 @@ async function hashRangeInto(hash: Hash, handle: FileHandle, path: string, start
 
 /** The sha256 of `[start, start + length)` of a file. */
 async function hashFileRange(path: string, start: number, length: number, signal?: AbortSignal): Promise<Digest> {
+  return digestOf(await hashFileInto(createDigester(), path, start, length, signal));
+}
+
+/** Hashes `[start, start + length)` of a file into `hash`. */
+async function hashFileInto(hash: Hash, path: string, start: number, length: number, signal?: AbortSignal): Promise<Hash> {
   let handle: FileHandle;
   try {
     handle = await open(path, constants.O_RDONLY);
@@ -173,7 +178,7 @@ async function hashFileRange(path: string, start: number, length: number, signal
     throw storeError(`cannot open ${path}`, err);
   }
   try {
-    return digestOf(await hashRangeInto(createDigester(), handle, path, start, length, signal));
+    return await hashRangeInto(hash, handle, path, start, length, signal);
   } finally {
     await handle.close().catch(() => undefined);
   }
@@ -402,19 +407,7 @@ class FileBlobStore implements BlobStore {
   }
 
   async hashPartialRange(digest: Digest, offset: number, length: number, options: AbortOptions & { into: Hash }): Promise<Hash> {
-    if (length === 0) return options.into;
-    const path = this.#partialPath(digest);
-    let handle: FileHandle;
-    try {
-      handle = await open(path, constants.O_RDONLY);
-    } catch (err) {
-      throw storeError(`cannot open ${path}`, err);
-    }
-    try {
-      return await hashRangeInto(options.into, handle, path, offset, length, options.signal);
-    } finally {
-      await handle.close();
-    }
+    return length === 0 ? options.into : hashFileInto(options.into, this.#partialPath(digest), offset, length, options.signal);
   }
 
   uploadJournal(registry: string): UploadJournal {
