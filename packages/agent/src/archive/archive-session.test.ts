@@ -11,6 +11,7 @@ import { openOciLayout } from '../layout/oci-layout-reader.ts';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
 import { openArchive } from './archive-reader.ts';
 import { startArchive } from './archive-session.ts';
+import { CHUNK_MANIFEST_VERSION } from './chunk-manifest.ts';
 import { writeArchive } from './archive-writer.ts';
 import { testRunDescription } from './test-run-fixture.ts';
 
@@ -119,7 +120,7 @@ describe('startArchive', () => {
         const next = i + 1 < result.chunks.length ? (await chunkManifest(result.chunks[i + 1]?.file ?? '', i + 2)).blobs[0] : undefined;
         const lastBlob = manifest.blobs.at(-1);
         if (next !== undefined && !oversized && lastBlob !== undefined) {
-          const manifestLength = JSON.stringify({ chunk: i + 1, archiveId: session.archiveId, blobs: manifest.blobs }).length;
+          const manifestLength = JSON.stringify({ schemaVersion: CHUNK_MANIFEST_VERSION, chunk: i + 1, archiveId: session.archiveId, blobs: manifest.blobs }).length;
           const entry = { digest: next.digest, size: next.size, offset: lastBlob.offset + Math.ceil(lastBlob.size / 512) * 512 + 512 };
           expect(size + growthWith(manifestLength, entry, false)).toBeGreaterThan(limit);
         }

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DigestMismatchError, digestHex, type ArchiveProgress, type BlobReader, type Digest, type BlobRef } from '@meshmirror/shared';
 import { openOciLayout } from '../layout/oci-layout-reader.ts';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
+import { CHUNK_MANIFEST_VERSION } from './chunk-manifest.ts';
 import { openArchive } from './archive-reader.ts';
 import { planArchiveChunks, tarEntryBytes, writeArchive } from './archive-writer.ts';
 import { testRunDescription } from './test-run-fixture.ts';
@@ -226,7 +227,7 @@ describe('planArchiveChunks', () => {
     expect(plan.warnings).toEqual([]);
     for (const chunk of plan.chunks) {
       expect(chunk.totalBytes).toBeLessThanOrEqual(16 * KiB);
-      const manifestLength = JSON.stringify({ chunk: chunk.chunk, archiveId: 'archive-id', blobs: chunk.blobs }).length;
+      const manifestLength = JSON.stringify({ schemaVersion: CHUNK_MANIFEST_VERSION, chunk: chunk.chunk, archiveId: 'archive-id', blobs: chunk.blobs }).length;
       const expected =
         chunk.blobs.reduce((sum, b) => sum + tarEntryBytes(b.size), 0) +
         chunk.extras.reduce((sum, e) => sum + tarEntryBytes(e.data.length), 0) +
