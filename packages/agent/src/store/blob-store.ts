@@ -374,6 +374,13 @@ class FileBlobStore implements BlobStore {
     const covers = (w: FilePieceWriter): boolean => !w.closed && w.offset <= offset && offset + length <= w.offset + w.length;
     const find = (): FilePieceWriter | undefined => [...(this.#live.get(digest) ?? [])].find(covers);
     let writer = find();
+    if (writer === undefined) {
+      // Finished (and its writer closed) while the first look was under way: a writer publishes the
+      // finished piece before it closes.
+      const finished = await this.openStoredRange(digest, offset, length, options);
+      if (finished !== undefined) return finished;
+      writer = find();
+    }
     if (writer === undefined && (options.waitMs ?? 0) > 0) {
       // The fetch of the piece and this request were sent at the same moment: give its writer time to open.
       const deadline = AbortSignal.any([AbortSignal.timeout(options.waitMs ?? 0), ...(options.signal ? [options.signal] : [])]);
