@@ -19,7 +19,8 @@ import {
   type PieceEvent,
   type PieceTask,
 } from '@meshmirror/shared';
-import type { MeshSplit } from '../plan/mesh-plan.ts';
+import { planMesh, type MeshSplit } from '../plan/mesh-plan.ts';
+import type { MirrorPlan } from '../plan/plan.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { FarmScheduler, type AgentReport, type Decision } from '../schedule/farm-scheduler.ts';
 
@@ -107,6 +108,22 @@ export async function supplyHoldings(
     }),
   );
   return new Map(answers.filter((a) => a !== undefined));
+}
+
+/**
+ * A farm of one over the coordinator's own agent: fetches the blobs of `plan` into the writer's
+ * store, resuming from `holdings` (what that store holds of them). Used where the copies elsewhere
+ * in the farm cannot be used: blobs that came wrong, or whose agents were lost.
+ */
+export function fetchLocally(
+  supply: BlobSupply,
+  plan: MirrorPlan,
+  holdings: BlobHolding[],
+  pieceSize: number,
+  options: Omit<MeshFetchOptions, 'split' | 'fetchers' | 'writer'>,
+): Promise<MeshFetchOutcome> {
+  const split = planMesh(plan, holdings, new Map([[supply.local.agent.name, holdings]]), pieceSize);
+  return meshFetch({ ...options, split, fetchers: [supply.local], writer: supply.writer });
 }
 
 export interface MeshFetchOptions {

@@ -21,7 +21,7 @@ import type { LayerSource } from '../resolve/layer-source.ts';
 import { buildPlan, type MirrorPlan } from '../plan/plan.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
 import { ArchiveFeed } from './archive-feed.ts';
-import { isFarm, meshFetch, supplyHoldings, type AgentReport, type BlobSupply } from './mesh-fetch.ts';
+import { fetchLocally, isFarm, meshFetch, supplyHoldings, type AgentReport, type BlobSupply } from './mesh-fetch.ts';
 import { ImageTally } from './image-tally.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { RunJournal, type RunRecord } from './run-journal.ts';
@@ -210,10 +210,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       if (refetch.length > 0) {
         // Fetched afresh by the coordinator's own agent: the copies elsewhere in the farm may be the wrong ones.
         const repairPlan: MirrorPlan = { ...plan, blobs: new Map(refetch.map((d) => [d, plan.blobs.get(d)!])) };
-        const repaired = await meshFetch({
-          split: planMesh(repairPlan, [], new Map([[supply.local.agent.name, []]]), options.pieceSize),
-          fetchers: [supply.local],
-          writer: supply.writer,
+        const repaired = await fetchLocally(supply, repairPlan, [], options.pieceSize, {
           logger: options.logger,
           ...(progress === undefined ? {} : { progress }),
           ...(signal === undefined ? {} : { signal }),

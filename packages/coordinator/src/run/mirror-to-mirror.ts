@@ -34,7 +34,7 @@ import { collectImageSet, type OpenShiftSources } from '../resolve/image-set-con
 import type { LayerSource } from '../resolve/layer-source.ts';
 import { buildPlan, type MirrorPlan } from '../plan/plan.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
-import { isFarm, meshFetch, supplyHoldings, type AgentReport, type BlobSupply, type MeshFetchOutcome } from './mesh-fetch.ts';
+import { fetchLocally, isFarm, meshFetch, supplyHoldings, type AgentReport, type BlobSupply, type MeshFetchOutcome } from './mesh-fetch.ts';
 import { resolveContent } from './mirror-to-disk.ts';
 import { RunJournal } from './run-journal.ts';
 import type { ProgressReporter } from '../report/progress.ts';
@@ -233,10 +233,7 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
         const one: MirrorPlan = { images: [], blobs: new Map([[blob.digest, planned]]), uniqueBytes: blob.size };
         const mine = await agent.holdings([blob], abortable);
         let held = false;
-        const outcome = await meshFetch({
-          split: planMesh(one, mine, new Map([[supply.local.agent.name, mine]]), options.pieceSize),
-          fetchers: [supply.local],
-          writer: supply.writer,
+        const outcome = await fetchLocally(supply, one, mine, options.pieceSize, {
           logger,
           ...(fetchProgress === undefined ? {} : { progress: fetchProgress }),
           ...abortable,

@@ -113,9 +113,7 @@ interface AgentState {
   /** Pieces it fetches at once from each source host. */
   slots: number;
   streams: boolean;
-  inFlight: number;
-  /** Bytes of its in-flight pieces that have not arrived yet. */
-  pendingBytes: number;
+  /** Its pieces in flight, by source host; the agent's totals are their sums. */
   lanes: Map<string, Lane>;
   usable: boolean;
   report: AgentReport;
@@ -207,8 +205,6 @@ export class FarmScheduler {
         name: agent.name,
         slots: agent.slots,
         streams: agent.streams === true,
-        inFlight: 0,
-        pendingBytes: 0,
         lanes: new Map(),
         usable: true,
         report,
@@ -285,7 +281,6 @@ export class FarmScheduler {
     const outstanding = this.#outstanding.get(id) ?? 0;
     const counted = Math.min(outstanding, bytes);
     this.#outstanding.set(id, outstanding - counted);
-    a.pendingBytes -= counted;
     this.#laneOf(a, s).pendingBytes -= counted;
     if (s.fetching.size > 1) return false;
     s.received += bytes;
@@ -322,13 +317,11 @@ export class FarmScheduler {
     const s = this.#pieces.get(key);
     if (a === undefined || s === undefined) return;
     if (agentError !== undefined) this.lose(agent, `${agentError.code}: ${agentError.message}`);
-    a.inFlight -= 1;
-    if (a.inFlight === 0) a.busyMs += this.#now() - a.busySince;
     const id = fetchId(agent, key);
     const lane = this.#laneOf(a, s);
     lane.inFlight -= 1;
     lane.pendingBytes -= this.#outstanding.get(id) ?? 0;
-    a.pendingBytes -= this.#outstanding.get(id) ?? 0;
+    if (inFlightOf(a) === 0) a.busyMs += this.#now() - a.busySince;
     this.#outstanding.delete(id);
     s.fetching.delete(agent);
     if (s.fetching.size === 0) this.#active.delete(s);
@@ -491,7 +484,7 @@ export class FarmScheduler {
 
   /** Upstream bytes per ms while it had pieces in flight; undefined until it has been busy a while. */
   #rateOf(a: AgentState): number | undefined {
-    const busy = a.busyMs + (a.inFlight > 0 ? this.#now() - a.busySince : 0);
+    const busy = a.busyMs + (inFlightOf(a) > 0 ? this.#now() - a.busySince : 0);
     return busy >= RATE_AFTER_BUSY_MS && a.receivedBytes > 0 ? a.receivedBytes / busy : undefined;
   }
 
@@ -544,10 +537,8 @@ export class FarmScheduler {
       s.received = resumed;
     }
     s.attempts += 1;
-    if (a.inFlight === 0) a.busySince = this.#now();
-    a.inFlight += 1;
+    if (inFlightOf(a) === 0) a.busySince = this.#now();
     const outstanding = task.length - resumed;
-    a.pendingBytes += outstanding;
     const lane = this.#laneOf(a, s);
     lane.inFlight += 1;
     lane.pendingBytes += outstanding;
@@ -602,7 +593,7 @@ export class FarmScheduler {
         let bestFinish = Number.POSITIVE_INFINITY;
         for (const a of usable) {
           if (!this.#hasRoom(a, host) || s.refused.has(a.name)) continue;
-          const finish = (a.pendingBytes + s.piece.task.length) / (rates.get(a.name) ?? typical);
+          const finish = (pendingOf(a) + s.piece.task.length) / (rates.get(a.name) ?? typical);
           if (finish < bestFinish) {
             best = a;
             bestFinish = finish;
@@ -625,7 +616,7 @@ export class FarmScheduler {
     const now = this.#now();
     for (const a of this.#agents.values()) {
       const rate = this.#rateOf(a);
-      if (!a.usable || a.inFlight > 0 || rate === undefined) continue;
+      if (!a.usable || inFlightOf(a) > 0 || rate === undefined) continue;
       // The piece whose current fetcher will take longest, if this agent would clearly beat it.
       let best: { state: PieceState; remainingMs: number } | undefined;
       for (const s of this.#active) {
@@ -641,7 +632,7 @@ export class FarmScheduler {
         const pieceRate = s.received / (now - s.startedAt);
         const remainingMs =
           fetcher !== undefined && fetcherRate !== undefined
-            ? fetcher.pendingBytes / fetcherRate
+            ? pendingOf(fetcher) / fetcherRate
             : pieceRate > 0
               ? (s.piece.task.length - s.received) / pieceRate
               : Number.POSITIVE_INFINITY;
@@ -675,4 +666,18 @@ export class FarmScheduler {
 /** The source host a piece is fetched from first. */
 function hostOf(s: PieceState): string {
   return s.piece.task.sources[0]?.registry ?? '';
+}
+
+/** Pieces the agent has in flight, from every source host. */
+function inFlightOf(a: AgentState): number {
+  let n = 0;
+  for (const lane of a.lanes.values()) n += lane.inFlight;
+  return n;
+}
+
+/** Bytes of the agent's pieces in flight that have not arrived yet. */
+function pendingOf(a: AgentState): number {
+  let n = 0;
+  for (const lane of a.lanes.values()) n += lane.pendingBytes;
+  return n;
 }
