@@ -54,6 +54,9 @@ export interface FailedImage {
   kind: ImageKind;
   source: string;
   origin: string;
+  role?: ImageRole;
+  /** The image's digest, when it was known before it failed. */
+  digest?: Digest;
   code: string;
   reason: string;
 }
