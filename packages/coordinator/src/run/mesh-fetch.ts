@@ -129,7 +129,11 @@ export function fetchLocally(
 export interface MeshFetchOptions {
   split: MeshSplit;
   fetchers: MeshFetcher[];
-  writer: MeshWriter;
+  /**
+   * Takes every finished piece into the writer's store. Without one, each blob stays with the agent
+   * that fetched it (whole: one piece per blob) and `onBlobHeld` names that agent.
+   */
+  writer?: MeshWriter;
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
@@ -137,8 +141,8 @@ export interface MeshFetchOptions {
   parallelPulls?: number;
   /** How often one piece may be pulled or fetched before its blob is given up. Default 5. */
   maxAttempts?: number;
-  /** Called when the writer holds a blob whole and verified. */
-  onBlobHeld: (digest: Digest, size: number) => void;
+  /** Called when the writer holds a blob whole and verified; without a writer, when `holder` does. */
+  onBlobHeld: (digest: Digest, size: number, holder?: string) => void;
   /** Called when a blob cannot be had in this run (its images can be reported now). */
   onBlobFailed?: (digest: Digest, code: string, message: string) => void;
 }
@@ -171,8 +175,9 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
       name: f.agent.name,
       address: f.address,
       slots: f.slots,
-      streams: writer.pullLive !== undefined && f.sharesWriterStore !== true,
+      streams: writer?.pullLive !== undefined && f.sharesWriterStore !== true,
     })),
+    deliver: writer === undefined ? 'holders' : 'writer',
     logger: log,
     ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
     ...(options.parallelPulls === undefined ? {} : { parallelPulls: options.parallelPulls }),
@@ -309,11 +314,13 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     if (d.live) livePulls.set(fetchId(d.holder, d.key), controller);
     const copy = copies.get(fetchId(d.holder, d.key));
     const pulling =
-      d.live && writer.pullLive !== undefined && copy !== undefined
-        ? writer.pullLive(d.holder, d.task, { from: d.from, sha256: copy.promise }, pullSignal)
-        : d.live
-          ? Promise.reject(new MeshmirrorError('MM_USAGE', `no live pull from ${d.holder}`))
-          : writer.pull(d.holder, d.task, { from: d.from, sha256: d.sha256 }, pullSignal);
+      writer === undefined
+        ? Promise.reject(new MeshmirrorError('MM_USAGE', 'no writer to pull into'))
+        : d.live && writer.pullLive !== undefined && copy !== undefined
+          ? writer.pullLive(d.holder, d.task, { from: d.from, sha256: copy.promise }, pullSignal)
+          : d.live
+            ? Promise.reject(new MeshmirrorError('MM_USAGE', `no live pull from ${d.holder}`))
+            : writer.pull(d.holder, d.task, { from: d.from, sha256: d.sha256 }, pullSignal);
     track(
       pulling
         .then(
@@ -336,6 +343,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
   };
 
   const complete = (d: Extract<Decision, { kind: 'complete' }>): void => {
+    if (writer === undefined) return;
     track(
       writer.completeBlob(d.digest, d.size, run.signal).then(
         () => options.onBlobHeld(d.digest, d.size),
@@ -391,6 +399,9 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
           break;
         case 'complete':
           complete(d);
+          break;
+        case 'held':
+          options.onBlobHeld(d.digest, d.size, d.holder);
           break;
         case 'failed':
           options.onBlobFailed?.(d.digest, d.code, d.message);

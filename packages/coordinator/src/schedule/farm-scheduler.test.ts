@@ -18,7 +18,11 @@ function piece(n: number, length: number, extra: Partial<MeshPiece> = {}): MeshP
  * A farm of fake agents around the scheduler: each fetch decision is held until the test says what
  * the agent did, and time moves only when the test moves it.
  */
-function farm(pieces: MeshPiece[], agents: Array<{ name: string; slots?: number; streams?: boolean }>, options: { maxAttempts?: number } = {}) {
+function farm(
+  pieces: MeshPiece[],
+  agents: Array<{ name: string; slots?: number; streams?: boolean }>,
+  options: { maxAttempts?: number; deliver?: 'writer' | 'holders' } = {},
+) {
   let now = 1_000_000;
   const scheduler = new FarmScheduler({
     split: { pieces, piecesPerBlob: new Map(pieces.map((p) => [p.task.digest, 1])) },
@@ -55,6 +59,38 @@ function farm(pieces: MeshPiece[], agents: Array<{ name: string; slots?: number;
 }
 
 describe('FarmScheduler', () => {
+  it('delivering to holders, leaves each blob with the agent that fetched it: nothing is pulled, and a held copy counts at once', () => {
+    const already = piece(3, MiB, { holders: new Map([['b', digestOf(3)]]) });
+    const pieces = [piece(1, 4 * MiB), piece(2, 2 * MiB), already];
+    const f = farm(pieces, [{ name: 'a' }, { name: 'b' }], { deliver: 'holders' });
+    const first = f.decide();
+    expect(f.of(first, 'held')).toEqual([{ kind: 'held', digest: digestOf(3), size: MiB, holder: 'b' }]);
+    const fetches = f.of(first, 'fetch');
+    expect(fetches.map((d) => d.key).sort()).toEqual([f.keyOf(pieces[0]!), f.keyOf(pieces[1]!)].sort());
+    for (const d of fetches)
+      f.fetched(
+        d.agent,
+        pieces.find((p) => f.keyOf(p) === d.key)!,
+      );
+    const next = f.decide();
+    expect(
+      f
+        .of(next, 'held')
+        .map((d) => [d.digest, d.holder])
+        .sort(),
+    ).toEqual(fetches.map((d) => [d.task.digest, d.agent]).sort());
+    expect(f.log.filter((d) => d.kind === 'pull' || d.kind === 'complete')).toEqual([]);
+    expect(f.scheduler.idle).toBe(true);
+    f.scheduler.finish();
+    expect(f.scheduler.failedBlobs.size).toBe(0);
+    expect(f.scheduler.pulledBytes).toBe(0);
+  });
+
+  it('refuses to deliver a blob split into pieces to holders: no agent holds all of it', () => {
+    const split: MeshPiece = { task: { ...piece(1, 2 * MiB).task, blobSize: 4 * MiB }, holders: new Map() };
+    expect(() => farm([split], [{ name: 'a' }], { deliver: 'holders' })).toThrow(/split into pieces; delivery to holders needs whole blobs/);
+  });
+
   it('gives each piece to one agent, pulls it from its holder once fetched, and completes the blob', () => {
     const pieces = [piece(1, 4 * MiB), piece(2, 2 * MiB)];
     const f = farm(pieces, [{ name: 'a' }, { name: 'b' }]);

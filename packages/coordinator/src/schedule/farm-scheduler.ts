@@ -11,7 +11,7 @@
  * so there is nothing to steal back), and in the endgame an idle agent duplicates a piece that a slow
  * one would finish last. An agent that dies or stops answering loses only its unreported work.
  */
-import type { BlobRef, Digest, Logger, PieceTask } from '@meshmirror/shared';
+import { MeshmirrorError, type BlobRef, type Digest, type Logger, type PieceTask } from '@meshmirror/shared';
 import type { MeshPiece, MeshSplit } from '../plan/mesh-plan.ts';
 
 export interface AgentReport {
@@ -49,6 +49,8 @@ export type Decision =
   | { kind: 'pull'; key: string; task: PieceTask; holder: string; from: number; live: true }
   /** Every piece of the blob is in the writer: assemble and verify it. */
   | ({ kind: 'complete' } & BlobRef)
+  /** `deliver: 'holders'`: the blob is whole on `holder`, which the sink takes it from. */
+  | ({ kind: 'held'; holder: string } & BlobRef)
   /** The blob cannot be had in this run (say so now: its images are done with). */
   | { kind: 'failed'; digest: Digest; code: string; message: string }
   /** The agent's copy of the blob is wrong: drop it. */
@@ -70,6 +72,12 @@ export interface FarmSchedulerOptions {
   maxAttempts?: number;
   /** Pulls into the writer at once. Default PULLS_PER_AGENT for each agent. */
   parallelPulls?: number;
+  /**
+   * Where finished blobs go: pulled piece by piece into the writer (the default), or left with the
+   * agent that holds them (`holders`: the sink takes each blob from its holder, as mirror to mirror's
+   * agents push what they fetched). With `holders` every piece must be a whole blob.
+   */
+  deliver?: 'writer' | 'holders';
   logger?: Logger;
   /** Epoch ms; injected so tests drive time. */
   now?: () => number;
@@ -165,6 +173,7 @@ export class FarmScheduler {
   readonly #now: () => number;
   readonly #maxAttempts: number;
   readonly #parallelPulls: number;
+  readonly #deliverToHolders: boolean;
   readonly #agents = new Map<string, AgentState>();
   readonly #pieces = new Map<string, PieceState>();
   readonly #piecesLeft: Map<Digest, number>;
@@ -190,6 +199,11 @@ export class FarmScheduler {
     this.#maxAttempts = options.maxAttempts ?? 5;
     this.#parallelPulls = options.parallelPulls ?? PULLS_PER_AGENT * Math.max(1, options.agents.length);
     this.#piecesLeft = new Map(options.split.piecesPerBlob);
+    this.#deliverToHolders = options.deliver === 'holders';
+    if (this.#deliverToHolders) {
+      const split = options.split.pieces.find((p) => p.task.offset !== 0 || p.task.length !== p.task.blobSize);
+      if (split !== undefined) throw new MeshmirrorError('MM_USAGE', `blob ${split.task.digest} is split into pieces; delivery to holders needs whole blobs`);
+    }
     for (const agent of options.agents) {
       const report: AgentReport = {
         agent: agent.name,
@@ -457,6 +471,15 @@ export class FarmScheduler {
 
   #wantPull(s: PieceState): void {
     if (s.done || s.pulling || s.queuedForPull) return;
+    if (this.#deliverToHolders) {
+      const holder = this.#usableHolders(s)[0];
+      if (holder === undefined) return;
+      s.done = true;
+      const { digest, blobSize } = s.piece.task;
+      this.#piecesLeft.set(digest, 0);
+      if (!this.failedBlobs.has(digest)) this.#outbox.push({ kind: 'held', digest, size: blobSize, holder });
+      return;
+    }
     s.queuedForPull = true;
     this.#toPull.push(s);
   }
