@@ -116,7 +116,7 @@ export async function supplyHoldings(
  * in the farm cannot be used: blobs that came wrong, or whose agents were lost.
  */
 export function fetchLocally(
-  supply: BlobSupply,
+  supply: Pick<BlobSupply, 'local' | 'writer'>,
   plan: MirrorPlan,
   holdings: BlobHolding[],
   pieceSize: number,

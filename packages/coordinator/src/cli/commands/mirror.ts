@@ -34,7 +34,7 @@ import { diskToMirror } from '../../push/disk-to-mirror.ts';
 import { parseDockerDestination } from '../../push/push-targets.ts';
 import { mirrorToMirror } from '../../run/mirror-to-mirror.ts';
 import type { OpenShiftSources } from '../../resolve/image-set-content.ts';
-import { storeLayerSource } from '../../resolve/layer-source.ts';
+import { supplyLayerSource } from '../../resolve/layer-source.ts';
 import { exitCodeForSummary } from '../exit-codes.ts';
 import { withInterruptSignal } from '../interrupt.ts';
 
@@ -90,6 +90,8 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
   const progress = progressFor(flags, backoff);
   try {
+    const supply = blobSupply(agent, store, settings, farm);
+    const pieceSize = flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? (farm === undefined ? DEFAULT_PIECE_SIZE : DEFAULT_FARM_PIECE_SIZE);
     const summary = await withInterruptSignal((signal) =>
       mirrorToDisk({
         config,
@@ -97,13 +99,13 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
         cacheDir,
         client,
         agent,
-        layers: storeLayerSource(agent, store),
+        layers: supplyLayerSource(supply, store, { pieceSize, logger }),
         sources: openShiftSources(flags, settings, retry),
         parallelImages: settings.parallelImages,
-        pieceSize: flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? (farm === undefined ? DEFAULT_PIECE_SIZE : DEFAULT_FARM_PIECE_SIZE),
+        pieceSize,
         chunkSizeBytes: gibToBytes(config.archiveSize),
         dryRun: flags.dryRun === true,
-        supply: blobSupply(agent, store, settings, farm),
+        supply,
         logger,
         progress,
         signal,
@@ -423,6 +425,8 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
   const progress = progressFor(flags, backoff);
   try {
     farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger, pushSettings);
+    const supply = blobSupply(agent, store, settings, farm);
+    const pieceSize = flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? DEFAULT_PIECE_SIZE;
     const summary = await withInterruptSignal((signal) =>
       mirrorToMirror({
         config,
@@ -432,12 +436,12 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
         client,
         targetClient,
         agent,
-        layers: storeLayerSource(agent, store),
+        layers: supplyLayerSource(supply, store, { pieceSize, logger }),
         sources: openShiftSources(flags, settings, retry),
         parallelImages: settings.parallelImages,
         transfers: settings.parallelImages * settings.parallelLayers,
-        pieceSize: flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? DEFAULT_PIECE_SIZE,
-        supply: blobSupply(agent, store, settings, farm),
+        pieceSize,
+        supply,
         logger,
         progress,
         signal,
