@@ -23,6 +23,8 @@ const execFileAsync = promisify(execFile);
 const MB = 1_000_000;
 const totalBytes = Number(process.env['BENCH_BYTES'] ?? 520 * MB);
 const bigBlobBytes = Number(process.env['BENCH_BIG_BLOB_BYTES'] ?? 1024 ** 3);
+/** `BENCH_CPU_PROF=DIR`: each meshmirror run writes a V8 CPU profile there (open it in Chrome's DevTools). */
+const cpuProfileDir = process.env['BENCH_CPU_PROF'];
 
 interface Timed {
   seconds: number;
@@ -75,6 +77,7 @@ async function meshmirror(dir: string, refs: string[], name: string): Promise<Ti
   );
   const run = await timed(process.execPath, [
     ...CLI_NODE_FLAGS,
+    ...(cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]),
     CLI_ENTRY,
     'mirror',
     '-c',

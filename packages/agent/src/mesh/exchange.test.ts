@@ -120,4 +120,32 @@ describe('pulling a piece while its holder fetches it', () => {
     expect(await failed).toMatchObject({ code: 'MM_NETWORK', data: { committed: 128 * KiB } });
     expect((await writerStore.holdings([{ digest: otherDigest, size: other.length }]))[0]?.pieces[0]?.committed).toBe(128 * KiB);
   });
+
+  it("takes the committed start of a copy its holder never finished, unchecked, and the blob's digest vouches for it", async () => {
+    const data = randomBytes(768 * KiB);
+    const digest: Digest = sha256Digest(data);
+    // The holder was cut off 512 KiB into its piece of the whole blob; another host finished the rest.
+    const cutOff = await holderStore.openPiece({ digest, blobSize: data.length, offset: 0, length: data.length });
+    await cutOff.write(data.subarray(0, 512 * KiB));
+    await cutOff.commit();
+    await cutOff.close();
+    const start = { digest, blobSize: data.length, offset: 0, length: 512 * KiB };
+    expect(await pullPiece(writer, holder.getMultiaddrs()[0]!, writerStore, start, { from: 0, sha256: undefined }, { stallMs: 10_000 })).toBe(512 * KiB);
+    const rest = await writerStore.openPiece({ digest, blobSize: data.length, offset: 512 * KiB, length: 256 * KiB });
+    await rest.write(data.subarray(512 * KiB));
+    await rest.finish();
+    await writerStore.completeBlob(digest, data.length);
+    expect(await writerStore.has(digest)).toBe(true);
+    // Nothing past what the holder committed is served.
+    const beyond = { digest, blobSize: data.length, offset: 0, length: 640 * KiB };
+    const other = createBlobStore({ dir: join(dir, 'writer-2'), logger: silentLogger() });
+    await other.open();
+    try {
+      await expect(pullPiece(writer, holder.getMultiaddrs()[0]!, other, beyond, { from: 0, sha256: undefined }, { stallMs: 10_000 })).rejects.toMatchObject({
+        code: 'MM_NOT_FOUND',
+      });
+    } finally {
+      await other.close();
+    }
+  });
 });

@@ -20,8 +20,11 @@ export interface PullPieceOptions {
 /** The holder's copy of a piece: the piece's bytes from `from` to its end, which hash to `sha256`. */
 export interface HolderCopy {
   from: number;
-  /** Known, or (a live pull) known once the holder has fetched all of its copy. */
-  sha256: Digest | Promise<Digest>;
+  /**
+   * Known, or (a live pull) known once the holder has fetched all of its copy. Undefined: the copy
+   * is the committed start of one the holder never finished, with no hash of its own.
+   */
+  sha256: Digest | Promise<Digest> | undefined;
 }
 
 /**
@@ -57,12 +60,15 @@ export async function pullPiece(node: Libp2p, holder: Multiaddr, store: BlobStor
         { stallMs: options.stallMs, ...(options.signal === undefined ? {} : { signal: options.signal }) },
       );
     }
-    let expected: Digest;
+    let expected: Digest | undefined;
     try {
       expected = await copy.sha256;
     } catch {
-      // Every byte arrived, but the holder died before it said what they hash to: they are kept
-      // unchecked here, and the blob's own digest checks them when it is assembled.
+      // Every byte arrived, but the holder died before it said what they hash to.
+      expected = undefined;
+    }
+    if (expected === undefined) {
+      // Kept unchecked here: the blob's own digest checks them when it is assembled.
       await writer.finish();
       return received;
     }

@@ -454,7 +454,7 @@ describe('blob store', () => {
       },
     ]);
   });
-  it('serves ranges of held blobs and of finished pieces, and nothing it cannot vouch for', async () => {
+  it('serves ranges of held blobs, of finished pieces and of the committed start of unfinished ones, and nothing else', async () => {
     const blob = randomBytes(10_000);
     const digest = sha256Digest(blob);
     const first = await store.openPiece({ digest, blobSize: 10_000, offset: 0, length: 5_000 });
@@ -469,8 +469,10 @@ describe('blob store', () => {
       return stream === undefined ? undefined : Buffer.concat(await stream.toArray());
     };
     expect((await read(1_000, 3_000))?.equals(blob.subarray(1_000, 4_000))).toBe(true);
-    // The committed but unfinished piece is not vouched for, nor a range across both pieces.
-    expect(await read(5_000, 1_000)).toBeUndefined();
+    // The unfinished piece's committed bytes are durable: served (a writer elsewhere may lack just
+    // those); not past them, nor a range across both pieces.
+    expect((await read(5_000, 4_000))?.equals(blob.subarray(5_000, 9_000))).toBe(true);
+    expect(await read(8_000, 1_001)).toBeUndefined();
     expect(await read(4_000, 2_000)).toBeUndefined();
     const rest = await store.openPiece({ digest, blobSize: 10_000, offset: 5_000, length: 5_000 });
     await rest.write(blob.subarray(9_000));

@@ -88,8 +88,9 @@ export interface BlobStore extends BlobReader {
    */
   evict(digest: Digest, options?: AbortOptions): Promise<void>;
   /**
-   * A range that the store can vouch for: inside a held blob, or inside one finished piece of a blob
-   * still being assembled (its pieces may sit on several hosts). Undefined when neither holds it.
+   * A range that the store can vouch for: inside a held blob, inside one finished piece of a blob
+   * still being assembled (its pieces may sit on several hosts), or inside the committed start of an
+   * unfinished piece (durable bytes, with no hash of their own yet). Undefined when none holds it.
    */
   openStoredRange(digest: Digest, offset: number, length: number, options?: AbortOptions): Promise<Readable | undefined>;
   /**
@@ -357,7 +358,9 @@ class FileBlobStore implements BlobStore {
       if (offset + length > size) return undefined;
       return this.openBlob(digest, { start: offset, end: offset + length - 1, ...(options.signal ? { signal: options.signal } : {}) });
     }
-    const piece = (await this.#index.piecesOf(digest)).find((p) => isFinished(p) && p.offset <= offset && offset + length <= p.offset + p.length);
+    // A finished piece, or the committed start of an unfinished one (durable, and never written
+    // again unless the piece starts over): a writer elsewhere may lack exactly those bytes.
+    const piece = (await this.#index.piecesOf(digest)).find((p) => p.offset <= offset && offset + length <= p.offset + (isFinished(p) ? p.length : p.committed));
     if (piece === undefined) return undefined;
     if (length === 0) return Readable.from([]);
     // An open descriptor keeps reading the same bytes even if the blob completes (a rename) meanwhile.

@@ -67,17 +67,39 @@ describe('planMesh', () => {
     expect(split).toMatchObject({ heldBytes: 500, missingBytes: 0 });
   });
 
-  it("shapes pieces by finished copies first: a piece resumed from a lost agent's offset is pulled, not fetched again", () => {
+  it("shapes pieces by finished copies first: a piece resumed from a lost agent's offset is pulled, and so is the lost agent's committed start", () => {
     const plan = planOf([1_000]);
     const agents = new Map<string, BlobHolding[]>([
       ['lost', [{ digest: digest(1), held: false, pieces: [{ offset: 0, length: 1_000, committed: 250 }] }]],
       ['other', [{ digest: digest(1), held: false, pieces: [{ offset: 250, length: 750, committed: 750, sha256: digest(93) }] }]],
     ]);
     const split = planMesh(plan, [none(1)], agents, 1_000);
-    expect(split.pieces.map((p) => ({ at: `${p.task.offset}+${p.task.length}`, holders: Object.fromEntries(p.holders) }))).toEqual([
-      { at: '250+750', holders: { other: digest(93) } },
-      { at: '0+250', holders: {} },
+    expect(split.pieces.map((p) => ({ at: `${p.task.offset}+${p.task.length}`, holders: Object.fromEntries(p.holders), unchecked: [...(p.unchecked ?? [])] }))).toEqual(
+      [
+        { at: '250+750', holders: { other: digest(93) }, unchecked: [] },
+        { at: '0+250', holders: {}, unchecked: ['lost'] },
+      ],
+    );
+    expect(split).toMatchObject({ heldBytes: 1_000, missingBytes: 0 });
+  });
+
+  it('pulls only what an unfinished copy committed before a finished one begins; the rest is fetched', () => {
+    const plan = planOf([1_000]);
+    const agents = new Map<string, BlobHolding[]>([
+      // Cut off with 100 bytes committed; the writer had received 250 of them, so the rest was fetched from 250.
+      ['lost', [{ digest: digest(1), held: false, pieces: [{ offset: 0, length: 1_000, committed: 100 }] }]],
+      ['other', [{ digest: digest(1), held: false, pieces: [{ offset: 250, length: 750, committed: 750, sha256: digest(93) }] }]],
     ]);
-    expect(split).toMatchObject({ heldBytes: 750, missingBytes: 250 });
+    const split = planMesh(plan, [none(1)], agents, 1_000);
+    expect(
+      split.pieces
+        .map((p) => ({ at: `${p.task.offset}+${p.task.length}`, unchecked: [...(p.unchecked ?? [])], resumeOn: p.resumeOn }))
+        .sort((a, b) => a.at.localeCompare(b.at)),
+    ).toEqual([
+      { at: '0+100', unchecked: ['lost'], resumeOn: undefined },
+      { at: '100+150', unchecked: [], resumeOn: undefined },
+      { at: '250+750', unchecked: [], resumeOn: undefined },
+    ]);
+    expect(split).toMatchObject({ heldBytes: 850, missingBytes: 150 });
   });
 });

@@ -1,4 +1,4 @@
-import type { BlobHolding, BlobRef, Digest, PieceTask } from '@meshmirror/shared';
+import type { BlobHolding, BlobRef, Digest, PieceHolding, PieceTask } from '@meshmirror/shared';
 import { evenPieces, fillGaps, type MirrorPlan, type Range } from './plan.ts';
 
 /** A piece of a farm-wide plan and where its bytes already are. */
@@ -8,6 +8,11 @@ export interface MeshPiece {
   holders: Map<string, Digest>;
   /** The agent with the most committed bytes of an unfinished copy: it resumes there. */
   resumeOn?: { agent: string; committed: number };
+  /**
+   * Agents whose unfinished copy holds this piece within its committed bytes (no hash of its own:
+   * the copy was cut off). Pulled when no verified copy exists; the blob's digest checks the bytes.
+   */
+  unchecked?: Set<string>;
 }
 
 export interface MeshSplit {
@@ -65,10 +70,28 @@ export function planMesh(plan: MirrorPlan, writer: BlobHolding[], agents: Map<st
     const existing = [...(mine?.pieces ?? []), ...theirs.flatMap((t) => t.holding.pieces)];
     // Finished copies shape the pieces first (a piece fetched from where a lost agent's bytes ended
     // may overlap that agent's unfinished one), then the unfinished ones that do not overlap them.
+    // An unfinished copy that overlaps a finished one still holds what it committed before it: that
+    // prefix is a piece of its own, pulled instead of fetched again.
     const finished = existing.filter((p) => p.sha256 !== undefined);
+    const tiles = tileOf(finished);
     const ranges =
       existing.length > 0
-        ? fillGaps(uniqueRanges([...tileOf(finished), ...(finished.length > 0 ? notOverlapping(existing, tileOf(finished)) : existing)]), blob.size, pieceSize)
+        ? fillGaps(
+            uniqueRanges(
+              finished.length > 0
+                ? [
+                    ...tiles,
+                    ...notOverlapping(existing, tiles),
+                    ...committedPrefixes(
+                      existing.filter((p) => p.sha256 === undefined),
+                      tiles,
+                    ),
+                  ]
+                : existing,
+            ),
+            blob.size,
+            pieceSize,
+          )
         : evenPieces(blob.size, pieceSize);
     const before = split.pieces.length;
     for (const range of ranges) {
@@ -86,9 +109,18 @@ export function planMesh(plan: MirrorPlan, writer: BlobHolding[], agents: Map<st
         if (piece.sha256 !== undefined) holders.set(agent, piece.sha256);
         else if (piece.committed > (resumeOn?.committed ?? 0)) resumeOn = { agent, committed: piece.committed };
       }
+      const unchecked =
+        holders.size > 0 || resumeOn !== undefined
+          ? []
+          : theirs.filter(({ holding }) =>
+              holding.pieces.some((p) => p.sha256 === undefined && p.offset <= range.offset && range.offset + range.length <= p.offset + p.committed),
+            );
       if (holders.size > 0) {
         split.heldBytes += range.length;
         add({ task: taskOf(range), holders });
+      } else if (unchecked.length > 0) {
+        split.heldBytes += range.length;
+        add({ task: taskOf(range), holders, unchecked: new Set(unchecked.map((t) => t.agent)) });
       } else {
         split.resumedBytes += resumeOn?.committed ?? 0;
         split.missingBytes += range.length - (resumeOn?.committed ?? 0);
@@ -116,6 +148,20 @@ function tileOf(ranges: Range[]): Range[] {
     if (r.offset < end) continue;
     out.push({ offset: r.offset, length: r.length });
     end = r.offset + r.length;
+  }
+  return out;
+}
+
+/** The committed start of each unfinished copy, up to where a finished copy begins. */
+function committedPrefixes(unfinished: PieceHolding[], tiles: Range[]): Range[] {
+  const out: Range[] = [];
+  for (const p of unfinished) {
+    // One that overlaps no finished copy is a piece of its own already (resumed by its agent).
+    if (notOverlapping([p], tiles).length > 0) continue;
+    if (tiles.some((t) => t.offset <= p.offset && p.offset < t.offset + t.length)) continue;
+    const next = tiles.filter((t) => t.offset > p.offset).reduce((end, t) => Math.min(end, t.offset), Number.POSITIVE_INFINITY);
+    const end = Math.min(p.offset + p.committed, next);
+    if (end > p.offset && end < p.offset + p.length) out.push({ offset: p.offset, length: end - p.offset });
   }
   return out;
 }

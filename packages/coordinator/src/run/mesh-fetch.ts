@@ -45,8 +45,11 @@ export interface MeshFetcher {
 /** A holder's copy of a piece: the piece's bytes from `from` on, hashing to `sha256`. */
 export interface HolderCopy {
   from: number;
-  /** Known, or (a live pull) known once the holder has fetched its copy. */
-  sha256: Digest | Promise<Digest>;
+  /**
+   * Known, or (a live pull) known once the holder has fetched its copy; undefined for the committed
+   * start of a copy the holder never finished: kept unchecked, the blob's digest checks it.
+   */
+  sha256: Digest | Promise<Digest> | undefined;
 }
 
 /** The writer's side: pulls a piece from a holder into its store and completes blobs. */

@@ -86,6 +86,27 @@ describe('FarmScheduler', () => {
     expect(f.scheduler.pulledBytes).toBe(0);
   });
 
+  it('pulls a piece only an unfinished copy holds, unchecked, and fetches it when that pull fails', () => {
+    const start = piece(1, 2 * MiB, { unchecked: new Set(['cut']) });
+    const f = farm([start], [{ name: 'cut' }, { name: 'b' }]);
+    const [pull] = f.of(f.decide(), 'pull');
+    expect(pull).toMatchObject({ holder: 'cut', live: false, sha256: undefined, from: 0 });
+    expect(f.log.filter((d) => d.kind === 'fetch')).toEqual([]);
+    f.scheduler.pullFailed('cut', f.keyOf(start), 'MM_NOT_FOUND', 'not there any more', 0);
+    const fetches = f.of(f.decide(), 'fetch');
+    expect(fetches.map((d) => d.key)).toEqual([f.keyOf(start)]);
+    f.fetched(fetches[0]!.agent, start);
+    const [again] = f.of(f.decide(), 'pull');
+    // A verified copy now: pulled with its hash, from the agent that fetched it.
+    expect(again).toMatchObject({ holder: fetches[0]!.agent, sha256: start.task.digest });
+  });
+
+  it('prefers a verified copy to an unchecked one', () => {
+    const p = piece(1, MiB, { holders: new Map([['good', digestOf(1)]]), unchecked: new Set(['cut']) });
+    const f = farm([p], [{ name: 'good' }, { name: 'cut' }]);
+    expect(f.of(f.decide(), 'pull')).toEqual([expect.objectContaining({ holder: 'good', sha256: digestOf(1) })]);
+  });
+
   it('refuses to deliver a blob split into pieces to holders: no agent holds all of it', () => {
     const split: MeshPiece = { task: { ...piece(1, 2 * MiB).task, blobSize: 4 * MiB }, holders: new Map() };
     expect(() => farm([split], [{ name: 'a' }], { deliver: 'holders' })).toThrow(/split into pieces; delivery to holders needs whole blobs/);

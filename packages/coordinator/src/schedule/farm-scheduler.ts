@@ -43,9 +43,11 @@ export type Decision =
   /**
    * Pull what the writer lacks of a piece from `holder`, whose copy is the piece's bytes from `from`
    * on, checked against `sha256`. `live`: the holder is fetching its copy right now, and its bytes
-   * go to the writer as they arrive (the sha256 comes with the fetch's end).
+   * go to the writer as they arrive (the sha256 comes with the fetch's end). No `sha256`: the
+   * holder's copy is the committed start of one it never finished, kept unchecked (the blob's
+   * digest checks it).
    */
-  | { kind: 'pull'; key: string; task: PieceTask; holder: string; from: number; live: false; sha256: Digest }
+  | { kind: 'pull'; key: string; task: PieceTask; holder: string; from: number; live: false; sha256: Digest | undefined }
   | { kind: 'pull'; key: string; task: PieceTask; holder: string; from: number; live: true }
   /** Every piece of the blob is in the writer: assemble and verify it. */
   | ({ kind: 'complete' } & BlobRef)
@@ -245,7 +247,7 @@ export class FarmScheduler {
         live: undefined,
       };
       this.#pieces.set(state.key, state);
-      if (piece.holders.size > 0) {
+      if (piece.holders.size > 0 || (piece.unchecked?.size ?? 0) > 0) {
         this.#wantPull(state);
         continue;
       }
@@ -344,7 +346,7 @@ export class FarmScheduler {
       for (const other of s.fetching) this.#outbox.push({ kind: 'cancel', agent: other, key });
       this.#wantPull(s);
     } else if (!s.done && !s.pulling && s.fetching.size === 0) {
-      if (this.#usableHolders(s).length > 0) this.#wantPull(s);
+      if (this.#pullSources(s).length > 0) this.#wantPull(s);
       else if (s.attempts >= this.#maxAttempts) this.#giveUp(s, 'MM_AGENT_LOST', `fetched ${s.attempts} times, by agents that were lost`);
       else this.#enqueue(s, true);
     }
@@ -393,7 +395,7 @@ export class FarmScheduler {
       // gone; then the piece is fetched again from what the writer kept.
       this.#log?.info({ agent: holder, piece: key, code, writerHas: s.writerHas, err: message }, 'live pull broke off');
       if (!s.done && s.fetching.size === 0) {
-        if (this.#usableHolders(s).length > 0) this.#wantPull(s);
+        if (this.#pullSources(s).length > 0) this.#wantPull(s);
         else if (s.attempts >= this.#maxAttempts) this.#giveUp(s, code, `fetched ${s.attempts} times: ${message}`);
         else this.#enqueue(s, true);
       }
@@ -401,6 +403,7 @@ export class FarmScheduler {
     }
     s.refused.add(holder);
     s.piece.holders.delete(holder);
+    s.piece.unchecked?.delete(holder);
     if (code === 'MM_DIGEST_MISMATCH' && a !== undefined) {
       a.report.wrongPieces += 1;
       this.#log?.error({ agent: holder, piece: key, err: message }, 'agent sent bytes that do not match the hash reported for them; not asked for this piece again');
@@ -461,12 +464,20 @@ export class FarmScheduler {
 
   // --- decisions ---
 
+  /** Agents with a verified copy of the piece that can be asked for it. */
   #usableHolders(s: PieceState): string[] {
     return [...s.piece.holders.keys()].filter((a) => this.#agents.get(a)?.usable === true && !s.refused.has(a));
   }
 
+  /** Who the piece can be pulled from: the verified copies, else the unchecked ones. */
+  #pullSources(s: PieceState): string[] {
+    const verified = this.#usableHolders(s);
+    if (verified.length > 0 || this.#deliverToHolders) return verified;
+    return [...(s.piece.unchecked ?? [])].filter((a) => this.#agents.get(a)?.usable === true && !s.refused.has(a));
+  }
+
   #isWaiting(s: PieceState): boolean {
-    return !s.done && !s.pulling && s.fetching.size === 0 && !s.queuedForPull && this.#usableHolders(s).length === 0;
+    return !s.done && !s.pulling && s.fetching.size === 0 && !s.queuedForPull && this.#pullSources(s).length === 0;
   }
 
   #wantPull(s: PieceState): void {
@@ -489,10 +500,11 @@ export class FarmScheduler {
       const s = this.#toPull.shift()!;
       s.queuedForPull = false;
       if (s.done || this.failedBlobs.has(s.piece.task.digest)) continue;
-      const holders = this.#usableHolders(s);
+      const holders = this.#pullSources(s);
       if (holders.length === 0) {
         // Every copy is gone (its holder died or sent wrong bytes): fetch it again.
         s.piece.holders.clear();
+        s.piece.unchecked?.clear();
         this.#enqueue(s, true);
         continue;
       }
@@ -501,7 +513,7 @@ export class FarmScheduler {
       s.pulling = true;
       s.attempts += 1;
       this.#pullsInFlight += 1;
-      out.push({ kind: 'pull', key: s.key, task: s.piece.task, holder, from: s.copyFrom.get(holder) ?? 0, live: false, sha256: s.piece.holders.get(holder)! });
+      out.push({ kind: 'pull', key: s.key, task: s.piece.task, holder, from: s.copyFrom.get(holder) ?? 0, live: false, sha256: s.piece.holders.get(holder) });
     }
   }
 
