@@ -7,6 +7,7 @@
  * Not `@libp2p/pnet`: measured here with 3.0.27, a protected connection aborts after about 55 MB of
  * bulk transfer (js-libp2p #3551).
  */
+import { noiseCrypto } from './noise-crypto.ts';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type {
@@ -92,7 +93,7 @@ export async function startMeshNode(options: MeshNodeOptions): Promise<Libp2p> {
       privateKey: options.identity.privateKey,
       addresses: { listen: options.listen },
       transports: [tcp()],
-      connectionEncrypters: [logHandshakeFailures(noise({ prologueBytes: options.swarmKey.prologue() }), logger)],
+      connectionEncrypters: [logHandshakeFailures(noise({ prologueBytes: options.swarmKey.prologue(), crypto: noiseCrypto }), logger)],
       // A paused reader can hold up to two windows (the one in flight and the one granted on
       // resume), so the window bounds the memory of every blob stream; 4 MiB keeps a LAN busy.
       streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: STREAM_WINDOW_BYTES } })],

@@ -17,7 +17,10 @@ export interface PieceWriter {
   readonly committed: number;
   /** Bytes of the piece written so far in this process, committed or not. */
   readonly written: number;
-  /** Writes bytes at `written`. Resolves once they are in the file; commits every `commitEveryBytes`. */
+  /**
+   * Writes bytes at `written`. Resolves once they are in the file. Every `commitEveryBytes` a commit
+   * starts in the background (the next writes do not wait for the disk); `commit` and `finish` wait for it.
+   */
   write(chunk: Uint8Array): Promise<void>;
   /** fdatasync, then journal `written` as the committed offset. */
   commit(): Promise<void>;
@@ -85,6 +88,10 @@ export class FilePieceWriter implements PieceWriter, LivePiece {
   #closed = false;
   /** Readers waiting for the next change. */
   #waiters = new Set<() => void>();
+  /** The background commit `write` started, if one is under way. */
+  #syncing: Promise<void> | undefined;
+  /** Why a background commit failed: the next call fails with it. */
+  #syncError: MeshmirrorError | undefined;
 
   constructor(init: FilePieceWriterInit) {
     this.digest = init.record.digest;
@@ -136,6 +143,7 @@ export class FilePieceWriter implements PieceWriter, LivePiece {
   write(chunk: Uint8Array): Promise<void> {
     return this.#serial(async () => {
       const handle = this.#openHandle();
+      if (this.#syncError !== undefined) throw this.#syncError;
       if (this.#record.sha256 !== undefined) throw storeError(`piece ${this.#describe()} is already finished`);
       if (this.#written + chunk.length > this.length) {
         throw storeError(`piece ${this.#describe()} overflow: ${this.#written} + ${chunk.length} bytes > ${this.length}`);
@@ -150,8 +158,37 @@ export class FilePieceWriter implements PieceWriter, LivePiece {
       this.#hash.update(chunk);
       this.#written += chunk.length;
       this.#notify();
-      if (this.#written - this.#record.committed >= this.#commitEveryBytes) await this.#commit();
+      if (this.#syncing === undefined && this.#written - this.#record.committed >= this.#commitEveryBytes) this.#commitInBackground(handle);
     });
+  }
+
+  /**
+   * fdatasync of what is written so far, then its offset journalled, while the writes go on: a
+   * stream is never held up by the disk, and a committed offset still never points past durable bytes.
+   */
+  #commitInBackground(handle: FileHandle): void {
+    const upTo = this.#written;
+    const generation = this.#generation;
+    const syncing: Promise<void> = this.#io('sync', () => handle.datasync())
+      .then(async () => {
+        // A restart or a finish since then decides the record.
+        if (generation !== this.#generation || this.#record.sha256 !== undefined || upTo <= this.#record.committed) return;
+        this.#record = { ...this.#record, committed: upTo };
+        await this.#index.putPiece(this.#record);
+      })
+      .catch((err: unknown) => {
+        this.#syncError ??= err instanceof MeshmirrorError ? err : storeError(`cannot journal piece ${this.#describe()}`, err);
+      })
+      .finally(() => {
+        if (this.#syncing === syncing) this.#syncing = undefined;
+      });
+    this.#syncing = syncing;
+  }
+
+  /** Waits for the background commit, if any, and fails with its failure. */
+  async #settled(): Promise<void> {
+    await this.#syncing;
+    if (this.#syncError !== undefined) throw this.#syncError;
   }
 
   commit(): Promise<void> {
@@ -175,6 +212,7 @@ export class FilePieceWriter implements PieceWriter, LivePiece {
 
   finish(expected?: Digest): Promise<{ sha256: Digest }> {
     return this.#serial(async () => {
+      await this.#settled();
       if (this.#record.sha256 !== undefined) {
         await this.#close();
         if (expected !== undefined && this.#record.sha256 !== expected) {
@@ -212,6 +250,7 @@ export class FilePieceWriter implements PieceWriter, LivePiece {
   }
 
   async #commit(): Promise<void> {
+    await this.#settled();
     if (this.#written === this.#record.committed) return;
     const handle = this.#openHandle();
     const written = this.#written;
@@ -229,8 +268,9 @@ export class FilePieceWriter implements PieceWriter, LivePiece {
     this.#notify();
     // FileHandle.close waits for operations in flight. The piece is released only after that, so a
     // late write of this writer can never land under a new writer of the piece or a blob completion.
-    this.#closing = handle
-      .close()
+    // A background commit journals its offset before the handle goes.
+    this.#closing = (this.#syncing ?? Promise.resolve())
+      .then(() => handle.close())
       .catch(() => undefined)
       .finally(() => this.#onClose());
     return this.#closing;
