@@ -8,7 +8,7 @@
  * Prints wall times, the ratios and peak memory (max RSS, from GNU time).
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -159,6 +159,46 @@ async function rawCeiling(registry: RunningRegistry, blobs: Array<{ repository: 
   return { seconds: (performance.now() - started) / 1000, bytes };
 }
 
+/**
+ * The ceiling for any tool that keeps what it fetches: every unique blob once, CEILING_PARALLEL at a
+ * time, written once into a file of its own and fsynced (meshmirror's archive is durable when it
+ * exits). On this machine writing fresh pages costs more than loopback delivers them, so this, not
+ * the raw ceiling, is what a mirroring tool can approach.
+ */
+async function diskCeiling(
+  registry: RunningRegistry,
+  blobs: Array<{ repository: string; digest: Digest; size: number }>,
+  into: string,
+): Promise<{ seconds: number; bytes: number }> {
+  await rm(into, { recursive: true, force: true });
+  await mkdir(into, { recursive: true });
+  await settle();
+  const started = performance.now();
+  let next = 0;
+  let bytes = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < blobs.length; i = next++) {
+      const blob = blobs[i]!;
+      const response = await fetch(`${registry.url}/v2/${blob.repository}/blobs/${blob.digest}`);
+      if (!response.ok || response.body === null) throw new Error(`GET blob ${blob.digest}: ${response.status}`);
+      const file = await open(join(into, blob.digest.slice('sha256:'.length)), 'w');
+      try {
+        for await (const chunk of response.body) {
+          await file.write(chunk as Uint8Array);
+          bytes += (chunk as Uint8Array).byteLength;
+        }
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: CEILING_PARALLEL }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  await rm(into, { recursive: true, force: true });
+  return { seconds, bytes };
+}
+
 const dir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-'));
 const registry = await startRegistry();
 try {
@@ -171,18 +211,21 @@ try {
   const mmRuns: Timed[] = [];
   const skRuns: Timed[] = [];
   const ceilingRuns: Array<{ seconds: number; bytes: number }> = [];
+  const diskRuns: Array<{ seconds: number; bytes: number }> = [];
   for (let round = 0; round < 2; round++) {
     ceilingRuns.push(await rawCeiling(registry, blobs));
+    diskRuns.push(await diskCeiling(registry, blobs, join(dir, 'disk-ceiling')));
     mmRuns.push(await meshmirror(dir, set.refs, 'release-like'));
     skRuns.push(await skopeoAll(dir, set.refs));
     console.log(
-      `bench: round ${round + 1}: raw ceiling ${ceilingRuns[round]!.seconds.toFixed(1)} s, meshmirror ${mmRuns[round]!.seconds.toFixed(1)} s, skopeo ${skRuns[round]!.seconds.toFixed(1)} s`,
+      `bench: round ${round + 1}: raw ceiling ${ceilingRuns[round]!.seconds.toFixed(1)} s, written once ${diskRuns[round]!.seconds.toFixed(1)} s, meshmirror ${mmRuns[round]!.seconds.toFixed(1)} s, skopeo ${skRuns[round]!.seconds.toFixed(1)} s`,
     );
   }
   const best = <T extends { seconds: number }>(runs: T[]): T => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
   const mm = best(mmRuns);
   const sk = best(skRuns);
   const ceiling = best(ceilingRuns);
+  const disk = best(diskRuns);
 
   console.log(`bench: a single image with one ${formatBytes(bigBlobBytes)} layer`);
   const big = await prepare(registry, join(dir, 'big'), [
@@ -199,6 +242,7 @@ try {
       '0',
       '0',
     ],
+    [`the same, each written once to a file and fsynced (best of 2)`, `${disk.seconds.toFixed(1)} s`, '-', '1.00×', '0'],
     [
       `meshmirror mirror (${set.refs.length} images, best of 2)`,
       `${mm.seconds.toFixed(1)} s`,
@@ -221,6 +265,9 @@ try {
   console.log('');
   const overCeiling = mm.seconds / ceiling.seconds;
   console.log(`ratio meshmirror / raw ceiling: ${overCeiling.toFixed(2)} (target <= 1.10: ${overCeiling <= 1.1 ? 'met' : 'NOT met'})`);
+  console.log(
+    `ratio meshmirror / each byte written once: ${(mm.seconds / disk.seconds).toFixed(2)} (meshmirror writes each byte twice, its resumable store and then the archive, and starts a process)`,
+  );
   const ratio = mm.seconds / sk.seconds;
   console.log(
     `ratio meshmirror / skopeo: ${ratio.toFixed(2)} (issue 16's target <= 0.70: ${ratio <= 0.7 ? 'met' : 'NOT met'}; the first release's <= 0.50: ${ratio <= 0.5 ? 'met' : 'NOT met'})`,
