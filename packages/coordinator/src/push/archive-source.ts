@@ -23,7 +23,11 @@ import type { ImageSource } from '../run/image-source.ts';
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
-export function archiveSource(reader: ArchiveReader, config: ImageSetConfig, options: { logger: Logger; signal?: AbortSignal }): ImageSource {
+export function archiveSource(
+  reader: ArchiveReader,
+  config: ImageSetConfig,
+  options: { logger: Logger; signal?: AbortSignal; /** `--remove-signatures`: the archive's signatures stay behind. */ removeSignatures?: boolean },
+): ImageSource {
   return {
     images: async () => {
       const { signal } = options;
@@ -33,7 +37,7 @@ export function archiveSource(reader: ArchiveReader, config: ImageSetConfig, opt
       const archived = new Map(entries.filter((e) => e.name !== undefined).map((e) => [e.name as string, e.descriptor]));
       const described = new Map(metadata.images.flatMap((i) => (i.status === 'archived' ? [[i.source, i] as const] : [])));
 
-      const { images: requested, blocked } = requestedImages(config, resolvedContentOf(metadata));
+      const { images: requested, blocked } = requestedImages(config, resolvedContentOf(metadata, options.removeSignatures === true));
       const images: ResolvedImage[] = [];
       const failed: FailedImage[] = [];
       for (const image of requested) {
@@ -58,7 +62,8 @@ export function archiveSource(reader: ArchiveReader, config: ImageSetConfig, opt
           failed.push({ ...image, digest: descriptor.digest, code: errorCode(err), reason: describeError(err) });
         }
       }
-      return { requested: requested.length, blocked, images, failed };
+      const found = images.filter((i) => i.role === 'signature').length;
+      return { requested: requested.length, blocked, images, failed, signatures: { found, missing: 0, failed: failed.filter((f) => f.role === 'signature').length } };
     },
   };
 }
@@ -129,13 +134,14 @@ function mediaTypeOf(bytes: Buffer, hint: string | undefined): string {
 }
 
 /**
- * From `run.json`: the release and operator images the mirror run archived, with their targets.
- * Additional images are not taken from here: the configuration names them.
+ * From `run.json`: the release and operator images the mirror run archived, with their targets, and
+ * the signatures it found. Additional images are not taken from here: the configuration names them.
  */
-function resolvedContentOf(metadata: RunMetadata): RequestedImage[] {
+function resolvedContentOf(metadata: RunMetadata, removeSignatures: boolean): RequestedImage[] {
   const out: RequestedImage[] = [];
   for (const image of metadata.images) {
-    if (image.status !== 'archived' || image.kind === 'additional') continue;
+    if (image.status !== 'archived') continue;
+    if (image.role === 'signature' ? removeSignatures : image.kind === 'additional') continue;
     let ref: ImageReference;
     try {
       ref = parseImageReference(image.source);

@@ -38,6 +38,8 @@ export interface DiskToMirrorOptions {
   transfers: number;
   /** Bytes per PATCH. */
   chunkBytes: number;
+  /** `--remove-signatures`: the archive's signatures are not pushed. */
+  removeSignatures?: boolean;
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
@@ -53,7 +55,7 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
 
   const identity = { mode: 'disk-to-mirror', config: options.config, archiveId: reader.archiveId, destination };
   return await withRun({ cacheDir: options.cacheDir, identity, logger, component: 'coordinator:push' }, async (ctx) => {
-    const sourced = await archiveSource(reader, options.config, { logger, ...abortable }).images(ctx);
+    const sourced = await archiveSource(reader, options.config, { logger, removeSignatures: options.removeSignatures === true, ...abortable }).images(ctx);
     const placement = archivePlacement(reader, { ...options, registry: destination.registry, journal: ctx.journal, logger: ctx.log });
     const sink = new RegistrySink(sourced, placement, ctx, options);
     progress?.update({

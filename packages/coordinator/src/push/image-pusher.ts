@@ -317,12 +317,19 @@ export async function finishPushRun(
   );
   await journal.finishRun(run, failed === 0 ? 'complete' : 'partial');
   progress?.update({ phase: 'done', imagesDone: pushed.length, imagesFailed: failed });
-  const mirrored: MirroredImage[] = pushed.map((o) => ({
-    category: o.kind === 'release' ? 'release' : o.kind === 'operator' ? 'operator' : 'generic',
-    source: o.source,
-    destination: o.target ?? '',
-    ...(o.role === undefined ? {} : { role: o.role }),
-  }));
+  // A signature lives in the repository of the image it signs, which has its mirror entries already.
+  const mirrored: MirroredImage[] = pushed.flatMap((o) =>
+    o.role === 'signature'
+      ? []
+      : [
+          {
+            category: o.kind === 'release' ? 'release' : o.kind === 'operator' ? 'operator' : 'generic',
+            source: o.source,
+            destination: o.target ?? '',
+            ...(o.role === undefined ? {} : { role: o.role }),
+          },
+        ],
+  );
   const files = await writeClusterResources(join(workingDir, 'cluster-resources'), clusterResources(mirrored));
   return { pushed: pushed.length, failed, clusterResources: files };
 }

@@ -139,6 +139,10 @@ export class RegistrySink {
         failed: finished.failed,
         alreadyPushed: this.alreadyPushed,
       },
+      signatures: {
+        ...this.#sourced.signatures,
+        mirrored: this.outcomes.filter((o) => o.role === 'signature' && o.state === 'pushed').length,
+      },
       outcomes: this.outcomes,
       blobs: { unique: unique.count, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },
       bytes: { unique: unique.bytes, skipped: stats.skippedBytes, uploaded: stats.uploadedBytes, sent: stats.sent, resumed: stats.resumed },

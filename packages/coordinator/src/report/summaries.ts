@@ -18,12 +18,25 @@ export interface ImageOutcome {
   reason?: string;
 }
 
+/** Sigstore signature tags (`sha256-<hex>.sig`) of the set's images. */
+export interface SignatureSummary {
+  /** Found in the source (or the archive) and made images of the run. */
+  found: number;
+  /** Of those, archived or pushed. */
+  mirrored: number;
+  /** Looked for and absent: most images are not signed. */
+  missing: number;
+  /** Present but could not be read. */
+  failed: number;
+}
+
 export interface MirrorSummary {
   runId: string;
   resumed: boolean;
   dryRun: boolean;
   destination: string;
   images: { requested: number; blocked: number; archived: number; failed: number };
+  signatures: SignatureSummary;
   outcomes: ImageOutcome[];
   bytes: {
     /** Bytes of the unique layers and configs the image set needs. */
@@ -59,6 +72,7 @@ export interface PushSummary {
   from: string;
   destination: string;
   images: { requested: number; blocked: number; pushed: number; failed: number; alreadyPushed: number };
+  signatures: SignatureSummary;
   outcomes: PushOutcome[];
   /**
    * `uploaded` counts unique blobs that were sent; `present` and `mounted` count placements (a blob

@@ -1,5 +1,5 @@
 import { formatBytes, formatDuration } from '@meshmirror/shared';
-import type { MirrorSummary } from '../run/mirror-to-disk.ts';
+import type { MirrorSummary, SignatureSummary } from './summaries.ts';
 
 /** The end-of-run summary a person reads. */
 export function summaryText(summary: MirrorSummary): string {
@@ -12,6 +12,7 @@ export function summaryText(summary: MirrorSummary): string {
   } else {
     lines.push(`  images: ${images.archived} archived, ${images.failed} failed, ${images.blocked} blocked (of ${images.requested} requested)`);
   }
+  lines.push(signaturesLine(summary.signatures, summary.dryRun ? 'resolved' : 'archived'));
   lines.push(
     `  bytes: ${formatBytes(bytes.unique)} unique, ${formatBytes(bytes.held)} already held, ${formatBytes(bytes.resumed)} resumed, ` +
       (summary.dryRun ? `${formatBytes(bytes.toFetch)} would be fetched` : `${formatBytes(bytes.fetched)} fetched from upstream`),
@@ -42,4 +43,9 @@ export function summaryText(summary: MirrorSummary): string {
     lines.push('  re-run the same command to retry the failed images; everything already fetched is kept.');
   }
   return lines.join('\n');
+}
+
+/** One line on the sigstore signatures the run looked for. */
+export function signaturesLine(s: SignatureSummary, verb: string): string {
+  return `  signatures: ${s.found} found (${s.mirrored} ${verb}), ${s.missing} images unsigned${s.failed > 0 ? `, ${s.failed} could not be read` : ''}`;
 }

@@ -13,11 +13,14 @@ export interface RequestedImage {
   origin: string;
   targetRepo?: string;
   targetTag?: string;
-  /** What the image is for the cluster: a release payload, a filtered catalog, the update graph data. */
+  /**
+   * What the image is for the cluster: a release payload, a filtered catalog, the update graph data,
+   * or a signature of another image of the set (a sigstore `sha256-<hex>.sig` tag).
+   */
   role?: ImageRole;
 }
 
-export type ImageRole = 'release-payload' | 'catalog' | 'graph';
+export type ImageRole = 'release-payload' | 'catalog' | 'graph' | 'signature';
 
 /** A manifest (or index) the image needs, stored as a blob in the archive. */
 export interface ResolvedManifest {

@@ -5,11 +5,12 @@
  * resolved. Downstream, a run sees only `ResolvedImage`s and the images that failed.
  */
 import pLimit from 'p-limit';
-import { describeError, errorCode, throwIfAborted, type ImageSetConfig, type LocalAgent, type Logger, type RegistryClient } from '@meshmirror/shared';
+import { describeError, errorCode, RegistryError, throwIfAborted, type ImageSetConfig, type LocalAgent, type Logger, type RegistryClient } from '@meshmirror/shared';
 import type { FailedImage, RequestedImage, ResolvedImage } from '../resolve/image-set.ts';
 import { collectImageSet, type OpenShiftSources } from '../resolve/image-set-content.ts';
 import type { LayerSource } from '../resolve/layer-source.ts';
 import { resolveImage } from '../resolve/resolve-image.ts';
+import { signatureRequests } from '../resolve/sigstore.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import type { RunJournal, RunRecord } from './run-journal.ts';
 import type { RunContext } from './run-skeleton.ts';
@@ -22,6 +23,14 @@ export interface SourcedImages {
   images: ResolvedImage[];
   /** Images (and parts of the image set) that could not be had, each with why. */
   failed: FailedImage[];
+  /** Sigstore signature tags looked for: found (among `images`), absent, and failed to resolve (among `failed`). */
+  signatures: SignatureCounts;
+}
+
+export interface SignatureCounts {
+  found: number;
+  missing: number;
+  failed: number;
 }
 
 export interface ImageSource {
@@ -36,6 +45,8 @@ export interface RegistrySourceOptions {
   layers: LayerSource;
   sources: OpenShiftSources;
   parallelImages: number;
+  /** `--remove-signatures`: no sigstore signature tags are looked for. */
+  removeSignatures?: boolean;
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
@@ -55,23 +66,41 @@ export function registrySource(options: RegistrySourceOptions): ImageSource {
       const requested = content.requested.length + content.prepared.length;
       options.progress?.update({ imagesTotal: requested });
       const { resolved, failed } = await resolveAll(content.requested, run, journal, options);
-      return { requested, blocked: content.blocked, images: [...content.prepared, ...resolved], failed: [...content.failed, ...failed] };
+      const images = [...content.prepared, ...resolved];
+      // Signatures are more images of the set: found after their subjects, resolved the same way.
+      const wanted = options.removeSignatures === true ? [] : signatureRequests(images);
+      const signed = await resolveAll(wanted, run, journal, options, { absentIsNormal: true });
+      if (wanted.length > 0) log.info({ lookedFor: wanted.length, found: signed.resolved.length, missing: signed.absent }, 'sigstore signatures');
+      const allFailed = [...content.failed, ...failed, ...signed.failed];
+      options.progress?.update({ imagesTotal: requested + signed.resolved.length + signed.failed.length, imagesFailed: allFailed.length });
+      return {
+        requested: requested + signed.resolved.length + signed.failed.length,
+        blocked: content.blocked,
+        images: [...images, ...signed.resolved],
+        failed: allFailed,
+        signatures: { found: signed.resolved.length, missing: signed.absent, failed: signed.failed.length },
+      };
     },
   };
 }
 
+/**
+ * Resolves the images, `parallelImages` at once. With `absentIsNormal`, an image the registry does
+ * not have (a signature nobody made) is counted in `absent` instead of failing.
+ */
 async function resolveAll(
   requested: RequestedImage[],
   run: RunRecord,
   journal: RunJournal,
   options: RegistrySourceOptions,
-): Promise<{ resolved: ResolvedImage[]; failed: FailedImage[] }> {
+  { absentIsNormal = false }: { absentIsNormal?: boolean } = {},
+): Promise<{ resolved: ResolvedImage[]; failed: FailedImage[]; absent: number }> {
   const limit = pLimit(options.parallelImages);
   const architectures = options.config.mirror.platform?.architectures;
   const log = options.logger.child({ component: 'coordinator:resolve' });
   const results = await Promise.all(
     requested.map((image) =>
-      limit(async (): Promise<ResolvedImage | FailedImage> => {
+      limit(async (): Promise<ResolvedImage | FailedImage | undefined> => {
         throwIfAborted(options.signal);
         // A tag resolved earlier in an unfinished run stays pinned to that digest.
         const pinned = image.ref.digest === undefined ? await journal.pinnedDigest(run, image.source) : undefined;
@@ -89,6 +118,7 @@ async function resolveAll(
           return result;
         } catch (err) {
           if (options.signal?.aborted === true) throw err;
+          if (absentIsNormal && err instanceof RegistryError && err.status === 404) return undefined;
           log.warn({ image: image.source, code: errorCode(err), err: describeError(err) }, 'image could not be resolved');
           return { ...image, code: errorCode(err), reason: describeError(err) };
         }
@@ -97,7 +127,10 @@ async function resolveAll(
   );
   const resolved: ResolvedImage[] = [];
   const failed: FailedImage[] = [];
-  for (const r of results) ('descriptor' in r ? resolved : failed).push(r as never);
-  options.progress?.update({ imagesFailed: failed.length });
-  return { resolved, failed };
+  let absent = 0;
+  for (const r of results) {
+    if (r === undefined) absent += 1;
+    else ('descriptor' in r ? resolved : failed).push(r as never);
+  }
+  return { resolved, failed, absent };
 }

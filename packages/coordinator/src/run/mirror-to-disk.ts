@@ -39,6 +39,8 @@ export interface MirrorToDiskOptions {
   /** Chunk size limit; defaults to the configuration's `archiveSize` GiB (oc-mirror's default is 500). */
   chunkSizeBytes: number;
   dryRun?: boolean;
+  /** `--remove-signatures`: sigstore signature tags are not looked for. */
+  removeSignatures?: boolean;
   /**
    * Where blobs come from into `agent`'s store: `agent` itself alone (a farm of one), or a farm's
    * agents, `agent` then only writing, pulling every piece from its holder.
@@ -74,12 +76,17 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         { images: resolved.length, uniqueBlobs: plan.blobs.size, uniqueBytes: plan.uniqueBytes, held: split.heldBytes, toFetch: split.missingBytes },
         'plan ready',
       );
-      const summaryOf = (parts: Pick<MirrorSummary, 'images' | 'outcomes' | 'archive'> & Partial<MirrorSummary>, fetched?: WriterFetchOutcome): MirrorSummary => ({
+      const summaryOf = (
+        parts: Pick<MirrorSummary, 'images' | 'outcomes' | 'archive'> & Partial<MirrorSummary>,
+        fetched?: WriterFetchOutcome,
+        done: ResolvedImage[] = [],
+      ): MirrorSummary => ({
         runId: ctx.run.runId,
         resumed: ctx.resumed,
         dryRun: options.dryRun === true,
         destination,
         warnings: ctx.warnings,
+        signatures: { ...sourced.signatures, mirrored: done.filter((i) => i.role === 'signature').length },
         bytes: {
           unique: plan.uniqueBytes,
           held: split.heldBytes,
@@ -100,11 +107,15 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       const requestedCount = { requested: sourced.requested, blocked: sourced.blocked.length };
 
       if (options.dryRun === true) {
-        const summary = summaryOf({
-          images: { ...requestedCount, archived: 0, failed: sourced.failed.length },
-          outcomes: [...resolved.map((i) => ({ ...outcomeOf(i), state: 'planned' as const, digest: i.descriptor.digest })), ...sourced.failed.map(failedOutcome)],
-          archive: { chunks: [], warnings: [] },
-        });
+        const summary = summaryOf(
+          {
+            images: { ...requestedCount, archived: 0, failed: sourced.failed.length },
+            outcomes: [...resolved.map((i) => ({ ...outcomeOf(i), state: 'planned' as const, digest: i.descriptor.digest })), ...sourced.failed.map(failedOutcome)],
+            archive: { chunks: [], warnings: [] },
+          },
+          undefined,
+          resolved,
+        );
         summary.files = await writeReports(destination, summary, { dryRun: true, resolved });
         return summary;
       }
@@ -159,6 +170,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
           repairedBlobs: fetched.repaired + result.repairedManifests,
         },
         fetched,
+        archived,
       );
       summary.files = await writeReports(destination, summary, { dryRun: false, resolved });
       return summary;

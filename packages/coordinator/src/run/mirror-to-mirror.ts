@@ -39,6 +39,8 @@ export interface MirrorToMirrorOptions {
   /** The update service and graph data (OpenShift content). */
   sources: OpenShiftSources;
   parallelImages: number;
+  /** `--remove-signatures`: sigstore signature tags are not looked for. */
+  removeSignatures?: boolean;
   /** Blob placements in the target at once, across the farm. */
   transfers: number;
   /** Single-host runs: blobs larger than this are fetched as several pieces in parallel. */

@@ -61,6 +61,7 @@ export interface MirrorFlags {
   agents?: string[];
   swarmKey?: string;
   dryRun?: boolean;
+  removeSignatures?: boolean;
   output: string;
   logLevel: string;
   v2?: boolean;
@@ -105,6 +106,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
         pieceSize,
         chunkSizeBytes: gibToBytes(config.archiveSize),
         dryRun: flags.dryRun === true,
+        removeSignatures: flags.removeSignatures === true,
         supply,
         logger,
         progress,
@@ -368,6 +370,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
         stallTimeoutMs: settings.stallTimeoutMs,
         transfers: settings.parallelImages * settings.parallelLayers,
         chunkBytes: flags.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK_BYTES,
+        removeSignatures: flags.removeSignatures === true,
         logger,
         progress,
         signal,
@@ -441,6 +444,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
         parallelImages: settings.parallelImages,
         transfers: settings.parallelImages * settings.parallelLayers,
         pieceSize,
+        removeSignatures: flags.removeSignatures === true,
         supply,
         logger,
         progress,

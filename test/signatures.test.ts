@@ -1,0 +1,151 @@
+/**
+ * Sigstore signatures travel with their images: a source registry holds cosign-style
+ * `sha256-<hex>.sig` tags for a single-arch image and for each child of an index (not the index, as
+ * Red Hat signs them), and an unsigned image. Mirror to disk archives the signatures as images of the
+ * set, disk to mirror and mirror to mirror put them next to their images in the target (skopeo reads
+ * them back with the source digests), and `--remove-signatures` leaves them out.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Digest, type Digest } from '@meshmirror/shared';
+import { runMeshmirror } from './support/cli.ts';
+import { mirrorArgs, writeImageSetConfig } from './support/mirror-fixture.ts';
+import { LayoutBuilder, randomLayer, type BuiltImage, type Layer } from './support/oci-image-builder.ts';
+import { pushLayout } from './support/push-layout.ts';
+import { startRegistry, type RunningRegistry } from './support/registry.ts';
+import { SkopeoError, skopeoInspectDigest } from './support/skopeo.ts';
+
+const SIMPLE_SIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
+
+/** A cosign signature payload for `digest`, as the layer of its `.sig` image. */
+function simpleSigningLayer(repository: string, digest: Digest): Layer {
+  const bytes = Buffer.from(
+    JSON.stringify({
+      critical: { identity: { 'docker-reference': repository }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' },
+      optional: null,
+    }),
+  );
+  return { bytes, digest: sha256Digest(bytes), diffId: sha256Digest(bytes), mediaType: SIMPLE_SIGNING };
+}
+
+const sigTag = (digest: Digest): string => `sha256-${digest.slice('sha256:'.length)}.sig`;
+
+interface SummaryJson {
+  images: { requested: number; archived?: number; pushed?: number; failed: number };
+  signatures: { found: number; mirrored: number; missing: number; failed: number };
+  outcomes: Array<{ source: string; state: string }>;
+}
+
+describe('sigstore signatures', () => {
+  let dir: string;
+  let source: RunningRegistry;
+  let target: RunningRegistry;
+  let config: string;
+  /** Every `.sig` tag pushed to the source: `repository:tag` → its manifest digest. */
+  const signatures = new Map<string, Digest>();
+  let archive: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mm-signatures-'));
+    [source, target] = await Promise.all([startRegistry(), startRegistry()]);
+    const layout = new LayoutBuilder(join(dir, 'layout'));
+    const base = await randomLayer('sig-base', 300_000);
+    const signed = await layout.addImage('sample/signed:1.0', [base, await randomLayer('sig-top', 100_000)]);
+    const multi = await layout.addIndex('sample/multi-signed:2.0', [
+      { architecture: 'amd64', layers: [base, await randomLayer('sig-amd64', 80_000)] },
+      { architecture: 'arm64', layers: [await randomLayer('sig-arm64', 90_000)] },
+    ]);
+    await layout.addImage('sample/unsigned:1.0', [base]);
+    const sign = async (repository: string, image: BuiltImage): Promise<void> => {
+      const name = `${repository}:${sigTag(image.digest)}`;
+      const sig = await layout.addImage(name, [simpleSigningLayer(`${source.host}/${repository}`, image.digest)]);
+      signatures.set(name, sig.digest);
+    };
+    await sign('sample/signed', signed);
+    for (const child of multi.children) await sign('sample/multi-signed', child);
+    await layout.finish();
+    await pushLayout(layout.dir, source.url);
+    config = await writeImageSetConfig(join(dir, 'isc.yaml'), {
+      additionalImages: ['sample/signed:1.0', 'sample/multi-signed:2.0', 'sample/unsigned:1.0'].map((n) => `${source.host}/${n}`),
+    });
+    archive = join(dir, 'archive');
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all([source?.stop(), target?.stop()]);
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  const inTarget = async (prefix: string, name: string): Promise<Digest | undefined> => {
+    try {
+      return await skopeoInspectDigest(`docker://${target.host}/${prefix}/${name}`, { tlsVerify: false });
+    } catch (err) {
+      if (err instanceof SkopeoError) return undefined;
+      throw err;
+    }
+  };
+
+  it('mirror to disk archives each signature found as an image of the set, and counts the unsigned ones', async () => {
+    const result = await runMeshmirror(mirrorArgs(config, archive, join(dir, 'cache-m2d')));
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as SummaryJson;
+    // The signed image's manifest and both children of the index are signed; the index and the unsigned image are not.
+    expect(summary.signatures).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
+    expect(summary.images).toMatchObject({ requested: 6, archived: 6, failed: 0 });
+    const archived = summary.outcomes.filter((o) => o.state === 'archived').map((o) => o.source);
+    for (const name of signatures.keys()) expect(archived).toContain(`${source.host}/${name}`);
+  });
+
+  it('disk to mirror puts every signature next to its image, under the same tag and with the source digest', async () => {
+    const result = await runMeshmirror([
+      'mirror',
+      '-c',
+      config,
+      '--from',
+      `file://${archive}`,
+      `docker://${target.host}/d2m`,
+      '--cache-dir',
+      join(dir, 'cache-d2m'),
+      '--dest-tls-verify=false',
+      '--output',
+      'json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as SummaryJson;
+    expect(summary.signatures).toMatchObject({ found: 3, mirrored: 3 });
+    for (const [name, digest] of signatures) expect(await inTarget('d2m', name), name).toBe(digest);
+  });
+
+  it('mirror to mirror does the same, and --remove-signatures leaves them out', async () => {
+    const m2m = (prefix: string, ...extra: string[]) =>
+      runMeshmirror([
+        'mirror',
+        '-c',
+        config,
+        '--workspace',
+        `file://${join(dir, `ws-${prefix}`)}`,
+        `docker://${target.host}/${prefix}`,
+        '--cache-dir',
+        join(dir, `cache-${prefix}`),
+        '--src-tls-verify=false',
+        '--dest-tls-verify=false',
+        '--output',
+        'json',
+        ...extra,
+      ]);
+    const withSignatures = await m2m('m2m');
+    expect(withSignatures.code, withSignatures.stderr).toBe(0);
+    expect((JSON.parse(withSignatures.stdout) as SummaryJson).signatures).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
+    for (const [name, digest] of signatures) expect(await inTarget('m2m', name), name).toBe(digest);
+
+    const without = await m2m('plain', '--remove-signatures');
+    expect(without.code, without.stderr).toBe(0);
+    const summary = JSON.parse(without.stdout) as SummaryJson;
+    expect(summary.signatures).toEqual({ found: 0, mirrored: 0, missing: 0, failed: 0 });
+    expect(summary.images).toMatchObject({ requested: 3, pushed: 3 });
+    for (const name of signatures.keys()) expect(await inTarget('plain', name), name).toBeUndefined();
+    expect(await inTarget('plain', 'sample/signed:1.0')).toBeDefined();
+  });
+});
