@@ -65,8 +65,37 @@ afterAll(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
+/** The CLI with the fixture's release signature store and key (`OCP_SIGNATURE_URL`, `OCP_SIGNATURE_VERIFICATION_PK`). */
+function run(args: string[]) {
+  return runMeshmirror(args, { env: fx.signatureEnv });
+}
+
 function openshiftArgs(): string[] {
   return ['--update-url', fx.graphUrl, '--graph-data-url', fx.graphDataUrl, '--graph-base-image', fx.graphBaseImage];
+}
+
+/** `binaryData` of the release signatures' ConfigMap in `resources`, checked for the cluster's name, namespace and label. */
+async function signatureConfigMap(resources: string): Promise<Record<string, string>> {
+  const configMap = JSON.parse(await readFile(join(resources, 'signature-configmap.json'), 'utf8')) as {
+    kind: string;
+    metadata: { name: string; namespace: string; labels: Record<string, string> };
+    binaryData: Record<string, string>;
+  };
+  expect(configMap).toMatchObject({
+    kind: 'ConfigMap',
+    metadata: { name: 'mirrored-release-signatures', namespace: 'openshift-config-managed', labels: { 'release.openshift.io/verification-signatures': '' } },
+  });
+  return configMap.binaryData;
+}
+
+/** What that ConfigMap must hold for these releases: base64 of every signature served, `sha256-<hex>-<n>`. */
+async function expectedSignatures(versions: string[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const release of releasesOf(versions)) {
+    const served = await fx.signaturesServed(release.payloadDigest);
+    served.forEach((bytes, i) => (out[`${release.payloadDigest.replace(':', '-')}-${i + 1}`] = Buffer.from(bytes).toString('base64')));
+  }
+  return out;
 }
 
 function releasesOf(versions: string[]) {
@@ -157,7 +186,7 @@ describe("the user's example configuration", () => {
     proxy.resetStats();
     const graphBefore = fx.graphRequests();
     const out = join(dir, 'out');
-    const result = await runMeshmirror(mirrorArgs(config, out, join(dir, 'cache'), ...openshiftArgs()));
+    const result = await run(mirrorArgs(config, out, join(dir, 'cache'), ...openshiftArgs()));
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as Summary;
     expect(summary.images.failed).toBe(0);
@@ -221,7 +250,7 @@ describe("the user's example configuration", () => {
   it('pushes that archive into a registry: oc-mirror names, cluster resources for releases, the catalog and the update service', async () => {
     const out = join(dir, 'out');
     const dest = `docker://${target.host}/mirror`;
-    const result = await runMeshmirror([
+    const result = await run([
       'mirror',
       '-c',
       config,
@@ -249,8 +278,12 @@ describe("the user's example configuration", () => {
       'cs-redhat-operator-index-v4-19.yaml',
       'idms-oc-mirror.yaml',
       'itms-oc-mirror.yaml',
+      'signature-configmap.json',
+      'signature-configmap.yaml',
       'updateService.yaml',
     ]);
+    // Every release's signature, exactly the bytes the signature store served, where the cluster looks.
+    expect(await signatureConfigMap(resources)).toEqual(await expectedSignatures(EXAMPLE_VERSIONS));
     const idms = await readFile(join(resources, 'idms-oc-mirror.yaml'), 'utf8');
     expect(idms).toContain(`source: ${proxy.host}/openshift-release-dev/ocp-v4.0-art-dev`);
     expect(idms).toContain(`${target.host}/mirror/openshift/release`);
@@ -380,7 +413,7 @@ describe('selection rules, checked against hand-worked expectations (dry runs ov
         ...(row.channels === undefined ? {} : { channels: row.channels }),
         ...(row.operators === undefined ? {} : { operators: row.operators }),
       });
-      const result = await runMeshmirror([...mirrorArgs(config, join(dir, `${name}-out`), join(dir, `${name}-cache`), ...openshiftArgs()), '--dry-run']);
+      const result = await run([...mirrorArgs(config, join(dir, `${name}-out`), join(dir, `${name}-cache`), ...openshiftArgs()), '--dry-run']);
       expect(result.stderr).not.toMatch(/\n\s+at /); // never a stack trace
       const summary = JSON.parse(result.stdout) as Summary;
       const selection = selectionOf(summary);
@@ -405,7 +438,7 @@ describe('a release named directly (platform.release)', () => {
       ['kind: ImageSetConfiguration', 'apiVersion: mirror.openshift.io/v2alpha1', 'mirror:', '  platform:', `    release: ${release.payloadTagRef}`, ''].join('\n'),
     );
     const out = join(dir, 'out-direct');
-    const result = await runMeshmirror(mirrorArgs(path, out, join(dir, 'cache-direct')));
+    const result = await run(mirrorArgs(path, out, join(dir, 'cache-direct')));
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as Summary;
     expect(summary.images.archived).toBe(1 + new Set(release.components.map((c) => c.name)).size);
@@ -425,7 +458,7 @@ describe('failures in OpenShift content', () => {
     // The web-terminal bundle's manifest is gone upstream (404), every time.
     proxy.setRules([{ match: { method: 'GET', path: /^\/v2\/web-terminal\/web-terminal-operator-bundle\/manifests\// }, fault: { kind: 'status', status: 404 } }]);
     const graphBefore = fx.graphRequests();
-    const first = await runMeshmirror(mirrorArgs(config, out, cache, ...openshiftArgs(), '--retry-times', '0'));
+    const first = await run(mirrorArgs(config, out, cache, ...openshiftArgs(), '--retry-times', '0'));
     proxy.setRules([]);
     expect(first.code, first.stderr).not.toBe(0);
     const summary = JSON.parse(first.stdout) as Summary;
@@ -439,7 +472,7 @@ describe('failures in OpenShift content', () => {
     expect(await readFile(errorsFile!, 'utf8')).toContain('web-terminal-operator-bundle');
     expect(fx.graphRequests() - graphBefore).toBe(1);
 
-    const second = await runMeshmirror(mirrorArgs(config, out, cache, ...openshiftArgs()));
+    const second = await run(mirrorArgs(config, out, cache, ...openshiftArgs()));
     expect(second.code, second.stderr).toBe(0);
     const resumed = JSON.parse(second.stdout) as Summary;
     expect(resumed.resumed).toBe(true);
@@ -451,7 +484,7 @@ describe('failures in OpenShift content', () => {
 describe('mirror to mirror with the example configuration', () => {
   it('pushes every image straight into the target and writes the cluster resources', async () => {
     const workspace = join(dir, 'm2m');
-    const result = await runMeshmirror([
+    const result = await run([
       'mirror',
       '-c',
       config,
@@ -478,5 +511,97 @@ describe('mirror to mirror with the example configuration', () => {
     const files = (await readdir(join(workspace, 'working-dir', 'cluster-resources'))).sort();
     expect(files).toContain('updateService.yaml');
     expect(files).toContain('cs-redhat-operator-index-v4-19.yaml');
+    expect(await signatureConfigMap(join(workspace, 'working-dir', 'cluster-resources'))).toEqual(await expectedSignatures(EXAMPLE_VERSIONS));
+  }, 120_000);
+});
+
+describe('release signatures', () => {
+  afterAll(() => {
+    for (const v of EXAMPLE_VERSIONS) fx.setSignatures(v, ['good']);
+  });
+
+  const m2m = (name: string, ...extra: string[]) =>
+    run([
+      'mirror',
+      '-c',
+      config,
+      '--workspace',
+      `file://${join(dir, name)}`,
+      `docker://${target.host}/${name}`,
+      '--cache-dir',
+      join(dir, `cache-${name}`),
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      '--output',
+      'json',
+      ...openshiftArgs(),
+      ...extra,
+    ]);
+
+  it('carries exactly the valid ones; a release without, or with one by another key or for another digest, fails by name', async () => {
+    // 4.19.2 two signatures; 4.19.3 none; 4.19.5 one by a key nobody trusts; 4.19.8 one that signs
+    // another payload; 4.19.10 one, as every release before.
+    fx.setSignatures('4.19.2', ['good', 'good']);
+    fx.setSignatures('4.19.3', []);
+    fx.setSignatures('4.19.5', ['other-key']);
+    fx.setSignatures('4.19.8', ['good', 'other-digest']);
+    const out = join(dir, 'out-signatures');
+    const first = await run(mirrorArgs(config, out, join(dir, 'cache-signatures'), ...openshiftArgs()));
+    expect(first.code, first.stderr).not.toBe(0);
+    const summary = JSON.parse(first.stdout) as Summary & { files: { errors?: string } };
+    const failed = summary.outcomes.filter((o) => o.state === 'failed');
+    const payloadOf = (v: string) => releasesOf([v])[0]!.payloadRef;
+    expect(failed.map((f) => [f.source, f.code]).sort()).toEqual(
+      [
+        [payloadOf('4.19.3'), 'MM_SIGNATURE_MISSING'],
+        [payloadOf('4.19.5'), 'MM_SIGNATURE_INVALID'],
+        [payloadOf('4.19.8'), 'MM_SIGNATURE_INVALID'],
+      ].sort(),
+    );
+    const errors = await readFile(summary.files.errors!, 'utf8');
+    expect(errors).toMatch(/4\.19\.3.*no signature/);
+    expect(errors).toMatch(/4\.19\.5.*not signed by a trusted key/);
+    expect(errors).toMatch(/4\.19\.8.*signature-2.*signs sha256:[0-9a-f]{64}, not this release's/);
+    // Everything else, the failed releases' components included, is archived.
+    expect(summary.images.archived).toBe(summary.images.requested - 3);
+
+    // The archive carries the signatures across: disk to mirror writes them for the cluster.
+    const push = await run([
+      'mirror',
+      '-c',
+      config,
+      '--from',
+      `file://${out}`,
+      `docker://${target.host}/signed`,
+      '--cache-dir',
+      join(dir, 'cache-signed-push'),
+      '--dest-tls-verify=false',
+      '--output',
+      'json',
+    ]);
+    expect(push.stdout).toContain('"pushed"');
+    expect(await signatureConfigMap(join(out, 'working-dir', 'cluster-resources'))).toEqual(await expectedSignatures(['4.19.2', '4.19.10']));
+
+    // Mirror to mirror: the same releases fail, the same signatures land.
+    const direct = await m2m('m2m-signed');
+    expect(direct.code).not.toBe(0);
+    const directSummary = JSON.parse(direct.stdout) as { outcomes: Outcome[] };
+    expect(
+      directSummary.outcomes
+        .filter((o) => o.state === 'failed')
+        .map((o) => o.source)
+        .sort(),
+    ).toEqual(['4.19.3', '4.19.5', '4.19.8'].map(payloadOf).sort());
+    expect(await signatureConfigMap(join(dir, 'm2m-signed', 'working-dir', 'cluster-resources'))).toEqual(await expectedSignatures(['4.19.2', '4.19.10']));
+  }, 180_000);
+
+  it('--remove-signatures mirrors every release without looking for signatures, and writes no ConfigMap', async () => {
+    fx.setSignatures('4.19.3', []);
+    const result = await m2m('m2m-unsigned', '--remove-signatures');
+    expect(result.code, result.stderr).toBe(0);
+    const files = await readdir(join(dir, 'm2m-unsigned', 'working-dir', 'cluster-resources'));
+    expect(files.filter((f) => f.startsWith('signature-'))).toEqual([]);
+    const release = releasesOf(['4.19.3'])[0]!;
+    expect(await skopeoInspectDigest(`docker://${target.host}/m2m-unsigned/openshift/release-images:4.19.3-x86_64`, { tlsVerify: false })).toBe(release.payloadDigest);
   }, 120_000);
 });

@@ -22,6 +22,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import * as openpgp from 'openpgp';
 import { stringify as yamlStringify } from 'yaml';
 import type { Digest } from '@meshmirror/shared';
 import { LayoutBuilder, randomLayer, tarLayer, type BuiltImage, type Layer, type TarEntry } from './oci-image-builder.ts';
@@ -253,9 +254,23 @@ export interface StartOpenShiftFixtureOptions {
   channels?: Record<string, readonly string[]>;
 }
 
+/**
+ * How the fixture's signature store signs a release: `good` (the fixture's key, this payload's
+ * digest), `other-key` (a key nobody trusts), `other-digest` (the right key, another payload's digest).
+ */
+export type FixtureSignature = 'good' | 'other-key' | 'other-digest';
+
 export interface OpenShiftFixture extends OpenShiftContent {
   /** `host:port` of the registry pushed into. */
   registryHost: string;
+  /** `http://127.0.0.1:P/signatures/`: the release signature store (`OCP_SIGNATURE_URL`). */
+  signatureUrl: string;
+  /** The environment that points meshmirror at the fixture's signature store and trusts its key. */
+  signatureEnv: Record<string, string>;
+  /** What the store serves for a release (by version) from now on; default one `good` signature each. */
+  setSignatures(version: string, kinds: FixtureSignature[]): void;
+  /** The bytes the store serves for a payload digest, in order. */
+  signaturesServed(digest: Digest): Promise<Uint8Array[]>;
   pushed: PushedImage[];
   /** `http://127.0.0.1:P/graph` (Cincinnati: `?channel=…&arch=…`, `Accept: application/json`). */
   graphUrl: string;
@@ -874,11 +889,57 @@ export async function startOpenShiftFixture(options: StartOpenShiftFixtureOption
   });
   const pushed = await pushInParallel(content.layoutDir, options.registryUrl, [...content.imagesByName.keys()]);
 
+  // A throwaway release key (trusted through OCP_SIGNATURE_VERIFICATION_PK) and one nobody trusts.
+  const newKey = (name: string) => openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name }], format: 'object' });
+  const [releaseKey, strangerKey] = await Promise.all([newKey('meshmirror test release key'), newKey('someone else')]);
+  const signatureKeyFile = join(options.dir, 'release-key.asc');
+  await writeFile(signatureKeyFile, releaseKey.publicKey.armor());
+  const signatureKinds = new Map<string, FixtureSignature[]>();
+  const signed = new Map<string, Promise<Uint8Array>>();
+  const sign = (digest: Digest, kind: FixtureSignature, n: number): Promise<Uint8Array> => {
+    const key = `${digest} ${kind} ${n}`;
+    const bytes = signed.get(key);
+    if (bytes === undefined) {
+      const other = content.releases.find((r) => r.payloadDigest !== digest)?.payloadDigest ?? digest;
+      const claim = {
+        critical: {
+          type: 'atomic container signature',
+          image: { 'docker-manifest-digest': kind === 'other-digest' ? other : digest },
+          identity: { 'docker-reference': `quay.io/openshift-release-dev/ocp-release@${digest}` },
+        },
+        optional: { creator: `meshmirror test fixture (signature ${n})`, timestamp: 1_700_000_000 + n },
+      };
+      const made = openpgp
+        .createMessage({ binary: Buffer.from(JSON.stringify(claim)) })
+        .then((message) => openpgp.sign({ message, signingKeys: kind === 'other-key' ? strangerKey.privateKey : releaseKey.privateKey, format: 'binary' }))
+        .then((out) => new Uint8Array(out));
+      signed.set(key, made);
+      return made;
+    }
+    return bytes;
+  };
+  const kindsOf = (digest: Digest): FixtureSignature[] => {
+    const release = content.releases.find((r) => r.payloadDigest === digest);
+    return release === undefined ? [] : (signatureKinds.get(release.version) ?? ['good']);
+  };
+  const answerSignature = async (res: ServerResponse, path: string): Promise<void> => {
+    const m = /^\/signatures\/sha256=([0-9a-f]{64})\/signature-(\d+)$/.exec(path);
+    const digest: Digest | undefined = m === null ? undefined : `sha256:${m[1]}`;
+    const n = m === null ? 0 : Number(m[2]);
+    const kind = digest === undefined ? undefined : kindsOf(digest)[n - 1];
+    if (digest === undefined || kind === undefined) return send(res, 404, 'text/plain', 'not found\n');
+    send(res, 200, 'application/octet-stream', Buffer.from(await sign(digest, kind, n)));
+  };
+
   let graphCount = 0;
   let graphDataCount = 0;
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://fixture');
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
+    if (url.pathname.startsWith('/signatures/')) {
+      answerSignature(res, url.pathname).catch((err: unknown) => send(res, 500, 'text/plain', `${String(err)}\n`));
+      return;
+    }
     if (url.pathname === '/graph') {
       graphCount++;
       return answerGraph(req, res, url, content);
@@ -916,6 +977,14 @@ export async function startOpenShiftFixture(options: StartOpenShiftFixtureOption
     pushed,
     graphUrl: `${base}/graph`,
     graphDataUrl: `${base}/graph-data`,
+    signatureUrl: `${base}/signatures/`,
+    signatureEnv: { OCP_SIGNATURE_URL: `${base}/signatures/`, OCP_SIGNATURE_VERIFICATION_PK: signatureKeyFile },
+    setSignatures(version, kinds) {
+      signatureKinds.set(version, kinds);
+    },
+    signaturesServed(digest) {
+      return Promise.all(kindsOf(digest).map((kind, i) => sign(digest, kind, i + 1)));
+    },
     graphRequests: () => graphCount,
     graphDataRequests: () => graphDataCount,
     async writeExampleConfig(path, host = componentHost) {

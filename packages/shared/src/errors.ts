@@ -25,6 +25,8 @@ export type ErrorCode =
   | 'MM_STORE'
   | 'MM_NOT_FOUND'
   | 'MM_AGENT_LOST'
+  | 'MM_SIGNATURE_MISSING'
+  | 'MM_SIGNATURE_INVALID'
   | 'MM_USAGE';
 
 /** A code reported across a boundary (an agent's event, a peer's message): ours stays itself, anything else is a registry failure. */

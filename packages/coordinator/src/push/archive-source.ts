@@ -55,7 +55,15 @@ export function archiveSource(
         const skippedPlatforms = described.get(image.source)?.skippedPlatforms ?? [];
         try {
           const parts = await readImage(reader, image.source, descriptor.digest, skippedPlatforms.length > 0, signal);
-          images.push({ ...image, descriptor, ...parts, platforms, skippedPlatforms });
+          const signatures = options.removeSignatures === true ? undefined : described.get(image.source)?.releaseSignatures;
+          images.push({
+            ...image,
+            descriptor,
+            ...parts,
+            platforms,
+            skippedPlatforms,
+            ...(signatures === undefined ? {} : { releaseSignatures: signatures.map((b) => new Uint8Array(Buffer.from(b, 'base64'))) }),
+          });
         } catch (err) {
           if (signal?.aborted === true) throw err;
           log.warn({ image: image.source, code: errorCode(err), err: describeError(err) }, 'image refused');

@@ -22,7 +22,7 @@ import {
 import type { ImageKind, ImageRole } from '../resolve/image-set.ts';
 import { join } from 'node:path';
 import type { RunJournal, RunRecord } from '../run/run-journal.ts';
-import { clusterResources, writeClusterResources, type MirroredImage } from '../cluster/cluster-resources.ts';
+import { clusterResources, writeClusterResources, type ClusterResourceFile, type MirroredImage } from '../cluster/cluster-resources.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import type { PushTarget } from './push-targets.ts';
 
@@ -308,6 +308,8 @@ export async function finishPushRun(
   outcomes: PushOutcome[],
   workingDir: string,
   progress?: ProgressReporter,
+  /** More cluster resources for the images that arrived (the release signatures' ConfigMap). */
+  extra: ClusterResourceFile[] = [],
 ): Promise<{ pushed: number; failed: number; clusterResources: string[] }> {
   const pushed = outcomes.filter((o) => o.state === 'pushed');
   const failed = outcomes.length - pushed.length;
@@ -330,7 +332,7 @@ export async function finishPushRun(
           },
         ],
   );
-  const files = await writeClusterResources(join(workingDir, 'cluster-resources'), clusterResources(mirrored));
+  const files = await writeClusterResources(join(workingDir, 'cluster-resources'), [...clusterResources(mirrored), ...extra]);
   return { pushed: pushed.length, failed, clusterResources: files };
 }
 

@@ -15,6 +15,7 @@ import type { PushSummary } from '../report/summaries.ts';
 import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PlaceBlob, type PushOutcome } from './image-pusher.ts';
 import { pushTarget, type PushDestination } from './push-targets.ts';
 import { stripSparseIndex } from './sparse-index.ts';
+import { releaseSignaturesConfigMap } from '../cluster/release-signatures-configmap.ts';
 
 /** How blobs reach the target: what a blob supply gives a registry sink. */
 export interface BlobPlacement {
@@ -123,7 +124,12 @@ export class RegistrySink {
    */
   async finish<S extends PushSummary>(workingDir: string, from: string, started: number, complete: (base: PushSummary) => S): Promise<S> {
     const { destination, progress } = this.#o;
-    const finished = await finishPushRun(this.#ctx.journal, this.#ctx.run, this.outcomes, workingDir, progress);
+    // The signatures of every release payload that arrived, for the cluster to verify its upgrades with.
+    const pushed = new Set(this.outcomes.filter((o) => o.state === 'pushed').map((o) => o.source));
+    const signed = this.#sourced.images.flatMap((i) =>
+      i.releaseSignatures !== undefined && pushed.has(i.source) ? [{ digest: i.descriptor.digest, signatures: i.releaseSignatures }] : [],
+    );
+    const finished = await finishPushRun(this.#ctx.journal, this.#ctx.run, this.outcomes, workingDir, progress, releaseSignaturesConfigMap(signed));
     const { stats } = this.pusher;
     const unique = uniqueBlobsOf(this.pushes);
     const clusterResources = finished.clusterResources;

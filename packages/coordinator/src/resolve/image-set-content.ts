@@ -40,6 +40,10 @@ export interface OpenShiftSources {
   graphBaseImage?: string;
   /** Verify TLS of the update service and graph data download (`--src-tls-verify`). */
   tlsVerify: boolean;
+  /** The release signature store (`OCP_SIGNATURE_URL`), ending in `/`. */
+  signatureUrl?: string;
+  /** Armored OpenPGP public keys release signatures must be made with (`OCP_SIGNATURE_VERIFICATION_PK`'s file). */
+  signatureKeys?: string;
   retry?: RetryPolicy;
 }
 

@@ -41,6 +41,8 @@ export interface ResolvedImage extends RequestedImage {
   platforms: string[];
   /** Platforms of an index that the architecture filter left out. */
   skippedPlatforms: string[];
+  /** A release payload's OpenPGP signatures, verified, as the signature store served them. */
+  releaseSignatures?: Uint8Array[];
   /**
    * Where the blobs not made by meshmirror are fetched, when not from `ref` (the graph image is made
    * here on a base image: its base layers come from the base image's repository).

@@ -11,6 +11,7 @@ import { collectImageSet, type OpenShiftSources } from '../resolve/image-set-con
 import type { LayerSource } from '../resolve/layer-source.ts';
 import { resolveImage } from '../resolve/resolve-image.ts';
 import { signatureRequests } from '../resolve/sigstore.ts';
+import { openReleaseSignatureStore } from '../resolve/release/release-signatures.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import type { RunJournal, RunRecord } from './run-journal.ts';
 import type { RunContext } from './run-skeleton.ts';
@@ -72,8 +73,15 @@ export function registrySource(options: RegistrySourceOptions): ImageSource {
       for (const b of content.blocked) log.info({ image: b.source, blockedBy: b.blockedBy }, 'image blocked by blockedImages');
       const requested = content.requested.length + content.prepared.length;
       options.progress?.update({ imagesTotal: requested });
-      const { resolved, failed } = await resolveAll(content.requested, run, journal, options);
-      const images = [...content.prepared, ...resolved];
+      const { resolved, failed: unresolved } = await resolveAll(content.requested, run, journal, options);
+      const failed = [...unresolved];
+      let images = [...content.prepared, ...resolved];
+      // A release payload goes with its OpenPGP signatures, or not at all: a cluster cannot upgrade to it without them.
+      if (options.removeSignatures !== true && images.some((i) => i.role === 'release-payload')) {
+        const signed = await withReleaseSignatures(images, options);
+        images = signed.images;
+        failed.push(...signed.failed);
+      }
       // Signatures are more images of the set: found after their subjects, resolved the same way.
       const wanted = options.removeSignatures === true ? [] : signatureRequests(images);
       const signed = await resolveAll(wanted, run, journal, options, { absentIsNormal: true, concurrency: SIGNATURE_LOOKUPS });
@@ -89,6 +97,46 @@ export function registrySource(options: RegistrySourceOptions): ImageSource {
       };
     },
   };
+}
+
+/** Release signature stores asked at once. */
+const SIGNATURE_FETCHES = 4;
+
+/** Each release payload of `images` with its verified signatures; the ones without become failures naming why. */
+async function withReleaseSignatures(images: ResolvedImage[], options: RegistrySourceOptions): Promise<{ images: ResolvedImage[]; failed: FailedImage[] }> {
+  const { sources, signal } = options;
+  const store = await openReleaseSignatureStore({
+    ...(sources.signatureUrl === undefined ? {} : { baseUrl: sources.signatureUrl }),
+    ...(sources.signatureKeys === undefined ? {} : { armoredKeys: sources.signatureKeys }),
+    tlsVerify: sources.tlsVerify,
+    ...(sources.retry === undefined ? {} : { retry: sources.retry }),
+    logger: options.logger,
+  });
+  const log = options.logger.child({ component: 'coordinator:resolve' });
+  const limit = pLimit(SIGNATURE_FETCHES);
+  try {
+    const failed: FailedImage[] = [];
+    const kept = await Promise.all(
+      images.map((image) =>
+        image.role !== 'release-payload'
+          ? Promise.resolve(image)
+          : limit(async (): Promise<ResolvedImage | undefined> => {
+              try {
+                const signatures = await store.signaturesOf(image.descriptor.digest, image.targetTag ?? image.source, signal === undefined ? {} : { signal });
+                return { ...image, releaseSignatures: signatures };
+              } catch (err) {
+                if (signal?.aborted === true) throw err;
+                log.error({ image: image.source, code: errorCode(err), err: describeError(err) }, 'release signatures');
+                failed.push({ ...image, digest: image.descriptor.digest, code: errorCode(err), reason: describeError(err) });
+                return undefined;
+              }
+            }),
+      ),
+    );
+    return { images: kept.filter((i) => i !== undefined), failed };
+  } finally {
+    await store.close();
+  }
 }
 
 /**

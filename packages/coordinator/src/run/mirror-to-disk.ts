@@ -198,6 +198,7 @@ function runMetadata(run: RunRecord, options: MirrorToDiskOptions, archived: Res
         target: diskTarget(options.destination, i),
         platforms: i.platforms,
         skippedPlatforms: i.skippedPlatforms,
+        ...(i.releaseSignatures === undefined ? {} : { releaseSignatures: i.releaseSignatures.map((b) => Buffer.from(b).toString('base64')) }),
         status: 'archived' as const,
       })),
       ...failed.map((i) => ({ source: i.source, kind: i.kind, status: 'failed' as const, code: i.code, reason: i.reason })),

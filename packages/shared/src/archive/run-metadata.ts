@@ -60,6 +60,8 @@ export const archivedRunImageSchema = z.object({
   platforms: z.array(z.string()),
   /** Platforms of an index that the architecture filter left out: the archive holds a sparse index. */
   skippedPlatforms: z.array(z.string()),
+  /** A release payload's OpenPGP signatures (base64 of each, as the signature store served it), verified when archived. */
+  releaseSignatures: z.array(z.base64()).optional(),
   status: z.literal('archived'),
 });
 export type ArchivedRunImage = z.infer<typeof archivedRunImageSchema>;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -129,11 +130,31 @@ function progressFor(flags: MirrorFlags, backoff: HostBackoff) {
   return createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined, hostTroubles: () => backoff.troubles() });
 }
 
-/** Where release and graph content comes from: flags, then oc-mirror's `UPDATE_URL_OVERRIDE`. */
+/**
+ * Where release and graph content comes from: flags, then oc-mirror's `UPDATE_URL_OVERRIDE`; release
+ * signatures from oc-mirror's `OCP_SIGNATURE_URL` and `OCP_SIGNATURE_VERIFICATION_PK`.
+ */
 function openShiftSources(flags: MirrorFlags, settings: TransferSettings, retry: RetryPolicy): OpenShiftSources {
   const updateUrl = checkOpenShiftFlags(flags);
+  const signatureUrl = nonEmpty(process.env['OCP_SIGNATURE_URL']);
+  if (signatureUrl !== undefined && !/^https?:\/\/[^/]/.test(signatureUrl)) {
+    throw new MeshmirrorError('MM_USAGE', `OCP_SIGNATURE_URL: expected an http(s):// URL, got "${signatureUrl}"`);
+  }
+  const keyFile = nonEmpty(process.env['OCP_SIGNATURE_VERIFICATION_PK']);
+  let signatureKeys: string | undefined;
+  if (keyFile !== undefined) {
+    try {
+      signatureKeys = readFileSync(keyFile, 'utf8');
+    } catch (err) {
+      throw new MeshmirrorError('MM_USAGE', `OCP_SIGNATURE_VERIFICATION_PK: cannot read ${keyFile}: ${describeError(err)}`, { cause: err });
+    }
+    if (signatureKeys.trim() === '') throw new MeshmirrorError('MM_USAGE', `OCP_SIGNATURE_VERIFICATION_PK: ${keyFile} is empty`);
+  }
   return {
     ...(updateUrl === undefined ? {} : { updateUrl }),
+    // Joined with `sha256=<hex>/signature-N` as it is, like oc-mirror: a missing final `/` is added.
+    ...(signatureUrl === undefined ? {} : { signatureUrl: signatureUrl.endsWith('/') ? signatureUrl : `${signatureUrl}/` }),
+    ...(signatureKeys === undefined ? {} : { signatureKeys }),
     ...(flags.graphDataUrl === undefined ? {} : { graphDataUrl: flags.graphDataUrl }),
     ...(flags.graphBaseImage === undefined ? {} : { graphBaseImage: flags.graphBaseImage }),
     tlsVerify: settings.srcTlsVerify,
