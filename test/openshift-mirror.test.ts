@@ -564,6 +564,8 @@ describe('release signatures', () => {
     expect(errors).toMatch(/4\.19\.8.*signature-2.*signs sha256:[0-9a-f]{64}, not this release's/);
     // Everything else, the failed releases' components included, is archived.
     expect(summary.images.archived).toBe(summary.images.requested - 3);
+    expect((summary as unknown as { signatures: { release: unknown } }).signatures.release).toEqual({ releases: 2, signatures: 3, missing: 1, invalid: 2 });
+    expect(first.stderr + first.stdout).not.toContain('BEGIN PGP');
 
     // The archive carries the signatures across: disk to mirror writes them for the cluster.
     const push = await run([

@@ -34,7 +34,7 @@ const sigTag = (digest: Digest): string => `sha256-${digest.slice('sha256:'.leng
 
 interface SummaryJson {
   images: { requested: number; archived?: number; pushed?: number; failed: number };
-  signatures: { found: number; mirrored: number; missing: number; failed: number };
+  signatures: { sigstore: { found: number; mirrored: number; missing: number; failed: number } };
   outcomes: Array<{ source: string; state: string }>;
 }
 
@@ -92,7 +92,7 @@ describe('sigstore signatures', () => {
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as SummaryJson;
     // The signed image's manifest and both children of the index are signed; the index and the unsigned image are not.
-    expect(summary.signatures).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
+    expect(summary.signatures.sigstore).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
     expect(summary.images).toMatchObject({ requested: 6, archived: 6, failed: 0 });
     const archived = summary.outcomes.filter((o) => o.state === 'archived').map((o) => o.source);
     for (const name of signatures.keys()) expect(archived).toContain(`${source.host}/${name}`);
@@ -114,7 +114,7 @@ describe('sigstore signatures', () => {
     ]);
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as SummaryJson;
-    expect(summary.signatures).toMatchObject({ found: 3, mirrored: 3 });
+    expect(summary.signatures.sigstore).toMatchObject({ found: 3, mirrored: 3 });
     for (const [name, digest] of signatures) expect(await inTarget('d2m', name), name).toBe(digest);
   });
 
@@ -137,13 +137,13 @@ describe('sigstore signatures', () => {
       ]);
     const withSignatures = await m2m('m2m');
     expect(withSignatures.code, withSignatures.stderr).toBe(0);
-    expect((JSON.parse(withSignatures.stdout) as SummaryJson).signatures).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
+    expect((JSON.parse(withSignatures.stdout) as SummaryJson).signatures.sigstore).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
     for (const [name, digest] of signatures) expect(await inTarget('m2m', name), name).toBe(digest);
 
     const without = await m2m('plain', '--remove-signatures');
     expect(without.code, without.stderr).toBe(0);
     const summary = JSON.parse(without.stdout) as SummaryJson;
-    expect(summary.signatures).toEqual({ found: 0, mirrored: 0, missing: 0, failed: 0 });
+    expect(summary.signatures.sigstore).toEqual({ found: 0, mirrored: 0, missing: 0, failed: 0 });
     expect(summary.images).toMatchObject({ requested: 3, pushed: 3 });
     for (const name of signatures.keys()) expect(await inTarget('plain', name), name).toBeUndefined();
     expect(await inTarget('plain', 'sample/signed:1.0')).toBeDefined();

@@ -19,7 +19,7 @@ import {
 import type { ArchiveReader } from '@meshmirror/agent';
 import type { FailedImage, RequestedImage, ResolvedImage, ResolvedManifest } from '../resolve/image-set.ts';
 import { requestedImages } from '../resolve/requested-images.ts';
-import type { ImageSource } from '../run/image-source.ts';
+import { releaseSignatureCounts, type ImageSource } from '../run/image-source.ts';
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
@@ -71,7 +71,16 @@ export function archiveSource(
         }
       }
       const found = images.filter((i) => i.role === 'signature').length;
-      return { requested: requested.length, blocked, images, failed, signatures: { found, missing: 0, failed: failed.filter((f) => f.role === 'signature').length } };
+      return {
+        requested: requested.length,
+        blocked,
+        images,
+        failed,
+        signatures: {
+          sigstore: { found, missing: 0, failed: failed.filter((f) => f.role === 'signature').length },
+          release: releaseSignatureCounts(images, []),
+        },
+      };
     },
   };
 }

@@ -146,8 +146,8 @@ export class RegistrySink {
         alreadyPushed: this.alreadyPushed,
       },
       signatures: {
-        ...this.#sourced.signatures,
-        mirrored: this.outcomes.filter((o) => o.role === 'signature' && o.state === 'pushed').length,
+        sigstore: { ...this.#sourced.signatures.sigstore, mirrored: this.outcomes.filter((o) => o.role === 'signature' && o.state === 'pushed').length },
+        release: this.#sourced.signatures.release,
       },
       outcomes: this.outcomes,
       blobs: { unique: unique.count, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },

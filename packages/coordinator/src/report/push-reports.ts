@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { formatBytes, formatDuration } from '@meshmirror/shared';
 import type { MirrorToMirrorSummary, PushSummary } from './summaries.ts';
 import { writeReportFile } from './report-file.ts';
-import { signaturesLine } from './summary-text.ts';
+import { signaturesLines } from './summary-text.ts';
 
 /**
  * Writes a push's files into `working-dir` beside the archive, where oc-mirror users look:
@@ -33,7 +33,7 @@ export function pushSummaryText(summary: PushSummary | MirrorToMirrorSummary): s
     `  images: ${images.pushed} pushed to ${summary.destination} (${images.alreadyPushed} were already there), ${images.failed} failed, ${images.blocked} blocked (of ${images.requested} requested)`,
     `  blobs: ${blobs.unique} unique (${formatBytes(bytes.unique)}): ${blobs.uploaded} uploaded (${formatBytes(bytes.uploaded)}), ` +
       `${blobs.present} already in the target, ${blobs.mounted} mounted`,
-    signaturesLine(summary.signatures, 'pushed'),
+    ...signaturesLines(summary.signatures, 'pushed'),
     `  bytes sent: ${formatBytes(bytes.sent)}${bytes.resumed > 0 ? `; ${formatBytes(bytes.resumed)} resumed from interrupted uploads` : ''}`,
   ];
   if (m2m !== undefined) {

@@ -18,16 +18,28 @@ export interface ImageOutcome {
   reason?: string;
 }
 
-/** Sigstore signature tags (`sha256-<hex>.sig`) of the set's images. */
+/** Signatures that travel with the images, per kind. */
 export interface SignatureSummary {
-  /** Found in the source (or the archive) and made images of the run. */
-  found: number;
-  /** Of those, archived or pushed. */
-  mirrored: number;
-  /** Looked for and absent: most images are not signed. */
-  missing: number;
-  /** Present but could not be read. */
-  failed: number;
+  /** Sigstore signature tags (`sha256-<hex>.sig`) of the set's images. */
+  sigstore: {
+    /** Found in the source (or the archive) and made images of the run. */
+    found: number;
+    /** Of those, archived or pushed. */
+    mirrored: number;
+    /** Looked for and absent: most images are not signed. */
+    missing: number;
+    /** Present but could not be read. */
+    failed: number;
+  };
+  /** Release payloads' OpenPGP signatures, for the cluster's upgrades. */
+  release: {
+    /** Payloads whose signatures were all verified, and how many signatures they have. */
+    releases: number;
+    signatures: number;
+    /** Payloads without any signature, and with one that failed verification: those payloads failed. */
+    missing: number;
+    invalid: number;
+  };
 }
 
 export interface MirrorSummary {

@@ -12,7 +12,7 @@ export function summaryText(summary: MirrorSummary): string {
   } else {
     lines.push(`  images: ${images.archived} archived, ${images.failed} failed, ${images.blocked} blocked (of ${images.requested} requested)`);
   }
-  lines.push(signaturesLine(summary.signatures, summary.dryRun ? 'resolved' : 'archived'));
+  lines.push(...signaturesLines(summary.signatures, summary.dryRun ? 'resolved' : 'archived'));
   lines.push(
     `  bytes: ${formatBytes(bytes.unique)} unique, ${formatBytes(bytes.held)} already held, ${formatBytes(bytes.resumed)} resumed, ` +
       (summary.dryRun ? `${formatBytes(bytes.toFetch)} would be fetched` : `${formatBytes(bytes.fetched)} fetched from upstream`),
@@ -45,7 +45,17 @@ export function summaryText(summary: MirrorSummary): string {
   return lines.join('\n');
 }
 
-/** One line on the sigstore signatures the run looked for. */
-export function signaturesLine(s: SignatureSummary, verb: string): string {
-  return `  signatures: ${s.found} found (${s.mirrored} ${verb}), ${s.missing} images unsigned${s.failed > 0 ? `, ${s.failed} could not be read` : ''}`;
+/** The signatures the run carried: sigstore tags, and release payloads' OpenPGP signatures when there were releases. */
+export function signaturesLines(s: SignatureSummary, verb: string): string[] {
+  const { sigstore, release } = s;
+  const lines = [
+    `  signatures: ${sigstore.found} sigstore signatures found (${sigstore.mirrored} ${verb}), ${sigstore.missing} images unsigned${sigstore.failed > 0 ? `, ${sigstore.failed} could not be read` : ''}`,
+  ];
+  if (release.releases + release.missing + release.invalid > 0) {
+    lines.push(
+      `  release signatures: ${release.signatures} verified for ${release.releases} releases` +
+        `${release.missing > 0 ? `; ${release.missing} releases without a signature` : ''}${release.invalid > 0 ? `; ${release.invalid} with one that failed verification` : ''}`,
+    );
+  }
+  return lines;
 }

@@ -24,14 +24,21 @@ export interface SourcedImages {
   images: ResolvedImage[];
   /** Images (and parts of the image set) that could not be had, each with why. */
   failed: FailedImage[];
-  /** Sigstore signature tags looked for: found (among `images`), absent, and failed to resolve (among `failed`). */
   signatures: SignatureCounts;
 }
 
 export interface SignatureCounts {
-  found: number;
+  /** Sigstore signature tags looked for: found (among `images`), absent, and failed to resolve (among `failed`). */
+  sigstore: { found: number; missing: number; failed: number };
+  /** Release payloads whose OpenPGP signatures were verified, those signatures, and the payloads without any or with a bad one. */
+  release: ReleaseSignatureCounts;
+}
+
+export interface ReleaseSignatureCounts {
+  releases: number;
+  signatures: number;
   missing: number;
-  failed: number;
+  invalid: number;
 }
 
 export interface ImageSource {
@@ -77,10 +84,12 @@ export function registrySource(options: RegistrySourceOptions): ImageSource {
       const failed = [...unresolved];
       let images = [...content.prepared, ...resolved];
       // A release payload goes with its OpenPGP signatures, or not at all: a cluster cannot upgrade to it without them.
+      const release: ReleaseSignatureCounts = { releases: 0, signatures: 0, missing: 0, invalid: 0 };
       if (options.removeSignatures !== true && images.some((i) => i.role === 'release-payload')) {
         const signed = await withReleaseSignatures(images, options);
         images = signed.images;
         failed.push(...signed.failed);
+        Object.assign(release, releaseSignatureCounts(images, signed.failed));
       }
       // Signatures are more images of the set: found after their subjects, resolved the same way.
       const wanted = options.removeSignatures === true ? [] : signatureRequests(images);
@@ -93,9 +102,20 @@ export function registrySource(options: RegistrySourceOptions): ImageSource {
         blocked: content.blocked,
         images: [...images, ...signed.resolved],
         failed: allFailed,
-        signatures: { found: signed.resolved.length, missing: signed.absent, failed: signed.failed.length },
+        signatures: { sigstore: { found: signed.resolved.length, missing: signed.absent, failed: signed.failed.length }, release },
       };
     },
+  };
+}
+
+/** What became of the release payloads' signatures. */
+export function releaseSignatureCounts(images: ResolvedImage[], failed: FailedImage[]): ReleaseSignatureCounts {
+  const signed = images.filter((i) => i.releaseSignatures !== undefined);
+  return {
+    releases: signed.length,
+    signatures: signed.reduce((n, i) => n + (i.releaseSignatures?.length ?? 0), 0),
+    missing: failed.filter((f) => f.code === 'MM_SIGNATURE_MISSING').length,
+    invalid: failed.filter((f) => f.code === 'MM_SIGNATURE_INVALID').length,
   };
 }
 

@@ -86,7 +86,10 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         dryRun: options.dryRun === true,
         destination,
         warnings: ctx.warnings,
-        signatures: { ...sourced.signatures, mirrored: done.filter((i) => i.role === 'signature').length },
+        signatures: {
+          sigstore: { ...sourced.signatures.sigstore, mirrored: done.filter((i) => i.role === 'signature').length },
+          release: sourced.signatures.release,
+        },
         bytes: {
           unique: plan.uniqueBytes,
           held: split.heldBytes,
