@@ -61,4 +61,16 @@ describe('bad input', () => {
     expect(badFlag.stderr).toMatch(/parallel-images/);
     expect(badFlag.stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('a bad release signature setting names the variable (and the file), before anything is fetched', async () => {
+    const config = join(dir, 'sig.yaml');
+    await writeFile(config, `${header}mirror:\n  additionalImages:\n    - name: 127.0.0.1:1/a/b:1\n`);
+    const args = ['mirror', '-c', config, `file://${join(dir, 'out-sig')}`, '--cache-dir', join(dir, 'cache-sig')];
+    expectOneClearLine(await runMeshmirror(args, { env: { OCP_SIGNATURE_URL: 'ftp://example.com/sigs/' } }), 'OCP_SIGNATURE_URL', 'ftp://example.com/sigs/');
+    const missing = join(dir, 'no-such-key.asc');
+    expectOneClearLine(await runMeshmirror(args, { env: { OCP_SIGNATURE_VERIFICATION_PK: missing } }), 'OCP_SIGNATURE_VERIFICATION_PK', missing);
+    const empty = join(dir, 'empty-key.asc');
+    await writeFile(empty, '\n');
+    expectOneClearLine(await runMeshmirror(args, { env: { OCP_SIGNATURE_VERIFICATION_PK: empty } }), 'OCP_SIGNATURE_VERIFICATION_PK', empty, 'empty');
+  });
 });

@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest, type Digest } from '@meshmirror/shared';
+import { cacheWithIdentity, farmKeys, startAgent } from './support/agents.ts';
 import { runMeshmirror } from './support/cli.ts';
-import { mirrorArgs, writeImageSetConfig } from './support/mirror-fixture.ts';
+import { archiveContent, mirrorArgs, writeImageSetConfig } from './support/mirror-fixture.ts';
 import { LayoutBuilder, randomLayer, type BuiltImage, type Layer } from './support/oci-image-builder.ts';
 import { pushLayout } from './support/push-layout.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
@@ -96,6 +97,26 @@ describe('sigstore signatures', () => {
     expect(summary.images).toMatchObject({ requested: 6, archived: 6, failed: 0 });
     const archived = summary.outcomes.filter((o) => o.state === 'archived').map((o) => o.source);
     for (const name of signatures.keys()) expect(archived).toContain(`${source.host}/${name}`);
+  });
+
+  it('a dry run lists the signatures, and a farm of two agents writes the same archive as one host', async () => {
+    const dry = await runMeshmirror(mirrorArgs(config, join(dir, 'out-dry'), join(dir, 'cache-dry'), '--dry-run'));
+    expect(dry.code, dry.stderr).toBe(0);
+    const planned = (JSON.parse(dry.stdout) as SummaryJson).outcomes.filter((o) => o.state === 'planned').map((o) => o.source);
+    for (const name of signatures.keys()) expect(planned).toContain(`${source.host}/${name}`);
+
+    const { keyFile, coordinatorId } = await farmKeys(dir);
+    const agents = await Promise.all(['a', 'b'].map((n) => startAgent({ data: join(dir, `agent-${n}`), swarmKey: keyFile, allow: [coordinatorId] })));
+    try {
+      const out = join(dir, 'out-farm');
+      const cache = await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-farm'));
+      const farm = await runMeshmirror([...mirrorArgs(config, out, cache), '--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? '')]);
+      expect(farm.code, farm.stderr).toBe(0);
+      expect((JSON.parse(farm.stdout) as SummaryJson).signatures.sigstore).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
+      expect(await archiveContent(out, join(dir, 'layout-farm'))).toEqual(await archiveContent(archive, join(dir, 'layout-single')));
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+    }
   });
 
   it('disk to mirror puts every signature next to its image, under the same tag and with the source digest', async () => {

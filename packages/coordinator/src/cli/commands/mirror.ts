@@ -136,6 +136,20 @@ function progressFor(flags: MirrorFlags, backoff: HostBackoff) {
  */
 function openShiftSources(flags: MirrorFlags, settings: TransferSettings, retry: RetryPolicy): OpenShiftSources {
   const updateUrl = checkOpenShiftFlags(flags);
+  const { signatureUrl, signatureKeys } = releaseSignatureSettings();
+  return {
+    ...(updateUrl === undefined ? {} : { updateUrl }),
+    ...(signatureUrl === undefined ? {} : { signatureUrl }),
+    ...(signatureKeys === undefined ? {} : { signatureKeys }),
+    ...(flags.graphDataUrl === undefined ? {} : { graphDataUrl: flags.graphDataUrl }),
+    ...(flags.graphBaseImage === undefined ? {} : { graphBaseImage: flags.graphBaseImage }),
+    tlsVerify: settings.srcTlsVerify,
+    retry,
+  };
+}
+
+/** oc-mirror's `OCP_SIGNATURE_URL` and `OCP_SIGNATURE_VERIFICATION_PK` (the key file's text), checked. */
+function releaseSignatureSettings(): { signatureUrl?: string; signatureKeys?: string } {
   const signatureUrl = nonEmpty(process.env['OCP_SIGNATURE_URL']);
   if (signatureUrl !== undefined && !/^https?:\/\/[^/]/.test(signatureUrl)) {
     throw new MeshmirrorError('MM_USAGE', `OCP_SIGNATURE_URL: expected an http(s):// URL, got "${signatureUrl}"`);
@@ -151,14 +165,9 @@ function openShiftSources(flags: MirrorFlags, settings: TransferSettings, retry:
     if (signatureKeys.trim() === '') throw new MeshmirrorError('MM_USAGE', `OCP_SIGNATURE_VERIFICATION_PK: ${keyFile} is empty`);
   }
   return {
-    ...(updateUrl === undefined ? {} : { updateUrl }),
     // Joined with `sha256=<hex>/signature-N` as it is, like oc-mirror: a missing final `/` is added.
     ...(signatureUrl === undefined ? {} : { signatureUrl: signatureUrl.endsWith('/') ? signatureUrl : `${signatureUrl}/` }),
     ...(signatureKeys === undefined ? {} : { signatureKeys }),
-    ...(flags.graphDataUrl === undefined ? {} : { graphDataUrl: flags.graphDataUrl }),
-    ...(flags.graphBaseImage === undefined ? {} : { graphBaseImage: flags.graphBaseImage }),
-    tlsVerify: settings.srcTlsVerify,
-    retry,
   };
 }
 
@@ -176,6 +185,7 @@ function checkOpenShiftFlags(flags: MirrorFlags): string | undefined {
       );
     }
   }
+  releaseSignatureSettings();
   if (flags.graphBaseImage !== undefined) {
     try {
       parseImageReference(flags.graphBaseImage);
