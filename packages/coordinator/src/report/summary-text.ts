@@ -49,7 +49,7 @@ export function summaryText(summary: MirrorSummary): string {
 export function signaturesLines(s: SignatureSummary, verb: string): string[] {
   const { sigstore, release } = s;
   const lines = [
-    `  signatures: ${sigstore.found} sigstore signatures found (${sigstore.mirrored} ${verb}), ${sigstore.missing} images unsigned${sigstore.failed > 0 ? `, ${sigstore.failed} could not be read` : ''}`,
+    `  signatures: ${sigstore.found} sigstore signatures found (${sigstore.mirrored} ${verb}), ${sigstore.missing} manifests unsigned${sigstore.failed > 0 ? `, ${sigstore.failed} could not be read` : ''}`,
   ];
   if (release.releases + release.missing + release.invalid > 0) {
     lines.push(
