@@ -141,8 +141,14 @@ async function uniqueBlobs(registry: RunningRegistry, refs: string[]): Promise<A
   return [...blobs.values()];
 }
 
-/** The raw ceiling: every unique blob once, CEILING_PARALLEL at a time, read and thrown away. */
-async function rawCeiling(registry: RunningRegistry, blobs: Array<{ repository: string; digest: Digest; size: number }>): Promise<{ seconds: number; bytes: number }> {
+type UniqueBlob = { repository: string; digest: Digest; size: number };
+
+/** Downloads every blob once, CEILING_PARALLEL at a time, handing each body to `keep`; seconds and bytes. */
+async function downloadAll(
+  registry: RunningRegistry,
+  blobs: UniqueBlob[],
+  keep: (blob: UniqueBlob, body: AsyncIterable<Uint8Array>) => Promise<number>,
+): Promise<{ seconds: number; bytes: number }> {
   await settle();
   const started = performance.now();
   let next = 0;
@@ -152,51 +158,47 @@ async function rawCeiling(registry: RunningRegistry, blobs: Array<{ repository: 
       const blob = blobs[i]!;
       const response = await fetch(`${registry.url}/v2/${blob.repository}/blobs/${blob.digest}`);
       if (!response.ok || response.body === null) throw new Error(`GET blob ${blob.digest}: ${response.status}`);
-      for await (const chunk of response.body) bytes += (chunk as Uint8Array).byteLength;
+      bytes += await keep(blob, response.body as AsyncIterable<Uint8Array>);
     }
   };
   await Promise.all(Array.from({ length: CEILING_PARALLEL }, worker));
   return { seconds: (performance.now() - started) / 1000, bytes };
 }
 
+/** The raw ceiling: every unique blob once, read and thrown away. */
+function rawCeiling(registry: RunningRegistry, blobs: UniqueBlob[]): Promise<{ seconds: number; bytes: number }> {
+  return downloadAll(registry, blobs, async (_blob, body) => {
+    let n = 0;
+    for await (const chunk of body) n += chunk.byteLength;
+    return n;
+  });
+}
+
 /**
- * The ceiling for any tool that keeps what it fetches: every unique blob once, CEILING_PARALLEL at a
- * time, written once into a file of its own and fsynced (meshmirror's archive is durable when it
- * exits). On this machine writing fresh pages costs more than loopback delivers them, so this, not
- * the raw ceiling, is what a mirroring tool can approach.
+ * The ceiling for any tool that keeps what it fetches: every unique blob once, written once into a
+ * file of its own and fsynced (meshmirror's archive is durable when it exits). On this machine
+ * writing fresh pages costs more than loopback delivers them, so this, not the raw ceiling, is what
+ * a mirroring tool can approach.
  */
-async function diskCeiling(
-  registry: RunningRegistry,
-  blobs: Array<{ repository: string; digest: Digest; size: number }>,
-  into: string,
-): Promise<{ seconds: number; bytes: number }> {
+async function diskCeiling(registry: RunningRegistry, blobs: UniqueBlob[], into: string): Promise<{ seconds: number; bytes: number }> {
   await rm(into, { recursive: true, force: true });
   await mkdir(into, { recursive: true });
-  await settle();
-  const started = performance.now();
-  let next = 0;
-  let bytes = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < blobs.length; i = next++) {
-      const blob = blobs[i]!;
-      const response = await fetch(`${registry.url}/v2/${blob.repository}/blobs/${blob.digest}`);
-      if (!response.ok || response.body === null) throw new Error(`GET blob ${blob.digest}: ${response.status}`);
-      const file = await open(join(into, blob.digest.slice('sha256:'.length)), 'w');
-      try {
-        for await (const chunk of response.body) {
-          await file.write(chunk as Uint8Array);
-          bytes += (chunk as Uint8Array).byteLength;
-        }
-        await file.sync();
-      } finally {
-        await file.close();
+  const result = await downloadAll(registry, blobs, async (blob, body) => {
+    const file = await open(join(into, blob.digest.slice('sha256:'.length)), 'w');
+    let n = 0;
+    try {
+      for await (const chunk of body) {
+        await file.write(chunk);
+        n += chunk.byteLength;
       }
+      await file.sync();
+    } finally {
+      await file.close();
     }
-  };
-  await Promise.all(Array.from({ length: CEILING_PARALLEL }, worker));
-  const seconds = (performance.now() - started) / 1000;
+    return n;
+  });
   await rm(into, { recursive: true, force: true });
-  return { seconds, bytes };
+  return result;
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-'));
