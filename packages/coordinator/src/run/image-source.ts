@@ -84,25 +84,26 @@ export function registrySource(options: RegistrySourceOptions): ImageSource {
       const failed = [...unresolved];
       let images = [...content.prepared, ...resolved];
       // A release payload goes with its OpenPGP signatures, or not at all: a cluster cannot upgrade to it without them.
-      const release: ReleaseSignatureCounts = { releases: 0, signatures: 0, missing: 0, invalid: 0 };
+      let release: ReleaseSignatureCounts = { releases: 0, signatures: 0, missing: 0, invalid: 0 };
       if (options.removeSignatures !== true && images.some((i) => i.role === 'release-payload')) {
-        const signed = await withReleaseSignatures(images, options);
-        images = signed.images;
-        failed.push(...signed.failed);
-        Object.assign(release, releaseSignatureCounts(images, signed.failed));
+        const checked = await withReleaseSignatures(images, options);
+        images = checked.images;
+        failed.push(...checked.failed);
+        release = releaseSignatureCounts(images, checked.failed);
       }
-      // Signatures are more images of the set: found after their subjects, resolved the same way.
+      // Sigstore signatures are more images of the set: found after their subjects, resolved the same way.
       const wanted = options.removeSignatures === true ? [] : signatureRequests(images);
-      const signed = await resolveAll(wanted, run, journal, options, { absentIsNormal: true, concurrency: SIGNATURE_LOOKUPS });
-      if (wanted.length > 0) log.info({ lookedFor: wanted.length, found: signed.resolved.length, missing: signed.absent }, 'sigstore signatures');
-      const allFailed = [...content.failed, ...failed, ...signed.failed];
-      options.progress?.update({ imagesTotal: requested + signed.resolved.length + signed.failed.length, imagesFailed: allFailed.length });
+      const sigstore = await resolveAll(wanted, run, journal, options, { absentIsNormal: true, concurrency: SIGNATURE_LOOKUPS });
+      if (wanted.length > 0) log.info({ lookedFor: wanted.length, found: sigstore.resolved.length, missing: sigstore.absent }, 'sigstore signatures');
+      const allFailed = [...content.failed, ...failed, ...sigstore.failed];
+      const total = requested + sigstore.resolved.length + sigstore.failed.length;
+      options.progress?.update({ imagesTotal: total, imagesFailed: allFailed.length });
       return {
-        requested: requested + signed.resolved.length + signed.failed.length,
+        requested: total,
         blocked: content.blocked,
-        images: [...images, ...signed.resolved],
+        images: [...images, ...sigstore.resolved],
         failed: allFailed,
-        signatures: { sigstore: { found: signed.resolved.length, missing: signed.absent, failed: signed.failed.length }, release },
+        signatures: { sigstore: { found: sigstore.resolved.length, missing: sigstore.absent, failed: sigstore.failed.length }, release },
       };
     },
   };
