@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest, type Digest } from '@meshmirror/shared';
 import { cacheWithIdentity, farmKeys, startAgent } from './support/agents.ts';
-import { runMeshmirror } from './support/cli.ts';
+import { runMeshmirror, startServe } from './support/cli.ts';
 import { archiveContent, mirrorArgs, writeImageSetConfig } from './support/mirror-fixture.ts';
 import { LayoutBuilder, randomLayer, type BuiltImage, type Layer } from './support/oci-image-builder.ts';
 import { pushLayout } from './support/push-layout.ts';
@@ -97,6 +97,14 @@ describe('sigstore signatures', () => {
     expect(summary.images).toMatchObject({ requested: 6, archived: 6, failed: 0 });
     const archived = summary.outcomes.filter((o) => o.state === 'archived').map((o) => o.source);
     for (const name of signatures.keys()) expect(archived).toContain(`${source.host}/${name}`);
+
+    // `serve` answers for them where a verifier looks: the same tag in the same repository.
+    const served = await startServe(archive);
+    try {
+      for (const [name, digest] of signatures) expect(await skopeoInspectDigest(`docker://${served.host}/${name}`), name).toBe(digest);
+    } finally {
+      await served.stop();
+    }
   });
 
   it('a dry run lists the signatures, and a farm of two agents writes the same archive as one host', async () => {
