@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMeshmirror } from './support/cli.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
-import { extractChunks, mirrorArgs } from './support/mirror-fixture.ts';
+import { diskToMirrorArgs, extractChunks, mirrorArgs, mirrorToMirrorArgs } from './support/mirror-fixture.ts';
 import { startOpenShiftFixture, type OpenShiftFixture } from './support/openshift-fixture.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
 import { skopeoCopy, skopeoInspectDigest } from './support/skopeo.ts';
@@ -521,22 +521,7 @@ describe('release signatures', () => {
   });
 
   const m2m = (name: string, ...extra: string[]) =>
-    run([
-      'mirror',
-      '-c',
-      config,
-      '--workspace',
-      `file://${join(dir, name)}`,
-      `docker://${target.host}/${name}`,
-      '--cache-dir',
-      join(dir, `cache-${name}`),
-      '--src-tls-verify=false',
-      '--dest-tls-verify=false',
-      '--output',
-      'json',
-      ...openshiftArgs(),
-      ...extra,
-    ]);
+    run(mirrorToMirrorArgs(config, join(dir, name), `${target.host}/${name}`, join(dir, `cache-${name}`), ...openshiftArgs(), ...extra));
 
   it('carries exactly the valid ones; a release without, or with one by another key or for another digest, fails by name', async () => {
     // 4.19.2 two signatures; 4.19.3 none; 4.19.5 one by a key nobody trusts; 4.19.8 one that signs
@@ -568,19 +553,7 @@ describe('release signatures', () => {
     expect(first.stderr + first.stdout).not.toContain('BEGIN PGP');
 
     // The archive carries the signatures across: disk to mirror writes them for the cluster.
-    const push = await run([
-      'mirror',
-      '-c',
-      config,
-      '--from',
-      `file://${out}`,
-      `docker://${target.host}/signed`,
-      '--cache-dir',
-      join(dir, 'cache-signed-push'),
-      '--dest-tls-verify=false',
-      '--output',
-      'json',
-    ]);
+    const push = await run(diskToMirrorArgs(config, out, `${target.host}/signed`, join(dir, 'cache-signed-push')));
     expect(push.stdout).toContain('"pushed"');
     expect(await signatureConfigMap(join(out, 'working-dir', 'cluster-resources'))).toEqual(await expectedSignatures(['4.19.2', '4.19.10']));
 

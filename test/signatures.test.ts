@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest, type Digest } from '@meshmirror/shared';
 import { cacheWithIdentity, farmKeys, startAgent } from './support/agents.ts';
 import { runMeshmirror, startServe } from './support/cli.ts';
-import { archiveContent, mirrorArgs, writeImageSetConfig } from './support/mirror-fixture.ts';
+import { archiveContent, diskToMirrorArgs, mirrorArgs, mirrorToMirrorArgs, writeImageSetConfig } from './support/mirror-fixture.ts';
 import { LayoutBuilder, randomLayer, type BuiltImage, type Layer } from './support/oci-image-builder.ts';
 import { pushLayout } from './support/push-layout.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
@@ -128,19 +128,7 @@ describe('sigstore signatures', () => {
   });
 
   it('disk to mirror puts every signature next to its image, under the same tag and with the source digest', async () => {
-    const result = await runMeshmirror([
-      'mirror',
-      '-c',
-      config,
-      '--from',
-      `file://${archive}`,
-      `docker://${target.host}/d2m`,
-      '--cache-dir',
-      join(dir, 'cache-d2m'),
-      '--dest-tls-verify=false',
-      '--output',
-      'json',
-    ]);
+    const result = await runMeshmirror(diskToMirrorArgs(config, archive, `${target.host}/d2m`, join(dir, 'cache-d2m')));
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as SummaryJson;
     expect(summary.signatures.sigstore).toMatchObject({ found: 3, mirrored: 3 });
@@ -149,21 +137,7 @@ describe('sigstore signatures', () => {
 
   it('mirror to mirror does the same, and --remove-signatures leaves them out', async () => {
     const m2m = (prefix: string, ...extra: string[]) =>
-      runMeshmirror([
-        'mirror',
-        '-c',
-        config,
-        '--workspace',
-        `file://${join(dir, `ws-${prefix}`)}`,
-        `docker://${target.host}/${prefix}`,
-        '--cache-dir',
-        join(dir, `cache-${prefix}`),
-        '--src-tls-verify=false',
-        '--dest-tls-verify=false',
-        '--output',
-        'json',
-        ...extra,
-      ]);
+      runMeshmirror(mirrorToMirrorArgs(config, join(dir, `ws-${prefix}`), `${target.host}/${prefix}`, join(dir, `cache-${prefix}`), ...extra));
     const withSignatures = await m2m('m2m');
     expect(withSignatures.code, withSignatures.stderr).toBe(0);
     expect((JSON.parse(withSignatures.stdout) as SummaryJson).signatures.sigstore).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });

@@ -121,3 +121,27 @@ export async function archiveContent(out: string, into: string): Promise<{ blobs
 export function mirrorArgs(config: string, out: string, cache: string, ...extra: string[]): string[] {
   return ['mirror', '-c', config, `file://${out}`, '--cache-dir', cache, '--src-tls-verify=false', '--output', 'json', ...extra];
 }
+
+/** Disk to mirror: the archive in `from` pushed to `destination` (`HOST[/PREFIX]`), JSON summary. */
+export function diskToMirrorArgs(config: string, from: string, destination: string, cache: string, ...extra: string[]): string[] {
+  return ['mirror', '-c', config, '--from', `file://${from}`, `docker://${destination}`, '--cache-dir', cache, '--dest-tls-verify=false', '--output', 'json', ...extra];
+}
+
+/** Mirror to mirror into `destination` (`HOST[/PREFIX]`), reports in `workspace`, JSON summary. */
+export function mirrorToMirrorArgs(config: string, workspace: string, destination: string, cache: string, ...extra: string[]): string[] {
+  return [
+    'mirror',
+    '-c',
+    config,
+    '--workspace',
+    `file://${workspace}`,
+    `docker://${destination}`,
+    '--cache-dir',
+    cache,
+    '--src-tls-verify=false',
+    '--dest-tls-verify=false',
+    '--output',
+    'json',
+    ...extra,
+  ];
+}
