@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cacheWithIdentity, startAgent, type RunningAgent } from './support/agents.ts';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
-import { startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
+import { mirrorToMirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 import { pushLayout } from './support/push-layout.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
 import { skopeoCopy, skopeoInspectDigest } from './support/skopeo.ts';
@@ -47,23 +47,7 @@ afterAll(async () => {
 });
 
 function m2mArgs(destination: string, workspace: string, cache: string, ...extra: string[]): string[] {
-  return [
-    'mirror',
-    '-c',
-    config,
-    '--workspace',
-    `file://${workspace}`,
-    `docker://${destination}`,
-    '--cache-dir',
-    cache,
-    '--src-tls-verify=false',
-    '--dest-tls-verify=false',
-    '--retry-delay',
-    '50ms',
-    '--output',
-    'json',
-    ...extra,
-  ];
+  return mirrorToMirrorArgs(config, workspace, destination, cache, '--retry-delay', '50ms', ...extra);
 }
 
 /** Every image reads back from the target with the source's digest, and copies whole (skopeo verifies every blob). */
