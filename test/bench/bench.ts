@@ -158,7 +158,8 @@ async function downloadAll(
       const blob = blobs[i]!;
       const response = await fetch(`${registry.url}/v2/${blob.repository}/blobs/${blob.digest}`);
       if (!response.ok || response.body === null) throw new Error(`GET blob ${blob.digest}: ${response.status}`);
-      bytes += await keep(blob, response.body as AsyncIterable<Uint8Array>);
+      const kept = await keep(blob, response.body as AsyncIterable<Uint8Array>);
+      bytes += kept;
     }
   };
   await Promise.all(Array.from({ length: CEILING_PARALLEL }, worker));
