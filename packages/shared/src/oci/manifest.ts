@@ -44,6 +44,7 @@ export const imageIndexSchema = z
   .object({
     schemaVersion: z.literal(2),
     mediaType: z.string().optional(),
+    artifactType: z.string().optional(),
     manifests: z.array(descriptorSchema),
     subject: descriptorSchema.optional(),
     annotations: z.record(z.string(), z.string()).optional(),

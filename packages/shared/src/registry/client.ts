@@ -9,8 +9,10 @@ import type { Logger } from 'pino';
 import { DigestMismatchError, MeshmirrorError, redactUrl, RegistryError, throwIfAborted } from '../errors.ts';
 import { silentLogger } from '../logging.ts';
 import { isDigest, sha256Digest, type Digest } from '../oci/digest.ts';
-import { MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
+import { isIndexMediaType, isManifestMediaType, MANIFEST_ACCEPT, MediaType } from '../oci/media-types.ts';
+import { imageIndexSchema, type Descriptor } from '../oci/manifest.ts';
 import { registryApiHost } from '../oci/reference.ts';
+import { referrersTag } from '../oci/referrers.ts';
 import { HostBackoff } from '../retry/host-backoff.ts';
 import { isRetryable, type RetryPolicy } from '../retry/policy.ts';
 import { withRetries } from '../retry/retry-loop.ts';
@@ -34,6 +36,7 @@ import type {
   BlobRangeRequest,
   BlobRangeResponse,
   FetchedManifest,
+  Referrers,
   RegistryClient,
   RegistryPushClient,
   RepositoryLocation,
@@ -430,6 +433,45 @@ class UndiciRegistryClient implements HttpRegistryClient {
     );
   }
 
+  async getReferrers(location: RepositoryLocation, digest: Digest, options: AbortOptions = {}): Promise<Referrers> {
+    const { signal } = options;
+    const what = `GET referrers ${location.registry}/${location.repository}@${digest}`;
+    const fromApi = await withRetries(
+      async (): Promise<Referrers | undefined> => {
+        const response = await this.#send(location, {
+          method: 'GET',
+          path: `/v2/${location.repository}/referrers/${digest}`,
+          headers: { accept: MediaType.OciIndex },
+          what,
+          ...(signal === undefined ? {} : { signal }),
+        });
+        // The spec's answer from a registry without the API is 404; older ones refuse the path otherwise.
+        if (REFERRERS_UNSUPPORTED.has(response.status)) {
+          await discardBody(response.body);
+          return undefined;
+        }
+        if (response.status !== 200) throw await registryErrorFromResponse(response, what);
+        const bytes = await readBodyCapped(response, {
+          maxBytes: this.#options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+          what,
+          tooLargeCode: 'MM_MANIFEST_INVALID',
+          stallTimeoutMs: this.#options.stallTimeoutMs,
+          ...(signal === undefined ? {} : { signal }),
+        });
+        return { via: 'api', manifests: referrersOf(bytes, what) };
+      },
+      this.#retryOptions(location.registry, what, signal),
+    );
+    if (fromApi !== undefined) return fromApi;
+    try {
+      const index = await this.getManifest(location, referrersTag(digest), options);
+      return { via: 'tag', manifests: referrersOf(index.bytes, `${what} (tag ${referrersTag(digest)})`) };
+    } catch (error) {
+      if (error instanceof RegistryError && error.status === 404) return { via: 'none', manifests: [] };
+      throw error;
+    }
+  }
+
   async putManifest(location: RepositoryLocation, reference: string, manifest: { bytes: Uint8Array; mediaType: string }, options: AbortOptions = {}): Promise<void> {
     const { signal } = options;
     if (!isDigest(reference) && !TAG_RE.test(reference)) {
@@ -653,6 +695,22 @@ function uploadRange(response: HttpResponse, what: string, fallback: number): { 
   }
   const end = Number(match[1]);
   return end === 0 ? { offset: 0, ambiguous: true } : { offset: end + 1 };
+}
+
+/** Answers to the referrers path that mean the registry has no referrers API. */
+const REFERRERS_UNSUPPORTED = new Set([400, 404, 405, 406, 501]);
+
+/** The entries of a referrers index that are manifests (anything else cannot be mirrored as one). */
+function referrersOf(bytes: Uint8Array, what: string): Descriptor[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (cause) {
+    throw new MeshmirrorError('MM_MANIFEST_INVALID', `${what}: the referrers list is not JSON`, { cause });
+  }
+  const parsed = imageIndexSchema.safeParse(json);
+  if (!parsed.success) throw new MeshmirrorError('MM_MANIFEST_INVALID', `${what}: the referrers list is not an image index: ${parsed.error.issues[0]?.message ?? ''}`);
+  return parsed.data.manifests.filter((d) => isIndexMediaType(d.mediaType) || isManifestMediaType(d.mediaType));
 }
 
 export interface ContentRange {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.ts';
+import type { Descriptor } from '../oci/manifest.ts';
 
 /** Where a blob can be fetched upstream: a registry host and a repository in it. */
 export interface RepositoryLocation {
@@ -16,6 +17,15 @@ export interface FetchedManifest {
   mediaType: string;
   /** sha256 of `bytes`; checked against the requested digest when the request named one. */
   digest: Digest;
+}
+
+/**
+ * The manifests that refer to a subject: from the referrers API (`api`), from the referrers tag
+ * schema's index when the registry has no API (`tag`), or none at all (`none`: no API and no tag).
+ */
+export interface Referrers {
+  via: 'api' | 'tag' | 'none';
+  manifests: Descriptor[];
 }
 
 /** One attempt at a byte range of a blob. The body must be consumed or destroyed. */
@@ -55,6 +65,8 @@ export interface RegistryClient {
   getBlob(location: RepositoryLocation, digest: Digest, options?: AbortOptions & { maxBytes?: number }): Promise<Uint8Array>;
   /** One ranged GET of a blob; see `BlobRangeResponse`. Follows redirects, dropping Authorization across hosts. */
   fetchBlobRange(location: RepositoryLocation, digest: Digest, request: BlobRangeRequest): Promise<BlobRangeResponse>;
+  /** The manifests whose `subject` is `digest`: the referrers API, else the `sha256-<hex>` tag index. */
+  getReferrers(location: RepositoryLocation, digest: Digest, options?: AbortOptions): Promise<Referrers>;
   close(): Promise<void>;
 }
 
@@ -105,4 +117,6 @@ export interface RegistryPushClient {
   manifestDigest(location: RepositoryLocation, reference: string, options?: AbortOptions): Promise<Digest | undefined>;
   /** PUT a manifest under a tag or its digest. */
   putManifest(location: RepositoryLocation, reference: string, manifest: { bytes: Uint8Array; mediaType: string }, options?: AbortOptions): Promise<void>;
+  /** As the pull side's: whether the target has the referrers API, and what its tag index lists. */
+  getReferrers(location: RepositoryLocation, digest: Digest, options?: AbortOptions): Promise<Referrers>;
 }

@@ -14,6 +14,7 @@ import {
   type BlobRangeResponse,
   type Digest,
   type FetchedManifest,
+  type Referrers,
   type RegistryClient,
   type RepositoryLocation,
 } from '@meshmirror/shared';
@@ -90,6 +91,10 @@ export class ScriptedRegistryClient implements RegistryClient {
   }
 
   async getBlob(): Promise<Uint8Array> {
+    throw new MeshmirrorError('MM_USAGE', 'the scripted client serves blob ranges only');
+  }
+
+  async getReferrers(): Promise<Referrers> {
     throw new MeshmirrorError('MM_USAGE', 'the scripted client serves blob ranges only');
   }
 
