@@ -2,7 +2,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { digestHex, MediaType, sha256Digest, type Digest } from '@meshmirror/shared';
+import { digestHex, MediaType, REF_NAME_ANNOTATION, sha256Digest, type Descriptor, type Digest } from '@meshmirror/shared';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
 import { parseRange, servedName, startRegistryServer, type RunningRegistryServer } from './registry-server.ts';
 
@@ -184,6 +184,117 @@ describe('registry server', () => {
       expect((await fetch(`${tampered.url}/v2/`)).status).toBe(200);
     } finally {
       await tampered.close();
+    }
+  });
+});
+
+describe('referrers API', () => {
+  const EMPTY_CONFIG: Descriptor = {
+    mediaType: 'application/vnd.oci.empty.v1+json',
+    digest: 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a',
+    size: 2,
+  };
+  const SBOM_TYPE = 'application/spdx+json';
+  const SIGNATURE_TYPE = 'application/vnd.dev.cosign.artifact.sig.v1+json';
+  let dir: string;
+  let subject: Descriptor;
+  let sbom: Descriptor;
+  let signature: Descriptor;
+  let referrersServer: RunningRegistryServer;
+
+  /** Writes a blob into the layout the way the fixture does, and returns its descriptor. */
+  async function putBlob(bytes: Buffer, mediaType: string): Promise<Descriptor> {
+    const digest = sha256Digest(bytes);
+    await writeFile(join(dir, 'blobs', 'sha256', digestHex(digest)), bytes);
+    return { mediaType, digest, size: bytes.length };
+  }
+
+  beforeAll(async () => {
+    dir = join(work, 'referrers');
+    const written = await writeTestLayout(dir, [{ name: 'sample/signed:1.0', platforms: [{ architecture: 'amd64', layerSizes: [300] }] }]);
+    subject = written.images[0]!.descriptor;
+    const subjectRef = { mediaType: subject.mediaType, digest: subject.digest, size: subject.size };
+
+    expect(sha256Digest('{}')).toBe(EMPTY_CONFIG.digest);
+    await putBlob(Buffer.from('{}'), EMPTY_CONFIG.mediaType);
+    const sbomLayer = await putBlob(Buffer.from('{"spdxVersion":"SPDX-2.3"}'), SBOM_TYPE);
+    sbom = await putBlob(
+      Buffer.from(
+        JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, artifactType: SBOM_TYPE, config: EMPTY_CONFIG, layers: [sbomLayer], subject: subjectRef }),
+      ),
+      MediaType.OciManifest,
+    );
+    const signatureLayer = await putBlob(Buffer.from('signed payload'), 'application/vnd.dev.cosign.simplesigning.v1+json');
+    signature = await putBlob(
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: MediaType.OciManifest,
+          artifactType: SIGNATURE_TYPE,
+          config: EMPTY_CONFIG,
+          layers: [signatureLayer],
+          subject: subjectRef,
+          annotations: { 'dev.sigstore.cosign/signature': 'MEUCIQ' },
+        }),
+      ),
+      MediaType.OciManifest,
+    );
+    // Referrers are top-level entries of index.json, as meshmirror archives them: named by digest, or not named.
+    const indexFile = join(dir, 'index.json');
+    const index = JSON.parse(await readFile(indexFile, 'utf8')) as { manifests: Descriptor[] };
+    index.manifests.push({ ...sbom, annotations: { [REF_NAME_ANNOTATION]: `registry.example.com/sample/signed@${sbom.digest}` } }, signature);
+    await writeFile(indexFile, JSON.stringify(index));
+    referrersServer = await startRegistryServer({ dir, port: 0 });
+  });
+
+  afterAll(async () => {
+    await referrersServer.close();
+  });
+
+  it('lists every manifest whose subject is the digest, with artifact type and annotations', async () => {
+    const response = await fetch(`${referrersServer.url}/v2/sample/signed/referrers/${subject.digest}`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe(MediaType.OciIndex);
+    expect(response.headers.get('oci-filters-applied')).toBeNull();
+    const expected = [
+      { mediaType: MediaType.OciManifest, digest: sbom.digest, size: sbom.size, artifactType: SBOM_TYPE },
+      {
+        mediaType: MediaType.OciManifest,
+        digest: signature.digest,
+        size: signature.size,
+        artifactType: SIGNATURE_TYPE,
+        annotations: { 'dev.sigstore.cosign/signature': 'MEUCIQ' },
+      },
+    ].sort((a, b) => (a.digest < b.digest ? -1 : 1));
+    expect(await response.json()).toEqual({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: expected });
+
+    const head = await fetch(`${referrersServer.url}/v2/any/name/referrers/${subject.digest}`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-type')).toBe(MediaType.OciIndex);
+  });
+
+  it('filters by artifactType and says so', async () => {
+    const response = await fetch(`${referrersServer.url}/v2/sample/signed/referrers/${subject.digest}?artifactType=${encodeURIComponent(SBOM_TYPE)}`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('oci-filters-applied')).toBe('artifactType');
+    const body = (await response.json()) as { manifests: Descriptor[] };
+    expect(body.manifests.map((m) => m.digest)).toEqual([sbom.digest]);
+  });
+
+  it('answers an unknown subject with an empty list, never 404', async () => {
+    for (const digest of [sha256Digest('nothing refers to this'), sbom.digest]) {
+      const response = await fetch(`${referrersServer.url}/v2/sample/signed/referrers/${digest}`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toBe(MediaType.OciIndex);
+      expect(await response.json()).toEqual({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] });
+    }
+  });
+
+  it('rejects a malformed digest with 400 DIGEST_INVALID', async () => {
+    for (const reference of ['sha256:..%2F..%2Foci-layout', '1.0']) {
+      const response = await fetch(`${referrersServer.url}/v2/sample/signed/referrers/${reference}`);
+      expect(response.status).toBe(400);
+      expect(await errorCodes(response)).toEqual(['DIGEST_INVALID']);
     }
   });
 });

@@ -8,11 +8,16 @@
  * registry, also under `<registry>/<repository>`. Manifests by digest and blobs resolve under any
  * repository name. Nothing outside the folder is read: digests are validated before they become
  * paths, and repository names never touch the file system.
+ *
+ * The referrers API (distribution spec v1.1, `/v2/<name>/referrers/<digest>`) lists the signatures,
+ * SBOMs and attestations held beside an image: every manifest of `index.json`, and every child of an
+ * index there, whose `subject` is that digest. It too answers under any repository name.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import pLimit from 'p-limit';
 import {
   describeError,
   errorCode,
@@ -22,6 +27,7 @@ import {
   MediaType,
   MeshmirrorError,
   parseImageReference,
+  referrerEntry,
   silentLogger,
   throwIfAborted,
   type Descriptor,
@@ -127,11 +133,13 @@ interface Catalog {
   repositories: Map<string, Map<string, Descriptor>>;
   /** Media types of manifests by digest: from index.json, then learned by reading manifests. */
   manifestTypes: Map<Digest, string | null>;
+  /** Referrer descriptors by subject digest, sorted by digest; built by the first referrers request. */
+  referrers: Promise<Map<string, Descriptor[]>> | undefined;
 }
 
 /** The repositories and tags to serve, from the folder's `index.json` names. */
 async function buildCatalog(folder: ImageFolder, logger: Logger): Promise<Catalog> {
-  const catalog: Catalog = { repositories: new Map(), manifestTypes: new Map() };
+  const catalog: Catalog = { repositories: new Map(), manifestTypes: new Map(), referrers: undefined };
   for (const image of await folder.images()) {
     catalog.manifestTypes.set(image.descriptor.digest, image.descriptor.mediaType);
     if (image.name === undefined) continue;
@@ -218,7 +226,7 @@ async function handleRequest(folder: ImageFolder, catalog: Catalog, logger: Logg
     sendJson(response, head, 200, { name, tags: page.items });
     return;
   }
-  const objectMatch = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(path);
+  const objectMatch = /^\/v2\/(.+)\/(manifests|blobs|referrers)\/([^/]+)$/.exec(path);
   if (objectMatch?.[1] === undefined || objectMatch[3] === undefined) {
     sendError(response, head, 404, 'NOT_FOUND', `no such endpoint: ${path}`);
     return;
@@ -228,6 +236,7 @@ async function handleRequest(folder: ImageFolder, catalog: Catalog, logger: Logg
   const reference = decodeSegment(objectMatch[3]);
   if (reference === undefined) return sendError(response, head, 400, 'NAME_INVALID', 'invalid reference');
   if (objectMatch[2] === 'manifests') await serveManifest(folder, catalog, logger, name, reference, request, response);
+  else if (objectMatch[2] === 'referrers') await serveReferrers(folder, catalog, logger, reference, url, head, response);
   else await serveBlob(folder, logger, reference, request, response);
 }
 
@@ -286,23 +295,159 @@ async function manifestMediaType(folder: ImageFolder, catalog: Catalog, digest: 
 }
 
 function sniffManifestType(body: Buffer): string | null {
+  return readManifestJson(body)?.mediaType ?? null;
+}
+
+interface ManifestJson {
+  /** An index or image manifest media type. */
+  mediaType: string;
+  json: Record<string, unknown>;
+}
+
+/** A manifest's JSON and media type, or null when the bytes are not JSON or not a manifest. */
+function readManifestJson(body: Buffer): ManifestJson | null {
   let json: unknown;
   try {
     json = JSON.parse(body.toString('utf8'));
   } catch {
     return null;
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return null;
-  const record = json as Record<string, unknown>;
-  if (typeof record['mediaType'] === 'string') {
-    const type = record['mediaType'];
-    return isIndexMediaType(type) || isManifestMediaType(type) ? type : null;
+  if (!isRecord(json)) return null;
+  if (typeof json['mediaType'] === 'string') {
+    const type = json['mediaType'];
+    return isIndexMediaType(type) || isManifestMediaType(type) ? { mediaType: type, json } : null;
   }
   // OCI lets mediaType be absent: tell an index from a manifest by its shape.
-  if (record['schemaVersion'] !== 2) return null;
-  if (Array.isArray(record['manifests'])) return MediaType.OciIndex;
-  if (typeof record['config'] === 'object' && Array.isArray(record['layers'])) return MediaType.OciManifest;
+  if (json['schemaVersion'] !== 2) return null;
+  if (Array.isArray(json['manifests'])) return { mediaType: MediaType.OciIndex, json };
+  if (typeof json['config'] === 'object' && Array.isArray(json['layers'])) return { mediaType: MediaType.OciManifest, json };
   return null;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The referrers API: an image index of the manifests whose `subject` is `reference`, optionally
+ * filtered by artifact type. A subject with no referrers (or not held at all) answers an empty
+ * list, never 404: the spec reserves 404 for registries without the API, and clients then fall
+ * back to the `sha256-<hex>` tag schema.
+ */
+async function serveReferrers(
+  folder: ImageFolder,
+  catalog: Catalog,
+  logger: Logger,
+  reference: string,
+  url: URL,
+  head: boolean,
+  response: ServerResponse,
+): Promise<void> {
+  if (!ANY_DIGEST_RE.test(reference)) return sendError(response, head, 400, 'DIGEST_INVALID', `"${reference}" is not a digest`);
+  const all = (await referrersBySubject(folder, catalog, logger)).get(reference) ?? [];
+  const artifactType = url.searchParams.get('artifactType') ?? '';
+  let manifests = all;
+  if (artifactType !== '') {
+    manifests = all.filter((descriptor) => descriptor.artifactType === artifactType);
+    response.setHeader('OCI-Filters-Applied', 'artifactType');
+  }
+  sendJson(response, head, 200, { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }, MediaType.OciIndex);
+}
+
+/**
+ * Referrers by subject digest. Built on the first referrers request, not at start-up: an archive can
+ * hold thousands of images, and reading all their manifests would delay serving for clients that
+ * never ask. A failed build is not kept, so a later request tries again.
+ */
+function referrersBySubject(folder: ImageFolder, catalog: Catalog, logger: Logger): Promise<Map<string, Descriptor[]>> {
+  catalog.referrers ??= buildReferrers(folder, catalog, logger).catch((error: unknown) => {
+    catalog.referrers = undefined;
+    throw error;
+  });
+  return catalog.referrers;
+}
+
+/** Manifests read at once while indexing referrers: archive reads overlap without flooding the disk. */
+const REFERRER_SCAN_CONCURRENCY = 8;
+
+/**
+ * Reads every manifest of `index.json` and every child of an index there, and files each one that
+ * has a `subject` under that subject. meshmirror archives referrers as top-level entries; children
+ * are read too because a referrer can itself be an index's child (per-platform attestations).
+ */
+async function buildReferrers(folder: ImageFolder, catalog: Catalog, logger: Logger): Promise<Map<string, Descriptor[]>> {
+  const bySubject = new Map<string, Descriptor[]>();
+  const seen = new Set<Digest>();
+  const children: Digest[] = [];
+  const scan = async (digests: Digest[], collectChildren: boolean): Promise<void> => {
+    const fresh = [...new Set(digests)].filter((digest) => !seen.has(digest));
+    for (const digest of fresh) seen.add(digest);
+    const limit = pLimit(REFERRER_SCAN_CONCURRENCY);
+    await Promise.all(
+      fresh.map((digest) =>
+        limit(async () => {
+          const manifest = await readHeldManifest(folder, catalog, logger, digest);
+          if (manifest === undefined) return;
+          const referrer = referrerOf(manifest);
+          if (referrer !== undefined) {
+            const list = bySubject.get(referrer.subject);
+            if (list === undefined) bySubject.set(referrer.subject, [referrer.descriptor]);
+            else list.push(referrer.descriptor);
+          }
+          if (collectChildren && isIndexMediaType(manifest.mediaType)) children.push(...childDigests(manifest.json));
+        }),
+      ),
+    );
+  };
+  await scan(
+    (await folder.images()).map((image) => image.descriptor.digest),
+    true,
+  );
+  await scan(children, false);
+  for (const list of bySubject.values()) list.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+  logger.debug({ manifests: seen.size, subjects: bySubject.size }, 'referrers indexed');
+  return bySubject;
+}
+
+interface HeldManifest extends ManifestJson {
+  digest: Digest;
+  bytes: Buffer;
+}
+
+/**
+ * A manifest held in the folder, or undefined when it is absent, too large, not a manifest or
+ * unreadable: one bad blob leaves out its referrers instead of failing the whole API.
+ */
+async function readHeldManifest(folder: ImageFolder, catalog: Catalog, logger: Logger, digest: Digest): Promise<HeldManifest | undefined> {
+  let body: Buffer;
+  try {
+    const size = await folder.blobSize(digest);
+    if (size === undefined || size > MAX_MANIFEST_BYTES) return undefined;
+    body = await readWhole(await folder.openBlob(digest));
+  } catch (error) {
+    logger.warn({ digest, err: describeError(error), code: errorCode(error) }, 'manifest cannot be read; its referrers are not listed');
+    return undefined;
+  }
+  const manifest = readManifestJson(body);
+  // Learned for free: a later manifest request by digest need not read it again.
+  if (!catalog.manifestTypes.has(digest)) catalog.manifestTypes.set(digest, manifest?.mediaType ?? null);
+  return manifest === null ? undefined : { ...manifest, digest, bytes: body };
+}
+
+/** The subject a manifest refers to and its descriptor in a referrers list; undefined without one (or when it does not parse). */
+function referrerOf(manifest: HeldManifest): { subject: Digest; descriptor: Descriptor } | undefined {
+  try {
+    return referrerEntry(manifest, manifest.digest);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The sha256 digests an index lists; anything else could not be held here. */
+function childDigests(index: Record<string, unknown>): Digest[] {
+  const manifests = index['manifests'];
+  if (!Array.isArray(manifests)) return [];
+  return manifests.flatMap((child: unknown) => (isRecord(child) && typeof child['digest'] === 'string' && isDigest(child['digest']) ? [child['digest']] : []));
 }
 
 async function serveBlob(folder: ImageFolder, logger: Logger, reference: string, request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -447,9 +592,9 @@ async function readWhole(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function sendJson(response: ServerResponse, head: boolean, status: number, body: unknown): void {
+function sendJson(response: ServerResponse, head: boolean, status: number, body: unknown, contentType = 'application/json'): void {
   const text = JSON.stringify(body);
-  response.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)) });
+  response.writeHead(status, { 'Content-Type': contentType, 'Content-Length': String(Buffer.byteLength(text)) });
   response.end(head ? undefined : text);
 }
 
