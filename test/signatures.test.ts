@@ -1,15 +1,18 @@
 /**
- * Sigstore signatures travel with their images: a source registry holds cosign-style
- * `sha256-<hex>.sig` tags for a single-arch image and for each child of an index (not the index, as
- * Red Hat signs them), and an unsigned image. Mirror to disk archives the signatures as images of the
- * set, disk to mirror and mirror to mirror put them next to their images in the target (skopeo reads
- * them back with the source digests), and `--remove-signatures` leaves them out.
+ * Signatures travel with their images: a source registry holds cosign-style `sha256-<hex>.sig` tags
+ * for a single-arch image and for each child of an index (not the index, as Red Hat signs them), and
+ * an unsigned image; the single-arch image also has two OCI referrers (an SBOM and a signature),
+ * listed by the referrers tag schema because the registry (distribution 2.8) has no referrers API.
+ * Mirror to disk archives them all as images of the set, disk to mirror and mirror to mirror put
+ * them next to their images in the target (skopeo reads the tags back with the source digests; the
+ * referrers are listed under the subject's `sha256-<hex>` tag with their `subject` kept), `serve`
+ * answers the referrers API for its archive, and `--remove-signatures` leaves all of it out.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Digest, type Digest } from '@meshmirror/shared';
+import { MediaType, sha256Digest, type Digest } from '@meshmirror/shared';
 import { cacheWithIdentity, farmKeys, startAgent } from './support/agents.ts';
 import { runMeshmirror, startServe } from './support/cli.ts';
 import { archiveContent, diskToMirrorArgs, mirrorArgs, mirrorToMirrorArgs, writeImageSetConfig } from './support/mirror-fixture.ts';
@@ -35,8 +38,29 @@ const sigTag = (digest: Digest): string => `sha256-${digest.slice('sha256:'.leng
 
 interface SummaryJson {
   images: { requested: number; archived?: number; pushed?: number; failed: number };
-  signatures: { sigstore: { found: number; mirrored: number; missing: number; failed: number } };
+  signatures: { sigstore: { found: number; mirrored: number; missing: number; failed: number }; referrers: { found: number; mirrored: number; failed: number } };
   outcomes: Array<{ source: string; state: string }>;
+}
+
+/**
+ * The digests a registry lists as referrers of `subject` in `repository` (the referrers API when
+ * `api`, else the `sha256-<hex>` tag index), each checked to be held by digest with `subject` kept;
+ * undefined when nothing lists any.
+ */
+async function listedReferrers(registryUrl: string, repository: string, subject: Digest, api = false): Promise<Digest[] | undefined> {
+  const path = api ? `referrers/${subject}` : `manifests/${subject.replace(':', '-')}`;
+  const listing = await fetch(`${registryUrl}/v2/${repository}/${path}`, { headers: { accept: MediaType.OciIndex } });
+  if (listing.status === 404) return undefined;
+  expect(listing.status, path).toBe(200);
+  const digests = ((await listing.json()) as { manifests: Array<{ digest: Digest }> }).manifests.map((m) => m.digest).sort();
+  for (const digest of digests) {
+    const held = await fetch(`${registryUrl}/v2/${repository}/manifests/${digest}`, { headers: { accept: MediaType.OciManifest } });
+    expect(held.status, `${repository}@${digest}`).toBe(200);
+    const bytes = Buffer.from(await held.arrayBuffer());
+    expect(sha256Digest(bytes)).toBe(digest);
+    expect((JSON.parse(bytes.toString('utf8')) as { subject?: { digest: string } }).subject?.digest).toBe(subject);
+  }
+  return digests;
 }
 
 describe('sigstore signatures', () => {
@@ -47,6 +71,9 @@ describe('sigstore signatures', () => {
   /** Every `.sig` tag pushed to the source: `repository:tag` → its manifest digest. */
   const signatures = new Map<string, Digest>();
   let archive: string;
+  /** The single-arch image, and its two referrers' digests, sorted. */
+  let subject: Digest;
+  let referrers: Digest[];
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mm-signatures-'));
@@ -66,6 +93,19 @@ describe('sigstore signatures', () => {
     };
     await sign('sample/signed', signed);
     for (const child of multi.children) await sign('sample/multi-signed', child);
+    subject = signed.digest;
+    const spdx = Buffer.from(JSON.stringify({ spdxVersion: 'SPDX-2.3', name: 'sample/signed', packages: [] }));
+    const sbom = await layout.addReferrer(signed, 'application/spdx+json', [{ mediaType: 'application/spdx+json', bytes: spdx }]);
+    const signature = await layout.addReferrer(
+      signed,
+      'application/vnd.dev.cosign.artifact.sig.v1+json',
+      [simpleSigningLayer(`${source.host}/sample/signed`, signed.digest)],
+      {
+        'dev.sigstore.cosign/signature': 'MEUCIQDfixture',
+      },
+    );
+    await layout.addReferrersTag('sample/signed', signed, [sbom, signature]);
+    referrers = [sbom.digest, signature.digest].sort();
     await layout.finish();
     await pushLayout(layout.dir, source.url);
     config = await writeImageSetConfig(join(dir, 'isc.yaml'), {
@@ -94,14 +134,18 @@ describe('sigstore signatures', () => {
     const summary = JSON.parse(result.stdout) as SummaryJson;
     // The signed image's manifest and both children of the index are signed; the index and the unsigned image are not.
     expect(summary.signatures.sigstore).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
-    expect(summary.images).toMatchObject({ requested: 6, archived: 6, failed: 0 });
+    expect(summary.images).toMatchObject({ requested: 8, archived: 8, failed: 0 });
     const archived = summary.outcomes.filter((o) => o.state === 'archived').map((o) => o.source);
     for (const name of signatures.keys()) expect(archived).toContain(`${source.host}/${name}`);
+    // The two referrers, found through the tag index, are images of the set named by digest.
+    expect(summary.signatures.referrers).toEqual({ found: 2, mirrored: 2, failed: 0 });
+    for (const digest of referrers) expect(archived).toContain(`${source.host}/sample/signed@${digest}`);
 
-    // `serve` answers for them where a verifier looks: the same tag in the same repository.
+    // `serve` answers for them where a verifier looks: the same tag in the same repository, and the referrers API.
     const served = await startServe(archive);
     try {
       for (const [name, digest] of signatures) expect(await skopeoInspectDigest(`docker://${served.host}/${name}`), name).toBe(digest);
+      expect(await listedReferrers(served.url, 'sample/signed', subject, true)).toEqual(referrers);
     } finally {
       await served.stop();
     }
@@ -112,6 +156,7 @@ describe('sigstore signatures', () => {
     expect(dry.code, dry.stderr).toBe(0);
     const planned = (JSON.parse(dry.stdout) as SummaryJson).outcomes.filter((o) => o.state === 'planned').map((o) => o.source);
     for (const name of signatures.keys()) expect(planned).toContain(`${source.host}/${name}`);
+    for (const digest of referrers) expect(planned).toContain(`${source.host}/sample/signed@${digest}`);
 
     const { keyFile, coordinatorId } = await farmKeys(dir);
     const agents = await Promise.all(['a', 'b'].map((n) => startAgent({ data: join(dir, `agent-${n}`), swarmKey: keyFile, allow: [coordinatorId] })));
@@ -120,7 +165,10 @@ describe('sigstore signatures', () => {
       const cache = await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-farm'));
       const farm = await runMeshmirror([...mirrorArgs(config, out, cache), '--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? '')]);
       expect(farm.code, farm.stderr).toBe(0);
-      expect((JSON.parse(farm.stdout) as SummaryJson).signatures.sigstore).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
+      expect((JSON.parse(farm.stdout) as SummaryJson).signatures).toMatchObject({
+        sigstore: { found: 3, mirrored: 3, missing: 2, failed: 0 },
+        referrers: { found: 2, mirrored: 2, failed: 0 },
+      });
       expect(await archiveContent(out, join(dir, 'layout-farm'))).toEqual(await archiveContent(archive, join(dir, 'layout-single')));
     } finally {
       await Promise.all(agents.map((a) => a.stop()));
@@ -133,6 +181,22 @@ describe('sigstore signatures', () => {
     const summary = JSON.parse(result.stdout) as SummaryJson;
     expect(summary.signatures.sigstore).toMatchObject({ found: 3, mirrored: 3 });
     for (const [name, digest] of signatures) expect(await inTarget('d2m', name), name).toBe(digest);
+    // The target has no referrers API: the referrers are listed by the subject's tag index.
+    expect(summary.signatures.referrers).toEqual({ found: 2, mirrored: 2, failed: 0 });
+    expect(await listedReferrers(target.url, 'd2m/sample/signed', subject)).toEqual(referrers);
+  });
+
+  it('mirror to mirror from a source with the referrers API (serve of the archive) lists them in a target without it', async () => {
+    const served = await startServe(archive);
+    try {
+      const fromServe = await writeImageSetConfig(join(dir, 'isc-serve.yaml'), { additionalImages: [`${served.host}/sample/signed:1.0`] });
+      const result = await runMeshmirror(mirrorToMirrorArgs(fromServe, join(dir, 'ws-api'), `${target.host}/api`, join(dir, 'cache-api')));
+      expect(result.code, result.stderr).toBe(0);
+      expect((JSON.parse(result.stdout) as SummaryJson).signatures.referrers).toEqual({ found: 2, mirrored: 2, failed: 0 });
+    } finally {
+      await served.stop();
+    }
+    expect(await listedReferrers(target.url, 'api/sample/signed', subject)).toEqual(referrers);
   });
 
   it('mirror to mirror does the same, and --remove-signatures leaves them out', async () => {
@@ -142,13 +206,16 @@ describe('sigstore signatures', () => {
     expect(withSignatures.code, withSignatures.stderr).toBe(0);
     expect((JSON.parse(withSignatures.stdout) as SummaryJson).signatures.sigstore).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
     for (const [name, digest] of signatures) expect(await inTarget('m2m', name), name).toBe(digest);
+    expect(await listedReferrers(target.url, 'm2m/sample/signed', subject)).toEqual(referrers);
 
     const without = await m2m('plain', '--remove-signatures');
     expect(without.code, without.stderr).toBe(0);
     const summary = JSON.parse(without.stdout) as SummaryJson;
     expect(summary.signatures.sigstore).toEqual({ found: 0, mirrored: 0, missing: 0, failed: 0 });
+    expect(summary.signatures.referrers).toEqual({ found: 0, mirrored: 0, failed: 0 });
     expect(summary.images).toMatchObject({ requested: 3, pushed: 3 });
     for (const name of signatures.keys()) expect(await inTarget('plain', name), name).toBeUndefined();
+    expect(await listedReferrers(target.url, 'plain/sample/signed', subject)).toBeUndefined();
     expect(await inTarget('plain', 'sample/signed:1.0')).toBeDefined();
   });
 });

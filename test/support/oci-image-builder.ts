@@ -227,6 +227,68 @@ export class LayoutBuilder {
     return result;
   }
 
+  /**
+   * An OCI 1.1 artifact that refers to `subject` (an SBOM, a signature): an image manifest with the
+   * empty config, `artifactType`, the blobs as layers (each with its own media type), and `subject`.
+   * Unnamed; `addReferrersTag` lists it where a registry without the referrers API is looked in.
+   */
+  async addReferrer(
+    subject: BuiltImage,
+    artifactType: string,
+    blobs: Array<{ mediaType: string; bytes: Uint8Array }>,
+    annotations?: Record<string, string>,
+  ): Promise<BuiltImage> {
+    const empty = Buffer.from('{}');
+    const config = { mediaType: 'application/vnd.oci.empty.v1+json', digest: await this.#writeBlob(empty), size: empty.length };
+    const layers = [];
+    for (const blob of blobs) layers.push({ mediaType: blob.mediaType, digest: await this.#writeBlob(blob.bytes), size: blob.bytes.length });
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.OciManifest,
+        artifactType,
+        config,
+        layers,
+        subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+        ...(annotations === undefined ? {} : { annotations }),
+      }),
+      'utf8',
+    );
+    const owned = new Map<Digest, number>([[config.digest, config.size]]);
+    for (const layer of layers) owned.set(layer.digest, layer.size);
+    return { name: undefined, digest: await this.#writeBlob(manifest), mediaType: MediaType.OciManifest, size: manifest.length, manifest, blobs: owned, children: [] };
+  }
+
+  /**
+   * The referrers tag schema: an index tagged `sha256-<hex>` of `subject` in `repository`, listing
+   * the referrers with their `artifactType` and annotations, as a client writes it for a registry
+   * without the referrers API.
+   */
+  async addReferrersTag(repository: string, subject: BuiltImage, referrers: BuiltImage[]): Promise<BuiltImage> {
+    const manifests = referrers.map((r) => {
+      const body = JSON.parse(Buffer.from(r.manifest).toString('utf8')) as { artifactType?: string; annotations?: Record<string, string> };
+      return {
+        mediaType: r.mediaType,
+        digest: r.digest,
+        size: r.size,
+        ...(body.artifactType === undefined ? {} : { artifactType: body.artifactType }),
+        ...(body.annotations === undefined ? {} : { annotations: body.annotations }),
+      };
+    });
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }), 'utf8');
+    const built: BuiltImage = {
+      name: `${repository}:${subject.digest.replace(':', '-')}`,
+      digest: await this.#writeBlob(index),
+      mediaType: MediaType.OciIndex,
+      size: index.length,
+      manifest: index,
+      blobs: new Map(referrers.flatMap((r) => [...r.blobs])),
+      children: referrers,
+    };
+    this.#name(built.name as string, built);
+    return built;
+  }
+
   /** Writes `oci-layout` and `index.json` (named images in the order they were first added). */
   async finish(): Promise<void> {
     await this.#prepare();

@@ -77,7 +77,10 @@ program
   .option('--agents <multiaddr...>', 'a farm run: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it); this host writes the archive')
   .option('--swarm-key <file>', "the farm's swarm key, for --agents")
   .option('--dry-run', 'resolve and write the mapping and the bytes to fetch; fetch nothing')
-  .option('--remove-signatures', "leave out the images' sigstore signatures (sha256-<hex>.sig tags), which are mirrored by default")
+  .option(
+    '--remove-signatures',
+    "leave out the images' sigstore signatures (sha256-<hex>.sig tags) and OCI referrers (signatures, SBOMs, attestations), which are mirrored by default",
+  )
   .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
   .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
   .option('--v2', 'accepted for oc-mirror compatibility; ignored')

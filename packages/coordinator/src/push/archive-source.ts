@@ -17,7 +17,7 @@ import {
   type RunMetadata,
 } from '@meshmirror/shared';
 import type { ArchiveReader } from '@meshmirror/agent';
-import type { FailedImage, RequestedImage, ResolvedImage, ResolvedManifest } from '../resolve/image-set.ts';
+import { isAttachedRole, type FailedImage, type RequestedImage, type ResolvedImage, type ResolvedManifest } from '../resolve/image-set.ts';
 import { requestedImages } from '../resolve/requested-images.ts';
 import { releaseSignatureCounts, type ImageSource } from '../run/image-source.ts';
 
@@ -79,6 +79,7 @@ export function archiveSource(
         signatures: {
           sigstore: { found, missing: 0, failed: failed.filter((f) => f.role === 'signature').length },
           release: releaseSignatureCounts(images, []),
+          referrers: { found: images.filter((i) => i.role === 'referrer').length, failed: failed.filter((f) => f.role === 'referrer').length },
         },
       };
     },
@@ -158,7 +159,7 @@ function resolvedContentOf(metadata: RunMetadata, removeSignatures: boolean): Re
   const out: RequestedImage[] = [];
   for (const image of metadata.images) {
     if (image.status !== 'archived') continue;
-    if (image.role === 'signature' ? removeSignatures : image.kind === 'additional') continue;
+    if (isAttachedRole(image.role) ? removeSignatures : image.kind === 'additional') continue;
     let ref: ImageReference;
     try {
       ref = parseImageReference(image.source);

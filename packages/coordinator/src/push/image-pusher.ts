@@ -46,7 +46,7 @@ export interface PushOutcome {
   role?: ImageRole;
   state: 'pushed' | 'failed';
   digest?: Digest;
-  /** `registry/repository:tag` in the target. */
+  /** `registry/repository:tag` (or `@digest`) in the target. */
   target?: string;
   code?: string;
   reason?: string;
@@ -196,7 +196,7 @@ export class ImagePusher {
     const { journal, client, signal } = this.#o;
     if ((await journal.pushedImage(image.target.reference)) !== image.digest) return false;
     const location = { registry: image.target.registry, repository: image.target.repository };
-    const current = await client.manifestDigest(location, image.target.tag, signal === undefined ? {} : { signal });
+    const current = await client.manifestDigest(location, image.target.tag ?? image.digest, signal === undefined ? {} : { signal });
     if (current !== image.digest) return false;
     for (const b of image.blobs) {
       if (this.#counted.has(b.digest)) continue;
@@ -225,7 +225,7 @@ export class ImagePusher {
         await client.putManifest(location, manifest.digest, manifest, signal === undefined ? {} : { signal });
       }
       const top = image.manifests[image.manifests.length - 1];
-      if (top !== undefined) await client.putManifest(location, image.target.tag, top, signal === undefined ? {} : { signal });
+      if (top !== undefined && image.target.tag !== undefined) await client.putManifest(location, image.target.tag, top, signal === undefined ? {} : { signal });
       await journal.recordPushedImage(image.target.reference, image.digest);
       return { ...base, state: 'pushed' };
     } catch (err) {
@@ -319,9 +319,9 @@ export async function finishPushRun(
   );
   await journal.finishRun(run, failed === 0 ? 'complete' : 'partial');
   progress?.update({ phase: 'done', imagesDone: pushed.length, imagesFailed: failed });
-  // A signature lives in the repository of the image it signs, which has its mirror entries already.
+  // A signature or referrer lives in the repository of its image, which has its mirror entries already.
   const mirrored: MirroredImage[] = pushed.flatMap((o) =>
-    o.role === 'signature'
+    o.role === 'signature' || o.role === 'referrer'
       ? []
       : [
           {

@@ -252,3 +252,14 @@ describe('pushTarget', () => {
     });
   });
 });
+
+describe('pushTarget for a referrer', () => {
+  it('pushes it by digest into its subject’s repository, with no tag', () => {
+    const ref = parseImageReference(`quay.io/ns/app@${DIGEST_A}`);
+    expect(pushTarget(parseDockerDestination('docker://mirror.example.com/pre'), { ref, targetRepo: 'other/app', role: 'referrer' }, DIGEST_A)).toEqual({
+      registry: 'mirror.example.com',
+      repository: 'pre/other/app',
+      reference: `mirror.example.com/pre/other/app@${DIGEST_A}`,
+    });
+  });
+});

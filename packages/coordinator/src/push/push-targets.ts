@@ -34,15 +34,21 @@ export function parseDockerDestination(arg: string): PushDestination {
 export interface PushTarget {
   registry: string;
   repository: string;
-  /** The tag pushed last, after every manifest of the image. */
-  tag: string;
-  /** `registry/repository:tag` */
+  /** The tag pushed last, after every manifest of the image; none for a referrer, found through its subject. */
+  tag?: string;
+  /** `registry/repository:tag`, or `registry/repository@digest` when there is no tag. */
   reference: string;
 }
 
-export function pushTarget(destination: PushDestination, image: { ref: ImageReference; targetRepo?: string; targetTag?: string }, digest: Digest): PushTarget {
+export function pushTarget(
+  destination: PushDestination,
+  image: { ref: ImageReference; targetRepo?: string; targetTag?: string; role?: string },
+  digest: Digest,
+): PushTarget {
   const path = (image.targetRepo ?? image.ref.repository).replace(/^\/+|\/+$/g, '');
   const repository = destination.prefix === '' ? path : `${destination.prefix}/${path}`;
+  // A referrer is pushed by digest: a client finds it by its subject, and a tag would only clutter the repository.
+  if (image.role === 'referrer') return { registry: destination.registry, repository, reference: `${destination.registry}/${repository}@${digest}` };
   const tag = image.targetTag ?? image.ref.tag ?? digest.slice('sha256:'.length);
   return { registry: destination.registry, repository, tag, reference: `${destination.registry}/${repository}:${tag}` };
 }

@@ -6,7 +6,20 @@
  * from whichever agent holds the blob). The end of the run writes the outcomes, the cluster
  * resources and the reports.
  */
-import { describeError, errorCode, type BlobRef, type Logger, type RegistryPushClient } from '@meshmirror/shared';
+import pLimit from 'p-limit';
+import {
+  describeError,
+  errorCode,
+  MediaType,
+  mergeReferrersIndex,
+  referrerEntry,
+  referrersTag,
+  type BlobRef,
+  type Descriptor,
+  type Digest,
+  type Logger,
+  type RegistryPushClient,
+} from '@meshmirror/shared';
 import type { SourcedImages } from '../run/image-source.ts';
 import type { RunContext } from '../run/run-skeleton.ts';
 import type { ProgressReporter } from '../report/progress.ts';
@@ -23,6 +36,9 @@ export interface BlobPlacement {
   whenReady?: (blob: BlobRef) => Promise<void>;
   place: PlaceBlob;
 }
+
+/** Referrers tag indexes written at once. */
+const REFERRER_INDEX_WRITES = 4;
 
 export interface RegistrySinkOptions {
   destination: PushDestination;
@@ -112,10 +128,58 @@ export class RegistrySink {
     return toPush;
   }
 
-  /** Pushes the images; an image that fails is an outcome, never an exception (unless aborted). */
+  /**
+   * Pushes the images, then lists the referrers that arrived where a client looks for them; an image
+   * that fails is an outcome, never an exception (unless aborted).
+   */
   async pushAll(images: ImagePush[], log: Logger): Promise<void> {
     const failedSoFar = this.outcomes.length - this.alreadyPushed;
     this.outcomes.push(...(await this.pusher.pushAll(images, { done: this.alreadyPushed, failed: failedSoFar }, log)));
+    await this.#indexReferrers(log);
+  }
+
+  /**
+   * A target without the referrers API learns nothing from a referrer's `subject`: for each subject
+   * of the referrers in the target (pushed now or by an earlier run), its `sha256-<hex>` tag index
+   * is made to list them, keeping what it listed already. A referrer whose index cannot be written
+   * cannot be found, so it fails.
+   */
+  async #indexReferrers(log: Logger): Promise<void> {
+    const { client, signal } = this.#o;
+    const pushed = new Map(this.outcomes.filter((o) => o.state === 'pushed').map((o) => [`${o.source} ${o.target ?? ''}`, o]));
+    const groups = new Map<string, { repository: string; registry: string; subject: Digest; entries: Descriptor[]; outcomes: PushOutcome[] }>();
+    for (const image of this.pushes) {
+      const outcome = pushed.get(`${image.source} ${image.target.reference}`);
+      const top = image.manifests[image.manifests.length - 1];
+      if (image.role !== 'referrer' || outcome === undefined || top === undefined) continue;
+      const entry = referrerEntry(top, image.source);
+      if (entry === undefined) continue;
+      const key = `${image.target.repository} ${entry.subject}`;
+      const group = groups.get(key) ?? { repository: image.target.repository, registry: image.target.registry, subject: entry.subject, entries: [], outcomes: [] };
+      group.entries.push(entry.descriptor);
+      group.outcomes.push(outcome);
+      groups.set(key, group);
+    }
+    const limit = pLimit(REFERRER_INDEX_WRITES);
+    await Promise.all(
+      [...groups.values()].map((group) =>
+        limit(async () => {
+          const location = { registry: group.registry, repository: group.repository };
+          const options = signal === undefined ? {} : { signal };
+          try {
+            const current = await client.getReferrers(location, group.subject, options);
+            if (current.via === 'api') return;
+            const merged = mergeReferrersIndex(current.manifests, group.entries);
+            if (merged !== undefined) await client.putManifest(location, referrersTag(group.subject), { bytes: merged, mediaType: MediaType.OciIndex }, options);
+          } catch (err) {
+            if (signal?.aborted === true) throw err;
+            const reason = `pushed, but the referrers tag ${group.repository}:${referrersTag(group.subject)} could not be written: ${describeError(err)}`;
+            log.warn({ repository: group.repository, subject: group.subject, code: errorCode(err), err: describeError(err) }, 'referrers tag index');
+            for (const outcome of group.outcomes) Object.assign(outcome, { state: 'failed', code: errorCode(err), reason });
+          }
+        }),
+      ),
+    );
   }
 
   /**
@@ -148,6 +212,7 @@ export class RegistrySink {
       signatures: {
         sigstore: { ...this.#sourced.signatures.sigstore, mirrored: this.outcomes.filter((o) => o.role === 'signature' && o.state === 'pushed').length },
         release: this.#sourced.signatures.release,
+        referrers: { ...this.#sourced.signatures.referrers, mirrored: this.outcomes.filter((o) => o.role === 'referrer' && o.state === 'pushed').length },
       },
       outcomes: this.outcomes,
       blobs: { unique: unique.count, present: stats.present, mounted: stats.mounted, uploaded: stats.uploaded },

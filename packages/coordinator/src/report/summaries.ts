@@ -40,6 +40,15 @@ export interface SignatureSummary {
     missing: number;
     invalid: number;
   };
+  /** OCI referrers (signatures, SBOMs, attestations naming an image as their `subject`). */
+  referrers: {
+    /** Listed by the source (API or tag index) and made images of the run. */
+    found: number;
+    /** Of those, archived or pushed (and, on a target without the referrers API, in its tag index). */
+    mirrored: number;
+    /** Could not be listed or read. */
+    failed: number;
+  };
 }
 
 export interface MirrorSummary {

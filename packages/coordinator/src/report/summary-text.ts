@@ -45,12 +45,17 @@ export function summaryText(summary: MirrorSummary): string {
   return lines.join('\n');
 }
 
-/** The signatures the run carried: sigstore tags, and release payloads' OpenPGP signatures when there were releases. */
+/** The signatures the run carried: sigstore tags, referrers when there were any, and release payloads' OpenPGP signatures when there were releases. */
 export function signaturesLines(s: SignatureSummary, verb: string): string[] {
-  const { sigstore, release } = s;
+  const { sigstore, release, referrers } = s;
   const lines = [
     `  signatures: ${sigstore.found} sigstore signatures found (${sigstore.mirrored} ${verb}), ${sigstore.missing} manifests unsigned${sigstore.failed > 0 ? `, ${sigstore.failed} could not be read` : ''}`,
   ];
+  if (referrers.found + referrers.failed > 0) {
+    lines.push(
+      `  referrers: ${referrers.found} found (${referrers.mirrored} ${verb})${referrers.failed > 0 ? `, ${referrers.failed} could not be listed or read` : ''}`,
+    );
+  }
   if (release.releases + release.missing + release.invalid > 0) {
     lines.push(
       `  release signatures: ${release.signatures} verified for ${release.releases} releases` +

@@ -15,12 +15,18 @@ export interface RequestedImage {
   targetTag?: string;
   /**
    * What the image is for the cluster: a release payload, a filtered catalog, the update graph data,
-   * or a signature of another image of the set (a sigstore `sha256-<hex>.sig` tag).
+   * a signature of another image of the set (a sigstore `sha256-<hex>.sig` tag), or a referrer of
+   * one (an OCI 1.1 manifest whose `subject` names it: a signature, an SBOM, an attestation).
    */
   role?: ImageRole;
 }
 
-export type ImageRole = 'release-payload' | 'catalog' | 'graph' | 'signature';
+export type ImageRole = 'release-payload' | 'catalog' | 'graph' | 'signature' | 'referrer';
+
+/** Images that are about another image of the set (its signatures and referrers), not content of their own. */
+export function isAttachedRole(role: ImageRole | undefined): boolean {
+  return role === 'signature' || role === 'referrer';
+}
 
 /** A manifest (or index) the image needs, stored as a blob in the archive. */
 export interface ResolvedManifest {

@@ -5,12 +5,12 @@
  * repository its subject goes to, under the same tag, so a verifier finds it next to the image.
  * Absent signatures are normal (most images are unsigned).
  */
-import { formatReference, type Digest } from '@meshmirror/shared';
-import type { RequestedImage, ResolvedImage } from './image-set.ts';
+import { formatReference, referrersTag, type Digest } from '@meshmirror/shared';
+import { isAttachedRole, type RequestedImage, type ResolvedImage } from './image-set.ts';
 
 /** The tag cosign stores the signature of `digest` under. */
 export function signatureTag(digest: Digest): string {
-  return `${digest.replace(':', '-')}.sig`;
+  return `${referrersTag(digest)}.sig`;
 }
 
 /**
@@ -23,7 +23,7 @@ export function signatureTag(digest: Digest): string {
 export function signatureRequests(images: ResolvedImage[]): RequestedImage[] {
   const out = new Map<string, RequestedImage>();
   for (const image of images) {
-    if (image.role === 'catalog' || image.role === 'graph' || image.role === 'signature' || image.fetchFrom !== undefined) continue;
+    if (image.role === 'catalog' || image.role === 'graph' || isAttachedRole(image.role) || image.fetchFrom !== undefined) continue;
     const digests = image.manifests.map((m) => m.digest).filter((_digest, i) => i > 0 || image.skippedPlatforms.length === 0);
     for (const digest of digests) {
       const ref = { registry: image.ref.registry, repository: image.ref.repository, tag: signatureTag(digest) };

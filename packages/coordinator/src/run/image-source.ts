@@ -10,6 +10,7 @@ import type { FailedImage, RequestedImage, ResolvedImage } from '../resolve/imag
 import { collectImageSet, type OpenShiftSources } from '../resolve/image-set-content.ts';
 import type { LayerSource } from '../resolve/layer-source.ts';
 import { resolveImage } from '../resolve/resolve-image.ts';
+import { lookUpReferrers, referrerSubjects } from '../resolve/referrers.ts';
 import { signatureRequests } from '../resolve/sigstore.ts';
 import { openReleaseSignatureStore } from '../resolve/release/release-signatures.ts';
 import type { ProgressReporter } from '../report/progress.ts';
@@ -32,6 +33,8 @@ export interface SignatureCounts {
   sigstore: { found: number; missing: number; failed: number };
   /** Release payloads whose OpenPGP signatures were verified, those signatures, and the payloads without any or with a bad one. */
   release: ReleaseSignatureCounts;
+  /** OCI referrers: found (among `images`), and failures to list or resolve them (among `failed`). */
+  referrers: { found: number; failed: number };
 }
 
 export interface ReleaseSignatureCounts {
@@ -60,7 +63,7 @@ export interface RegistrySourceOptions {
   layers: LayerSource;
   sources: OpenShiftSources;
   parallelImages: number;
-  /** `--remove-signatures`: no sigstore signature tags are looked for. */
+  /** `--remove-signatures`: no sigstore signature tags or referrers are looked for. */
   removeSignatures?: boolean;
   logger: Logger;
   progress?: ProgressReporter;
@@ -95,18 +98,59 @@ export function registrySource(options: RegistrySourceOptions): ImageSource {
       const wanted = options.removeSignatures === true ? [] : signatureRequests(images);
       const sigstore = await resolveAll(wanted, run, journal, options, { absentIsNormal: true, concurrency: SIGNATURE_LOOKUPS });
       if (wanted.length > 0) log.info({ lookedFor: wanted.length, found: sigstore.resolved.length, missing: sigstore.absent }, 'sigstore signatures');
-      const allFailed = [...content.failed, ...failed, ...sigstore.failed];
-      const total = requested + sigstore.resolved.length + sigstore.failed.length;
+      // Referrers (signatures, SBOMs, attestations by `subject`) too, and theirs in turn.
+      const referrers = options.removeSignatures === true ? NO_REFERRERS : await withReferrers(images, run, journal, options);
+      const allFailed = [...content.failed, ...failed, ...sigstore.failed, ...referrers.failed];
+      const total = requested + sigstore.resolved.length + sigstore.failed.length + referrers.resolved.length + referrers.failed.length;
       options.progress?.update({ imagesTotal: total, imagesFailed: allFailed.length });
       return {
         requested: total,
         blocked: content.blocked,
-        images: [...images, ...sigstore.resolved],
+        images: [...images, ...sigstore.resolved, ...referrers.resolved],
         failed: allFailed,
-        signatures: { sigstore: { found: sigstore.resolved.length, missing: sigstore.absent, failed: sigstore.failed.length }, release },
+        signatures: {
+          sigstore: { found: sigstore.resolved.length, missing: sigstore.absent, failed: sigstore.failed.length },
+          release,
+          referrers: { found: referrers.resolved.length, failed: referrers.failed.length },
+        },
       };
     },
   };
+}
+
+/** How many levels of referrers are followed: an image, its SBOM, the SBOM's signature. */
+const REFERRER_DEPTH = 3;
+
+const NO_REFERRERS = { resolved: [], failed: [], subjects: 0 };
+
+/**
+ * The referrers of `images`, resolved: looked up per manifest (as many at once as signature tags),
+ * then the referrers of those, `REFERRER_DEPTH` levels deep.
+ */
+async function withReferrers(
+  images: ResolvedImage[],
+  run: RunRecord,
+  journal: RunJournal,
+  options: RegistrySourceOptions,
+): Promise<{ resolved: ResolvedImage[]; failed: FailedImage[]; subjects: number }> {
+  const seen = new Set<string>();
+  const resolved: ResolvedImage[] = [];
+  const failed: FailedImage[] = [];
+  let subjects = 0;
+  let frontier = images;
+  for (let depth = 0; depth < REFERRER_DEPTH && frontier.length > 0; depth++) {
+    const lookup = await lookUpReferrers(referrerSubjects(frontier), options.client, seen, {
+      concurrency: SIGNATURE_LOOKUPS,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    subjects += lookup.subjects;
+    const found = await resolveAll(lookup.requests, run, journal, options, { concurrency: SIGNATURE_LOOKUPS });
+    resolved.push(...found.resolved);
+    failed.push(...lookup.failed, ...found.failed);
+    frontier = found.resolved;
+  }
+  if (subjects > 0) options.logger.child({ component: 'coordinator:resolve' }).info({ subjects, found: resolved.length, failed: failed.length }, 'referrers');
+  return { resolved, failed, subjects };
 }
 
 /** What became of the release payloads' signatures. */

@@ -39,7 +39,7 @@ export interface MirrorToDiskOptions {
   /** Chunk size limit; defaults to the configuration's `archiveSize` GiB (oc-mirror's default is 500). */
   chunkSizeBytes: number;
   dryRun?: boolean;
-  /** `--remove-signatures`: sigstore signature tags are not looked for. */
+  /** `--remove-signatures`: sigstore signature tags and referrers are not looked for. */
   removeSignatures?: boolean;
   /**
    * Where blobs come from into `agent`'s store: `agent` itself alone (a farm of one), or a farm's
@@ -89,6 +89,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         signatures: {
           sigstore: { ...sourced.signatures.sigstore, mirrored: done.filter((i) => i.role === 'signature').length },
           release: sourced.signatures.release,
+          referrers: { ...sourced.signatures.referrers, mirrored: done.filter((i) => i.role === 'referrer').length },
         },
         bytes: {
           unique: plan.uniqueBytes,

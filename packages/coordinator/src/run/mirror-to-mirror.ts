@@ -39,7 +39,7 @@ export interface MirrorToMirrorOptions {
   /** The update service and graph data (OpenShift content). */
   sources: OpenShiftSources;
   parallelImages: number;
-  /** `--remove-signatures`: sigstore signature tags are not looked for. */
+  /** `--remove-signatures`: sigstore signature tags and referrers are not looked for. */
   removeSignatures?: boolean;
   /** Blob placements in the target at once, across the farm. */
   transfers: number;

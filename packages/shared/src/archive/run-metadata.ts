@@ -30,7 +30,7 @@ const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest');
 /** Where an image came from in the ImageSetConfiguration. */
 export const imageKindSchema = z.enum(['release', 'operator', 'additional']);
 /** What an image is for the cluster: a release payload, a filtered catalog, the update graph data. */
-export const imageRoleSchema = z.enum(['release-payload', 'catalog', 'graph', 'signature']);
+export const imageRoleSchema = z.enum(['release-payload', 'catalog', 'graph', 'signature', 'referrer']);
 
 /** What the archive writer adds under `archive`: the archive's identity, checked against its chunks on read. */
 export const archiveInfoSchema = z.object({
