@@ -262,6 +262,33 @@ describe('manifests', () => {
     }
   });
 
+  it('lists referrers through the sha256-<hex> tag index of a registry without the API, asking for the API once per registry', async () => {
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.OciIndex,
+        manifests: [{ mediaType: MediaType.OciManifest, digest: content.ociManifestDigest, size: content.ociManifest.length, artifactType: 'application/spdx+json' }],
+      }),
+    );
+    const tag = content.dockerManifestDigest.replace(':', '-');
+    const put = await fetch(`${plain.url}/v2/${REPO}/manifests/${tag}`, { method: 'PUT', headers: { 'content-type': MediaType.OciIndex }, body: index });
+    expect(put.status).toBe(201);
+    const proxy = await startFaultProxy(plain.url);
+    try {
+      const client = makeClient();
+      const location = { registry: proxy.host, repository: REPO };
+      expect(await client.getReferrers(location, content.dockerManifestDigest)).toEqual({
+        via: 'tag',
+        manifests: [{ mediaType: MediaType.OciManifest, digest: content.ociManifestDigest, size: content.ociManifest.length, artifactType: 'application/spdx+json' }],
+      });
+      expect(await client.getReferrers(location, content.ociIndexDigest)).toEqual({ via: 'none', manifests: [] });
+      const apiAsks = proxy.stats().log.filter((e) => e.path.includes('/referrers/'));
+      expect(apiAsks).toHaveLength(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('verifies digests: a corrupted copy is fetched again, consistently wrong bytes fail as a digest mismatch', async () => {
     const proxy = await startFaultProxy(plain.url);
     try {

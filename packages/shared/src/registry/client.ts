@@ -97,6 +97,8 @@ class UndiciRegistryClient implements HttpRegistryClient {
   readonly #backoff: HostBackoff;
   /** Scheme per API host, found by `/v2/` pings; a failed probe is forgotten so the next call probes again. */
   readonly #schemes = new Map<string, Promise<Scheme>>();
+  /** Registries that answered the referrers path as having no referrers API. */
+  readonly #noReferrersApi = new Set<string>();
   #closed = false;
 
   constructor(options: RegistryClientOptions) {
@@ -436,32 +438,36 @@ class UndiciRegistryClient implements HttpRegistryClient {
   async getReferrers(location: RepositoryLocation, digest: Digest, options: AbortOptions = {}): Promise<Referrers> {
     const { signal } = options;
     const what = `GET referrers ${location.registry}/${location.repository}@${digest}`;
-    const fromApi = await withRetries(
-      async (): Promise<Referrers | undefined> => {
-        const response = await this.#send(location, {
-          method: 'GET',
-          path: `/v2/${location.repository}/referrers/${digest}`,
-          headers: { accept: MediaType.OciIndex },
-          what,
-          ...(signal === undefined ? {} : { signal }),
-        });
-        // The spec's answer from a registry without the API is 404; older ones refuse the path otherwise.
-        if (REFERRERS_UNSUPPORTED.has(response.status)) {
-          await discardBody(response.body);
-          return undefined;
-        }
-        if (response.status !== 200) throw await registryErrorFromResponse(response, what);
-        const bytes = await readBodyCapped(response, {
-          maxBytes: this.#options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
-          what,
-          tooLargeCode: 'MM_MANIFEST_INVALID',
-          stallTimeoutMs: this.#options.stallTimeoutMs,
-          ...(signal === undefined ? {} : { signal }),
-        });
-        return { via: 'api', manifests: referrersOf(bytes, what) };
-      },
-      this.#retryOptions(location.registry, what, signal),
-    );
+    const fromApi = this.#noReferrersApi.has(location.registry)
+      ? undefined
+      : await withRetries(
+          async (): Promise<Referrers | undefined> => {
+            const response = await this.#send(location, {
+              method: 'GET',
+              path: `/v2/${location.repository}/referrers/${digest}`,
+              headers: { accept: MediaType.OciIndex },
+              what,
+              ...(signal === undefined ? {} : { signal }),
+            });
+            // The spec's answer from a registry without the API is 404; older ones refuse the path otherwise.
+            if (REFERRERS_UNSUPPORTED.has(response.status)) {
+              await discardBody(response.body);
+              // The API is the registry's, not the repository's: the next subjects go straight to the tag.
+              this.#noReferrersApi.add(location.registry);
+              return undefined;
+            }
+            if (response.status !== 200) throw await registryErrorFromResponse(response, what);
+            const bytes = await readBodyCapped(response, {
+              maxBytes: this.#options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+              what,
+              tooLargeCode: 'MM_MANIFEST_INVALID',
+              stallTimeoutMs: this.#options.stallTimeoutMs,
+              ...(signal === undefined ? {} : { signal }),
+            });
+            return { via: 'api', manifests: referrersOf(bytes, what) };
+          },
+          this.#retryOptions(location.registry, what, signal),
+        );
     if (fromApi !== undefined) return fromApi;
     try {
       const index = await this.getManifest(location, referrersTag(digest), options);
