@@ -1,8 +1,11 @@
 import { existsSync } from 'node:fs';
-import { readFile, readdir } from 'node:fs/promises';
+import { cp, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openArchive } from '@meshmirror/agent';
+import type { Digest } from '@meshmirror/shared';
 import { runMeshmirror, startServe } from './support/cli.ts';
+import { flipByte } from './support/flip-byte.ts';
 import { extractChunks, listChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 import { skopeoInspectDigest } from './support/skopeo.ts';
 
@@ -69,6 +72,28 @@ describe('mirror to disk against a real registry', () => {
     // Every blob of the layout is present and named by its own sha256.
     const blobs = await readdir(join(layout, 'blobs', 'sha256'));
     expect(blobs.length).toBeGreaterThan(10);
+  });
+
+  it('meshmirror verify passes the archive as written, and names the chunk, entry and digest of a flipped byte', async () => {
+    const out = join(fx.dir, 'out-all');
+    const intact = await runMeshmirror(['verify', out]);
+    expect(intact.code, intact.stderr).toBe(0);
+    expect(intact.stdout).toMatch(/: intact \(\d+ chunks, \d+ blobs/);
+
+    const damaged = join(fx.dir, 'out-verify-damaged');
+    await cp(out, damaged, { recursive: true });
+    const reader = await openArchive(damaged);
+    const manifest = JSON.parse(await readFile(join(fx.dir, 'layout-all', 'index.json'), 'utf8')) as { manifests: Array<{ digest: Digest }> };
+    // The top manifest of the first image: a blob every verifier must read.
+    const digest = manifest.manifests[0]!.digest;
+    const where = reader.locateBlob(digest)!;
+    await flipByte(join(damaged, where.file), where.offset + 5);
+    const result = await runMeshmirror(['verify', damaged]);
+    expect(result.code, result.stdout + result.stderr).toBe(3);
+    expect(result.stdout).toContain(`${where.file} entry ${where.entry} ${digest}: the bytes hash to sha256:`);
+    // And the image (or images) whose manifest it is.
+    expect(result.stdout).toContain(`${digest}: the manifest is damaged in the archive`);
+    expect(result.stdout).toMatch(/: [23] problems \(/);
   });
 
   it('keeps only the configured architectures of a multi-arch index, and honours blockedImages', async () => {

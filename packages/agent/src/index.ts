@@ -3,6 +3,7 @@ export * from './fetch/upstream-fetcher.ts';
 export * from './in-process-agent.ts';
 export * from './archive/archive-writer.ts';
 export * from './archive/archive-reader.ts';
+export * from './archive/archive-verify.ts';
 export * from './archive/chunk-manifest.ts';
 export * from './layout/image-folder.ts';
 export * from './layout/oci-layout-reader.ts';

@@ -39,7 +39,7 @@ import {
 import { archiveEntryError, indexTarEntries, type TarEntry } from './tar-index.ts';
 
 /** Limits for the JSON entries read whole: metadata, never blob data. */
-const MAX_LAYOUT_JSON_BYTES = 64 * 1024 * 1024;
+export const MAX_LAYOUT_JSON_BYTES = 64 * 1024 * 1024;
 const MAX_CHUNK_MANIFEST_BYTES = 512 * 1024 * 1024;
 
 export interface ArchiveChunkInfo {
@@ -73,7 +73,8 @@ export interface ArchiveReader extends ImageFolder {
   openUnverified(digest: Digest, start: number, end: number, options?: AbortOptions): Promise<Readable>;
 }
 
-interface IndexedChunk {
+/** A chunk whose tar headers and chunk manifest were read and agree. */
+export interface IndexedChunk {
   info: ArchiveChunkInfo;
   path: string;
   manifest: ChunkManifest;
@@ -190,7 +191,8 @@ export async function openArchive(dir: string, options: AbortOptions = {}): Prom
   };
 }
 
-async function indexChunk(path: string, file: string, chunkNumber: number, signal?: AbortSignal): Promise<IndexedChunk> {
+/** Walks a chunk's tar headers and checks its chunk manifest against them; `MM_ARCHIVE_INVALID` naming chunk and entry. */
+export async function indexChunk(path: string, file: string, chunkNumber: number, signal?: AbortSignal): Promise<IndexedChunk> {
   const handle = await open(path, 'r');
   try {
     const { size: fileSize } = await handle.stat();
@@ -272,7 +274,7 @@ function checkChunkSet(chunks: IndexedChunk[]): void {
   }
 }
 
-async function readJsonEntry(chunk: IndexedChunk, name: string, limit: number): Promise<unknown> {
+export async function readJsonEntry(chunk: IndexedChunk, name: string, limit: number): Promise<unknown> {
   const entry = chunk.files.get(name);
   if (entry === undefined) throw archiveEntryError(chunk.info.file, name, 'is missing');
   const handle = await open(chunk.path, 'r');

@@ -12,6 +12,8 @@ export const ExitCode = {
   Fatal: 1,
   /** Bad input: flags, configuration file, image reference, auth file. Nothing was fetched. */
   BadInput: 2,
+  /** `verify` found the archive damaged or incomplete (each problem is printed). */
+  ArchiveDamaged: 3,
   /** Interrupted (SIGINT/SIGTERM); the journal is consistent and a re-run resumes. */
   Interrupted: 130,
   PartialBase: 64,

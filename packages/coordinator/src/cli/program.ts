@@ -101,6 +101,16 @@ program
   });
 
 program
+  .command('verify')
+  .description('check an archive before carrying it: every chunk, tar header and blob digest, and every image complete (no network)')
+  .argument('<dir>', 'folder with mirror_*.tar chunks')
+  .option('--output <format>', 'text (one line per problem) or json', 'text')
+  .action(async (dir: string, flags: { output: string }) => {
+    const { runVerifyCommand } = await import('./commands/verify.ts');
+    process.exitCode = await runVerifyCommand(dir, flags);
+  });
+
+program
   .command('agent')
   .description('run a mirroring agent: a blob store on this host that fetches and shares blobs over the mesh')
   .requiredOption('--data <dir>', 'data folder: blob store, peer identity')

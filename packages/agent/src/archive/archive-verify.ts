@@ -1,0 +1,209 @@
+/**
+ * `meshmirror verify DIR`: checks an archive before it is carried across the air gap, with no
+ * network. Unlike opening it (which stops at the first fault), every chunk is walked and every
+ * problem is reported: a missing or foreign chunk, a damaged tar header or chunk manifest, a blob
+ * whose bytes do not match its digest, and an image of `run.json` that needs a manifest or blob the
+ * archive does not hold intact.
+ */
+import { readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import {
+  DigestMismatchError,
+  describeError,
+  errorCode,
+  MeshmirrorError,
+  parseManifest,
+  parseRunMetadata,
+  throwIfAborted,
+  type AbortOptions,
+  type Descriptor,
+  type Digest,
+  type RunMetadata,
+} from '@meshmirror/shared';
+import { openFileRegion } from '../layout/blob-file.ts';
+import { indexChunk, MAX_LAYOUT_JSON_BYTES, readJsonEntry, type IndexedChunk } from './archive-reader.ts';
+import { BLOB_ENTRY_PREFIX, CHUNK_FILE_RE, chunkFileName, RUN_METADATA_ENTRY } from './chunk-manifest.ts';
+
+/** One thing wrong with an archive, located as precisely as it can be. */
+export interface ArchiveProblem {
+  chunk?: string;
+  entry?: string;
+  digest?: Digest;
+  /** The `run.json` image it costs. */
+  image?: string;
+  problem: string;
+}
+
+export interface ArchiveVerification {
+  dir: string;
+  chunks: number;
+  /** Blobs read and checked against their digests, and their bytes. */
+  blobs: number;
+  bytes: number;
+  /** Images of `run.json` checked for completeness. */
+  images: number;
+  problems: ArchiveProblem[];
+}
+
+/** A problem as one line: where (chunk, entry, image, digest), then what. */
+export function formatProblem(p: ArchiveProblem): string {
+  const where = [p.chunk, p.entry === undefined ? undefined : `entry ${p.entry}`, p.image === undefined ? undefined : `image ${p.image}`, p.digest].filter(
+    (s): s is string => s !== undefined,
+  );
+  return `${where.join(' ')}: ${p.problem}`;
+}
+
+/** Reads every chunk of the archive in `dir` and reports everything wrong with it. */
+export async function verifyArchive(dir: string, options: AbortOptions & { onBytes?: (bytes: number) => void } = {}): Promise<ArchiveVerification> {
+  const { signal } = options;
+  const root = resolve(dir);
+  const files = (await readdir(root))
+    .map((name) => ({ name, match: CHUNK_FILE_RE.exec(name) }))
+    .flatMap((f) => (f.match === null ? [] : [{ name: f.name, chunk: Number(f.match[1]) }]))
+    .sort((a, b) => a.chunk - b.chunk);
+  if (files.length === 0) throw new MeshmirrorError('MM_NOT_FOUND', `${root} holds no archive chunks (mirror_*.tar)`);
+  const problems: ArchiveProblem[] = [];
+  const fail = (problem: ArchiveProblem): void => void problems.push(problem);
+
+  const chunks: IndexedChunk[] = [];
+  for (const file of files) {
+    throwIfAborted(signal);
+    try {
+      chunks.push(await indexChunk(join(root, file.name), file.name, file.chunk, signal));
+    } catch (err) {
+      if (signal?.aborted === true || errorCode(err) !== 'MM_ARCHIVE_INVALID') throw err;
+      fail(entryProblem(err, file.name));
+    }
+  }
+
+  const metadata = await readRunMetadata(chunks, fail);
+  const chunkCount = metadata?.archive.chunkCount ?? files[files.length - 1]!.chunk;
+  for (let n = 1; n <= chunkCount; n++) if (!files.some((f) => f.chunk === n)) fail({ chunk: chunkFileName(n), problem: 'is missing' });
+  for (const f of files) if (f.chunk > chunkCount) fail({ chunk: f.name, problem: `is not part of this archive of ${chunkCount} chunks` });
+  if (metadata !== undefined) {
+    for (const c of chunks) {
+      if (c.manifest.archiveId !== metadata.archive.archiveId) fail({ chunk: c.info.file, problem: 'belongs to another archive (left from an earlier run?)' });
+    }
+  }
+
+  // Every blob is read whole and checked against its digest.
+  const intact = new Map<Digest, IndexedChunk>();
+  const damaged = new Set<Digest>();
+  let bytes = 0;
+  for (const chunk of chunks) {
+    for (const blob of chunk.manifest.blobs) {
+      throwIfAborted(signal);
+      const entry = `${BLOB_ENTRY_PREFIX}${blob.digest.slice('sha256:'.length)}`;
+      try {
+        const stream = await openFileRegion({
+          path: chunk.path,
+          blobOffset: blob.offset,
+          range: { start: 0, end: blob.size - 1, whole: true },
+          verify: { digest: blob.digest, size: blob.size },
+          where: `${chunk.info.file} entry ${entry}`,
+          signal,
+        });
+        for await (const data of stream as AsyncIterable<Buffer>) {
+          bytes += data.byteLength;
+          options.onBytes?.(data.byteLength);
+        }
+        intact.set(blob.digest, chunk);
+      } catch (err) {
+        if (signal?.aborted === true) throw err;
+        damaged.add(blob.digest);
+        const problem =
+          err instanceof DigestMismatchError ? `the bytes hash to ${String(err.data['actual'])}` : withoutLocation(describeError(err), chunk.info.file, entry);
+        fail({ chunk: chunk.info.file, entry, digest: blob.digest, problem });
+      }
+    }
+  }
+
+  const images = metadata?.images.flatMap((i) => (i.status === 'archived' ? [i] : [])) ?? [];
+  for (const image of images) {
+    await checkImage(image, intact, damaged, fail);
+  }
+  return { dir: root, chunks: files.length, blobs: intact.size + damaged.size, bytes, images: images.length, problems };
+}
+
+/** `run.json` from the chunk that holds it, or undefined (and a problem) when it cannot be read. */
+async function readRunMetadata(chunks: IndexedChunk[], fail: (p: ArchiveProblem) => void): Promise<RunMetadata | undefined> {
+  const holder = chunks.find((c) => c.files.has(RUN_METADATA_ENTRY));
+  if (holder === undefined) {
+    fail({ entry: RUN_METADATA_ENTRY, problem: 'is in no readable chunk: the images cannot be checked' });
+    return undefined;
+  }
+  try {
+    const parsed = parseRunMetadata(await readJsonEntry(holder, RUN_METADATA_ENTRY, MAX_LAYOUT_JSON_BYTES));
+    if (parsed.success) return parsed.data;
+    fail({ chunk: holder.info.file, entry: RUN_METADATA_ENTRY, problem: parsed.problem });
+  } catch (err) {
+    if (errorCode(err) !== 'MM_ARCHIVE_INVALID') throw err;
+    fail(entryProblem(err, holder.info.file));
+  }
+  return undefined;
+}
+
+/**
+ * An image is complete when its manifest, the children it kept and every config and layer they
+ * name are held intact. A child of a sparse index (platforms left out at mirror time) may be absent.
+ */
+async function checkImage(
+  image: { source: string; digest: Digest; mediaType: string; skippedPlatforms: string[] },
+  intact: Map<Digest, IndexedChunk>,
+  damaged: Set<Digest>,
+  fail: (p: ArchiveProblem) => void,
+): Promise<void> {
+  const missing = (digest: Digest, what: string): void =>
+    fail({ image: image.source, digest, problem: damaged.has(digest) ? `${what} is damaged in the archive` : `${what} is nowhere in the archive` });
+  const readManifest = async (d: Pick<Descriptor, 'digest' | 'mediaType'>) => {
+    const chunk = intact.get(d.digest);
+    if (chunk === undefined) return undefined;
+    const location = chunk.manifest.blobs.find((b) => b.digest === d.digest)!;
+    const stream = await openFileRegion({
+      path: chunk.path,
+      blobOffset: location.offset,
+      range: { start: 0, end: location.size - 1, whole: false },
+      where: chunk.info.file,
+    });
+    const parts: Buffer[] = [];
+    for await (const data of stream as AsyncIterable<Buffer>) parts.push(data);
+    return parseManifest(Buffer.concat(parts), d.mediaType, `${image.source} ${d.digest}`);
+  };
+  const check = async (d: Pick<Descriptor, 'digest' | 'mediaType'>, child: boolean): Promise<void> => {
+    let parsed;
+    try {
+      parsed = await readManifest(d);
+    } catch (err) {
+      fail({ image: image.source, digest: d.digest, problem: describeError(err) });
+      return;
+    }
+    if (parsed === undefined) {
+      if (child && image.skippedPlatforms.length > 0 && !damaged.has(d.digest)) return;
+      missing(d.digest, child ? 'a child manifest' : 'the manifest');
+      return;
+    }
+    if (parsed.kind === 'index') {
+      for (const c of parsed.index.manifests) await check(c, true);
+      return;
+    }
+    for (const blob of [parsed.manifest.config, ...parsed.manifest.layers]) {
+      if (!intact.has(blob.digest)) missing(blob.digest, blob === parsed.manifest.config ? 'its config' : 'a layer');
+    }
+  };
+  await check({ digest: image.digest, mediaType: image.mediaType }, false);
+}
+
+function entryProblem(err: unknown, file: string): ArchiveProblem {
+  const data = err instanceof MeshmirrorError ? err.data : {};
+  const entry = typeof data['entry'] === 'string' ? data['entry'] : undefined;
+  const chunk = typeof data['file'] === 'string' ? data['file'] : file;
+  return { chunk, ...(entry === undefined ? {} : { entry }), problem: withoutLocation(describeError(err), chunk, entry) };
+}
+
+/** A reader's message without the chunk and entry it starts with: the problem line names them already. */
+function withoutLocation(message: string, file: string, entry: string | undefined): string {
+  for (const prefix of [entry === undefined ? undefined : `${file}: entry "${entry}" `, `${file}: `, `${file} `]) {
+    if (prefix !== undefined && message.startsWith(prefix)) return message.slice(prefix.length);
+  }
+  return message;
+}
