@@ -33,6 +33,9 @@ describe('mirror to disk against a real registry', () => {
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout);
     expect(summary.images).toMatchObject({ requested: names.length + 1, archived: names.length + 1, failed: 0 });
+    // Read back from disk as `meshmirror verify` reads it, every image checked.
+    expect(summary.archive.verification).toMatchObject({ intact: true, images: names.length + 1, problems: [] });
+    expect(summary.archive.verification.blobs).toBeGreaterThan(10);
 
     const limit = Math.floor(archiveSize * GiB);
     const chunks = await listChunks(out);
@@ -94,6 +97,12 @@ describe('mirror to disk against a real registry', () => {
     // And the image (or images) whose manifest it is.
     expect(result.stdout).toContain(`${digest}: the manifest is damaged in the archive`);
     expect(result.stdout).toMatch(/: [23] problems \(/);
+
+    // --no-verify leaves the reading back out.
+    const config = await fx.writeConfig('no-verify.yaml', { additionalImages: [fx.viaProxy('sample/base:1.0')] });
+    const unchecked = await runMeshmirror(mirrorArgs(config, join(fx.dir, 'out-no-verify'), join(fx.dir, 'cache-all'), '--no-verify'));
+    expect(unchecked.code, unchecked.stderr).toBe(0);
+    expect(JSON.parse(unchecked.stdout).archive.verification).toBeUndefined();
   });
 
   it('keeps only the configured architectures of a multi-arch index, and honours blockedImages', async () => {
@@ -109,6 +118,8 @@ describe('mirror to disk against a real registry', () => {
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout);
     expect(summary.images).toMatchObject({ requested: 1, blocked: 1, archived: 1 });
+    // A sparse index is complete without the platforms left out.
+    expect(summary.archive.verification).toMatchObject({ intact: true, images: 1, problems: [] });
     const layout = join(fx.dir, 'layout-arm');
     await extractChunks(out, layout);
     const indexBytes = await readFile(join(layout, 'blobs', 'sha256', multi!.digest.slice(7)));

@@ -51,6 +51,17 @@ export interface SignatureSummary {
   };
 }
 
+/** `meshmirror verify` of the archive a mirror to disk wrote, read back from disk when it was done. */
+export interface ArchiveCheck {
+  intact: boolean;
+  chunks: number;
+  blobs: number;
+  bytes: number;
+  images: number;
+  /** One line per problem, as `meshmirror verify` prints them. */
+  problems: string[];
+}
+
 export interface MirrorSummary {
   runId: string;
   resumed: boolean;
@@ -81,7 +92,7 @@ export interface MirrorSummary {
   rangesIgnored: number;
   /** Held blobs that failed verification when archived and were fetched (or stored) again. */
   repairedBlobs: number;
-  archive: { chunks: ArchiveChunk[]; warnings: string[] };
+  archive: { chunks: ArchiveChunk[]; warnings: string[]; verification?: ArchiveCheck };
   warnings: string[];
   files: { errors?: string; mapping?: string; report: string };
   durationMs: number;

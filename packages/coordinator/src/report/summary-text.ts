@@ -34,6 +34,12 @@ export function summaryText(summary: MirrorSummary): string {
     lines.push(`  repaired: ${summary.repairedBlobs} held blobs failed verification and were fetched again`);
   }
   for (const chunk of summary.archive.chunks) lines.push(`  archive: ${chunk.file} (${formatBytes(chunk.bytes)}, ${chunk.blobs} blobs)`);
+  const check = summary.archive.verification;
+  if (check !== undefined) {
+    const read = `${check.chunks} chunks, ${check.blobs} blobs (${formatBytes(check.bytes)}), ${check.images} images read back`;
+    lines.push(check.intact ? `  verified: intact (${read})` : `  verified: ${check.problems.length} PROBLEMS (${read}); do not carry this archive:`);
+    for (const problem of check.problems) lines.push(`    ${problem}`);
+  }
   for (const w of [...summary.warnings, ...summary.archive.warnings]) lines.push(`  warning: ${w}`);
   const failures = summary.outcomes.filter((o) => o.state === 'failed');
   for (const f of failures) lines.push(`  failed: ${f.source} (${f.kind}): ${f.reason ?? f.code ?? ''}`);

@@ -14,8 +14,8 @@ import { ArchiveSink, type ArchiveOutcome } from './archive-sink.ts';
 import { fetchIntoWriter, type WriterFetchOutcome } from './writer-fetch.ts';
 import { writeReports } from '../report/run-reports.ts';
 import { diskTarget } from './disk-target.ts';
-
-import type { ImageOutcome, MirrorSummary } from '../report/summaries.ts';
+import { formatProblem, verifyArchive } from '@meshmirror/agent';
+import type { ArchiveCheck, ImageOutcome, MirrorSummary } from '../report/summaries.ts';
 
 export type { ImageOutcome, MirrorSummary };
 
@@ -41,6 +41,8 @@ export interface MirrorToDiskOptions {
   dryRun?: boolean;
   /** `--remove-signatures`: sigstore signature tags and referrers are not looked for. */
   removeSignatures?: boolean;
+  /** `--no-verify`: the archive is not read back and checked when written. */
+  skipVerify?: boolean;
   /**
    * Where blobs come from into `agent`'s store: `agent` itself alone (a farm of one), or a farm's
    * agents, `agent` then only writing, pulling every piece from its holder.
@@ -166,11 +168,13 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         outcomes.map((o) => ({ source: o.source, state: o.state === 'archived' ? 'archived' : 'failed', digest: o.digest, code: o.code, reason: o.reason })),
         progress,
       );
+      // The archive as it is on disk, read back as `meshmirror verify` reads it, before anyone carries it.
+      const verification = options.skipVerify === true ? undefined : await checkArchive(destination, ctx.log, signal);
       const summary = summaryOf(
         {
           images: { ...requestedCount, archived: archived.length, failed: failed.length },
           outcomes,
-          archive: result.archive,
+          archive: { ...result.archive, ...(verification === undefined ? {} : { verification }) },
           repairedBlobs: fetched.repaired + result.repairedManifests,
         },
         fetched,
@@ -180,6 +184,14 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       return summary;
     },
   );
+}
+
+/** `meshmirror verify` of the archive just written; each problem is logged as well as reported. */
+async function checkArchive(dir: string, log: Logger, signal: AbortSignal | undefined): Promise<ArchiveCheck> {
+  const result = await verifyArchive(dir, signal === undefined ? {} : { signal });
+  const problems = result.problems.map(formatProblem);
+  for (const problem of problems) log.error({ problem }, 'the archive just written is damaged');
+  return { intact: problems.length === 0, chunks: result.chunks, blobs: result.blobs, bytes: result.bytes, images: result.images, problems };
 }
 
 function runMetadata(run: RunRecord, options: MirrorToDiskOptions, archived: ResolvedImage[], failed: FailedImage[], history: RunRecord[]): RunDescription {

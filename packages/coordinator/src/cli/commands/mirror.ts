@@ -36,7 +36,7 @@ import { parseDockerDestination } from '../../push/push-targets.ts';
 import { mirrorToMirror } from '../../run/mirror-to-mirror.ts';
 import type { OpenShiftSources } from '../../resolve/image-set-content.ts';
 import { supplyLayerSource } from '../../resolve/layer-source.ts';
-import { exitCodeForSummary } from '../exit-codes.ts';
+import { ExitCode, exitCodeForSummary } from '../exit-codes.ts';
 import { withInterruptSignal } from '../interrupt.ts';
 
 export interface MirrorFlags {
@@ -63,6 +63,8 @@ export interface MirrorFlags {
   swarmKey?: string;
   dryRun?: boolean;
   removeSignatures?: boolean;
+  /** `--no-verify` sets it false. */
+  verify?: boolean;
   output: string;
   logLevel: string;
   v2?: boolean;
@@ -108,6 +110,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
         chunkSizeBytes: gibToBytes(config.archiveSize),
         dryRun: flags.dryRun === true,
         removeSignatures: flags.removeSignatures === true,
+        skipVerify: flags.verify === false,
         supply,
         logger,
         progress,
@@ -116,7 +119,8 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     );
     progress.stop();
     printSummary(flags, summary, summaryText);
-    return exitCodeForSummary(summary);
+    // An archive that did not read back intact must not be carried, whatever became of the images.
+    return summary.archive.verification?.intact === false ? ExitCode.ArchiveDamaged : exitCodeForSummary(summary);
   } finally {
     progress.stop();
     await farm?.stop();
