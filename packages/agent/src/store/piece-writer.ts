@@ -172,9 +172,12 @@ export class FilePieceWriter implements PieceWriter, LivePiece {
     const syncing: Promise<void> = this.#io('sync', () => handle.datasync())
       .then(async () => {
         // A restart or a finish since then decides the record.
-        if (generation !== this.#generation || this.#record.sha256 !== undefined || upTo <= this.#record.committed) return;
-        this.#record = { ...this.#record, committed: upTo };
-        await this.#index.putPiece(this.#record);
+        const stale = (): boolean => generation !== this.#generation || this.#record.sha256 !== undefined || upTo <= this.#record.committed;
+        if (stale()) return;
+        // Journalled first: `committed` promises what a crash leaves, so it moves only once the index holds it.
+        const record = { ...this.#record, committed: upTo };
+        await this.#index.putPiece(record);
+        if (!stale()) this.#record = record;
       })
       .catch((err: unknown) => {
         this.#syncError ??= err instanceof MeshmirrorError ? err : storeError(`cannot journal piece ${this.#describe()}`, err);
@@ -256,8 +259,9 @@ export class FilePieceWriter implements PieceWriter, LivePiece {
     const written = this.#written;
     // Bytes first, journal second: a committed offset never points past durable bytes.
     await this.#io('sync', () => handle.datasync());
-    this.#record = { ...this.#record, committed: written };
-    await this.#index.putPiece(this.#record);
+    const record = { ...this.#record, committed: written };
+    await this.#index.putPiece(record);
+    this.#record = record;
   }
 
   #close(): Promise<void> {
