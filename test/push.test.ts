@@ -7,7 +7,7 @@ import { cp, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openArchive } from '../packages/agent/src/archive/archive-reader.ts';
-import { parseManifest, type Digest } from '@meshmirror/shared';
+import { parseManifest, parseReceipt, type Digest } from '@meshmirror/shared';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
 import { mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
@@ -96,6 +96,24 @@ describe('disk to mirror into a real registry', () => {
     const second = JSON.parse(again.stdout);
     expect(second.bytes.sent).toBe(0);
     expect(second.images.alreadyPushed).toBe(fx.pushed.length);
+
+    // The receipt: what the target holds, per repository, each entry of it there when asked.
+    const receiptPath = join(archive, 'working-dir', 'receipt.json');
+    expect(summary.files.receipt).toBe(receiptPath);
+    const receipt = parseReceipt(JSON.parse(await readFile(receiptPath, 'utf8')));
+    if (!receipt.success) throw new Error(receipt.problem);
+    expect(receipt.data.target).toBe(`docker://${target.host}/mirror`);
+    for (const pushed of fx.pushed) {
+      expect(receipt.data.repositories[`mirror/${pushed.name.split(':')[0]!}`]?.manifests, pushed.name).toContain(pushed.digest);
+    }
+    const blobs = new Set(Object.values(receipt.data.repositories).flatMap((r) => r.blobs));
+    expect([...blobs].reduce((n, d) => n + (receipt.data.sizes[d] ?? 0), 0)).toBe(fx.uniqueBlobBytes);
+    for (const [repository, held] of Object.entries(receipt.data.repositories)) {
+      for (const digest of held.blobs) {
+        const head = await fetch(`${target.url}/v2/${repository}/blobs/${digest}`, { method: 'HEAD' });
+        expect(head.status, `${repository}@${digest}`).toBe(200);
+      }
+    }
   });
 
   it('completes through resets mid-PATCH, a 500 on the closing PUT, a stall and 429s, sending each blob once', async () => {

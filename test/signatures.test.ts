@@ -8,7 +8,7 @@
  * referrers are listed under the subject's `sha256-<hex>` tag with their `subject` kept), `serve`
  * answers the referrers API for its archive, and `--remove-signatures` leaves all of it out.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -207,6 +207,11 @@ describe('sigstore signatures', () => {
     expect((JSON.parse(withSignatures.stdout) as SummaryJson).signatures.sigstore).toEqual({ found: 3, mirrored: 3, missing: 2, failed: 0 });
     for (const [name, digest] of signatures) expect(await inTarget('m2m', name), name).toBe(digest);
     expect(await listedReferrers(target.url, 'm2m/sample/signed', subject)).toEqual(referrers);
+    // Mirror to mirror leaves a receipt in its workspace too, and the referrers are in it.
+    const receiptFile = (JSON.parse(withSignatures.stdout) as { files: { receipt: string } }).files.receipt;
+    expect(receiptFile).toBe(join(dir, 'ws-m2m', 'working-dir', 'receipt.json'));
+    const receipt = JSON.parse(await readFile(receiptFile, 'utf8')) as { repositories: Record<string, { manifests: string[] }> };
+    expect(receipt.repositories['m2m/sample/signed']?.manifests).toEqual(expect.arrayContaining([subject, ...referrers]));
 
     const without = await m2m('plain', '--remove-signatures');
     expect(without.code, without.stderr).toBe(0);

@@ -10,6 +10,7 @@ export * from './registry/types.ts';
 export * from './agent/api.ts';
 export * from './agent/blob-reader.ts';
 export * from './archive/run-metadata.ts';
+export * from './archive/receipt.ts';
 export * from './units.ts';
 export * from './mesh/swarm-key.ts';
 export * from './config/imageset.ts';

@@ -6,12 +6,17 @@
  * from whichever agent holds the blob). The end of the run writes the outcomes, the cluster
  * resources and the reports.
  */
+import { mkdir, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
 import pLimit from 'p-limit';
 import {
   describeError,
   errorCode,
+  makeReceipt,
   MediaType,
   mergeReferrersIndex,
+  parseReceipt,
+  type Receipt,
   referrerEntry,
   referrersTag,
   type BlobRef,
@@ -24,6 +29,7 @@ import type { SourcedImages } from '../run/image-source.ts';
 import type { RunContext } from '../run/run-skeleton.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import { writePushReports } from '../report/push-reports.ts';
+import { writeReportFile } from '../report/report-file.ts';
 import type { PushSummary } from '../report/summaries.ts';
 import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PlaceBlob, type PushOutcome } from './image-pusher.ts';
 import { pushTarget, type PushDestination } from './push-targets.ts';
@@ -35,6 +41,16 @@ export interface BlobPlacement {
   /** Resolves once the blob's bytes can be had; rejects with why they cannot. Absent: always ready. */
   whenReady?: (blob: BlobRef) => Promise<void>;
   place: PlaceBlob;
+}
+
+/** The receipt an earlier push left, if it can be read; one that cannot is replaced (this push's content is what counts). */
+async function readPreviousReceipt(path: string): Promise<Receipt | undefined> {
+  try {
+    const parsed = parseReceipt(JSON.parse(await readFile(path, 'utf8')));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Referrers tag indexes written at once. */
@@ -223,7 +239,30 @@ export class RegistrySink {
       files: { report: '', clusterResources },
       durationMs: Date.now() - started,
     });
-    summary.files = { ...(await writePushReports(workingDir, summary)), clusterResources };
+    const receipt = await this.#writeReceipt(workingDir, summary.destination);
+    summary.files = { ...(await writePushReports(workingDir, { ...summary, files: { ...summary.files, receipt } })), clusterResources, receipt };
     return summary;
+  }
+
+  /**
+   * `working-dir/receipt.json`: every manifest and blob of the images the target now holds (pushed
+   * now or set aside as pushed before), merged into the receipt an earlier push to the same target
+   * left there.
+   */
+  async #writeReceipt(workingDir: string, target: string): Promise<string> {
+    const path = join(workingDir, 'receipt.json');
+    const pushed = new Set(this.outcomes.filter((o) => o.state === 'pushed').map((o) => `${o.source} ${o.target ?? ''}`));
+    const content = this.pushes
+      .filter((p) => pushed.has(`${p.source} ${p.target.reference}`))
+      .map((p) => ({
+        repository: p.target.repository,
+        manifests: p.manifests.map((m) => ({ digest: m.digest, size: m.bytes.byteLength })),
+        blobs: p.blobs.map((b) => ({ digest: b.digest, size: b.size })),
+      }));
+    const previous = await readPreviousReceipt(path);
+    await mkdir(workingDir, { recursive: true });
+    await writeReportFile(`${path}.partial`, `${JSON.stringify(makeReceipt(target, content, previous))}\n`);
+    await rename(`${path}.partial`, path);
+    return path;
   }
 }

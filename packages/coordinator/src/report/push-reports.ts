@@ -54,6 +54,8 @@ export function pushSummaryText(summary: PushSummary | MirrorToMirrorSummary): s
   const failures = summary.outcomes.filter((o) => o.state === 'failed');
   for (const f of failures) lines.push(`  failed: ${f.source} (${f.kind}): ${f.reason ?? f.code ?? ''}`);
   for (const file of summary.files.clusterResources) lines.push(`  cluster resource: ${file}`);
+  if (summary.files.receipt !== undefined)
+    lines.push(`  receipt: ${summary.files.receipt} (what the target holds; mirror with --since-receipt to carry only the rest)`);
   if (summary.files.errors !== undefined) lines.push(`  errors file: ${summary.files.errors}`);
   if (failures.length > 0) lines.push('  re-run the same command to retry the failed images; blobs the target confirmed are not sent again.');
   return lines.join('\n');

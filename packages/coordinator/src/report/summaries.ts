@@ -128,7 +128,8 @@ export interface PushSummary {
   /** Upload sessions the registry lost and that were started over. */
   restarts: number;
   warnings: string[];
-  files: { report: string; errors?: string; clusterResources: string[] };
+  /** `receipt`: what the target holds now (`working-dir/receipt.json`), for a differential mirror to disk. */
+  files: { report: string; errors?: string; clusterResources: string[]; receipt?: string };
   durationMs: number;
 }
 
