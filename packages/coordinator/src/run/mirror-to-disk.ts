@@ -169,7 +169,9 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         progress,
       );
       // The archive as it is on disk, read back as `meshmirror verify` reads it, before anyone carries it.
-      const verification = options.skipVerify === true ? undefined : await checkArchive(destination, ctx.log, signal);
+      // (No image archived: no archive was written, nothing to read back.)
+      const written = result.archive.chunks.length > 0;
+      const verification = options.skipVerify === true || !written ? undefined : await checkArchive(destination, ctx.log, signal);
       const summary = summaryOf(
         {
           images: { ...requestedCount, archived: archived.length, failed: failed.length },
