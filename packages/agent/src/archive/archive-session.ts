@@ -27,7 +27,7 @@ import {
   MediaType,
   MeshmirrorError,
   REF_NAME_ANNOTATION,
-  RUN_METADATA_VERSION,
+  runMetadataVersionOf,
   runDescriptionSchema,
   silentLogger,
   throwIfAborted,
@@ -109,7 +109,7 @@ export function archiveLayoutEntries(layout: {
     })),
   };
   const metadata: RunMetadata = {
-    schemaVersion: RUN_METADATA_VERSION,
+    schemaVersion: runMetadataVersionOf(layout.metadata),
     ...layout.metadata,
     archive: { archiveId: layout.archiveId, chunkCount: layout.chunkCount, writtenAt: layout.writtenAt.toISOString() },
   };
@@ -518,6 +518,13 @@ class StreamingArchiveSession implements LocalArchiveSession {
     const handle = await open(partialPath, 'w').catch((cause: unknown) => {
       throw writeFailure(partialPath, cause);
     });
+    if (this.#aborted) {
+      // Aborted while the file was being created: the clean-up may have run already, so this one
+      // removes its own file rather than leave a `.partial` behind.
+      await handle.close().catch(() => undefined);
+      await rm(partialPath, { force: true });
+      throw abortError(this.#stop.signal);
+    }
     const chunk: OpenChunk = { fill: emptyChunkFill(number, this.archiveId), file, partialPath, handle, writeBackAt: 0, writeBack: undefined };
     this.#current = chunk;
     return chunk;
