@@ -236,9 +236,9 @@ describe('openArchive', () => {
   });
 
   it('refuses a run.json from a newer meshmirror, naming the chunk and entry and both versions', async () => {
-    const error = await openError(await writeCraftedArchive('newer-run', [], [], { schemaVersion: 2, images: { changed: 'shape' } }));
+    const error = await openError(await writeCraftedArchive('newer-run', [], [], { schemaVersion: 3, images: { changed: 'shape' } }));
     expect(error.message).toBe(
-      'mirror_000001.tar: entry "meshmirror/run.json" was written by a newer meshmirror (run.json version 2; this build reads up to 1); ' +
+      'mirror_000001.tar: entry "meshmirror/run.json" was written by a newer meshmirror (run.json version 3; this build reads up to 2); ' +
         'use a meshmirror at least as new as the one that wrote the archive',
     );
     expect(error.data).toEqual({ file: 'mirror_000001.tar', entry: 'meshmirror/run.json' });

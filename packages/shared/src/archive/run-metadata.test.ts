@@ -46,7 +46,7 @@ describe('parseRunMetadata', () => {
   it('reads run.json written before versions, mapped to the current version', () => {
     const legacy = JSON.parse(LEGACY_RUN_JSON) as Record<string, unknown>;
     const metadata = parsed(legacy);
-    expect(metadata).toEqual({ schemaVersion: RUN_METADATA_VERSION, ...legacy });
+    expect(metadata).toEqual({ schemaVersion: 1, ...legacy });
     expect(metadata.archive).toEqual({ archiveId: '80f3bd80-0148-4e20-b7ea-30737ef64ad5', chunkCount: 1, writtenAt: '2026-12-04T12:38:48.171Z' });
     const catalog = metadata.images[1];
     expect(catalog).toMatchObject({ status: 'archived', kind: 'operator', role: 'catalog', targetRepo: 'redhat/redhat-operator-index', targetTag: 'v4.19' });
@@ -101,7 +101,7 @@ describe('parseRunMetadata', () => {
 
   it('refuses a version that is not a whole number, and what is not an object', () => {
     const legacy = JSON.parse(LEGACY_RUN_JSON) as object;
-    expect(problem({ ...legacy, schemaVersion: '2' })).toMatch(/^is not meshmirror run metadata \(run\.json version 1\) at schemaVersion: /);
+    expect(problem({ ...legacy, schemaVersion: '2' })).toMatch(/^is not meshmirror run metadata \(run\.json version "2"\) at schemaVersion: /);
     expect(problem({ ...legacy, schemaVersion: 0 })).toMatch(/ at schemaVersion: /);
     expect(problem([legacy])).toMatch(/ at \(root\): /);
   });

@@ -9,7 +9,10 @@
  * - none: written before run.json had a version (the legacy format). The same fields as version 1,
  *   except that archives older than the OpenShift content lack `origin`, `role`, `targetRepo` and
  *   `targetTag` on their images.
- * - 1: this file's `runMetadataSchema`.
+ * - 1: this file's `runMetadataSchema` without `differential`.
+ * - 2: adds `differential`: the archive leaves out blobs a receipt says the target holds. Only such
+ *   archives are written as version 2, so a full archive stays readable by builds that read 1, and
+ *   a build that reads only 1 refuses a differential one instead of pushing it as if it were whole.
  *
  * Unknown fields are dropped, not refused, so a field that readers may ignore can be added without a
  * new version. Bump `RUN_METADATA_VERSION` (and map the previous version here) when a reader of the
@@ -19,8 +22,13 @@ import { z } from 'zod';
 import { formatConfigPath, IMAGESET_KIND } from '../config/imageset.ts';
 import { isDigest } from '../oci/digest.ts';
 
-/** The run.json version this build writes, and the newest it reads. */
-export const RUN_METADATA_VERSION = 1;
+/** The newest run.json version this build reads (and writes, for a differential archive). */
+export const RUN_METADATA_VERSION = 2;
+
+/** The version a run.json must be written as: the oldest that can say everything it holds. */
+export function runMetadataVersionOf(description: { differential?: unknown }): 1 | 2 {
+  return description.differential === undefined ? 1 : 2;
+}
 
 /** What a legacy image without `origin` reports as its origin (the push report's column). */
 export const LEGACY_IMAGE_ORIGIN = 'archive';
@@ -88,6 +96,30 @@ export const runHistoryEntrySchema = z.object({
 });
 export type RunHistoryEntry = z.infer<typeof runHistoryEntrySchema>;
 
+/** A blob a differential archive leaves out, and where the receipt says the target holds it. */
+export const omittedBlobSchema = z.object({
+  digest: digestSchema,
+  size: z.number().int().nonnegative(),
+  /** Repositories of the receipt's target holding it (a few): where a push mounts it from. */
+  repositories: z.array(z.string()),
+});
+export type OmittedBlob = z.infer<typeof omittedBlobSchema>;
+
+/** What a differential archive (`--since-receipt`) was made against, and what it leaves out. */
+export const differentialSchema = z.object({
+  receipt: z.object({
+    /** The receipt file as given, for the person reading an error. */
+    file: z.string(),
+    /** sha256 of the receipt file's bytes. */
+    digest: digestSchema,
+    target: z.string(),
+    writtenAt: z.string(),
+  }),
+  omitted: z.array(omittedBlobSchema),
+  omittedBytes: z.number().int().nonnegative(),
+});
+export type Differential = z.infer<typeof differentialSchema>;
+
 const runFields = {
   tool: z.literal('meshmirror'),
   runId: z.string().min(1),
@@ -102,6 +134,8 @@ const runFields = {
   /** Archived images first, then failed ones. */
   images: z.array(runImageSchema),
   history: z.array(runHistoryEntrySchema),
+  /** Present in a differential archive only (run.json version 2). */
+  differential: differentialSchema.optional(),
 };
 
 /** What a run says about itself: run.json without `schemaVersion` and `archive`, which the archive writer adds. */
@@ -110,7 +144,7 @@ export type RunDescription = z.infer<typeof runDescriptionSchema>;
 
 /** run.json as this build writes it. */
 export const runMetadataSchema = z.object({
-  schemaVersion: z.literal(RUN_METADATA_VERSION),
+  schemaVersion: z.union([z.literal(1), z.literal(2)]),
   ...runFields,
   archive: archiveInfoSchema,
 });
@@ -123,7 +157,7 @@ export const legacyRunMetadataSchema = z
     images: z.array(z.discriminatedUnion('status', [archivedRunImageSchema.extend({ origin: z.string().default(LEGACY_IMAGE_ORIGIN) }), failedRunImageSchema])),
     archive: archiveInfoSchema,
   })
-  .transform((legacy): RunMetadata => ({ schemaVersion: RUN_METADATA_VERSION, ...legacy }));
+  .transform((legacy): RunMetadata => ({ schemaVersion: 1, ...legacy }));
 
 export type RunMetadataParse = { success: true; data: RunMetadata } | { success: false; problem: string };
 
@@ -140,8 +174,13 @@ export function parseRunMetadata(value: unknown): RunMetadataParse {
     };
   }
   const parsed = version === undefined ? legacyRunMetadataSchema.safeParse(value) : runMetadataSchema.safeParse(value);
-  if (parsed.success) return { success: true, data: parsed.data };
-  const which = version === undefined ? 'run.json without a version' : `run.json version ${RUN_METADATA_VERSION}`;
+  if (parsed.success) {
+    if (parsed.data.schemaVersion === 1 && parsed.data.differential !== undefined) {
+      return { success: false, problem: 'is not meshmirror run metadata (run.json version 1) at differential: only version 2 may be differential' };
+    }
+    return { success: true, data: parsed.data };
+  }
+  const which = version === undefined ? 'run.json without a version' : `run.json version ${JSON.stringify(version)}`;
   return { success: false, problem: `is not meshmirror run metadata (${which}) ${describeRunMetadataIssue(parsed.error)}` };
 }
 
