@@ -26,6 +26,8 @@ export type ErrorCode =
   | 'MM_NOT_FOUND'
   | 'MM_AGENT_LOST'
   | 'MM_SIGNATURE_MISSING'
+  /** A differential archive's push: the target lacks blobs the archive leaves out. */
+  | 'MM_DIFFERENTIAL_BASE_MISSING'
   | 'MM_SIGNATURE_INVALID'
   | 'MM_USAGE';
 

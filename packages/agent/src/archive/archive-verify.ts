@@ -3,7 +3,7 @@
  * network. Unlike opening it (which stops at the first fault), every chunk is walked and every
  * problem is reported: a missing or foreign chunk, a damaged tar header or chunk manifest, a blob
  * whose bytes do not match its digest, and an image of `run.json` that needs a manifest or blob the
- * archive does not hold intact.
+ * archive does not hold intact (a differential archive counts the blobs its receipt's target holds).
  */
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -42,6 +42,8 @@ export interface ArchiveVerification {
   bytes: number;
   /** Images of `run.json` checked for completeness. */
   images: number;
+  /** A differential archive: the receipt's target, which holds the blobs it leaves out. */
+  differential?: { target: string; receiptWrittenAt: string; omittedBlobs: number; omittedBytes: number };
   problems: ArchiveProblem[];
 }
 
@@ -118,11 +120,24 @@ export async function verifyArchive(dir: string, options: AbortOptions & { onByt
     }
   }
 
+  // A differential archive is complete with the blobs its receipt says the target holds.
+  const elsewhere = new Set(metadata?.differential?.omitted.map((b) => b.digest));
   const images = metadata?.images.flatMap((i) => (i.status === 'archived' ? [i] : [])) ?? [];
   for (const image of images) {
-    await checkImage(image, intact, damaged, fail);
+    await checkImage(image, intact, damaged, elsewhere, fail);
   }
-  return { dir: root, chunks: files.length, blobs: intact.size + damaged.size, bytes, images: images.length, problems };
+  const d = metadata?.differential;
+  return {
+    dir: root,
+    chunks: files.length,
+    blobs: intact.size + damaged.size,
+    bytes,
+    images: images.length,
+    ...(d === undefined
+      ? {}
+      : { differential: { target: d.receipt.target, receiptWrittenAt: d.receipt.writtenAt, omittedBlobs: d.omitted.length, omittedBytes: d.omittedBytes } }),
+    problems,
+  };
 }
 
 /** `run.json` from the chunk that holds it, or undefined (and a problem) when it cannot be read. */
@@ -151,6 +166,7 @@ async function checkImage(
   image: { source: string; digest: Digest; mediaType: string; skippedPlatforms: string[] },
   intact: Map<Digest, IndexedChunk>,
   damaged: Set<Digest>,
+  elsewhere: ReadonlySet<Digest>,
   fail: (p: ArchiveProblem) => void,
 ): Promise<void> {
   const missing = (digest: Digest, what: string): void =>
@@ -187,7 +203,7 @@ async function checkImage(
       return;
     }
     for (const blob of [parsed.manifest.config, ...parsed.manifest.layers]) {
-      if (!intact.has(blob.digest)) missing(blob.digest, blob === parsed.manifest.config ? 'its config' : 'a layer');
+      if (!intact.has(blob.digest) && !elsewhere.has(blob.digest)) missing(blob.digest, blob === parsed.manifest.config ? 'its config' : 'a layer');
     }
   };
   await check({ digest: image.digest, mediaType: image.mediaType }, false);

@@ -81,6 +81,7 @@ program
     '--remove-signatures',
     "leave out the images' sigstore signatures (sha256-<hex>.sig tags) and OCI referrers (signatures, SBOMs, attestations), which are mirrored by default",
   )
+  .option('--since-receipt <file>', "mirror to disk: leave out the blobs a push's working-dir/receipt.json says the target holds (a differential archive)")
   .option('--no-verify', 'mirror to disk: do not read the archive back and check it (as meshmirror verify) once written')
   .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
   .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')

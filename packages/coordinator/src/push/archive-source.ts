@@ -36,6 +36,8 @@ export function archiveSource(
       const entries = await reader.images();
       const archived = new Map(entries.filter((e) => e.name !== undefined).map((e) => [e.name as string, e.descriptor]));
       const described = new Map(metadata.images.flatMap((i) => (i.status === 'archived' ? [[i.source, i] as const] : [])));
+      // A differential archive leaves out the blobs its receipt's target holds; the push finds them there.
+      const elsewhere = new Set(metadata.differential?.omitted.map((b) => b.digest));
 
       const { images: requested, blocked } = requestedImages(config, resolvedContentOf(metadata, options.removeSignatures === true));
       const images: ResolvedImage[] = [];
@@ -54,7 +56,7 @@ export function archiveSource(
         const platforms = described.get(image.source)?.platforms ?? [];
         const skippedPlatforms = described.get(image.source)?.skippedPlatforms ?? [];
         try {
-          const parts = await readImage(reader, image.source, descriptor.digest, skippedPlatforms.length > 0, signal);
+          const parts = await readImage(reader, image.source, descriptor.digest, skippedPlatforms.length > 0, elsewhere, signal);
           const signatures = options.removeSignatures === true ? undefined : described.get(image.source)?.releaseSignatures;
           images.push({
             ...image,
@@ -88,7 +90,8 @@ export function archiveSource(
 
 /**
  * Reads an image's manifests from the archive (each checked against its digest) and lists the
- * blobs they name; every one must be in the archive. A child of an index that mirror to disk left
+ * blobs they name; every one must be in the archive (or, in a differential archive, among those its
+ * receipt's target holds). A child of an index that mirror to disk left
  * out by the architecture filter is skipped.
  */
 async function readImage(
@@ -96,6 +99,7 @@ async function readImage(
   source: string,
   digest: Digest,
   platformsFiltered: boolean,
+  elsewhere: ReadonlySet<Digest>,
   signal: AbortSignal | undefined,
 ): Promise<Pick<ResolvedImage, 'manifests' | 'blobs'>> {
   const top = await readManifest(reader, digest, source, signal);
@@ -114,6 +118,7 @@ async function readImage(
     onBlob: (d, owner) => {
       const located = reader.locateBlob(d.digest);
       if (located !== undefined && located.size === d.size) return;
+      if (located === undefined && elsewhere.has(d.digest)) return;
       const at = reader.locateBlob(owner.manifest.digest);
       const why = located === undefined ? 'which is not in the archive' : `but the archive holds ${located.size} bytes for it`;
       throw new MeshmirrorError(

@@ -7,13 +7,14 @@
  * never costs another image its push.
  */
 import { join } from 'node:path';
-import { throwIfAborted, type HostBackoff, type ImageSetConfig, type Logger, type RegistryPushClient, type RetryPolicy } from '@meshmirror/shared';
+import { throwIfAborted, type Digest, type HostBackoff, type ImageSetConfig, type Logger, type RegistryPushClient, type RetryPolicy } from '@meshmirror/shared';
 import { openArchive } from '@meshmirror/agent';
 import { withRun } from '../run/run-skeleton.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import type { PushDestination } from './push-targets.ts';
 import { archiveSource } from './archive-source.ts';
 import { archivePlacement } from './archive-placement.ts';
+import { findDifferentialBase, withDifferentialBase } from './differential-base.ts';
 import { RegistrySink } from './registry-sink.ts';
 import { uniqueBlobsOf } from './image-pusher.ts';
 
@@ -56,8 +57,14 @@ export async function diskToMirror(options: DiskToMirrorOptions): Promise<PushSu
   const identity = { mode: 'disk-to-mirror', config: options.config, archiveId: reader.archiveId, destination };
   return await withRun({ cacheDir: options.cacheDir, identity, logger, component: 'coordinator:push' }, async (ctx) => {
     const sourced = await archiveSource(reader, options.config, { logger, removeSignatures: options.removeSignatures === true, ...abortable }).images(ctx);
-    const placement = archivePlacement(reader, { ...options, registry: destination.registry, journal: ctx.journal, logger: ctx.log });
-    const sink = new RegistrySink(sourced, placement, ctx, options);
+    const fromArchive = archivePlacement(reader, { ...options, registry: destination.registry, journal: ctx.journal, logger: ctx.log });
+    // A differential archive: what it leaves out must be in the target already, or nothing is uploaded.
+    const { differential } = await reader.runMetadata();
+    const base = new Map<Digest, string>();
+    const sink = new RegistrySink(sourced, differential === undefined ? fromArchive : withDifferentialBase(fromArchive, base), ctx, options);
+    if (differential !== undefined) {
+      for (const [digest, holder] of await findDifferentialBase(differential, sink.pushes, destination.registry, options.client, signal)) base.set(digest, holder);
+    }
     progress?.update({
       phase: 'pushing',
       imagesTotal: sourced.requested,

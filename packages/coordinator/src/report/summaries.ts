@@ -93,6 +93,11 @@ export interface MirrorSummary {
   /** Held blobs that failed verification when archived and were fetched (or stored) again. */
   repairedBlobs: number;
   archive: { chunks: ArchiveChunk[]; warnings: string[]; verification?: ArchiveCheck };
+  /**
+   * `--since-receipt`: the blobs left out because the receipt's target holds them, and their bytes
+   * (what the receipt saved: neither fetched nor carried).
+   */
+  differential?: { receipt: string; target: string; receiptWrittenAt: string; omittedBlobs: number; omittedBytes: number };
   warnings: string[];
   files: { errors?: string; mapping?: string; report: string };
   durationMs: number;

@@ -17,6 +17,13 @@ export function summaryText(summary: MirrorSummary): string {
     `  bytes: ${formatBytes(bytes.unique)} unique, ${formatBytes(bytes.held)} already held, ${formatBytes(bytes.resumed)} resumed, ` +
       (summary.dryRun ? `${formatBytes(bytes.toFetch)} would be fetched` : `${formatBytes(bytes.fetched)} fetched from upstream`),
   );
+  if (summary.differential !== undefined) {
+    const d = summary.differential;
+    lines.push(
+      `  differential: ${d.omittedBlobs} blobs (${formatBytes(d.omittedBytes)}) left out, held by ${d.target} per ${d.receipt} (written ${d.receiptWrittenAt}); ` +
+        'push this archive only onto that target',
+    );
+  }
   if (!summary.dryRun && (summary.retries > 0 || summary.rangesIgnored > 0)) {
     lines.push(`  retries: ${summary.retries}; ranges ignored by the registry: ${summary.rangesIgnored}`);
   }

@@ -1,8 +1,18 @@
-import { hashedBytes, throwIfAborted, type ImageSetConfig, type LocalAgent, type Logger, type RegistryClient, type RunDescription } from '@meshmirror/shared';
+import {
+  hashedBytes,
+  throwIfAborted,
+  type Differential,
+  type ImageSetConfig,
+  type LocalAgent,
+  type Logger,
+  type RegistryClient,
+  type RunDescription,
+} from '@meshmirror/shared';
 import type { FailedImage, ResolvedImage } from '../resolve/image-set.ts';
 import type { OpenShiftSources } from '../resolve/image-set-content.ts';
 import type { LayerSource } from '../resolve/layer-source.ts';
 import { buildPlan } from '../plan/plan.ts';
+import { leaveOutReceived, type SinceReceipt } from '../plan/differential.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
 import { supplyHoldings, type BlobSupply } from './mesh-fetch.ts';
 import { ImageTally } from './image-tally.ts';
@@ -43,6 +53,8 @@ export interface MirrorToDiskOptions {
   removeSignatures?: boolean;
   /** `--no-verify`: the archive is not read back and checked when written. */
   skipVerify?: boolean;
+  /** `--since-receipt`: leave out the blobs this receipt says the target holds (a differential archive). */
+  sinceReceipt?: SinceReceipt;
   /**
    * Where blobs come from into `agent`'s store: `agent` itself alone (a farm of one), or a farm's
    * agents, `agent` then only writing, pulling every piece from its holder.
@@ -71,6 +83,13 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       const plan = buildPlan(resolved);
       const emptyBlobs = [...plan.blobs.values()].filter((b) => b.size === 0).map((b) => b.digest);
       for (const digest of emptyBlobs) plan.blobs.delete(digest);
+      const differential = options.sinceReceipt === undefined ? undefined : leaveOutReceived(plan, options.sinceReceipt);
+      if (differential !== undefined) {
+        ctx.log.info(
+          { receipt: differential.receipt.file, blobs: differential.omitted.length, bytes: differential.omittedBytes },
+          'left out what the receipt says the target holds',
+        );
+      }
       const wanted = [...plan.blobs.values()].map(({ digest, size }) => ({ digest, size }));
       const holdings = await agent.holdings(wanted, abortable);
       const split = planMesh(plan, holdings, await supplyHoldings(supply, holdings, wanted, ctx.log, signal), options.pieceSize);
@@ -88,6 +107,17 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         dryRun: options.dryRun === true,
         destination,
         warnings: ctx.warnings,
+        ...(differential === undefined
+          ? {}
+          : {
+              differential: {
+                receipt: differential.receipt.file,
+                target: differential.receipt.target,
+                receiptWrittenAt: differential.receipt.writtenAt,
+                omittedBlobs: differential.omitted.length,
+                omittedBytes: differential.omittedBytes,
+              },
+            }),
         signatures: {
           sigstore: { ...sourced.signatures.sigstore, mirrored: done.filter((i) => i.role === 'signature').length },
           release: sourced.signatures.release,
@@ -151,7 +181,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         progress?.update({ phase: 'archiving' });
         const archiveStarted = Date.now();
         result = await sink.finish(resolved, fetched.failedBlobs, sourced.failed, async (archived, failed) =>
-          runMetadata(ctx.run, options, archived, failed, await ctx.journal.history()),
+          runMetadata(ctx.run, options, archived, failed, await ctx.journal.history(), differential),
         );
         ctx.log.info({ ms: Date.now() - archiveStarted, chunks: result.archive.chunks.length }, 'archive finished');
       } catch (err) {
@@ -196,7 +226,14 @@ async function checkArchive(dir: string, log: Logger, signal: AbortSignal | unde
   return { intact: problems.length === 0, chunks: result.chunks, blobs: result.blobs, bytes: result.bytes, images: result.images, problems };
 }
 
-function runMetadata(run: RunRecord, options: MirrorToDiskOptions, archived: ResolvedImage[], failed: FailedImage[], history: RunRecord[]): RunDescription {
+function runMetadata(
+  run: RunRecord,
+  options: MirrorToDiskOptions,
+  archived: ResolvedImage[],
+  failed: FailedImage[],
+  history: RunRecord[],
+  differential: Differential | undefined,
+): RunDescription {
   return {
     tool: 'meshmirror',
     runId: run.runId,
@@ -222,6 +259,7 @@ function runMetadata(run: RunRecord, options: MirrorToDiskOptions, archived: Res
       ...failed.map((i) => ({ source: i.source, kind: i.kind, status: 'failed' as const, code: i.code, reason: i.reason })),
     ],
     history: history.map((h) => ({ runId: h.runId, startedAt: h.startedAt, finishedAt: h.finishedAt, state: h.state })),
+    ...(differential === undefined ? {} : { differential }),
   };
 }
 

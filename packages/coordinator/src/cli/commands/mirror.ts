@@ -37,6 +37,7 @@ import { mirrorToMirror } from '../../run/mirror-to-mirror.ts';
 import type { OpenShiftSources } from '../../resolve/image-set-content.ts';
 import { supplyLayerSource } from '../../resolve/layer-source.ts';
 import { ExitCode, exitCodeForSummary } from '../exit-codes.ts';
+import { readSinceReceipt } from '../../plan/differential.ts';
 import { withInterruptSignal } from '../interrupt.ts';
 
 export interface MirrorFlags {
@@ -65,6 +66,7 @@ export interface MirrorFlags {
   removeSignatures?: boolean;
   /** `--no-verify` sets it false. */
   verify?: boolean;
+  sinceReceipt?: string;
   output: string;
   logLevel: string;
   v2?: boolean;
@@ -81,12 +83,16 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
   if (flags.output !== 'text' && flags.output !== 'json') {
     throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   }
-  if (destinationArg.startsWith('docker://')) return await runPushCommand(destinationArg, flags);
+  if (destinationArg.startsWith('docker://')) {
+    if (flags.sinceReceipt !== undefined) throw new MeshmirrorError('MM_USAGE', '--since-receipt is for mirror to disk (file://DIR): it makes a differential archive');
+    return await runPushCommand(destinationArg, flags);
+  }
   if (flags.workspace !== undefined)
     throw new MeshmirrorError('MM_USAGE', `--workspace is for mirror to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   if (flags.from !== undefined)
     throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   const destination = parseDiskDestination(destinationArg);
+  const sinceReceipt = flags.sinceReceipt === undefined ? undefined : await readSinceReceipt(flags.sinceReceipt);
   checkOpenShiftFlags(flags);
   await checkFarmFlags(flags);
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
@@ -111,6 +117,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
         dryRun: flags.dryRun === true,
         removeSignatures: flags.removeSignatures === true,
         skipVerify: flags.verify === false,
+        ...(sinceReceipt === undefined ? {} : { sinceReceipt }),
         supply,
         logger,
         progress,

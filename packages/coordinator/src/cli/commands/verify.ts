@@ -17,7 +17,12 @@ export async function runVerifyCommand(dir: string, flags: { output: string }): 
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } else {
     for (const problem of result.problems) process.stdout.write(`${formatProblem(problem)}\n`);
-    const checked = `${result.chunks} chunks, ${result.blobs} blobs (${formatBytes(result.bytes)}), ${result.images} images`;
+    const d = result.differential;
+    const receipt =
+      d === undefined
+        ? ''
+        : `; differential: ${d.omittedBlobs} blobs (${formatBytes(d.omittedBytes)}) are held by ${d.target} per its receipt of ${d.receiptWrittenAt}`;
+    const checked = `${result.chunks} chunks, ${result.blobs} blobs (${formatBytes(result.bytes)}), ${result.images} images${receipt}`;
     process.stdout.write(result.problems.length === 0 ? `${result.dir}: intact (${checked})\n` : `${result.dir}: ${result.problems.length} problems (${checked})\n`);
   }
   return result.problems.length === 0 ? ExitCode.Ok : ExitCode.ArchiveDamaged;
