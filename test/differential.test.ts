@@ -85,6 +85,39 @@ describe('differential archives from a receipt', () => {
     expect(verify.stdout).toContain(`are held by ${receipt.target} per its receipt`);
   });
 
+  it('meshmirror receipt asks the target and gives the same receipt, and the same differential archive', async () => {
+    const asked = join(fx.dir, 'asked-receipt.json');
+    const configA = join(fx.dir, 'a.yaml');
+    const result = await runMeshmirror([
+      'receipt',
+      `docker://${target.host}/mirror`,
+      '-c',
+      configA,
+      '-o',
+      asked,
+      '--cache-dir',
+      join(fx.dir, 'cache-receipt'),
+      '--src-tls-verify=false',
+      '--dest-tls-verify=false',
+      '--output',
+      'json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as { blobs: { checked: number; held: number }; manifests: { checked: number; held: number } };
+    expect(summary.blobs.held).toBe(summary.blobs.checked);
+    expect(summary.manifests.held).toBe(summary.manifests.checked);
+    const parsed = parseReceipt(JSON.parse(await readFile(asked, 'utf8')));
+    if (!parsed.success) throw new Error(parsed.problem);
+    expect({ ...parsed.data, writtenAt: '' }).toEqual({ ...receipt, writtenAt: '' });
+
+    const diff = join(fx.dir, 'archive-b-asked');
+    const run = await runMeshmirror(mirrorArgs(configB, diff, join(fx.dir, 'cache-b-asked'), '--since-receipt', asked));
+    expect(run.code, run.stderr).toBe(0);
+    expect((await archiveContent(diff, join(fx.dir, 'layout-b-asked'))).blobs).toEqual(
+      (await archiveContent(join(fx.dir, 'archive-b'), join(fx.dir, 'layout-b-again'))).blobs,
+    );
+  });
+
   it('pushed onto the target it was made for, every image reads back at the source digest, and only the new blobs are uploaded', async () => {
     const result = await runMeshmirror(diskToMirrorArgs(configB, join(fx.dir, 'archive-b'), `${target.host}/mirror`, join(fx.dir, 'cache-push-b')));
     expect(result.code, result.stdout + result.stderr).toBe(0);

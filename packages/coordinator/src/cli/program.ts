@@ -103,6 +103,26 @@ program
   });
 
 program
+  .command('receipt')
+  .description("make a receipt of what docker://HOST[/PREFIX] holds of the image set, by asking it (for --since-receipt, when the push's receipt is lost)")
+  .argument('<destination>', 'docker://HOST[/PREFIX]: the target a push of this image set went to')
+  .requiredOption('-c, --config <file>', 'ImageSetConfiguration file')
+  .requiredOption('-o, --out <file>', 'where to write the receipt')
+  .option('--cache-dir <dir>', 'blob store and run journal (default: $HOME/.meshmirror)')
+  .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
+  .option('--src-tls-verify [bool]', 'verify source registry TLS; false also allows plain HTTP', parseBool)
+  .option('--dest-tls-verify [bool]', 'verify destination registry TLS; false also allows plain HTTP', parseBool)
+  .option('--update-url <url>', 'update graph service for release channels (default: $UPDATE_URL_OVERRIDE, else the OCP or OKD service)')
+  .option('--graph-data-url <url>', "graph-data tarball for graph: true (default: the OpenShift update service's)")
+  .option('--graph-base-image <ref>', 'image the graph data is layered on for graph: true (default registry.access.redhat.com/ubi9/ubi:latest)')
+  .option('--output <format>', 'text or json', 'text')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
+  .action(async (destination: string, flags: MirrorFlags & { out: string }) => {
+    const { runReceiptCommand } = await import('./commands/mirror.ts');
+    process.exitCode = await runReceiptCommand(destination, flags);
+  });
+
+program
   .command('verify')
   .description('check an archive before carrying it: every chunk, tar header and blob digest, and every image complete (no network)')
   .argument('<dir>', 'folder with mirror_*.tar chunks')

@@ -38,6 +38,7 @@ import type { OpenShiftSources } from '../../resolve/image-set-content.ts';
 import { supplyLayerSource } from '../../resolve/layer-source.ts';
 import { ExitCode, exitCodeForSummary } from '../exit-codes.ts';
 import { readSinceReceipt } from '../../plan/differential.ts';
+import { receiptSummaryText, targetReceipt } from '../../run/target-receipt.ts';
 import { withInterruptSignal } from '../interrupt.ts';
 
 export interface MirrorFlags {
@@ -499,6 +500,43 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
   } finally {
     progress.stop();
     await farm?.stop();
+    await agent.close();
+    await client.close();
+    await targetClient.close();
+  }
+}
+
+/** `receipt docker://HOST[/PREFIX] -c isc.yaml -o FILE`: what the target holds of the image set, asked of it. */
+export async function runReceiptCommand(destinationArg: string, flags: MirrorFlags & { out: string }): Promise<number> {
+  if (flags.output !== 'text' && flags.output !== 'json') throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
+  if (!destinationArg.startsWith('docker://'))
+    throw new MeshmirrorError('MM_USAGE', `destination "${destinationArg}": expected docker://HOST[/PREFIX], the target to ask`);
+  const destination = parseDockerDestination(destinationArg);
+  checkOpenShiftFlags(flags);
+  const { config, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
+  const targetClient = clientFor('destination');
+  const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger });
+  try {
+    const supply = blobSupply(agent, store, settings);
+    const summary = await withInterruptSignal((signal) =>
+      targetReceipt({
+        config,
+        destination,
+        cacheDir,
+        client,
+        targetClient,
+        agent,
+        layers: supplyLayerSource(supply, store, { pieceSize: DEFAULT_PIECE_SIZE, logger }),
+        sources: openShiftSources(flags, settings, retry),
+        parallelImages: settings.parallelImages,
+        out: resolve(flags.out),
+        logger,
+        signal,
+      }),
+    );
+    printSummary(flags, summary, receiptSummaryText);
+    return exitCodeForSummary({ outcomes: summary.failed.map((f) => ({ state: 'failed', kind: f.kind })) });
+  } finally {
     await agent.close();
     await client.close();
     await targetClient.close();
