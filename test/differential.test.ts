@@ -82,7 +82,7 @@ describe('differential archives from a receipt', () => {
 
     const verify = await runMeshmirror(['verify', diff]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
-    expect(verify.stdout).toContain(`are held by ${receipt.target} per its receipt`);
+    expect(verify.stdout).toContain(`made against the receipt ${receiptFile} of ${receipt.target}`);
   });
 
   it('meshmirror receipt asks the target and gives the same receipt, and the same differential archive', async () => {
@@ -116,6 +116,22 @@ describe('differential archives from a receipt', () => {
     expect((await archiveContent(diff, join(fx.dir, 'layout-b-asked'))).blobs).toEqual(
       (await archiveContent(join(fx.dir, 'archive-b'), join(fx.dir, 'layout-b-again'))).blobs,
     );
+  });
+
+  it('--since DATE leaves out what runs in this cache archived before then: here the same blobs as the receipt', async () => {
+    const now = new Date().toISOString();
+    const diff = join(fx.dir, 'archive-b-since');
+    const run = await runMeshmirror(mirrorArgs(configB, diff, join(fx.dir, 'cache-a'), '--since', now));
+    expect(run.code, run.stderr).toBe(0);
+    const summary = JSON.parse(run.stdout) as Summary & { differential: { since: string } };
+    expect(summary.differential.since).toBe(now);
+    expect((await archiveContent(diff, join(fx.dir, 'layout-b-since'))).blobs).toEqual(
+      (await archiveContent(join(fx.dir, 'archive-b'), join(fx.dir, 'layout-b-3'))).blobs,
+    );
+    // A date before any run leaves nothing out.
+    const early = await runMeshmirror(mirrorArgs(configB, join(fx.dir, 'archive-b-early'), join(fx.dir, 'cache-a'), '--since', '2000-01-01'));
+    expect(early.code, early.stderr).toBe(0);
+    expect((JSON.parse(early.stdout) as Summary).differential).toMatchObject({ omittedBlobs: 0, omittedBytes: 0 });
   });
 
   it('pushed onto the target it was made for, every image reads back at the source digest, and only the new blobs are uploaded', async () => {

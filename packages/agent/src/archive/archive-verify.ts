@@ -8,6 +8,7 @@
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
+  differentialBasis,
   DigestMismatchError,
   describeError,
   errorCode,
@@ -42,8 +43,8 @@ export interface ArchiveVerification {
   bytes: number;
   /** Images of `run.json` checked for completeness. */
   images: number;
-  /** A differential archive: the receipt's target, which holds the blobs it leaves out. */
-  differential?: { target: string; receiptWrittenAt: string; omittedBlobs: number; omittedBytes: number };
+  /** A differential archive: what it was made against (whose target holds the blobs it leaves out). */
+  differential?: { basis: string; omittedBlobs: number; omittedBytes: number };
   problems: ArchiveProblem[];
 }
 
@@ -120,7 +121,7 @@ export async function verifyArchive(dir: string, options: AbortOptions & { onByt
     }
   }
 
-  // A differential archive is complete with the blobs its receipt says the target holds.
+  // A differential archive is complete with the blobs the target it was made for holds.
   const elsewhere = new Set(metadata?.differential?.omitted.map((b) => b.digest));
   const images = metadata?.images.flatMap((i) => (i.status === 'archived' ? [i] : [])) ?? [];
   for (const image of images) {
@@ -133,9 +134,7 @@ export async function verifyArchive(dir: string, options: AbortOptions & { onByt
     blobs: intact.size + damaged.size,
     bytes,
     images: images.length,
-    ...(d === undefined
-      ? {}
-      : { differential: { target: d.receipt.target, receiptWrittenAt: d.receipt.writtenAt, omittedBlobs: d.omitted.length, omittedBytes: d.omittedBytes } }),
+    ...(d === undefined ? {} : { differential: { basis: differentialBasis(d), omittedBlobs: d.omitted.length, omittedBytes: d.omittedBytes } }),
     problems,
   };
 }

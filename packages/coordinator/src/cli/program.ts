@@ -82,6 +82,7 @@ program
     "leave out the images' sigstore signatures (sha256-<hex>.sig tags) and OCI referrers (signatures, SBOMs, attestations), which are mirrored by default",
   )
   .option('--since-receipt <file>', "mirror to disk: leave out the blobs a push's working-dir/receipt.json says the target holds (a differential archive)")
+  .option('--since <date>', 'mirror to disk: leave out the blobs of images that runs in this cache archived before DATE (YYYY-MM-DD or ISO time)')
   .option('--no-verify', 'mirror to disk: do not read the archive back and check it (as meshmirror verify) once written')
   .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
   .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')

@@ -1,12 +1,15 @@
 /**
- * A differential mirror to disk (`--since-receipt`): the blobs a receipt says the target already
- * holds are left out of the plan, so they are neither fetched nor archived. Manifests are always
+ * A differential mirror to disk: the blobs a receipt says the target already holds
+ * (`--since-receipt`), or those of the images an earlier run in this cache archived before a date
+ * (`--since`, oc-mirror's flag), are left out of the plan, so they are neither fetched nor archived. Manifests are always
  * archived (small, and they tell the far side what to tag). Each blob left out keeps a few of the
  * target repositories that hold it, for the push to mount it from.
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { MeshmirrorError, parseReceipt, sha256Digest, type Differential, type Digest, type OmittedBlob, type Receipt } from '@meshmirror/shared';
+import type { ResolvedImage } from '../resolve/image-set.ts';
+import type { RunJournal } from '../run/run-journal.ts';
 import type { MirrorPlan } from './plan.ts';
 
 /** A receipt as read for `--since-receipt`: the file, its digest, its content. */
@@ -61,4 +64,39 @@ export function leaveOutReceived(plan: MirrorPlan, since: SinceReceipt): Differe
   }
   const { target, writtenAt } = since.receipt;
   return { receipt: { file: since.file, digest: since.digest, target, writtenAt }, omitted, omittedBytes: omitted.reduce((n, b) => n + b.size, 0) };
+}
+
+/** `--since DATE`: `YYYY-MM-DD` (oc-mirror's form) or an ISO 8601 time. */
+export function parseSince(value: string): Date {
+  const date = /^\d{4}-\d{2}-\d{2}$/.test(value) ? new Date(`${value}T00:00:00Z`) : new Date(value);
+  if (Number.isNaN(date.getTime())) throw new MeshmirrorError('MM_USAGE', `--since "${value}": expected a date (YYYY-MM-DD) or an ISO 8601 time`);
+  return date;
+}
+
+/** The manifests (top digests) that runs in this cache archived and finished before `since`. */
+export async function archivedBefore(journal: RunJournal, since: Date): Promise<Set<Digest>> {
+  const digests = new Set<Digest>();
+  for (const run of await journal.history()) {
+    if (run.finishedAt === undefined || new Date(run.finishedAt) >= since) continue;
+    for (const image of await journal.images(run)) if (image.state === 'archived' && image.digest !== undefined) digests.add(image.digest);
+  }
+  return digests;
+}
+
+/**
+ * Removes from `plan` the blobs of every image whose manifest an earlier run archived before
+ * `since` (an image by digest is the same bytes), and says what was left out.
+ */
+export function leaveOutArchived(plan: MirrorPlan, images: ResolvedImage[], archived: ReadonlySet<Digest>, since: Date): Differential {
+  const omitted: OmittedBlob[] = [];
+  for (const image of images) {
+    if (!archived.has(image.descriptor.digest)) continue;
+    for (const { digest } of image.blobs) {
+      const blob = plan.blobs.get(digest);
+      if (blob === undefined) continue;
+      plan.blobs.delete(digest);
+      omitted.push({ digest, size: blob.size, repositories: [] });
+    }
+  }
+  return { since: since.toISOString(), omitted, omittedBytes: omitted.reduce((n, b) => n + b.size, 0) };
 }

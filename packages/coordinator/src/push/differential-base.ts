@@ -6,7 +6,7 @@
  * where they were found, or are present already.
  */
 import pLimit from 'p-limit';
-import { formatBytes, MeshmirrorError, throwIfAborted, type Differential, type Digest, type RegistryPushClient } from '@meshmirror/shared';
+import { differentialBasis, formatBytes, MeshmirrorError, throwIfAborted, type Differential, type Digest, type RegistryPushClient } from '@meshmirror/shared';
 import type { ImagePush } from './image-pusher.ts';
 import type { BlobPlacement } from './registry-sink.ts';
 
@@ -52,14 +52,13 @@ export async function findDifferentialBase(
     ),
   );
   if (missing.length > 0) {
-    const { receipt } = differential;
     const bytes = missing.reduce((n, d) => n + (omitted.get(d)?.size ?? 0), 0);
     const shown = missing.sort().slice(0, 3).join(', ');
     throw new MeshmirrorError(
       'MM_DIFFERENTIAL_BASE_MISSING',
-      `this archive is differential: made against the receipt ${receipt.file} of ${receipt.target} (written ${receipt.writtenAt}), it leaves out ` +
+      `this archive is differential: made against ${differentialBasis(differential)}, it leaves out ` +
         `${differential.omitted.length} blobs; ${registry} lacks ${missing.length} of them (${formatBytes(bytes)}: ${shown}${missing.length > 3 ? ', …' : ''}). ` +
-        'Nothing was uploaded. Push the archive that receipt came from first, or make a full archive (without --since-receipt)',
+        'Nothing was uploaded. Push the archive it was made after first, or make a full archive (without --since-receipt or --since)',
       { data: { missing: missing.length } },
     );
   }

@@ -97,7 +97,7 @@ export interface MirrorSummary {
    * `--since-receipt`: the blobs left out because the receipt's target holds them, and their bytes
    * (what the receipt saved: neither fetched nor carried).
    */
-  differential?: { receipt: string; target: string; receiptWrittenAt: string; omittedBlobs: number; omittedBytes: number };
+  differential?: { basis: string; receipt?: string; target?: string; since?: string; omittedBlobs: number; omittedBytes: number };
   warnings: string[];
   files: { errors?: string; mapping?: string; report: string };
   durationMs: number;

@@ -20,8 +20,7 @@ export function summaryText(summary: MirrorSummary): string {
   if (summary.differential !== undefined) {
     const d = summary.differential;
     lines.push(
-      `  differential: ${d.omittedBlobs} blobs (${formatBytes(d.omittedBytes)}) left out, held by ${d.target} per ${d.receipt} (written ${d.receiptWrittenAt}); ` +
-        'push this archive only onto that target',
+      `  differential: ${d.omittedBlobs} blobs (${formatBytes(d.omittedBytes)}) left out, made against ${d.basis}; push it only onto a target that holds them`,
     );
   }
   if (!summary.dryRun && (summary.retries > 0 || summary.rangesIgnored > 0)) {

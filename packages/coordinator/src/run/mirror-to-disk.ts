@@ -1,4 +1,5 @@
 import {
+  differentialBasis,
   hashedBytes,
   throwIfAborted,
   type Differential,
@@ -12,7 +13,7 @@ import type { FailedImage, ResolvedImage } from '../resolve/image-set.ts';
 import type { OpenShiftSources } from '../resolve/image-set-content.ts';
 import type { LayerSource } from '../resolve/layer-source.ts';
 import { buildPlan } from '../plan/plan.ts';
-import { leaveOutReceived, type SinceReceipt } from '../plan/differential.ts';
+import { archivedBefore, leaveOutArchived, leaveOutReceived, type SinceReceipt } from '../plan/differential.ts';
 import { planMesh } from '../plan/mesh-plan.ts';
 import { supplyHoldings, type BlobSupply } from './mesh-fetch.ts';
 import { ImageTally } from './image-tally.ts';
@@ -55,6 +56,8 @@ export interface MirrorToDiskOptions {
   skipVerify?: boolean;
   /** `--since-receipt`: leave out the blobs this receipt says the target holds (a differential archive). */
   sinceReceipt?: SinceReceipt;
+  /** `--since`: leave out the blobs of images that runs in this cache archived before this time. */
+  since?: Date;
   /**
    * Where blobs come from into `agent`'s store: `agent` itself alone (a farm of one), or a farm's
    * agents, `agent` then only writing, pulling every piece from its holder.
@@ -83,10 +86,15 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       const plan = buildPlan(resolved);
       const emptyBlobs = [...plan.blobs.values()].filter((b) => b.size === 0).map((b) => b.digest);
       for (const digest of emptyBlobs) plan.blobs.delete(digest);
-      const differential = options.sinceReceipt === undefined ? undefined : leaveOutReceived(plan, options.sinceReceipt);
+      const differential =
+        options.sinceReceipt !== undefined
+          ? leaveOutReceived(plan, options.sinceReceipt)
+          : options.since !== undefined
+            ? leaveOutArchived(plan, resolved, await archivedBefore(ctx.journal, options.since), options.since)
+            : undefined;
       if (differential !== undefined) {
         ctx.log.info(
-          { receipt: differential.receipt.file, blobs: differential.omitted.length, bytes: differential.omittedBytes },
+          { basis: differentialBasis(differential), blobs: differential.omitted.length, bytes: differential.omittedBytes },
           'left out what the receipt says the target holds',
         );
       }
@@ -111,9 +119,9 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
           ? {}
           : {
               differential: {
-                receipt: differential.receipt.file,
-                target: differential.receipt.target,
-                receiptWrittenAt: differential.receipt.writtenAt,
+                basis: differentialBasis(differential),
+                ...(differential.receipt === undefined ? {} : { receipt: differential.receipt.file, target: differential.receipt.target }),
+                ...(differential.since === undefined ? {} : { since: differential.since }),
                 omittedBlobs: differential.omitted.length,
                 omittedBytes: differential.omittedBytes,
               },

@@ -105,20 +105,35 @@ export const omittedBlobSchema = z.object({
 });
 export type OmittedBlob = z.infer<typeof omittedBlobSchema>;
 
-/** What a differential archive (`--since-receipt`) was made against, and what it leaves out. */
-export const differentialSchema = z.object({
-  receipt: z.object({
-    /** The receipt file as given, for the person reading an error. */
-    file: z.string(),
-    /** sha256 of the receipt file's bytes. */
-    digest: digestSchema,
-    target: z.string(),
-    writtenAt: z.string(),
-  }),
-  omitted: z.array(omittedBlobSchema),
-  omittedBytes: z.number().int().nonnegative(),
-});
+/**
+ * What a differential archive was made against (a receipt, `--since-receipt`; or a date, `--since`:
+ * what this cache archived before it), and what it leaves out.
+ */
+export const differentialSchema = z
+  .object({
+    receipt: z
+      .object({
+        /** The receipt file as given, for the person reading an error. */
+        file: z.string(),
+        /** sha256 of the receipt file's bytes. */
+        digest: digestSchema,
+        target: z.string(),
+        writtenAt: z.string(),
+      })
+      .optional(),
+    /** `--since`: the blobs of images earlier runs archived before this time are left out. */
+    since: z.string().optional(),
+    omitted: z.array(omittedBlobSchema),
+    omittedBytes: z.number().int().nonnegative(),
+  })
+  .refine((d) => (d.receipt === undefined) !== (d.since === undefined), 'names either a receipt or a date');
 export type Differential = z.infer<typeof differentialSchema>;
+
+/** What a differential archive was made against, in words: the receipt (file, target, time) or the date. */
+export function differentialBasis(d: Differential): string {
+  if (d.receipt !== undefined) return `the receipt ${d.receipt.file} of ${d.receipt.target} (written ${d.receipt.writtenAt})`;
+  return `what this cache archived before ${d.since ?? '?'} (--since)`;
+}
 
 const runFields = {
   tool: z.literal('meshmirror'),

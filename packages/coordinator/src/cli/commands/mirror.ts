@@ -37,7 +37,7 @@ import { mirrorToMirror } from '../../run/mirror-to-mirror.ts';
 import type { OpenShiftSources } from '../../resolve/image-set-content.ts';
 import { supplyLayerSource } from '../../resolve/layer-source.ts';
 import { ExitCode, exitCodeForSummary } from '../exit-codes.ts';
-import { readSinceReceipt } from '../../plan/differential.ts';
+import { parseSince, readSinceReceipt } from '../../plan/differential.ts';
 import { receiptSummaryText, targetReceipt } from '../../run/target-receipt.ts';
 import { withInterruptSignal } from '../interrupt.ts';
 
@@ -68,6 +68,7 @@ export interface MirrorFlags {
   /** `--no-verify` sets it false. */
   verify?: boolean;
   sinceReceipt?: string;
+  since?: string;
   output: string;
   logLevel: string;
   v2?: boolean;
@@ -85,7 +86,12 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   }
   if (destinationArg.startsWith('docker://')) {
-    if (flags.sinceReceipt !== undefined) throw new MeshmirrorError('MM_USAGE', '--since-receipt is for mirror to disk (file://DIR): it makes a differential archive');
+    if (flags.sinceReceipt !== undefined || flags.since !== undefined) {
+      throw new MeshmirrorError(
+        'MM_USAGE',
+        `${flags.since === undefined ? '--since-receipt' : '--since'} is for mirror to disk (file://DIR): it makes a differential archive`,
+      );
+    }
     return await runPushCommand(destinationArg, flags);
   }
   if (flags.workspace !== undefined)
@@ -93,7 +99,9 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
   if (flags.from !== undefined)
     throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   const destination = parseDiskDestination(destinationArg);
+  if (flags.since !== undefined && flags.sinceReceipt !== undefined) throw new MeshmirrorError('MM_USAGE', '--since and --since-receipt exclude each other: use one');
   const sinceReceipt = flags.sinceReceipt === undefined ? undefined : await readSinceReceipt(flags.sinceReceipt);
+  const since = flags.since === undefined ? undefined : parseSince(flags.since);
   checkOpenShiftFlags(flags);
   await checkFarmFlags(flags);
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
@@ -119,6 +127,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
         removeSignatures: flags.removeSignatures === true,
         skipVerify: flags.verify === false,
         ...(sinceReceipt === undefined ? {} : { sinceReceipt }),
+        ...(since === undefined ? {} : { since }),
         supply,
         logger,
         progress,

@@ -18,10 +18,7 @@ export async function runVerifyCommand(dir: string, flags: { output: string }): 
   } else {
     for (const problem of result.problems) process.stdout.write(`${formatProblem(problem)}\n`);
     const d = result.differential;
-    const receipt =
-      d === undefined
-        ? ''
-        : `; differential: ${d.omittedBlobs} blobs (${formatBytes(d.omittedBytes)}) are held by ${d.target} per its receipt of ${d.receiptWrittenAt}`;
+    const receipt = d === undefined ? '' : `; differential: ${d.omittedBlobs} blobs (${formatBytes(d.omittedBytes)}) left out, made against ${d.basis}`;
     const checked = `${result.chunks} chunks, ${result.blobs} blobs (${formatBytes(result.bytes)}), ${result.images} images${receipt}`;
     process.stdout.write(result.problems.length === 0 ? `${result.dir}: intact (${checked})\n` : `${result.dir}: ${result.problems.length} problems (${checked})\n`);
   }
