@@ -58,7 +58,7 @@ async function settle(): Promise<void> {
   await execFileAsync('sync');
 }
 
-async function meshmirror(dir: string, refs: string[], name: string): Promise<Timed> {
+async function meshmirror(dir: string, refs: string[], name: string, extra: string[] = []): Promise<Timed> {
   await rm(join(dir, `${name}-out`), { recursive: true, force: true });
   await rm(join(dir, `${name}-cache`), { recursive: true, force: true });
   await settle();
@@ -86,6 +86,7 @@ async function meshmirror(dir: string, refs: string[], name: string): Promise<Ti
     '--cache-dir',
     join(dir, `${name}-cache`),
     '--src-tls-verify=false',
+    ...extra,
   ]);
   const report = JSON.parse(await readFile(join(dir, `${name}-out`, 'working-dir', 'report.json'), 'utf8')) as { bytes: { hashed: number } };
   return { ...run, hashedBytes: report.bytes.hashed };
@@ -212,6 +213,7 @@ try {
   // Two rounds, alternating, each from a cold cache and an empty destination; the best of each counts.
   const blobs = await uniqueBlobs(registry, set.refs);
   const mmRuns: Timed[] = [];
+  const unverifiedRuns: Timed[] = [];
   const skRuns: Timed[] = [];
   const ceilingRuns: Array<{ seconds: number; bytes: number }> = [];
   const diskRuns: Array<{ seconds: number; bytes: number }> = [];
@@ -219,13 +221,15 @@ try {
     ceilingRuns.push(await rawCeiling(registry, blobs));
     diskRuns.push(await diskCeiling(registry, blobs, join(dir, 'disk-ceiling')));
     mmRuns.push(await meshmirror(dir, set.refs, 'release-like'));
+    unverifiedRuns.push(await meshmirror(dir, set.refs, 'release-like-unverified', ['--no-verify']));
     skRuns.push(await skopeoAll(dir, set.refs));
     console.log(
-      `bench: round ${round + 1}: raw ceiling ${ceilingRuns[round]!.seconds.toFixed(1)} s, written once ${diskRuns[round]!.seconds.toFixed(1)} s, meshmirror ${mmRuns[round]!.seconds.toFixed(1)} s, skopeo ${skRuns[round]!.seconds.toFixed(1)} s`,
+      `bench: round ${round + 1}: raw ceiling ${ceilingRuns[round]!.seconds.toFixed(1)} s, written once ${diskRuns[round]!.seconds.toFixed(1)} s, meshmirror ${mmRuns[round]!.seconds.toFixed(1)} s (--no-verify ${unverifiedRuns[round]!.seconds.toFixed(1)} s), skopeo ${skRuns[round]!.seconds.toFixed(1)} s`,
     );
   }
   const best = <T extends { seconds: number }>(runs: T[]): T => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
   const mm = best(mmRuns);
+  const unverified = best(unverifiedRuns);
   const sk = best(skRuns);
   const ceiling = best(ceilingRuns);
   const disk = best(diskRuns);
@@ -252,6 +256,13 @@ try {
       formatBytes(mm.maxRssBytes),
       perUnique(mm.writtenBytes, set.uniqueBytes),
       perUnique(mm.hashedBytes ?? 0, set.uniqueBytes),
+    ],
+    [
+      `the same with --no-verify (no reading the archive back)`,
+      `${unverified.seconds.toFixed(1)} s`,
+      formatBytes(unverified.maxRssBytes),
+      perUnique(unverified.writtenBytes, set.uniqueBytes),
+      perUnique(unverified.hashedBytes ?? 0, set.uniqueBytes),
     ],
     [`skopeo copy --all, image by image (best of 2)`, `${sk.seconds.toFixed(1)} s`, formatBytes(sk.maxRssBytes), perUnique(sk.writtenBytes, set.uniqueBytes), '-'],
     [

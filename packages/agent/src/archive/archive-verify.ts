@@ -5,12 +5,13 @@
  * whose bytes do not match its digest, and an image of `run.json` that needs a manifest or blob the
  * archive does not hold intact (a differential archive counts the blobs its receipt's target holds).
  */
-import { readdir } from 'node:fs/promises';
+import { open, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   differentialBasis,
-  DigestMismatchError,
+  createDigester,
   describeError,
+  digestHex,
   errorCode,
   MeshmirrorError,
   parseManifest,
@@ -21,7 +22,6 @@ import {
   type Digest,
   type RunMetadata,
 } from '@meshmirror/shared';
-import { openFileRegion } from '../layout/blob-file.ts';
 import { indexChunk, MAX_LAYOUT_JSON_BYTES, readJsonEntry, type IndexedChunk } from './archive-reader.ts';
 import { BLOB_ENTRY_PREFIX, CHUNK_FILE_RE, chunkFileName, RUN_METADATA_ENTRY } from './chunk-manifest.ts';
 
@@ -46,6 +46,16 @@ export interface ArchiveVerification {
   /** A differential archive: what it was made against (whose target holds the blobs it leaves out). */
   differential?: { basis: string; omittedBlobs: number; omittedBytes: number };
   problems: ArchiveProblem[];
+}
+
+/** Bytes read at once while hashing: one buffer for the whole archive, so memory stays flat. */
+const READ_BYTES = 1024 * 1024;
+
+/** Where an intact blob's bytes are. */
+interface HeldAt {
+  path: string;
+  offset: number;
+  size: number;
 }
 
 /** A problem as one line: where (chunk, entry, image, digest), then what. */
@@ -89,35 +99,38 @@ export async function verifyArchive(dir: string, options: AbortOptions & { onByt
     }
   }
 
-  // Every blob is read whole and checked against its digest.
-  const intact = new Map<Digest, IndexedChunk>();
+  // Every blob is read whole, through one buffer, and checked against its digest.
+  const intact = new Map<Digest, HeldAt>();
   const damaged = new Set<Digest>();
+  const buffer = Buffer.allocUnsafe(READ_BYTES);
   let bytes = 0;
   for (const chunk of chunks) {
-    for (const blob of chunk.manifest.blobs) {
-      throwIfAborted(signal);
-      const entry = `${BLOB_ENTRY_PREFIX}${blob.digest.slice('sha256:'.length)}`;
-      try {
-        const stream = await openFileRegion({
-          path: chunk.path,
-          blobOffset: blob.offset,
-          range: { start: 0, end: blob.size - 1, whole: true },
-          verify: { digest: blob.digest, size: blob.size },
-          where: `${chunk.info.file} entry ${entry}`,
-          signal,
-        });
-        for await (const data of stream as AsyncIterable<Buffer>) {
-          bytes += data.byteLength;
-          options.onBytes?.(data.byteLength);
+    const handle = await open(chunk.path, 'r');
+    try {
+      for (const blob of chunk.manifest.blobs) {
+        throwIfAborted(signal);
+        const entry = `${BLOB_ENTRY_PREFIX}${digestHex(blob.digest)}`;
+        const hash = createDigester();
+        let at = 0;
+        while (at < blob.size) {
+          const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, blob.size - at), blob.offset + at);
+          if (bytesRead === 0) break;
+          hash.update(buffer.subarray(0, bytesRead));
+          at += bytesRead;
+          options.onBytes?.(bytesRead);
         }
-        intact.set(blob.digest, chunk);
-      } catch (err) {
-        if (signal?.aborted === true) throw err;
+        bytes += at;
+        const actual = `sha256:${hash.digest('hex')}`;
+        if (at === blob.size && actual === blob.digest) {
+          intact.set(blob.digest, { path: chunk.path, offset: blob.offset, size: blob.size });
+          continue;
+        }
         damaged.add(blob.digest);
-        const problem =
-          err instanceof DigestMismatchError ? `the bytes hash to ${String(err.data['actual'])}` : withoutLocation(describeError(err), chunk.info.file, entry);
+        const problem = at < blob.size ? `ends ${blob.size - at} bytes short of its ${blob.size}` : `the bytes hash to ${actual}`;
         fail({ chunk: chunk.info.file, entry, digest: blob.digest, problem });
       }
+    } finally {
+      await handle.close();
     }
   }
 
@@ -163,26 +176,24 @@ async function readRunMetadata(chunks: IndexedChunk[], fail: (p: ArchiveProblem)
  */
 async function checkImage(
   image: { source: string; digest: Digest; mediaType: string; skippedPlatforms: string[] },
-  intact: Map<Digest, IndexedChunk>,
-  damaged: Set<Digest>,
+  intact: ReadonlyMap<Digest, HeldAt>,
+  damaged: ReadonlySet<Digest>,
   elsewhere: ReadonlySet<Digest>,
   fail: (p: ArchiveProblem) => void,
 ): Promise<void> {
   const missing = (digest: Digest, what: string): void =>
     fail({ image: image.source, digest, problem: damaged.has(digest) ? `${what} is damaged in the archive` : `${what} is nowhere in the archive` });
   const readManifest = async (d: Pick<Descriptor, 'digest' | 'mediaType'>) => {
-    const chunk = intact.get(d.digest);
-    if (chunk === undefined) return undefined;
-    const location = chunk.manifest.blobs.find((b) => b.digest === d.digest)!;
-    const stream = await openFileRegion({
-      path: chunk.path,
-      blobOffset: location.offset,
-      range: { start: 0, end: location.size - 1, whole: false },
-      where: chunk.info.file,
-    });
-    const parts: Buffer[] = [];
-    for await (const data of stream as AsyncIterable<Buffer>) parts.push(data);
-    return parseManifest(Buffer.concat(parts), d.mediaType, `${image.source} ${d.digest}`);
+    const at = intact.get(d.digest);
+    if (at === undefined) return undefined;
+    const handle = await open(at.path, 'r');
+    try {
+      const body = Buffer.alloc(at.size);
+      const { bytesRead } = await handle.read(body, 0, at.size, at.offset);
+      return parseManifest(body.subarray(0, bytesRead), d.mediaType, `${image.source} ${d.digest}`);
+    } finally {
+      await handle.close();
+    }
   };
   const check = async (d: Pick<Descriptor, 'digest' | 'mediaType'>, child: boolean): Promise<void> => {
     let parsed;
