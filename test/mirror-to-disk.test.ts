@@ -105,6 +105,31 @@ describe('mirror to disk against a real registry', () => {
     expect(JSON.parse(unchecked.stdout).archive.verification).toBeUndefined();
   });
 
+  it('--strict-archive refuses a blob larger than archiveSize before fetching any, and otherwise keeps every chunk within it', async () => {
+    const big = fx.pushed.find((p) => p.name === 'sample/big:1.0')!;
+    const archiveSize = 0.01; // GiB: about 10.7 MB, smaller than the 24 MiB layer
+    const withBig = await fx.writeConfig('strict-big.yaml', { additionalImages: [fx.viaProxy('sample/app:1.0'), fx.viaProxy('sample/big:1.0')], archiveSize });
+    const blobGets = (): number => fx.proxy.stats().log.filter((e) => e.method === 'GET' && e.path.includes('/blobs/')).length;
+    const before = blobGets();
+    const refused = await runMeshmirror(mirrorArgs(withBig, join(fx.dir, 'out-strict-big'), join(fx.dir, 'cache-strict-big'), '--strict-archive'));
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`archiveSize: 10.2 MiB cannot hold blob`);
+    expect(refused.stderr).toContain(`of ${fx.viaProxy(big.name)}, and --strict-archive allows no chunk above archiveSize`);
+    expect(blobGets() - before).toBe(0);
+    expect(await listChunks(join(fx.dir, 'out-strict-big')).catch(() => [])).toEqual([]);
+
+    const fits = await fx.writeConfig('strict-fits.yaml', {
+      additionalImages: ['sample/base:1.0', 'sample/app:1.0', 'sample/multi:2.0', 'sample/docker:3.1'].map((n) => fx.viaProxy(n)),
+      archiveSize: 0.003,
+    });
+    const out = join(fx.dir, 'out-strict-fits');
+    const ok = await runMeshmirror(mirrorArgs(fits, out, join(fx.dir, 'cache-strict-fits'), '--strict-archive'));
+    expect(ok.code, ok.stderr).toBe(0);
+    const chunks = await listChunks(out);
+    expect(chunks.length).toBeGreaterThan(1);
+    for (const chunk of chunks) expect(chunk.size, chunk.name).toBeLessThanOrEqual(Math.floor(0.003 * GiB));
+  });
+
   it('keeps only the configured architectures of a multi-arch index, and honours blockedImages', async () => {
     const multi = fx.pushed.find((p) => p.name === 'sample/multi:2.0');
     expect(multi).toBeDefined();

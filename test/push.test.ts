@@ -144,6 +144,19 @@ describe('disk to mirror into a real registry', () => {
     await expectTargetMatchesSource(target.host);
   });
 
+  it('--max-nested-paths flattens every target path as oc-mirror does, and the cluster resources name the flattened paths', async () => {
+    target = await startRegistry();
+    const result = await runMeshmirror(pushArgs(archive, `${target.host}/mirror/deep`, join(fx.dir, 'cache-nested'), '--max-nested-paths', '2'));
+    expect(result.code, result.stderr).toBe(0);
+    for (const pushed of fx.pushed) {
+      // mirror/deep/sample/app → mirror/deep-sample-app
+      const flat = `mirror/deep-${pushed.name.replace(/\//g, '-')}`;
+      expect(await skopeoInspectDigest(`docker://${target.host}/${flat}`), flat).toBe(pushed.digest);
+    }
+    const itms = await readFile(join(archive, 'working-dir', 'cluster-resources', 'itms-oc-mirror.yaml'), 'utf8');
+    expect(itms).toContain(`- ${target.host}/mirror/deep-sample-app`);
+  });
+
   it('uploads only what a target that already holds part of the set lacks', async () => {
     target = await startRegistry();
     // The test's own uploader (not meshmirror's) puts two images there first, blobs unchanged

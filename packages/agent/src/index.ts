@@ -5,6 +5,7 @@ export * from './archive/archive-writer.ts';
 export * from './archive/archive-reader.ts';
 export * from './archive/archive-verify.ts';
 export * from './archive/chunk-manifest.ts';
+export { chunkBytesAlone } from './archive/chunk-sizing.ts';
 export * from './layout/image-folder.ts';
 export * from './layout/oci-layout-reader.ts';
 export * from './serve/registry-server.ts';

@@ -187,6 +187,8 @@ class StreamingArchiveSession implements LocalArchiveSession {
   readonly #reader: BlobReader;
   readonly #dir: string;
   readonly #limit: number;
+  /** `--strict-archive`: exceeding the limit is an error, not a warning. */
+  readonly #strict: boolean;
   readonly #logger: Logger;
   /** Whole seconds: tar headers keep mtime in seconds, and one time for all entries keeps them alike. */
   readonly #mtime: Date;
@@ -221,6 +223,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
     this.#reader = reader;
     this.#dir = options.dir;
     this.#limit = options.chunkSizeBytes;
+    this.#strict = options.strict === true;
     this.#logger = options.logger ?? silentLogger();
     this.startedAt = new Date();
     this.#mtime = new Date(Math.floor(this.startedAt.getTime() / 1000) * 1000);
@@ -428,6 +431,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
         const warning =
           `blob ${blob.digest} (${blob.size} bytes) is larger than the chunk size limit of ${this.#limit} bytes; ` +
           `${chunk.file} holds it alone and is ${next.totalBytes} bytes`;
+        this.#refuseIfStrict(warning);
         this.#warnings.push(warning);
         this.#logger.warn({ dir: this.#dir }, warning);
         await this.#closeCurrent([]);
@@ -620,6 +624,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
         const warning =
           `index.json and the run metadata take ${lastBytes - chunk.fill.blobBytes} bytes, more than the chunk size limit of ` +
           `${this.#limit} bytes; ${chunk.file} is larger than the limit`;
+        this.#refuseIfStrict(warning);
         this.#warnings.push(warning);
         this.#logger.warn({ dir: this.#dir }, warning);
       }
@@ -646,6 +651,11 @@ class StreamingArchiveSession implements LocalArchiveSession {
       await this.#discard();
       throw error;
     }
+  }
+
+  /** With `strict`, a chunk over the limit fails the archive instead of being a warning. */
+  #refuseIfStrict(problem: string): void {
+    if (this.#strict) throw new MeshmirrorError('MM_CONFIG_INVALID', `archiveSize: ${problem} (--strict-archive allows no chunk above archiveSize)`);
   }
 
   /** Closes the open chunk and deletes every `.partial` file of this session. */

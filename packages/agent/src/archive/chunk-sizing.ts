@@ -69,3 +69,11 @@ export function chunkFileBytes(blobBytes: number, manifestBytes: number, extras:
 export function extrasBytes(extras: readonly ArchiveExtraEntry[]): number {
   return extras.reduce((sum, extra) => sum + tarEntryBytes(extra.data.length), 0);
 }
+
+/** A UUID's length: what an archive id takes in a chunk manifest. */
+const ARCHIVE_ID_PLACEHOLDER = '00000000-0000-0000-0000-000000000000';
+
+/** The size of a chunk holding only this blob: what it takes at least, for `--strict-archive`'s check before fetching. */
+export function chunkBytesAlone(blob: BlobRef): number {
+  return chunkFillWithBlob(emptyChunkFill(1, ARCHIVE_ID_PLACEHOLDER), blob).totalBytes;
+}

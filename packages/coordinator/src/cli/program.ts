@@ -82,6 +82,8 @@ program
     "leave out the images' sigstore signatures (sha256-<hex>.sig tags) and OCI referrers (signatures, SBOMs, attestations), which are mirrored by default",
   )
   .option('--since-receipt <file>', "mirror to disk: leave out the blobs a push's working-dir/receipt.json says the target holds (a differential archive)")
+  .option('--max-nested-paths <n>', 'pushing: flatten target repository paths deeper than n components, as oc-mirror does (default 0: no limit)', parseCount)
+  .option('--strict-archive', 'mirror to disk: fail (before fetching) instead of writing a chunk larger than archiveSize for a blob larger than it')
   .option('--since <date>', 'mirror to disk: leave out the blobs of images that runs in this cache archived before DATE (YYYY-MM-DD or ISO time)')
   .option('--no-verify', 'mirror to disk: do not read the archive back and check it (as meshmirror verify) once written')
   .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
@@ -116,6 +118,7 @@ program
   .option('--update-url <url>', 'update graph service for release channels (default: $UPDATE_URL_OVERRIDE, else the OCP or OKD service)')
   .option('--graph-data-url <url>', "graph-data tarball for graph: true (default: the OpenShift update service's)")
   .option('--graph-base-image <ref>', 'image the graph data is layered on for graph: true (default registry.access.redhat.com/ubi9/ubi:latest)')
+  .option('--max-nested-paths <n>', 'as the push used: flatten target repository paths deeper than n components', parseCount)
   .option('--output <format>', 'text or json', 'text')
   .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
   .action(async (destination: string, flags: MirrorFlags & { out: string }) => {

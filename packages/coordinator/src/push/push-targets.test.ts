@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MeshmirrorError, parseImageReference, type Digest } from '@meshmirror/shared';
-import { parseDockerDestination, pushTarget, type PushDestination } from './push-targets.ts';
+import { parseDockerDestination, pushTarget, withMaxNestedPaths, type PushDestination } from './push-targets.ts';
 
 const HEX_A = '0123456789abcdef'.repeat(4);
 const HEX_B = 'fedcba9876543210'.repeat(4);
@@ -260,6 +260,29 @@ describe('pushTarget for a referrer', () => {
       registry: 'mirror.example.com',
       repository: 'pre/other/app',
       reference: `mirror.example.com/pre/other/app@${DIGEST_A}`,
+    });
+  });
+});
+
+describe('--max-nested-paths', () => {
+  // oc-mirror's own cases (internal/pkg/image/image_test.go), on the repository path.
+  const path = 'ocpbugs-11922/mirror-release/gitlab-org/ci-cd/gitlab-runner-ubi-images/gitlab-runner-helper-ocp';
+  it.each([
+    [2, 'ocpbugs-11922/mirror-release-gitlab-org-ci-cd-gitlab-runner-ubi-images-gitlab-runner-helper-ocp'],
+    [3, 'ocpbugs-11922/mirror-release/gitlab-org-ci-cd-gitlab-runner-ubi-images-gitlab-runner-helper-ocp'],
+    [4, 'ocpbugs-11922/mirror-release/gitlab-org/ci-cd-gitlab-runner-ubi-images-gitlab-runner-helper-ocp'],
+    [5, 'ocpbugs-11922/mirror-release/gitlab-org/ci-cd/gitlab-runner-ubi-images-gitlab-runner-helper-ocp'],
+    [6, path],
+    [0, path],
+  ])('keeps %i components as oc-mirror does', (max, expected) => {
+    expect(withMaxNestedPaths(path, max)).toBe(expected);
+  });
+
+  it('flattens the target path, prefix included, for every image', () => {
+    const destination = parseDockerDestination('docker://mirror.example.com/ocp', { maxNestedPaths: 2 });
+    expect(pushTarget(destination, { ref: parseImageReference('quay.io/team/sub/app:1.0') }, DIGEST_A)).toMatchObject({
+      repository: 'ocp/team-sub-app',
+      reference: 'mirror.example.com/ocp/team-sub-app:1.0',
     });
   });
 });

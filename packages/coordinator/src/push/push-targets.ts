@@ -2,7 +2,8 @@
  * Where an image lands in the target registry, by oc-mirror v2's rules, so a cluster configured for
  * an oc-mirror mirror needs no change: `HOST/PREFIX/<source path>:<tag>`; `targetRepo` replaces the
  * source path and `targetTag` the tag; an image named only by digest is tagged with the digest's hex
- * (oc-mirror does the same), and one named by tag and digest keeps only its tag.
+ * (oc-mirror does the same), and one named by tag and digest keeps only its tag. `--max-nested-paths`
+ * flattens deep paths as oc-mirror does.
  */
 import { MeshmirrorError, parseImageReference, type Digest, type ImageReference } from '@meshmirror/shared';
 
@@ -11,9 +12,22 @@ export interface PushDestination {
   registry: string;
   /** Repository path prefix without slashes at either end; '' for none. */
   prefix: string;
+  /**
+   * `--max-nested-paths N` (oc-mirror's): target repository paths (prefix included) of more than N
+   * components keep the first N - 1 and join the rest with `-`, for registries that limit depth.
+   */
+  maxNestedPaths?: number;
 }
 
-export function parseDockerDestination(arg: string): PushDestination {
+/** oc-mirror's `--max-nested-paths`: `a/b/c/d` with 2 → `a/b-c-d`; 0 or undefined changes nothing. */
+export function withMaxNestedPaths(repository: string, maxNestedPaths: number | undefined): string {
+  if (maxNestedPaths === undefined || maxNestedPaths <= 0) return repository;
+  const parts = repository.split('/');
+  if (parts.length <= maxNestedPaths) return repository;
+  return [...parts.slice(0, maxNestedPaths - 1), parts.slice(maxNestedPaths - 1).join('-')].join('/');
+}
+
+export function parseDockerDestination(arg: string, options: { maxNestedPaths?: number } = {}): PushDestination {
   const rest = arg.slice('docker://'.length).replace(/\/+$/, '');
   if (rest === '') throw new MeshmirrorError('MM_USAGE', `destination "${arg}": missing registry host after docker://`);
   const slash = rest.indexOf('/');
@@ -28,7 +42,7 @@ export function parseDockerDestination(arg: string): PushDestination {
   if (!registry.includes('.') && !registry.includes(':') && registry !== 'localhost') {
     throw new MeshmirrorError('MM_USAGE', `destination "${arg}": "${registry}" is not a registry host (expected HOST[:PORT])`);
   }
-  return { registry, prefix };
+  return { registry, prefix, ...(options.maxNestedPaths === undefined || options.maxNestedPaths === 0 ? {} : { maxNestedPaths: options.maxNestedPaths }) };
 }
 
 export interface PushTarget {
@@ -46,7 +60,7 @@ export function pushTarget(
   digest: Digest,
 ): PushTarget {
   const path = (image.targetRepo ?? image.ref.repository).replace(/^\/+|\/+$/g, '');
-  const repository = destination.prefix === '' ? path : `${destination.prefix}/${path}`;
+  const repository = withMaxNestedPaths(destination.prefix === '' ? path : `${destination.prefix}/${path}`, destination.maxNestedPaths);
   // A referrer is pushed by digest: a client finds it by its subject, and a tag would only clutter the repository.
   if (image.role === 'referrer') return { registry: destination.registry, repository, reference: `${destination.registry}/${repository}@${digest}` };
   const tag = image.targetTag ?? image.ref.tag ?? digest.slice('sha256:'.length);

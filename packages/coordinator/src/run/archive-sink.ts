@@ -24,6 +24,8 @@ export interface ArchiveSinkOptions {
   /** The archive folder. */
   dir: string;
   chunkSizeBytes: number;
+  /** `--strict-archive`: no chunk above `chunkSizeBytes`. */
+  strict?: boolean;
   logger: Logger;
   signal?: AbortSignal;
 }
@@ -69,7 +71,12 @@ export class ArchiveSink {
     const abortable = signal === undefined ? {} : { signal };
     for (const image of images) for (const m of image.manifests) await agent.putBlob(m.digest, m.bytes, abortable);
     for (const digest of emptyBlobs) await agent.putBlob(digest, new Uint8Array(0), abortable);
-    const session = await agent.startArchive({ dir: options.dir, chunkSizeBytes: options.chunkSizeBytes, ...abortable });
+    const session = await agent.startArchive({
+      dir: options.dir,
+      chunkSizeBytes: options.chunkSizeBytes,
+      ...(options.strict === true ? { strict: true } : {}),
+      ...abortable,
+    });
     const sink = new ArchiveSink(options, session);
     for (const digest of emptyBlobs) sink.add(digest, 0);
     return sink;

@@ -1,6 +1,8 @@
 import {
   differentialBasis,
+  formatBytes,
   hashedBytes,
+  MeshmirrorError,
   throwIfAborted,
   type Differential,
   type ImageSetConfig,
@@ -25,7 +27,7 @@ import { ArchiveSink, type ArchiveOutcome } from './archive-sink.ts';
 import { fetchIntoWriter, type WriterFetchOutcome } from './writer-fetch.ts';
 import { writeReports } from '../report/run-reports.ts';
 import { diskTarget } from './disk-target.ts';
-import { formatProblem, verifyArchive } from '@meshmirror/agent';
+import { chunkBytesAlone, formatProblem, verifyArchive } from '@meshmirror/agent';
 import type { ArchiveCheck, ImageOutcome, MirrorSummary } from '../report/summaries.ts';
 
 export type { ImageOutcome, MirrorSummary };
@@ -58,6 +60,8 @@ export interface MirrorToDiskOptions {
   sinceReceipt?: SinceReceipt;
   /** `--since`: leave out the blobs of images that runs in this cache archived before this time. */
   since?: Date;
+  /** `--strict-archive`: fail before fetching when a blob cannot fit a chunk of `chunkSizeBytes`. */
+  strictArchive?: boolean;
   /**
    * Where blobs come from into `agent`'s store: `agent` itself alone (a farm of one), or a farm's
    * agents, `agent` then only writing, pulling every piece from its holder.
@@ -98,6 +102,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
           'left out what the receipt says the target holds',
         );
       }
+      if (options.strictArchive === true) refuseOversized(resolved, options.chunkSizeBytes);
       const wanted = [...plan.blobs.values()].map(({ digest, size }) => ({ digest, size }));
       const holdings = await agent.holdings(wanted, abortable);
       const split = planMesh(plan, holdings, await supplyHoldings(supply, holdings, wanted, ctx.log, signal), options.pieceSize);
@@ -164,7 +169,14 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         return summary;
       }
 
-      const sink = await ArchiveSink.open(resolved, emptyBlobs, { agent, dir: destination, chunkSizeBytes: options.chunkSizeBytes, logger: ctx.log, ...abortable });
+      const sink = await ArchiveSink.open(resolved, emptyBlobs, {
+        agent,
+        dir: destination,
+        chunkSizeBytes: options.chunkSizeBytes,
+        ...(options.strictArchive === true ? { strict: true } : {}),
+        logger: ctx.log,
+        ...abortable,
+      });
       let fetched: WriterFetchOutcome;
       let result: ArchiveOutcome;
       try {
@@ -223,6 +235,25 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       summary.files = await writeReports(destination, summary, { dryRun: false, resolved });
       return summary;
     },
+  );
+}
+
+/**
+ * `--strict-archive` (oc-mirror's): a blob or manifest that no chunk of `chunkSizeBytes` can hold
+ * fails the run before any blob is fetched for the archive, naming the largest and its image.
+ */
+function refuseOversized(images: ResolvedImage[], chunkSizeBytes: number): void {
+  let worst: { digest: string; size: number; image: string } | undefined;
+  for (const image of images) {
+    for (const b of [...image.blobs, ...image.manifests.map((m) => ({ digest: m.digest, size: m.bytes.byteLength }))]) {
+      if (chunkBytesAlone(b) > chunkSizeBytes && (worst === undefined || b.size > worst.size)) worst = { digest: b.digest, size: b.size, image: image.source };
+    }
+  }
+  if (worst === undefined) return;
+  throw new MeshmirrorError(
+    'MM_CONFIG_INVALID',
+    `archiveSize: ${formatBytes(chunkSizeBytes)} cannot hold blob ${worst.digest} (${formatBytes(worst.size)}) of ${worst.image}, and --strict-archive ` +
+      'allows no chunk above archiveSize; raise archiveSize or drop --strict-archive. No blob was fetched for the archive',
   );
 }
 

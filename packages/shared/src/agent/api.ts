@@ -114,6 +114,11 @@ export interface StartArchiveOptions extends AbortOptions {
   /** Maximum bytes per chunk, counting tar headers, padding, the chunk's manifest and end blocks. */
   chunkSizeBytes: number;
   /**
+   * `--strict-archive`: a chunk larger than `chunkSizeBytes` (one blob too large for any chunk, or
+   * layout files that do not fit) is an error (`MM_CONFIG_INVALID`) instead of a warning.
+   */
+  strict?: boolean;
+  /**
    * Called as bytes reach the chunk files. `bytesWritten` counts every byte in the chunk files
    * (headers and manifests too); `totalBytes` is what the archive will take for the blobs added or
    * queued so far, so it grows while blobs are added and equals `bytesWritten` once finished.

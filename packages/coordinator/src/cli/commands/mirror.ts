@@ -69,6 +69,8 @@ export interface MirrorFlags {
   verify?: boolean;
   sinceReceipt?: string;
   since?: string;
+  maxNestedPaths?: number;
+  strictArchive?: boolean;
   output: string;
   logLevel: string;
   v2?: boolean;
@@ -86,6 +88,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
     throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   }
   if (destinationArg.startsWith('docker://')) {
+    if (flags.strictArchive === true) throw new MeshmirrorError('MM_USAGE', '--strict-archive is for mirror to disk (file://DIR): it bounds the archive chunks');
     if (flags.sinceReceipt !== undefined || flags.since !== undefined) {
       throw new MeshmirrorError(
         'MM_USAGE',
@@ -99,6 +102,9 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
   if (flags.from !== undefined)
     throw new MeshmirrorError('MM_USAGE', `--from is for disk to mirror: the destination must be docker://HOST[/PREFIX], not "${destinationArg}"`);
   const destination = parseDiskDestination(destinationArg);
+  if (flags.maxNestedPaths !== undefined) {
+    throw new MeshmirrorError('MM_USAGE', '--max-nested-paths applies when pushing (docker://HOST[/PREFIX]); an archive keeps the source names');
+  }
   if (flags.since !== undefined && flags.sinceReceipt !== undefined) throw new MeshmirrorError('MM_USAGE', '--since and --since-receipt exclude each other: use one');
   const sinceReceipt = flags.sinceReceipt === undefined ? undefined : await readSinceReceipt(flags.sinceReceipt);
   const since = flags.since === undefined ? undefined : parseSince(flags.since);
@@ -128,6 +134,7 @@ export async function runMirrorCommand(destinationArg: string, flags: MirrorFlag
         skipVerify: flags.verify === false,
         ...(sinceReceipt === undefined ? {} : { sinceReceipt }),
         ...(since === undefined ? {} : { since }),
+        ...(flags.strictArchive === true ? { strictArchive: true } : {}),
         supply,
         logger,
         progress,
@@ -403,7 +410,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
   }
   if (flags.agents !== undefined) throw new MeshmirrorError('MM_USAGE', '--agents applies to mirror to disk; a push from an archive runs on this host');
   if (flags.dryRun === true) throw new MeshmirrorError('MM_USAGE', '--dry-run is not supported for disk to mirror yet');
-  const destination = parseDockerDestination(destinationArg);
+  const destination = parseDockerDestination(destinationArg, flags.maxNestedPaths === undefined ? {} : { maxNestedPaths: flags.maxNestedPaths });
   const archiveDir = resolve(flags.from.slice('file://'.length));
   const found = await stat(archiveDir).catch(() => undefined);
   if (found?.isDirectory() !== true) throw new MeshmirrorError('MM_USAGE', `--from "${flags.from}": ${archiveDir} is not a folder`);
@@ -450,7 +457,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
   if (flags.from !== undefined)
     throw new MeshmirrorError('MM_USAGE', '--from and --workspace exclude each other: --from pushes an archive, --workspace mirrors from the source registries');
   if (flags.dryRun === true) throw new MeshmirrorError('MM_USAGE', '--dry-run is not supported for mirror to mirror yet');
-  const destination = parseDockerDestination(destinationArg);
+  const destination = parseDockerDestination(destinationArg, flags.maxNestedPaths === undefined ? {} : { maxNestedPaths: flags.maxNestedPaths });
   const workspace = resolve(workspaceArg.slice('file://'.length));
   checkOpenShiftFlags(flags);
   await checkFarmFlags(flags);
@@ -520,7 +527,7 @@ export async function runReceiptCommand(destinationArg: string, flags: MirrorFla
   if (flags.output !== 'text' && flags.output !== 'json') throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   if (!destinationArg.startsWith('docker://'))
     throw new MeshmirrorError('MM_USAGE', `destination "${destinationArg}": expected docker://HOST[/PREFIX], the target to ask`);
-  const destination = parseDockerDestination(destinationArg);
+  const destination = parseDockerDestination(destinationArg, flags.maxNestedPaths === undefined ? {} : { maxNestedPaths: flags.maxNestedPaths });
   checkOpenShiftFlags(flags);
   const { config, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
   const targetClient = clientFor('destination');
