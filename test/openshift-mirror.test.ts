@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { runMeshmirror } from './support/cli.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
 import { diskToMirrorArgs, extractChunks, mirrorArgs, mirrorToMirrorArgs } from './support/mirror-fixture.ts';
@@ -578,5 +579,61 @@ describe('release signatures', () => {
     expect(files.filter((f) => f.startsWith('signature-'))).toEqual([]);
     const release = releasesOf(['4.19.3'])[0]!;
     expect(await skopeoInspectDigest(`docker://${target.host}/m2m-unsigned/openshift/release-images:4.19.3-x86_64`, { tlsVerify: false })).toBe(release.payloadDigest);
+  }, 120_000);
+});
+
+describe('targetCatalogSourceTemplate', () => {
+  it("starts the catalog's CatalogSource from the user's template, and a bad template stops the run before anything is fetched, naming field and file", async () => {
+    const template = join(dir, 'cs-template.yaml');
+    await writeFile(
+      template,
+      [
+        'apiVersion: operators.coreos.com/v1alpha1',
+        'kind: CatalogSource',
+        'metadata:',
+        '  name: ignored',
+        '  namespace: ignored-too',
+        '  creationTimestamp: null',
+        '  labels: { team: platform }',
+        '  annotations: { note: kept }',
+        'spec:',
+        '  displayName: Mirrored operators',
+        '  publisher: Platform team',
+        '  priority: -100',
+        '  updateStrategy: { registryPoll: { interval: 30m } }',
+        '  grpcPodConfig: { securityContextConfig: restricted }',
+        'status: { connectionState: { lastObservedState: READY } }',
+        '',
+      ].join('\n'),
+    );
+    const config = await writeConfig('template', { operators: `targetCatalogSourceTemplate: ${template}\npackages:\n  - name: web-terminal` });
+    const workspace = join(dir, 'ws-template');
+    const result = await run(mirrorToMirrorArgs(config, workspace, `${target.host}/tpl`, join(dir, 'cache-template'), ...openshiftArgs()));
+    expect(result.code, result.stderr).toBe(0);
+    const cs = parseYaml(await readFile(join(workspace, 'working-dir', 'cluster-resources', 'cs-redhat-operator-index-v4-19.yaml'), 'utf8')) as {
+      metadata: Record<string, unknown>;
+      spec: Record<string, unknown>;
+      status?: unknown;
+    };
+    expect(cs.metadata).toMatchObject({ name: 'cs-redhat-operator-index-v4-19', namespace: 'openshift-marketplace', labels: { team: 'platform' } });
+    expect(cs.metadata['annotations']).toMatchObject({ note: 'kept', createdBy: 'meshmirror' });
+    expect(cs.metadata).not.toHaveProperty('creationTimestamp');
+    expect(cs.status).toBeUndefined();
+    expect(cs.spec).toEqual({
+      displayName: 'Mirrored operators',
+      publisher: 'Platform team',
+      priority: -100,
+      updateStrategy: { registryPoll: { interval: '30m' } },
+      grpcPodConfig: { securityContextConfig: 'restricted' },
+      sourceType: 'grpc',
+      image: `${target.host}/tpl/redhat/redhat-operator-index:v4.19`,
+    });
+
+    await writeFile(template, 'apiVersion: operators.coreos.com/v1alpha1\nkind: CatalogSource\nspec:\n  configMap: my-catalog\n');
+    const before = proxy.stats().requests;
+    const bad = await run(mirrorToMirrorArgs(config, join(dir, 'ws-template-bad'), `${target.host}/tpl-bad`, join(dir, 'cache-template-bad'), ...openshiftArgs()));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`mirror.operators[0].targetCatalogSourceTemplate: ${template}: spec.configMap: a mirrored catalog is an image, not a ConfigMap`);
+    expect(proxy.stats().requests).toBe(before);
   }, 120_000);
 });

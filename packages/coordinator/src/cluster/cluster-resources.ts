@@ -10,6 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { parseImageReference, type ImageReference } from '@meshmirror/shared';
+import { catalogSourceFromTemplate, type CatalogSourceTemplate } from './catalog-source-template.ts';
 
 export type MirrorCategory = 'release' | 'operator' | 'generic';
 
@@ -26,6 +27,8 @@ export interface MirroredImage {
    * mirror-set entries; `release-payload`: a release image, whose repository the UpdateService names.
    */
   role?: 'release-payload' | 'catalog' | 'graph';
+  /** A catalog's `targetCatalogSourceTemplate`, checked: its CatalogSource starts from it. */
+  catalogSourceTemplate?: CatalogSourceTemplate;
 }
 
 export interface ClusterResourceFile {
@@ -53,12 +56,16 @@ export function clusterResources(images: MirroredImage[], options: { createdAt?:
     const name = `${lastComponent(ref)}-${catalogSuffix(ref)}`.replaceAll('.', '-');
     files.push({
       name: `cs-${name}.yaml`,
-      content: stringify({
-        apiVersion: 'operators.coreos.com/v1alpha1',
-        kind: 'CatalogSource',
-        metadata: { name: `cs-${name}`, namespace: 'openshift-marketplace', annotations },
-        spec: { image: catalog.destination, sourceType: 'grpc' },
-      }),
+      content: stringify(
+        catalog.catalogSourceTemplate === undefined
+          ? {
+              apiVersion: 'operators.coreos.com/v1alpha1',
+              kind: 'CatalogSource',
+              metadata: { name: `cs-${name}`, namespace: 'openshift-marketplace', annotations },
+              spec: { image: catalog.destination, sourceType: 'grpc' },
+            }
+          : catalogSourceFromTemplate(catalog.catalogSourceTemplate, { name: `cs-${name}`, image: catalog.destination, annotations }),
+      ),
     });
     files.push({
       name: `cc-${name}.yaml`,

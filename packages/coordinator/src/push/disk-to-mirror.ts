@@ -21,6 +21,7 @@ import { uniqueBlobsOf } from './image-pusher.ts';
 export type { PushOutcome } from './image-pusher.ts';
 
 import type { PushSummary } from '../report/summaries.ts';
+import type { CatalogSourceTemplate } from '../cluster/catalog-source-template.ts';
 
 export type { PushSummary };
 
@@ -29,6 +30,8 @@ export interface DiskToMirrorOptions {
   /** The folder holding the archive chunks (`--from file://DIR`). */
   archiveDir: string;
   destination: PushDestination;
+  /** The catalogs' `targetCatalogSourceTemplate`s, checked, by origin (`mirror.operators[i]`). */
+  catalogSourceTemplates?: ReadonlyMap<string, CatalogSourceTemplate>;
   /** Holds the journal (upload sessions, pushed images). */
   cacheDir: string;
   client: RegistryPushClient;

@@ -23,6 +23,7 @@ import type { ImageKind, ImageRole } from '../resolve/image-set.ts';
 import { join } from 'node:path';
 import type { RunJournal, RunRecord } from '../run/run-journal.ts';
 import { clusterResources, writeClusterResources, type ClusterResourceFile, type MirroredImage } from '../cluster/cluster-resources.ts';
+import type { CatalogSourceTemplate } from '../cluster/catalog-source-template.ts';
 import type { ProgressReporter } from '../report/progress.ts';
 import type { PushTarget } from './push-targets.ts';
 
@@ -310,6 +311,8 @@ export async function finishPushRun(
   progress?: ProgressReporter,
   /** More cluster resources for the images that arrived (the release signatures' ConfigMap). */
   extra: ClusterResourceFile[] = [],
+  /** The catalogs' CatalogSource templates, by origin (`mirror.operators[i]`). */
+  catalogSourceTemplates: ReadonlyMap<string, CatalogSourceTemplate> = new Map(),
 ): Promise<{ pushed: number; failed: number; clusterResources: string[] }> {
   const pushed = outcomes.filter((o) => o.state === 'pushed');
   const failed = outcomes.length - pushed.length;
@@ -329,6 +332,7 @@ export async function finishPushRun(
             source: o.source,
             destination: o.target ?? '',
             ...(o.role === undefined ? {} : { role: o.role }),
+            ...(o.role === 'catalog' && catalogSourceTemplates.has(o.origin) ? { catalogSourceTemplate: catalogSourceTemplates.get(o.origin)! } : {}),
           },
         ],
   );

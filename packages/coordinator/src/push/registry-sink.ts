@@ -35,6 +35,7 @@ import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PlaceBl
 import { pushTarget, type PushDestination } from './push-targets.ts';
 import { stripSparseIndex } from './sparse-index.ts';
 import { releaseSignaturesConfigMap } from '../cluster/release-signatures-configmap.ts';
+import type { CatalogSourceTemplate } from '../cluster/catalog-source-template.ts';
 
 /** How blobs reach the target: what a blob supply gives a registry sink. */
 export interface BlobPlacement {
@@ -58,6 +59,8 @@ const REFERRER_INDEX_WRITES = 4;
 
 export interface RegistrySinkOptions {
   destination: PushDestination;
+  /** The catalogs' `targetCatalogSourceTemplate`s, checked, by origin (`mirror.operators[i]`). */
+  catalogSourceTemplates?: ReadonlyMap<string, CatalogSourceTemplate>;
   client: RegistryPushClient;
   /** Blob placements at once. */
   transfers: number;
@@ -209,7 +212,15 @@ export class RegistrySink {
     const signed = this.#sourced.images.flatMap((i) =>
       i.releaseSignatures !== undefined && pushed.has(i.source) ? [{ digest: i.descriptor.digest, signatures: i.releaseSignatures }] : [],
     );
-    const finished = await finishPushRun(this.#ctx.journal, this.#ctx.run, this.outcomes, workingDir, progress, releaseSignaturesConfigMap(signed));
+    const finished = await finishPushRun(
+      this.#ctx.journal,
+      this.#ctx.run,
+      this.outcomes,
+      workingDir,
+      progress,
+      releaseSignaturesConfigMap(signed),
+      this.#o.catalogSourceTemplates,
+    );
     const { stats } = this.pusher;
     const unique = uniqueBlobsOf(this.pushes);
     const clusterResources = finished.clusterResources;

@@ -18,6 +18,7 @@ import type { PushDestination } from '../push/push-targets.ts';
 import { RegistrySink } from '../push/registry-sink.ts';
 
 import type { MirrorToMirrorSummary } from '../report/summaries.ts';
+import type { CatalogSourceTemplate } from '../cluster/catalog-source-template.ts';
 
 export type { MirrorToMirrorSummary };
 
@@ -26,6 +27,8 @@ export interface MirrorToMirrorOptions {
   /** `--workspace file://DIR`: reports and cluster resources go to `DIR/working-dir`. */
   workspace: string;
   destination: PushDestination;
+  /** The catalogs' `targetCatalogSourceTemplate`s, checked, by origin (`mirror.operators[i]`). */
+  catalogSourceTemplates?: ReadonlyMap<string, CatalogSourceTemplate>;
   /** Holds the run journal. */
   cacheDir: string;
   /** Reads the source registries (manifests; the agents fetch the blobs). */

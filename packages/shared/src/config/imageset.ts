@@ -531,9 +531,6 @@ export function unsupportedImageSetContent(config: ImageSetConfig): ImageSetNoti
     notices.push({ path: 'mirror.platform.kubeVirtContainer', message: 'the KubeVirt container disk image is not mirrored yet' });
   }
   config.mirror.operators.forEach((op, i) => {
-    if (op.targetCatalogSourceTemplate !== undefined) {
-      notices.push({ path: `mirror.operators[${i}].targetCatalogSourceTemplate`, message: 'ignored: the CatalogSource is generated without a template' });
-    }
     if (!op.skipDependencies && op.packages.length > 0) {
       notices.push({
         path: `mirror.operators[${i}]`,

@@ -39,6 +39,7 @@ import { supplyLayerSource } from '../../resolve/layer-source.ts';
 import { ExitCode, exitCodeForSummary } from '../exit-codes.ts';
 import { parseSince, readSinceReceipt } from '../../plan/differential.ts';
 import { receiptSummaryText, targetReceipt } from '../../run/target-receipt.ts';
+import { loadCatalogSourceTemplates } from '../../cluster/catalog-source-template.ts';
 import { withInterruptSignal } from '../interrupt.ts';
 
 export interface MirrorFlags {
@@ -372,6 +373,8 @@ const PEER_PULL_STALL_MS = 10_000;
  */
 async function commandContext(flags: MirrorFlags, registries: 'source' | 'destination') {
   const config = await loadImageSetConfig(flags.config);
+  // A bad CatalogSource template stops every mode here, before anything is fetched.
+  const catalogSourceTemplates = await loadCatalogSourceTemplates(config);
   const settings = resolveTransferSettings(config.meshmirror, transferFlags(flags));
   const cacheDir = resolve(flags.cacheDir ?? join(homedir(), '.meshmirror'));
   const logger = createLogger({ level: flags.logLevel as LogLevel });
@@ -390,7 +393,7 @@ async function commandContext(flags: MirrorFlags, registries: 'source' | 'destin
       logger: logger.child({ component: 'registry' }),
     });
   const client = clientFor(registries);
-  return { config, settings, cacheDir, logger, retry, backoff, client, clientFor };
+  return { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client, clientFor };
 }
 
 /** Bytes per PATCH: small enough that a cut-off request costs little, large enough for few round trips. */
@@ -414,7 +417,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
   const archiveDir = resolve(flags.from.slice('file://'.length));
   const found = await stat(archiveDir).catch(() => undefined);
   if (found?.isDirectory() !== true) throw new MeshmirrorError('MM_USAGE', `--from "${flags.from}": ${archiveDir} is not a folder`);
-  const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'destination');
+  const { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'destination');
   const progress = progressFor(flags, backoff);
   try {
     const summary = await withInterruptSignal((signal) =>
@@ -422,6 +425,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
         config,
         archiveDir,
         destination,
+        catalogSourceTemplates,
         cacheDir,
         client,
         retry,
@@ -461,7 +465,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
   const workspace = resolve(workspaceArg.slice('file://'.length));
   checkOpenShiftFlags(flags);
   await checkFarmFlags(flags);
-  const { config, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
+  const { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
   const targetClient = clientFor('destination');
   const chunkBytes = flags.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK_BYTES;
   const { store, agent } = await openLocalAgent({
@@ -494,6 +498,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
         config,
         workspace,
         destination,
+        catalogSourceTemplates,
         cacheDir,
         client,
         targetClient,
