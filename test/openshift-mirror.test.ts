@@ -637,3 +637,44 @@ describe('targetCatalogSourceTemplate', () => {
     expect(proxy.stats().requests).toBe(before);
   }, 120_000);
 });
+
+describe('kubeVirtContainer', () => {
+  it("mirrors the KubeVirt container disk the payload's CoreOS stream names, as a release component, only when asked", async () => {
+    const release = releasesOf(['4.19.3'])[0]!;
+    const write = async (name: string, kubeVirt: boolean): Promise<string> => {
+      const path = join(dir, `${name}.yaml`);
+      const lines = [
+        'kind: ImageSetConfiguration',
+        'apiVersion: mirror.openshift.io/v2alpha1',
+        'mirror:',
+        '  platform:',
+        ...(kubeVirt ? ['    kubeVirtContainer: true'] : []),
+        '    channels:',
+        '      - name: stable-4.19',
+        '        minVersion: 4.19.3',
+        '        maxVersion: 4.19.3',
+      ];
+      await writeFile(path, `${lines.join('\n')}\n`);
+      return path;
+    };
+    const withDisk = await run(
+      mirrorToMirrorArgs(await write('kubevirt', true), join(dir, 'ws-kubevirt'), `${target.host}/kv`, join(dir, 'cache-kubevirt'), ...openshiftArgs()),
+    );
+    expect(withDisk.code, withDisk.stderr).toBe(0);
+    const summary = JSON.parse(withDisk.stdout) as Summary;
+    expect(summary.outcomes.find((o) => o.source === release.kubeVirt.ref)).toMatchObject({
+      state: 'pushed',
+      origin: expect.stringContaining('component kube-virt-container'),
+    });
+    const tag = `docker://${target.host}/kv/openshift/release:4.19.3-x86_64-kube-virt-container`;
+    expect(await skopeoInspectDigest(tag, { tlsVerify: false })).toBe(release.kubeVirt.digest);
+    const idms = await readFile(join(dir, 'ws-kubevirt', 'working-dir', 'cluster-resources', 'idms-oc-mirror.yaml'), 'utf8');
+    expect(idms).toContain(`- ${target.host}/kv/openshift/release`);
+
+    const without = await run(
+      mirrorToMirrorArgs(await write('no-kubevirt', false), join(dir, 'ws-no-kubevirt'), `${target.host}/nokv`, join(dir, 'cache-no-kubevirt'), ...openshiftArgs()),
+    );
+    expect(without.code, without.stderr).toBe(0);
+    expect((JSON.parse(without.stdout) as Summary).outcomes.map((o) => o.source)).not.toContain(release.kubeVirt.ref);
+  }, 120_000);
+});

@@ -156,6 +156,11 @@ export interface FixtureRelease {
   url: string;
   /** Index (0 = bottom) of the payload layer holding `release-manifests/image-references`. */
   manifestsLayer: number;
+  /**
+   * The KubeVirt container disk the payload's `0000_50_installer_coreos-bootimages.yaml` names for
+   * x86_64 (`architectures.x86_64.images.kubevirt["digest-ref"]`); not in image-references.
+   */
+  kubeVirt: { digest: Digest; ref: string };
   layerCount: number;
 }
 
@@ -465,6 +470,20 @@ async function buildReleases(host: string, channels: Map<string, string[]>, add:
       status: { dockerImageRepository: '' },
     };
     const releaseMetadata = { kind: 'cincinnati-metadata-v0', version, previous, metadata: { url } };
+    // The installer's boot images (the real file's shape): the CoreOS stream names the KubeVirt container disk.
+    const kubeVirtImage = await add(`${COMPONENT_REPO}:c-kubevirt-${version}`, [await randomLayer(`kubevirt ${version}`, 16 * KiB)]);
+    const kubeVirtRef = `${host}/${COMPONENT_REPO}@${kubeVirtImage.digest}`;
+    const coreosStream = {
+      stream: 'rhcos-4.19',
+      metadata: { 'last-modified': '2026-01-01T00:00:00Z', generator: 'fixture' },
+      architectures: {
+        x86_64: {
+          artifacts: {},
+          images: { kubevirt: { release: `419.96.${version}`, image: 'quay.io/openshift-release-dev/ocp-v4.0-art-dev', 'digest-ref': kubeVirtRef } },
+        },
+        aarch64: { artifacts: {}, images: {} },
+      },
+    };
     const manifests = await tarLayer([
       { path: 'release-manifests/', type: 'directory' },
       {
@@ -486,6 +505,15 @@ async function buildReleases(host: string, channels: Map<string, string[]>, add:
         }),
       },
       { path: 'release-manifests/release-metadata', content: `${JSON.stringify(releaseMetadata, null, 2)}\n` },
+      {
+        path: 'release-manifests/0000_50_installer_coreos-bootimages.yaml',
+        content: yamlStringify({
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'coreos-bootimages', namespace: 'openshift-machine-config-operator' },
+          data: { releaseVersion: version, stream: JSON.stringify(coreosStream) },
+        }),
+      },
     ]);
     const layers = [...cvoLayers, manifests];
     const manifestsLayer = layers.length - 1;
@@ -518,6 +546,7 @@ async function buildReleases(host: string, channels: Map<string, string[]>, add:
       url,
       manifestsLayer,
       layerCount: layers.length,
+      kubeVirt: { digest: kubeVirtImage.digest, ref: kubeVirtRef },
     });
   }
   return releases;

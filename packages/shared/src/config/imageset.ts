@@ -527,9 +527,6 @@ export interface ImageSetNotice {
 /** The parts of a valid configuration that meshmirror accepts but does not mirror (yet); for warnings. */
 export function unsupportedImageSetContent(config: ImageSetConfig): ImageSetNotice[] {
   const notices: ImageSetNotice[] = [];
-  if (config.mirror.platform?.kubeVirtContainer === true) {
-    notices.push({ path: 'mirror.platform.kubeVirtContainer', message: 'the KubeVirt container disk image is not mirrored yet' });
-  }
   config.mirror.operators.forEach((op, i) => {
     if (!op.skipDependencies && op.packages.length > 0) {
       notices.push({

@@ -17,6 +17,20 @@ export const DEFAULT_RELEASE_COMPONENT_REPO = 'openshift/release';
 /** oc-mirror's architecture names in release tags (`4.19.2-x86_64`). */
 const ARCH_TAG: Record<string, string> = { amd64: 'x86_64', arm64: 'aarch64', ppc64le: 'ppc64le', s390x: 's390x', multi: 'multi' };
 
+/**
+ * The CoreOS stream architectures whose KubeVirt container disk `kubeVirtContainer: true` mirrors,
+ * oc-mirror's way: amd64 → `x86_64`, s390x → `s390x` (arm64 and ppc64le have none), `multi` both;
+ * none configured → `x86_64`.
+ */
+export function kubeVirtStreamKeys(architectures: readonly string[] | undefined): string[] {
+  const keys = new Set<string>();
+  for (const arch of architectures === undefined || architectures.length === 0 ? ['amd64'] : architectures) {
+    if (arch === 'amd64' || arch === 'multi') keys.add('x86_64');
+    if (arch === 's390x' || arch === 'multi') keys.add('s390x');
+  }
+  return [...keys].sort();
+}
+
 export interface ReleaseCache {
   /** A payload's component list by payload digest: a payload is never read twice. */
   get(digest: string): Promise<ReleaseInfo | undefined>;
@@ -81,6 +95,7 @@ export async function resolveReleases(options: ResolveReleasesOptions): Promise<
     }
   }
 
+  const kubeVirtKeys = platform.kubeVirtContainer === true ? kubeVirtStreamKeys(platform.architectures) : [];
   // Read every selected payload (and the direct `release:` image) for its components.
   const direct =
     platform.release === undefined ? [] : [{ architecture: platform.architectures[0] ?? 'amd64', payload: platform.release, origin: 'mirror.platform.release' }];
@@ -91,8 +106,18 @@ export async function resolveReleases(options: ResolveReleasesOptions): Promise<
       limit(async () => {
         try {
           const ref = parseImageReference(release.payload);
-          const cached = ref.digest === undefined ? undefined : await options.cache?.get(ref.digest);
-          const info = cached ?? (await readReleaseInfo(ref, { client: options.client, layers: options.layers, architecture: release.architecture, ...abortable }));
+          // A cached reading without the KubeVirt disk asked for now is read again.
+          const hit = ref.digest === undefined ? undefined : await options.cache?.get(ref.digest);
+          const cached = hit !== undefined && (hit.kubeVirtKeys ?? []).join(',') === kubeVirtKeys.join(',') ? hit : undefined;
+          const info =
+            cached ??
+            (await readReleaseInfo(ref, {
+              client: options.client,
+              layers: options.layers,
+              architecture: release.architecture,
+              ...(kubeVirtKeys.length > 0 ? { kubeVirtKeys } : {}),
+              ...abortable,
+            }));
           if (cached === undefined) await options.cache?.put(info);
           return { release, info };
         } catch (err) {
