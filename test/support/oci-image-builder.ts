@@ -11,7 +11,7 @@
 import { createCipheriv, createHash } from 'node:crypto';
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { digestHex, MediaType, REF_NAME_ANNOTATION, sha256Digest, type Digest } from '@meshmirror/shared';
 
@@ -75,9 +75,9 @@ const EPOCH = new Date(0);
 
 /**
  * A tar layer with the given entries, in order. Deterministic: mtime 0, uid/gid 0, no user names.
- * Gzip-compressed (`application/vnd.oci.image.layer.v1.tar+gzip`) unless `gzip: false`.
+ * Gzip-compressed (`application/vnd.oci.image.layer.v1.tar+gzip`) unless `gzip: false`, or zstd with `zstd: true`.
  */
-export async function tarLayer(entries: TarEntry[], options: { gzip?: boolean } = {}): Promise<Layer> {
+export async function tarLayer(entries: TarEntry[], options: { gzip?: boolean; zstd?: boolean } = {}): Promise<Layer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const collected = new Promise<Buffer>((resolve, reject) => {
@@ -113,6 +113,10 @@ export async function tarLayer(entries: TarEntry[], options: { gzip?: boolean } 
   pack.finalize();
   const raw = await collected;
   const diffId = sha256Digest(raw);
+  if (options.zstd === true) {
+    const compressed = zstdCompressSync(raw);
+    return { bytes: compressed, digest: sha256Digest(compressed), diffId, mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' };
+  }
   if (options.gzip === false) return { bytes: raw, digest: diffId, diffId, mediaType: MediaType.OciLayer };
   const bytes = gzipSync(raw);
   return { bytes, digest: sha256Digest(bytes), diffId, mediaType: MediaType.OciLayerGzip };

@@ -126,6 +126,8 @@ const COMPONENTS: ReadonlyArray<{ name: string; changes: 'every' | string[]; siz
 
 /** The payload whose `release-manifests` sit in a middle layer, under a later layer. */
 export const MIDDLE_LAYER_RELEASE = '4.19.5';
+/** The release whose manifests layer is zstd-compressed. */
+export const ZSTD_RELEASE = '4.19.8';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -484,37 +486,41 @@ async function buildReleases(host: string, channels: Map<string, string[]>, add:
         aarch64: { artifacts: {}, images: {} },
       },
     };
-    const manifests = await tarLayer([
-      { path: 'release-manifests/', type: 'directory' },
-      {
-        path: 'release-manifests/0000_00_cluster-version-operator_00_namespace.yaml',
-        content: yamlStringify({
-          apiVersion: 'v1',
-          kind: 'Namespace',
-          metadata: { name: 'openshift-cluster-version', annotations: { 'include.release.openshift.io/self-managed-high-availability': 'true' } },
-        }),
-      },
-      { path: 'release-manifests/image-references', content: `${JSON.stringify(imageReferences, null, 2)}\n` },
-      {
-        path: 'release-manifests/0000_03_config-operator_01_proxies.crd.yaml',
-        content: yamlStringify({
-          apiVersion: 'apiextensions.k8s.io/v1',
-          kind: 'CustomResourceDefinition',
-          metadata: { name: 'proxies.config.openshift.io' },
-          spec: { group: 'config.openshift.io', names: { kind: 'Proxy', plural: 'proxies' }, scope: 'Cluster' },
-        }),
-      },
-      { path: 'release-manifests/release-metadata', content: `${JSON.stringify(releaseMetadata, null, 2)}\n` },
-      {
-        path: 'release-manifests/0000_50_installer_coreos-bootimages.yaml',
-        content: yamlStringify({
-          apiVersion: 'v1',
-          kind: 'ConfigMap',
-          metadata: { name: 'coreos-bootimages', namespace: 'openshift-machine-config-operator' },
-          data: { releaseVersion: version, stream: JSON.stringify(coreosStream) },
-        }),
-      },
-    ]);
+    // One payload's manifests layer is zstd-compressed (`tar+zstd`), as newer builds write them.
+    const manifests = await tarLayer(
+      [
+        { path: 'release-manifests/', type: 'directory' },
+        {
+          path: 'release-manifests/0000_00_cluster-version-operator_00_namespace.yaml',
+          content: yamlStringify({
+            apiVersion: 'v1',
+            kind: 'Namespace',
+            metadata: { name: 'openshift-cluster-version', annotations: { 'include.release.openshift.io/self-managed-high-availability': 'true' } },
+          }),
+        },
+        { path: 'release-manifests/image-references', content: `${JSON.stringify(imageReferences, null, 2)}\n` },
+        {
+          path: 'release-manifests/0000_03_config-operator_01_proxies.crd.yaml',
+          content: yamlStringify({
+            apiVersion: 'apiextensions.k8s.io/v1',
+            kind: 'CustomResourceDefinition',
+            metadata: { name: 'proxies.config.openshift.io' },
+            spec: { group: 'config.openshift.io', names: { kind: 'Proxy', plural: 'proxies' }, scope: 'Cluster' },
+          }),
+        },
+        { path: 'release-manifests/release-metadata', content: `${JSON.stringify(releaseMetadata, null, 2)}\n` },
+        {
+          path: 'release-manifests/0000_50_installer_coreos-bootimages.yaml',
+          content: yamlStringify({
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            metadata: { name: 'coreos-bootimages', namespace: 'openshift-machine-config-operator' },
+            data: { releaseVersion: version, stream: JSON.stringify(coreosStream) },
+          }),
+        },
+      ],
+      { zstd: version === ZSTD_RELEASE },
+    );
     const layers = [...cvoLayers, manifests];
     const manifestsLayer = layers.length - 1;
     if (version === MIDDLE_LAYER_RELEASE) {

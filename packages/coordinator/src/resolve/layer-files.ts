@@ -1,9 +1,9 @@
 /**
- * Walking the files of one image layer as a stream: gzip or plain tar, entries read one at a time,
+ * Walking the files of one image layer as a stream: gzip, zstd or plain tar, entries read one at a time,
  * only the wanted (small, text) files kept in memory. Everything else streams past.
  */
 import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
 import tar from 'tar-stream';
 import { MeshmirrorError } from '@meshmirror/shared';
 
@@ -35,12 +35,9 @@ const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 export async function scanLayer(body: Readable, options: ScanLayerOptions): Promise<void> {
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const head = await peek(body, 4);
-  if (startsWith(head, ZSTD_MAGIC)) {
-    body.destroy();
-    throw new MeshmirrorError('MM_MANIFEST_INVALID', `${options.where}: zstd-compressed layers cannot be read yet`);
-  }
   const extract = tar.extract();
-  const source = startsWith(head, GZIP_MAGIC) ? body.pipe(createGunzip()) : body;
+  // Told by their first bytes, as image tools tell them: gzip, zstd (`tar+zstd` layers), or plain tar.
+  const source = startsWith(head, GZIP_MAGIC) ? body.pipe(createGunzip()) : startsWith(head, ZSTD_MAGIC) ? body.pipe(createZstdDecompress()) : body;
   const fail = (err: Error): void => {
     extract.destroy(err);
   };

@@ -156,11 +156,18 @@ describe('readConfigsFromLayers', () => {
     expect(files.map((f) => f.path)).toEqual(['a/catalog.json', 'b/catalog.yaml']);
   });
 
-  it('refuses a zstd layer, naming its digest', async () => {
+  it('reads zstd-compressed layers (application/vnd.oci.image.layer.v1.tar+zstd)', async () => {
     const zstd = layer(zstdCompressSync(await tarBytes(bottomEntries())));
-    const failure = readConfigsFromLayers([await bottomLayer(), zstd], '/configs');
+    const files = await readConfigsFromLayers([zstd], '/configs');
+    expect(files.map((f) => f.path)).toEqual(['a/catalog.json', 'b/catalog.yaml']);
+  });
+
+  it('refuses a damaged zstd layer, naming its digest', async () => {
+    const whole = zstdCompressSync(await tarBytes(bottomEntries()));
+    const damaged = layer(Buffer.concat([whole.subarray(0, 8), Buffer.alloc(64, 0xff), whole.subarray(72)]));
+    const failure = readConfigsFromLayers([await bottomLayer(), damaged], '/configs');
     await expect(failure).rejects.toBeInstanceOf(MeshmirrorError);
-    await expect(failure).rejects.toMatchObject({ code: 'MM_MANIFEST_INVALID', message: expect.stringContaining(zstd.digest) });
+    await expect(failure).rejects.toMatchObject({ code: 'MM_MANIFEST_INVALID', message: expect.stringContaining(damaged.digest) });
   });
 
   it('keeps only catalog files in memory: a large file outside the configs folder is no problem', async () => {
