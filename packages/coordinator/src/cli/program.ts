@@ -5,6 +5,7 @@ import { ExitCode, exitCodeForError } from './exit-codes.ts';
 // which `mirror`, `serve` and `keygen` should not pay for.
 import type { MirrorFlags } from './commands/mirror.ts';
 import type { AgentFlags } from './commands/agent.ts';
+import type { ListOperatorsFlags, ListReleasesFlags } from './commands/list.ts';
 
 /** Go-style booleans as oc-mirror users type them: `--src-tls-verify=false`. */
 function parseBool(value: string): boolean {
@@ -124,6 +125,44 @@ program
   .action(async (destination: string, flags: MirrorFlags & { out: string }) => {
     const { runReceiptCommand } = await import('./commands/mirror.ts');
     process.exitCode = await runReceiptCommand(destination, flags);
+  });
+
+const list = program.command('list').description('what oc-mirror list shows, for writing an ImageSetConfiguration');
+
+list
+  .command('releases')
+  .description('the versions of a release channel (from the update graph), or the channels of a version')
+  .option('--channel <name>', 'list the versions of this channel (default: stable-<version>)')
+  .option('--version <x.y>', 'an OpenShift version such as 4.19')
+  .option('--channels', 'list the channels of --version instead')
+  .option(
+    '--filter-by-archs <archs>',
+    'architectures, comma-separated: amd64 (default), arm64, ppc64le, s390x, multi',
+    (v: string) => v.split(',').filter((a) => a !== ''),
+    ['amd64'],
+  )
+  .option('--update-url <url>', 'update graph service (default: $UPDATE_URL_OVERRIDE, else the OCP service)')
+  .option('--output <format>', 'text or json', 'text')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
+  .action(async (flags: ListReleasesFlags) => {
+    const { runListReleasesCommand } = await import('./commands/list.ts');
+    process.exitCode = await runListReleasesCommand(flags);
+  });
+
+list
+  .command('operators')
+  .description("a catalog's packages and default channels, a package's channels and heads, or a channel's versions")
+  .requiredOption('--catalog <ref>', 'the catalog image, e.g. registry.redhat.io/redhat/redhat-operator-index:v4.19')
+  .option('--package <name>', "list this package's channels and their heads")
+  .option('--channel <name>', "with --package: list this channel's versions")
+  .option('--cache-dir <dir>', 'blob store for the catalog layers (default: $HOME/.meshmirror)')
+  .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
+  .option('--src-tls-verify [bool]', 'verify the registry TLS; false also allows plain HTTP', parseBool)
+  .option('--output <format>', 'text or json', 'text')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
+  .action(async (flags: ListOperatorsFlags) => {
+    const { runListOperatorsCommand } = await import('./commands/list.ts');
+    process.exitCode = await runListOperatorsCommand(flags);
   });
 
 program

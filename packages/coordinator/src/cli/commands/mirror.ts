@@ -230,7 +230,7 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /** The coordinator's own agent over the store in the cache dir. */
-async function openLocalAgent(options: Omit<InProcessAgentOptions, 'name' | 'store' | 'parallelLayers'> & { cacheDir: string; settings: TransferSettings }) {
+export async function openLocalAgent(options: Omit<InProcessAgentOptions, 'name' | 'store' | 'parallelLayers'> & { cacheDir: string; settings: TransferSettings }) {
   const { cacheDir, settings, logger, ...rest } = options;
   const store = createBlobStore({ dir: join(cacheDir, 'store'), logger: logger.child({ component: 'agent:store' }) });
   await store.open();
@@ -346,7 +346,7 @@ interface Farm {
  * Where the run's blobs come from: the coordinator's own agent alone (a single host is a farm of
  * one), or the farm's agents, the coordinator's agent then only writing what it pulls from them.
  */
-function blobSupply(agent: LocalAgent, store: BlobStore, settings: TransferSettings, farm?: Farm): BlobSupply {
+export function blobSupply(agent: LocalAgent, store: BlobStore, settings: TransferSettings, farm?: Farm): BlobSupply {
   // oc-mirror's ceiling: parallel-images images, each with parallel-layers transfers.
   const local: MeshFetcher = { agent, address: 'local', slots: settings.parallelImages * settings.parallelLayers, sharesWriterStore: true };
   return {
@@ -378,7 +378,14 @@ async function commandContext(flags: MirrorFlags, registries: 'source' | 'destin
   const settings = resolveTransferSettings(config.meshmirror, transferFlags(flags));
   const cacheDir = resolve(flags.cacheDir ?? join(homedir(), '.meshmirror'));
   const logger = createLogger({ level: flags.logLevel as LogLevel });
-  const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
+  const { retry, backoff, clientFor } = await registryClients(settings, flags.authfile, logger);
+  const client = clientFor(registries);
+  return { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client, clientFor };
+}
+
+/** The retry policy, the per-host backoff, and registry clients for either side, from the settings and the auth files. */
+export async function registryClients(settings: TransferSettings, authfile: string | undefined, logger: Logger) {
+  const credentials = await loadCredentialStore(authfile === undefined ? {} : { authfile });
   const retry = retryPolicyFromSettings(settings);
   const backoff = new HostBackoff(retry);
   const clientFor = (side: 'source' | 'destination') =>
@@ -392,8 +399,7 @@ async function commandContext(flags: MirrorFlags, registries: 'source' | 'destin
       backoff,
       logger: logger.child({ component: 'registry' }),
     });
-  const client = clientFor(registries);
-  return { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client, clientFor };
+  return { retry, backoff, clientFor };
 }
 
 /** Bytes per PATCH: small enough that a cut-off request costs little, large enough for few round trips. */

@@ -31,7 +31,7 @@ import {
 import type { FailedImage, RequestedImage, ResolvedImage, ResolvedManifest } from '../image-set.ts';
 import type { LayerSource } from '../layer-source.ts';
 import { appendLayer } from '../append-layer.ts';
-import { buildDeclarativeConfig } from './declarative-config.ts';
+import { buildDeclarativeConfig, type DeclarativeConfig } from './declarative-config.ts';
 import { filterCatalog, renderPackageFiles } from './filter-catalog.ts';
 import { buildConfigsLayer, readConfigsFromLayers } from './catalog-layers.ts';
 
@@ -76,19 +76,39 @@ export async function resolveOperatorCatalogs(options: ResolveCatalogsOptions): 
   return out;
 }
 
-async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, options: ResolveCatalogsOptions, out: ResolvedCatalogs): Promise<void> {
+/** A file-based catalog image, opened: its manifests (the platforms kept), its config and its declarative config. */
+export interface OpenedCatalog {
+  ref: ImageReference;
+  source: string;
+  where: string;
+  location: RepositoryLocation;
+  parsedTop: ReturnType<typeof parseManifest>;
+  children: Array<{ descriptor?: Descriptor; manifest: ImageManifest; mediaType: string }>;
+  firstConfig: Record<string, unknown>;
+  configsDir: string;
+  declarative: DeclarativeConfig;
+}
+
+/**
+ * Reads a catalog image's `/configs` (the folder its label names) from the first platform kept,
+ * layers through `layers`; `pin` keeps a tag at the digest first seen.
+ */
+export async function openCatalog(
+  catalog: string,
+  options: Pick<ResolveCatalogsOptions, 'client' | 'layers' | 'architectures' | 'signal'> & { pin?: ResolveCatalogsOptions['pin'] },
+): Promise<OpenedCatalog> {
   const { client, signal } = options;
   const abortable = signal === undefined ? {} : { signal };
-  if (/^oci:/.test(operator.catalog)) {
-    throw new MeshmirrorError('MM_USAGE', `catalog ${operator.catalog}: catalogs in local OCI layouts (oci://) are not supported yet; push it to a registry`);
+  if (/^oci:/.test(catalog)) {
+    throw new MeshmirrorError('MM_USAGE', `catalog ${catalog}: catalogs in local OCI layouts (oci://) are not supported yet; push it to a registry`);
   }
-  const ref = parseImageReference(operator.catalog);
+  const ref = parseImageReference(catalog);
   const source = formatReference(ref);
   const where = `catalog ${source}`;
   const location = { registry: ref.registry, repository: ref.repository };
-  const pinned = ref.digest === undefined ? await options.pin.get(source) : undefined;
+  const pinned = ref.digest === undefined ? await options.pin?.get(source) : undefined;
   const top = await client.getManifest(location, pinned ?? manifestReference(ref), abortable);
-  if (ref.digest === undefined && pinned === undefined) await options.pin.put(source, top.digest);
+  if (ref.digest === undefined && pinned === undefined) await options.pin?.put(source, top.digest);
   const parsedTop = parseManifest(top.bytes, top.mediaType, where);
 
   // The platforms to publish; the catalog content is the same in each, so it is read from the first.
@@ -120,6 +140,13 @@ async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, o
     abortable,
   );
   const declarative = buildDeclarativeConfig(files.map((f) => ({ path: `${configsDir}/${f.path}`, text: f.text })));
+  return { ref, source, where, location, parsedTop, children, firstConfig, configsDir, declarative };
+}
+
+async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, options: ResolveCatalogsOptions, out: ResolvedCatalogs): Promise<void> {
+  const { signal } = options;
+  const abortable = signal === undefined ? {} : { signal };
+  const { ref, source, where, location, parsedTop, children, firstConfig, configsDir, declarative } = await openCatalog(operator.catalog, options);
   const filtered = filterCatalog(declarative, operator, where);
 
   for (const problem of filtered.problems) {
@@ -171,7 +198,7 @@ async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, o
   const blobs = new Map<Digest, number>([[layer.digest, layer.size]]);
   const newChildren: Descriptor[] = [];
   for (const child of children) {
-    const config = child === first ? firstConfig : await readConfig(client, location, child.manifest, abortable);
+    const config = child === children[0] ? firstConfig : await readConfig(options.client, location, child.manifest, abortable);
     const rebuilt = rebuildImage(child.manifest, child.mediaType, config, layer);
     await options.agent.putBlob(rebuilt.config.digest, rebuilt.configBytes, abortable);
     manifests.push({ digest: rebuilt.digest, mediaType: child.mediaType, bytes: rebuilt.bytes });
