@@ -83,6 +83,10 @@ program
     "leave out the images' sigstore signatures (sha256-<hex>.sig tags) and OCI referrers (signatures, SBOMs, attestations), which are mirrored by default",
   )
   .option('--since-receipt <file>', "mirror to disk: leave out the blobs a push's working-dir/receipt.json says the target holds (a differential archive)")
+  .option(
+    '--include-dependencies',
+    'add the operator bundles the selected ones need (olm.package.required, olm.gvk.required), as includeDependencies: true on every catalog',
+  )
   .option('--max-nested-paths <n>', 'pushing: flatten target repository paths deeper than n components, as oc-mirror does (default 0: no limit)', parseCount)
   .option('--strict-archive', 'mirror to disk: fail (before fetching) instead of writing a chunk larger than archiveSize for a blob larger than it')
   .option('--since <date>', 'mirror to disk: leave out the blobs of images that runs in this cache archived before DATE (YYYY-MM-DD or ISO time)')

@@ -20,6 +20,7 @@ describe('ImageSetConfigSchema', () => {
       catalog: 'registry.redhat.io/redhat/redhat-operator-index:v4.19',
       full: false,
       skipDependencies: false,
+      includeDependencies: false,
       packages: [],
     });
     expect(config.mirror.additionalImages).toEqual([]);

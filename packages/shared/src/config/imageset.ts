@@ -356,6 +356,8 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
     /** Every bundle of every kept channel instead of the channel heads. */
     full: boolFlag,
     skipDependencies: boolFlag,
+    /** Add the bundles the selected ones need (`olm.package.required`, `olm.gvk.required`), as `--include-dependencies` does. */
+    includeDependencies: boolFlag,
     /** A CatalogSource file used as the template for the generated one. */
     targetCatalogSourceTemplate: nonEmptyText.optional(),
     packages: z.array(includePackage).default([]),
@@ -528,10 +530,10 @@ export interface ImageSetNotice {
 export function unsupportedImageSetContent(config: ImageSetConfig): ImageSetNotice[] {
   const notices: ImageSetNotice[] = [];
   config.mirror.operators.forEach((op, i) => {
-    if (!op.skipDependencies && op.packages.length > 0) {
+    if (!op.skipDependencies && !op.includeDependencies && op.packages.length > 0) {
       notices.push({
         path: `mirror.operators[${i}]`,
-        message: 'packages that the selected bundles depend on are not added automatically yet; list them under packages',
+        message: 'packages that the selected bundles depend on are added only with includeDependencies: true or --include-dependencies; else list them under packages',
       });
     }
     op.packages.forEach((pkg, p) => {

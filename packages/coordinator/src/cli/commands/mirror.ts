@@ -72,6 +72,7 @@ export interface MirrorFlags {
   since?: string;
   maxNestedPaths?: number;
   strictArchive?: boolean;
+  includeDependencies?: boolean;
   output: string;
   logLevel: string;
   v2?: boolean;
@@ -372,7 +373,12 @@ const PEER_PULL_STALL_MS = 10_000;
  * a registry client for the source registries or, pushing, the destination (its own TLS setting).
  */
 async function commandContext(flags: MirrorFlags, registries: 'source' | 'destination') {
-  const config = await loadImageSetConfig(flags.config);
+  const loaded = await loadImageSetConfig(flags.config);
+  // `--include-dependencies` is `includeDependencies: true` on every catalog (and so part of the run's identity).
+  const config =
+    flags.includeDependencies === true
+      ? { ...loaded, mirror: { ...loaded.mirror, operators: loaded.mirror.operators.map((op) => ({ ...op, includeDependencies: true })) } }
+      : loaded;
   // A bad CatalogSource template stops every mode here, before anything is fetched.
   const catalogSourceTemplates = await loadCatalogSourceTemplates(config);
   const settings = resolveTransferSettings(config.meshmirror, transferFlags(flags));

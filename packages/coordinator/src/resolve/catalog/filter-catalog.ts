@@ -28,6 +28,8 @@ import {
   type OtherObject,
 } from './declarative-config.ts';
 
+import { addDependencies, type AddedDependency } from './dependencies.ts';
+
 const SCHEMA_DEPRECATIONS = 'olm.deprecations';
 
 /** Something the configuration asks for that the catalog cannot give. */
@@ -55,13 +57,20 @@ export interface FilteredCatalog {
   /** Every image to mirror for the kept bundles, bundle images included, each image once. */
   relatedImages: CatalogRelatedImage[];
   problems: CatalogProblem[];
+  /** With `includeDependencies`: the bundles added because selected ones need them, and why. */
+  dependencies: AddedDependency[];
 }
 
 /**
  * Filters `config` by one `mirror.operators[]` entry. `where` names the catalog in problems
- * (usually its reference).
+ * (usually its reference). With `includeDependencies`, the bundles the selected ones need are added.
  */
-export function filterCatalog(config: DeclarativeConfig, operator: OperatorCatalogConfig, where: string): FilteredCatalog {
+export function filterCatalog(
+  config: DeclarativeConfig,
+  operator: OperatorCatalogConfig,
+  where: string,
+  options: { includeDependencies?: boolean } = {},
+): FilteredCatalog {
   const problems: CatalogProblem[] = [];
   // The configuration entries of each selected package. A package listed twice is selected twice
   // and the two selections are merged, as oc-mirror v1 did with split listings.
@@ -79,20 +88,27 @@ export function filterCatalog(config: DeclarativeConfig, operator: OperatorCatal
     }
   }
 
-  const filtered: DeclarativeConfig = { packages: new Map(), others: config.others };
+  const selections = new Map<string, Selection>();
   for (const packageName of [...requests.keys()].sort(compareText)) {
     const pkg = config.packages.get(packageName) as CatalogPackage;
     const pkgConfigs = requests.get(packageName) ?? [];
     const selection: Selection = new Map();
     if (pkgConfigs.length === 0) mergeSelection(selection, selectPackage(pkg, undefined, operator.full, where, problems));
     for (const pkgConfig of pkgConfigs) mergeSelection(selection, selectPackage(pkg, pkgConfig, operator.full, where, problems));
-    const configuredDefault = pkgConfigs.find((c) => c.defaultChannel !== undefined)?.defaultChannel;
-    const kept = buildFilteredPackage(pkg, selection, configuredDefault, problems);
+    selections.set(packageName, selection);
+  }
+  const dependencies = options.includeDependencies === true ? addDependencies(config, selections, problems, channelHead) : [];
+
+  const filtered: DeclarativeConfig = { packages: new Map(), others: config.others };
+  for (const packageName of [...selections.keys()].sort(compareText)) {
+    const pkg = config.packages.get(packageName) as CatalogPackage;
+    const configuredDefault = requests.get(packageName)?.find((c) => c.defaultChannel !== undefined)?.defaultChannel;
+    const kept = buildFilteredPackage(pkg, selections.get(packageName) ?? new Map<string, Set<string>>(), configuredDefault, problems);
     if (kept !== undefined) filtered.packages.set(packageName, kept);
   }
 
   const bundles = [...filtered.packages.values()].flatMap((pkg) => [...pkg.bundles.values()]);
-  return { config: filtered, bundles, relatedImages: collectRelatedImages(bundles), problems };
+  return { config: filtered, bundles, relatedImages: collectRelatedImages(bundles), problems, dependencies };
 }
 
 /** Channel name → names of the entries kept in it. */

@@ -147,7 +147,11 @@ async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, o
   const { signal } = options;
   const abortable = signal === undefined ? {} : { signal };
   const { ref, source, where, location, parsedTop, children, firstConfig, configsDir, declarative } = await openCatalog(operator.catalog, options);
-  const filtered = filterCatalog(declarative, operator, where);
+  const filtered = filterCatalog(declarative, operator, where, { includeDependencies: operator.includeDependencies });
+  const neededBy = new Map(filtered.dependencies.map((d) => [d.bundle, d]));
+  for (const d of filtered.dependencies) {
+    options.logger.info({ catalog: source, bundle: d.bundle, neededBy: d.neededBy, requirement: d.requirement }, 'operator dependency added');
+  }
 
   for (const problem of filtered.problems) {
     const packageIndex = operator.packages.findIndex((p) => p.name === problem.package);
@@ -186,7 +190,7 @@ async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, o
       kind: 'operator',
       source: formatReference(relatedRef),
       ref: relatedRef,
-      origin: `${origin} (package ${related.package}, bundle ${related.bundle}${related.name === '' ? '' : `, ${related.name}`})`,
+      origin: `${origin} (package ${related.package}, bundle ${related.bundle}${related.name === '' ? '' : `, ${related.name}`}${dependencyNote(neededBy.get(related.bundle))})`,
     });
   }
 
@@ -241,6 +245,11 @@ async function readConfig(
 ): Promise<Record<string, unknown>> {
   const bytes = await client.getBlob(location, manifest.config.digest, abortable);
   return JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>;
+}
+
+/** Why a dependency bundle is in the set, for its images' origin: `; dependency of app.v1.0.0: package db-operator >=2.0.0`. */
+function dependencyNote(d: { neededBy: string; requirement: string } | undefined): string {
+  return d === undefined ? '' : `; dependency of ${d.neededBy}: ${d.requirement}`;
 }
 
 function labelsOf(config: Record<string, unknown>): Record<string, string> {
