@@ -5,6 +5,7 @@ import {
   MeshmirrorError,
   throwIfAborted,
   type Differential,
+  type Digest,
   type ImageSetConfig,
   type LocalAgent,
   type Logger,
@@ -99,10 +100,10 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       if (differential !== undefined) {
         ctx.log.info(
           { basis: differentialBasis(differential), blobs: differential.omitted.length, bytes: differential.omittedBytes },
-          'left out what the receipt says the target holds',
+          'left out what the target holds',
         );
       }
-      if (options.strictArchive === true) refuseOversized(resolved, options.chunkSizeBytes);
+      if (options.strictArchive === true) refuseOversized(resolved, options.chunkSizeBytes, (digest) => plan.blobs.has(digest));
       const wanted = [...plan.blobs.values()].map(({ digest, size }) => ({ digest, size }));
       const holdings = await agent.holdings(wanted, abortable);
       const split = planMesh(plan, holdings, await supplyHoldings(supply, holdings, wanted, ctx.log, signal), options.pieceSize);
@@ -242,10 +243,11 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
  * `--strict-archive` (oc-mirror's): a blob or manifest that no chunk of `chunkSizeBytes` can hold
  * fails the run before any blob is fetched for the archive, naming the largest and its image.
  */
-function refuseOversized(images: ResolvedImage[], chunkSizeBytes: number): void {
+function refuseOversized(images: ResolvedImage[], chunkSizeBytes: number, archived: (digest: Digest) => boolean): void {
   let worst: { digest: string; size: number; image: string } | undefined;
   for (const image of images) {
-    for (const b of [...image.blobs, ...image.manifests.map((m) => ({ digest: m.digest, size: m.bytes.byteLength }))]) {
+    // Manifests always go into the archive; a blob only when the plan still has it (not left out by a receipt).
+    for (const b of [...image.blobs.filter((blob) => archived(blob.digest)), ...image.manifests.map((m) => ({ digest: m.digest, size: m.bytes.byteLength }))]) {
       if (chunkBytesAlone(b) > chunkSizeBytes && (worst === undefined || b.size > worst.size)) worst = { digest: b.digest, size: b.size, image: image.source };
     }
   }
