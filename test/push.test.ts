@@ -10,7 +10,7 @@ import { openArchive } from '../packages/agent/src/archive/archive-reader.ts';
 import { parseManifest, parseReceipt, type Digest } from '@meshmirror/shared';
 import { runMeshmirror, spawnMeshmirror, waitFor } from './support/cli.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
-import { mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
+import { diskToMirrorArgs, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 import { pushLayout } from './support/push-layout.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
 import { skopeoCopy, skopeoInspectDigest } from './support/skopeo.ts';
@@ -45,20 +45,7 @@ describe('disk to mirror into a real registry', () => {
     await fx?.close();
   });
 
-  const pushArgs = (from: string, destination: string, cache: string, ...extra: string[]): string[] => [
-    'mirror',
-    '-c',
-    config,
-    '--from',
-    `file://${from}`,
-    `docker://${destination}`,
-    '--cache-dir',
-    cache,
-    '--dest-tls-verify=false',
-    '--output',
-    'json',
-    ...extra,
-  ];
+  const pushArgs = (from: string, destination: string, cache: string, ...extra: string[]): string[] => diskToMirrorArgs(config, from, destination, cache, ...extra);
 
   /** Every image of the set reads back from the target with the source's digest, and copies whole. */
   async function expectTargetMatchesSource(host: string): Promise<void> {
