@@ -86,12 +86,7 @@ export async function openArchive(dir: string, options: AbortOptions = {}): Prom
   const { signal } = options;
   throwIfAborted(signal);
   const root = resolve(dir);
-  const files = (await readdir(root))
-    .map((name) => ({ name, match: CHUNK_FILE_RE.exec(name) }))
-    .filter((entry): entry is { name: string; match: RegExpExecArray } => entry.match !== null)
-    .map((entry) => ({ name: entry.name, chunk: Number(entry.match[1]) }))
-    .sort((a, b) => a.chunk - b.chunk);
-  if (files.length === 0) throw new MeshmirrorError('MM_NOT_FOUND', `${root} holds no archive chunks (mirror_*.tar)`);
+  const files = await listChunkFiles(root);
 
   const chunks: IndexedChunk[] = [];
   for (const file of files) {
@@ -189,6 +184,16 @@ export async function openArchive(dir: string, options: AbortOptions = {}): Prom
     blobSize,
     openBlob,
   };
+}
+
+/** The chunk files (`mirror_NNNNNN.tar`) in `root`, by number; `MM_NOT_FOUND` when there are none. */
+export async function listChunkFiles(root: string): Promise<Array<{ name: string; chunk: number }>> {
+  const files = (await readdir(root))
+    .map((name) => ({ name, match: CHUNK_FILE_RE.exec(name) }))
+    .flatMap((f) => (f.match === null ? [] : [{ name: f.name, chunk: Number(f.match[1]) }]))
+    .sort((a, b) => a.chunk - b.chunk);
+  if (files.length === 0) throw new MeshmirrorError('MM_NOT_FOUND', `${root} holds no archive chunks (mirror_*.tar)`);
+  return files;
 }
 
 /** Walks a chunk's tar headers and checks its chunk manifest against them; `MM_ARCHIVE_INVALID` naming chunk and entry. */

@@ -5,7 +5,7 @@
  * whose bytes do not match its digest, and an image of `run.json` that needs a manifest or blob the
  * archive does not hold intact (a differential archive counts the blobs its receipt's target holds).
  */
-import { open, readdir } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   differentialBasis,
@@ -22,8 +22,8 @@ import {
   type Digest,
   type RunMetadata,
 } from '@meshmirror/shared';
-import { indexChunk, MAX_LAYOUT_JSON_BYTES, readJsonEntry, type IndexedChunk } from './archive-reader.ts';
-import { BLOB_ENTRY_PREFIX, CHUNK_FILE_RE, chunkFileName, RUN_METADATA_ENTRY } from './chunk-manifest.ts';
+import { indexChunk, listChunkFiles, MAX_LAYOUT_JSON_BYTES, readJsonEntry, type IndexedChunk } from './archive-reader.ts';
+import { BLOB_ENTRY_PREFIX, chunkFileName, RUN_METADATA_ENTRY } from './chunk-manifest.ts';
 
 /** One thing wrong with an archive, located as precisely as it can be. */
 export interface ArchiveProblem {
@@ -67,14 +67,10 @@ export function formatProblem(p: ArchiveProblem): string {
 }
 
 /** Reads every chunk of the archive in `dir` and reports everything wrong with it. */
-export async function verifyArchive(dir: string, options: AbortOptions & { onBytes?: (bytes: number) => void } = {}): Promise<ArchiveVerification> {
+export async function verifyArchive(dir: string, options: AbortOptions = {}): Promise<ArchiveVerification> {
   const { signal } = options;
   const root = resolve(dir);
-  const files = (await readdir(root))
-    .map((name) => ({ name, match: CHUNK_FILE_RE.exec(name) }))
-    .flatMap((f) => (f.match === null ? [] : [{ name: f.name, chunk: Number(f.match[1]) }]))
-    .sort((a, b) => a.chunk - b.chunk);
-  if (files.length === 0) throw new MeshmirrorError('MM_NOT_FOUND', `${root} holds no archive chunks (mirror_*.tar)`);
+  const files = await listChunkFiles(root);
   const problems: ArchiveProblem[] = [];
   const fail = (problem: ArchiveProblem): void => void problems.push(problem);
 
@@ -117,7 +113,6 @@ export async function verifyArchive(dir: string, options: AbortOptions & { onByt
           if (bytesRead === 0) break;
           hash.update(buffer.subarray(0, bytesRead));
           at += bytesRead;
-          options.onBytes?.(bytesRead);
         }
         bytes += at;
         const actual = `sha256:${hash.digest('hex')}`;

@@ -71,3 +71,14 @@ export interface FailedImage {
   code: string;
   reason: string;
 }
+
+/**
+ * The image's manifests that the target holds under their source digests, which is what
+ * signatures and referrers upstream name: none for images meshmirror made or changed (filtered
+ * catalogs, the graph image); for an index cut down to some platforms, only its children (the top
+ * is pushed with another digest).
+ */
+export function sourceManifestDigests(image: ResolvedImage): Digest[] {
+  if (image.role === 'catalog' || image.role === 'graph' || image.fetchFrom !== undefined) return [];
+  return image.manifests.filter((_m, i) => i > 0 || image.skippedPlatforms.length === 0).map((m) => m.digest);
+}

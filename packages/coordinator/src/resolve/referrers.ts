@@ -7,7 +7,7 @@
  */
 import pLimit from 'p-limit';
 import { describeError, errorCode, formatReference, throwIfAborted, type Digest, type RegistryClient } from '@meshmirror/shared';
-import type { FailedImage, RequestedImage, ResolvedImage } from './image-set.ts';
+import { sourceManifestDigests, type FailedImage, type RequestedImage, type ResolvedImage } from './image-set.ts';
 
 /**
  * The manifests whose referrers are asked for: each image's top manifest and the children it keeps.
@@ -16,10 +16,7 @@ import type { FailedImage, RequestedImage, ResolvedImage } from './image-set.ts'
  * so only its children are asked about.
  */
 export function referrerSubjects(images: ResolvedImage[]): Array<{ image: ResolvedImage; digest: Digest }> {
-  return images.flatMap((image) => {
-    if (image.role === 'catalog' || image.role === 'graph' || image.role === 'signature' || image.fetchFrom !== undefined) return [];
-    return image.manifests.filter((_m, i) => i > 0 || image.skippedPlatforms.length === 0).map((m) => ({ image, digest: m.digest }));
-  });
+  return images.flatMap((image) => (image.role === 'signature' ? [] : sourceManifestDigests(image).map((digest) => ({ image, digest }))));
 }
 
 export interface ReferrerLookup {

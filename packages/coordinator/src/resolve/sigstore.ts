@@ -6,7 +6,7 @@
  * Absent signatures are normal (most images are unsigned).
  */
 import { formatReference, referrersTag, type Digest } from '@meshmirror/shared';
-import { isAttachedRole, type RequestedImage, type ResolvedImage } from './image-set.ts';
+import { isAttachedRole, sourceManifestDigests, type RequestedImage, type ResolvedImage } from './image-set.ts';
 
 /** The tag cosign stores the signature of `digest` under. */
 export function signatureTag(digest: Digest): string {
@@ -23,9 +23,9 @@ export function signatureTag(digest: Digest): string {
 export function signatureRequests(images: ResolvedImage[]): RequestedImage[] {
   const out = new Map<string, RequestedImage>();
   for (const image of images) {
-    if (image.role === 'catalog' || image.role === 'graph' || isAttachedRole(image.role) || image.fetchFrom !== undefined) continue;
-    const digests = image.manifests.map((m) => m.digest).filter((_digest, i) => i > 0 || image.skippedPlatforms.length === 0);
-    for (const digest of digests) {
+    // Signatures and referrers are not signed again.
+    if (isAttachedRole(image.role)) continue;
+    for (const digest of sourceManifestDigests(image)) {
       const ref = { registry: image.ref.registry, repository: image.ref.repository, tag: signatureTag(digest) };
       const source = formatReference(ref);
       const key = `${source} ${image.targetRepo ?? ''}`;
