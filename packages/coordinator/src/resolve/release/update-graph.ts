@@ -7,24 +7,9 @@
  * a cache by URL, so a resumed run (or a second architecture asking the same URL) selects the same
  * releases without asking again.
  */
-import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
-import { Agent, type Dispatcher } from 'undici';
 import { z } from 'zod';
-import {
-  abortError,
-  DEFAULT_RETRY_POLICY,
-  abandonBody,
-  describeError,
-  mapTransportError,
-  MeshmirrorError,
-  parseRetryAfter,
-  RegistryError,
-  throwIfAborted,
-  withRetries,
-  type Logger,
-  type RetryPolicy,
-} from '@meshmirror/shared';
+import { describeError, MeshmirrorError, throwIfAborted, type Logger, type RetryPolicy } from '@meshmirror/shared';
+import { DocumentClient, reasonOf } from '../document-client.ts';
 
 export const OCP_UPDATE_URL = 'https://api.openshift.com/api/upgrades_info/v1/graph';
 export const OKD_UPDATE_URL = 'https://origin-release.ci.openshift.org/graph';
@@ -35,11 +20,6 @@ export const CHANNELS_METADATA_KEY = 'io.openshift.upgrades.graph.release.channe
 /** The real graphs are a few MiB; a body far larger than that is not an update graph. */
 export const DEFAULT_MAX_GRAPH_BYTES = 64 * 1024 * 1024;
 
-const DEFAULT_TIMEOUT_MS = 30_000;
-const MAX_REDIRECTS = 5;
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-/** How much of an error answer is read for its message. */
-const MAX_ERROR_SNIPPET_BYTES = 4 * 1024;
 /** Validation issues named in one message; the rest are counted. */
 const MAX_REPORTED_ISSUES = 5;
 
@@ -319,23 +299,24 @@ export interface GraphRequest {
 
 export class UpdateGraphClient {
   readonly #options: UpdateGraphClientOptions;
-  readonly #agent: Agent;
+  readonly #documents: DocumentClient;
   readonly #logger: Logger;
-  readonly #connectTimeoutMs: number;
-  readonly #headersTimeoutMs: number;
   #closed = false;
 
   constructor(options: UpdateGraphClientOptions) {
     if (options.baseUrl !== undefined) checkBaseUrl(options.baseUrl);
     this.#options = options;
     this.#logger = options.logger.child({ component: 'coordinator:update-graph' });
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.#headersTimeoutMs = options.headersTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.#agent = new Agent({
-      connect: { timeout: this.#connectTimeoutMs, rejectUnauthorized: options.tlsVerify ?? true },
-      headersTimeout: this.#headersTimeoutMs,
-      // The body is a few MiB sent at once; a connection silent this long mid-body is dead.
-      bodyTimeout: this.#headersTimeoutMs,
+    this.#documents = new DocumentClient({
+      ...(options.tlsVerify === undefined ? {} : { tlsVerify: options.tlsVerify }),
+      ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+      ...(options.headersTimeoutMs === undefined ? {} : { headersTimeoutMs: options.headersTimeoutMs }),
+      ...(options.retry === undefined ? {} : { retry: options.retry }),
+      tlsAdvice: {
+        untrusted: 'trust its CA (NODE_EXTRA_CA_CERTS) or turn TLS verification off for the update service (--src-tls-verify=false)',
+        notTls: 'use an http:// update URL',
+      },
+      logger: this.#logger,
     });
   }
 
@@ -368,103 +349,24 @@ export class UpdateGraphClient {
       }
     }
 
-    throwIfAborted(signal);
-    const answer = await withRetries(() => this.#get(new URL(url), label, signal), {
-      policy: this.#options.retry ?? DEFAULT_RETRY_POLICY,
-      host: new URL(url).host,
-      logger: this.#logger,
-      what: `${label}: GET ${url}`,
+    const answer = await this.#documents.get(url, {
+      label,
+      what: 'an update graph',
+      accept: 'application/json',
+      maxBytes: this.#options.maxBodyBytes ?? DEFAULT_MAX_GRAPH_BYTES,
       ...(signal === undefined ? {} : { signal }),
     });
-    const graph = parseUpdateGraph(parseJson(answer.text, url, label, answer.contentType), url);
+    const text = answer.bytes.toString('utf8');
+    const graph = parseUpdateGraph(parseJson(text, url, label, answer.contentType), url);
     this.#logger.debug({ url, nodes: graph.nodes.length, edges: graph.edges.length }, 'update graph received');
-    await this.#options.cache?.put(url, answer.text);
+    await this.#options.cache?.put(url, text);
     return graph;
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#agent.close();
-  }
-
-  /** One attempt: the request, redirects followed, the body read under the size cap. */
-  async #get(start: URL, label: string, signal: AbortSignal | undefined): Promise<{ text: string; contentType: string | undefined }> {
-    let url = start;
-    for (let hop = 0; ; hop++) {
-      throwIfAborted(signal);
-      let response: Dispatcher.ResponseData;
-      try {
-        response = await this.#agent.request({
-          origin: url.origin,
-          path: `${url.pathname}${url.search}`,
-          method: 'GET',
-          headers: { accept: 'application/json', 'user-agent': 'meshmirror' },
-          signal: signal ?? null,
-        });
-      } catch (error) {
-        throw this.#transportError(error, url, label, signal);
-      }
-      const location = headerValue(response.headers, 'location');
-      if (REDIRECT_STATUSES.has(response.statusCode) && location !== undefined && hop < MAX_REDIRECTS) {
-        await response.body.dump().catch(() => {});
-        url = new URL(location, url);
-        continue;
-      }
-      if (response.statusCode < 200 || response.statusCode > 299) throw await statusError(response, url, label);
-      const text = await this.#readBody(response.body, headerValue(response.headers, 'content-length'), url, label, signal);
-      return { text, contentType: headerValue(response.headers, 'content-type') };
-    }
-  }
-
-  async #readBody(body: Readable, declared: string | undefined, url: URL, label: string, signal: AbortSignal | undefined): Promise<string> {
-    const maxBytes = this.#options.maxBodyBytes ?? DEFAULT_MAX_GRAPH_BYTES;
-    const tooLarge = (): MeshmirrorError =>
-      new MeshmirrorError('MM_MANIFEST_INVALID', `${label}: GET ${url.href}: the answer is larger than ${formatBytes(maxBytes)}, too large for an update graph`, {
-        data: { url: url.toString(), maxBytes },
-      });
-    if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
-      abandonBody(body);
-      throw tooLarge();
-    }
-    const chunks: Buffer[] = [];
-    let total = 0;
-    try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        total += chunk.length;
-        if (total > maxBytes) {
-          abandonBody(body);
-          throw tooLarge();
-        }
-        chunks.push(chunk);
-      }
-    } catch (error) {
-      if (error instanceof MeshmirrorError) throw error;
-      if (signal?.aborted === true) throw abortError(signal);
-      // A body cut short is worth another attempt: `MM_TRUNCATED` is what the retry classifier retries.
-      throw new MeshmirrorError('MM_TRUNCATED', `${label}: GET ${url.href}: the connection failed after ${total} bytes (${reasonOf(error)})`, {
-        cause: error,
-        data: { url: url.toString(), received: total },
-      });
-    }
-    return Buffer.concat(chunks, total).toString('utf8');
-  }
-
-  #transportError(error: unknown, url: URL, label: string, signal: AbortSignal | undefined): MeshmirrorError {
-    const mapped = mapTransportError(error, {
-      url,
-      method: 'GET',
-      signal,
-      options: { connectTimeoutMs: this.#connectTimeoutMs, headersTimeoutMs: this.#headersTimeoutMs },
-      tlsAdvice: {
-        untrusted: 'trust its CA (NODE_EXTRA_CA_CERTS) or turn TLS verification off for the update service (--src-tls-verify=false)',
-        notTls: 'use an http:// update URL',
-      },
-    });
-    // The channel first, so the message says which part of the image set is at stake.
-    return mapped.code === 'MM_ABORTED'
-      ? mapped
-      : new MeshmirrorError(mapped.code, `${label}: ${mapped.message}`, { cause: mapped.cause ?? error, data: { ...mapped.data, url: url.toString() } });
+    await this.#documents.close();
   }
 }
 
@@ -480,44 +382,6 @@ function checkBaseUrl(baseUrl: string): void {
   }
 }
 
-/**
- * A non-2xx answer as a `RegistryError` (code `MM_REGISTRY`): its status and `Retry-After` are what
- * the shared retry classifier reads. The start of the body goes into the message: Cincinnati explains
- * a 400 there (`{"kind":"invalid_params","value":"…"}`).
- */
-async function statusError(response: Dispatcher.ResponseData, url: URL, label: string): Promise<RegistryError> {
-  const status = response.statusCode;
-  const text = response.statusText === '' ? (STATUS_CODES[status] ?? '') : response.statusText;
-  const snippet = await readSnippet(response.body);
-  const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
-  const message = `${label}: GET ${url.href}: HTTP ${status}${text === '' ? '' : ` ${text}`}${snippet === '' ? '' : ` (${snippet})`}`;
-  return new RegistryError(message, {
-    status,
-    url: url.toString(),
-    data: { status, url: url.toString() },
-    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-  });
-}
-
-async function readSnippet(body: Readable): Promise<string> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      chunks.push(chunk);
-      total += chunk.length;
-      if (total >= MAX_ERROR_SNIPPET_BYTES) {
-        abandonBody(body);
-        break;
-      }
-    }
-  } catch {
-    // The message is complete without the body.
-  }
-  const flat = Buffer.concat(chunks).toString('utf8').replace(/\s+/g, ' ').trim();
-  return flat.length > 200 ? `${flat.slice(0, 200)}…` : flat;
-}
-
 function parseJson(text: string, url: string, label: string, contentType: string | undefined): unknown {
   try {
     return JSON.parse(text) as unknown;
@@ -528,26 +392,4 @@ function parseJson(text: string, url: string, label: string, contentType: string
       data: { url },
     });
   }
-}
-
-function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function codeOf(error: unknown): string | undefined {
-  return error !== null && typeof error === 'object' && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
-}
-
-/** Node reports a connect failure to several addresses as an AggregateError with an empty message. */
-function reasonOf(error: unknown): string {
-  const text = describeError(error);
-  return text !== '' ? text : (codeOf(error) ?? (error instanceof Error ? error.name : 'unknown error'));
-}
-
-function formatBytes(bytes: number): string {
-  const MiB = 1024 * 1024;
-  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
-  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
-  return `${bytes} bytes`;
 }
