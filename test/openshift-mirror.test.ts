@@ -12,9 +12,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { cacheWithIdentity, farmKeys, startAgent } from './support/agents.ts';
 import { runMeshmirror } from './support/cli.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
-import { diskToMirrorArgs, extractChunks, mirrorArgs, mirrorToMirrorArgs } from './support/mirror-fixture.ts';
+import { archiveContent, diskToMirrorArgs, extractChunks, mirrorArgs, mirrorToMirrorArgs } from './support/mirror-fixture.ts';
 import { startOpenShiftFixture, type OpenShiftFixture } from './support/openshift-fixture.ts';
 import { startRegistry, type RunningRegistry } from './support/registry.ts';
 import { skopeoCopy, skopeoInspectDigest } from './support/skopeo.ts';
@@ -677,4 +678,60 @@ describe('kubeVirtContainer', () => {
     expect(without.code, without.stderr).toBe(0);
     expect((JSON.parse(without.stdout) as Summary).outcomes.map((o) => o.source)).not.toContain(release.kubeVirt.ref);
   }, 120_000);
+});
+
+describe('a catalog in a local OCI layout (catalog: oci:///path)', () => {
+  it('is filtered from the folder, its blobs imported rather than fetched, and mirrored by one host, a farm and disk to mirror', async () => {
+    const layoutDir = join(dir, 'layouts', 'redhat-operator-index');
+    await mkdir(join(dir, 'layouts'), { recursive: true });
+    await skopeoCopy(`docker://${registry.host}/redhat/redhat-operator-index:v4.19`, `oci:${layoutDir}:v4.19`);
+    const layoutIndex = JSON.parse(await readFile(join(layoutDir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+    const layoutBlobs = new Set(await readdir(join(layoutDir, 'blobs', 'sha256')));
+    expect(layoutIndex.manifests).toHaveLength(1);
+    const isc = join(dir, 'isc-layout.yaml');
+    await writeFile(
+      isc,
+      [
+        'kind: ImageSetConfiguration',
+        'apiVersion: mirror.openshift.io/v2alpha1',
+        'mirror:',
+        '  operators:',
+        `    - catalog: oci://${layoutDir}`,
+        '      packages:',
+        '        - name: web-terminal',
+        '',
+      ].join('\n'),
+    );
+    proxy.resetStats();
+    const out = join(dir, 'out-layout');
+    const single = await run(mirrorArgs(isc, out, join(dir, 'cache-layout')));
+    expect(single.code, single.stderr).toBe(0);
+    const summary = JSON.parse(single.stdout) as Summary;
+    const archived = summary.outcomes.filter((o) => o.state === 'archived').map((o) => o.source);
+    expect(archived).toContain('localhost/redhat-operator-index:v4.19');
+    for (const image of bundlesOf(['web-terminal.v1.12.1']).flatMap((b) => b.relatedImages)) expect(archived).toContain(image);
+    // Nothing of the catalog came from the registry: its blobs were in the folder.
+    expect([...blobFetchesByDigest().keys()].filter((d) => layoutBlobs.has(d.slice('sha256:'.length)))).toEqual([]);
+
+    // A farm: the agents are never asked for what only the coordinator's folder holds.
+    const { keyFile, coordinatorId } = await farmKeys(dir);
+    const agents = await Promise.all(['a', 'b'].map((n) => startAgent({ data: join(dir, `layout-agent-${n}`), swarmKey: keyFile, allow: [coordinatorId] })));
+    try {
+      const farmOut = join(dir, 'out-layout-farm');
+      const cache = await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-layout-farm'));
+      const farm = await run([...mirrorArgs(isc, farmOut, cache), '--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? '')]);
+      expect(farm.code, farm.stderr).toBe(0);
+      expect(await archiveContent(farmOut, join(dir, 'layout-farm-x'))).toEqual(await archiveContent(out, join(dir, 'layout-single-x')));
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+    }
+
+    // Disk to mirror: the filtered catalog under the folder's name and the layout's tag.
+    const pushed = await run(diskToMirrorArgs(isc, out, `${target.host}/layout`, join(dir, 'cache-layout-d2m')));
+    expect(pushed.code, pushed.stderr).toBe(0);
+    const catalogLayout = join(dir, 'layout-catalog-pushed');
+    await skopeoCopy(`docker://${target.host}/layout/redhat-operator-index:v4.19`, `oci:${catalogLayout}:catalog`);
+    const configs = await configsOf(catalogLayout, join(dir, 'layout-catalog-layers'));
+    expect([...new Set([...configs.keys()].map((p) => p.split('/')[1]))]).toEqual(['web-terminal']);
+  }, 180_000);
 });

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import {
   abortError,
   describeError,
@@ -101,6 +102,10 @@ class InProcessAgent implements LocalAgent {
 
   putBlob(digest: Digest, data: Uint8Array, options: AbortOptions = {}): Promise<void> {
     return this.#options.store.putBlob(digest, data, options);
+  }
+
+  importBlob(digest: Digest, size: number, open: (offset: number) => Promise<Readable>, options: AbortOptions = {}): Promise<void> {
+    return this.#options.store.importBlob(digest, size, open, options);
   }
 
   startArchive(options: StartArchiveOptions): Promise<ArchiveSession> {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readdir, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDigester, createLogger, digestOf, DigestMismatchError, digestHex, sha256Digest, silentLogger, type Digest } from '@meshmirror/shared';
@@ -44,6 +45,40 @@ describe('blob store', () => {
   afterEach(async () => {
     await store.close();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('imports a blob from a stream, resuming after what an interrupted import committed, and refuses wrong bytes', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    const digest = sha256Digest(data);
+    await reopen(1024 * 1024);
+    // The first import dies after 2 MiB have been written (and at least 1 MiB committed).
+    const failing = (offset: number) =>
+      Promise.resolve(
+        Readable.from(
+          (async function* () {
+            yield data.subarray(offset, offset + 2 * 1024 * 1024);
+            throw new Error('source went away');
+          })(),
+        ),
+      );
+    await expect(store.importBlob(digest, data.length, failing)).rejects.toThrow('source went away');
+    expect(await store.has(digest)).toBe(false);
+    const offsets: number[] = [];
+    await store.importBlob(digest, data.length, (offset) => {
+      offsets.push(offset);
+      return Promise.resolve(Readable.from([data.subarray(offset)]));
+    });
+    expect(offsets).toHaveLength(1);
+    expect(offsets[0]).toBeGreaterThanOrEqual(1024 * 1024);
+    expect(await readAll((await store.openBlob(digest)) as AsyncIterable<Buffer>)).toEqual(data);
+    // Held: a second import reads nothing.
+    await store.importBlob(digest, data.length, () => Promise.reject(new Error('must not be opened')));
+
+    const other = randomBytes(4096);
+    const wrong = Buffer.from(other);
+    wrong[100] = (wrong[100] ?? 0) ^ 0xff;
+    await expect(store.importBlob(sha256Digest(other), other.length, () => Promise.resolve(Readable.from([wrong])))).rejects.toBeInstanceOf(DigestMismatchError);
+    expect(await store.has(sha256Digest(other))).toBe(false);
   });
 
   it('stores a small blob and serves it whole and by range', async () => {

@@ -70,6 +70,12 @@ export interface BlobStore extends BlobReader {
   /** Stores a small blob held in memory (a manifest, a config); verified, then written atomically. */
   putBlob(digest: Digest, data: Uint8Array, options?: AbortOptions): Promise<void>;
   /**
+   * Stores a blob streamed from a local source (an OCI layout on this host) as one piece: resumed
+   * after what an earlier import committed (`open` is given that offset), then verified and held like
+   * a fetched blob. Memory does not grow with the blob.
+   */
+  importBlob(digest: Digest, size: number, open: (offset: number) => Promise<Readable>, options?: AbortOptions): Promise<void>;
+  /**
    * Opens (or resumes) a piece for writing. One writer per piece at a time, and never two open pieces
    * of one blob that overlap; journalled pieces of an older plan that overlap this one are forgotten.
    */
@@ -484,6 +490,26 @@ class FileBlobStore implements BlobStore {
       throw err instanceof MeshmirrorError ? err : storeError(`cannot write blob ${digest}`, err);
     }
     await this.#index.putHeld(digest, { size: data.length });
+  }
+
+  async importBlob(digest: Digest, size: number, open: (offset: number) => Promise<Readable>, options: AbortOptions = {}): Promise<void> {
+    if (await this.has(digest, options)) return;
+    if (size > 0) {
+      const writer = await this.openPiece({ digest, blobSize: size, offset: 0, length: size }, options);
+      try {
+        if (writer.written < size) {
+          const source = await open(writer.written);
+          for await (const chunk of source as AsyncIterable<Uint8Array>) {
+            throwIfAborted(options.signal);
+            await writer.write(chunk);
+          }
+        }
+        await writer.finish();
+      } finally {
+        await writer.close();
+      }
+    }
+    await this.completeBlob(digest, size, options);
   }
 
   async openPiece(piece: PieceSpec, options: AbortOptions = {}): Promise<PieceWriter> {

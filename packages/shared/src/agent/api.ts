@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { RunDescription } from '../archive/run-metadata.ts';
 import type { BlobRef, Digest } from '../oci/digest.ts';
 import type { Descriptor } from '../oci/manifest.ts';
@@ -238,6 +239,11 @@ export interface BlobPusher {
 export interface LocalWriter {
   /** Stores a small blob the coordinator already has (a manifest); verified against `digest`. */
   putBlob(digest: Digest, data: Uint8Array, options?: AbortOptions): Promise<void>;
+  /**
+   * Stores a blob streamed from a local source (an operator catalog's OCI layout), resuming after
+   * what an earlier import committed (`open(offset)`), verified like a fetched blob.
+   */
+  importBlob(digest: Digest, size: number, open: (offset: number) => Promise<Readable>, options?: AbortOptions): Promise<void>;
   /** Starts an archive that blobs are added to as they become held (see `ArchiveSession`). */
   startArchive(options: StartArchiveOptions): Promise<ArchiveSession>;
 }

@@ -34,6 +34,7 @@ import { appendLayer } from '../append-layer.ts';
 import { buildDeclarativeConfig, type DeclarativeConfig } from './declarative-config.ts';
 import { filterCatalog, renderPackageFiles } from './filter-catalog.ts';
 import { buildConfigsLayer, readConfigsFromLayers } from './catalog-layers.ts';
+import { isLayoutCatalog, openLayoutCatalog, type LayoutCatalog } from './layout-catalog.ts';
 
 export const CONFIGS_LABEL = 'operators.operatorframework.io.index.configs.v1';
 /** opm's cache of the original catalog would not match the filtered one; opm rebuilds it at start. */
@@ -79,6 +80,10 @@ export async function resolveOperatorCatalogs(options: ResolveCatalogsOptions): 
 /** A file-based catalog image, opened: its manifests (the platforms kept), its config and its declarative config. */
 export interface OpenedCatalog {
   ref: ImageReference;
+  /** Where the catalog's manifests and configs are read: the registry, or the catalog's OCI layout. */
+  client: RegistryClient;
+  /** Set for a catalog in a local OCI layout: what the filtered catalog keeps is imported from it. */
+  layout?: LayoutCatalog;
   source: string;
   where: string;
   location: RepositoryLocation;
@@ -97,18 +102,19 @@ export async function openCatalog(
   catalog: string,
   options: Pick<ResolveCatalogsOptions, 'client' | 'layers' | 'architectures' | 'signal'> & { pin?: ResolveCatalogsOptions['pin'] },
 ): Promise<OpenedCatalog> {
-  const { client, signal } = options;
+  const { signal } = options;
   const abortable = signal === undefined ? {} : { signal };
-  if (/^oci:/.test(catalog)) {
-    throw new MeshmirrorError('MM_USAGE', `catalog ${catalog}: catalogs in local OCI layouts (oci://) are not supported yet; push it to a registry`);
-  }
-  const ref = parseImageReference(catalog);
+  const layout = isLayoutCatalog(catalog) ? await openLayoutCatalog(catalog, signal) : undefined;
+  const client = layout?.client ?? options.client;
+  const layers = layout?.layers ?? options.layers;
+  const ref = layout?.ref ?? parseImageReference(catalog);
   const source = formatReference(ref);
-  const where = `catalog ${source}`;
+  const where = `catalog ${layout === undefined ? source : catalog}`;
   const location = { registry: ref.registry, repository: ref.repository };
-  const pinned = ref.digest === undefined ? await options.pin?.get(source) : undefined;
+  // A layout is read as it is now; a registry's tag stays at the digest first seen in this run.
+  const pinned = ref.digest === undefined && layout === undefined ? await options.pin?.get(source) : undefined;
   const top = await client.getManifest(location, pinned ?? manifestReference(ref), abortable);
-  if (ref.digest === undefined && pinned === undefined) await options.pin?.put(source, top.digest);
+  if (ref.digest === undefined && pinned === undefined && layout === undefined) await options.pin?.put(source, top.digest);
   const parsedTop = parseManifest(top.bytes, top.mediaType, where);
 
   // The platforms to publish; the catalog content is the same in each, so it is read from the first.
@@ -135,18 +141,24 @@ export async function openCatalog(
     throw new MeshmirrorError('MM_MANIFEST_INVALID', `${where}: not a file-based catalog (its config has no ${CONFIGS_LABEL} label)`);
   }
   const files = await readConfigsFromLayers(
-    first.manifest.layers.map((layer) => ({ digest: layer.digest, open: () => options.layers.open(location, { digest: layer.digest, size: layer.size }, abortable) })),
+    first.manifest.layers.map((layer) => ({ digest: layer.digest, open: () => layers.open(location, { digest: layer.digest, size: layer.size }, abortable) })),
     configsDir,
     abortable,
   );
   const declarative = buildDeclarativeConfig(files.map((f) => ({ path: `${configsDir}/${f.path}`, text: f.text })));
-  return { ref, source, where, location, parsedTop, children, firstConfig, configsDir, declarative };
+  return { ref, client, ...(layout === undefined ? {} : { layout }), source, where, location, parsedTop, children, firstConfig, configsDir, declarative };
 }
 
 async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, options: ResolveCatalogsOptions, out: ResolvedCatalogs): Promise<void> {
   const { signal } = options;
   const abortable = signal === undefined ? {} : { signal };
-  const { ref, source, where, location, parsedTop, children, firstConfig, configsDir, declarative } = await openCatalog(operator.catalog, options);
+  // The catalog entry's own platforms pick which of the catalog image's platforms are published.
+  const architectures =
+    operator.platforms !== undefined && operator.platforms.length > 0 ? [...new Set(operator.platforms.map((p) => p.architecture))] : options.architectures;
+  const { ref, client, layout, source, where, location, parsedTop, children, firstConfig, configsDir, declarative } = await openCatalog(operator.catalog, {
+    ...options,
+    architectures,
+  });
   const filtered = filterCatalog(declarative, operator, where, { includeDependencies: operator.includeDependencies });
   const neededBy = new Map(filtered.dependencies.map((d) => [d.bundle, d]));
   for (const d of filtered.dependencies) {
@@ -202,13 +214,18 @@ async function resolveCatalog(operator: OperatorCatalogConfig, origin: string, o
   const blobs = new Map<Digest, number>([[layer.digest, layer.size]]);
   const newChildren: Descriptor[] = [];
   for (const child of children) {
-    const config = child === children[0] ? firstConfig : await readConfig(options.client, location, child.manifest, abortable);
+    const config = child === children[0] ? firstConfig : await readConfig(client, location, child.manifest, abortable);
     const rebuilt = rebuildImage(child.manifest, child.mediaType, config, layer);
     await options.agent.putBlob(rebuilt.config.digest, rebuilt.configBytes, abortable);
     manifests.push({ digest: rebuilt.digest, mediaType: child.mediaType, bytes: rebuilt.bytes });
     for (const l of child.manifest.layers) blobs.set(l.digest, l.size);
     blobs.set(rebuilt.config.digest, rebuilt.configBytes.byteLength);
     if (child.descriptor !== undefined) newChildren.push({ ...child.descriptor, digest: rebuilt.digest, size: rebuilt.bytes.byteLength });
+  }
+  // A catalog from a layout has no registry to fetch its original layers from: they are imported now.
+  if (layout !== undefined) {
+    const original = children.flatMap((c) => c.manifest.layers.map((l) => ({ digest: l.digest, size: l.size })));
+    await layout.importBlobs(options.agent, [...new Map(original.map((b) => [b.digest, b])).values()], signal);
   }
   let descriptor: Descriptor;
   if (parsedTop.kind === 'index') {
