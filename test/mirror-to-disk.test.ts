@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { cp, readFile, readdir } from 'node:fs/promises';
+import { cp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openArchive } from '@meshmirror/agent';
@@ -154,6 +154,44 @@ describe('mirror to disk against a real registry', () => {
       expect(present, child.platform.architecture).toBe(child.platform.architecture === 'arm64');
     }
     expect(await skopeoInspectDigest(`oci:${layout}:${fx.viaProxy('sample/multi:2.0')}`)).toBe(multi!.digest);
+  });
+
+  it("an item's own platforms win over mirror.platform.architectures, and items naming the same image add up", async () => {
+    const multi = fx.pushed.find((p) => p.name === 'sample/multi:2.0')!;
+    const config = join(fx.dir, 'platforms.yaml');
+    await writeFile(
+      config,
+      [
+        'kind: ImageSetConfiguration',
+        'apiVersion: mirror.openshift.io/v2alpha1',
+        'mirror:',
+        '  additionalImages:',
+        `    - name: ${fx.viaProxy('sample/multi:2.0')}`,
+        '      platforms: [{os: linux, architecture: arm64}]',
+        `    - name: ${fx.viaProxy('sample/app:1.0')}`,
+        '',
+      ].join('\n'),
+    );
+    const layoutOf = async (name: string): Promise<string> => {
+      const out = join(fx.dir, `out-${name}`);
+      const result = await runMeshmirror(mirrorArgs(config, out, join(fx.dir, `cache-${name}`)));
+      expect(result.code, result.stderr).toBe(0);
+      const layout = join(fx.dir, `layout-${name}`);
+      await extractChunks(out, layout);
+      return layout;
+    };
+    const childrenHeld = async (layout: string): Promise<string[]> => {
+      const index = JSON.parse((await readFile(join(layout, 'blobs', 'sha256', multi.digest.slice(7)))).toString()) as {
+        manifests: Array<{ digest: string; platform: { architecture: string } }>;
+      };
+      return index.manifests.filter((m) => existsSync(join(layout, 'blobs', 'sha256', m.digest.slice(7)))).map((m) => m.platform.architecture);
+    };
+    // The default architectures (amd64) would keep the amd64 child; the item asks for arm64 only.
+    expect(await childrenHeld(await layoutOf('platforms'))).toEqual(['arm64']);
+
+    // Listed again without platforms, the image wants every platform.
+    await writeFile(config, `${await readFile(config, 'utf8')}    - name: ${fx.viaProxy('sample/multi:2.0')}\n`);
+    expect((await childrenHeld(await layoutOf('platforms-merged'))).sort()).toEqual(['amd64', 'arm64']);
   });
 
   it('--dry-run writes the mapping and the bytes to fetch, and fetches no blob', async () => {

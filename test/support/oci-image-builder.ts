@@ -264,6 +264,30 @@ export class LayoutBuilder {
   }
 
   /**
+   * An OCI artifact as `helm push` and ORAS store them: an image manifest with its own config media
+   * type and the blobs as layers. `name` (`repository:tag`) puts it in index.json.
+   */
+  async addArtifact(name: string, config: { mediaType: string; bytes: Uint8Array }, blobs: Array<{ mediaType: string; bytes: Uint8Array }>): Promise<BuiltImage> {
+    const configDescriptor = { mediaType: config.mediaType, digest: await this.#writeBlob(config.bytes), size: config.bytes.length };
+    const layers = [];
+    for (const blob of blobs) layers.push({ mediaType: blob.mediaType, digest: await this.#writeBlob(blob.bytes), size: blob.bytes.length });
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: configDescriptor, layers }), 'utf8');
+    const owned = new Map<Digest, number>([[configDescriptor.digest, configDescriptor.size]]);
+    for (const layer of layers) owned.set(layer.digest, layer.size);
+    const built: BuiltImage = {
+      name,
+      digest: await this.#writeBlob(manifest),
+      mediaType: MediaType.OciManifest,
+      size: manifest.length,
+      manifest,
+      blobs: owned,
+      children: [],
+    };
+    this.#name(name, built);
+    return built;
+  }
+
+  /**
    * The referrers tag schema: an index tagged `sha256-<hex>` of `subject` in `repository`, listing
    * the referrers with their `artifactType` and annotations, as a client writes it for a registry
    * without the referrers API.

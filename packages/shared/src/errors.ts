@@ -29,6 +29,8 @@ export type ErrorCode =
   /** A differential archive's push: the target lacks blobs the archive leaves out. */
   | 'MM_DIFFERENTIAL_BASE_MISSING'
   | 'MM_SIGNATURE_INVALID'
+  /** A Helm chart that cannot be read or rendered (the message names chart, file and line). */
+  | 'MM_HELM_CHART_INVALID'
   | 'MM_USAGE';
 
 /** A code reported across a boundary (an agent's event, a peer's message): ours stays itself, anything else is a registry failure. */

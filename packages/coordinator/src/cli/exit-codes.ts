@@ -4,7 +4,7 @@ import type { ImageKind } from '../resolve/image-set.ts';
 /**
  * Exit codes. A run where some images failed exits with 64 plus one bit per kind of image that
  * failed, so scripts can tell a failed release image from a failed additional image without parsing
- * output: 65 release, 66 operator, 68 additional (and sums, e.g. 69 = release + additional).
+ * output: 65 release, 66 operator, 68 additional, 72 Helm (and sums, e.g. 69 = release + additional).
  */
 export const ExitCode = {
   Ok: 0,
@@ -19,7 +19,7 @@ export const ExitCode = {
   PartialBase: 64,
 } as const;
 
-const KIND_BITS: Record<ImageKind, number> = { release: 1, operator: 2, additional: 4 };
+const KIND_BITS: Record<ImageKind, number> = { release: 1, operator: 2, additional: 4, helm: 8 };
 
 export function exitCodeForSummary(summary: { outcomes: Array<{ state: string; kind: ImageKind }> }): number {
   let bits = 0;

@@ -322,9 +322,10 @@ export async function finishPushRun(
   );
   await journal.finishRun(run, failed === 0 ? 'complete' : 'partial');
   progress?.update({ phase: 'done', imagesDone: pushed.length, imagesFailed: failed });
-  // A signature or referrer lives in the repository of its image, which has its mirror entries already.
+  // A signature or referrer lives in the repository of its image, which has its mirror entries already;
+  // a chart is not pulled by a container runtime, so it has none.
   const mirrored: MirroredImage[] = pushed.flatMap((o) =>
-    o.role === 'signature' || o.role === 'referrer'
+    o.role === 'signature' || o.role === 'referrer' || o.role === 'helm-chart'
       ? []
       : [
           {

@@ -22,7 +22,7 @@ export function stripSparseIndex(top: ManifestBytes, kept: (child: Digest) => bo
   if (image.byDigest) {
     throw new MeshmirrorError(
       'MM_USAGE',
-      `${image.source}: named by digest, but only some of its platforms were mirrored (mirror.platform.architectures); the registry needs the whole index for that digest. Add the missing architectures or name the image by tag`,
+      `${image.source}: named by digest, but only some of its platforms were mirrored (mirror.platform.architectures or the item's platforms); the registry needs the whole index for that digest. Mirror every platform of it or name the image by tag`,
     );
   }
   const bytes = new TextEncoder().encode(JSON.stringify({ ...index, manifests }));

@@ -1,9 +1,10 @@
 /**
  * From a configuration to the list of images to mirror: release payloads and their components
  * (from the update graph), the graph data image, operator catalogs filtered down to the selected
- * packages with their bundles and related images, and the additional images; minus blocked images.
- * Images made here (filtered catalogs, the graph image) come back already resolved, their new
- * blobs stored in the coordinator's agent; everything else is resolved like any image.
+ * packages with their bundles and related images, Helm charts and the images they name, and the
+ * additional images; minus blocked images. Images made here (filtered catalogs, the graph image,
+ * chart artifacts) come back already resolved, their new blobs stored in the coordinator's agent;
+ * everything else is resolved like any image.
  *
  * A part that fails (a channel the graph cannot give, a payload that cannot be read, a package that
  * is not in its catalog) becomes a failed entry naming it; every other part still goes ahead.
@@ -29,6 +30,8 @@ import type { ReleaseInfo } from './release/release-payload.ts';
 import { resolveReleases } from './release/releases.ts';
 import { UpdateGraphClient } from './release/update-graph.ts';
 import { resolveOperatorCatalogs } from './catalog/operator-catalogs.ts';
+import { DocumentClient } from './document-client.ts';
+import { resolveHelmCharts } from './helm/helm-charts.ts';
 import type { RunJournal, RunRecord } from '../run/run-journal.ts';
 
 export interface OpenShiftSources {
@@ -151,6 +154,27 @@ export async function collectImageSet(options: CollectImageSetOptions): Promise<
   found.push(...catalogs.images);
   prepared.push(...catalogs.prepared);
   failed.push(...catalogs.failed);
+
+  const helm = config.mirror.helm;
+  if (helm !== undefined && (helm.repositories.length > 0 || helm.local.length > 0)) {
+    const documents = new DocumentClient({
+      tlsVerify: options.sources.tlsVerify,
+      ...(options.sources.retry === undefined ? {} : { retry: options.sources.retry }),
+      tlsAdvice: {
+        untrusted: 'trust its CA (NODE_EXTRA_CA_CERTS) or turn TLS verification off for sources (--src-tls-verify=false)',
+        notTls: 'use an http:// repository URL',
+      },
+      logger: log,
+    });
+    try {
+      const charts = await resolveHelmCharts({ helm, client: options.client, documents, agent: options.agent, logger, ...abortable });
+      found.push(...charts.images);
+      prepared.push(...charts.prepared);
+      failed.push(...charts.failed);
+    } finally {
+      await documents.close();
+    }
+  }
 
   const { images: requested, blocked } = requestedImages(config, found);
   return { requested, prepared, blocked, failed };

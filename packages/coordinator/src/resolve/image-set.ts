@@ -1,7 +1,7 @@
 import type { Descriptor, Digest, ImageReference, RepositoryLocation, BlobRef } from '@meshmirror/shared';
 
 /** Where an image came from in the ImageSetConfiguration; exit codes and reports group by it. */
-export type ImageKind = 'release' | 'operator' | 'additional';
+export type ImageKind = 'release' | 'operator' | 'additional' | 'helm';
 
 /** One image the configuration asks for, before its manifests are fetched. */
 export interface RequestedImage {
@@ -14,14 +14,20 @@ export interface RequestedImage {
   targetRepo?: string;
   targetTag?: string;
   /**
+   * The platforms to copy from a multi-arch image (`os/arch`), from the item's `platforms`; unset,
+   * `mirror.platform.architectures` decides (and operator images keep every platform).
+   */
+  platformFilter?: string[];
+  /**
    * What the image is for the cluster: a release payload, a filtered catalog, the update graph data,
    * a signature of another image of the set (a sigstore `sha256-<hex>.sig` tag), or a referrer of
-   * one (an OCI 1.1 manifest whose `subject` names it: a signature, an SBOM, an attestation).
+   * one (an OCI 1.1 manifest whose `subject` names it: a signature, an SBOM, an attestation), or a
+   * Helm chart as an OCI artifact (`helm install oci://…` on the far side).
    */
   role?: ImageRole;
 }
 
-export type ImageRole = 'release-payload' | 'catalog' | 'graph' | 'signature' | 'referrer';
+export type ImageRole = 'release-payload' | 'catalog' | 'graph' | 'signature' | 'referrer' | 'helm-chart';
 
 /** Images that are about another image of the set (its signatures and referrers), not content of their own. */
 export function isAttachedRole(role: ImageRole | undefined): boolean {
@@ -79,6 +85,7 @@ export interface FailedImage {
  * is pushed with another digest).
  */
 export function sourceManifestDigests(image: ResolvedImage): Digest[] {
-  if (image.role === 'catalog' || image.role === 'graph' || image.fetchFrom !== undefined) return [];
+  // Charts are left out too: signing a chart artifact is rare, and most are made here.
+  if (image.role === 'catalog' || image.role === 'graph' || image.role === 'helm-chart' || image.fetchFrom !== undefined) return [];
   return image.manifests.filter((_m, i) => i > 0 || image.skippedPlatforms.length === 0).map((m) => m.digest);
 }

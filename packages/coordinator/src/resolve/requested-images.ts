@@ -16,11 +16,19 @@ export function requestedImages(config: ImageSetConfig, found: RequestedImage[] 
   const blockers = config.mirror.blockedImages.map((b) => ({ name: b.name, matches: blockMatcher(b.name) }));
   const images: RequestedImage[] = [];
   const blocked: RequestedImages['blocked'] = [];
-  const seen = new Set<string>();
+  const seen = new Map<string, RequestedImage>();
   const add = (image: RequestedImage): void => {
     const key = `${image.source} ${image.targetRepo ?? ''} ${image.targetTag ?? ''}`;
-    if (seen.has(key)) return;
-    seen.add(key);
+    const first = seen.get(key);
+    if (first !== undefined) {
+      // Several items name it: their platforms add up, and one that names none wants them all.
+      if (first.platformFilter !== undefined) {
+        if (image.platformFilter === undefined) delete first.platformFilter;
+        else first.platformFilter = [...new Set([...first.platformFilter, ...image.platformFilter])];
+      }
+      return;
+    }
+    seen.set(key, image);
     const blocker = blockers.find((b) => b.matches(image.ref));
     if (blocker !== undefined) {
       blocked.push({ source: image.source, blockedBy: blocker.name });
@@ -34,9 +42,15 @@ export function requestedImages(config: ImageSetConfig, found: RequestedImage[] 
     const image: RequestedImage = { kind: 'additional', source: formatReference(ref), ref, origin: `mirror.additionalImages[${i}]` };
     if (entry.targetRepo !== undefined) image.targetRepo = entry.targetRepo;
     if (entry.targetTag !== undefined) image.targetTag = entry.targetTag;
+    if (entry.platforms !== undefined && entry.platforms.length > 0) image.platformFilter = platformNames(entry.platforms);
     add(image);
   });
   return { images, blocked };
+}
+
+/** `platforms` entries as `os/arch`. */
+export function platformNames(platforms: ReadonlyArray<{ os: string; architecture: string }>): string[] {
+  return platforms.map((p) => `${p.os}/${p.architecture}`);
 }
 
 /**

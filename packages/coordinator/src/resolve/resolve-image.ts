@@ -4,11 +4,12 @@ import type { RequestedImage, ResolvedImage, ResolvedManifest } from './image-se
 export interface ResolveImageOptions {
   client: RegistryClient;
   /**
-   * Architectures to keep from multi-arch indexes; undefined keeps all. The index itself is always
-   * kept byte for byte, so digest-pinned references keep working (the OCI layout allows an index
-   * whose other platforms live elsewhere).
+   * Platforms to keep from multi-arch indexes, as architectures (`arm64`, `multi` for all) or
+   * `os/arch` pairs; undefined keeps all. The index itself is always kept byte for byte, so
+   * digest-pinned references keep working (the OCI layout allows an index whose other platforms
+   * live elsewhere).
    */
-  architectures?: string[];
+  platforms?: string[];
   signal?: AbortSignal;
 }
 
@@ -21,7 +22,7 @@ export async function resolveImage(image: RequestedImage, options: ResolveImageO
   const platforms: string[] = [];
   const walked = await walkImage(top, where, {
     child: async (child) => {
-      if (!keepPlatform(child, options.architectures)) return undefined;
+      if (!keepPlatform(child, options.platforms)) return undefined;
       platforms.push(platformName(child));
       const fetched = await client.getManifest(location, child.digest, { signal });
       return { digest: fetched.digest, mediaType: child.mediaType, bytes: fetched.bytes };
@@ -29,10 +30,7 @@ export async function resolveImage(image: RequestedImage, options: ResolveImageO
   });
   const skippedPlatforms = walked.skipped.map(platformName);
   if (walked.top.kind === 'index' && platforms.length === 0) {
-    throw new MeshmirrorError(
-      'MM_NOT_FOUND',
-      `${where}: no platform matches architectures ${options.architectures?.join(',') ?? ''} (has ${skippedPlatforms.join(', ')})`,
-    );
+    throw new MeshmirrorError('MM_NOT_FOUND', `${where}: no platform matches ${options.platforms?.join(',') ?? ''} (has ${skippedPlatforms.join(', ')})`);
   }
   const manifests: ResolvedManifest[] = [
     { digest: top.digest, mediaType: walked.top.mediaType, bytes: top.bytes },
@@ -48,10 +46,11 @@ function platformName(d: Descriptor): string {
   return [p.os, p.architecture, p.variant].filter((s) => s !== undefined && s !== '').join('/');
 }
 
-function keepPlatform(d: Descriptor, architectures: string[] | undefined): boolean {
-  if (architectures === undefined || architectures.includes('multi')) return true;
+function keepPlatform(d: Descriptor, platforms: string[] | undefined): boolean {
+  if (platforms === undefined || platforms.includes('multi')) return true;
   // Attestation manifests (buildkit's "unknown/unknown") belong to the platforms they describe.
   const arch = d.platform?.architecture;
   if (arch === undefined || arch === 'unknown') return false;
-  return architectures.includes(arch);
+  const os = d.platform?.os ?? 'linux';
+  return platforms.some((p) => (p.includes('/') ? p === `${os}/${arch}` : p === arch));
 }

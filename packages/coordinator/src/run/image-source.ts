@@ -228,9 +228,14 @@ async function resolveAll(
         try {
           const resolved = await resolveImage(toResolve, {
             client: options.client,
-            // Operator images are mirrored with every platform, as oc-mirror v2 does: a catalog names
-            // them by digest, and an index cut down to some platforms cannot be pushed by digest.
-            ...(architectures === undefined || image.kind === 'operator' ? {} : { architectures }),
+            // The item's own platforms first. Operator images are otherwise mirrored with every platform,
+            // as oc-mirror v2 does: a catalog names them by digest, and an index cut down to some
+            // platforms cannot be pushed by digest.
+            ...(image.platformFilter !== undefined
+              ? { platforms: image.platformFilter }
+              : architectures === undefined || image.kind === 'operator'
+                ? {}
+                : { platforms: architectures }),
             ...(options.signal === undefined ? {} : { signal: options.signal }),
           });
           const result: ResolvedImage = { ...resolved, ref: image.ref };

@@ -36,9 +36,9 @@ export const LEGACY_IMAGE_ORIGIN = 'archive';
 const digestSchema = z.string().refine(isDigest, 'must be a sha256 digest');
 
 /** Where an image came from in the ImageSetConfiguration. */
-export const imageKindSchema = z.enum(['release', 'operator', 'additional']);
-/** What an image is for the cluster: a release payload, a filtered catalog, the update graph data. */
-export const imageRoleSchema = z.enum(['release-payload', 'catalog', 'graph', 'signature', 'referrer']);
+export const imageKindSchema = z.enum(['release', 'operator', 'additional', 'helm']);
+/** What an image is for the cluster: a release payload, a filtered catalog, the update graph data, a Helm chart. */
+export const imageRoleSchema = z.enum(['release-payload', 'catalog', 'graph', 'signature', 'referrer', 'helm-chart']);
 
 /** What the archive writer adds under `archive`: the archive's identity, checked against its chunks on read. */
 export const archiveInfoSchema = z.object({

@@ -34,6 +34,41 @@ describe('ImageSetConfigSchema', () => {
     expect(parse(['arm64', 's390x', 'ppc64le'])).toEqual(['arm64', 's390x', 'ppc64le']);
   });
 
+  it('reads platform.platforms as the release architectures, and refuses both forms or a platform with no payload', () => {
+    const parse = (platform: Record<string, unknown>) => ImageSetConfigSchema.safeParse({ ...base, mirror: { platform } });
+    expect(parse({}).data?.mirror.platform?.architectures).toEqual(['amd64']);
+    const arm = { os: 'linux', architecture: 'arm64' };
+    expect(parse({ platforms: [arm, { os: 'linux', architecture: 's390x' }, arm] }).data?.mirror.platform?.architectures).toEqual(['arm64', 's390x']);
+    expect(parse({ platforms: [arm], architectures: ['amd64'] }).error?.issues.map((i) => formatConfigPath(i.path))).toEqual(['mirror.platform.platforms']);
+    const bad = parse({
+      platforms: [
+        { os: 'windows', architecture: 'amd64' },
+        { os: 'linux', architecture: 'riscv64' },
+      ],
+    });
+    expect(bad.error?.issues.map((i) => [formatConfigPath(i.path), i.message])).toEqual([
+      ['mirror.platform.platforms[0]', expect.stringContaining('not windows/amd64')],
+      ['mirror.platform.platforms[1]', expect.stringContaining('not linux/riscv64')],
+    ]);
+  });
+
+  it('takes platforms on additional images, operator catalogs and charts, each entry with os and architecture', () => {
+    const arm = [{ os: 'linux', architecture: 'arm64' }];
+    const config = ImageSetConfigSchema.parse({
+      ...base,
+      mirror: {
+        additionalImages: [{ name: 'quay.io/a/b:1', platforms: arm }],
+        operators: [{ catalog: 'quay.io/a/index:v1', platforms: arm }],
+        helm: { local: [{ name: 'c', path: '/c.tgz', platforms: arm }] },
+      },
+    });
+    expect(config.mirror.additionalImages[0]?.platforms).toEqual(arm);
+    expect(config.mirror.operators[0]?.platforms).toEqual(arm);
+    expect(config.mirror.helm?.local[0]?.platforms).toEqual(arm);
+    const missing = ImageSetConfigSchema.safeParse({ ...base, mirror: { additionalImages: [{ name: 'quay.io/a/b:1', platforms: [{ os: 'linux' }] }] } });
+    expect(missing.error?.issues.map((i) => formatConfigPath(i.path))).toEqual(['mirror.additionalImages[0].platforms[0].architecture']);
+  });
+
   it('refuses unknown fields when used on its own, with their path', () => {
     const result = ImageSetConfigSchema.safeParse({ ...base, mirror: { additionalImages: [{ name: 'quay.io/a/b:1', nam: 'x' }] } });
     expect(result.success).toBe(false);
@@ -71,12 +106,26 @@ describe('ImageSetConfigSchema', () => {
     expect(result.error?.issues.map((i) => formatConfigPath(i.path))).toEqual(['mirror.operators[0].targetCatalog', 'mirror.operators[0].targetTag']);
   });
 
-  it('requires helm repositories to be http(s) URLs and local charts to have a path', () => {
+  it('requires helm repositories to be http(s) or oci:// URLs and local charts to have a path', () => {
     const result = ImageSetConfigSchema.safeParse({
       ...base,
-      mirror: { helm: { repositories: [{ name: 'r', url: 'ftp://example.com/charts' }], local: [{ name: 'c' }] } },
+      mirror: {
+        helm: {
+          repositories: [
+            { name: 'r', url: 'ftp://example.com/charts' },
+            { name: 'o', url: 'oci://' },
+            { name: 'ok', url: 'oci://ghcr.io/stefanprodan/charts' },
+            { name: 'ok2', url: 'https://stefanprodan.github.io/podinfo/' },
+          ],
+          local: [{ name: 'c' }],
+        },
+      },
     });
-    expect(result.error?.issues.map((i) => formatConfigPath(i.path))).toEqual(['mirror.helm.repositories[0].url', 'mirror.helm.local[0].path']);
+    expect(result.error?.issues.map((i) => formatConfigPath(i.path))).toEqual([
+      'mirror.helm.repositories[0].url',
+      'mirror.helm.repositories[1].url',
+      'mirror.helm.local[0].path',
+    ]);
   });
 });
 
@@ -88,7 +137,8 @@ describe('unsupportedImageSetContent', () => {
       storageConfig: { local: { path: '/x' } },
       mirror: { helm: { local: [{ name: 'c', path: '/charts/c.tgz' }] }, samples: [{ name: 'quay.io/a/sample:1' }] },
     });
-    expect(unsupportedImageSetContent(config).map((n) => n.path)).toEqual(['mirror.helm', 'mirror.samples', 'storageConfig']);
+    // Helm charts are mirrored: not a notice any more.
+    expect(unsupportedImageSetContent(config).map((n) => n.path)).toEqual(['mirror.samples', 'storageConfig']);
   });
 
   it('is empty for a plain image set', () => {

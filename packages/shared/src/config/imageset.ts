@@ -152,16 +152,22 @@ const blockedImageName = z.string().superRefine((value, ctx) => {
   }
 });
 
-const httpUrl = z.string().superRefine((value, ctx) => {
-  let protocol: string | undefined;
+function isHttpUrl(value: string): boolean {
   try {
-    protocol = new URL(value).protocol;
+    const { protocol } = new URL(value);
+    return protocol === 'http:' || protocol === 'https:';
   } catch {
-    protocol = undefined;
+    return false;
   }
-  if (protocol !== 'http:' && protocol !== 'https:') {
-    ctx.addIssue({ code: 'custom', message: `expected an http(s) URL, got ${describeConfigValue(value)}` });
+}
+
+/** A Helm repository: an HTTP(S) chart repository, or `oci://host/path` in a registry. */
+const helmRepositoryUrl = z.string().superRefine((value, ctx) => {
+  if (value.startsWith('oci://')) {
+    if (!/^oci:\/\/[^/\s]+\/?[^\s]*$/.test(value)) ctx.addIssue({ code: 'custom', message: `expected oci://host/path, got ${describeConfigValue(value)}` });
+    return;
   }
+  if (!isHttpUrl(value)) ctx.addIssue({ code: 'custom', message: `expected an http(s) or oci:// URL, got ${describeConfigValue(value)}` });
 });
 
 const boolFlag = z.boolean().default(false);
@@ -325,6 +331,12 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
       .default([]),
   });
 
+  /**
+   * `{os, architecture}` (oc-mirror v2's per-item `platforms`): which children of a multi-arch image
+   * are copied. Optional rather than defaulted, so configurations without it keep their run identity.
+   */
+  const platforms = z.array(strictObject({ os: nonEmptyText, architecture: nonEmptyText })).optional();
+
   const includePackage = strictObject({
     name: nonEmptyText,
     /** The default channel to keep when the catalog's own default channel is filtered out. */
@@ -360,6 +372,8 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
     includeDependencies: boolFlag,
     /** A CatalogSource file used as the template for the generated one. */
     targetCatalogSourceTemplate: nonEmptyText.optional(),
+    /** The catalog image's platforms to publish (its bundles and related images are copied whole). */
+    platforms,
     packages: z.array(includePackage).default([]),
   }).superRefine((op, ctx) => {
     if (!op.full) return;
@@ -408,9 +422,9 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
           error: (issue) => `expected one of ${PLATFORM_ARCHITECTURES.join(', ')}, got ${describeConfigValue(issue.input)}`,
         }),
       )
-      .default(['amd64'])
-      // oc-mirror reads an empty list as the default too.
-      .transform((archs): PlatformArchitecture[] => (archs.length === 0 ? ['amd64'] : archs)),
+      .optional(),
+    /** oc-mirror v2's replacement for `architectures`: `{os: linux, architecture: arm64}` entries. */
+    platforms,
     /** A release image to mirror directly, outside any channel. */
     release: imageReference({ allowOciLayout: true }).optional(),
     /** Also mirror the KubeVirt container disk image named in the release's boot images. */
@@ -419,15 +433,35 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
     releaseImageRepo: repositoryPath.optional(),
     /** Destination repository of release component images (oc-mirror default `openshift/release`). */
     releaseComponentRepo: repositoryPath.optional(),
-  }).superRefine((p, ctx) => {
-    const seen = new Map<string, number>();
-    p.channels.forEach((channel, i) => {
-      const key = `${channel.type}/${channel.name}`;
-      const first = seen.get(key);
-      if (first === undefined) seen.set(key, i);
-      else ctx.addIssue({ code: 'custom', path: ['channels', i, 'name'], message: `channel "${channel.name}" is already listed at channels[${first}]` });
+  })
+    .superRefine((p, ctx) => {
+      const given = p.platforms ?? [];
+      if (given.length > 0 && p.architectures !== undefined && p.architectures.length > 0) {
+        ctx.addIssue({ code: 'custom', path: ['platforms'], message: 'give platforms or architectures, not both (architectures is the older form)' });
+      }
+      given.forEach((entry, i) => {
+        if (entry.os !== 'linux' || !(PLATFORM_ARCHITECTURES as readonly string[]).includes(entry.architecture) || entry.architecture === 'multi') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['platforms', i],
+            message: `release payloads exist for linux/${PLATFORM_ARCHITECTURES.filter((a) => a !== 'multi').join(', linux/')}, not ${entry.os}/${entry.architecture}`,
+          });
+        }
+      });
+      const seen = new Map<string, number>();
+      p.channels.forEach((channel, i) => {
+        const key = `${channel.type}/${channel.name}`;
+        const first = seen.get(key);
+        if (first === undefined) seen.set(key, i);
+        else ctx.addIssue({ code: 'custom', path: ['channels', i, 'name'], message: `channel "${channel.name}" is already listed at channels[${first}]` });
+      });
+    })
+    // One list of release architectures from either form; none (or an empty list, as oc-mirror reads it) is amd64.
+    .transform((p) => {
+      const given = p.platforms ?? [];
+      const chosen = given.length > 0 ? [...new Set(given.map((e) => e.architecture as PlatformArchitecture))] : (p.architectures ?? []);
+      return { ...p, architectures: chosen.length === 0 ? (['amd64'] as PlatformArchitecture[]) : chosen };
     });
-  });
 
   const image = strictObject({ name: imageReference() });
   const additionalImage = strictObject({
@@ -435,6 +469,7 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
     /** Destination repository path instead of the source's. */
     targetRepo: repositoryPath.optional(),
     targetTag: imageTag.optional(),
+    platforms,
   });
 
   const helmChartShape = {
@@ -446,10 +481,12 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
     /** Values used only to render the chart for image discovery. */
     values: z.record(z.string(), z.unknown()).optional(),
     valuesFiles: z.array(nonEmptyText).default([]),
+    /** Platforms of the images the chart names. */
+    platforms,
   };
 
   const helm = strictObject({
-    repositories: z.array(strictObject({ name: nonEmptyText, url: httpUrl, charts: z.array(strictObject(helmChartShape)).default([]) })).default([]),
+    repositories: z.array(strictObject({ name: nonEmptyText, url: helmRepositoryUrl, charts: z.array(strictObject(helmChartShape)).default([]) })).default([]),
     local: z.array(strictObject({ ...helmChartShape, path: nonEmptyText })).default([]),
   });
 
@@ -459,7 +496,7 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
     additionalImages: z.array(additionalImage).default([]),
     /** Images never mirrored, whichever part of the set names them. */
     blockedImages: z.array(strictObject({ name: blockedImageName })).default([]),
-    /** Parsed and checked; meshmirror does not mirror Helm charts yet. */
+    /** Charts from HTTP or `oci://` repositories and local paths, with the images they name. */
     helm: helm.optional(),
     /** Listed by oc-mirror's types but not implemented by oc-mirror either. */
     samples: z.array(image).default([]),
@@ -541,10 +578,6 @@ export function unsupportedImageSetContent(config: ImageSetConfig): ImageSetNoti
         notices.push({ path: `mirror.operators[${i}].packages[${p}].selectors`, message: 'ignored: related images are not filtered by label yet' });
     });
   });
-  const helm = config.mirror.helm;
-  if (helm !== undefined && (helm.repositories.length > 0 || helm.local.length > 0)) {
-    notices.push({ path: 'mirror.helm', message: 'Helm charts are read but not mirrored yet' });
-  }
   if (config.mirror.samples.length > 0) {
     notices.push({ path: 'mirror.samples', message: 'samples are not implemented (by oc-mirror either) and are ignored' });
   }
