@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType, type Digest } from '@meshmirror/shared';
-import { cacheWithIdentity, farmKeys, startAgent } from './support/agents.ts';
+import { withFarm } from './support/agents.ts';
 import { runMeshmirror } from './support/cli.ts';
 import { packChart, startChartRepository, type ChartRepository } from './support/helm-charts.ts';
 import { archiveContent, diskToMirrorArgs, mirrorArgs, mirrorToMirrorArgs } from './support/mirror-fixture.ts';
@@ -315,17 +315,10 @@ mirror:
   });
 
   it('a farm of two agents writes the same archive as one host', async () => {
-    const { keyFile, coordinatorId } = await farmKeys(dir);
-    const agents = await Promise.all(['a', 'b'].map((n) => startAgent({ data: join(dir, `agent-${n}`), swarmKey: keyFile, allow: [coordinatorId] })));
-    try {
-      const out = join(dir, 'out-farm');
-      const cache = await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-farm'));
-      const farm = await runMeshmirror([...mirrorArgs(config, out, cache), '--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? '')]);
-      expect(farm.code, farm.stderr).toBe(0);
-      expect(await archiveContent(out, join(dir, 'layout-farm'))).toEqual(await archiveContent(archive, join(dir, 'layout-single')));
-    } finally {
-      await Promise.all(agents.map((a) => a.stop()));
-    }
+    const out = join(dir, 'out-farm');
+    const farm = await withFarm(dir, 'farm', 2, ({ cache, args }) => runMeshmirror([...mirrorArgs(config, out, cache), ...args]));
+    expect(farm.code, farm.stderr).toBe(0);
+    expect(await archiveContent(out, join(dir, 'layout-farm'))).toEqual(await archiveContent(archive, join(dir, 'layout-single')));
   });
 
   it('disk to mirror pushes every image and each chart as an OCI artifact', async () => {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { cacheWithIdentity, farmKeys, startAgent } from './support/agents.ts';
+import { withFarm } from './support/agents.ts';
 import { runMeshmirror } from './support/cli.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
 import { archiveContent, diskToMirrorArgs, extractChunks, mirrorArgs, mirrorToMirrorArgs } from './support/mirror-fixture.ts';
@@ -714,17 +714,10 @@ describe('a catalog in a local OCI layout (catalog: oci:///path)', () => {
     expect([...blobFetchesByDigest().keys()].filter((d) => layoutBlobs.has(d.slice('sha256:'.length)))).toEqual([]);
 
     // A farm: the agents are never asked for what only the coordinator's folder holds.
-    const { keyFile, coordinatorId } = await farmKeys(dir);
-    const agents = await Promise.all(['a', 'b'].map((n) => startAgent({ data: join(dir, `layout-agent-${n}`), swarmKey: keyFile, allow: [coordinatorId] })));
-    try {
-      const farmOut = join(dir, 'out-layout-farm');
-      const cache = await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-layout-farm'));
-      const farm = await run([...mirrorArgs(isc, farmOut, cache), '--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? '')]);
-      expect(farm.code, farm.stderr).toBe(0);
-      expect(await archiveContent(farmOut, join(dir, 'layout-farm-x'))).toEqual(await archiveContent(out, join(dir, 'layout-single-x')));
-    } finally {
-      await Promise.all(agents.map((a) => a.stop()));
-    }
+    const farmOut = join(dir, 'out-layout-farm');
+    const farm = await withFarm(dir, 'layout', 2, ({ cache, args }) => run([...mirrorArgs(isc, farmOut, cache), ...args]));
+    expect(farm.code, farm.stderr).toBe(0);
+    expect(await archiveContent(farmOut, join(dir, 'layout-farm-x'))).toEqual(await archiveContent(out, join(dir, 'layout-single-x')));
 
     // Disk to mirror: the filtered catalog under the folder's name and the layout's tag.
     const pushed = await run(diskToMirrorArgs(isc, out, `${target.host}/layout`, join(dir, 'cache-layout-d2m')));

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType, sha256Digest, type Digest } from '@meshmirror/shared';
-import { cacheWithIdentity, farmKeys, startAgent } from './support/agents.ts';
+import { withFarm } from './support/agents.ts';
 import { runMeshmirror, startServe } from './support/cli.ts';
 import { archiveContent, diskToMirrorArgs, mirrorArgs, mirrorToMirrorArgs, writeImageSetConfig } from './support/mirror-fixture.ts';
 import { LayoutBuilder, randomLayer, type BuiltImage, type Layer } from './support/oci-image-builder.ts';
@@ -158,21 +158,16 @@ describe('sigstore signatures', () => {
     for (const name of signatures.keys()) expect(planned).toContain(`${source.host}/${name}`);
     for (const digest of referrers) expect(planned).toContain(`${source.host}/sample/signed@${digest}`);
 
-    const { keyFile, coordinatorId } = await farmKeys(dir);
-    const agents = await Promise.all(['a', 'b'].map((n) => startAgent({ data: join(dir, `agent-${n}`), swarmKey: keyFile, allow: [coordinatorId] })));
-    try {
-      const out = join(dir, 'out-farm');
-      const cache = await cacheWithIdentity(join(dir, 'identity'), join(dir, 'cache-farm'));
-      const farm = await runMeshmirror([...mirrorArgs(config, out, cache), '--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? '')]);
+    const out = join(dir, 'out-farm');
+    await withFarm(dir, 'farm', 2, async ({ cache, args }) => {
+      const farm = await runMeshmirror([...mirrorArgs(config, out, cache), ...args]);
       expect(farm.code, farm.stderr).toBe(0);
       expect((JSON.parse(farm.stdout) as SummaryJson).signatures).toMatchObject({
         sigstore: { found: 3, mirrored: 3, missing: 2, failed: 0 },
         referrers: { found: 2, mirrored: 2, failed: 0 },
       });
-      expect(await archiveContent(out, join(dir, 'layout-farm'))).toEqual(await archiveContent(archive, join(dir, 'layout-single')));
-    } finally {
-      await Promise.all(agents.map((a) => a.stop()));
-    }
+    });
+    expect(await archiveContent(out, join(dir, 'layout-farm'))).toEqual(await archiveContent(archive, join(dir, 'layout-single')));
   });
 
   it('disk to mirror puts every signature next to its image, under the same tag and with the source digest', async () => {

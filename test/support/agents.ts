@@ -102,3 +102,21 @@ export async function farmKeys(dir: string): Promise<{ keyFile: string; identity
   if (identity.code !== 0) throw new Error(`meshmirror identity failed: ${identity.stderr}`);
   return { keyFile, identityDir, coordinatorId: identity.stdout.trim() };
 }
+
+/**
+ * A farm of `count` real agents for the length of `body`: keys made in `dir`, each agent's data in
+ * `dir/<name>-agent-<i>`, and the coordinator's cache (`dir/<name>-cache`, holding the admitted
+ * identity) with the flags that point a mirror command at the agents. The agents stop afterwards.
+ */
+export async function withFarm<T>(dir: string, name: string, count: number, body: (farm: { cache: string; args: string[] }) => Promise<T>): Promise<T> {
+  const { keyFile, identityDir, coordinatorId } = await farmKeys(dir);
+  const agents = await Promise.all(
+    Array.from({ length: count }, (_, i) => startAgent({ data: join(dir, `${name}-agent-${i}`), swarmKey: keyFile, allow: [coordinatorId] })),
+  );
+  try {
+    const cache = await cacheWithIdentity(identityDir, join(dir, `${name}-cache`));
+    return await body({ cache, args: ['--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? '')] });
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+  }
+}

@@ -182,25 +182,7 @@ export class LayoutBuilder {
    */
   async addImage(name: string | undefined, layers: Layer[], config: ImageConfigOptions = {}): Promise<BuiltImage> {
     const configBytes = Buffer.from(JSON.stringify(imageConfig(layers, config)), 'utf8');
-    const configDescriptor = { mediaType: MediaType.OciConfig, digest: await this.#writeBlob(configBytes), size: configBytes.length };
-    const layerDescriptors = [];
-    for (const layer of layers) {
-      layerDescriptors.push({ mediaType: layer.mediaType, digest: await this.#writeBlob(layer.bytes), size: layer.bytes.length });
-    }
-    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: configDescriptor, layers: layerDescriptors }), 'utf8');
-    const blobs = new Map<Digest, number>([[configDescriptor.digest, configDescriptor.size]]);
-    for (const layer of layerDescriptors) blobs.set(layer.digest, layer.size);
-    const built: BuiltImage = {
-      name,
-      digest: await this.#writeBlob(manifest),
-      mediaType: MediaType.OciManifest,
-      size: manifest.length,
-      manifest,
-      blobs,
-      children: [],
-    };
-    if (name !== undefined) this.#name(name, built);
-    return built;
+    return this.addArtifact(name, { mediaType: MediaType.OciConfig, bytes: configBytes }, layers);
   }
 
   /** A multi-platform OCI image index whose children are unnamed image manifests. */
@@ -264,10 +246,14 @@ export class LayoutBuilder {
   }
 
   /**
-   * An OCI artifact as `helm push` and ORAS store them: an image manifest with its own config media
-   * type and the blobs as layers. `name` (`repository:tag`) puts it in index.json.
+   * An image manifest with any config media type and the blobs as layers: an image, or an OCI
+   * artifact as `helm push` and ORAS store them. `name` (`repository:tag`) puts it in index.json.
    */
-  async addArtifact(name: string, config: { mediaType: string; bytes: Uint8Array }, blobs: Array<{ mediaType: string; bytes: Uint8Array }>): Promise<BuiltImage> {
+  async addArtifact(
+    name: string | undefined,
+    config: { mediaType: string; bytes: Uint8Array },
+    blobs: ReadonlyArray<{ mediaType: string; bytes: Uint8Array }>,
+  ): Promise<BuiltImage> {
     const configDescriptor = { mediaType: config.mediaType, digest: await this.#writeBlob(config.bytes), size: config.bytes.length };
     const layers = [];
     for (const blob of blobs) layers.push({ mediaType: blob.mediaType, digest: await this.#writeBlob(blob.bytes), size: blob.bytes.length });
@@ -283,7 +269,7 @@ export class LayoutBuilder {
       blobs: owned,
       children: [],
     };
-    this.#name(name, built);
+    if (name !== undefined) this.#name(name, built);
     return built;
   }
 

@@ -109,9 +109,8 @@ function classTag(value: object, symbol: symbol): string | undefined {
   return typeof tag === 'string' ? tag : undefined;
 }
 
-/** Go's `%T` of a value. */
-export function goTypeName(value: unknown): string {
-  if (value === null || value === undefined) return '<nil>';
+/** The Go type (and kind) of a JavaScript primitive; undefined for objects. */
+function primitiveGoType(value: unknown): string | undefined {
   switch (typeof value) {
     case 'string':
       return 'string';
@@ -124,8 +123,15 @@ export function goTypeName(value: unknown): string {
     case 'function':
       return 'func';
     default:
-      break;
+      return undefined;
   }
+}
+
+/** Go's `%T` of a value. */
+export function goTypeName(value: unknown): string {
+  if (value === null || value === undefined) return '<nil>';
+  const primitive = primitiveGoType(value);
+  if (primitive !== undefined) return primitive;
   const tagged = typeTags.get(value);
   if (tagged !== undefined) return tagged;
   if (value instanceof Uint8Array) return '[]uint8';
@@ -141,20 +147,8 @@ export function goTypeName(value: unknown): string {
 /** Go's reflect Kind name, as sprig's `kindOf` prints it. */
 export function goKindName(value: unknown): string {
   if (value === null || value === undefined) return 'invalid';
-  switch (typeof value) {
-    case 'string':
-      return 'string';
-    case 'boolean':
-      return 'bool';
-    case 'number':
-      return 'float64';
-    case 'bigint':
-      return 'int';
-    case 'function':
-      return 'func';
-    default:
-      break;
-  }
+  const primitive = primitiveGoType(value);
+  if (primitive !== undefined) return primitive;
   if (Array.isArray(value) || value instanceof Uint8Array) return 'slice';
   if (isMapLike(value)) return 'map';
   return classTag(value, GO_KIND) ?? 'ptr';
