@@ -62,6 +62,43 @@ describe('bad input', () => {
     expect(badFlag.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('sizes take units, and a bad size names the flag', async () => {
+    const ok = `${header}mirror:\n  additionalImages:\n    - name: 127.0.0.1:1/a/b:1\n`;
+    for (const [flag, value, needle] of [
+      ['--piece-size', '0', 'at least 1 byte'],
+      ['--piece-size', '12XB', 'unknown unit "XB"'],
+      ['--upload-chunk-size', '-1MiB', 'must not be negative'],
+    ] as const) {
+      const result = await mirrorWith('sizes.yaml', ok, flag, value);
+      expect(result.code, `${flag} ${value}`).toBe(2);
+      expect(result.stderr).toContain(flag);
+      expect(result.stderr).toContain(needle);
+    }
+  });
+
+  it('--agents takes a comma-separated list and --agents-file one per line; a bad entry is named by its place', async () => {
+    const ok = `${header}mirror:\n  additionalImages:\n    - name: 127.0.0.1:1/a/b:1\n`;
+    const key = join(dir, 'swarm.key');
+    expect((await runMeshmirror(['keygen', '--swarm-key', key])).code).toBe(0);
+    const good = '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWF13dqGjWRTKDLDh69zWbyuqpaF68CwQ4PNTeetApDY3h';
+    expectOneClearLine(await mirrorWith('agents.yaml', ok, '--swarm-key', key, '--agents', `${good},/ip4/10.0.0.300/tcp/1`), '--agents', '/ip4/10.0.0.300/tcp/1');
+    const file = join(dir, 'agents.txt');
+    await writeFile(file, `# the farm\n${good}\n\n/ip4/127.0.0.1/tcp/2  # no peer id\n`);
+    expectOneClearLine(await mirrorWith('agents.yaml', ok, '--swarm-key', key, '--agents-file', file), `--agents-file ${file}:4`, 'no /p2p/');
+    expectOneClearLine(await mirrorWith('agents.yaml', ok, '--swarm-key', key, '--agents-file', join(dir, 'missing.txt')), '--agents-file', 'missing.txt');
+    // A good file is read: its agent is asked for (and here, nothing answers at that address).
+    await writeFile(file, `${good} # the only one\n`);
+    const unanswered = await mirrorWith('agents.yaml', ok, '--swarm-key', key, '--agents-file', file, '--connect-timeout', '2s');
+    expect(unanswered.code).not.toBe(0);
+    expect(unanswered.stderr).toContain('none of the 1 agents answered');
+  });
+
+  it('--version prints the version', async () => {
+    const result = await runMeshmirror(['--version']);
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
   it('a bad release signature setting names the variable (and the file), before anything is fetched', async () => {
     const config = join(dir, 'sig.yaml');
     await writeFile(config, `${header}mirror:\n  additionalImages:\n    - name: 127.0.0.1:1/a/b:1\n`);

@@ -40,7 +40,8 @@ async function startFarm(prefix: string): Promise<RunningAgent[]> {
 
 function farmArgs(agents: RunningAgent[], out: string, cache: string, ...extra: string[]): string[] {
   return [
-    ...mirrorArgs(config, out, cache, '--piece-size', String(4 * MiB), '--retry-delay', '50ms', ...extra),
+    // A size with its unit, as a user types it.
+    ...mirrorArgs(config, out, cache, '--piece-size', '4MiB', '--retry-delay', '50ms', ...extra),
     '--swarm-key',
     keyFile,
     '--agents',

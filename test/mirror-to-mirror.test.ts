@@ -120,7 +120,7 @@ describe('mirror to mirror on one host', () => {
       { match: { method: 'PATCH', header: ['content-range', /^8388608-/] }, fault: { kind: 'stall-request-after', bytes: 64 * 1024, ms: 120_000 }, times: 1 },
     ]);
     fx.proxy.resetStats();
-    const args = m2mArgs(`${targetProxy.host}/mirror`, join(fx.dir, 'ws-kill'), join(fx.dir, 'cache-m2m-kill'), '--upload-chunk-size', String(MiB));
+    const args = m2mArgs(`${targetProxy.host}/mirror`, join(fx.dir, 'ws-kill'), join(fx.dir, 'cache-m2m-kill'), '--upload-chunk-size', '1MiB');
     const first = spawnMeshmirror(args);
     await waitFor(() => targetProxy!.stats().log.some((e) => e.fault === 'stall-request-after' && e.requestBytes >= 64 * 1024), 'the stalled PATCH');
     first.child.kill('SIGKILL');

@@ -115,7 +115,8 @@ export async function withFarm<T>(dir: string, name: string, count: number, body
   );
   try {
     const cache = await cacheWithIdentity(identityDir, join(dir, `${name}-cache`));
-    return await body({ cache, args: ['--swarm-key', keyFile, '--agents', ...agents.map((a) => a.addresses[0] ?? '')] });
+    // Comma-separated, the form DESIGN.md shows (mesh-run's tests use the space-separated one).
+    return await body({ cache, args: ['--swarm-key', keyFile, '--agents', agents.map((a) => a.addresses[0] ?? '').join(',')] });
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
   }

@@ -80,8 +80,10 @@ function main(): number {
 
   process.stderr.write(`meshmirror tests need ${names}; installing Debian packages: ${packages.join(' ')}\n`);
   try {
-    run(aptGet, ['update']);
-    run(aptGet, ['install', '-y', '--no-install-recommends', ...packages]);
+    // Another apt-get (unattended upgrades, a second test run) may hold the locks: wait for it instead of failing at once.
+    const waitForLocks = ['-o', 'DPkg::Lock::Timeout=600', '-o', 'Acquire::Lock::Timeout=600'];
+    run(aptGet, [...waitForLocks, 'update']);
+    run(aptGet, [...waitForLocks, 'install', '-y', '--no-install-recommends', ...packages]);
   } catch (error) {
     process.stderr.write(`installing ${packages.join(' ')} failed: ${(error as Error).message}\n`);
     return 1;

@@ -1,5 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { describeError, parseDuration } from '@meshmirror/shared';
+import { readFileSync } from 'node:fs';
+import { describeError, parseDuration, parseSize } from '@meshmirror/shared';
 import { ExitCode, exitCodeForError } from './exit-codes.ts';
 // Each command's module is imported when that command runs: `agent` loads libp2p (0.17 s, 30 MB),
 // which `mirror`, `serve` and `keygen` should not pay for.
@@ -20,11 +21,33 @@ function parseCount(value: string): number {
   return n;
 }
 
-/** A size or count that must be at least 1 (`--piece-size 0` would cut a blob into endless empty pieces). */
-function parsePositive(value: string): number {
-  const n = parseCount(value);
-  if (n < 1) throw new InvalidArgumentError(`expected a whole number of at least 1, got "${value}"`);
-  return n;
+/** A byte size with an optional unit (`16MiB`, `8M`, `1.5GiB`) or a bare byte count, at least 1. */
+function parseByteSize(value: string): number {
+  let bytes: number;
+  try {
+    bytes = parseSize(value);
+  } catch (err) {
+    throw new InvalidArgumentError(describeError(err));
+  }
+  if (bytes < 1) throw new InvalidArgumentError(`expected a size of at least 1 byte, got "${value}"`);
+  return bytes;
+}
+
+/** `--agents a b`, `--agents a,b` and `--agents a --agents b` all add up. */
+function collectAddresses(value: string, previous: string[] | undefined): string[] {
+  return [
+    ...(previous ?? []),
+    ...value
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+  ];
+}
+
+/** The version of this meshmirror, from its package. */
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return manifest.version ?? 'unknown';
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
@@ -43,6 +66,7 @@ function parseDurationFlag(value: string): number {
 
 const program = new Command('meshmirror')
   .description('Mirror container images into disconnected sites; resumable, retrying, peer-to-peer.')
+  .version(packageVersion(), '--version', 'print the version')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(`meshmirror: ${str.replace(/^error: /, '')}`) });
@@ -65,17 +89,26 @@ program
   .option('--image-timeout <duration>', 'keep retrying until this passes without any byte of progress (default 10m; never cuts a moving transfer)', parseDurationFlag)
   .option('--stall-timeout <duration>', 'no body bytes for this long: retry and resume (default 60s)', parseDurationFlag)
   .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
-  .option('--piece-size <bytes>', 'blobs above this size are fetched as parallel pieces (default 64 MiB; 16 MiB with --agents)', parsePositive)
+  .option('--piece-size <size>', 'blobs above this size are fetched as parallel pieces, e.g. 32MiB (default 64 MiB; 16 MiB with --agents)', parseByteSize)
   .option('--from <file://DIR>', 'disk to mirror: the archive folder (mirror_*.tar) to push into the docker:// destination')
   .option(
     '--workspace <file://DIR>',
     'mirror to mirror: from the source registries straight to docker://HOST[/PREFIX]; reports and cluster resources go to DIR/working-dir',
   )
-  .option('--upload-chunk-size <bytes>', "bytes per upload request when pushing (default 16 MiB; raised to the registry's OCI-Chunk-Min-Length)", parsePositive)
+  .option(
+    '--upload-chunk-size <size>',
+    "bytes per upload request when pushing, e.g. 8MiB (default 16 MiB; raised to the registry's OCI-Chunk-Min-Length)",
+    parseByteSize,
+  )
   .option('--update-url <url>', 'update graph service for release channels (default: $UPDATE_URL_OVERRIDE, else the OCP or OKD service)')
   .option('--graph-data-url <url>', "graph-data tarball for graph: true (default: the OpenShift update service's)")
   .option('--graph-base-image <ref>', 'image the graph data is layered on for graph: true (default registry.access.redhat.com/ubi9/ubi:latest)')
-  .option('--agents <multiaddr...>', 'a farm run: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it); this host writes the archive')
+  .option(
+    '--agents <multiaddr...>',
+    'a farm run: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it; space- or comma-separated); this host writes the archive',
+    collectAddresses,
+  )
+  .option('--agents-file <file>', 'agents as for --agents, one multiaddr per line (# starts a comment); joins --agents')
   .option('--swarm-key <file>', "the farm's swarm key, for --agents")
   .option('--dry-run', 'resolve and write the mapping and the bytes to fetch; fetch nothing')
   .option(

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
@@ -63,6 +63,8 @@ export interface MirrorFlags {
   from?: string;
   workspace?: string;
   agents?: string[];
+  /** `--agents-file`: more agents, one multiaddr per line. */
+  agentsFile?: string;
   swarmKey?: string;
   dryRun?: boolean;
   removeSignatures?: boolean;
@@ -85,7 +87,8 @@ const DEFAULT_PIECE_SIZE = 64 * 1024 * 1024;
  */
 const DEFAULT_FARM_PIECE_SIZE = 16 * 1024 * 1024;
 
-export async function runMirrorCommand(destinationArg: string, flags: MirrorFlags): Promise<number> {
+export async function runMirrorCommand(destinationArg: string, given: MirrorFlags): Promise<number> {
+  const flags = given.agentsFile === undefined ? given : { ...given, agents: [...(given.agents ?? []), ...(await readAgentsFile(given.agentsFile))] };
   if (flags.output !== 'text' && flags.output !== 'json') {
     throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   }
@@ -244,6 +247,29 @@ export async function openLocalAgent(options: Omit<InProcessAgentOptions, 'name'
     logger,
   });
   return { store, agent };
+}
+
+/**
+ * `--agents-file`: one agent multiaddr per line, blank lines and `#` comments skipped; each checked
+ * here so a bad line is named by file and line number.
+ */
+async function readAgentsFile(file: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new MeshmirrorError('MM_USAGE', `--agents-file: cannot read ${file}: ${describeError(err)}`, { cause: err });
+  }
+  const mesh = await import('@meshmirror/agent/mesh');
+  const agents: string[] = [];
+  text.split('\n').forEach((line, i) => {
+    const address = line.replace(/#.*/, '').trim();
+    if (address === '') return;
+    mesh.parseAgentAddress(address, `--agents-file ${file}:${i + 1}`);
+    agents.push(address);
+  });
+  if (agents.length === 0) throw new MeshmirrorError('MM_USAGE', `--agents-file: ${file} lists no agents`);
+  return agents;
 }
 
 /** Checks --agents and --swarm-key before the store is opened: bad input fetches and writes nothing. */
