@@ -20,8 +20,10 @@ export interface RunningAgent {
 }
 
 export interface StartAgentOptions {
-  data: string;
-  swarmKey: string;
+  /** `--config FILE`; the flags below then only override it (leave them out to use the file's). */
+  config?: string;
+  data?: string;
+  swarmKey?: string;
   allow?: string[];
   listen?: string;
   logLevel?: string;
@@ -34,16 +36,14 @@ export interface StartAgentOptions {
 }
 
 export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
+  const fromFile = options.config !== undefined;
   const args = [
     'agent',
-    '--data',
-    options.data,
-    '--swarm-key',
-    options.swarmKey,
-    '--listen',
-    options.listen ?? '/ip4/127.0.0.1/tcp/0',
-    '--log-level',
-    options.logLevel ?? 'debug',
+    ...(options.config === undefined ? [] : ['--config', options.config]),
+    ...(options.data === undefined ? [] : ['--data', options.data]),
+    ...(options.swarmKey === undefined ? [] : ['--swarm-key', options.swarmKey]),
+    ...(fromFile && options.listen === undefined ? [] : ['--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0']),
+    ...(fromFile && options.logLevel === undefined ? [] : ['--log-level', options.logLevel ?? 'debug']),
     ...(options.allow === undefined ? [] : ['--allow', ...options.allow]),
     ...(options.authfile === undefined ? [] : ['--authfile', options.authfile]),
   ];

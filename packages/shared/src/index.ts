@@ -33,3 +33,4 @@ export {
 } from './registry/client.ts';
 export * from './mesh/control-messages.ts';
 export { abandonBody, mapTransportError, type TransportErrorContext } from './registry/http.ts';
+export * from './config/agent-config.ts';

@@ -215,12 +215,13 @@ program
 program
   .command('agent')
   .description('run a mirroring agent: a blob store on this host that fetches and shares blobs over the mesh')
-  .requiredOption('--data <dir>', 'data folder: blob store, peer identity')
-  .requiredOption('--swarm-key <file>', "the farm's swarm key (meshmirror keygen)")
-  .option('--listen <multiaddr...>', 'addresses to listen on', ['/ip4/0.0.0.0/tcp/4001'])
+  .option('--config <file>', 'a YAML file with any of data, swarmKey, listen, allow, authfile, logLevel (flags win; paths relative to the file)')
+  .option('--data <dir>', 'data folder: blob store, peer identity (required here or in --config)')
+  .option('--swarm-key <file>', "the farm's swarm key (meshmirror keygen; required here or in --config)")
+  .option('--listen <multiaddr...>', 'addresses to listen on (default /ip4/0.0.0.0/tcp/4001)')
   .option('--allow <peerid...>', "peer ids admitted: the coordinator's (meshmirror identity) and the other agents' (default: every peer holding the swarm key)")
   .option('--authfile <file>', "this host's registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)")
-  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'info')
+  .option('--log-level <level>', 'trace, debug, info, warn, error (default info)', parseLogLevel)
   .action(async (flags: AgentFlags) => {
     const { runAgentCommand } = await import('./commands/agent.ts');
     process.exitCode = await runAgentCommand(flags);

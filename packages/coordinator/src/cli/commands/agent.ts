@@ -1,24 +1,51 @@
 import { resolve } from 'node:path';
-import { createLogger, loadCredentialStore, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
+import { createLogger, loadAgentConfig, loadCredentialStore, MeshmirrorError, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
 import { checkListenAddress, parsePeerId, startAgentService } from '@meshmirror/agent/mesh';
 
 export interface AgentFlags {
-  data: string;
-  listen: string[];
-  swarmKey: string;
+  config?: string;
+  data?: string;
+  listen?: string[];
+  swarmKey?: string;
   allow?: string[];
   authfile?: string;
-  logLevel: string;
+  logLevel?: string;
+}
+
+const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001'];
+
+/** The flags over the config file (when given) over the defaults; data and swarm key are required. */
+async function agentSettings(given: AgentFlags) {
+  const file = given.config === undefined ? {} : await loadAgentConfig(given.config);
+  const data = given.data ?? file.data;
+  const swarmKey = given.swarmKey ?? file.swarmKey;
+  const from = given.config === undefined ? '' : ` or in ${given.config}`;
+  if (data === undefined) throw new MeshmirrorError('MM_USAGE', `the agent needs a data folder: --data DIR${from === '' ? '' : `${from} (data:)`}`);
+  if (swarmKey === undefined)
+    throw new MeshmirrorError('MM_USAGE', `the agent needs the farm's swarm key: --swarm-key FILE${from === '' ? '' : `${from} (swarmKey:)`}`);
+  const allow = given.allow ?? file.allow;
+  const authfile = given.authfile ?? file.authfile;
+  return {
+    data,
+    swarmKey,
+    listen: given.listen ?? file.listen ?? DEFAULT_LISTEN,
+    ...(allow === undefined ? {} : { allow }),
+    ...(authfile === undefined ? {} : { authfile }),
+    logLevel: given.logLevel ?? file.logLevel ?? 'info',
+  };
 }
 
 /**
- * `meshmirror agent --data DIR --listen MULTIADDR --swarm-key FILE [--allow PEERID...]`: runs until
- * SIGINT/SIGTERM. Prints one line with its peer id and addresses on stdout for scripts and tests.
+ * `meshmirror agent [--config FILE] --data DIR --listen MULTIADDR --swarm-key FILE [--allow PEERID...]`:
+ * runs until SIGINT/SIGTERM. Prints one line with its peer id and addresses on stdout for scripts and tests.
  */
-export async function runAgentCommand(flags: AgentFlags): Promise<number> {
+export async function runAgentCommand(given: AgentFlags): Promise<number> {
+  const flags = await agentSettings(given);
   const swarmKey = await readSwarmKeyFile(resolve(flags.swarmKey));
-  const allow = flags.allow === undefined ? undefined : new Set(flags.allow.map((id) => parsePeerId(id, '--allow').toString()));
-  for (const address of flags.listen) checkListenAddress(address, '--listen');
+  const allowFrom = given.allow !== undefined || given.config === undefined ? '--allow' : `${given.config}: allow`;
+  const allow = flags.allow === undefined ? undefined : new Set(flags.allow.map((id) => parsePeerId(id, allowFrom).toString()));
+  const listenFrom = given.listen !== undefined || given.config === undefined ? '--listen' : `${given.config}: listen`;
+  for (const address of flags.listen) checkListenAddress(address, listenFrom);
   const logger = createLogger({ level: flags.logLevel as LogLevel });
   const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
   const agent = await startAgentService({ dataDir: resolve(flags.data), listen: flags.listen, swarmKey, allow, credentials, logger });
