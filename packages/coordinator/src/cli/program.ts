@@ -108,6 +108,7 @@ program
     'a farm run: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it; space- or comma-separated); this host writes the archive',
     collectAddresses,
   )
+  .option('--status <host:port>', "serve the run's state while it goes: Prometheus /metrics and /api/run (JSON), e.g. 127.0.0.1:9464")
   .option('--agents-file <file>', 'agents as for --agents, one multiaddr per line (# starts a comment); joins --agents')
   .option('--swarm-key <file>', "the farm's swarm key, for --agents")
   .option('--dry-run', 'resolve and write the mapping and the bytes to fetch; fetch nothing')

@@ -28,7 +28,8 @@ import {
 import { createBlobStore, createInProcessAgent, type BlobStore, type InProcessAgentOptions } from '@meshmirror/agent';
 import { mirrorToDisk } from '../../run/mirror-to-disk.ts';
 import type { BlobSupply, HolderCopy, MeshFetcher, MeshWriter } from '../../run/mesh-fetch.ts';
-import { createProgressReporter } from '../../report/progress.ts';
+import { createProgressReporter, type ProgressReporter } from '../../report/progress.ts';
+import { parseStatusAddress, startStatusServer, teeProgress } from '../../report/status-server.ts';
 import { summaryText } from '../../report/summary-text.ts';
 import { pushSummaryText } from '../../report/push-reports.ts';
 import { diskToMirror } from '../../push/disk-to-mirror.ts';
@@ -65,6 +66,8 @@ export interface MirrorFlags {
   agents?: string[];
   /** `--agents-file`: more agents, one multiaddr per line. */
   agentsFile?: string;
+  /** `--status HOST:PORT`: serve /metrics and /api/run while the run goes. */
+  status?: string;
   swarmKey?: string;
   dryRun?: boolean;
   removeSignatures?: boolean;
@@ -89,6 +92,7 @@ const DEFAULT_FARM_PIECE_SIZE = 16 * 1024 * 1024;
 
 export async function runMirrorCommand(destinationArg: string, given: MirrorFlags): Promise<number> {
   const flags = given.agentsFile === undefined ? given : { ...given, agents: [...(given.agents ?? []), ...(await readAgentsFile(given.agentsFile))] };
+  if (flags.status !== undefined) parseStatusAddress(flags.status);
   if (flags.output !== 'text' && flags.output !== 'json') {
     throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   }
@@ -118,7 +122,7 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
   const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger });
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
-  const progress = progressFor(flags, backoff);
+  const progress = await progressFor(flags, backoff, logger);
   try {
     const supply = blobSupply(agent, store, settings, farm);
     const pieceSize = flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? (farm === undefined ? DEFAULT_PIECE_SIZE : DEFAULT_FARM_PIECE_SIZE);
@@ -158,9 +162,17 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
   }
 }
 
-/** The progress line (quiet for `--output json` off a terminal); it names the hosts the run is waiting for. */
-function progressFor(flags: MirrorFlags, backoff: HostBackoff) {
-  return createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined, hostTroubles: () => backoff.troubles() });
+/**
+ * The progress line (quiet for `--output json` off a terminal; it names the hosts the run is waiting
+ * for) and, with `--status`, the status server; stopping it stops both.
+ */
+async function progressFor(flags: MirrorFlags, backoff: HostBackoff, logger: Logger): Promise<ProgressReporter> {
+  const line = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined, hostTroubles: () => backoff.troubles() });
+  if (flags.status === undefined) return line;
+  const status = await startStatusServer(flags.status, { logger });
+  // Said whatever the log level: with a port of 0 this is the only way to find it.
+  process.stderr.write(`meshmirror: status at ${status.url} (/metrics, /api/run)\n`);
+  return teeProgress(line, status.reporter);
 }
 
 /**
@@ -456,7 +468,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
   const found = await stat(archiveDir).catch(() => undefined);
   if (found?.isDirectory() !== true) throw new MeshmirrorError('MM_USAGE', `--from "${flags.from}": ${archiveDir} is not a folder`);
   const { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'destination');
-  const progress = progressFor(flags, backoff);
+  const progress = await progressFor(flags, backoff, logger);
   try {
     const summary = await withInterruptSignal((signal) =>
       diskToMirror({
@@ -526,7 +538,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
     chunkBytes,
   };
   let farm: Awaited<ReturnType<typeof joinFarm>> | undefined;
-  const progress = progressFor(flags, backoff);
+  const progress = await progressFor(flags, backoff, logger);
   try {
     farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger, pushSettings);
     const supply = blobSupply(agent, store, settings, farm);
