@@ -27,6 +27,7 @@ import {
 import pLimit from 'p-limit';
 import { startArchive } from './archive/archive-session.ts';
 import { fetchPiece } from './fetch/upstream-fetcher.ts';
+import type { ByteRateLimiter } from './fetch/rate-limiter.ts';
 import { uploadBlob, type UploadModes } from './push/blob-uploader.ts';
 import type { BlobStore } from './store/blob-store.ts';
 
@@ -48,6 +49,8 @@ export interface InProcessAgentOptions {
   progressIntervalMs?: number;
   /** Mirror to mirror: how blobs are uploaded into the target. Without it `pushBlob` is refused. */
   push?: AgentPushOptions;
+  /** The host's ceiling on upstream bytes per second, shared with every other agent of the process. */
+  upstreamLimit?: ByteRateLimiter;
 }
 
 export interface AgentPushOptions {
@@ -195,6 +198,7 @@ class InProcessAgent implements LocalAgent {
           onEvent: emit,
           ...(this.#options.progressIntervalMs === undefined ? {} : { progressIntervalMs: this.#options.progressIntervalMs }),
           inSlot,
+          ...(this.#options.upstreamLimit === undefined ? {} : { throttle: this.#options.upstreamLimit }),
         });
       } catch (err) {
         // fetchPiece rejects only when the batch was aborted.

@@ -1,5 +1,6 @@
 export * from './store/blob-store.ts';
 export * from './fetch/upstream-fetcher.ts';
+export * from './fetch/rate-limiter.ts';
 export * from './in-process-agent.ts';
 export * from './archive/archive-writer.ts';
 export * from './archive/archive-reader.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.ts';
-import { formatBytes, formatDuration, gibToBytes, parseDuration, parseSize } from './units.ts';
+import { formatBytes, formatDuration, gibToBytes, parseDuration, parseRate, parseSize } from './units.ts';
 
 describe('parseDuration', () => {
   it('reads the durations oc-mirror users pass', () => {
@@ -90,5 +90,31 @@ describe('sizes', () => {
     // Rounded before the unit is chosen: never "1024 KiB".
     expect(formatBytes(1024 * 1024 - 1)).toBe('1 MiB');
     expect(formatBytes(3 * 1024 ** 4)).toBe('3 TiB');
+  });
+});
+
+describe('parseRate', () => {
+  it.each([
+    ['100Mbit', 12_500_000],
+    ['100 Mbit/s', 12_500_000],
+    ['1Gbps', 125_000_000],
+    ['500kbit/s', 62_500],
+    ['8Mb/s', 1_000_000],
+    ['10MiB/s', 10 * 1024 * 1024],
+    ['20MB', 20_000_000],
+    ['20MB/s', 20_000_000],
+    ['1024', 1024],
+  ])('%s is %d bytes per second', (text, bytes) => {
+    expect(parseRate(text)).toBe(bytes);
+  });
+
+  it.each([
+    ['fast', 'expected a number with a unit'],
+    ['12XB/s', 'unknown unit "XB/s"'],
+    ['10Xbit', 'unknown prefix "X"'],
+    ['0bit', 'at least 1 byte per second'],
+  ])('refuses %s', (text, message) => {
+    expect(() => parseRate(text)).toThrow(ConfigError);
+    expect(() => parseRate(text)).toThrow(message);
   });
 });

@@ -56,6 +56,35 @@ export function parseSize(input: string | number, bareUnit: SizeUnit = 'B'): num
   return Math.round(amount * multiplier);
 }
 
+const BIT_PREFIXES: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, ki: KIB, mi: KIB ** 2, gi: GIB };
+
+/**
+ * Parses a transfer rate into bytes per second: bits as links are sold (`100Mbit`, `1Gbps`,
+ * `500kbit/s`) or bytes as sizes are written (`10MiB/s`, `20MB`). A bare number is bytes per second.
+ */
+export function parseRate(input: string): number {
+  const match = /^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*?)(bit\/s|bit|bps|b\/s|B\/s|\/s|B|)\s*$/.exec(input);
+  const invalid = (reason: string): ConfigError => new ConfigError(`invalid rate ${JSON.stringify(input)}: ${reason}`, { data: { value: input } });
+  if (match === null) throw invalid('expected a number with a unit, such as "100Mbit", "1Gbps" or "10MiB/s"');
+  const amount = Number(match[1]);
+  const prefix = (match[2] ?? '').toLowerCase();
+  const unit = match[3] ?? '';
+  let bytesPerSecond: number;
+  if (unit === 'bit' || unit === 'bit/s' || unit === 'bps' || unit === 'b/s') {
+    const multiplier = BIT_PREFIXES[prefix];
+    if (multiplier === undefined) throw invalid(`unknown prefix "${match[2]}" (use k, M, G, Ki, Mi or Gi)`);
+    bytesPerSecond = (amount * multiplier) / 8;
+  } else {
+    try {
+      bytesPerSecond = parseSize(`${match[1]}${match[2]}${unit === 'B' || unit === 'B/s' ? 'B' : ''}`);
+    } catch {
+      throw invalid(`unknown unit "${match[2]}${unit}" (use bit/s, kbit, Mbit, Gbit, Mbps, or B/s, KiB/s, MiB/s, MB/s)`);
+    }
+  }
+  if (!(bytesPerSecond >= 1)) throw invalid('must be at least 1 byte per second');
+  return Math.round(bytesPerSecond);
+}
+
 /** GiB to bytes; fractions allowed (`0.05` GiB is 53,687,091 bytes). */
 export function gibToBytes(gib: number): number {
   if (!Number.isFinite(gib) || gib < 0) throw invalidSize(gib, 'must be a finite number of GiB, at least 0');

@@ -25,6 +25,7 @@ import {
 } from '@meshmirror/shared';
 import type { BlobStore, PieceWriter } from '../store/blob-store.ts';
 import { ProgressReporter } from './progress-reporter.ts';
+import type { ByteRateLimiter } from './rate-limiter.ts';
 
 /** Received bytes are written to the piece's file in batches of about this size. */
 const WRITE_BATCH_BYTES = 256 * 1024;
@@ -54,6 +55,8 @@ export interface FetchPieceDeps {
    * from hosts that answer. Default: run at once.
    */
   inSlot?: <T>(attempt: () => Promise<T>) => Promise<T>;
+  /** The process's ceiling on upstream bytes per second (`--limit-upstream`); every body read takes from it. */
+  throttle?: ByteRateLimiter;
   /** Source of jitter for retry delays (tests). */
   random?: () => number;
 }
@@ -341,6 +344,8 @@ class PieceFetch {
       for await (const chunk of body) {
         this.#upstreamBytes += chunk.length;
         this.#clock.progress();
+        // Waiting here stops the read, so the socket's window closes and the sender slows down.
+        if (this.#deps.throttle !== undefined) await this.#deps.throttle.take(chunk.length, this.#deps.signal);
         let useful = chunk;
         if (skip > 0) {
           if (chunk.length <= skip) {

@@ -18,6 +18,7 @@ import {
   type SwarmKey,
 } from '@meshmirror/shared';
 import { createInProcessAgent, type InProcessAgentOptions } from '../in-process-agent.ts';
+import { createRateLimiter } from '../fetch/rate-limiter.ts';
 import { createBlobStore, type BlobStore } from '../store/blob-store.ts';
 import { serveBlobs } from './blob-protocol.ts';
 import { serveControl } from './control-protocol.ts';
@@ -32,6 +33,8 @@ export interface AgentServiceOptions {
   allow: ReadonlySet<string> | undefined;
   /** This host's registry credentials: they never travel over the mesh. */
   credentials: CredentialStore;
+  /** `--limit-upstream`: this host's ceiling on bytes per second from registries, over all its fetches. */
+  limitUpstreamBytesPerSecond?: number;
   logger: Logger;
 }
 
@@ -67,6 +70,7 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
   // One agent per distinct set of transfer settings the coordinator sends (fetching or pushing),
   // all over the one store. Each reads this host's credentials, which never travel over the mesh.
   const backoff = new HostBackoff(retryPolicyFromSettings({ retryDelayMs: 0 }));
+  const upstreamLimit = options.limitUpstreamBytesPerSecond === undefined ? undefined : createRateLimiter(options.limitUpstreamBytesPerSecond);
   const workers = new Map<string, { agent: Agent; client: HttpRegistryClient }>();
   const workerFor = (
     settings: FetchSettings | PushSettings,
@@ -87,7 +91,15 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
       logger: logger.child({ component: 'registry' }),
     });
     const common = { client, retry, backoff };
-    const agent = createInProcessAgent({ name: identity.peerId.toString(), store, parallelLayers: 1, logger, ...common, ...make(common) });
+    const agent = createInProcessAgent({
+      name: identity.peerId.toString(),
+      store,
+      parallelLayers: 1,
+      logger,
+      ...(upstreamLimit === undefined ? {} : { upstreamLimit }),
+      ...common,
+      ...make(common),
+    });
     workers.set(key, { agent, client });
     return agent;
   };

@@ -1,6 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { describeError, parseDuration, parseSize } from '@meshmirror/shared';
+import { describeError, parseDuration, parseRate, parseSize } from '@meshmirror/shared';
 import { ExitCode, exitCodeForError } from './exit-codes.ts';
 // Each command's module is imported when that command runs: `agent` loads libp2p (0.17 s, 30 MB),
 // which `mirror`, `serve` and `keygen` should not pay for.
@@ -31,6 +31,14 @@ function parseByteSize(value: string): number {
   }
   if (bytes < 1) throw new InvalidArgumentError(`expected a size of at least 1 byte, got "${value}"`);
   return bytes;
+}
+
+function parseRateFlag(value: string): number {
+  try {
+    return parseRate(value);
+  } catch (err) {
+    throw new InvalidArgumentError(describeError(err));
+  }
 }
 
 /** `--agents a b`, `--agents a,b` and `--agents a --agents b` all add up. */
@@ -108,6 +116,7 @@ program
     'a farm run: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it; space- or comma-separated); this host writes the archive',
     collectAddresses,
   )
+  .option('--limit-upstream <rate>', "this host's ceiling on bytes from registries, e.g. 100Mbit or 10MiB/s (farm agents take their own)", parseRateFlag)
   .option('--status <host:port>', "serve the run's state while it goes: Prometheus /metrics and /api/run (JSON), e.g. 127.0.0.1:9464")
   .option('--agents-file <file>', 'agents as for --agents, one multiaddr per line (# starts a comment); joins --agents')
   .option('--swarm-key <file>', "the farm's swarm key, for --agents")
@@ -222,6 +231,7 @@ program
   .option('--listen <multiaddr...>', 'addresses to listen on (default /ip4/0.0.0.0/tcp/4001)')
   .option('--allow <peerid...>', "peer ids admitted: the coordinator's (meshmirror identity) and the other agents' (default: every peer holding the swarm key)")
   .option('--authfile <file>', "this host's registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)")
+  .option('--limit-upstream <rate>', "this host's ceiling on bytes from registries, over all its fetches, e.g. 100Mbit or 10MiB/s", parseRateFlag)
   .option('--log-level <level>', 'trace, debug, info, warn, error (default info)', parseLogLevel)
   .action(async (flags: AgentFlags) => {
     const { runAgentCommand } = await import('./commands/agent.ts');

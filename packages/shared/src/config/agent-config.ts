@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, fileErrorReason, MeshmirrorError } from '../errors.ts';
 import { formatConfigPath } from './imageset.ts';
+import { parseRate } from '../units.ts';
 
 export const AgentConfigSchema = z.strictObject({
   /** Data folder: blob store and peer identity. */
@@ -22,6 +23,18 @@ export const AgentConfigSchema = z.strictObject({
   /** This host's registry credentials. */
   authfile: z.string().min(1).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).optional(),
+  /** This host's ceiling on bytes from registries: `100Mbit`, `10MiB/s`. */
+  limitUpstream: z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      try {
+        parseRate(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    })
+    .optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 

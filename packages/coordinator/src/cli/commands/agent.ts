@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { createLogger, loadAgentConfig, loadCredentialStore, MeshmirrorError, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
+import { createLogger, loadAgentConfig, loadCredentialStore, MeshmirrorError, parseRate, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
 import { checkListenAddress, parsePeerId, startAgentService } from '@meshmirror/agent/mesh';
 
 export interface AgentFlags {
@@ -10,6 +10,8 @@ export interface AgentFlags {
   allow?: string[];
   authfile?: string;
   logLevel?: string;
+  /** `--limit-upstream`, in bytes per second. */
+  limitUpstream?: number;
 }
 
 const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001'];
@@ -32,6 +34,7 @@ async function agentSettings(given: AgentFlags) {
     ...(allow === undefined ? {} : { allow }),
     ...(authfile === undefined ? {} : { authfile }),
     logLevel: given.logLevel ?? file.logLevel ?? 'info',
+    limitUpstream: given.limitUpstream ?? (file.limitUpstream === undefined ? undefined : parseRate(file.limitUpstream)),
   };
 }
 
@@ -48,7 +51,15 @@ export async function runAgentCommand(given: AgentFlags): Promise<number> {
   for (const address of flags.listen) checkListenAddress(address, listenFrom);
   const logger = createLogger({ level: flags.logLevel as LogLevel });
   const credentials = await loadCredentialStore({ ...(flags.authfile === undefined ? {} : { authfile: flags.authfile }) });
-  const agent = await startAgentService({ dataDir: resolve(flags.data), listen: flags.listen, swarmKey, allow, credentials, logger });
+  const agent = await startAgentService({
+    dataDir: resolve(flags.data),
+    listen: flags.listen,
+    swarmKey,
+    allow,
+    credentials,
+    logger,
+    ...(flags.limitUpstream === undefined ? {} : { limitUpstreamBytesPerSecond: flags.limitUpstream }),
+  });
   process.stdout.write(`agent ${agent.peerId} listening on ${agent.addresses.join(' ')}\n`);
   await new Promise<void>((done) => {
     process.once('SIGINT', done);

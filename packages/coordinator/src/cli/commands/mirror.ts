@@ -25,7 +25,7 @@ import {
   type RetryPolicy,
   type TransferSettings,
 } from '@meshmirror/shared';
-import { createBlobStore, createInProcessAgent, type BlobStore, type InProcessAgentOptions } from '@meshmirror/agent';
+import { createBlobStore, createInProcessAgent, createRateLimiter, type BlobStore, type InProcessAgentOptions } from '@meshmirror/agent';
 import { mirrorToDisk } from '../../run/mirror-to-disk.ts';
 import type { BlobSupply, HolderCopy, MeshFetcher, MeshWriter } from '../../run/mesh-fetch.ts';
 import { createProgressReporter, type ProgressReporter } from '../../report/progress.ts';
@@ -66,6 +66,8 @@ export interface MirrorFlags {
   agents?: string[];
   /** `--agents-file`: more agents, one multiaddr per line. */
   agentsFile?: string;
+  /** `--limit-upstream`, in bytes per second: the coordinator's own agent's ceiling. */
+  limitUpstream?: number;
   /** `--status HOST:PORT`: serve /metrics and /api/run while the run goes. */
   status?: string;
   swarmKey?: string;
@@ -120,7 +122,7 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
   checkOpenShiftFlags(flags);
   await checkFarmFlags(flags);
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
-  const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger });
+  const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger, limitUpstream: flags.limitUpstream });
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
   const progress = await progressFor(flags, backoff, logger);
   try {
@@ -246,12 +248,19 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /** The coordinator's own agent over the store in the cache dir. */
-export async function openLocalAgent(options: Omit<InProcessAgentOptions, 'name' | 'store' | 'parallelLayers'> & { cacheDir: string; settings: TransferSettings }) {
-  const { cacheDir, settings, logger, ...rest } = options;
+export async function openLocalAgent(
+  options: Omit<InProcessAgentOptions, 'name' | 'store' | 'parallelLayers' | 'upstreamLimit'> & {
+    cacheDir: string;
+    settings: TransferSettings;
+    limitUpstream?: number | undefined;
+  },
+) {
+  const { cacheDir, settings, logger, limitUpstream, ...rest } = options;
   const store = createBlobStore({ dir: join(cacheDir, 'store'), logger: logger.child({ component: 'agent:store' }) });
   await store.open();
   const agent = createInProcessAgent({
     ...rest,
+    ...(limitUpstream === undefined ? {} : { upstreamLimit: createRateLimiter(limitUpstream) }),
     name: 'local',
     store,
     // oc-mirror's ceiling: parallel-images images, each with parallel-layers transfers.
@@ -525,6 +534,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
     retry,
     backoff,
     logger,
+    limitUpstream: flags.limitUpstream,
     push: { client: targetClient, chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff },
   });
   const pushSettings: PushSettings = {
@@ -586,7 +596,7 @@ export async function runReceiptCommand(destinationArg: string, flags: MirrorFla
   checkOpenShiftFlags(flags);
   const { config, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
   const targetClient = clientFor('destination');
-  const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger });
+  const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger, limitUpstream: flags.limitUpstream });
   try {
     const supply = blobSupply(agent, store, settings);
     const summary = await withInterruptSignal((signal) =>
