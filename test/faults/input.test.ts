@@ -310,7 +310,10 @@ const flagCases: InputCase[] = [
   flagCase('--retry-delay -1s', ['--retry-delay=-1s'], ['--retry-delay']),
   flagCase('--connect-timeout NaN', ['--connect-timeout', 'NaN'], ['--connect-timeout', 'NaN']),
   flagCase('--piece-size 0', ['--piece-size', '0'], ['--piece-size']),
-  flagCase('--piece-size 64MiB', ['--piece-size', '64MiB'], ['--piece-size']),
+  // Units are fine (64MiB); an unknown one is not.
+  flagCase('--piece-size 64XiB', ['--piece-size', '64XiB'], ['--piece-size', 'XiB']),
+  flagCase('--limit-upstream fast', ['--limit-upstream', 'fast'], ['--limit-upstream']),
+  flagCase('--status without a port', ['--status', 'localhost'], ['--status']),
   flagCase('--upload-chunk-size 0', ['--upload-chunk-size', '0'], ['--upload-chunk-size']),
   flagCase('--archive-size (not a flag)', ['--archive-size', '5'], ['--archive-size']),
   flagCase('unknown flag', ['--paralel-images', '3'], ['--paralel-images']),

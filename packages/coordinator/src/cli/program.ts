@@ -75,6 +75,8 @@ function parseDurationFlag(value: string): number {
 const program = new Command('meshmirror')
   .description('Mirror container images into disconnected sites; resumable, retrying, peer-to-peer.')
   .version(packageVersion(), '--version', 'print the version')
+  // `meshmirror --version` only before a command: `list releases --version 4.19` is list's own flag.
+  .enablePositionalOptions()
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(`meshmirror: ${str.replace(/^error: /, '')}`) });
