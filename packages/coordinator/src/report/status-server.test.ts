@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '@meshmirror/shared';
-import { parseStatusAddress, startStatusServer, teeProgress } from './status-server.ts';
+import { startStatusServer, teeProgress } from './status-server.ts';
+import { parseStatusAddress } from './status-address.ts';
 import type { ProgressReporter } from './progress.ts';
 
 describe('parseStatusAddress', () => {

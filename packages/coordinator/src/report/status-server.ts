@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { MeshmirrorError, type Logger } from '@meshmirror/shared';
 import type { ProgressReporter, ProgressState, RunPhase } from './progress.ts';
+import { parseStatusAddress } from './status-address.ts';
 
 const PHASES: RunPhase[] = ['resolving', 'fetching', 'archiving', 'pushing', 'mirroring', 'done'];
 
@@ -17,16 +18,6 @@ export interface StatusServer {
   url: string;
   reporter: ProgressReporter;
   close(): Promise<void>;
-}
-
-/** `HOST:PORT` or `[IPv6]:PORT`, checked. */
-export function parseStatusAddress(text: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text);
-  const port = Number(match?.[3]);
-  if (match === null || !Number.isInteger(port) || port > 65535) {
-    throw new MeshmirrorError('MM_USAGE', `--status: expected HOST:PORT (e.g. 127.0.0.1:9464, or :0 for any free port on a given host), got "${text}"`);
-  }
-  return { host: match[1] ?? match[2] ?? '127.0.0.1', port };
 }
 
 export async function startStatusServer(address: string, options: { logger: Logger; now?: () => number }): Promise<StatusServer> {

@@ -31,7 +31,6 @@ import { resolveReleases } from './release/releases.ts';
 import { UpdateGraphClient } from './release/update-graph.ts';
 import { resolveOperatorCatalogs } from './catalog/operator-catalogs.ts';
 import { DocumentClient } from './document-client.ts';
-import { resolveHelmCharts } from './helm/helm-charts.ts';
 import type { RunJournal, RunRecord } from '../run/run-journal.ts';
 
 export interface OpenShiftSources {
@@ -167,6 +166,8 @@ export async function collectImageSet(options: CollectImageSetOptions): Promise<
       logger: log,
     });
     try {
+      // The chart renderer takes a quarter of a second to load: only runs with charts pay for it.
+      const { resolveHelmCharts } = await import('./helm/helm-charts.ts');
       const charts = await resolveHelmCharts({ helm, client: options.client, documents, agent: options.agent, logger, ...abortable });
       found.push(...charts.images);
       prepared.push(...charts.prepared);

@@ -29,7 +29,7 @@ import { createBlobStore, createInProcessAgent, createRateLimiter, type BlobStor
 import { mirrorToDisk } from '../../run/mirror-to-disk.ts';
 import type { BlobSupply, HolderCopy, MeshFetcher, MeshWriter } from '../../run/mesh-fetch.ts';
 import { createProgressReporter, type ProgressReporter } from '../../report/progress.ts';
-import { parseStatusAddress, startStatusServer, teeProgress } from '../../report/status-server.ts';
+import { parseStatusAddress } from '../../report/status-address.ts';
 import { summaryText } from '../../report/summary-text.ts';
 import { pushSummaryText } from '../../report/push-reports.ts';
 import { diskToMirror } from '../../push/disk-to-mirror.ts';
@@ -171,6 +171,8 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
 async function progressFor(flags: MirrorFlags, backoff: HostBackoff, logger: Logger): Promise<ProgressReporter> {
   const line = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined, hostTroubles: () => backoff.troubles() });
   if (flags.status === undefined) return line;
+  // prom-client is loaded only by runs that are watched.
+  const { startStatusServer, teeProgress } = await import('../../report/status-server.ts');
   const status = await startStatusServer(flags.status, { logger });
   // Said whatever the log level: with a port of 0 this is the only way to find it.
   process.stderr.write(`meshmirror: status at ${status.url} (/metrics, /api/run)\n`);
