@@ -108,7 +108,9 @@ export function pickEntry(index: HelmIndex, name: string, version: string | unde
 export async function downloadFromIndex(documents: DocumentClient, index: HelmIndex, entry: IndexEntry, label: string, signal?: AbortSignal): Promise<ChartArchive> {
   const [first] = entry.urls;
   if (first === undefined) throw new MeshmirrorError('MM_MANIFEST_INVALID', `${label}: chart ${entry.name} ${entry.version} has no download URL in ${index.url.href}`);
-  if (isOciRepository(first)) return downloadFromRegistry(undefined, `${first}`, label, signal);
+  if (isOciRepository(first)) {
+    throw new MeshmirrorError('MM_USAGE', `${label}: ${entry.name} ${entry.version} is in an OCI registry (${first}); list it under a repository whose url is oci://`);
+  }
   const url = new URL(first, index.url);
   const document = await documents.get(url, {
     label,
@@ -124,14 +126,7 @@ export async function downloadFromIndex(documents: DocumentClient, index: HelmIn
  * A chart in an OCI registry: `oci://host/path/name` at `version` (Helm turns `+` into `_` in tags).
  * `client` is the run's registry client (credentials and TLS as for images).
  */
-export async function downloadFromRegistry(
-  client: RegistryClient | undefined,
-  reference: string,
-  label: string,
-  signal?: AbortSignal,
-  version?: string,
-): Promise<ChartArchive> {
-  if (client === undefined) throw new MeshmirrorError('MM_USAGE', `${label}: ${reference} is in an OCI registry; list it under a repository with an oci:// url`);
+export async function downloadFromRegistry(client: RegistryClient, reference: string, label: string, signal?: AbortSignal, version?: string): Promise<ChartArchive> {
   let ref: ImageReference;
   try {
     ref = parseImageReference(`${reference.slice('oci://'.length)}${version === undefined ? '' : `:${version.replaceAll('+', '_')}`}`);
