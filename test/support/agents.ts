@@ -16,6 +16,8 @@ export interface RunningAgent {
   /** Everything the agent logged so far (JSON lines). */
   stderr(): string;
   stdout(): string;
+  /** `http://HOST:PORT` of its `--status` server, when it was given one. */
+  statusUrl?: string;
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -33,6 +35,8 @@ export interface StartAgentOptions {
   authfile?: string;
   /** Added to the agent's environment (e.g. MESHMIRROR_MESH_TRACE). */
   env?: NodeJS.ProcessEnv;
+  /** More flags, after the ones above (`--status 127.0.0.1:0`, `--limit-peer 4MiB/s`). */
+  extraArgs?: string[];
 }
 
 export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
@@ -46,6 +50,7 @@ export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
     ...(fromFile && options.logLevel === undefined ? [] : ['--log-level', options.logLevel ?? 'debug']),
     ...(options.allow === undefined ? [] : ['--allow', ...options.allow]),
     ...(options.authfile === undefined ? [] : ['--authfile', options.authfile]),
+    ...(options.extraArgs ?? []),
   ];
   const argv = [...CLI_NODE_FLAGS, CLI_ENTRY, ...args];
   const stdio = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }) };
@@ -61,7 +66,9 @@ export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
       stdout += s;
       const m = /^agent (\S+) listening on (.+)$/m.exec(stdout);
       if (m === null) return;
+      const status = /^agent \S+ status at (\S+)$/m.exec(stdout)?.[1];
       resolve({
+        ...(status === undefined ? {} : { statusUrl: status }),
         peerId: m[1] ?? '',
         addresses: (m[2] ?? '').trim().split(' '),
         child,

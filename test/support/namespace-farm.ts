@@ -19,10 +19,10 @@ import { blobBytesServed, startRegistry, type RunningRegistry } from './registry
 
 export interface NamespaceFarmOptions {
   images: SampleImage[];
-  /** One entry per agent host: its WAN rate in Mbit/s. */
-  agentMbit: number[];
-  /** The coordinator host's WAN rate (it resolves manifests, and fetches blobs when alone). */
-  coordinatorMbit: number;
+  /** One entry per agent host: its WAN rate in Mbit/s (undefined: an unshaped link). */
+  agentMbit: Array<number | undefined>;
+  /** The coordinator host's WAN rate (it resolves manifests, and fetches blobs when alone); undefined: unshaped. */
+  coordinatorMbit: number | undefined;
 }
 
 export interface NamespaceFarm {
@@ -38,8 +38,11 @@ export interface NamespaceFarm {
   coordinatorId: string;
   /** `REGISTRY/name` as the farm hosts reach it. */
   ref(name: string): string;
-  /** Starts one agent on each of the first `count` agent hosts (all by default), each with a fresh store under `dir/<prefix>-<n>`. */
-  startAgents(prefix: string, count?: number): Promise<RunningAgent[]>;
+  /**
+   * Starts one agent on each of the first `count` agent hosts (all by default), each with a fresh
+   * store under `dir/<prefix>-<n>`, with `extraArgs` after the usual flags.
+   */
+  startAgents(prefix: string, count?: number, extraArgs?: string[]): Promise<RunningAgent[]>;
   /** A coordinator cache folder holding the identity the agents admit. */
   coordinatorCache(name: string): Promise<string>;
   /** Blob bytes the registry has served so far, per host address. */
@@ -72,8 +75,8 @@ export async function startNamespaceFarm(options: NamespaceFarmOptions): Promise
 
     network = await buildNetwork([
       { name: 'registry' },
-      { name: 'coordinator', wanMbit: options.coordinatorMbit, lan: true },
-      ...options.agentMbit.map((wanMbit, i) => ({ name: `agent-${i + 1}`, wanMbit, lan: true })),
+      { name: 'coordinator', ...(options.coordinatorMbit === undefined ? {} : { wanMbit: options.coordinatorMbit }), lan: true },
+      ...options.agentMbit.map((wanMbit, i) => ({ name: `agent-${i + 1}`, ...(wanMbit === undefined ? {} : { wanMbit }), lan: true })),
     ]);
     const registryHost = network.host('registry');
     registry = await startRegistry({ storageDir, netns: { ns: registryHost.ns, address: registryHost.wanAddress } });
@@ -99,7 +102,7 @@ export async function startNamespaceFarm(options: NamespaceFarmOptions): Promise
       keyFile,
       coordinatorId,
       ref: (name) => `${registryAddress}/${name}`,
-      async startAgents(prefix, count = agentHosts.length) {
+      async startAgents(prefix, count = agentHosts.length, extraArgs) {
         const agents = await Promise.all(
           agentHosts.slice(0, count).map((host, i) =>
             startAgent({
@@ -109,6 +112,7 @@ export async function startNamespaceFarm(options: NamespaceFarmOptions): Promise
               allow: [coordinatorId],
               listen: `/ip4/${host.lanAddress}/tcp/4001`,
               logLevel: 'info',
+              ...(extraArgs === undefined ? {} : { extraArgs }),
             }),
           ),
         );

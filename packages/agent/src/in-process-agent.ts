@@ -51,6 +51,8 @@ export interface InProcessAgentOptions {
   push?: AgentPushOptions;
   /** The host's ceiling on upstream bytes per second, shared with every other agent of the process. */
   upstreamLimit?: ByteRateLimiter;
+  /** Ceilings for single registries, by host, shared with every other agent of the process. */
+  registryLimits?: ReadonlyMap<string, ByteRateLimiter>;
 }
 
 export interface AgentPushOptions {
@@ -199,6 +201,7 @@ class InProcessAgent implements LocalAgent {
           ...(this.#options.progressIntervalMs === undefined ? {} : { progressIntervalMs: this.#options.progressIntervalMs }),
           inSlot,
           ...(this.#options.upstreamLimit === undefined ? {} : { throttle: this.#options.upstreamLimit }),
+          ...(this.#options.registryLimits === undefined ? {} : { registryLimits: this.#options.registryLimits }),
         });
       } catch (err) {
         // fetchPiece rejects only when the batch was aborted.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.ts';
-import { formatBytes, formatDuration, gibToBytes, parseDuration, parseRate, parseSize } from './units.ts';
+import { formatBytes, formatDuration, gibToBytes, parseDuration, parseRate, parseRegistryLimit, parseSize } from './units.ts';
 
 describe('parseDuration', () => {
   it('reads the durations oc-mirror users pass', () => {
@@ -116,5 +116,22 @@ describe('parseRate', () => {
   ])('refuses %s', (text, message) => {
     expect(() => parseRate(text)).toThrow(ConfigError);
     expect(() => parseRate(text)).toThrow(message);
+  });
+});
+
+describe('parseRegistryLimit', () => {
+  it('reads HOST=RATE, the host lower-cased, a port kept', () => {
+    expect(parseRegistryLimit('Quay.io=50Mbit')).toEqual({ host: 'quay.io', bytesPerSecond: 6_250_000 });
+    expect(parseRegistryLimit('registry.example:5000=10MiB/s')).toEqual({ host: 'registry.example:5000', bytesPerSecond: 10 * 1024 * 1024 });
+  });
+
+  it.each([
+    ['quay.io', 'expected HOST=RATE'],
+    ['=10MiB/s', 'expected HOST=RATE'],
+    ['quay.io/org=10MiB/s', 'expected HOST=RATE'],
+    ['quay.io=fast', 'invalid rate "fast"'],
+  ])('refuses %s', (text, message) => {
+    expect(() => parseRegistryLimit(text)).toThrow(ConfigError);
+    expect(() => parseRegistryLimit(text)).toThrow(message);
   });
 });

@@ -85,6 +85,25 @@ export function parseRate(input: string): number {
   return Math.round(bytesPerSecond);
 }
 
+/** A ceiling for one registry (`--limit-registry HOST=RATE`). */
+export interface RegistryLimit {
+  /** The registry host as images name it (`quay.io`, `registry.example:5000`). */
+  host: string;
+  bytesPerSecond: number;
+}
+
+/** Parses `HOST=RATE` (`quay.io=50Mbit`); the rate as for `parseRate`. */
+export function parseRegistryLimit(input: string): RegistryLimit {
+  const at = input.indexOf('=');
+  const host = at < 0 ? '' : input.slice(0, at).trim().toLowerCase();
+  if (at < 0 || !/^[a-z0-9.-]+(:\d+)?$/.test(host) || !/[a-z0-9]/.test(host)) {
+    throw new ConfigError(`invalid registry limit ${JSON.stringify(input)}: expected HOST=RATE, such as "quay.io=50Mbit" or "registry.example:5000=10MiB/s"`, {
+      data: { value: input },
+    });
+  }
+  return { host, bytesPerSecond: parseRate(input.slice(at + 1)) };
+}
+
 /** GiB to bytes; fractions allowed (`0.05` GiB is 53,687,091 bytes). */
 export function gibToBytes(gib: number): number {
   if (!Number.isFinite(gib) || gib < 0) throw invalidSize(gib, 'must be a finite number of GiB, at least 0');

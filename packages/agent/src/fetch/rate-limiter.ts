@@ -31,3 +31,9 @@ export function createRateLimiter(bytesPerSecond: number, options: { burstBytes?
     },
   };
 }
+
+/** One limiter per registry host (`--limit-registry HOST=RATE`); undefined when there are none. */
+export function registryLimiters(limits: ReadonlyArray<{ host: string; bytesPerSecond: number }> | undefined): Map<string, ByteRateLimiter> | undefined {
+  if (limits === undefined || limits.length === 0) return undefined;
+  return new Map(limits.map((l) => [l.host, createRateLimiter(l.bytesPerSecond)]));
+}

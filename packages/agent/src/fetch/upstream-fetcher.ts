@@ -57,6 +57,11 @@ export interface FetchPieceDeps {
   inSlot?: <T>(attempt: () => Promise<T>) => Promise<T>;
   /** The process's ceiling on upstream bytes per second (`--limit-upstream`); every body read takes from it. */
   throttle?: ByteRateLimiter;
+  /**
+   * Ceilings for single registries (`--limit-registry HOST=RATE`), by host as in the piece's
+   * sources, each shared by every fetch of the process from that host; they apply under `throttle`.
+   */
+  registryLimits?: ReadonlyMap<string, ByteRateLimiter>;
   /** Source of jitter for retry delays (tests). */
   random?: () => number;
 }
@@ -299,7 +304,7 @@ class PieceFetch {
           data: { retryable: true },
         });
       }
-      await this.#stream(writer, body, wantFrom - response.start);
+      await this.#stream(writer, body, wantFrom - response.start, source.registry);
     } finally {
       signal?.removeEventListener('abort', onAbort);
       if (!body.destroyed) body.destroy();
@@ -322,8 +327,10 @@ class PieceFetch {
     return true;
   }
 
-  async #stream(writer: PieceWriter, body: AsyncIterable<Uint8Array>, skipBytes: number): Promise<void> {
+  async #stream(writer: PieceWriter, body: AsyncIterable<Uint8Array>, skipBytes: number, host: string): Promise<void> {
     let skip = skipBytes;
+    const { throttle, signal } = this.#deps;
+    const hostLimit = this.#deps.registryLimits?.get(host);
     if (skip < 0) {
       throw new MeshmirrorError('MM_RANGE_IGNORED', 'response starts after the requested offset', {
         data: { retryable: true },
@@ -345,7 +352,8 @@ class PieceFetch {
         this.#upstreamBytes += chunk.length;
         this.#clock.progress();
         // Waiting here stops the read, so the socket's window closes and the sender slows down.
-        if (this.#deps.throttle !== undefined) await this.#deps.throttle.take(chunk.length, this.#deps.signal);
+        if (hostLimit !== undefined) await hostLimit.take(chunk.length, signal);
+        if (throttle !== undefined) await throttle.take(chunk.length, signal);
         let useful = chunk;
         if (skip > 0) {
           if (chunk.length <= skip) {

@@ -18,8 +18,9 @@ import {
   type SwarmKey,
 } from '@meshmirror/shared';
 import { createInProcessAgent, type InProcessAgentOptions } from '../in-process-agent.ts';
-import { createRateLimiter } from '../fetch/rate-limiter.ts';
+import { createRateLimiter, registryLimiters } from '../fetch/rate-limiter.ts';
 import { createBlobStore, type BlobStore } from '../store/blob-store.ts';
+import { AgentCounters } from './agent-counters.ts';
 import { serveBlobs } from './blob-protocol.ts';
 import { serveControl } from './control-protocol.ts';
 import { loadOrCreateIdentity } from './identity.ts';
@@ -35,6 +36,10 @@ export interface AgentServiceOptions {
   credentials: CredentialStore;
   /** `--limit-upstream`: this host's ceiling on bytes per second from registries, over all its fetches. */
   limitUpstreamBytesPerSecond?: number;
+  /** `--limit-registry`: ceilings for single registries, by host (under the upstream one). */
+  registryLimits?: ReadonlyArray<{ host: string; bytesPerSecond: number }>;
+  /** `--limit-peer`: this host's ceiling on bytes it serves over the mesh. */
+  limitPeerBytesPerSecond?: number;
   logger: Logger;
 }
 
@@ -44,8 +49,8 @@ export interface RunningAgentService {
   addresses: string[];
   store: BlobStore;
   node: Libp2p;
-  /** Bytes served to peers, by peer id. */
-  served: Map<string, number>;
+  /** What it has fetched, served and pushed since it started (its `--status` metrics). */
+  counters: AgentCounters;
   stop(): Promise<void>;
 }
 
@@ -61,16 +66,18 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     await store.close();
     throw err;
   }
-  const served = new Map<string, number>();
+  const counters = new AgentCounters();
   await serveBlobs(node, {
     source: store,
     logger: logger.child({ component: 'blob-server' }),
-    onServed: (peer, bytes) => served.set(peer, (served.get(peer) ?? 0) + bytes),
+    onServed: (peer, bytes) => counters.noteServed(peer, bytes),
+    ...(options.limitPeerBytesPerSecond === undefined ? {} : { throttle: createRateLimiter(options.limitPeerBytesPerSecond) }),
   });
   // One agent per distinct set of transfer settings the coordinator sends (fetching or pushing),
   // all over the one store. Each reads this host's credentials, which never travel over the mesh.
   const backoff = new HostBackoff(retryPolicyFromSettings({ retryDelayMs: 0 }));
   const upstreamLimit = options.limitUpstreamBytesPerSecond === undefined ? undefined : createRateLimiter(options.limitUpstreamBytesPerSecond);
+  const registryLimits = registryLimiters(options.registryLimits);
   const workers = new Map<string, { agent: Agent; client: HttpRegistryClient }>();
   const workerFor = (
     settings: FetchSettings | PushSettings,
@@ -91,15 +98,18 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
       logger: logger.child({ component: 'registry' }),
     });
     const common = { client, retry, backoff };
-    const agent = createInProcessAgent({
-      name: identity.peerId.toString(),
-      store,
-      parallelLayers: 1,
-      logger,
-      ...(upstreamLimit === undefined ? {} : { upstreamLimit }),
-      ...common,
-      ...make(common),
-    });
+    const agent = counters.metered(
+      createInProcessAgent({
+        name: identity.peerId.toString(),
+        store,
+        parallelLayers: 1,
+        logger,
+        ...(upstreamLimit === undefined ? {} : { upstreamLimit }),
+        ...(registryLimits === undefined ? {} : { registryLimits }),
+        ...common,
+        ...make(common),
+      }),
+    );
     workers.set(key, { agent, client });
     return agent;
   };
@@ -127,7 +137,7 @@ export async function startAgentService(options: AgentServiceOptions): Promise<R
     addresses,
     store,
     node,
-    served,
+    counters,
     async stop() {
       await node.stop();
       for (const { client } of workers.values()) await client.close();

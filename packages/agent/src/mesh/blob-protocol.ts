@@ -11,6 +11,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { z } from 'zod';
 import type { Readable } from 'node:stream';
 import { describeError, errorCode, isDigest, MeshmirrorError, type Digest, type Logger } from '@meshmirror/shared';
+import type { ByteRateLimiter } from '../fetch/rate-limiter.ts';
 import { asError, encodeMessage, parseMessage } from './messages.ts';
 
 export const BLOB_PROTOCOL = '/meshmirror/blob/1';
@@ -56,8 +57,10 @@ export interface RangeSource {
 export interface BlobServerOptions {
   source: RangeSource;
   logger: Logger;
-  /** Called after a range was sent in full. */
+  /** Called as bytes of a range are handed to the stream (a range cut short counts what went). */
   onServed?: (peer: string, bytes: number) => void;
+  /** This host's ceiling on mesh bytes (`--limit-peer`), over everything it serves. */
+  throttle?: ByteRateLimiter;
 }
 
 /** Serves held blobs and finished pieces to every admitted peer that asks. */
@@ -88,13 +91,15 @@ export async function serveBlobs(node: Libp2p, options: BlobServerOptions): Prom
           const raw = lp.unwrap();
           // Fresh buffers from the stream: send() keeps a reference to what it is given.
           for await (const chunk of body as AsyncIterable<Buffer>) {
-            if (!raw.send(chunk)) await raw.onDrain();
+            if (options.throttle !== undefined) await options.throttle.take(chunk.length);
+            const more = raw.send(chunk);
+            options.onServed?.(peer, chunk.length);
+            if (!more) await raw.onDrain();
           }
           await raw.close();
         } finally {
           body.destroy();
         }
-        options.onServed?.(peer, request.length);
         logger.debug({ peer, digest: request.digest, offset: request.offset, bytes: request.length }, 'served a blob range');
       } catch (err) {
         const error = asError(err);

@@ -7,6 +7,7 @@ import type { Libp2p } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { asErrorCode, createDigester, describeError, DigestMismatchError, digestOf, errorCode, MeshmirrorError, type Digest } from '@meshmirror/shared';
 import type { BlobStore, PieceSpec } from '../store/blob-store.ts';
+import type { ByteRateLimiter } from '../fetch/rate-limiter.ts';
 import { fetchPeerRange } from './blob-protocol.ts';
 
 export interface PullPieceOptions {
@@ -15,6 +16,8 @@ export interface PullPieceOptions {
   stallMs: number;
   /** The holder is still fetching its copy: its bytes come as they arrive from upstream. */
   live?: boolean;
+  /** This host's ceiling on mesh bytes (`--limit-peer`): each chunk received takes from it first. */
+  throttle?: ByteRateLimiter;
 }
 
 /** The holder's copy of a piece: the piece's bytes from `from` to its end, which hash to `sha256`. */
@@ -52,10 +55,12 @@ export async function pullPiece(node: Libp2p, holder: Multiaddr, store: BlobStor
         node,
         holder,
         { digest: piece.digest, offset: piece.offset + have, length: piece.length - have, ...(options.live === true ? { live: true } : {}) },
-        (chunk) => {
+        async (chunk) => {
+          // Waiting here pauses the stream, so the holder's sends slow down to the limit.
+          if (options.throttle !== undefined) await options.throttle.take(chunk.length, options.signal);
           received += chunk.length;
           range?.update(chunk);
-          return writer.write(chunk);
+          await writer.write(chunk);
         },
         { stallMs: options.stallMs, ...(options.signal === undefined ? {} : { signal: options.signal }) },
       );

@@ -4,5 +4,6 @@ export * from './identity.ts';
 export * from './node.ts';
 export * from './blob-protocol.ts';
 export * from './agent-service.ts';
+export * from './agent-counters.ts';
 export * from './control-protocol.ts';
 export * from './exchange.ts';

@@ -1,6 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { describeError, parseDuration, parseRate, parseSize } from '@meshmirror/shared';
+import { describeError, parseDuration, parseRate, parseRegistryLimit, parseSize, type RegistryLimit } from '@meshmirror/shared';
 import { ExitCode, exitCodeForError } from './exit-codes.ts';
 // Each command's module is imported when that command runs: `agent` loads libp2p (0.17 s, 30 MB),
 // which `mirror`, `serve` and `keygen` should not pay for.
@@ -36,6 +36,15 @@ function parseByteSize(value: string): number {
 function parseRateFlag(value: string): number {
   try {
     return parseRate(value);
+  } catch (err) {
+    throw new InvalidArgumentError(describeError(err));
+  }
+}
+
+/** `--limit-registry quay.io=50Mbit --limit-registry docker.io=20Mbit`: each adds one. */
+function collectRegistryLimits(value: string, previous: RegistryLimit[] | undefined): RegistryLimit[] {
+  try {
+    return [...(previous ?? []), parseRegistryLimit(value)];
   } catch (err) {
     throw new InvalidArgumentError(describeError(err));
   }
@@ -119,6 +128,8 @@ program
     collectAddresses,
   )
   .option('--limit-upstream <rate>', "this host's ceiling on bytes from registries, e.g. 100Mbit or 10MiB/s (farm agents take their own)", parseRateFlag)
+  .option('--limit-registry <host=rate>', "this host's ceiling for one registry, e.g. quay.io=50Mbit (repeatable; farm agents take their own)", collectRegistryLimits)
+  .option('--limit-peer <rate>', 'a farm run: ceiling on the bytes this host pulls from the agents, e.g. 500Mbit', parseRateFlag)
   .option('--status <host:port>', "serve the run's state while it goes: Prometheus /metrics and /api/run (JSON), e.g. 127.0.0.1:9464")
   .option('--agents-file <file>', 'agents as for --agents, one multiaddr per line (# starts a comment); joins --agents')
   .option('--swarm-key <file>', "the farm's swarm key, for --agents")
@@ -234,6 +245,9 @@ program
   .option('--allow <peerid...>', "peer ids admitted: the coordinator's (meshmirror identity) and the other agents' (default: every peer holding the swarm key)")
   .option('--authfile <file>', "this host's registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)")
   .option('--limit-upstream <rate>', "this host's ceiling on bytes from registries, over all its fetches, e.g. 100Mbit or 10MiB/s", parseRateFlag)
+  .option('--limit-registry <host=rate>', 'a ceiling for one registry, e.g. quay.io=50Mbit (repeatable; under --limit-upstream)', collectRegistryLimits)
+  .option('--limit-peer <rate>', "this host's ceiling on bytes it serves over the mesh, e.g. 500Mbit", parseRateFlag)
+  .option('--status <host:port>', "serve this agent's Prometheus /metrics and /api/agent (JSON), e.g. 0.0.0.0:9465")
   .option('--log-level <level>', 'trace, debug, info, warn, error (default info)', parseLogLevel)
   .action(async (flags: AgentFlags) => {
     const { runAgentCommand } = await import('./commands/agent.ts');

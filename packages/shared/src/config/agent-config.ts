@@ -11,6 +11,20 @@ import { ConfigError, fileErrorReason, MeshmirrorError } from '../errors.ts';
 import { formatConfigPath } from './imageset.ts';
 import { parseRate } from '../units.ts';
 
+/** A rate as `parseRate` reads it (`100Mbit`, `10MiB/s`), checked where it is read. */
+function rate() {
+  return z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      try {
+        parseRate(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    });
+}
+
 export const AgentConfigSchema = z.strictObject({
   /** Data folder: blob store and peer identity. */
   data: z.string().min(1).optional(),
@@ -24,17 +38,21 @@ export const AgentConfigSchema = z.strictObject({
   authfile: z.string().min(1).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).optional(),
   /** This host's ceiling on bytes from registries: `100Mbit`, `10MiB/s`. */
-  limitUpstream: z
-    .string()
-    .min(1)
-    .superRefine((value, ctx) => {
-      try {
-        parseRate(value);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  limitUpstream: rate().optional(),
+  /** Ceilings for single registries, by host: `{ quay.io: 50Mbit }`. */
+  limitRegistry: z
+    .record(z.string(), rate())
+    .superRefine((limits, ctx) => {
+      for (const host of Object.keys(limits)) {
+        if (!/^[a-zA-Z0-9.-]+(:\d+)?$/.test(host))
+          ctx.addIssue({ code: 'custom', path: [host], message: 'expected a registry host, such as quay.io or registry.example:5000' });
       }
     })
     .optional(),
+  /** This host's ceiling on bytes it serves over the mesh. */
+  limitPeer: rate().optional(),
+  /** Serve Prometheus `/metrics` and `/api/agent` here: `HOST:PORT`. */
+  status: z.string().min(1).optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 

@@ -1,5 +1,14 @@
 import { resolve } from 'node:path';
-import { createLogger, loadAgentConfig, loadCredentialStore, MeshmirrorError, parseRate, readSwarmKeyFile, type LogLevel } from '@meshmirror/shared';
+import {
+  createLogger,
+  loadAgentConfig,
+  loadCredentialStore,
+  MeshmirrorError,
+  parseRate,
+  readSwarmKeyFile,
+  type LogLevel,
+  type RegistryLimit,
+} from '@meshmirror/shared';
 import { checkListenAddress, parsePeerId, startAgentService } from '@meshmirror/agent/mesh';
 
 export interface AgentFlags {
@@ -12,6 +21,12 @@ export interface AgentFlags {
   logLevel?: string;
   /** `--limit-upstream`, in bytes per second. */
   limitUpstream?: number;
+  /** `--limit-registry HOST=RATE`, repeatable. */
+  limitRegistry?: RegistryLimit[];
+  /** `--limit-peer`, in bytes per second. */
+  limitPeer?: number;
+  /** `--status HOST:PORT`. */
+  status?: string;
 }
 
 const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/4001'];
@@ -35,6 +50,15 @@ async function agentSettings(given: AgentFlags) {
     ...(authfile === undefined ? {} : { authfile }),
     logLevel: given.logLevel ?? file.logLevel ?? 'info',
     limitUpstream: given.limitUpstream ?? (file.limitUpstream === undefined ? undefined : parseRate(file.limitUpstream)),
+    limitPeer: given.limitPeer ?? (file.limitPeer === undefined ? undefined : parseRate(file.limitPeer)),
+    // Flags and file add up; a host named by both takes the flag's rate.
+    limitRegistry: [
+      ...new Map([
+        ...Object.entries(file.limitRegistry ?? {}).map(([host, rate]) => [host.toLowerCase(), parseRate(rate)] as const),
+        ...(given.limitRegistry ?? []).map((l) => [l.host, l.bytesPerSecond] as const),
+      ]),
+    ].map(([host, bytesPerSecond]) => ({ host, bytesPerSecond })),
+    status: given.status ?? file.status,
   };
 }
 
@@ -59,12 +83,28 @@ export async function runAgentCommand(given: AgentFlags): Promise<number> {
     credentials,
     logger,
     ...(flags.limitUpstream === undefined ? {} : { limitUpstreamBytesPerSecond: flags.limitUpstream }),
+    ...(flags.limitPeer === undefined ? {} : { limitPeerBytesPerSecond: flags.limitPeer }),
+    registryLimits: flags.limitRegistry,
   });
+  let status: { url: string; close(): Promise<void> } | undefined;
+  try {
+    if (flags.status !== undefined) {
+      // prom-client is loaded only by agents that serve metrics.
+      const { startAgentStatusServer } = await import('../../report/agent-status-server.ts');
+      status = await startAgentStatusServer(flags.status, { counters: agent.counters, peerId: agent.peerId, storeDir: agent.store.dir, logger });
+    }
+  } catch (err) {
+    await agent.stop();
+    throw err;
+  }
+  // The status line first: scripts that wait for "listening on" then know both.
+  if (status !== undefined) process.stdout.write(`agent ${agent.peerId} status at ${status.url}\n`);
   process.stdout.write(`agent ${agent.peerId} listening on ${agent.addresses.join(' ')}\n`);
   await new Promise<void>((done) => {
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
+  await status?.close();
   await agent.stop();
   return 0;
 }

@@ -22,10 +22,11 @@ import {
   type Logger,
   type PushSettings,
   type LogLevel,
+  type RegistryLimit,
   type RetryPolicy,
   type TransferSettings,
 } from '@meshmirror/shared';
-import { createBlobStore, createInProcessAgent, createRateLimiter, type BlobStore, type InProcessAgentOptions } from '@meshmirror/agent';
+import { createBlobStore, createInProcessAgent, createRateLimiter, registryLimiters, type BlobStore, type InProcessAgentOptions } from '@meshmirror/agent';
 import { mirrorToDisk } from '../../run/mirror-to-disk.ts';
 import type { BlobSupply, HolderCopy, MeshFetcher, MeshWriter } from '../../run/mesh-fetch.ts';
 import { createProgressReporter, type ProgressReporter } from '../../report/progress.ts';
@@ -68,6 +69,10 @@ export interface MirrorFlags {
   agentsFile?: string;
   /** `--limit-upstream`, in bytes per second: the coordinator's own agent's ceiling. */
   limitUpstream?: number;
+  /** `--limit-registry HOST=RATE`: the coordinator's own agent's ceilings for single registries. */
+  limitRegistry?: RegistryLimit[];
+  /** `--limit-peer`, in bytes per second: what the writer pulls from a farm's agents. */
+  limitPeer?: number;
   /** `--status HOST:PORT`: serve /metrics and /api/run while the run goes. */
   status?: string;
   swarmKey?: string;
@@ -122,7 +127,16 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
   checkOpenShiftFlags(flags);
   await checkFarmFlags(flags);
   const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
-  const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger, limitUpstream: flags.limitUpstream });
+  const { store, agent } = await openLocalAgent({
+    cacheDir,
+    settings,
+    client,
+    retry,
+    backoff,
+    logger,
+    limitUpstream: flags.limitUpstream,
+    limitRegistry: flags.limitRegistry,
+  });
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
   const progress = await progressFor(flags, backoff, logger);
   try {
@@ -251,18 +265,21 @@ function nonEmpty(value: string | undefined): string | undefined {
 
 /** The coordinator's own agent over the store in the cache dir. */
 export async function openLocalAgent(
-  options: Omit<InProcessAgentOptions, 'name' | 'store' | 'parallelLayers' | 'upstreamLimit'> & {
+  options: Omit<InProcessAgentOptions, 'name' | 'store' | 'parallelLayers' | 'upstreamLimit' | 'registryLimits'> & {
     cacheDir: string;
     settings: TransferSettings;
     limitUpstream?: number | undefined;
+    limitRegistry?: RegistryLimit[] | undefined;
   },
 ) {
-  const { cacheDir, settings, logger, limitUpstream, ...rest } = options;
+  const { cacheDir, settings, logger, limitUpstream, limitRegistry, ...rest } = options;
+  const registryLimits = registryLimiters(limitRegistry);
   const store = createBlobStore({ dir: join(cacheDir, 'store'), logger: logger.child({ component: 'agent:store' }) });
   await store.open();
   const agent = createInProcessAgent({
     ...rest,
     ...(limitUpstream === undefined ? {} : { upstreamLimit: createRateLimiter(limitUpstream) }),
+    ...(registryLimits === undefined ? {} : { registryLimits }),
     name: 'local',
     store,
     // oc-mirror's ceiling: parallel-images images, each with parallel-layers transfers.
@@ -367,12 +384,13 @@ async function joinFarm(
   }
   logger.info({ coordinator: identity.peerId.toString(), agents: fetchers.map((f) => f.address.toString()) }, 'farm ready');
   const addressOf = new Map(fetchers.map((f) => [f.name, f.address]));
+  const throttle = flags.limitPeer === undefined ? {} : { throttle: createRateLimiter(flags.limitPeer) };
   const pull = (holder: string, task: PieceTask, copy: HolderCopy, signal: AbortSignal, live: boolean): Promise<number> => {
     const address = addressOf.get(holder);
     if (address === undefined) return Promise.reject(new MeshmirrorError('MM_USAGE', `no address for agent ${holder}`));
     // A live pull is silent while the holder waits on upstream: a stall there only ends the streaming
     // (the piece is pulled once fetched), and asks whether the holder is still there.
-    return mesh.pullPiece(node, address, store, task, copy, { signal, stallMs: Math.min(settings.stallTimeoutMs, PEER_PULL_STALL_MS), live });
+    return mesh.pullPiece(node, address, store, task, copy, { signal, stallMs: Math.min(settings.stallTimeoutMs, PEER_PULL_STALL_MS), live, ...throttle });
   };
   return {
     fetchers: fetchers.map((agent) => ({ agent, address: agent.address.toString(), slots: fetchSettings.parallel, probe: (o: AbortOptions) => agent.hello(o) })),
@@ -537,6 +555,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
     backoff,
     logger,
     limitUpstream: flags.limitUpstream,
+    limitRegistry: flags.limitRegistry,
     push: { client: targetClient, chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff },
   });
   const pushSettings: PushSettings = {
@@ -598,7 +617,16 @@ export async function runReceiptCommand(destinationArg: string, flags: MirrorFla
   checkOpenShiftFlags(flags);
   const { config, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
   const targetClient = clientFor('destination');
-  const { store, agent } = await openLocalAgent({ cacheDir, settings, client, retry, backoff, logger, limitUpstream: flags.limitUpstream });
+  const { store, agent } = await openLocalAgent({
+    cacheDir,
+    settings,
+    client,
+    retry,
+    backoff,
+    logger,
+    limitUpstream: flags.limitUpstream,
+    limitRegistry: flags.limitRegistry,
+  });
   try {
     const supply = blobSupply(agent, store, settings);
     const summary = await withInterruptSignal((signal) =>

@@ -1,0 +1,162 @@
+/**
+ * `agent --status HOST:PORT`: a farm agent's own metrics, for the Prometheus that watches the farm.
+ * `/metrics` in the Prometheus text format and `/api/agent` as JSON, both read from the agent's
+ * `AgentCounters` at each request, so they always agree with each other and with the per-agent
+ * figures the coordinator reports. Counters count since the agent started. Hosts, peer ids and
+ * counts only: nothing secret.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { MeshmirrorError, type Logger } from '@meshmirror/shared';
+import type { AgentCounters, AgentCountersSnapshot } from '@meshmirror/agent/mesh';
+import { parseStatusAddress } from './status-address.ts';
+
+export interface AgentStatusOptions {
+  counters: AgentCounters;
+  peerId: string;
+  /** The agent's store folder: its size is reported. */
+  storeDir: string;
+  logger: Logger;
+}
+
+export interface AgentStatusServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** How long a measured store size is reused: walking a large store on every scrape is wasteful. */
+const STORE_SIZE_TTL_MS = 10_000;
+
+export async function startAgentStatusServer(address: string, options: AgentStatusOptions): Promise<AgentStatusServer> {
+  const { host, port } = parseStatusAddress(address);
+  const { counters } = options;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'meshmirror_agent_' });
+  const storeSize = cachedFolderBytes(options.storeDir);
+
+  // Each counter is filled from one snapshot, taken once per scrape.
+  let snapshot: AgentCountersSnapshot = counters.snapshot();
+  const fromSnapshot = <L extends string>(
+    name: string,
+    help: string,
+    labelNames: L[],
+    rows: (s: AgentCountersSnapshot) => Array<[Partial<Record<L, string>>, number]>,
+  ): void => {
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [labels, value] of rows(snapshot)) this.inc(labels, value);
+      },
+    });
+  };
+  const byKey = (record: Record<string, number>, label: string): Array<[Record<string, string>, number]> =>
+    Object.entries(record).map(([key, value]) => [{ [label]: key }, value]);
+  fromSnapshot('meshmirror_agent_upstream_bytes_total', 'Body bytes received from upstream registries, retries included', ['registry'], (s) =>
+    byKey(s.upstreamBytes, 'registry'),
+  );
+  fromSnapshot('meshmirror_agent_served_bytes_total', 'Bytes served over the mesh (to the writer and other agents)', ['peer'], (s) => byKey(s.servedBytes, 'peer'));
+  fromSnapshot('meshmirror_agent_pushed_bytes_total', 'Body bytes sent to target registries, failed attempts included', ['registry'], (s) =>
+    byKey(s.pushedBytes, 'registry'),
+  );
+  fromSnapshot('meshmirror_agent_pieces_total', 'Pieces fetched from upstream, by outcome', ['state'], (s) => [
+    [{ state: 'done' }, s.pieces.done],
+    [{ state: 'failed' }, s.pieces.failed],
+  ]);
+  fromSnapshot('meshmirror_agent_piece_failures_total', 'Failed pieces by error code', ['code'], (s) => byKey(s.pieceFailures, 'code'));
+  fromSnapshot('meshmirror_agent_retries_total', 'Failed attempts that were retried, by registry and error code', ['registry', 'code'], (s) =>
+    s.retries.map((r) => [{ registry: r.host, code: r.code }, r.count]),
+  );
+  fromSnapshot('meshmirror_agent_pushes_total', 'Blob pushes by outcome (present, mounted, uploaded, failed, aborted)', ['outcome'], (s) => byKey(s.pushes, 'outcome'));
+  fromSnapshot('meshmirror_agent_assignments_total', 'Batches of pieces the coordinator handed over: started and finished', ['state'], (s) => [
+    [{ state: 'started' }, s.assignments.started],
+    [{ state: 'finished' }, s.assignments.finished],
+  ]);
+  new Gauge({
+    name: 'meshmirror_agent_pieces_in_flight',
+    help: 'Pieces being fetched now',
+    registers: [registry],
+    collect() {
+      this.set(snapshot.pieces.inFlight);
+    },
+  });
+  new Gauge({
+    name: 'meshmirror_agent_store_bytes',
+    help: "Bytes in the agent's store folder (blobs, pieces, index)",
+    registers: [registry],
+    async collect() {
+      this.set(await storeSize());
+    },
+  });
+
+  const server: Server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://status').pathname;
+    snapshot = counters.snapshot();
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    } else if (path === '/api/agent') {
+      storeSize().then(
+        (storeBytes) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ peerId: options.peerId, ...snapshot, storeBytes })),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics or /api/agent\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new MeshmirrorError('MM_USAGE', `--status ${address}: cannot listen: ${err.message}`, { cause: err })));
+    server.listen(port, host, resolve);
+  });
+  const bound = server.address() as AddressInfo;
+  const url = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  options.logger.info({ url }, 'status: /metrics and /api/agent');
+  return {
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The folder's total file size, measured at most every STORE_SIZE_TTL_MS. */
+function cachedFolderBytes(dir: string): () => Promise<number> {
+  let measured: { at: number; bytes: Promise<number> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (measured === undefined || now - measured.at > STORE_SIZE_TTL_MS) measured = { at: now, bytes: folderBytes(dir) };
+    return measured.bytes;
+  };
+}
+
+async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0; // removed while walked, or not there yet
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await folderBytes(path);
+    else if (entry.isFile())
+      total += await stat(path).then(
+        (s) => s.size,
+        () => 0,
+      );
+  }
+  return total;
+}
