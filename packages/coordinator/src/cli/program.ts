@@ -6,6 +6,7 @@ import { ExitCode, exitCodeForError } from './exit-codes.ts';
 // which `mirror`, `serve` and `keygen` should not pay for.
 import type { MirrorFlags } from './commands/mirror.ts';
 import type { AgentFlags } from './commands/agent.ts';
+import type { WarmFlags } from './commands/warm.ts';
 import type { ListOperatorsFlags, ListReleasesFlags } from './commands/list.ts';
 
 /** Go-style booleans as oc-mirror users type them: `--src-tls-verify=false`. */
@@ -185,6 +186,41 @@ program
   .action(async (destination: string, flags: MirrorFlags & { out: string }) => {
     const { runReceiptCommand } = await import('./commands/mirror.ts');
     process.exitCode = await runReceiptCommand(destination, flags);
+  });
+
+program
+  .command('warm')
+  .description(
+    "fill a farm's stores with an image set ahead of a transfer window: the agents fetch, nothing is written; a later mirror with the same agents takes every blob from them",
+  )
+  .requiredOption('-c, --config <file>', 'ImageSetConfiguration file')
+  .option(
+    '--agents <multiaddr...>',
+    'the farm: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it; space- or comma-separated)',
+    collectAddresses,
+  )
+  .option('--agents-file <file>', 'agents as for --agents, one multiaddr per line (# starts a comment); joins --agents')
+  .option('--swarm-key <file>', "the farm's swarm key")
+  .option('--cache-dir <dir>', 'the coordinator identity and run journal (default: $HOME/.meshmirror)')
+  .option('--authfile <file>', "registry credentials for resolving (each agent fetches with its own host's)")
+  .option('--src-tls-verify [bool]', 'verify source registry TLS; false also allows plain HTTP', parseBool)
+  .option('--parallel-images <n>', 'images resolved at once (default 4)', parseCount)
+  .option('--parallel-layers <n>', 'blobs each agent fetches at once (default 5)', parseCount)
+  .option('--retry-times <n>', 'also cap failed attempts in a row without progress at n', parseCount)
+  .option('--retry-delay <duration>', 'first backoff delay; 0 = default exponential backoff', parseDurationFlag)
+  .option('--image-timeout <duration>', 'keep retrying until this passes without any byte of progress (default 10m)', parseDurationFlag)
+  .option('--stall-timeout <duration>', 'no body bytes for this long: retry and resume (default 60s)', parseDurationFlag)
+  .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
+  .option('--remove-signatures', "leave out the images' sigstore signatures and OCI referrers")
+  .option('--include-dependencies', 'add the operator bundles the selected ones need, as includeDependencies: true on every catalog')
+  .option('--update-url <url>', 'update graph service for release channels (default: $UPDATE_URL_OVERRIDE, else the OCP or OKD service)')
+  .option('--graph-data-url <url>', "graph-data tarball for graph: true (default: the OpenShift update service's)")
+  .option('--graph-base-image <ref>', 'image the graph data is layered on for graph: true')
+  .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
+  .action(async (flags: WarmFlags) => {
+    const { runWarmCommand } = await import('./commands/warm.ts');
+    process.exitCode = await runWarmCommand(flags);
   });
 
 const list = program.command('list').description('what oc-mirror list shows, for writing an ImageSetConfiguration');

@@ -12,7 +12,8 @@ export interface ImageOutcome {
   source: string;
   kind: ImageKind;
   origin: string;
-  state: 'archived' | 'failed' | 'planned';
+  /** `warmed`: its blobs are in the farm's stores (`meshmirror warm`). */
+  state: 'archived' | 'failed' | 'planned' | 'warmed';
   digest?: Digest;
   code?: string;
   reason?: string;
@@ -157,4 +158,26 @@ export interface MirrorToMirrorSummary extends PushSummary {
   };
   /** Per agent of a farm run: what it fetched and what it pushed. */
   agents?: Array<AgentReport & { pushedBytes: number; blobsPushed: number }>;
+}
+
+/** `meshmirror warm`: what the farm's stores hold of the image set now, and what this run fetched. */
+export interface WarmSummary {
+  mode: 'warm';
+  runId: string;
+  warnings: string[];
+  images: { requested: number; warmed: number; failed: number };
+  outcomes: ImageOutcome[];
+  blobs: {
+    /** Unique non-empty blobs of the image set. */
+    unique: number;
+    /** Of those, held whole by some agent before this run. */
+    inFarm: number;
+    /** Could not be had in this run. */
+    failed: number;
+  };
+  bytes: { unique: number; inFarm: number; toFetch: number; fetched: number; failed: number };
+  /** Per agent: what it fetched in this run. */
+  agents: AgentReport[];
+  retries: number;
+  durationMs: number;
 }

@@ -1,5 +1,5 @@
 import { formatBytes, formatDuration } from '@meshmirror/shared';
-import type { MirrorSummary, SignatureSummary } from './summaries.ts';
+import type { MirrorSummary, SignatureSummary, WarmSummary } from './summaries.ts';
 
 /** The end-of-run summary a person reads. */
 export function summaryText(summary: MirrorSummary): string {
@@ -54,6 +54,32 @@ export function summaryText(summary: MirrorSummary): string {
   if (failures.length > 0 && !summary.dryRun) {
     lines.push('  re-run the same command to retry the failed images; everything already fetched is kept.');
   }
+  return lines.join('\n');
+}
+
+/** The end of a `meshmirror warm`: what the farm's stores hold now, and each agent's share. */
+export function warmSummaryText(summary: WarmSummary): string {
+  const { images, bytes, blobs } = summary;
+  const lines = [
+    `warm finished in ${formatDuration(summary.durationMs)}: run ${summary.runId}`,
+    `  images: ${images.warmed} warmed, ${images.failed} failed (of ${images.requested} requested)`,
+    `  blobs: ${blobs.unique} unique (${formatBytes(bytes.unique)}); ${blobs.inFarm} (${formatBytes(bytes.inFarm)}) were already in the farm, ` +
+      `${formatBytes(bytes.fetched)} fetched from upstream now${blobs.failed > 0 ? `, ${blobs.failed} (${formatBytes(bytes.failed)}) could not be had` : ''}`,
+  ];
+  if (summary.retries > 0) lines.push(`  retries: ${summary.retries}`);
+  lines.push(`  farm: ${summary.agents.length} agents`);
+  for (const a of summary.agents) {
+    const state = a.distrusted !== undefined ? ` DISTRUSTED (${a.distrusted})` : a.lost !== undefined ? ` LOST (${a.lost})` : '';
+    lines.push(`    ${a.address}: ${formatBytes(a.upstreamBytes)} from upstream, ${a.piecesFetched} blobs, ${a.piecesFailed} failed${state}`);
+  }
+  for (const w of summary.warnings) lines.push(`  warning: ${w}`);
+  const failures = summary.outcomes.filter((o) => o.state === 'failed');
+  for (const f of failures) lines.push(`  failed: ${f.source} (${f.kind}): ${f.reason ?? f.code ?? ''}`);
+  lines.push(
+    failures.length > 0
+      ? '  re-run the same command to retry the failed images; what the agents hold is kept.'
+      : '  a mirror of the same configuration with these --agents now takes every blob from the farm.',
+  );
   return lines.join('\n');
 }
 

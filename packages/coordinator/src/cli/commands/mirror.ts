@@ -95,7 +95,7 @@ const DEFAULT_PIECE_SIZE = 64 * 1024 * 1024;
  * Across a farm, smaller pieces balance the last seconds better. Measured with `pnpm bench:mesh`
  * (three agents, 1 GiB blob, uplinks at 100 Mbit/s): 16 MiB 36.0 s, 32 MiB 36.6 s, 64 MiB 39.2 s.
  */
-const DEFAULT_FARM_PIECE_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_FARM_PIECE_SIZE = 16 * 1024 * 1024;
 
 export async function runMirrorCommand(destinationArg: string, given: MirrorFlags): Promise<number> {
   const flags = given.agentsFile === undefined ? given : { ...given, agents: [...(given.agents ?? []), ...(await readAgentsFile(given.agentsFile))] };
@@ -197,7 +197,7 @@ async function progressFor(flags: MirrorFlags, backoff: HostBackoff, logger: Log
  * Where release and graph content comes from: flags, then oc-mirror's `UPDATE_URL_OVERRIDE`; release
  * signatures from oc-mirror's `OCP_SIGNATURE_URL` and `OCP_SIGNATURE_VERIFICATION_PK`.
  */
-function openShiftSources(flags: MirrorFlags, settings: TransferSettings, retry: RetryPolicy): OpenShiftSources {
+export function openShiftSources(flags: MirrorFlags, settings: TransferSettings, retry: RetryPolicy): OpenShiftSources {
   const updateUrl = checkOpenShiftFlags(flags);
   const { signatureUrl, signatureKeys } = releaseSignatureSettings();
   return {
@@ -293,7 +293,7 @@ export async function openLocalAgent(
  * `--agents-file`: one agent multiaddr per line, blank lines and `#` comments skipped; each checked
  * here so a bad line is named by file and line number.
  */
-async function readAgentsFile(file: string): Promise<string[]> {
+export async function readAgentsFile(file: string): Promise<string[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -313,7 +313,7 @@ async function readAgentsFile(file: string): Promise<string[]> {
 }
 
 /** Checks --agents and --swarm-key before the store is opened: bad input fetches and writes nothing. */
-async function checkFarmFlags(flags: MirrorFlags): Promise<void> {
+export async function checkFarmFlags(flags: MirrorFlags): Promise<void> {
   if (flags.agents === undefined) return;
   if (flags.swarmKey === undefined) throw new MeshmirrorError('MM_USAGE', '--agents needs --swarm-key FILE (the key the agents were started with)');
   await readSwarmKeyFile(resolve(flags.swarmKey));
@@ -326,7 +326,7 @@ async function checkFarmFlags(flags: MirrorFlags): Promise<void> {
  * prints it for the agents' `--allow`), admits exactly the listed agents, and checks each answers.
  * An agent that does not answer is left out with a warning; with none left the run stops.
  */
-async function joinFarm(
+export async function joinFarm(
   flags: MirrorFlags,
   cacheDir: string,
   settings: TransferSettings,
@@ -439,7 +439,7 @@ const PEER_PULL_STALL_MS = 10_000;
  * What every mirror command starts from: the configuration, settings (flags over file), logger, and
  * a registry client for the source registries or, pushing, the destination (its own TLS setting).
  */
-async function commandContext(flags: MirrorFlags, registries: 'source' | 'destination') {
+export async function commandContext(flags: MirrorFlags, registries: 'source' | 'destination') {
   const loaded = await loadImageSetConfig(flags.config);
   // `--include-dependencies` is `includeDependencies: true` on every catalog (and so part of the run's identity).
   const config =
@@ -655,7 +655,7 @@ export async function runReceiptCommand(destinationArg: string, flags: MirrorFla
 }
 
 /** The summary on stdout: JSON with `--output json`, else the text a person reads. */
-function printSummary<T>(flags: MirrorFlags, summary: T, text: (summary: T) => string): void {
+export function printSummary<T>(flags: MirrorFlags, summary: T, text: (summary: T) => string): void {
   process.stdout.write(`${flags.output === 'json' ? JSON.stringify(summary, null, 2) : text(summary)}\n`);
 }
 
