@@ -131,7 +131,12 @@ program
   .option('--limit-upstream <rate>', "this host's ceiling on bytes from registries, e.g. 100Mbit or 10MiB/s (farm agents take their own)", parseRateFlag)
   .option('--limit-registry <host=rate>', "this host's ceiling for one registry, e.g. quay.io=50Mbit (repeatable; farm agents take their own)", collectRegistryLimits)
   .option('--limit-peer <rate>', 'a farm run: ceiling on the bytes this host pulls from the agents, e.g. 500Mbit', parseRateFlag)
-  .option('--status <host:port>', "serve the run's state while it goes: Prometheus /metrics and /api/run (JSON), e.g. 127.0.0.1:9464")
+  .option('--status <host:port>', "serve the run's state while it goes: a live page at /, Prometheus /metrics and /api/run (JSON), e.g. 127.0.0.1:9464")
+  .option(
+    '--status-linger <duration>',
+    'with --status: keep answering this long once the run is over, for a last scrape and the page, e.g. 5m (default 0; Ctrl-C ends it)',
+    parseDurationFlag,
+  )
   .option('--agents-file <file>', 'agents as for --agents, one multiaddr per line (# starts a comment); joins --agents')
   .option('--swarm-key <file>', "the farm's swarm key, for --agents")
   .option('--dry-run', 'resolve and write the mapping and the bytes to fetch; fetch nothing')

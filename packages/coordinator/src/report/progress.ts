@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress';
 import { formatBytes, formatDuration, type HostTrouble, type PieceEvent } from '@meshmirror/shared';
+import type { AgentReport } from '../schedule/farm-scheduler.ts';
 
 export type RunPhase = 'resolving' | 'fetching' | 'archiving' | 'pushing' | 'mirroring' | 'done';
 
@@ -13,12 +14,34 @@ export interface ProgressState {
   imagesFailed: number;
 }
 
+/**
+ * What a fetch over the farm (or the farm of one: the coordinator's agent, `local`) tells about each
+ * agent as it goes. The status server shows it; the progress line has no use for it.
+ */
+export type AgentProgress =
+  /**
+   * A fetch begins, over these agents: their reports, which the scheduler keeps current until the
+   * fetch ends and which become the run's summary (read them, never write them).
+   */
+  | { type: 'agents'; reports: ReadonlyArray<Readonly<AgentReport>> }
+  /** The agent started or stopped fetching a piece: its pieces in flight. */
+  | { type: 'fetch-started' | 'fetch-ended'; agent: string }
+  /** Body bytes arrived at the agent, as they arrive (negative: a piece started over dropped them). */
+  | { type: 'received'; agent: string; bytes: number }
+  /**
+   * The agent's fetch of a piece from `registry` (the first of its sources) is over, fetched or,
+   * with `code`, failed; `upstreamBytes` as its report counts them.
+   */
+  | { type: 'piece-ended'; agent: string; registry: string; upstreamBytes: number; code?: string };
+
 export interface ProgressReporter {
   update(state: Partial<ProgressState>): void;
   /** Adds (or, after a restarted piece, subtracts) fetched bytes. */
   addBytes(delta: number): void;
   /** An agent's failed attempt: while its host keeps failing, the line says so. */
   noteRetry(event: Extract<PieceEvent, { type: 'retry' }>): void;
+  /** Per agent of the fetch; a reporter that shows no agents leaves it out. */
+  noteAgent?(event: AgentProgress): void;
   stop(): void;
 }
 

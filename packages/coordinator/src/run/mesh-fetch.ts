@@ -21,7 +21,7 @@ import {
 } from '@meshmirror/shared';
 import { planMesh, type MeshSplit } from '../plan/mesh-plan.ts';
 import type { MirrorPlan } from '../plan/plan.ts';
-import type { ProgressReporter } from '../report/progress.ts';
+import type { AgentProgress, ProgressReporter } from '../report/progress.ts';
 import { FarmScheduler, type AgentReport, type Decision } from '../schedule/farm-scheduler.ts';
 
 export type { AgentReport } from '../schedule/farm-scheduler.ts';
@@ -204,11 +204,14 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
   const fetches = new Map<string, AbortController>();
   const fetchId = (agent: string, key: string): string => `${agent}\n${key}`;
   progress?.update({ phase: 'fetching', bytesTotal: split.missingBytes, bytesDone: 0 });
+  const tell = (event: AgentProgress): void => progress?.noteAgent?.(event);
+  tell({ type: 'agents', reports: scheduler.reports });
 
-  const onEvent = (agent: string, key: string, event: PieceEvent): void => {
+  const onEvent = (agent: string, key: string, registry: string, event: PieceEvent): void => {
     switch (event.type) {
       case 'progress':
         if (scheduler.fetchProgress(agent, key, event.bytes)) progress?.addBytes(event.bytes);
+        tell({ type: 'received', agent, bytes: event.bytes });
         break;
       case 'retry':
         totals.retries += 1;
@@ -222,11 +225,13 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
       case 'piece-done':
         totals.upstreamBytes += event.upstreamBytes;
         scheduler.fetchDone(agent, key, event.sha256, event.upstreamBytes);
+        tell({ type: 'piece-ended', agent, registry, upstreamBytes: event.upstreamBytes });
         copies.get(fetchId(agent, key))?.resolve(event.sha256);
         break;
       case 'piece-failed':
         totals.upstreamBytes += event.upstreamBytes;
         scheduler.fetchFailed(agent, key, event.code, event.message, event.upstreamBytes);
+        tell({ type: 'piece-ended', agent, registry, upstreamBytes: event.upstreamBytes, code: event.code });
         break;
       case 'blob-held':
         break;
@@ -244,9 +249,11 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
     copy.promise.catch(() => undefined);
     copies.set(fetchId(d.agent, d.key), copy);
     const callSignal = AbortSignal.any([run.signal, controller.signal]);
+    const registry = d.task.sources[0]?.registry ?? '';
+    tell({ type: 'fetch-started', agent: d.agent });
     track(
       fetcher.agent
-        .fetchPieces([d.task], { signal: callSignal, onEvent: (event) => onEvent(d.agent, d.key, event) })
+        .fetchPieces([d.task], { signal: callSignal, onEvent: (event) => onEvent(d.agent, d.key, registry, event) })
         .then(
           () => undefined,
           // A fetch we cancelled says nothing about the agent; any other failure is the agent's own.
@@ -264,6 +271,7 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
           void copy.promise.catch(() => livePulls.get(fetchId(d.agent, d.key))?.abort());
           copies.delete(fetchId(d.agent, d.key));
           scheduler.fetchEnded(d.agent, d.key, agentError);
+          tell({ type: 'fetch-ended', agent: d.agent });
           step();
         }),
     );

@@ -10,6 +10,7 @@ import {
   loadCredentialStore,
   loadImageSetConfig,
   describeError,
+  formatDuration,
   MeshmirrorError,
   parseImageReference,
   readSwarmKeyFile,
@@ -31,6 +32,7 @@ import { mirrorToDisk } from '../../run/mirror-to-disk.ts';
 import type { BlobSupply, HolderCopy, MeshFetcher, MeshWriter } from '../../run/mesh-fetch.ts';
 import { createProgressReporter, type ProgressReporter } from '../../report/progress.ts';
 import { parseStatusAddress } from '../../report/status-address.ts';
+import type { StatusServer } from '../../report/status-server.ts';
 import { summaryText } from '../../report/summary-text.ts';
 import { pushSummaryText } from '../../report/push-reports.ts';
 import { diskToMirror } from '../../push/disk-to-mirror.ts';
@@ -73,8 +75,10 @@ export interface MirrorFlags {
   limitRegistry?: RegistryLimit[];
   /** `--limit-peer`, in bytes per second: what the writer pulls from a farm's agents. */
   limitPeer?: number;
-  /** `--status HOST:PORT`: serve /metrics and /api/run while the run goes. */
+  /** `--status HOST:PORT`: serve the live page, /metrics and /api/run while the run goes. */
   status?: string;
+  /** `--status-linger`, in ms: how long the status address still answers once the run is over (default 0). */
+  statusLinger?: number;
   swarmKey?: string;
   dryRun?: boolean;
   removeSignatures?: boolean;
@@ -100,6 +104,7 @@ export const DEFAULT_FARM_PIECE_SIZE = 16 * 1024 * 1024;
 export async function runMirrorCommand(destinationArg: string, given: MirrorFlags): Promise<number> {
   const flags = given.agentsFile === undefined ? given : { ...given, agents: [...(given.agents ?? []), ...(await readAgentsFile(given.agentsFile))] };
   if (flags.status !== undefined) parseStatusAddress(flags.status);
+  if (flags.statusLinger !== undefined && flags.status === undefined) throw new MeshmirrorError('MM_USAGE', '--status-linger needs --status HOST:PORT');
   if (flags.output !== 'text' && flags.output !== 'json') {
     throw new MeshmirrorError('MM_USAGE', `--output: expected text or json, got "${flags.output}"`);
   }
@@ -138,7 +143,7 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
     limitRegistry: flags.limitRegistry,
   });
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
-  const progress = await progressFor(flags, backoff, logger);
+  const { progress, status } = await progressFor(flags, backoff, logger);
   try {
     const supply = blobSupply(agent, store, settings, farm);
     const pieceSize = flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? (farm === undefined ? DEFAULT_PIECE_SIZE : DEFAULT_FARM_PIECE_SIZE);
@@ -167,6 +172,7 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
       }),
     );
     progress.stop();
+    status?.finish(summary);
     printSummary(flags, summary, summaryText);
     // An archive that did not read back intact must not be carried, whatever became of the images.
     return summary.archive.verification?.intact === false ? ExitCode.ArchiveDamaged : exitCodeForSummary(summary);
@@ -175,22 +181,45 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
     await farm?.stop();
     await agent.close();
     await client.close();
+    await closeStatus(status, flags.statusLinger);
   }
 }
 
 /**
  * The progress line (quiet for `--output json` off a terminal; it names the hosts the run is waiting
- * for) and, with `--status`, the status server; stopping it stops both.
+ * for) and, with `--status`, the status server, told the same; stopping the progress leaves the
+ * server answering until `closeStatus`.
  */
-async function progressFor(flags: MirrorFlags, backoff: HostBackoff, logger: Logger): Promise<ProgressReporter> {
+async function progressFor(flags: MirrorFlags, backoff: HostBackoff, logger: Logger): Promise<{ progress: ProgressReporter; status?: StatusServer }> {
   const line = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined, hostTroubles: () => backoff.troubles() });
-  if (flags.status === undefined) return line;
+  if (flags.status === undefined) return { progress: line };
   // prom-client is loaded only by runs that are watched.
   const { startStatusServer, teeProgress } = await import('../../report/status-server.ts');
   const status = await startStatusServer(flags.status, { logger });
   // Said whatever the log level: with a port of 0 this is the only way to find it.
-  process.stderr.write(`meshmirror: status at ${status.url} (/metrics, /api/run)\n`);
-  return teeProgress(line, status.reporter);
+  process.stderr.write(`meshmirror: status at ${status.url} (live page at /, /metrics, /api/run)\n`);
+  return { progress: teeProgress(line, status.reporter), status };
+}
+
+/**
+ * Closes the status server. After a run that ended with its summary, the address first answers for
+ * `--status-linger`, so that the last scrape and the live page see the end; SIGINT or SIGTERM end
+ * that wait at once, and the run's exit code stays what the run made it.
+ */
+async function closeStatus(status: StatusServer | undefined, lingerMs = 0): Promise<void> {
+  if (status === undefined) return;
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    if (status.finished && lingerMs > 0)
+      process.stderr.write(`meshmirror: status at ${status.url} answers for ${formatDuration(lingerMs)} more (--status-linger; Ctrl-C ends it)\n`);
+    await status.close({ lingerMs, signal: stop.signal });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
 }
 
 /**
@@ -497,7 +526,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
   const found = await stat(archiveDir).catch(() => undefined);
   if (found?.isDirectory() !== true) throw new MeshmirrorError('MM_USAGE', `--from "${flags.from}": ${archiveDir} is not a folder`);
   const { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'destination');
-  const progress = await progressFor(flags, backoff, logger);
+  const { progress, status } = await progressFor(flags, backoff, logger);
   try {
     const summary = await withInterruptSignal((signal) =>
       diskToMirror({
@@ -519,11 +548,13 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
       }),
     );
     progress.stop();
+    status?.finish(summary);
     printSummary(flags, summary, pushSummaryText);
     return exitCodeForSummary(summary);
   } finally {
     progress.stop();
     await client.close();
+    await closeStatus(status, flags.statusLinger);
   }
 }
 
@@ -569,7 +600,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
     chunkBytes,
   };
   let farm: Awaited<ReturnType<typeof joinFarm>> | undefined;
-  const progress = await progressFor(flags, backoff, logger);
+  const { progress, status } = await progressFor(flags, backoff, logger);
   try {
     farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger, pushSettings);
     const supply = blobSupply(agent, store, settings, farm);
@@ -597,6 +628,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
       }),
     );
     progress.stop();
+    status?.finish(summary);
     printSummary(flags, summary, pushSummaryText);
     return exitCodeForSummary(summary);
   } finally {
@@ -605,6 +637,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
     await agent.close();
     await client.close();
     await targetClient.close();
+    await closeStatus(status, flags.statusLinger);
   }
 }
 
