@@ -1,6 +1,6 @@
 /**
  * Makes sure the programs the integration tests run are installed: distribution's registry,
- * skopeo, htpasswd and openssl, and as root also ip and tc for the namespace tests. As root on
+ * skopeo, htpasswd, openssl and chromium, and as root also ip and tc for the namespace tests. As root on
  * Debian/Ubuntu it installs missing ones with apt-get; otherwise it says how to install them and
  * fails. Never skips silently.
  *
@@ -24,6 +24,8 @@ const TOOLS: Tool[] = [
   { command: process.env['MESHMIRROR_SKOPEO_BIN'] ?? 'skopeo', debianPackage: 'skopeo' },
   { command: 'htpasswd', debianPackage: 'apache2-utils' },
   { command: 'openssl', debianPackage: 'openssl' },
+  // The live status page's test drives it headless through playwright-core (test/status-page.test.ts).
+  { command: 'chromium', debianPackage: 'chromium' },
   { command: 'ip', debianPackage: 'iproute2', rootOnly: true },
   { command: 'tc', debianPackage: 'iproute2', rootOnly: true },
 ];
