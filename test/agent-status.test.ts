@@ -2,13 +2,14 @@
  * `agent --status HOST:PORT`: each agent of a real farm serves Prometheus `/metrics` and
  * `/api/agent`. Scraped while a run goes (held in its fetching phase by a stalled layer) they show
  * pieces in flight; scraped after the run their counters equal the run's per-agent report exactly
- * (upstream bytes, bytes served to the writer, pieces), and after a farm mirror to mirror they
- * count the bytes pushed.
+ * (upstream bytes, bytes served to the writer, pieces) and the coordinator's own `/metrics` for
+ * that agent, and after a farm mirror to mirror they count the bytes pushed.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cacheWithIdentity, farmKeys, startAgent, type RunningAgent } from './support/agents.ts';
 import { spawnMeshmirror, waitFor } from './support/cli.ts';
+import { metricSum, reportOf, scrape, spawnWatchedRun } from './support/status-run.ts';
 import { mirrorArgs, mirrorToMirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
 import type { AgentReport } from '@meshmirror/coordinator';
 
@@ -64,8 +65,9 @@ describe('agent --status', () => {
     const cache = await cacheWithIdentity(keys.identityDir, join(fx.dir, 'cache'));
     // The large layer stalls after 1 MiB until --stall-timeout gives that request up and the retry completes it.
     fx.proxy.setRules([{ match: { method: 'GET', path: /\/v2\/sample\/big\/blobs\/sha256:/ }, fault: { kind: 'stall-after', bytes: MiB, ms: 30_000 } }]);
-    const run = spawnMeshmirror([
-      ...mirrorArgs(config, join(fx.dir, 'out'), cache, '--piece-size', '4MiB', '--stall-timeout', '3s'),
+    // The coordinator serves its own status too, and lingers after its report, so both sides are scraped at the end.
+    const run = await spawnWatchedRun([
+      ...mirrorArgs(config, join(fx.dir, 'out'), cache, '--piece-size', '4MiB', '--stall-timeout', '3s', '--status', '127.0.0.1:0', '--status-linger', '60s'),
       '--swarm-key',
       keys.keyFile,
       '--agents',
@@ -88,10 +90,9 @@ describe('agent --status', () => {
     } finally {
       fx.proxy.setRules([]);
     }
-    const result = await run.result;
-    expect(result.code, result.stderr).toBe(0);
-    const report = JSON.parse(result.stdout) as { agents: AgentReport[]; bytes: { fetched: number } };
+    const report = await reportOf<{ agents: AgentReport[]; bytes: { fetched: number } }>(run);
     expect(report.agents).toHaveLength(2);
+    const coordinator = await scrape(run.url);
 
     // After the run: each agent's counters are its row of the report.
     let upstream = 0;
@@ -111,6 +112,10 @@ describe('agent --status', () => {
       expect(sample(text, 'meshmirror_agent_pieces_total', 'state="done"')).toBe(row.piecesFetched);
       expect(json.pieces.inFlight).toBe(0);
       expect(json.storeBytes).toBeGreaterThanOrEqual(row.upstreamBytes > 0 ? 1 : 0);
+      // The coordinator's view of this agent, from the events it received, is the agent's own.
+      expect(metricSum(coordinator, 'meshmirror_upstream_bytes_total', { agent: agent.peerId })).toBe(sum(json.upstreamBytes));
+      expect(metricSum(coordinator, 'meshmirror_served_bytes_total', { agent: agent.peerId })).toBe(json.servedBytes[keys.coordinatorId] ?? 0);
+      expect(metricSum(coordinator, 'meshmirror_pieces_total', { agent: agent.peerId, state: 'fetched' })).toBe(json.pieces.done);
       upstream += row.upstreamBytes;
       console.log(
         `agent ${agent.peerId.slice(-8)}: upstream ${row.upstreamBytes} B, served ${row.servedBytes} B, ${row.piecesFetched} pieces; /metrics and /api/agent agree`,
@@ -119,6 +124,9 @@ describe('agent --status', () => {
     // The stalled request's first MiB was fetched twice: the report and the agents both count it.
     expect(upstream).toBe(report.bytes.fetched);
     expect(upstream).toBeGreaterThanOrEqual(fx.uniqueBlobBytes);
+    run.child.kill('SIGTERM');
+    const result = await run.result;
+    expect(result.code, result.stderr).toBe(0);
   }, 180_000);
 
   it('counts the bytes each agent pushed in a farm mirror to mirror', async () => {

@@ -68,7 +68,14 @@ export async function mirrorToMirror(options: MirrorToMirrorOptions): Promise<Mi
     const fetchProgress: ProgressReporter | undefined =
       progress === undefined
         ? undefined
-        : { update: () => undefined, addBytes: (delta) => progress.addBytes(delta), noteRetry: (event) => progress.noteRetry(event), stop: () => undefined };
+        : {
+            update: () => undefined,
+            addBytes: (delta) => progress.addBytes(delta),
+            noteRetry: (event) => progress.noteRetry(event),
+            // Each agent's pieces and bytes, for the status page and metrics.
+            noteAgent: (event) => progress.noteAgent?.(event),
+            stop: () => undefined,
+          };
     const supply = new AgentPlacement({
       ...options,
       registry: destination.registry,
