@@ -8,6 +8,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coordinatorVersion, packageName } from '../scripts/package.ts';
@@ -17,7 +18,7 @@ import { skopeoInspectDigest } from './support/skopeo.ts';
 
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
-const SCRIPT = new URL('../scripts/package.ts', import.meta.url).pathname;
+const SCRIPT = fileURLToPath(new URL('../scripts/package.ts', import.meta.url));
 /** What the far side needs besides the package: a shell, the launcher's two helpers, and tar, gzip and sha256sum to unpack. */
 const FAR_SIDE_TOOLS = ['sh', 'dirname', 'readlink', 'tar', 'gzip', 'sha256sum'];
 /** The image only the Helm chart names. */
@@ -52,12 +53,11 @@ function meshmirror(args: string[]): Promise<CliResult> {
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mm-package-'));
-  const fixture = startMirrorFixture();
+  fx = await startMirrorFixture();
   const dist = join(dir, 'dist');
   const started = performance.now();
   await execFileAsync(process.execPath, [SCRIPT, '--out-dir', dist]);
   console.log(`pnpm package: built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  fx = await fixture;
 
   const bin = join(dir, 'far-side-bin');
   await mkdir(bin);
