@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['**/node_modules/**', 'test-results/**', 'test/.tmp/**', 'demo-out/**', 'bench-out/**', '.meshmirror/**'],
+    ignores: ['**/node_modules/**', 'test-results/**', 'test/.tmp/**', 'demo-out/**', 'bench-out/**', '.meshmirror/**', 'dist/**', 'test-artifacts/**'],
   },
   // Everything in recommendedTypeChecked, among it the rules this lint is for: no-floating-promises,
   // no-misused-promises and await-thenable. Changes from it are below, each with its reason.
