@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MeshmirrorError } from '../errors.ts';
-import { loadCredentialStore, normaliseKey } from './credentials.ts';
+import { loadCredentialStore, normaliseKey, type Credentials } from './credentials.ts';
 
 const basic = (user: string, password: string): string => Buffer.from(`${user}:${password}`).toString('base64');
 
@@ -107,8 +107,56 @@ describe('loadCredentialStore', () => {
 
   it('skips entries without credentials (credential-helper stubs)', async () => {
     await writeJson(join(home, '.docker', 'config.json'), { auths: { 'gcr.io': {} }, credHelpers: { 'gcr.io': 'gcloud' } });
-    const store = await loadCredentialStore({ env: {}, home });
+    const store = await loadCredentialStore({ env: {}, home, runHelper: () => undefined });
     expect(store.get('gcr.io')).toBeUndefined();
+  });
+});
+
+describe('credential helpers', () => {
+  /** A fake helper: answers from `known` by helper and server, and records each question. */
+  const fakeHelpers = (known: Record<string, Credentials>) => {
+    const asked: string[] = [];
+    const runHelper = (helper: string, server: string): Credentials | undefined => {
+      asked.push(`${helper} ${server}`);
+      return known[`${helper} ${server}`];
+    };
+    return { asked, runHelper };
+  };
+
+  it("asks the registry's own helper first, then the file's credsStore, then auths, each once", async () => {
+    await writeJson(join(home, '.docker', 'config.json'), {
+      credsStore: 'pass',
+      credHelpers: { 'https://quay.io': 'ecr-login' },
+      auths: { 'r.example': { auth: basic('file-user', 'file-pass') }, 'quay.io': {} },
+    });
+    const { asked, runHelper } = fakeHelpers({
+      'ecr-login quay.io': { username: 'quay-user', password: 'quay-pass' },
+      'pass https://index.docker.io/v1/': { username: '<token>', password: '', identityToken: 'hub-token' },
+    });
+    const store = await loadCredentialStore({ env: {}, home, runHelper });
+    expect(store.get('quay.io', 'org/app')).toEqual({ username: 'quay-user', password: 'quay-pass' });
+    expect(store.get('quay.io', 'org/other')).toEqual({ username: 'quay-user', password: 'quay-pass' });
+    // Docker Hub is asked for by its v1 address.
+    expect(store.get('registry-1.docker.io')?.identityToken).toBe('hub-token');
+    // credsStore does not know r.example: the file's own entry answers.
+    expect(store.get('r.example')).toEqual({ username: 'file-user', password: 'file-pass' });
+    store.get('r.example');
+    expect(asked).toEqual(['ecr-login quay.io', 'pass https://index.docker.io/v1/', 'pass r.example']);
+  });
+
+  it('names the helper and the file when the helper cannot be run, never what it printed', async () => {
+    const file = join(home, 'auth.json');
+    await writeJson(file, { credHelpers: { 'quay.io': 'missing-helper-xyz' } });
+    const store = await loadCredentialStore({ authfile: file, env: {}, home });
+    expect(() => store.get('quay.io')).toThrow(`${file}: credential helper docker-credential-missing-helper-xyz for quay.io: not found on PATH`);
+  });
+
+  it('refuses a helper name that is not one', async () => {
+    const file = join(home, 'auth.json');
+    await writeJson(file, { credHelpers: { 'quay.io': '../../bin/sh' } });
+    await expect(loadCredentialStore({ authfile: file, env: {}, home })).rejects.toThrow('credHelpers "quay.io": expected a helper name');
+    await writeJson(file, { credsStore: 7 });
+    await expect(loadCredentialStore({ authfile: file, env: {}, home })).rejects.toThrow('"credsStore": expected a helper name');
   });
 });
 

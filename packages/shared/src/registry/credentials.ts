@@ -3,7 +3,14 @@
  * (like containers/image): `--authfile`, `$REGISTRY_AUTH_FILE`, `${XDG_RUNTIME_DIR}/containers/auth.json`,
  * `~/.config/containers/auth.json`, `~/.docker/config.json`; the first file with an entry for the
  * registry wins, and inside a file the most specific `host/namespace` key wins.
+ *
+ * Inside a file, as docker decides: a credential helper named for the registry (`credHelpers`)
+ * first, then the file's default helper (`credsStore`), then its `auths` entries. A helper is the
+ * program `docker-credential-<name>` on PATH, asked `get` with the registry on stdin; it answers
+ * `{ServerURL, Username, Secret}` (a `<token>` user means an identity token) or says the registry
+ * is not known (anonymous). Each answer is asked once per process.
  */
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -35,13 +42,25 @@ export interface LoadCredentialStoreOptions {
   home?: string;
   /** Warned when a default auth file exists but cannot be used (it is then skipped). */
   logger?: Logger;
+  /** Runs credential helpers; default: the `docker-credential-<name>` program on PATH. */
+  runHelper?: CredentialHelperRunner;
 }
 
 interface AuthFile {
   path: string;
   /** Normalised key (`host[:port][/path]`) → credentials. */
   entries: Map<string, Credentials>;
+  /** `credHelpers`: normalised registry host → helper name. */
+  helpers: Map<string, string>;
+  /** `credsStore`: the helper for every registry without one of its own. */
+  store?: string;
 }
+
+/** Runs `docker-credential-<helper> get` for a server; undefined when the helper does not know it. */
+export type CredentialHelperRunner = (helper: string, serverUrl: string) => Credentials | undefined;
+
+/** How long a credential helper may take (it may ask a keychain); beyond that the lookup fails. */
+const HELPER_TIMEOUT_MS = 30_000;
 
 const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 
@@ -76,10 +95,35 @@ export async function loadCredentialStore(options: LoadCredentialStoreOptions = 
     }
   }
 
+  const runHelper = options.runHelper ?? runCredentialHelper;
+  const asked = new Map<string, Credentials | undefined>();
+  const ask = (file: AuthFile, helper: string, registry: string): Credentials | undefined => {
+    const host = normaliseKey(registry).split('/')[0]!;
+    // Docker Hub is known to helpers by its v1 address, as `docker login` stores it.
+    const serverUrl = host === 'docker.io' ? 'https://index.docker.io/v1/' : host;
+    const key = `${helper}\n${serverUrl}`;
+    if (!asked.has(key)) {
+      try {
+        asked.set(key, runHelper(helper, serverUrl));
+      } catch (err) {
+        throw new MeshmirrorError('MM_AUTHFILE_INVALID', `${file.path}: credential helper docker-credential-${helper} for ${serverUrl}: ${describeHelperError(err)}`, {
+          data: { file: file.path, helper },
+        });
+      }
+    }
+    return asked.get(key);
+  };
+
   return {
     get(registry: string, repository?: string): Credentials | undefined {
       const candidates = lookupKeys(registry, repository);
+      const host = normaliseKey(registry);
       for (const file of files) {
+        const helper = file.helpers.get(host) ?? file.store;
+        if (helper !== undefined) {
+          const found = ask(file, helper, registry);
+          if (found !== undefined) return found;
+        }
         for (const key of candidates) {
           const found = file.entries.get(key);
           if (found !== undefined) return found;
@@ -88,6 +132,41 @@ export async function loadCredentialStore(options: LoadCredentialStoreOptions = 
       return undefined;
     },
   };
+}
+
+/**
+ * The credential helper protocol (docker-credential-helpers): `get`, the server on stdin, JSON on
+ * stdout. A helper that does not know the server exits non-zero saying "credentials not found".
+ */
+export function runCredentialHelper(helper: string, serverUrl: string): Credentials | undefined {
+  let stdout: string;
+  try {
+    stdout = execFileSync(`docker-credential-${helper}`, ['get'], { input: serverUrl, encoding: 'utf8', timeout: HELPER_TIMEOUT_MS, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const out = err !== null && typeof err === 'object' && 'stdout' in err ? String(err.stdout) : '';
+    if (/credentials not found/i.test(out)) return undefined;
+    throw err;
+  }
+  let answer: unknown;
+  try {
+    answer = JSON.parse(stdout);
+  } catch {
+    // The output may hold a secret: it is not quoted.
+    throw new Error('its answer is not JSON');
+  }
+  const { Username: username, Secret: secret } = (answer ?? {}) as { Username?: unknown; Secret?: unknown };
+  if (typeof username !== 'string' || typeof secret !== 'string') throw new Error('its answer has no Username and Secret');
+  if (secret === '') return undefined;
+  return username === '<token>' ? { username, password: '', identityToken: secret } : { username, password: secret };
+}
+
+/** Why a helper failed, without anything it printed (its output may hold a secret). */
+function describeHelperError(err: unknown): string {
+  const code = errorCodeOf(err);
+  if (code === 'ENOENT') return 'not found on PATH';
+  if (code === 'ETIMEDOUT') return `no answer within ${HELPER_TIMEOUT_MS / 1000} s`;
+  if (err !== null && typeof err === 'object' && 'status' in err && typeof err.status === 'number') return `exited with ${err.status}`;
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Keys to try for a registry and repository, most specific first: `host/a/b`, `host/a`, `host`. */
@@ -135,16 +214,31 @@ async function readAuthFile(path: string, options: { required: boolean }): Promi
     throw invalid(path, 'not valid JSON');
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw invalid(path, 'not a JSON object');
-  const auths = (json as Record<string, unknown>)['auths'];
+  const { auths, credHelpers, credsStore } = json as Record<string, unknown>;
   const entries = new Map<string, Credentials>();
-  if (auths === undefined) return { path, entries };
+  const helpers = new Map<string, string>();
+  if (credHelpers !== undefined) {
+    if (typeof credHelpers !== 'object' || credHelpers === null || Array.isArray(credHelpers)) throw invalid(path, '"credHelpers" is not an object');
+    for (const [key, name] of Object.entries(credHelpers)) {
+      if (typeof name !== 'string' || !HELPER_NAME.test(name)) throw invalid(path, `credHelpers "${safeKey(key)}": expected a helper name such as "ecr-login"`);
+      helpers.set(normaliseKey(key), name);
+    }
+  }
+  if (credsStore !== undefined && credsStore !== '' && (typeof credsStore !== 'string' || !HELPER_NAME.test(credsStore))) {
+    throw invalid(path, '"credsStore": expected a helper name such as "pass" or "secretservice"');
+  }
+  const store = typeof credsStore === 'string' && credsStore !== '' ? { store: credsStore } : {};
+  if (auths === undefined) return { path, entries, helpers, ...store };
   if (typeof auths !== 'object' || auths === null || Array.isArray(auths)) throw invalid(path, '"auths" is not an object');
   for (const [key, value] of Object.entries(auths)) {
     const credentials = parseEntry(path, key, value);
     if (credentials !== undefined) entries.set(normaliseKey(key), credentials);
   }
-  return { path, entries };
+  return { path, entries, helpers, ...store };
 }
+
+/** A helper name is the suffix of a program name: nothing that could reach another path. */
+const HELPER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 /** One `auths` entry. Entries without credentials (docker's credential-helper stubs) are skipped. */
 function parseEntry(path: string, key: string, value: unknown): Credentials | undefined {
