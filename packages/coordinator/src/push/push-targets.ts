@@ -1,11 +1,12 @@
 /**
  * Where an image lands in the target registry, by oc-mirror v2's rules, so a cluster configured for
- * an oc-mirror mirror needs no change: `HOST/PREFIX/<source path>:<tag>`; `targetRepo` replaces the
- * source path and `targetTag` the tag; an image named only by digest is tagged with the digest's hex
- * (oc-mirror does the same), and one named by tag and digest keeps only its tag. `--max-nested-paths`
- * flattens deep paths as oc-mirror does.
+ * an oc-mirror mirror needs no change: `HOST/PREFIX/<repository>:<tag>`, where repository and tag are
+ * `mirroredName`'s (shared with `meshmirror serve`): `targetRepo` replaces the source path and
+ * `targetTag` the tag; an image named only by digest is tagged with the digest's hex (oc-mirror does
+ * the same), one named by tag and digest keeps only its tag, and a referrer gets no tag.
+ * `--max-nested-paths` flattens deep paths as oc-mirror does.
  */
-import { MeshmirrorError, parseImageReference, type Digest, type ImageReference } from '@meshmirror/shared';
+import { MeshmirrorError, mirroredName, parseImageReference, type Digest, type MirroredImage } from '@meshmirror/shared';
 
 /** `docker://HOST[/PREFIX]`, parsed. */
 export interface PushDestination {
@@ -54,15 +55,10 @@ export interface PushTarget {
   reference: string;
 }
 
-export function pushTarget(
-  destination: PushDestination,
-  image: { ref: ImageReference; targetRepo?: string; targetTag?: string; role?: string },
-  digest: Digest,
-): PushTarget {
-  const path = (image.targetRepo ?? image.ref.repository).replace(/^\/+|\/+$/g, '');
-  const repository = withMaxNestedPaths(destination.prefix === '' ? path : `${destination.prefix}/${path}`, destination.maxNestedPaths);
+export function pushTarget(destination: PushDestination, image: MirroredImage, digest: Digest): PushTarget {
+  const name = mirroredName(image, digest);
+  const repository = withMaxNestedPaths(destination.prefix === '' ? name.repository : `${destination.prefix}/${name.repository}`, destination.maxNestedPaths);
   // A referrer is pushed by digest: a client finds it by its subject, and a tag would only clutter the repository.
-  if (image.role === 'referrer') return { registry: destination.registry, repository, reference: `${destination.registry}/${repository}@${digest}` };
-  const tag = image.targetTag ?? image.ref.tag ?? digest.slice('sha256:'.length);
-  return { registry: destination.registry, repository, tag, reference: `${destination.registry}/${repository}:${tag}` };
+  if (name.tag === undefined) return { registry: destination.registry, repository, reference: `${destination.registry}/${repository}@${digest}` };
+  return { registry: destination.registry, repository, tag: name.tag, reference: `${destination.registry}/${repository}:${name.tag}` };
 }
