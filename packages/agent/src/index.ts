@@ -10,4 +10,6 @@ export { chunkBytesAlone } from './archive/chunk-sizing.ts';
 export * from './layout/image-folder.ts';
 export * from './layout/oci-layout-reader.ts';
 export * from './serve/registry-server.ts';
+export { loadTlsFiles, type TlsMaterial } from './serve/tls-files.ts';
+export { loadHtpasswd, type BasicAuthenticator } from './serve/htpasswd.ts';
 export * from './push/blob-uploader.ts';

@@ -4,10 +4,10 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MeshmirrorError, throwIfAborted, type AbortOptions, type ImageFolder } from '@meshmirror/shared';
-import { openArchive } from '../archive/archive-reader.ts';
+import { MeshmirrorError, throwIfAborted, type AbortOptions } from '@meshmirror/shared';
+import { openArchive, type ArchiveReader } from '../archive/archive-reader.ts';
 import { CHUNK_FILE_RE, OCI_LAYOUT_ENTRY } from '../archive/chunk-manifest.ts';
-import { openOciLayout } from './oci-layout-reader.ts';
+import { openOciLayout, type OciLayoutReader } from './oci-layout-reader.ts';
 
 export type { FolderImage, ImageFolder } from '@meshmirror/shared';
 
@@ -15,7 +15,7 @@ export type { FolderImage, ImageFolder } from '@meshmirror/shared';
  * Opens `dir` as an OCI image layout when it has an `oci-layout` file, else as a meshmirror archive
  * when it holds `mirror_*.tar` chunks.
  */
-export async function openImageFolder(dir: string, options: AbortOptions = {}): Promise<ImageFolder> {
+export async function openImageFolder(dir: string, options: AbortOptions = {}): Promise<OciLayoutReader | ArchiveReader> {
   throwIfAborted(options.signal);
   const info = await stat(dir).catch((cause: unknown) => {
     throw new MeshmirrorError('MM_NOT_FOUND', `${dir} does not exist or cannot be read`, { cause });

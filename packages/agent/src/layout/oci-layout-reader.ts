@@ -4,20 +4,22 @@
  * paths, and symbolic links are refused (for `blobs`, `blobs/sha256` and every blob file).
  */
 import { lstat, open } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   digestHex,
   imageIndexSchema,
   MeshmirrorError,
   parseDigest,
+  parseRunMetadata,
   REF_NAME_ANNOTATION,
   throwIfAborted,
   type AbortOptions,
   type ByteRange,
   type Digest,
+  type RunMetadata,
 } from '@meshmirror/shared';
-import { INDEX_JSON_ENTRY, OCI_LAYOUT_ENTRY } from '../archive/chunk-manifest.ts';
+import { INDEX_JSON_ENTRY, OCI_LAYOUT_ENTRY, RUN_METADATA_ENTRY } from '../archive/chunk-manifest.ts';
 import { openFileRegion, resolveByteRange } from './blob-file.ts';
 import type { FolderImage, ImageFolder } from '@meshmirror/shared';
 
@@ -26,6 +28,11 @@ const MAX_METADATA_BYTES = 64 * 1024 * 1024;
 
 export interface OciLayoutReader extends ImageFolder {
   readonly kind: 'layout';
+  /**
+   * `meshmirror/run.json` when the layout is an extracted meshmirror archive, else undefined; fails
+   * with `MM_ARCHIVE_INVALID` when the file is there but unreadable or not run metadata.
+   */
+  runMetadata(options?: AbortOptions): Promise<RunMetadata | undefined>;
 }
 
 /** Opens an OCI image layout; fails with `MM_ARCHIVE_INVALID` naming the file when it is malformed. */
@@ -94,6 +101,18 @@ export async function openOciLayout(dir: string, options: AbortOptions = {}): Pr
     },
     blobSize,
     openBlob,
+    runMetadata: async (metadataOptions: AbortOptions = {}) => {
+      throwIfAborted(metadataOptions.signal);
+      const folder = await lstat(join(root, dirname(RUN_METADATA_ENTRY))).catch(() => undefined);
+      if (folder === undefined) return undefined;
+      if (!folder.isDirectory()) throw invalid(`${join(root, dirname(RUN_METADATA_ENTRY))} is not a folder; refusing to read run metadata through it`);
+      const exists = await lstat(join(root, RUN_METADATA_ENTRY)).catch(() => undefined);
+      if (exists === undefined) return undefined;
+      const path = join(root, RUN_METADATA_ENTRY);
+      const parsed = parseRunMetadata(parseJson(await readMetadataFile(root, RUN_METADATA_ENTRY), path));
+      if (!parsed.success) throw invalid(`${path}: ${parsed.problem}`);
+      return parsed.data;
+    },
   };
 }
 
