@@ -8,6 +8,7 @@ import type { MirrorFlags } from './commands/mirror.ts';
 import type { AgentFlags } from './commands/agent.ts';
 import type { WarmFlags } from './commands/warm.ts';
 import type { ListOperatorsFlags, ListReleasesFlags } from './commands/list.ts';
+import type { ServeFlags } from './commands/serve.ts';
 
 /** Go-style booleans as oc-mirror users type them: `--src-tls-verify=false`. */
 function parseBool(value: string): boolean {
@@ -166,8 +167,12 @@ program
   .description('serve an OCI layout or a folder of archive chunks read-only as a registry')
   .argument('<dir>', 'OCI image layout folder or folder with mirror_*.tar chunks')
   .option('--listen <host:port>', 'address to listen on', '127.0.0.1:5000')
+  .option('--repository <name>', "repository of the folder's bare-tag names (1.0, as skopeo and buildah write them) and unnamed entries (default: the folder's name)")
+  .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain); needs --tls-key')
+  .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+  .option('--htpasswd <file>', 'require HTTP basic authentication against this htpasswd file (bcrypt entries: htpasswd -B)')
   .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'info')
-  .action(async (dir: string, flags: { listen: string; logLevel: string }) => {
+  .action(async (dir: string, flags: ServeFlags) => {
     const { runServeCommand } = await import('./commands/serve.ts');
     process.exitCode = await runServeCommand(dir, flags);
   });
