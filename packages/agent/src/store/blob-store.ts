@@ -22,10 +22,13 @@ import {
   type BlobRef,
 } from '@meshmirror/shared';
 import { FilePieceWriter, type LivePiece, type PieceWriter } from './piece-writer.ts';
-import { isFinished, StoreIndex, type PieceRecord } from './store-index.ts';
+import { isFinished, StoreIndex, StoreInUseError, type PieceRecord } from './store-index.ts';
+import { pruneStoreFolders, type StorePruneOptions, type StorePruneReport } from './store-prune.ts';
 import type { UploadJournal } from '../push/blob-uploader.ts';
 
 export type { PieceWriter } from './piece-writer.ts';
+export { isLockedByAnotherProcess, StoreInUseError } from './store-index.ts';
+export type { PruneTally, StorePruneOptions, StorePruneReport } from './store-prune.ts';
 
 export const DEFAULT_COMMIT_EVERY_BYTES = 4 * 1024 * 1024;
 
@@ -39,7 +42,19 @@ export interface BlobStoreOptions {
   logger: Logger;
   /** A piece writer fdatasyncs and journals its offset after this many new bytes. Default 4 MiB. */
   commitEveryBytes?: number;
+  /**
+   * The clock the store notes blob use by (ms since the epoch). Default `Date.now`; a test gives an
+   * earlier one to write blobs that look unused for weeks.
+   */
+  now?: () => number;
 }
+
+/**
+ * A blob's use is noted at its first use after the store opens, then at most once per this long:
+ * reads of a blob served piece by piece cost no index write each, and `prune` (which measures in
+ * days) sees every blob used within the hour.
+ */
+const NOTE_USE_EVERY_MS = 60 * 60 * 1000;
 
 /** The part of a piece task the store needs. */
 export interface PieceSpec {
@@ -115,6 +130,14 @@ export interface BlobStore extends BlobReader {
    * mirror), so an agent killed mid-upload resumes the same session.
    */
   uploadJournal(registry: string): UploadJournal;
+  /**
+   * Removes what was last used before `usedBefore`: held blobs (the store notes a blob's use when it
+   * is written and when its size or bytes are asked for: fetched, served, pushed, archived), partial
+   * files of blobs being fetched (by modification time) and upload sessions (by when they were
+   * saved). Pieces without a committed byte go whatever their age. A held blob that has no time yet
+   * (held before the store noted use) counts as used now and is stamped so.
+   */
+  prune(options: StorePruneOptions): Promise<StorePruneReport>;
 }
 
 function storeError(message: string, cause?: unknown): MeshmirrorError {
@@ -277,6 +300,10 @@ class FileBlobStore implements BlobStore {
   readonly #live = new Map<Digest, Set<FilePieceWriter>>();
   /** Readers waiting for a piece writer of the blob to open. */
   readonly #liveWaiters = new Map<Digest, Set<() => void>>();
+  readonly #now: () => number;
+  /** Blobs whose use was noted since `#notedSince`; cleared every `NOTE_USE_EVERY_MS`. */
+  readonly #noted = new Set<Digest>();
+  #notedSince = 0;
   #opened = false;
 
   constructor(options: BlobStoreOptions) {
@@ -285,6 +312,7 @@ class FileBlobStore implements BlobStore {
     const every = options.commitEveryBytes ?? DEFAULT_COMMIT_EVERY_BYTES;
     if (!Number.isSafeInteger(every) || every <= 0) throw new RangeError(`commitEveryBytes must be > 0, got ${every}`);
     this.#commitEveryBytes = every;
+    this.#now = options.now ?? Date.now;
     this.#blobsDir = join(this.dir, 'blobs', 'sha256');
     this.#partialDir = join(this.dir, 'partial');
     this.#tmpDir = join(this.dir, 'tmp');
@@ -302,8 +330,15 @@ class FileBlobStore implements BlobStore {
     } catch (err) {
       throw storeError(`cannot prepare the store folder ${this.dir}`, err);
     }
-    await this.#index.open();
+    try {
+      await this.#index.open();
+    } catch (err) {
+      // Named by the store's folder, which is what the user gave (the index is a folder inside it).
+      throw err instanceof StoreInUseError ? new StoreInUseError(this.dir, err.cause) : err;
+    }
     this.#opened = true;
+    this.#noted.clear();
+    this.#notedSince = this.#now();
     try {
       await this.#repair(options.signal);
     } catch (err) {
@@ -335,7 +370,37 @@ class FileBlobStore implements BlobStore {
       await this.#index.deleteHeld(digest);
       return undefined;
     }
+    await this.#noteUse(digest);
     return record.size;
+  }
+
+  /** Notes that a held blob was used now, unless that was noted within the last `NOTE_USE_EVERY_MS`. */
+  async #noteUse(digest: Digest): Promise<void> {
+    const now = this.#now();
+    if (now - this.#notedSince >= NOTE_USE_EVERY_MS) {
+      this.#noted.clear();
+      this.#notedSince = now;
+    }
+    if (this.#noted.has(digest)) return;
+    this.#noted.add(digest);
+    try {
+      await this.#index.putUsedAt([digest], now);
+    } catch (err) {
+      // A read must not fail for want of its note (a full disk): the blob only looks older to `prune`.
+      this.#logger.warn({ digest, err: err instanceof Error ? err.message : String(err) }, 'cannot note the use of a blob');
+    }
+  }
+
+  async prune(options: StorePruneOptions): Promise<StorePruneReport> {
+    throwIfAborted(options.signal);
+    this.#checkOpen();
+    if (this.#writing.size > 0) throw storeError(`the store at ${this.dir} has pieces open for writing; prune it when nothing uses it`);
+    const report = await pruneStoreFolders(
+      { index: this.#index, blobsDir: this.#blobsDir, partialDir: this.#partialDir, now: this.#now(), logger: this.#logger },
+      options,
+    );
+    this.#noted.clear();
+    return report;
   }
 
   async blobFile(digest: Digest, options: AbortOptions = {}): Promise<BlobFileLocation | undefined> {
@@ -435,7 +500,7 @@ class FileBlobStore implements BlobStore {
       },
       saveSession: (repository, digest, url) => {
         this.#checkOpen();
-        return this.#index.putUploadSession(key(repository, digest), url);
+        return this.#index.putUploadSession(key(repository, digest), url, this.#now());
       },
       clearSession: (repository, digest) => {
         this.#checkOpen();
@@ -489,7 +554,8 @@ class FileBlobStore implements BlobStore {
       await rm(tmp, { force: true }).catch(() => undefined);
       throw err instanceof MeshmirrorError ? err : storeError(`cannot write blob ${digest}`, err);
     }
-    await this.#index.putHeld(digest, { size: data.length });
+    await this.#index.putHeld(digest, { size: data.length }, this.#now());
+    this.#noted.add(digest);
   }
 
   async importBlob(digest: Digest, size: number, open: (offset: number) => Promise<Readable>, options: AbortOptions = {}): Promise<void> {
@@ -698,7 +764,8 @@ class FileBlobStore implements BlobStore {
       throw new DigestMismatchError(digest, actual, `blob ${digest}`);
     }
     await this.#publish(path, digest);
-    await this.#index.markHeld(digest, { size }, all);
+    await this.#index.markHeld(digest, { size }, all, this.#now());
+    this.#noted.add(digest);
   }
 
   async hashHeldRange(digest: Digest, offset: number, length: number, options: AbortOptions = {}): Promise<Digest> {

@@ -25,11 +25,21 @@ export interface PieceRecord {
 const HELD_PREFIX = 'held:';
 /** `upload:<registry>/<repository>@<digest>`: the session URL of an unfinished upload into a target. */
 const UPLOAD_PREFIX = 'upload:';
+/**
+ * `used:<digest>`: when the held blob was last written or read (ms since the epoch), for `prune`. A
+ * key of its own rather than a field of the held mark, so that noting a read can never bring back a
+ * held mark that an eviction removed meanwhile. Blobs held before this key existed have none.
+ */
+const USED_PREFIX = 'used:';
 const PIECE_PREFIX = 'piece:';
 const OFFSET_DIGITS = 16;
 
 function heldKey(digest: Digest): string {
   return `${HELD_PREFIX}${digest}`;
+}
+
+function usedKey(digest: Digest): string {
+  return `${USED_PREFIX}${digest}`;
 }
 
 function pieceKey(digest: Digest, offset: number): string {
@@ -42,6 +52,12 @@ export function isFinished(record: PieceRecord): boolean {
 
 function isHeldRecord(value: unknown): value is HeldRecord {
   return typeof value === 'object' && value !== null && Number.isSafeInteger((value as HeldRecord).size);
+}
+
+function isUploadSession(value: unknown): value is UploadSessionRecord {
+  if (typeof value !== 'object' || value === null) return false;
+  const r = value as UploadSessionRecord;
+  return typeof r.url === 'string' && (r.at === undefined || Number.isFinite(r.at));
 }
 
 function isPieceRecord(value: unknown): value is PieceRecord {
@@ -62,6 +78,40 @@ function storeError(message: string, cause: unknown): MeshmirrorError {
   return new MeshmirrorError('MM_STORE', message, { cause });
 }
 
+/** One write of an atomic batch; the index holds JSON values of several kinds. */
+type IndexOperation = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
+
+/** An unfinished upload's session, as journalled. */
+export interface UploadSessionRecord {
+  url: string;
+  /** When it was saved (ms since the epoch); sessions saved before this field existed have none. */
+  at?: number;
+}
+
+/**
+ * Another process has this LevelDB open: LevelDB's own `LOCK` file (an exclusive `fcntl` lock,
+ * released by the kernel when that process ends, even by `kill -9`) is what keeps a `prune` and a
+ * mirror run or an agent off one store at the same time.
+ */
+export class StoreInUseError extends MeshmirrorError {
+  /** The folder whose database is locked. */
+  readonly location: string;
+
+  constructor(location: string, cause: unknown) {
+    super('MM_STORE', `the store at ${location} is in use by another running meshmirror (a mirror run or an agent)`, { cause, data: { location, inUse: true } });
+    this.name = 'StoreInUseError';
+    this.location = location;
+  }
+}
+
+/** True when opening a LevelDB failed because another process holds its lock (classic-level's `LEVEL_LOCKED`). */
+export function isLockedByAnotherProcess(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if ((e as { code?: unknown }).code === 'LEVEL_LOCKED') return true;
+  }
+  return false;
+}
+
 /**
  * The blob store's LevelDB index. Every write that records durability (a committed offset, a held
  * mark) uses `sync: true`, so the record survives not only `kill -9` but a power cut too; it is
@@ -78,7 +128,8 @@ export class StoreIndex {
     try {
       await this.#db.open();
     } catch (err) {
-      throw storeError(`cannot open the store index at ${this.#db.location} (is another agent using it?)`, err);
+      if (isLockedByAnotherProcess(err)) throw new StoreInUseError(this.#db.location, err);
+      throw storeError(`cannot open the store index at ${this.#db.location}`, err);
     }
   }
 
@@ -91,12 +142,54 @@ export class StoreIndex {
     return isHeldRecord(value) ? value : undefined;
   }
 
-  async putHeld(digest: Digest, record: HeldRecord): Promise<void> {
-    await this.#wrap('write', () => this.#db.put(heldKey(digest), record, { sync: true }));
+  /** Marks a blob held, written at `usedAt`. */
+  async putHeld(digest: Digest, record: HeldRecord, usedAt: number): Promise<void> {
+    const ops: IndexOperation[] = [
+      { type: 'put', key: heldKey(digest), value: record },
+      { type: 'put', key: usedKey(digest), value: usedAt },
+    ];
+    await this.#wrap('write', () => this.#db.batch(ops, { sync: true }));
   }
 
   async deleteHeld(digest: Digest): Promise<void> {
-    await this.#wrap('write', () => this.#db.del(heldKey(digest), { sync: true }));
+    await this.deleteHeldBlobs([digest]);
+  }
+
+  /** Forgets held blobs and when they were used, in one atomic batch. */
+  async deleteHeldBlobs(digests: Digest[]): Promise<void> {
+    if (digests.length === 0) return;
+    await this.#wrap('write', () =>
+      this.#db.batch(
+        digests.flatMap((d) => [
+          { type: 'del' as const, key: heldKey(d) },
+          { type: 'del' as const, key: usedKey(d) },
+        ]),
+        { sync: true },
+      ),
+    );
+  }
+
+  /**
+   * Notes that a blob was read or written at `at`. Not synced: losing the last few notes to a power
+   * cut only makes a blob look older to `prune` by the time since the last synced write.
+   */
+  async putUsedAt(digests: Digest[], at: number): Promise<void> {
+    if (digests.length === 0) return;
+    await this.#wrap('write', () => this.#db.batch(digests.map((d) => ({ type: 'put' as const, key: usedKey(d), value: at }))));
+  }
+
+  /** When each blob was last used; blobs held before the store noted it are missing. */
+  async *usedTimes(): AsyncGenerator<[Digest, number]> {
+    for await (const [key, value] of this.#db.iterator({ gt: USED_PREFIX, lt: `${USED_PREFIX}\xff` })) {
+      const digest = key.slice(USED_PREFIX.length);
+      if (isDigest(digest) && typeof value === 'number' && Number.isFinite(value)) yield [digest, value];
+    }
+  }
+
+  /** Forgets the use notes of blobs that are not held any more. */
+  async deleteUsedTimes(digests: Digest[]): Promise<void> {
+    if (digests.length === 0) return;
+    await this.#wrap('write', () => this.#db.batch(digests.map((d) => ({ type: 'del' as const, key: usedKey(d) }))));
   }
 
   async *heldRecords(): AsyncGenerator<[Digest, HeldRecord]> {
@@ -137,24 +230,49 @@ export class StoreIndex {
 
   async getUploadSession(key: string): Promise<string | undefined> {
     const value = await this.#wrap('read', () => this.#db.get(`${UPLOAD_PREFIX}${key}`));
-    return typeof value === 'object' && value !== null && typeof (value as { url?: unknown }).url === 'string' ? (value as { url: string }).url : undefined;
+    return isUploadSession(value) ? value.url : undefined;
   }
 
-  async putUploadSession(key: string, url: string): Promise<void> {
-    await this.#wrap('write', () => this.#db.put(`${UPLOAD_PREFIX}${key}`, { url }, { sync: true }));
+  async putUploadSession(key: string, url: string, at: number): Promise<void> {
+    const record: UploadSessionRecord = { url, at };
+    await this.#wrap('write', () => this.#db.put(`${UPLOAD_PREFIX}${key}`, record, { sync: true }));
   }
 
   async deleteUploadSession(key: string): Promise<void> {
     await this.#wrap('write', () => this.#db.del(`${UPLOAD_PREFIX}${key}`, { sync: true }));
   }
 
-  /** Marks a blob held and forgets its pieces in one atomic batch. */
-  async markHeld(digest: Digest, record: HeldRecord, pieces: PieceRecord[]): Promise<void> {
+  /** Every journalled upload session, by key (`<registry>/<repository>@<digest>`). */
+  async *uploadSessions(): AsyncGenerator<[string, UploadSessionRecord]> {
+    for await (const [key, value] of this.#db.iterator({ gt: UPLOAD_PREFIX, lt: `${UPLOAD_PREFIX}\xff` })) {
+      if (isUploadSession(value)) yield [key.slice(UPLOAD_PREFIX.length), value];
+    }
+  }
+
+  /** Replaces upload sessions (stamping, or forgetting them when `record` is undefined), in one batch. */
+  async rewriteUploadSessions(changes: Array<[string, UploadSessionRecord | undefined]>): Promise<void> {
+    if (changes.length === 0) return;
     await this.#wrap('write', () =>
-      this.#db.batch([{ type: 'put', key: heldKey(digest), value: record }, ...pieces.map((p) => ({ type: 'del' as const, key: pieceKey(p.digest, p.offset) }))], {
-        sync: true,
-      }),
+      this.#db.batch(
+        changes.map(([key, record]) =>
+          record === undefined ? { type: 'del' as const, key: `${UPLOAD_PREFIX}${key}` } : { type: 'put' as const, key: `${UPLOAD_PREFIX}${key}`, value: record },
+        ),
+        { sync: true },
+      ),
     );
+  }
+
+  /**
+   * Marks a blob held and forgets its pieces in one atomic batch; `usedAt` notes when (a blob adopted
+   * by a repair gets none: it was not used, only found).
+   */
+  async markHeld(digest: Digest, record: HeldRecord, pieces: PieceRecord[], usedAt?: number): Promise<void> {
+    const ops: IndexOperation[] = [
+      { type: 'put', key: heldKey(digest), value: record },
+      ...(usedAt === undefined ? [] : [{ type: 'put' as const, key: usedKey(digest), value: usedAt }]),
+      ...pieces.map((p) => ({ type: 'del' as const, key: pieceKey(p.digest, p.offset) })),
+    ];
+    await this.#wrap('write', () => this.#db.batch(ops, { sync: true }));
   }
 
   async deletePieces(pieces: PieceRecord[]): Promise<void> {

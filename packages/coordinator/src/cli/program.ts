@@ -8,6 +8,7 @@ import type { MirrorFlags } from './commands/mirror.ts';
 import type { AgentFlags } from './commands/agent.ts';
 import type { WarmFlags } from './commands/warm.ts';
 import type { ListOperatorsFlags, ListReleasesFlags } from './commands/list.ts';
+import type { PruneFlags } from './commands/prune.ts';
 import type { ServeFlags } from './commands/serve.ts';
 
 /** Go-style booleans as oc-mirror users type them: `--src-tls-verify=false`. */
@@ -279,6 +280,23 @@ program
   .action(async (dir: string, flags: { output: string }) => {
     const { runVerifyCommand } = await import('./commands/verify.ts');
     process.exitCode = await runVerifyCommand(dir, flags);
+  });
+
+program
+  .command('prune')
+  .description(
+    "remove what no kept run uses from the coordinator's cache (--cache-dir), or what a farm agent has not used within --older-than from its data folder (--data)",
+  )
+  .option('--cache-dir <dir>', 'the coordinator cache to prune: blob store and run journal (default: $HOME/.meshmirror)')
+  .option('--data <dir>', "a farm agent's data folder to prune instead (the agent must be stopped)")
+  .option('--older-than <age>', 'keep every run active, and (with --data) every blob used, within this long, e.g. 30d, 12h (default 30d)')
+  .option('--keep-runs <n>', 'with --cache-dir: also keep the n most recent runs, however old (default 1)', parseCount)
+  .option('--dry-run', 'report what would go; remove nothing')
+  .option('--output <format>', 'text or json', 'text')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
+  .action(async (flags: PruneFlags) => {
+    const { runPruneCommand } = await import('./commands/prune.ts');
+    process.exitCode = await runPruneCommand(flags);
   });
 
 program

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import { MeshmirrorError, type Digest } from '@meshmirror/shared';
+import { isLockedByAnotherProcess, StoreInUseError } from '@meshmirror/agent';
 
 /** The journal's record of one run. */
 export interface RunRecord {
@@ -9,6 +10,8 @@ export interface RunRecord {
   /** Identifies the configuration and destination; a re-run with the same key resumes the run. */
   key: string;
   startedAt: string;
+  /** When an unfinished run was last taken up again (runs journalled before this field have none). */
+  resumedAt?: string;
   finishedAt?: string;
   /** 'complete' once every image was archived; a run that is not complete is resumed. */
   state: 'running' | 'partial' | 'complete';
@@ -43,6 +46,7 @@ export class RunJournal {
     try {
       await db.open();
     } catch (cause) {
+      if (isLockedByAnotherProcess(cause)) throw new StoreInUseError(dir, cause);
       throw new MeshmirrorError('MM_STORE', `cannot open run journal ${dir}: ${(cause as Error).message}`, { cause });
     }
     return new RunJournal(db);
@@ -52,7 +56,7 @@ export class RunJournal {
   async beginRun(key: string): Promise<{ run: RunRecord; resumed: boolean }> {
     const previous = await this.getJson<RunRecord>(`current/${key}`);
     if (previous !== undefined && previous.state !== 'complete') {
-      const run: RunRecord = { ...previous, state: 'running' };
+      const run: RunRecord = { ...previous, state: 'running', resumedAt: new Date().toISOString() };
       await this.db.put(`current/${key}`, JSON.stringify(run));
       return { run, resumed: true };
     }
@@ -97,7 +101,32 @@ export class RunJournal {
   }
 
   async saveUploadSession(registry: string, repository: string, digest: Digest, url: string): Promise<void> {
-    await this.db.put(`upload/${registry}/${repository}/${digest}`, JSON.stringify({ url }));
+    await this.db.put(`upload/${registry}/${repository}/${digest}`, JSON.stringify({ url, at: new Date().toISOString() }));
+  }
+
+  /**
+   * Forgets upload sessions saved before `before` (ms since the epoch). A session saved before they
+   * carried a time counts as saved now, and is stamped so (unless `dryRun`).
+   */
+  async pruneUploadSessions(before: number, options: { now: number; dryRun: boolean }): Promise<{ removed: number; kept: number; unstamped: number }> {
+    const stale: string[] = [];
+    const unstamped: Array<{ key: string; value: string }> = [];
+    let kept = 0;
+    for await (const [key, value] of this.db.iterator({ gte: 'upload/', lt: 'upload/\xff' })) {
+      const at = Date.parse(String((JSON.parse(value) as { at?: unknown }).at));
+      if (!Number.isFinite(at)) {
+        unstamped.push({ key, value: JSON.stringify({ ...(JSON.parse(value) as object), at: new Date(options.now).toISOString() }) });
+        kept += 1;
+      } else if (at < before) {
+        stale.push(key);
+      } else {
+        kept += 1;
+      }
+    }
+    if (!options.dryRun) {
+      await this.db.batch([...stale.map((key) => ({ type: 'del' as const, key })), ...unstamped.map(({ key, value }) => ({ type: 'put' as const, key, value }))]);
+    }
+    return { removed: stale.length, kept, unstamped: unstamped.length };
   }
 
   async clearUploadSession(registry: string, repository: string, digest: Digest): Promise<void> {
@@ -135,6 +164,37 @@ export class RunJournal {
 
   async putDerived(key: string, value: string): Promise<void> {
     await this.db.put(`derived/${key}`, value);
+  }
+
+  /**
+   * Every run the journal knows, finished or not, each in its latest state: an unfinished run (a
+   * run interrupted, or a `--dry-run`, which the next run of the same configuration resumes) is
+   * only under `current/`; a finished one is in the history too.
+   */
+  async runs(): Promise<RunRecord[]> {
+    const byId = new Map<string, RunRecord>();
+    for (const run of await this.history()) byId.set(run.runId, run);
+    for await (const value of this.db.values({ gte: 'current/', lt: 'current/\xff' })) {
+      const run = JSON.parse(value) as RunRecord;
+      byId.set(run.runId, run);
+    }
+    return [...byId.values()];
+  }
+
+  /**
+   * Forgets runs: their history entries, image outcomes, pinned digests and cached answers, and the
+   * configuration's current run when it is one of them (the next run of it starts afresh). What
+   * outlives runs stays: derived facts, pushed digests, upload sessions.
+   */
+  async forgetRuns(runs: RunRecord[]): Promise<void> {
+    for (const run of runs) {
+      for (const prefix of [`image/${run.runId}/`, `pin/${run.runId}/`, `run-cache/${run.runId}/`]) await this.db.clear({ gte: prefix, lt: `${prefix}\xff` });
+      const current = await this.getJson<RunRecord>(`current/${run.key}`);
+      await this.db.batch([
+        { type: 'del', key: `history/${run.startedAt}/${run.runId}` },
+        ...(current?.runId === run.runId ? [{ type: 'del' as const, key: `current/${run.key}` }] : []),
+      ]);
+    }
   }
 
   /** Earlier runs, oldest first (for the archive's history). */
