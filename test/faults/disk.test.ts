@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { runMeshmirror } from '../support/cli.ts';
-import { extractChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from '../support/mirror-fixture.ts';
+import { cacheWithIdentity, farmKeys, startAgent } from '../support/agents.ts';
+import { diskToMirrorArgs, extractChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from '../support/mirror-fixture.ts';
 import { skopeoInspectDigest } from '../support/skopeo.ts';
 import { scenario } from './matrix.ts';
 
@@ -265,5 +266,94 @@ describe.skipIf(!isRoot)('disk faults', () => {
     expect(secondFetched).toBe(summary!.bytes.toFetch);
     // What is fetched twice is only what was in flight, uncommitted, when the disk filled.
     expect(fetched).toBeLessThanOrEqual(fx.uniqueBlobBytes + 16 * MiB);
+  });
+
+  scenario("disk: a farm agent's data folder fills up", { sample: false, timeout: 240_000 }, async (record) => {
+    // Two agents; one keeps its store on a tmpfs with 3 MiB free, so its first bigger piece cannot be held.
+    const disk = await smallDisk('agent-data', 48, 3);
+    const keys = await farmKeys(root);
+    const full = await startAgent({ data: join(disk.dir, 'agent'), swarmKey: keys.keyFile, allow: [keys.coordinatorId], logLevel: 'info' });
+    const roomy = await startAgent({ data: join(root, 'agent-roomy'), swarmKey: keys.keyFile, allow: [keys.coordinatorId], logLevel: 'info' });
+    try {
+      const cache = await cacheWithIdentity(keys.identityDir, join(root, 'cache-agent-full'));
+      const out = join(root, 'out-agent-full');
+      const args = [
+        ...mirrorArgs(config, out, cache, '--piece-size', '4MiB', '--retry-delay', '50ms', '--log-level', 'error'),
+        '--swarm-key',
+        keys.keyFile,
+        '--agents',
+        `${full.addresses[0]},${roomy.addresses[0]}`,
+      ];
+      fx.proxy.resetStats();
+      const run = await runMeshmirror(args);
+      const fetched = fx.proxy.stats().blobBodyBytes;
+      type Row = { agent: string; upstreamBytes: number; piecesFetched: number; piecesFailed: number; lost?: string };
+      const summary = run.code === 0 ? (JSON.parse(run.stdout) as Summary & { agents: Row[] }) : undefined;
+      const rowOf = (id: string): Row | undefined => summary?.agents.find((a) => a.agent === id);
+      const delivered = run.code === 0 ? await expectArchiveReadsBack(out, join(root, 'layout-agent-full')) : 0;
+      const fullLog = full.stderr();
+      record({
+        scenario: "disk: a farm agent's data folder fills up",
+        faults: "farm of 2; one agent's data folder on a tmpfs with 3 MiB free, 4 MiB pieces",
+        expected: fx.pushed.length,
+        delivered,
+        fetchedBytes: fetched,
+        uniqueBytes: fx.uniqueBlobBytes,
+        outcome:
+          `exit ${run.code}; full agent: ${rowOf(full.peerId)?.piecesFetched ?? '?'} pieces done, ${rowOf(full.peerId)?.piecesFailed ?? '?'} failed` +
+          `${rowOf(full.peerId)?.lost === undefined ? '' : `, lost (${rowOf(full.peerId)?.lost})`}; the other: ${rowOf(roomy.peerId)?.piecesFetched ?? '?'} pieces; skopeo ✓`,
+      });
+      expect(run.code, `${run.stderr}\n${run.stdout.slice(-3000)}`).toBe(0);
+      expect(delivered).toBe(fx.pushed.length);
+      // The full agent said why, naming its store, and kept running.
+      expect(fullLog).toMatch(/no space left on device|ENOSPC/i);
+      expect(full.child.exitCode).toBeNull();
+      expect(rowOf(full.peerId)!.piecesFailed).toBeGreaterThan(0);
+      // What crossed the link twice is what the full agent fetched and could not keep, plus what the
+      // proxy had already sent into its sockets' buffers (at most a piece each) when it stopped reading.
+      const fullRow = rowOf(full.peerId)!;
+      expect(fetched).toBeLessThanOrEqual(fx.uniqueBlobBytes + fullRow.upstreamBytes + fullRow.piecesFailed * 4 * MiB);
+    } finally {
+      await full.stop();
+      await roomy.stop();
+    }
+  });
+
+  scenario("disk: push's working files have no space", { sample: false, timeout: 240_000 }, async (record) => {
+    // The archive is made on a roomy disk, then pushed with --cache-dir (run journal, upload journals) on a full tmpfs.
+    const archive = join(root, 'out-push-source');
+    const made = await runMeshmirror(mirrorArgs(config, archive, join(root, 'cache-push-source'), '--log-level', 'error'));
+    expect(made.code, made.stderr).toBe(0);
+    const disk = await smallDisk('push-work', 16, 0);
+    const cache = join(disk.dir, 'cache');
+    const target = `${fx.registry.host}/pushed-full`;
+    const args = diskToMirrorArgs(config, archive, target, cache, '--log-level', 'error');
+    const first = await runMeshmirror(args);
+    const line = lastLine(first.stderr);
+    const catalogAfterFirst = await fetch(`${fx.registry.url}/v2/_catalog`).then((r) => r.json() as Promise<{ repositories: string[] }>);
+
+    await rm(disk.filler);
+    const second = await runMeshmirror(args);
+    const summary = second.code === 0 ? (JSON.parse(second.stdout) as { images: { pushed: number; failed: number } }) : undefined;
+    let delivered = 0;
+    if (second.code === 0) {
+      for (const pushed of fx.pushed) {
+        expect(await skopeoInspectDigest(`docker://${target}/${pushed.name}`)).toBe(pushed.digest);
+        delivered++;
+      }
+    }
+    record({
+      scenario: "disk: push's working files have no space",
+      faults: '--cache-dir of a disk-to-mirror push on a full tmpfs (0 B free)',
+      expected: fx.pushed.length,
+      delivered,
+      outcome: `exit ${first.code}: "${line.replace(root, '…')}", ${catalogAfterFirst.repositories.filter((r) => r.startsWith('pushed-full/')).length} repositories touched → free space, re-run exit ${second.code} (${summary?.images.pushed ?? '?'} pushed), skopeo ✓`,
+    });
+    expect(first.code).toBe(1);
+    expect(line).toMatch(/^meshmirror: error: .*no space left on device/);
+    expect(line).toContain(cache);
+    expectOneLineError(first.stderr);
+    expect(second.code, second.stderr).toBe(0);
+    expect(delivered).toBe(fx.pushed.length);
   });
 });

@@ -323,6 +323,50 @@ describe('upstream faults', () => {
     expect(stats.blobBodyBytes).toBe(fx.uniqueBlobBytes + injectedBlobBodyBytes(stats, rules));
   });
 
+  scenario('upstream: 503 with Retry-After as an HTTP date', { sample: true }, async (record) => {
+    // An HTTP date has whole seconds: the date is fixed now, some seconds ahead, and each refused
+    // request must not come back before it.
+    const until = Math.ceil(Date.now() / 1000) * 1000 + 5_000;
+    const unavailable: FaultRule['fault'] = {
+      kind: 'status',
+      status: 503,
+      headers: { 'Retry-After': new Date(until).toUTCString(), 'content-type': 'application/json' },
+      body: '{"errors":[{"code":"UNAVAILABLE","message":"maintenance"}]}',
+    };
+    const rules: FaultRule[] = [
+      { match: { method: 'GET', path: blobs.big }, fault: unavailable, times: 1 },
+      { match: { method: 'GET', path: manifestOf('base', '1.0') }, fault: unavailable, times: 1 },
+    ];
+    inject(rules);
+    const run = await mirrorOnce('retry-after-date');
+    fx.proxy.setRules([]);
+    const stats = fx.proxy.stats();
+    const refusals = stats.log.filter((e) => e.status === 503);
+    const retriedAt = refusals.map(
+      (refused) => stats.log.find((e) => e.at >= refused.at && e !== refused && e.method === refused.method && e.path === refused.path)?.at ?? Infinity,
+    );
+    const check = run.result.code === 0 ? await checkArchive(run.out, fx.proxy.host, 'retry-after-date') : undefined;
+    record(
+      await mirrorRow(
+        'upstream: 503 with Retry-After as an HTTP date',
+        `503 UNAVAILABLE, Retry-After: ${new Date(until).toUTCString()} (about 5 s ahead), on the big layer and on a manifest`,
+        run,
+        check,
+        stats.blobBodyBytes,
+        `asked again ${retriedAt.map((at) => `${((at - until) / 1000).toFixed(2)} s`).join(' and ')} after the date`,
+      ),
+    );
+    expect(run.result.code, run.result.stderr).toBe(0);
+    expect(retriedAt).toHaveLength(2);
+    // Not before the date (timers may fire a few ms early), and not long after it.
+    for (const at of retriedAt) {
+      expect(at).toBeGreaterThanOrEqual(until - 20);
+      expect(at).toBeLessThan(until + 5_000);
+    }
+    expect(check?.delivered).toBe(fx.pushed.length);
+    expect(stats.blobBodyBytes).toBe(fx.uniqueBlobBytes + injectedBlobBodyBytes(stats, rules));
+  });
+
   scenario('upstream: token expiry mid-run (401, then a new token)', { sample: false }, async (record) => {
     const username = 'mirror-bot';
     const password = 'Gate-pa55word-that-must-never-leak';

@@ -27,7 +27,7 @@ import { pruneStoreFolders, type StorePruneOptions, type StorePruneReport } from
 import type { UploadJournal } from '../push/blob-uploader.ts';
 
 export type { PieceWriter } from './piece-writer.ts';
-export { isLockedByAnotherProcess, StoreInUseError } from './store-index.ts';
+export { isLockedByAnotherProcess, levelOpenReason, StoreInUseError } from './store-index.ts';
 export type { PruneTally, StorePruneOptions, StorePruneReport } from './store-prune.ts';
 
 export const DEFAULT_COMMIT_EVERY_BYTES = 4 * 1024 * 1024;

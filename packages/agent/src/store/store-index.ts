@@ -89,6 +89,19 @@ export interface UploadSessionRecord {
 }
 
 /**
+ * Why LevelDB could not open a database, in words for a one-line error: its own message is
+ * "Database failed to open", and the reason (a full disk, a permission) is in its causes.
+ */
+export function levelOpenReason(err: unknown): string {
+  let innermost: unknown = err;
+  for (let e: unknown = err; e instanceof Error; e = e.cause) innermost = e;
+  const message = innermost instanceof Error ? innermost.message : String(innermost);
+  if (/no space left on device/i.test(message)) return 'no space left on device';
+  if (/permission denied/i.test(message)) return 'permission denied';
+  return message.split('\n')[0] ?? message;
+}
+
+/**
  * Another process has this LevelDB open: LevelDB's own `LOCK` file (an exclusive `fcntl` lock,
  * released by the kernel when that process ends, even by `kill -9`) is what keeps a `prune` and a
  * mirror run or an agent off one store at the same time.
@@ -129,7 +142,7 @@ export class StoreIndex {
       await this.#db.open();
     } catch (err) {
       if (isLockedByAnotherProcess(err)) throw new StoreInUseError(this.#db.location, err);
-      throw storeError(`cannot open the store index at ${this.#db.location}`, err);
+      throw storeError(`cannot open the store index at ${this.#db.location}: ${levelOpenReason(err)}`, err);
     }
   }
 

@@ -230,7 +230,10 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         break;
       case 'piece-failed':
         totals.upstreamBytes += event.upstreamBytes;
-        scheduler.fetchFailed(agent, key, event.code, event.message, event.upstreamBytes);
+        // Another agent's store failing (a full disk) is that agent's trouble: the piece goes elsewhere.
+        // The writer's own store failing ends the run (its fetch stops with the error).
+        if (event.code === 'MM_STORE' && fetchers.get(agent)?.sharesWriterStore !== true) scheduler.storeFailed(agent, key, event.message, event.upstreamBytes);
+        else scheduler.fetchFailed(agent, key, event.code, event.message, event.upstreamBytes);
         tell({ type: 'piece-ended', agent, registry, upstreamBytes: event.upstreamBytes, code: event.code });
         break;
       case 'blob-held':

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import { MeshmirrorError, type Digest } from '@meshmirror/shared';
-import { isLockedByAnotherProcess, StoreInUseError } from '@meshmirror/agent';
+import { isLockedByAnotherProcess, levelOpenReason, StoreInUseError } from '@meshmirror/agent';
 
 /** The journal's record of one run. */
 export interface RunRecord {
@@ -47,7 +47,7 @@ export class RunJournal {
       await db.open();
     } catch (cause) {
       if (isLockedByAnotherProcess(cause)) throw new StoreInUseError(dir, cause);
-      throw new MeshmirrorError('MM_STORE', `cannot open run journal ${dir}: ${(cause as Error).message}`, { cause });
+      throw new MeshmirrorError('MM_STORE', `cannot open run journal ${dir}: ${levelOpenReason(cause)}`, { cause });
     }
     return new RunJournal(db);
   }

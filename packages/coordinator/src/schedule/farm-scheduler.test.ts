@@ -367,6 +367,35 @@ describe('FarmScheduler', () => {
     expect(f.of(f.decide(), 'fetch').map((d) => d.agent)).toEqual(['a']);
   });
 
+  it('an agent whose store fails (a full disk) hands its piece to the others and is not re-admitted; the blob does not fail', () => {
+    const pieces = [piece(1, MiB), piece(2, MiB)];
+    const f = farm(pieces, [
+      { name: 'full', slots: 1 },
+      { name: 'roomy', slots: 1 },
+    ]);
+    const first = f.of(f.decide(), 'fetch');
+    const onFull = first.find((d) => d.agent === 'full')!;
+    f.scheduler.storeFailed('full', onFull.key, 'cannot write …/partial/x: ENOSPC: no space left on device, write', 300);
+    f.scheduler.fetchEnded('full', onFull.key);
+    const next = f.decide();
+    expect(f.of(next, 'failed')).toEqual([]);
+    const report = f.scheduler.reports.find((r) => r.agent === 'full')!;
+    expect(report.lost).toMatch(/^its store failed: .*no space left on device/);
+    expect(report.piecesFailed).toBe(1);
+    expect(report.upstreamBytes).toBe(300);
+    // Not watched for a return, and refused if it answers.
+    expect(f.scheduler.lostAgents()).toEqual([]);
+    expect(f.scheduler.readmit('full')).toBe(false);
+    // The roomy agent finishes its piece and takes the full agent's.
+    const onRoomy = first.find((d) => d.agent === 'roomy')!;
+    f.fetched(
+      'roomy',
+      pieces.find((p) => f.keyOf(p) === onRoomy.key)!,
+    );
+    const later = f.of(f.decide(), 'fetch');
+    expect(later.map((d) => [d.agent, d.key])).toEqual([['roomy', onFull.key]]);
+  });
+
   it('gives a piece up after it was lost with its agents too often, and says so', () => {
     const pieces = [piece(1, MiB)];
     const f = farm(pieces, [{ name: 'a' }, { name: 'b' }], { maxAttempts: 2 });

@@ -131,6 +131,8 @@ interface AgentState {
   receivedBytes: number;
   busyMs: number;
   busySince: number;
+  /** Its own store failed (a full disk): it takes no more work in this run. */
+  storeFailed?: string;
 }
 
 /** Wrong pieces after which an agent is neither asked for pieces nor given work for the rest of the run. */
@@ -325,6 +327,21 @@ export class FarmScheduler {
   }
 
   /**
+   * The agent could not keep the piece because its own store failed (a full disk): the agent, not
+   * the piece, is at fault. The agent is lost for the rest of the run (a store that is full stays
+   * full) and the piece goes to the others when the fetch ends.
+   */
+  storeFailed(agent: string, key: string, message: string, upstreamBytes: number): void {
+    const a = this.#agents.get(agent);
+    if (a === undefined) return;
+    a.report.upstreamBytes += upstreamBytes;
+    a.report.piecesFailed += 1;
+    a.storeFailed = message;
+    this.#pieces.get(key)?.refused.add(agent);
+    this.lose(agent, `its store failed: ${message}`);
+  }
+
+  /**
    * The agent's fetch of the piece is over. `agentError`: the agent itself failed (died, stopped
    * answering, its store broke), not the piece; leave it out for a fetch that was cancelled.
    */
@@ -445,11 +462,11 @@ export class FarmScheduler {
 
   /**
    * A lost agent answers again: it gets work again. Pieces it failed before stay refused to it, and
-   * an agent distrusted for wrong bytes is not re-admitted.
+   * an agent distrusted for wrong bytes, or whose store failed, is not re-admitted.
    */
   readmit(agent: string): boolean {
     const a = this.#agents.get(agent);
-    if (a === undefined || a.usable || a.report.distrusted !== undefined) return false;
+    if (a === undefined || a.usable || a.report.distrusted !== undefined || a.storeFailed !== undefined) return false;
     a.usable = true;
     delete a.report.lost;
     a.report.readmitted = (a.report.readmitted ?? 0) + 1;
@@ -457,9 +474,9 @@ export class FarmScheduler {
     return true;
   }
 
-  /** Agents lost (not distrusted) during the run, to be watched for their return. */
+  /** Agents lost (not distrusted, their stores working) during the run, to be watched for their return. */
   lostAgents(): string[] {
-    return [...this.#agents.values()].filter((a) => !a.usable && a.report.distrusted === undefined).map((a) => a.name);
+    return [...this.#agents.values()].filter((a) => !a.usable && a.report.distrusted === undefined && a.storeFailed === undefined).map((a) => a.name);
   }
 
   // --- decisions ---
