@@ -241,6 +241,27 @@ export async function blobBytesServed(logFile: string): Promise<Map<string, numb
   return served;
 }
 
+/**
+ * distribution's garbage collector (`docker-registry garbage-collect`) over a storage folder: it
+ * frees the blobs no manifest in any repository links to any more. distribution requires that no
+ * registry writes to the folder meanwhile, so stop the one serving it first (start it again on
+ * the same `storageDir`). Returns what the collector printed.
+ */
+export async function garbageCollect(storageDir: string, options: { deleteUntagged?: boolean } = {}): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'mm-registry-gc-'));
+  try {
+    const configFile = join(dir, 'config.yml');
+    // JSON is valid YAML; the collector needs only the storage.
+    await writeFile(configFile, JSON.stringify({ version: 0.1, storage: { filesystem: { rootdirectory: storageDir }, delete: { enabled: true } } }));
+    const { stdout, stderr } = await execFileAsync(REGISTRY_BINARY, ['garbage-collect', `--delete-untagged=${options.deleteUntagged === true}`, configFile], {
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return `${stdout}${stderr}`;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -16,6 +16,7 @@ export * from './units.ts';
 export * from './mesh/swarm-key.ts';
 export * from './config/imageset.ts';
 export * from './config/load-imageset.ts';
+export * from './config/delete-image-list.ts';
 export * from './config/settings.ts';
 export * from './retry/policy.ts';
 export * from './retry/host-backoff.ts';

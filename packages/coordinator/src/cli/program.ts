@@ -8,8 +8,9 @@ import type { MirrorFlags } from './commands/mirror.ts';
 import type { AgentFlags } from './commands/agent.ts';
 import type { WarmFlags } from './commands/warm.ts';
 import type { ListOperatorsFlags, ListReleasesFlags } from './commands/list.ts';
-import type { PruneFlags } from './commands/prune.ts';
 import type { ServeFlags } from './commands/serve.ts';
+import type { DeleteFlags } from './commands/delete.ts';
+import type { PruneFlags } from './commands/prune.ts';
 
 /** Go-style booleans as oc-mirror users type them: `--src-tls-verify=false`. */
 function parseBool(value: string): boolean {
@@ -197,6 +198,43 @@ program
   .action(async (destination: string, flags: MirrorFlags & { out: string }) => {
     const { runReceiptCommand } = await import('./commands/mirror.ts');
     process.exitCode = await runReceiptCommand(destination, flags);
+  });
+
+program
+  .command('delete')
+  .description(
+    "oc-mirror's delete workflow: `delete --generate -c delete-isc.yaml --workspace file://DIR docker://HOST[/PREFIX]` lists what a mirror of that content pushed there; `delete --delete-yaml-file FILE docker://HOST[/PREFIX]` deletes those manifests (blobs are left to the registry's garbage collector)",
+  )
+  .argument('<destination>', 'docker://HOST[/PREFIX]: the registry the images were mirrored to')
+  .option('--generate', 'step 1: write DIR/working-dir/delete/delete-images.yaml (and delete-imageset-config.yaml) for review; nothing is deleted')
+  .option('-c, --config <file>', 'with --generate: the DeleteImageSetConfiguration')
+  .option('--workspace <file://DIR>', 'with --generate: where the list goes (DIR/working-dir/delete/)')
+  .option('--delete-id <id>', 'with --generate: name the files delete-images-<id>.yaml and delete-imageset-config-<id>.yaml')
+  .option('--delete-signatures', "with --generate: also list the images' sigstore signature tags (sha256-<hex>.sig), of an index and each child")
+  .option('--delete-yaml-file <file>', 'step 2: delete the manifests this list names (a tag that an image not in the list shares is kept)')
+  .option('--force-cache-delete', "oc-mirror's; not supported (meshmirror's cache is a blob store every run shares)")
+  .option('--delete-v1-images', "oc-mirror's; not supported (meshmirror never pushed oc-mirror v1's tags)")
+  .option('--cache-dir <dir>', 'with --generate: blob store and run journal for resolving (default: $HOME/.meshmirror)')
+  .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
+  .option('--src-tls-verify [bool]', 'with --generate: verify source registry TLS; false also allows plain HTTP', parseBool)
+  .option('--dest-tls-verify [bool]', 'deleting: verify the destination registry TLS; false also allows plain HTTP', parseBool)
+  .option('--parallel-images <n>', 'with --generate: images resolved at once (default 4)', parseCount)
+  .option('--retry-times <n>', 'also cap failed attempts in a row at n', parseCount)
+  .option('--retry-delay <duration>', 'first backoff delay; 0 = default exponential backoff', parseDurationFlag)
+  .option('--image-timeout <duration>', 'keep retrying a request until this passes without progress (default 10m)', parseDurationFlag)
+  .option('--stall-timeout <duration>', 'no body bytes for this long: retry (default 60s)', parseDurationFlag)
+  .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
+  .option('--max-nested-paths <n>', 'as the mirror used: flatten target repository paths deeper than n components', parseCount)
+  .option('--include-dependencies', 'with --generate: as the mirror used, includeDependencies: true on every catalog')
+  .option('--update-url <url>', 'with --generate: update graph service for release channels (default: $UPDATE_URL_OVERRIDE, else the OCP or OKD service)')
+  .option('--graph-data-url <url>', 'with --generate: graph-data tarball for graph: true')
+  .option('--graph-base-image <ref>', 'with --generate: image the graph data is layered on for graph: true')
+  .option('--output <format>', 'text or json (a machine-readable summary on stdout)', 'text')
+  .option('--log-level <level>', 'trace, debug, info, warn, error', parseLogLevel, 'warn')
+  .option('--v2', 'accepted for oc-mirror compatibility; ignored')
+  .action(async (destination: string, flags: DeleteFlags) => {
+    const { runDeleteCommand } = await import('./commands/delete.ts');
+    process.exitCode = await runDeleteCommand(destination, flags);
   });
 
 program

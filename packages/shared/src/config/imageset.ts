@@ -51,7 +51,7 @@ export function describeConfigValue(value: unknown): string {
  * Contract with the loader's issue formatter: for an `unrecognized_keys` issue the message has one
  * line per unknown key, in the order of `issue.keys`.
  */
-function strictObject<S extends z.ZodRawShape>(shape: S) {
+export function strictObject<S extends z.ZodRawShape>(shape: S) {
   const known = Object.keys(shape);
   return z.strictObject(shape, {
     error: (issue) => (issue.code === 'unrecognized_keys' ? issue.keys.map((key) => unknownFieldMessage(key, known)).join('\n') : undefined),
@@ -298,7 +298,11 @@ export interface MeshmirrorFileSettings {
 
 // ---- the ImageSetConfiguration ----
 
-function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
+/**
+ * The parts of an ImageSetConfiguration: what `mirror:` holds and the v1-only `storageConfig`. A
+ * DeleteImageSetConfiguration's `delete:` is made of the same parts, so both read alike.
+ */
+function imageSetParts<V extends ImageSetApiVersion>(apiVersion: V) {
   const v1 = apiVersion === IMAGESET_API_V1ALPHA2;
   /** A field oc-mirror v1 had and v2 dropped: accepted in v1alpha2, refused with a reason in v2alpha1. */
   const v1Only = <S extends z.ZodType>(schema: S, instead: string) =>
@@ -507,6 +511,18 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
     registry: strictObject({ imageURL: nonEmptyText, skipTLS: boolFlag }).optional(),
   });
 
+  return {
+    platform,
+    operator,
+    additionalImage,
+    helm,
+    mirror,
+    storageConfig: v1Only(storageConfig, 'oc-mirror v2 and meshmirror keep their metadata in the cache and workspace folders: remove it'),
+  };
+}
+
+function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
+  const { mirror, storageConfig } = imageSetParts(apiVersion);
   const archiveSizeMessage = (issue: { input?: unknown }) => `expected a number of GiB > 0, got ${describeConfigValue(issue.input)}`;
 
   return strictObject({
@@ -521,7 +537,7 @@ function buildImageSetSchema<V extends ImageSetApiVersion>(apiVersion: V) {
       // Beyond this the size in bytes is no longer an exact integer (2^53 bytes is 8 PiB).
       .lte(MAX_ARCHIVE_SIZE_GIB, { error: (issue) => `expected a number of GiB up to ${MAX_ARCHIVE_SIZE_GIB}, got ${describeConfigValue(issue.input)}` })
       .default(DEFAULT_ARCHIVE_SIZE_GIB),
-    storageConfig: v1Only(storageConfig, 'oc-mirror v2 and meshmirror keep their metadata in the cache and workspace folders: remove it'),
+    storageConfig,
     mirror,
     /** meshmirror's run settings; oc-mirror rejects files that carry this block. */
     meshmirror: MeshmirrorSettingsSchema.optional(),
@@ -555,6 +571,82 @@ export type OperatorChannelConfig = OperatorPackageConfig['channels'][number];
 export type AdditionalImageConfig = ImageSetMirror['additionalImages'][number];
 export type BlockedImageConfig = ImageSetMirror['blockedImages'][number];
 export type HelmConfig = NonNullable<ImageSetMirror['helm']>;
+
+// ---- the DeleteImageSetConfiguration ----
+
+export const DELETE_IMAGESET_KIND = 'DeleteImageSetConfiguration';
+
+/**
+ * oc-mirror v2's DeleteImageSetConfiguration: what to delete from a mirror registry, named as an
+ * ImageSetConfiguration names what to mirror (`delete:` holds `platform`, `operators`,
+ * `additionalImages` and `helm` as `mirror:` does, read with the v2alpha1 rules whatever the
+ * apiVersion, as oc-mirror reads it). A `mirror:` key, `blockedImages`, unknown fields, and a
+ * catalog or release channel listed twice are errors, as in oc-mirror.
+ */
+export const DeleteImageSetConfigSchema = (() => {
+  const { platform, operator, additionalImage, helm } = imageSetParts(IMAGESET_API_V2ALPHA1);
+  const content = strictObject({
+    platform: platform.optional(),
+    operators: z.array(operator).default([]),
+    additionalImages: z.array(additionalImage).default([]),
+    helm: helm.optional(),
+    blockedImages: z.undefined({ error: 'not part of a DeleteImageSetConfiguration: it lists only what to delete' }).optional(),
+  }).superRefine((d, ctx) => {
+    const catalogs = new Map<string, number>();
+    d.operators.forEach((op, i) => {
+      // oc-mirror's unique name of a catalog: where it comes from and where it goes.
+      const key = `${op.catalog} ${op.targetCatalog ?? ''} ${op.targetTag ?? ''}`;
+      const first = catalogs.get(key);
+      if (first === undefined) catalogs.set(key, i);
+      else ctx.addIssue({ code: 'custom', path: ['operators', i, 'catalog'], message: `catalog "${op.catalog}" is already listed at operators[${first}]` });
+    });
+    // oc-mirror compares channel names only; the platform's own check covers the same name and type.
+    const channels = d.platform?.channels ?? [];
+    channels.forEach((channel, i) => {
+      const first = channels.findIndex((c) => c.name === channel.name);
+      if (first !== i && channels[first]?.type !== channel.type) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['platform', 'channels', i, 'name'],
+          message: `release channel "${channel.name}" is already listed at channels[${first}]`,
+        });
+      }
+    });
+  });
+  return strictObject({
+    kind: z.literal(DELETE_IMAGESET_KIND, {
+      error: (issue) =>
+        `expected ${DELETE_IMAGESET_KIND}, got ${describeConfigValue(issue.input)}${issue.input === IMAGESET_KIND ? ' (delete reads what to delete from a DeleteImageSetConfiguration, under delete:)' : ''}`,
+    }),
+    /** Any apiVersion, as oc-mirror reads it (its own examples say v1alpha2; the copy it saves says v2alpha1). */
+    apiVersion: nonEmptyText,
+    delete: content,
+    mirror: z.undefined({ error: `not allowed in a ${DELETE_IMAGESET_KIND}: list what to delete under delete:` }).optional(),
+  });
+})();
+
+export type DeleteImageSetConfig = z.output<typeof DeleteImageSetConfigSchema>;
+
+/**
+ * The ImageSetConfiguration that mirrors what a DeleteImageSetConfiguration deletes: resolving it
+ * names exactly the images a mirror run of the same content pushed.
+ */
+export function imageSetOfDelete(config: DeleteImageSetConfig): ImageSetConfig {
+  const { platform, operators, additionalImages, helm } = config.delete;
+  return {
+    kind: IMAGESET_KIND,
+    apiVersion: IMAGESET_API_V2ALPHA1,
+    archiveSize: DEFAULT_ARCHIVE_SIZE_GIB,
+    mirror: {
+      ...(platform === undefined ? {} : { platform }),
+      operators,
+      additionalImages,
+      ...(helm === undefined ? {} : { helm }),
+      blockedImages: [],
+      samples: [],
+    },
+  };
+}
 
 /** Something the file asks for that meshmirror reads but does not act on. */
 export interface ImageSetNotice {

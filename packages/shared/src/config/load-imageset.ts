@@ -1,12 +1,13 @@
 /**
  * Reads an ImageSetConfiguration file: YAML to data, data checked by `ImageSetConfigSchema`, and
- * every problem reported on one line as `file:line:col: field.path: what is wrong`.
+ * every problem reported on one line as `file:line:col: field.path: what is wrong`. The other YAML
+ * formats meshmirror reads (DeleteImageSetConfiguration, DeleteImageList) go the same way.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, fileErrorReason, MeshmirrorError } from '../errors.ts';
-import { describeConfigValue, formatConfigPath, ImageSetConfigSchema, type ImageSetConfig } from './imageset.ts';
+import { DeleteImageSetConfigSchema, describeConfigValue, formatConfigPath, ImageSetConfigSchema, type DeleteImageSetConfig, type ImageSetConfig } from './imageset.ts';
 
 /** Problems listed in a `ConfigError` message; the rest are counted. All are in `data.problems`. */
 const MAX_PROBLEM_LINES = 5;
@@ -30,6 +31,16 @@ export interface ConfigProblem {
  * `MeshmirrorError('MM_CONFIG_UNREADABLE')`; bad YAML or a bad field throws a `ConfigError`.
  */
 export async function loadImageSetConfig(file: string, options: LoadImageSetOptions = {}): Promise<ImageSetConfig> {
+  return parseImageSetConfig(await readConfigFile(file, options), file);
+}
+
+/** Reads and checks a DeleteImageSetConfiguration file; errors as `loadImageSetConfig`'s. */
+export async function loadDeleteImageSetConfig(file: string, options: LoadImageSetOptions = {}): Promise<DeleteImageSetConfig> {
+  return parseConfigText(await readConfigFile(file, options), file, DeleteImageSetConfigSchema);
+}
+
+/** A configuration file's text; `MM_CONFIG_UNREADABLE` naming the file when it cannot be read. */
+export async function readConfigFile(file: string, options: LoadImageSetOptions = {}): Promise<string> {
   let text: string;
   try {
     // A FIFO or device would block the read (or never end); only a regular file is a configuration.
@@ -46,11 +57,19 @@ export async function loadImageSetConfig(file: string, options: LoadImageSetOpti
       data: { file },
     });
   }
-  return parseImageSetConfig(text, file);
+  return text;
 }
 
 /** Checks ImageSetConfiguration text; `file` names it in messages. */
 export function parseImageSetConfig(text: string, file: string): ImageSetConfig {
+  return parseConfigText(text, file, ImageSetConfigSchema);
+}
+
+/**
+ * Checks YAML text against one of the configuration schemas: bad YAML or a bad field throws a
+ * `ConfigError` whose lines read `file:line:col: field.path: what is wrong`.
+ */
+export function parseConfigText<S extends z.ZodType>(text: string, file: string, schema: S): z.output<S> {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text.replace(/^\uFEFF/, ''), { lineCounter, prettyErrors: false, uniqueKeys: true });
   const yamlError = doc.errors[0];
@@ -66,7 +85,7 @@ export function parseImageSetConfig(text: string, file: string): ImageSetConfig 
 
   const locations = new Map<string, number>();
   const data = yamlToData(doc.contents, { doc, locations, file, lineCounter, aliasesOpen: new Set(), aliasedNodes: 0 }, [], 'typed');
-  const result = ImageSetConfigSchema.safeParse(data, { error: defaultIssueMessage });
+  const result = schema.safeParse(data, { error: defaultIssueMessage });
   if (result.success) return result.data;
 
   const problems = result.error.issues.flatMap((issue) => issueProblems(issue, locations, lineCounter)).sort((a, b) => a.line - b.line || a.col - b.col);

@@ -258,10 +258,12 @@ function pickChallenge(challenges: AuthChallenge[]): AuthChallenge | undefined {
 /**
  * What a request needs of a repository: pulling, or pushing (which also needs pull, as every
  * registry checks existence before it accepts an upload), plus pull on the repository a blob is
- * mounted from.
+ * mounted from; or deleting, asked as `*` as containers/image asks it (distribution's token auth
+ * wants `delete` or `*`, Quay and Harbor know `*`).
  */
 export interface RepositoryAccess {
   push: boolean;
+  delete?: boolean;
   mountFrom?: string;
 }
 
@@ -269,7 +271,7 @@ const PULL: RepositoryAccess = { push: false };
 
 /** Space-separated scopes: one `scope` query parameter each (GET), one space-joined field (POST form). */
 function tokenScope(repository: string, access: RepositoryAccess): string {
-  const own = `repository:${repository}:${access.push ? 'pull,push' : 'pull'}`;
+  const own = `repository:${repository}:${access.delete === true ? '*' : access.push ? 'pull,push' : 'pull'}`;
   return access.mountFrom === undefined || access.mountFrom === repository ? own : `${own} repository:${access.mountFrom}:pull`;
 }
 

@@ -36,8 +36,10 @@ import type {
   BlobRangeRequest,
   BlobRangeResponse,
   FetchedManifest,
+  ManifestDeletion,
   Referrers,
   RegistryClient,
+  RegistryDeleteClient,
   RegistryPushClient,
   RepositoryLocation,
   UploadBody,
@@ -82,8 +84,8 @@ type Scheme = 'https' | 'http';
 
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
-/** The `RegistryClient` interface plus the push side (`RegistryPushClient`) of a live registry. */
-export interface HttpRegistryClient extends RegistryClient, RegistryPushClient {}
+/** The `RegistryClient` interface plus the push (`RegistryPushClient`) and delete (`RegistryDeleteClient`) sides of a live registry. */
+export interface HttpRegistryClient extends RegistryClient, RegistryPushClient, RegistryDeleteClient {}
 
 export function createRegistryClient(options: RegistryClientOptions): HttpRegistryClient {
   return new UndiciRegistryClient(options);
@@ -504,6 +506,81 @@ class UndiciRegistryClient implements HttpRegistryClient {
     );
   }
 
+  async listTags(location: RepositoryLocation, options: AbortOptions = {}): Promise<string[]> {
+    const { signal } = options;
+    const tags: string[] = [];
+    let path: string | undefined = `/v2/${location.repository}/tags/list?n=${TAGS_PAGE}`;
+    for (let page = 0; path !== undefined; page++) {
+      if (page >= MAX_TAG_PAGES) throw new MeshmirrorError('MM_REGISTRY', `GET tags of ${location.registry}/${location.repository}: more than ${MAX_TAG_PAGES} pages`);
+      const what = `GET tags ${location.registry}/${location.repository}${page === 0 ? '' : ` (page ${page + 1})`}`;
+      const current: string = path;
+      const answer = await withRetries(
+        async (): Promise<{ tags: string[]; next: string | undefined }> => {
+          const response = await this.#send(location, {
+            method: 'GET',
+            path: current,
+            headers: { accept: 'application/json' },
+            what,
+            ...(signal === undefined ? {} : { signal }),
+          });
+          // A repository the registry never heard of has no tags (distribution: 404 NAME_UNKNOWN).
+          if (response.status === 404) {
+            await discardBody(response.body);
+            return { tags: [], next: undefined };
+          }
+          if (response.status !== 200) throw await registryErrorFromResponse(response, what, deniedHint(response, location));
+          const bytes = await readBodyCapped(response, {
+            maxBytes: this.#options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+            what,
+            tooLargeCode: 'MM_MANIFEST_INVALID',
+            stallTimeoutMs: this.#options.stallTimeoutMs,
+            ...(signal === undefined ? {} : { signal }),
+          });
+          return { tags: tagsOf(bytes, what), next: nextPagePath(headerValue(response.headers, 'link'), response.url) };
+        },
+        this.#retryOptions(location.registry, what, signal),
+      );
+      tags.push(...answer.tags);
+      path = answer.next;
+    }
+    return [...new Set(tags)];
+  }
+
+  async deleteManifest(location: RepositoryLocation, digest: Digest, options: AbortOptions = {}): Promise<ManifestDeletion> {
+    const { signal } = options;
+    // A tag here would be a bug: some registries delete a tag's manifest, others only the tag.
+    if (!isDigest(digest)) throw new MeshmirrorError('MM_REFERENCE_INVALID', `"${String(digest)}" is not a sha256 digest: manifests are deleted by digest`);
+    const what = `DELETE manifest ${location.registry}/${location.repository}@${digest}`;
+    return await withRetries(
+      async (): Promise<ManifestDeletion> => {
+        const response = await this.#send(location, {
+          method: 'DELETE',
+          path: `/v2/${location.repository}/manifests/${digest}`,
+          headers: { accept: MANIFEST_ACCEPT },
+          what,
+          access: { push: true, delete: true },
+          ...(signal === undefined ? {} : { signal }),
+        });
+        // 202 is the distribution spec's answer; a few registries answer 200 or 204.
+        if (response.status === 202 || response.status === 200 || response.status === 204) {
+          await discardBody(response.body);
+          return 'deleted';
+        }
+        // Gone already (MANIFEST_UNKNOWN), or the whole repository is (NAME_UNKNOWN): what a delete wants.
+        if (response.status === 404) {
+          await discardBody(response.body);
+          return 'absent';
+        }
+        const hint =
+          response.status === 405
+            ? { hint: `${location.registry} does not allow deleting manifests (distribution: storage.delete.enabled: true)` }
+            : deniedHint(response, location);
+        throw await registryErrorFromResponse(response, what, hint);
+      },
+      this.#retryOptions(location.registry, what, signal),
+    );
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -701,6 +778,36 @@ function uploadRange(response: HttpResponse, what: string, fallback: number): { 
   }
   const end = Number(match[1]);
   return end === 0 ? { offset: 0, ambiguous: true } : { offset: end + 1 };
+}
+
+/** Tags asked per page of a tags list; registries may send fewer and a `Link` to the rest. */
+const TAGS_PAGE = 1000;
+/** Far beyond any real repository (a million tags); a registry that links on forever is stopped. */
+const MAX_TAG_PAGES = 1000;
+
+/** The `tags` of a tags-list answer; distribution sends `null` for a repository whose tags were all deleted. */
+function tagsOf(bytes: Uint8Array, what: string): string[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(bytes).toString('utf8'));
+  } catch (cause) {
+    throw new MeshmirrorError('MM_REGISTRY', `${what}: the answer is not JSON`, { cause });
+  }
+  const tags = typeof json === 'object' && json !== null && 'tags' in json ? json.tags : undefined;
+  if (tags === null || tags === undefined) return [];
+  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string')) throw new MeshmirrorError('MM_REGISTRY', `${what}: "tags" is not a list of names`);
+  return tags as string[];
+}
+
+/**
+ * The next page of a tags list from `Link: </v2/…/tags/list?last=x&n=y>; rel="next"`, as a path on
+ * the same registry (a link to another origin is not followed: credentials never leave it).
+ */
+function nextPagePath(link: string | undefined, base: URL): string | undefined {
+  const match = link === undefined ? null : /<([^>]+)>\s*;\s*rel="?next"?/i.exec(link);
+  if (match === null) return undefined;
+  const next = new URL(match[1]!, base);
+  return next.origin === base.origin ? `${next.pathname}${next.search}` : undefined;
 }
 
 /** Answers to the referrers path that mean the registry has no referrers API. */

@@ -120,3 +120,23 @@ export interface RegistryPushClient {
   /** As the pull side's: whether the target has the referrers API, and what its tag index lists. */
   getReferrers(location: RepositoryLocation, digest: Digest, options?: AbortOptions): Promise<Referrers>;
 }
+
+/** What became of a manifest DELETE: removed now, or the registry did not have it (404). */
+export type ManifestDeletion = 'deleted' | 'absent';
+
+/**
+ * The delete side of a target registry: what `meshmirror delete` needs to find what a repository
+ * holds and remove manifests. Blobs are never deleted here: only the registry's garbage collector
+ * knows every manifest that still needs one. Every call is safe to repeat and retried inside.
+ */
+export interface RegistryDeleteClient {
+  /** As the pull side's: GET a manifest by tag or digest, digest verified. */
+  getManifest(location: RepositoryLocation, reference: string, options?: AbortOptions): Promise<FetchedManifest>;
+  /** Every tag of the repository, following `Link` pages; none when the registry does not know the repository. */
+  listTags(location: RepositoryLocation, options?: AbortOptions): Promise<string[]>;
+  /**
+   * `DELETE /v2/<name>/manifests/<digest>`: the manifest goes, and with it every tag that points at
+   * it (an index's children stay: they are manifests of their own). `absent` on a 404.
+   */
+  deleteManifest(location: RepositoryLocation, digest: Digest, options?: AbortOptions): Promise<ManifestDeletion>;
+}
