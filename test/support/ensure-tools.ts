@@ -1,8 +1,8 @@
 /**
  * Makes sure the programs the integration tests run are installed: distribution's registry,
- * skopeo, htpasswd, openssl and chromium, and as root also ip and tc for the namespace tests. As root on
- * Debian/Ubuntu it installs missing ones with apt-get; otherwise it says how to install them and
- * fails. Never skips silently.
+ * skopeo, podman, buildah, umoci, htpasswd, openssl and chromium, and as root also ip and tc for
+ * the namespace tests. As root on Debian/Ubuntu it installs missing ones with apt-get; otherwise it
+ * says how to install them and fails. Never skips silently.
  *
  * Run with Node 24 before vitest: `node test/support/ensure-tools.ts && vitest run`.
  */
@@ -22,6 +22,10 @@ interface Tool {
 const TOOLS: Tool[] = [
   { command: process.env['MESHMIRROR_REGISTRY_BIN'] ?? 'docker-registry', debianPackage: 'docker-registry' },
   { command: process.env['MESHMIRROR_SKOPEO_BIN'] ?? 'skopeo', debianPackage: 'skopeo' },
+  // The clients `meshmirror serve` is pulled by and whose layouts it serves (test/serve-clients.test.ts).
+  { command: 'podman', debianPackage: 'podman' },
+  { command: 'buildah', debianPackage: 'buildah' },
+  { command: 'umoci', debianPackage: 'umoci' },
   { command: 'htpasswd', debianPackage: 'apache2-utils' },
   { command: 'openssl', debianPackage: 'openssl' },
   // The live status page's test drives it headless through playwright-core (test/status-page.test.ts).
