@@ -134,7 +134,14 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
     logger.warn({ url }, 'basic authentication without TLS: passwords cross the network in clear text');
   }
   logger.info(
-    { url, dir: folder.dir, kind: folder.kind, repositories: repositories.length, tls: options.tls !== undefined, auth: options.authenticator !== undefined },
+    {
+      url,
+      dir: folder.dir,
+      kind: folder.kind,
+      repositories: repositories.length,
+      tls: options.tls !== undefined,
+      basicAuthentication: options.authenticator !== undefined,
+    },
     `serving ${folder.kind === 'archive' ? 'an archive' : 'an OCI layout'} read-only`,
   );
 
