@@ -664,35 +664,46 @@ export class FarmScheduler {
 
   /** Once nothing waits, an idle agent duplicates the piece that would otherwise finish last. */
   #endgame(out: Decision[]): void {
-    if (this.#anyWaiting()) return;
+    const idle = [...this.#agents.values()].filter((a) => a.usable && inFlightOf(a) === 0 && this.#rateOf(a) !== undefined);
+    if (idle.length === 0 || this.#anyWaiting()) return;
     const now = this.#now();
-    for (const a of this.#agents.values()) {
-      const rate = this.#rateOf(a);
-      if (!a.usable || inFlightOf(a) > 0 || rate === undefined) continue;
-      // The piece whose current fetcher will take longest, if this agent would clearly beat it.
-      let best: { state: PieceState; remainingMs: number } | undefined;
-      for (const s of this.#active) {
-        if (s.done || (s.pulling && s.live === undefined) || s.piece.holders.size > 0 || s.fetching.size !== 1 || s.fetching.has(a.name) || s.refused.has(a.name))
-          continue;
-        // Judged only once the piece has run long enough for its rate to mean something.
-        if (now - s.startedAt < ENDGAME_MIN_RUNNING_MS) continue;
-        // The piece is done by the time its fetcher has brought in everything it still owes: the
-        // fetcher's own rate says when. (One piece's rate alone misleads: pieces sharing a link
-        // take turns, and a starved one speeds up as soon as the others finish.)
-        const fetcher = this.#agents.get([...s.fetching][0] ?? '');
-        const fetcherRate = fetcher === undefined ? undefined : this.#rateOf(fetcher);
-        const pieceRate = s.received / (now - s.startedAt);
-        const remainingMs =
-          fetcher !== undefined && fetcherRate !== undefined
-            ? pendingOf(fetcher) / fetcherRate
-            : pieceRate > 0
-              ? (s.piece.task.length - s.received) / pieceRate
-              : Number.POSITIVE_INFINITY;
-        if (best === undefined || remainingMs > best.remainingMs) best = { state: s, remainingMs };
+    // The pieces worth a second copy, the one that would finish last first: judged once for all
+    // idle agents (once per idle agent made a decision cost idle agents × pieces in flight, which
+    // at the end of a run on a hundred agents is most of the coordinator's time).
+    const slow: Array<{ state: PieceState; remainingMs: number }> = [];
+    for (const s of this.#active) {
+      if (s.done || (s.pulling && s.live === undefined) || s.piece.holders.size > 0 || s.fetching.size !== 1) continue;
+      // Judged only once the piece has run long enough for its rate to mean something.
+      if (now - s.startedAt < ENDGAME_MIN_RUNNING_MS) continue;
+      // The piece is done by the time its fetcher has brought in everything it still owes: the
+      // fetcher's own rate says when. (One piece's rate alone misleads: pieces sharing a link
+      // take turns, and a starved one speeds up as soon as the others finish.)
+      const fetcher = this.#agents.get(s.fetching.values().next().value ?? '');
+      const fetcherRate = fetcher === undefined ? undefined : this.#rateOf(fetcher);
+      const pieceRate = s.received / (now - s.startedAt);
+      const remainingMs =
+        fetcher !== undefined && fetcherRate !== undefined
+          ? pendingOf(fetcher) / fetcherRate
+          : pieceRate > 0
+            ? (s.piece.task.length - s.received) / pieceRate
+            : Number.POSITIVE_INFINITY;
+      if (remainingMs >= ENDGAME_MIN_REMAINING_MS) slow.push({ state: s, remainingMs });
+    }
+    // Stable: of pieces that would finish together, the first in flight goes first.
+    slow.sort((x, y) => y.remainingMs - x.remainingMs);
+    let first = 0;
+    for (const a of idle) {
+      // Pieces duplicated by the agents before this one are no longer candidates.
+      while (first < slow.length && slow[first]!.state.fetching.size !== 1) first += 1;
+      let best: (typeof slow)[number] | undefined;
+      for (let i = first; i < slow.length && best === undefined; i++) {
+        const c = slow[i]!;
+        if (c.state.fetching.size === 1 && !c.state.refused.has(a.name)) best = c;
       }
       if (best === undefined) continue;
-      const mineMs = best.state.piece.task.length / rate;
-      if (best.remainingMs < ENDGAME_MIN_REMAINING_MS || mineMs * ENDGAME_ADVANTAGE > best.remainingMs) continue;
+      // Only if this agent would clearly beat the piece's fetcher.
+      const mineMs = best.state.piece.task.length / this.#rateOf(a)!;
+      if (mineMs * ENDGAME_ADVANTAGE > best.remainingMs) continue;
       this.#log?.info({ agent: a.name, piece: best.state.key, remainingMs: Math.round(best.remainingMs) }, 'endgame: duplicating a slow piece');
       this.#startFetch(out, a, best.state, true);
     }
