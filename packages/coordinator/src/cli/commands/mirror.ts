@@ -131,17 +131,9 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
   const since = flags.since === undefined ? undefined : parseSince(flags.since);
   checkOpenShiftFlags(flags);
   await checkFarmFlags(flags);
-  const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
-  const { store, agent } = await openLocalAgent({
-    cacheDir,
-    settings,
-    client,
-    retry,
-    backoff,
-    logger,
-    limitUpstream: flags.limitUpstream,
-    limitRegistry: flags.limitRegistry,
-  });
+  const context = await commandContext(flags, 'source');
+  const { config, settings, cacheDir, logger, retry, backoff, client } = context;
+  const { store, agent } = await openCommandAgent(context, flags);
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
   const { progress, status } = await progressFor(flags, backoff, logger);
   try {
@@ -316,6 +308,29 @@ export async function openLocalAgent(
     logger,
   });
   return { store, agent };
+}
+
+/**
+ * The coordinator's own agent for a command: over the store in its cache dir, with its clients and
+ * retry settings, this host's upstream limits from the flags, and (pushing) the target's client.
+ */
+export function openCommandAgent(
+  context: Pick<Awaited<ReturnType<typeof commandContext>>, 'cacheDir' | 'settings' | 'client' | 'retry' | 'backoff' | 'logger'>,
+  flags: Pick<MirrorFlags, 'limitUpstream' | 'limitRegistry'>,
+  push?: InProcessAgentOptions['push'],
+) {
+  const { cacheDir, settings, client, retry, backoff, logger } = context;
+  return openLocalAgent({
+    cacheDir,
+    settings,
+    client,
+    retry,
+    backoff,
+    logger,
+    limitUpstream: flags.limitUpstream,
+    limitRegistry: flags.limitRegistry,
+    ...(push === undefined ? {} : { push }),
+  });
 }
 
 /**
@@ -575,20 +590,11 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
   const workspace = resolve(workspaceArg.slice('file://'.length));
   checkOpenShiftFlags(flags);
   await checkFarmFlags(flags);
-  const { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
+  const context = await commandContext(flags, 'source');
+  const { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client, clientFor } = context;
   const targetClient = clientFor('destination');
   const chunkBytes = flags.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK_BYTES;
-  const { store, agent } = await openLocalAgent({
-    cacheDir,
-    settings,
-    client,
-    retry,
-    backoff,
-    logger,
-    limitUpstream: flags.limitUpstream,
-    limitRegistry: flags.limitRegistry,
-    push: { client: targetClient, chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff },
-  });
+  const { store, agent } = await openCommandAgent(context, flags, { client: targetClient, chunkBytes, stallTimeoutMs: settings.stallTimeoutMs, retry, backoff });
   const pushSettings: PushSettings = {
     tlsVerify: settings.destTlsVerify,
     connectTimeoutMs: settings.connectTimeoutMs,
@@ -648,18 +654,10 @@ export async function runReceiptCommand(destinationArg: string, flags: MirrorFla
     throw new MeshmirrorError('MM_USAGE', `destination "${destinationArg}": expected docker://HOST[/PREFIX], the target to ask`);
   const destination = parseDockerDestination(destinationArg, flags.maxNestedPaths === undefined ? {} : { maxNestedPaths: flags.maxNestedPaths });
   checkOpenShiftFlags(flags);
-  const { config, settings, cacheDir, logger, retry, backoff, client, clientFor } = await commandContext(flags, 'source');
+  const context = await commandContext(flags, 'source');
+  const { config, settings, cacheDir, logger, retry, client, clientFor } = context;
   const targetClient = clientFor('destination');
-  const { store, agent } = await openLocalAgent({
-    cacheDir,
-    settings,
-    client,
-    retry,
-    backoff,
-    logger,
-    limitUpstream: flags.limitUpstream,
-    limitRegistry: flags.limitRegistry,
-  });
+  const { store, agent } = await openCommandAgent(context, flags);
   try {
     const supply = blobSupply(agent, store, settings);
     const summary = await withInterruptSignal((signal) =>

@@ -16,7 +16,7 @@ import {
   commandContext,
   DEFAULT_FARM_PIECE_SIZE,
   joinFarm,
-  openLocalAgent,
+  openCommandAgent,
   openShiftSources,
   printSummary,
   readAgentsFile,
@@ -58,18 +58,10 @@ export async function runWarmCommand(given: WarmFlags): Promise<number> {
     throw new MeshmirrorError('MM_USAGE', 'warm fills a farm: give the agents with --agents or --agents-file (one host alone warms its store with a mirror)');
   }
   await checkFarmFlags(flags);
-  const { config, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'source');
+  const context = await commandContext(flags, 'source');
+  const { config, settings, cacheDir, logger, retry, backoff, client } = context;
   // The coordinator's own store keeps only what resolution reads (payload and catalog layers, manifests).
-  const { store, agent } = await openLocalAgent({
-    cacheDir,
-    settings,
-    client,
-    retry,
-    backoff,
-    logger,
-    limitUpstream: flags.limitUpstream,
-    limitRegistry: flags.limitRegistry,
-  });
+  const { store, agent } = await openCommandAgent(context, flags);
   const farm = await joinFarm(flags, cacheDir, settings, store, logger);
   const progress = createProgressReporter({
     mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined,
