@@ -6,13 +6,12 @@
  * counts only: nothing secret.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { MeshmirrorError, type Logger } from '@meshmirror/shared';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Logger } from '@meshmirror/shared';
 import type { AgentCounters, AgentCountersSnapshot } from '@meshmirror/agent/mesh';
-import { parseStatusAddress } from './status-address.ts';
+import { answerMetrics, counterOf, gaugeOf, listenOnStatusAddress, type MetricRows } from './status-http.ts';
 
 export interface AgentStatusOptions {
   counters: AgentCounters;
@@ -31,33 +30,16 @@ export interface AgentStatusServer {
 const STORE_SIZE_TTL_MS = 10_000;
 
 export async function startAgentStatusServer(address: string, options: AgentStatusOptions): Promise<AgentStatusServer> {
-  const { host, port } = parseStatusAddress(address);
   const { counters } = options;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'meshmirror_agent_' });
   const storeSize = cachedFolderBytes(options.storeDir);
 
-  // Each counter is filled from one snapshot, taken once per scrape.
+  // Every metric is filled from one snapshot, taken once per request.
   let snapshot: AgentCountersSnapshot = counters.snapshot();
-  const fromSnapshot = <L extends string>(
-    name: string,
-    help: string,
-    labelNames: L[],
-    rows: (s: AgentCountersSnapshot) => Array<[Partial<Record<L, string>>, number]>,
-  ): void => {
-    new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [labels, value] of rows(snapshot)) this.inc(labels, value);
-      },
-    });
-  };
-  const byKey = (record: Record<string, number>, label: string): Array<[Record<string, string>, number]> =>
-    Object.entries(record).map(([key, value]) => [{ [label]: key }, value]);
+  const fromSnapshot = <L extends string>(name: string, help: string, labelNames: L[], rows: (s: AgentCountersSnapshot) => MetricRows<L>): void =>
+    counterOf(registry, name, help, labelNames, () => rows(snapshot));
+  const byKey = (record: Record<string, number>, label: string): MetricRows<string> => Object.entries(record).map(([key, value]) => [{ [label]: key }, value]);
   fromSnapshot('meshmirror_agent_upstream_bytes_total', 'Body bytes received from upstream registries, retries included', ['registry'], (s) =>
     byKey(s.upstreamBytes, 'registry'),
   );
@@ -78,22 +60,8 @@ export async function startAgentStatusServer(address: string, options: AgentStat
     [{ state: 'started' }, s.assignments.started],
     [{ state: 'finished' }, s.assignments.finished],
   ]);
-  new Gauge({
-    name: 'meshmirror_agent_pieces_in_flight',
-    help: 'Pieces being fetched now',
-    registers: [registry],
-    collect() {
-      this.set(snapshot.pieces.inFlight);
-    },
-  });
-  new Gauge({
-    name: 'meshmirror_agent_store_bytes',
-    help: "Bytes in the agent's store folder (blobs, pieces, index)",
-    registers: [registry],
-    async collect() {
-      this.set(await storeSize());
-    },
-  });
+  gaugeOf(registry, 'meshmirror_agent_pieces_in_flight', 'Pieces being fetched now', [], () => [[{}, snapshot.pieces.inFlight]]);
+  gaugeOf(registry, 'meshmirror_agent_store_bytes', "Bytes in the agent's store folder (blobs, pieces, index)", [], async () => [[{}, await storeSize()]]);
 
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://status').pathname;
@@ -101,10 +69,7 @@ export async function startAgentStatusServer(address: string, options: AgentStat
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
     } else if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        (err: unknown) => res.writeHead(500).end(String(err)),
-      );
+      answerMetrics(registry, res);
     } else if (path === '/api/agent') {
       storeSize().then(
         (storeBytes) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ peerId: options.peerId, ...snapshot, storeBytes })),
@@ -114,12 +79,7 @@ export async function startAgentStatusServer(address: string, options: AgentStat
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics or /api/agent\n');
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new MeshmirrorError('MM_USAGE', `--status ${address}: cannot listen: ${err.message}`, { cause: err })));
-    server.listen(port, host, resolve);
-  });
-  const bound = server.address() as AddressInfo;
-  const url = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  const url = await listenOnStatusAddress(server, address);
   options.logger.info({ url }, 'status: /metrics and /api/agent');
   return {
     url,

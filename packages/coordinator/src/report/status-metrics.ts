@@ -4,42 +4,20 @@
  * with `/api/run`, and once the run is over with its summary: the per-agent counters are the
  * summary's `agents[]`, their sums its totals.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { RunPhase } from './progress.ts';
 import type { RunStatus } from './run-status.ts';
+import { counterOf, gaugeOf, type MetricRows } from './status-http.ts';
 
 const PHASES: RunPhase[] = ['resolving', 'fetching', 'archiving', 'pushing', 'mirroring', 'done'];
 
-type Rows<L extends string> = Array<[Partial<Record<L, string>>, number]>;
+type Rows<L extends string> = MetricRows<L>;
 
 export function statusMetrics(status: RunStatus): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'meshmirror_' });
-  const gauge = <L extends string>(name: string, help: string, labelNames: L[], rows: () => Rows<L>): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [labels, value] of rows()) this.set(labels, value);
-      },
-    });
-  };
-  // A counter's value is the state's running total; the state only ever adds to it.
-  const counter = <L extends string>(name: string, help: string, labelNames: L[], rows: () => Rows<L>): void => {
-    new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [labels, value] of rows()) this.inc(labels, value);
-      },
-    });
-  };
+  const gauge = <L extends string>(name: string, help: string, labelNames: L[], rows: () => Rows<L>): void => gaugeOf(registry, name, help, labelNames, rows);
+  const counter = <L extends string>(name: string, help: string, labelNames: L[], rows: () => Rows<L>): void => counterOf(registry, name, help, labelNames, rows);
   const perAgent = (pick: (a: ReturnType<RunStatus['agents']>[number]) => number): Rows<'agent'> => status.agents().map((a) => [{ agent: a.agent }, pick(a)]);
 
   gauge('meshmirror_run_phase', 'The run phase: 1 for the current one', ['phase'], () => PHASES.map((p) => [{ phase: p }, p === status.state.phase ? 1 : 0]));

@@ -7,12 +7,12 @@
  * watched. Nothing secret is in any of them: hosts and counts only.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MeshmirrorError, type Logger } from '@meshmirror/shared';
+import type { Logger } from '@meshmirror/shared';
 import type { ProgressReporter } from './progress.ts';
 import { RunStatus, type RunSummary } from './run-status.ts';
 import { parseStatusAddress } from './status-address.ts';
+import { answerMetrics, listenOnStatusAddress } from './status-http.ts';
 import { statusMetrics } from './status-metrics.ts';
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.ts';
 
@@ -53,7 +53,8 @@ const PAGE_HEADERS = {
 };
 
 export async function startStatusServer(address: string, options: StatusServerOptions): Promise<StatusServer> {
-  const { host, port } = parseStatusAddress(address);
+  // The address is checked before anything else is set up.
+  parseStatusAddress(address);
   const status = new RunStatus(options.now);
   const registry = statusMetrics(status);
   const streams = new Set<ServerResponse>();
@@ -100,10 +101,7 @@ export async function startStatusServer(address: string, options: StatusServerOp
         .writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
         .end(STATUS_PAGE_SCRIPT);
     } else if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        (err: unknown) => res.writeHead(500).end(String(err)),
-      );
+      answerMetrics(registry, res);
     } else if (path === '/api/run') {
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(status.json()));
     } else if (path === '/api/events') {
@@ -112,12 +110,7 @@ export async function startStatusServer(address: string, options: StatusServerOp
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /, /metrics, /api/run or /api/events\n');
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new MeshmirrorError('MM_USAGE', `--status ${address}: cannot listen: ${err.message}`, { cause: err })));
-    server.listen(port, host, resolve);
-  });
-  const bound = server.address() as AddressInfo;
-  const url = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  const url = await listenOnStatusAddress(server, address);
   options.logger.info({ url }, 'status: the live page at /, /metrics, /api/run, /api/events');
 
   let closed: Promise<void> | undefined;
