@@ -103,6 +103,8 @@ describe('mirror --status', () => {
       expect(run.child.exitCode).toBeNull();
       const after = await scrape(run.url);
       expect(metricSum(after, 'meshmirror_run_finished')).toBe(1);
+      // The writer's store size (measured at most every 10 s, so perhaps from during the run).
+      expect(metricSum(after, 'meshmirror_store_bytes')).toBeGreaterThan(0);
       expect(report.agents).toHaveLength(2);
       for (const agent of report.agents!) {
         const mine = { agent: agent.agent };

@@ -6,12 +6,10 @@
  * counts only: nothing secret.
  */
 import { createServer, type Server } from 'node:http';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Logger } from '@meshmirror/shared';
 import type { AgentCounters, AgentCountersSnapshot } from '@meshmirror/agent/mesh';
-import { answerMetrics, counterOf, gaugeOf, listenOnStatusAddress, type MetricRows } from './status-http.ts';
+import { answerMetrics, cachedFolderBytes, counterOf, gaugeOf, listenOnStatusAddress, type MetricRows } from './status-http.ts';
 
 export interface AgentStatusOptions {
   counters: AgentCounters;
@@ -25,9 +23,6 @@ export interface AgentStatusServer {
   url: string;
   close(): Promise<void>;
 }
-
-/** How long a measured store size is reused: walking a large store on every scrape is wasteful. */
-const STORE_SIZE_TTL_MS = 10_000;
 
 export async function startAgentStatusServer(address: string, options: AgentStatusOptions): Promise<AgentStatusServer> {
   const { counters } = options;
@@ -89,34 +84,4 @@ export async function startAgentStatusServer(address: string, options: AgentStat
         server.close(() => resolve());
       }),
   };
-}
-
-/** The folder's total file size, measured at most every STORE_SIZE_TTL_MS. */
-function cachedFolderBytes(dir: string): () => Promise<number> {
-  let measured: { at: number; bytes: Promise<number> } | undefined;
-  return () => {
-    const now = Date.now();
-    if (measured === undefined || now - measured.at > STORE_SIZE_TTL_MS) measured = { at: now, bytes: folderBytes(dir) };
-    return measured.bytes;
-  };
-}
-
-async function folderBytes(dir: string): Promise<number> {
-  let total = 0;
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch {
-    return 0; // removed while walked, or not there yet
-  }
-  for (const entry of entries) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) total += await folderBytes(path);
-    else if (entry.isFile())
-      total += await stat(path).then(
-        (s) => s.size,
-        () => 0,
-      );
-  }
-  return total;
 }

@@ -3,8 +3,10 @@
  * `/metrics` from a prom-client registry, and metrics whose values are read from the state when
  * scraped (so a scrape always agrees with the JSON beside it).
  */
+import { readdir, stat } from 'node:fs/promises';
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { MeshmirrorError } from '@meshmirror/shared';
 import { parseStatusAddress } from './status-address.ts';
@@ -58,4 +60,37 @@ export function counterOf<L extends string>(registry: Registry, name: string, he
       for (const [labels, value] of rows()) this.inc(labels, value);
     },
   });
+}
+
+/** How long a measured store size is reused: walking a large store on every scrape is wasteful. */
+const STORE_SIZE_TTL_MS = 10_000;
+
+/** The folder's total file size, measured at most every STORE_SIZE_TTL_MS. */
+export function cachedFolderBytes(dir: string): () => Promise<number> {
+  let measured: { at: number; bytes: Promise<number> } | undefined;
+  return () => {
+    const now = Date.now();
+    if (measured === undefined || now - measured.at > STORE_SIZE_TTL_MS) measured = { at: now, bytes: folderBytes(dir) };
+    return measured.bytes;
+  };
+}
+
+async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0; // removed while walked, or not there yet
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await folderBytes(path);
+    else if (entry.isFile())
+      total += await stat(path).then(
+        (s) => s.size,
+        () => 0,
+      );
+  }
+  return total;
 }

@@ -13,11 +13,16 @@ const PHASES: RunPhase[] = ['resolving', 'fetching', 'archiving', 'pushing', 'mi
 
 type Rows<L extends string> = MetricRows<L>;
 
-export function statusMetrics(status: RunStatus): Registry {
+export function statusMetrics(status: RunStatus, storeBytes?: () => Promise<number>): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'meshmirror_' });
   const gauge = <L extends string>(name: string, help: string, labelNames: L[], rows: () => Rows<L>): void => gaugeOf(registry, name, help, labelNames, rows);
   const counter = <L extends string>(name: string, help: string, labelNames: L[], rows: () => Rows<L>): void => counterOf(registry, name, help, labelNames, rows);
+  if (storeBytes !== undefined) {
+    gaugeOf(registry, 'meshmirror_store_bytes', "Bytes in the coordinator's store folder (blobs, pieces, index), measured at most every 10 s", [], async () => [
+      [{}, await storeBytes()],
+    ]);
+  }
   const perAgent = (pick: (a: ReturnType<RunStatus['agents']>[number]) => number): Rows<'agent'> => status.agents().map((a) => [{ agent: a.agent }, pick(a)]);
 
   gauge('meshmirror_run_phase', 'The run phase: 1 for the current one', ['phase'], () => PHASES.map((p) => [{ phase: p }, p === status.state.phase ? 1 : 0]));

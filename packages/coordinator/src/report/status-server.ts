@@ -12,7 +12,7 @@ import type { Logger } from '@meshmirror/shared';
 import type { ProgressReporter } from './progress.ts';
 import { RunStatus, type RunSummary } from './run-status.ts';
 import { parseStatusAddress } from './status-address.ts';
-import { answerMetrics, listenOnStatusAddress } from './status-http.ts';
+import { answerMetrics, cachedFolderBytes, listenOnStatusAddress } from './status-http.ts';
 import { statusMetrics } from './status-metrics.ts';
 import { STATUS_PAGE_HTML, STATUS_PAGE_SCRIPT } from './status-page.ts';
 
@@ -34,6 +34,8 @@ export interface StatusServer {
 export interface StatusServerOptions {
   logger: Logger;
   now?: () => number;
+  /** The coordinator's store folder: its size is reported (`meshmirror_store_bytes`). */
+  storeDir?: string;
 }
 
 /** Server-sent events a second at most: a page needs no more, and a large farm changes state thousands of times a second. */
@@ -56,7 +58,7 @@ export async function startStatusServer(address: string, options: StatusServerOp
   // The address is checked before anything else is set up.
   parseStatusAddress(address);
   const status = new RunStatus(options.now);
-  const registry = statusMetrics(status);
+  const registry = statusMetrics(status, options.storeDir === undefined ? undefined : cachedFolderBytes(options.storeDir));
   const streams = new Set<ServerResponse>();
 
   let lastSentAt = 0;

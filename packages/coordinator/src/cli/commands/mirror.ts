@@ -135,7 +135,7 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
   const { config, settings, cacheDir, logger, retry, backoff, client } = context;
   const { store, agent } = await openCommandAgent(context, flags);
   const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
-  const { progress, status } = await progressFor(flags, backoff, logger);
+  const { progress, status } = await progressFor(flags, backoff, logger, cacheDir);
   try {
     const supply = blobSupply(agent, store, settings, farm);
     const pieceSize = flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? (farm === undefined ? DEFAULT_PIECE_SIZE : DEFAULT_FARM_PIECE_SIZE);
@@ -182,12 +182,12 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
  * for) and, with `--status`, the status server, told the same; stopping the progress leaves the
  * server answering until `closeStatus`.
  */
-async function progressFor(flags: MirrorFlags, backoff: HostBackoff, logger: Logger): Promise<{ progress: ProgressReporter; status?: StatusServer }> {
+async function progressFor(flags: MirrorFlags, backoff: HostBackoff, logger: Logger, cacheDir: string): Promise<{ progress: ProgressReporter; status?: StatusServer }> {
   const line = createProgressReporter({ mode: flags.output === 'json' && process.stderr.isTTY !== true ? 'none' : undefined, hostTroubles: () => backoff.troubles() });
   if (flags.status === undefined) return { progress: line };
   // prom-client is loaded only by runs that are watched.
   const { startStatusServer, teeProgress } = await import('../../report/status-server.ts');
-  const status = await startStatusServer(flags.status, { logger });
+  const status = await startStatusServer(flags.status, { logger, storeDir: join(cacheDir, 'store') });
   // Said whatever the log level: with a port of 0 this is the only way to find it.
   process.stderr.write(`meshmirror: status at ${status.url} (live page at /, /metrics, /api/run)\n`);
   return { progress: teeProgress(line, status.reporter), status };
@@ -541,7 +541,7 @@ async function runPushCommand(destinationArg: string, flags: MirrorFlags): Promi
   const found = await stat(archiveDir).catch(() => undefined);
   if (found?.isDirectory() !== true) throw new MeshmirrorError('MM_USAGE', `--from "${flags.from}": ${archiveDir} is not a folder`);
   const { config, catalogSourceTemplates, settings, cacheDir, logger, retry, backoff, client } = await commandContext(flags, 'destination');
-  const { progress, status } = await progressFor(flags, backoff, logger);
+  const { progress, status } = await progressFor(flags, backoff, logger, cacheDir);
   try {
     const summary = await withInterruptSignal((signal) =>
       diskToMirror({
@@ -606,7 +606,7 @@ async function runMirrorToMirrorCommand(destinationArg: string, flags: MirrorFla
     chunkBytes,
   };
   let farm: Awaited<ReturnType<typeof joinFarm>> | undefined;
-  const { progress, status } = await progressFor(flags, backoff, logger);
+  const { progress, status } = await progressFor(flags, backoff, logger, cacheDir);
   try {
     farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger, pushSettings);
     const supply = blobSupply(agent, store, settings, farm);
