@@ -52,6 +52,35 @@ describe('HostBackoff', () => {
     expect(backoff.pauseRemaining('quay.example')).toBe(1_000);
   });
 
+  it('unwinds the backoff of an outage while the host answers, so a later hiccup costs a short pause', () => {
+    const clock = manualClock();
+    const backoff = new HostBackoff(policy, { now: clock.now, random: () => 0 });
+    // Down for a while: probes at the end of each pause, 1, 2, 4, 8, 16 s.
+    for (let i = 0; i < 5; i++) {
+      backoff.recordFailure('quay.example', new MeshmirrorError('MM_NETWORK', 'connection refused'));
+      clock.advance(backoff.pauseRemaining('quay.example'));
+    }
+    backoff.recordFailure('quay.example', unavailable());
+    expect(backoff.pauseRemaining('quay.example')).toBe(32_000);
+    clock.advance(32_000);
+    // Back: it answers, and one failure at once still finds the host deep in backoff (it may be flapping).
+    backoff.recordSuccess('quay.example');
+    backoff.recordFailure('quay.example', unavailable());
+    expect(backoff.pauseRemaining('quay.example')).toBe(32_000);
+    clock.advance(32_000);
+    backoff.recordSuccess('quay.example');
+    // The success and 4 s of answering take five of its six levels: the next hiccup pauses 2 s, not 32 s.
+    clock.advance(4_000);
+    backoff.recordFailure('quay.example', unavailable());
+    expect(backoff.pauseRemaining('quay.example')).toBe(2_000);
+    clock.advance(2_000);
+    backoff.recordSuccess('quay.example');
+    // A minute of answering: back to the first pause.
+    clock.advance(60_000);
+    backoff.recordFailure('quay.example', unavailable());
+    expect(backoff.pauseRemaining('quay.example')).toBe(1_000);
+  });
+
   it('keeps every caller away until a Retry-After has passed', () => {
     const clock = manualClock();
     const backoff = new HostBackoff(policy, { now: clock.now, random: () => 0 });

@@ -1,6 +1,7 @@
 /**
  * Backoff state per host (or peer), in the manner of regclient's reghttp: when a host starts failing,
- * every request to it waits, not only the one that failed; successes decay the state again.
+ * every request to it waits, not only the one that failed; successes, and time spent answering,
+ * decay the state again.
  *
  * A host that cannot be reached at all (connections refused, reset, timing out) is probed by one
  * request at a time: when its pause ends, one caller goes and the others wait for what it meets.
@@ -10,7 +11,7 @@ import { abortError, errorCode, throwIfAborted } from '../errors.ts';
 import { backoffDelay, isConnectionFailure, isRetryable, retryAfterOf, type RetryPolicy } from './policy.ts';
 
 interface HostState {
-  /** How deep into backoff the host is; grows once per failure episode, shrinks per success. */
+  /** How deep into backoff the host is; grows once per failure episode, shrinks per success and while it answers. */
   level: number;
   /** Epoch ms before which nobody sends this host a request. */
   notBefore: number;
@@ -18,6 +19,8 @@ interface HostState {
   promisedUntil: number;
   /** When the host last went from answering to failing; cleared by any success. */
   failingSince: number | undefined;
+  /** When the host answered again after its last failure (the first success since); cleared by a failure. */
+  answeringSince: number | undefined;
   /** The last failure was a connection failure: only one probe at a time goes. */
   unreachable: boolean;
   /** A probe went and has not come back yet. */
@@ -111,13 +114,23 @@ export class HostBackoff {
    * Notes a failed request to `host`. Only transient failures count (a 404 says nothing about the
    * host's health). Failures that land while the host is already paused belong to the same episode
    * (requests that were in flight together) and do not deepen the backoff, except the probe's; a
-   * `Retry-After` always extends the pause to at least its end.
+   * `Retry-After` always extends the pause to at least its end. The first failure after the host
+   * has answered again starts from a level unwound by the time it answered: one level per
+   * `baseDelayMs`.
    */
   recordFailure(host: string, err: unknown): void {
     if (!isRetryable(err)) return;
     this.#failedRequests.set(host, (this.#failedRequests.get(host) ?? 0) + 1);
     const now = this.#now();
     const state = this.#hosts.get(host) ?? this.#fresh();
+    if (state.failingSince === undefined && state.answeringSince !== undefined) {
+      // Answering unwinds the backoff, one level per first pause's length answered: a host that
+      // came back from an outage and served for a while meets its next hiccup with a short pause,
+      // not the outage's last one. Successes alone cannot do this: while the host is paused none
+      // come in, so a sporadic failure every pause would hold it at its deepest level for good.
+      state.level = Math.max(0, state.level - Math.floor((now - state.answeringSince) / this.#policy.baseDelayMs));
+    }
+    state.answeringSince = undefined;
     if (state.probing || now >= state.notBefore) {
       state.level += 1;
       state.notBefore = now + this.#delay(state.level);
@@ -152,21 +165,23 @@ export class HostBackoff {
   }
 
   /**
-   * Notes that the host answered: the backoff decays by one level, the host counts as reachable
-   * again and waiting callers go at once; a pause the host asked for (Retry-After) stays. With the
-   * `ticket` the request was sent with: an answer to a request sent before the current failure
-   * episode began (a response that was already on its way when the host went away) is ignored.
+   * Notes that the host answered: the backoff decays by one level (and goes on decaying while it
+   * answers, see `recordFailure`), the host counts as reachable again and waiting callers go at
+   * once; a pause the host asked for (Retry-After) stays. With the `ticket` the request was sent
+   * with: an answer to a request sent before the current failure episode began (a response that was
+   * already on its way when the host went away) is ignored.
    */
   recordSuccess(host: string, ticket?: number): void {
     const state = this.#hosts.get(host);
     if (state === undefined) return;
     if (ticket !== undefined && state.failingSince !== undefined && ticket !== this.ticket(host)) return;
+    const now = this.#now();
     state.level = Math.max(0, state.level - 1);
     state.failingSince = undefined;
+    state.answeringSince ??= now;
     state.unreachable = false;
     state.probing = false;
     state.notBefore = state.promisedUntil;
-    const now = this.#now();
     if (state.level === 0 && state.promisedUntil <= now) this.#hosts.delete(host);
     for (const wake of state.wakers) wake();
     state.wakers.clear();
@@ -199,7 +214,17 @@ export class HostBackoff {
   }
 
   #fresh(): HostState {
-    return { level: 0, notBefore: 0, promisedUntil: 0, failingSince: undefined, unreachable: false, probing: false, lastCode: '', wakers: new Set() };
+    return {
+      level: 0,
+      notBefore: 0,
+      promisedUntil: 0,
+      failingSince: undefined,
+      answeringSince: undefined,
+      unreachable: false,
+      probing: false,
+      lastCode: '',
+      wakers: new Set(),
+    };
   }
 
   #delay(level: number): number {
