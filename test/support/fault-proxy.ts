@@ -82,6 +82,10 @@ export interface FaultProxyStats {
     at: number;
     /** The request's Range header, if any. */
     range?: string;
+    /** The client's TCP port: with /proc, which process sent the request. */
+    clientPort: number;
+    /** Response body bytes delivered so far (grows while the response is being sent). */
+    bytes: number;
   }>;
 }
 
@@ -126,6 +130,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   let closed = false;
   let down = false;
   let stats = emptyStats();
+  /** Each request's log entry, for the body bytes counted against it. */
+  const entries = new WeakMap<IncomingMessage, FaultProxyStats['log'][number]>();
   let proxyOrigin = '';
 
   const takeFault = (req: IncomingMessage, drawKey: string): Fault | undefined => {
@@ -153,6 +159,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   };
 
   const countBody = (req: IncomingMessage, bytes: number): void => {
+    const entry = entries.get(req);
+    if (entry !== undefined) entry.bytes += bytes;
     const pathname = (req.url ?? '/').split('?')[0] ?? '/';
     stats.byPath.set(pathname, (stats.byPath.get(pathname) ?? 0) + bytes);
     if (req.method === 'GET' && BLOB_GET_PATH.test(pathname)) stats.blobBodyBytes += bytes;
@@ -167,7 +175,16 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     const drawKey = `${requestKey} #${occurrence}`;
     const fault = takeFault(req, drawKey);
     if (fault !== undefined) stats.faultsInjected += 1;
-    const entry: FaultProxyStats['log'][number] = { method, path: (req.url ?? '/').split('?')[0] ?? '/', requestBytes: 0, status: 0, at: Date.now() };
+    const entry: FaultProxyStats['log'][number] = {
+      method,
+      path: (req.url ?? '/').split('?')[0] ?? '/',
+      requestBytes: 0,
+      status: 0,
+      at: Date.now(),
+      clientPort: req.socket.remotePort ?? 0,
+      bytes: 0,
+    };
+    entries.set(req, entry);
     if (typeof req.headers.range === 'string') entry.range = req.headers.range;
     if (fault !== undefined) entry.fault = fault.kind;
     stats.log.push(entry);
