@@ -5,8 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
-import { CLI_ENTRY, runMeshmirror } from './cli.ts';
+import { meshmirrorCommand, runMeshmirror } from './cli.ts';
 import type { NetHost } from './netns.ts';
 
 export interface RunningAgent {
@@ -52,9 +51,9 @@ export function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
     ...(options.authfile === undefined ? [] : ['--authfile', options.authfile]),
     ...(options.extraArgs ?? []),
   ];
-  const argv = [...CLI_NODE_FLAGS, CLI_ENTRY, ...args];
+  const cli = meshmirrorCommand(args);
   const stdio = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }) };
-  const child = options.host === undefined ? spawn(process.execPath, argv, stdio) : options.host.spawn(process.execPath, argv, stdio);
+  const child = options.host === undefined ? spawn(cli.command, cli.args, stdio) : options.host.spawn(cli.command, cli.args, stdio);
   let stdout = '';
   let stderr = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {

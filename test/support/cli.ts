@@ -1,12 +1,27 @@
 /**
- * Runs the real `meshmirror` CLI as a child process on the pinned Node (the one running vitest).
+ * Runs the real `meshmirror` CLI as a child process on the pinned Node (the one running vitest), or,
+ * with `MESHMIRROR_BIN` set, as that executable (see meshmirrorCommand).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
 import type { NetHost } from './netns.ts';
 
 export const CLI_ENTRY = fileURLToPath(new URL('../../packages/coordinator/src/cli/main.ts', import.meta.url));
+
+/**
+ * The command line that runs meshmirror with `args`, for every helper that starts one. By default the
+ * sources, on this Node with the CLI's V8 flags. `MESHMIRROR_BIN=PATH` (read at each call) names an
+ * executable `meshmirror` to run instead, such as the `bin/meshmirror` of a package built by
+ * scripts/package.ts: the benchmarks set it to time meshmirror as installed.
+ */
+export function meshmirrorCommand(args: string[]): { command: string; args: string[] } {
+  const bin = process.env['MESHMIRROR_BIN'];
+  if (bin === undefined || bin === '') return { command: process.execPath, args: [...CLI_NODE_FLAGS, CLI_ENTRY, ...args] };
+  // Absolute, so a child given another `cwd` (or started through `ip netns exec`) finds the same file.
+  return { command: resolvePath(bin), args };
+}
 
 export interface CliResult {
   code: number | null;
@@ -25,8 +40,8 @@ export interface CliOptions {
 /** Starts the CLI; the caller may kill it. `result` settles when it exits. */
 export function spawnMeshmirror(args: string[], options: CliOptions = {}): { child: ChildProcess; result: Promise<CliResult>; stderr(): string } {
   const spawnOptions = { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
-  const argv = [...CLI_NODE_FLAGS, CLI_ENTRY, ...args];
-  const child = options.host === undefined ? spawn(process.execPath, argv, spawnOptions) : options.host.spawn(process.execPath, argv, spawnOptions);
+  const cli = meshmirrorCommand(args);
+  const child = options.host === undefined ? spawn(cli.command, cli.args, spawnOptions) : options.host.spawn(cli.command, cli.args, spawnOptions);
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => (stdout += s));
