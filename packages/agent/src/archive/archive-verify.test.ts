@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { cp, mkdtemp, readFile, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { digestHex, parseManifest, type Digest } from '@meshmirror/shared';
+import { digestHex, hashedBytes, parseManifest, type Digest } from '@meshmirror/shared';
 import { flipByte } from '../../../../test/support/flip-byte.ts';
 import { openOciLayout } from '../layout/oci-layout-reader.ts';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
@@ -12,6 +13,7 @@ import { writeArchive } from './archive-writer.ts';
 import { testRunDescription } from './test-run-fixture.ts';
 
 const KiB = 1024;
+const MiB = 1024 * KiB;
 let work: string;
 let layoutDir: string;
 let layout: TestLayout;
@@ -111,5 +113,39 @@ describe('verifyArchive', () => {
     );
     const { problems } = await verifyArchive(dir);
     expect(problems).toEqual([{ image: 'sample/app:1.0', digest: appLayers[0], problem: 'a layer is nowhere in the archive' }]);
+  });
+  it('reports damaged blobs hashed in worker threads and here alike, in the order the archive holds them, counting every byte hashed', async () => {
+    // Layers of several MiB are hashed in a worker; the small one after the first is done here, sooner.
+    const bigDir = join(work, 'big-layout');
+    const big = await writeTestLayout(bigDir, [{ name: 'sample/big:1.0', platforms: [{ architecture: 'amd64', layerSizes: [3 * MiB, 40 * KiB, 2 * MiB + 1] }] }]);
+    const dir = join(work, 'big');
+    await writeArchive(await openOciLayout(bigDir), {
+      dir,
+      chunkSizeBytes: 16 * MiB,
+      images: big.images,
+      blobs: big.blobs,
+      metadata: testRunDescription('verify-big-test', big.images),
+    });
+    const [large, small] = big.blobs;
+    const damage = async (digest: Digest, at: number): Promise<{ file: string; entry: string; actual: string }> => {
+      const where = (await openArchive(dir)).locateBlob(digest)!;
+      await flipByte(join(dir, where.file), where.offset + at);
+      const bytes = (await readFile(join(dir, where.file))).subarray(where.offset, where.offset + where.size);
+      return { file: where.file, entry: where.entry, actual: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+    };
+    const largeDamage = await damage(large!.digest, 2 * MiB + 7);
+    const smallDamage = await damage(small!.digest, 100);
+
+    const hashedBefore = hashedBytes();
+    const result = await verifyArchive(dir);
+    expect(result.problems).toEqual([
+      { chunk: largeDamage.file, entry: largeDamage.entry, digest: large!.digest, problem: `the bytes hash to ${largeDamage.actual}` },
+      { chunk: smallDamage.file, entry: smallDamage.entry, digest: small!.digest, problem: `the bytes hash to ${smallDamage.actual}` },
+      { image: 'sample/big:1.0', digest: large!.digest, problem: 'a layer is damaged in the archive' },
+      { image: 'sample/big:1.0', digest: small!.digest, problem: 'a layer is damaged in the archive' },
+    ]);
+    expect(result.blobs).toBe(big.blobs.length);
+    expect(result.bytes).toBe(big.blobs.reduce((n, b) => n + b.size, 0));
+    expect(hashedBytes() - hashedBefore).toBeGreaterThanOrEqual(result.bytes);
   });
 });

@@ -5,13 +5,14 @@
  * whose bytes do not match its digest, and an image of `run.json` that needs a manifest or blob the
  * archive does not hold intact (a differential archive counts the blobs its receipt's target holds).
  */
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   differentialBasis,
   createDigester,
   describeError,
   digestHex,
+  digestOf,
   errorCode,
   MeshmirrorError,
   parseManifest,
@@ -23,7 +24,8 @@ import {
   type RunMetadata,
 } from '@meshmirror/shared';
 import { indexChunk, listChunkFiles, MAX_LAYOUT_JSON_BYTES, readJsonEntry, type IndexedChunk } from './archive-reader.ts';
-import { BLOB_ENTRY_PREFIX, chunkFileName, RUN_METADATA_ENTRY } from './chunk-manifest.ts';
+import { HashPool, type RangeHash } from '../io/hash-pool.ts';
+import { BLOB_ENTRY_PREFIX, chunkFileName, RUN_METADATA_ENTRY, type ChunkManifest } from './chunk-manifest.ts';
 
 /** One thing wrong with an archive, located as precisely as it can be. */
 export interface ArchiveProblem {
@@ -48,8 +50,11 @@ export interface ArchiveVerification {
   problems: ArchiveProblem[];
 }
 
-/** Bytes read at once while hashing: one buffer for the whole archive, so memory stays flat. */
+/** Bytes read at once while hashing here: one buffer for the whole archive, so memory stays flat. */
 const READ_BYTES = 1024 * 1024;
+
+/** Blobs of this size and more are hashed in a worker thread; below it the round trip costs more than it saves. */
+const POOL_MIN_BYTES = 1024 * 1024;
 
 /** Where an intact blob's bytes are. */
 interface HeldAt {
@@ -95,38 +100,22 @@ export async function verifyArchive(dir: string, options: AbortOptions = {}): Pr
     }
   }
 
-  // Every blob is read whole, through one buffer, and checked against its digest.
+  // Every blob is read whole and checked against its digest: a large one in a worker while this
+  // thread goes on to the next, so results are kept in blob order and reported once all are in.
+  const hashes = await hashBlobs(chunks, signal);
   const intact = new Map<Digest, HeldAt>();
   const damaged = new Set<Digest>();
-  const buffer = Buffer.allocUnsafe(READ_BYTES);
   let bytes = 0;
-  for (const chunk of chunks) {
-    const handle = await open(chunk.path, 'r');
-    try {
-      for (const blob of chunk.manifest.blobs) {
-        throwIfAborted(signal);
-        const entry = `${BLOB_ENTRY_PREFIX}${digestHex(blob.digest)}`;
-        const hash = createDigester();
-        let at = 0;
-        while (at < blob.size) {
-          const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, blob.size - at), blob.offset + at);
-          if (bytesRead === 0) break;
-          hash.update(buffer.subarray(0, bytesRead));
-          at += bytesRead;
-        }
-        bytes += at;
-        const actual = `sha256:${hash.digest('hex')}`;
-        if (at === blob.size && actual === blob.digest) {
-          intact.set(blob.digest, { path: chunk.path, offset: blob.offset, size: blob.size });
-          continue;
-        }
-        damaged.add(blob.digest);
-        const problem = at < blob.size ? `ends ${blob.size - at} bytes short of its ${blob.size}` : `the bytes hash to ${actual}`;
-        fail({ chunk: chunk.info.file, entry, digest: blob.digest, problem });
-      }
-    } finally {
-      await handle.close();
+  for (const { chunk, blob, bytesRead, digest } of hashes) {
+    bytes += bytesRead;
+    if (bytesRead === blob.size && digest === blob.digest) {
+      intact.set(blob.digest, { path: chunk.path, offset: blob.offset, size: blob.size });
+      continue;
     }
+    damaged.add(blob.digest);
+    const entry = `${BLOB_ENTRY_PREFIX}${digestHex(blob.digest)}`;
+    const problem = bytesRead < blob.size ? `ends ${blob.size - bytesRead} bytes short of its ${blob.size}` : `the bytes hash to ${digest}`;
+    fail({ chunk: chunk.info.file, entry, digest: blob.digest, problem });
   }
 
   // A differential archive is complete with the blobs the target it was made for holds.
@@ -145,6 +134,75 @@ export async function verifyArchive(dir: string, options: AbortOptions = {}): Pr
     ...(d === undefined ? {} : { differential: { basis: differentialBasis(d), omittedBlobs: d.omitted.length, omittedBytes: d.omittedBytes } }),
     problems,
   };
+}
+
+type ChunkBlob = ChunkManifest['blobs'][number];
+
+/** What one blob's bytes hash to, and how many of them there were. */
+interface BlobHash extends RangeHash {
+  chunk: IndexedChunk;
+  blob: ChunkBlob;
+}
+
+/**
+ * Hashes every blob of `chunks`, in their order. Blobs of `POOL_MIN_BYTES` and more go to a pool of
+ * worker threads, at most one per worker at a time (so memory stays flat however many blobs there
+ * are); smaller ones are hashed here, through one buffer, meanwhile.
+ */
+async function hashBlobs(chunks: IndexedChunk[], signal: AbortSignal | undefined): Promise<BlobHash[]> {
+  const hashes: BlobHash[] = [];
+  const pool = new HashPool();
+  const inFlight = new Set<Promise<void>>();
+  let failed: { error: unknown } | undefined;
+  const check = (): void => {
+    throwIfAborted(signal);
+    if (failed !== undefined) throw failed.error;
+  };
+  const buffer = Buffer.allocUnsafe(READ_BYTES);
+  try {
+    for (const chunk of chunks) {
+      const handle = await open(chunk.path, 'r');
+      try {
+        for (const blob of chunk.manifest.blobs) {
+          check();
+          if (blob.size < POOL_MIN_BYTES) {
+            hashes.push({ chunk, blob, ...(await hashHere(handle, buffer, blob)) });
+            continue;
+          }
+          while (inFlight.size >= pool.size) await Promise.race(inFlight);
+          check();
+          // Its place is kept: the blobs after it may be done first.
+          const at = hashes.length++;
+          const hashed: Promise<void> = pool.hashFileRange(chunk.path, blob.offset, blob.size, signal).then(
+            (hash) => void (hashes[at] = { chunk, blob, ...hash }),
+            (error: unknown) => void (failed ??= { error }),
+          );
+          void hashed.finally(() => inFlight.delete(hashed));
+          inFlight.add(hashed);
+        }
+      } finally {
+        await handle.close();
+      }
+    }
+    await Promise.all(inFlight);
+    check();
+    return hashes;
+  } finally {
+    await pool.close();
+  }
+}
+
+/** One blob hashed on this thread: for a small one, a worker's round trip would cost more than the hashing. */
+async function hashHere(handle: FileHandle, buffer: Buffer, blob: ChunkBlob): Promise<RangeHash> {
+  const hash = createDigester();
+  let at = 0;
+  while (at < blob.size) {
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, blob.size - at), blob.offset + at);
+    if (bytesRead === 0) break;
+    hash.update(buffer.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return { digest: digestOf(hash), bytesRead: at };
 }
 
 /** `run.json` from the chunk that holds it, or undefined (and a problem) when it cannot be read. */

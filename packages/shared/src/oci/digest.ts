@@ -44,6 +44,11 @@ export function hashedBytes(): number {
   return hashed;
 }
 
+/** Adds bytes hashed where no digester of this thread saw them (a worker thread's sha256), when its result arrives. */
+export function countHashedBytes(bytes: number): void {
+  hashed += bytes;
+}
+
 /** A sha256 that counts what it hashes (see `hashedBytes`). */
 export function createDigester(): Hash {
   return counting(createHash('sha256'));
