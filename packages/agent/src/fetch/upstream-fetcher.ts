@@ -24,11 +24,9 @@ import {
   type RetryPolicy,
 } from '@meshmirror/shared';
 import type { BlobStore, PieceWriter } from '../store/blob-store.ts';
+import { WriteBatch } from '../io/write-batch.ts';
 import { ProgressReporter } from './progress-reporter.ts';
 import type { ByteRateLimiter } from './rate-limiter.ts';
-
-/** Received bytes are written to the piece's file in batches of about this size. */
-const WRITE_BATCH_BYTES = 256 * 1024;
 
 export const DEFAULT_PROGRESS_INTERVAL_MS = 250;
 
@@ -337,16 +335,7 @@ class PieceFetch {
       });
     }
     let remaining = this.#task.length - writer.written;
-    // Socket reads are small (tens of KiB); they are copied into one buffer that goes to the file
-    // when full, so the file sees few large writes and the socket's buffers are released at once.
-    const batch = Buffer.allocUnsafeSlow(Math.min(WRITE_BATCH_BYTES, remaining));
-    let batchBytes = 0;
-    const flush = async (): Promise<void> => {
-      if (batchBytes === 0) return;
-      const bytes = batchBytes;
-      batchBytes = 0;
-      await writer.write(batch.subarray(0, bytes));
-    };
+    const batch = new WriteBatch((bytes) => writer.write(bytes), remaining);
     try {
       for await (const chunk of body) {
         this.#upstreamBytes += chunk.length;
@@ -366,25 +355,17 @@ class PieceFetch {
         if (useful.length > remaining) useful = useful.subarray(0, remaining);
         remaining -= useful.length;
         this.#progress.add(useful.length);
-        while (useful.length > 0) {
-          if (batchBytes === batch.length) await flush();
-          const taken = Math.min(useful.length, batch.length - batchBytes);
-          batch.set(useful.subarray(0, taken), batchBytes);
-          batchBytes += taken;
-          useful = useful.subarray(taken);
-        }
-        // Past the piece's end (a 200 to a ranged request sends the rest of the blob): stop reading
-        // now, before waiting on the file lets the body read further ahead.
+        await batch.push(useful);
+        // Past the piece's end (a 200 to a ranged request sends the rest of the blob): stop reading.
         if (remaining === 0) break;
-        if (batchBytes === batch.length) await flush();
       }
     } catch (err) {
       // Bytes that arrived before the failure are kept, so the piece resumes after them; the failure
       // itself is what the caller needs to see.
-      await flush().catch(() => undefined);
+      await batch.flush().catch(() => undefined);
       throw err;
     }
-    await flush();
+    await batch.flush();
     if (remaining > 0) {
       throw new MeshmirrorError('MM_TRUNCATED', `response ended ${remaining} bytes before the end of the piece`, {
         data: { remaining },
