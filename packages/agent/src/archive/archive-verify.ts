@@ -5,6 +5,7 @@
  * whose bytes do not match its digest, and an image of `run.json` that needs a manifest or blob the
  * archive does not hold intact (a differential archive counts the blobs its receipt's target holds).
  */
+import { availableParallelism } from 'node:os';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
@@ -145,13 +146,15 @@ interface BlobHash extends RangeHash {
 }
 
 /**
- * Hashes every blob of `chunks`, in their order. Blobs of `POOL_MIN_BYTES` and more go to a pool of
- * worker threads, at most one per worker at a time (so memory stays flat however many blobs there
- * are); smaller ones are hashed here, through one buffer, meanwhile.
+ * Hashes every blob of `chunks`, in their order. Blobs of `POOL_MIN_BYTES` and more go to a worker
+ * thread while one is free, at most one per worker at a time (so memory stays flat however many
+ * blobs there are); the others are hashed here, through one buffer, meanwhile. This thread is one of
+ * the hashers, so the pool has one worker fewer than there are cores: each worker costs about
+ * 16 MiB, and the first one takes ~80 ms to start, which this thread spends hashing.
  */
 async function hashBlobs(chunks: IndexedChunk[], signal: AbortSignal | undefined): Promise<BlobHash[]> {
   const hashes: BlobHash[] = [];
-  const pool = new HashPool();
+  const pool = new HashPool({ workers: Math.max(1, availableParallelism() - 1) });
   const inFlight = new Set<Promise<void>>();
   let failed: { error: unknown } | undefined;
   const check = (): void => {
@@ -165,12 +168,10 @@ async function hashBlobs(chunks: IndexedChunk[], signal: AbortSignal | undefined
       try {
         for (const blob of chunk.manifest.blobs) {
           check();
-          if (blob.size < POOL_MIN_BYTES) {
+          if (blob.size < POOL_MIN_BYTES || inFlight.size >= pool.size) {
             hashes.push({ chunk, blob, ...(await hashHere(handle, buffer, blob)) });
             continue;
           }
-          while (inFlight.size >= pool.size) await Promise.race(inFlight);
-          check();
           // Its place is kept: the blobs after it may be done first.
           const at = hashes.length++;
           const hashed: Promise<void> = pool.hashFileRange(chunk.path, blob.offset, blob.size, signal).then(
