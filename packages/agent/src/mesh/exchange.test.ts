@@ -68,8 +68,7 @@ describe('pulling a piece while its holder fetches it', () => {
     let resolveSha!: (sha256: Digest) => void;
     const sha256 = new Promise<Digest>((resolve) => (resolveSha = resolve));
     const address = holder.getMultiaddrs()[0]!;
-    // Each chunk is written as it comes (no batching), for the test to watch the file fill.
-    const pulling = pullPiece(writer, address, writerStore, piece, { from: 0, sha256 }, { stallMs: 10_000, live: true, writeBatchBytes: 0 });
+    const pulling = pullPiece(writer, address, writerStore, piece, { from: 0, sha256 }, { stallMs: 10_000, live: true });
     // The first bytes reach the writer before the holder has the rest.
     await until(async () => (await writtenAt(join(dir, 'writer', 'partial', digestHex(digest)))) >= 200 * KiB);
     await fetching.write(data.subarray(200 * KiB));
@@ -111,7 +110,6 @@ describe('pulling a piece while its holder fetches it', () => {
       {
         stallMs: 10_000,
         live: true,
-        writeBatchBytes: 0,
       },
     ).catch((err: unknown) => err);
     // The holder's fetch stops short (it failed upstream) once the writer has the first 128 KiB: the

@@ -9,7 +9,7 @@ import { asErrorCode, createDigester, describeError, DigestMismatchError, digest
 import type { BlobStore, PieceSpec } from '../store/blob-store.ts';
 import type { ByteRateLimiter } from '../fetch/rate-limiter.ts';
 import { fetchPeerRange } from './blob-protocol.ts';
-import { WRITE_BATCH_BYTES, WriteBatch } from '../io/write-batch.ts';
+import { WriteBatch } from '../io/write-batch.ts';
 
 export interface PullPieceOptions {
   signal?: AbortSignal;
@@ -19,11 +19,6 @@ export interface PullPieceOptions {
   live?: boolean;
   /** This host's ceiling on mesh bytes (`--limit-peer`): each chunk received takes from it first. */
   throttle?: ByteRateLimiter;
-  /**
-   * Received bytes are gathered into writes of this many (default `WRITE_BATCH_BYTES`); 0 writes
-   * each chunk as it arrives, for a reader that watches the file fill.
-   */
-  writeBatchBytes?: number;
 }
 
 /** The holder's copy of a piece: the piece's bytes from `from` to its end, which hash to `sha256`. */
@@ -57,8 +52,7 @@ export async function pullPiece(node: Libp2p, holder: Multiaddr, store: BlobStor
     // From the piece's start, the writer's own hash is the copy's; otherwise the copy's bytes are hashed on their own.
     const range = copy.from === 0 ? undefined : await store.hashPartialRange(piece.digest, piece.offset + copy.from, have - copy.from, { into: createDigester() });
     if (have < piece.length) {
-      const batchBytes = options.writeBatchBytes ?? WRITE_BATCH_BYTES;
-      const batch = batchBytes > 0 ? new WriteBatch((bytes) => writer.write(bytes), piece.length - have, batchBytes) : undefined;
+      const batch = new WriteBatch((bytes) => writer.write(bytes), piece.length - have);
       try {
         await fetchPeerRange(
           node,
@@ -69,16 +63,16 @@ export async function pullPiece(node: Libp2p, holder: Multiaddr, store: BlobStor
             if (options.throttle !== undefined) await options.throttle.take(chunk.length, options.signal);
             received += chunk.length;
             range?.update(chunk);
-            await (batch === undefined ? writer.write(chunk) : batch.push(chunk));
+            await batch.push(chunk);
           },
           { stallMs: options.stallMs, ...(options.signal === undefined ? {} : { signal: options.signal }) },
         );
       } catch (err) {
         // What arrived before the failure is kept too, so the piece resumes after it.
-        await batch?.flush().catch(() => undefined);
+        await batch.flush().catch(() => undefined);
         throw err;
       }
-      await batch?.flush();
+      await batch.flush();
     }
     let expected: Digest | undefined;
     try {
