@@ -43,6 +43,7 @@ import {
   type RunMetadata,
   type StartArchiveOptions,
   type BlobRef,
+  type WrittenBlob,
 } from '@meshmirror/shared';
 import {
   BLOB_ENTRY_PREFIX,
@@ -193,6 +194,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
   /** Whole seconds: tar headers keep mtime in seconds, and one time for all entries keeps them alike. */
   readonly #mtime: Date;
   readonly #progress: SessionProgress;
+  readonly #onBlobWritten: ((blob: WrittenBlob) => void) | undefined;
   /** Fired by `abort()` (and the start signal); every queued and running operation listens to it. */
   readonly #stop = new AbortController();
   readonly #detachStartSignal: () => void;
@@ -228,6 +230,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
     this.startedAt = new Date();
     this.#mtime = new Date(Math.floor(this.startedAt.getTime() / 1000) * 1000);
     this.#progress = new SessionProgress(options.onProgress);
+    this.#onBlobWritten = options.onBlobWritten;
     const startSignal = options.signal;
     const onStartAbort = (): void => {
       this.abort().catch((error: unknown) => this.#logger.error({ dir: this.#dir, error: describeError(error) }, 'archive abort failed'));
@@ -425,6 +428,7 @@ class StreamingArchiveSession implements LocalArchiveSession {
       addBlobToFill(chunk.fill, next);
       this.#added.set(blob.digest, blob.size);
       this.#blobDataBytes += blob.size;
+      this.#onBlobWritten?.({ digest: blob.digest, size: blob.size, chunk: chunk.file, path: chunk.partialPath, offset: next.entry.offset });
       this.#writeBack(chunk);
       if (next.totalBytes > this.#limit) {
         // Alone in its chunk and still too large: the chunk holds only this blob.

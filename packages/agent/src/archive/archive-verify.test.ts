@@ -8,7 +8,8 @@ import { flipByte } from '../../../../test/support/flip-byte.ts';
 import { openOciLayout } from '../layout/oci-layout-reader.ts';
 import { writeTestLayout, type TestLayout } from '../layout/test-layout-fixture.ts';
 import { openArchive } from './archive-reader.ts';
-import { formatProblem, verifyArchive } from './archive-verify.ts';
+import { formatProblem, verifyArchive, VerifyAhead } from './archive-verify.ts';
+import { startArchive } from './archive-session.ts';
 import { writeArchive } from './archive-writer.ts';
 import { testRunDescription } from './test-run-fixture.ts';
 
@@ -147,5 +148,59 @@ describe('verifyArchive', () => {
     expect(result.blobs).toBe(big.blobs.length);
     expect(result.bytes).toBe(big.blobs.reduce((n, b) => n + b.size, 0));
     expect(hashedBytes() - hashedBefore).toBeGreaterThanOrEqual(result.bytes);
+  });
+
+  it('takes the hashes VerifyAhead took as the entries were written, and reads only the other blobs back', async () => {
+    const bigDir = join(work, 'ahead-layout');
+    const big = await writeTestLayout(bigDir, [{ name: 'sample/ahead:1.0', platforms: [{ architecture: 'amd64', layerSizes: [3 * MiB, 40 * KiB, 2 * MiB + 1] }] }]);
+    const dir = join(work, 'ahead');
+    const ahead = new VerifyAhead();
+    try {
+      const session = await startArchive(await openOciLayout(bigDir), { dir, chunkSizeBytes: 16 * MiB, onBlobWritten: ahead.note });
+      for (const blob of big.blobs) await session.add(blob);
+      await session.finish({ images: big.images, metadata: testRunDescription('verify-ahead-test', big.images) });
+      const large = big.blobs.filter((b) => b.size >= MiB);
+      expect(large).toHaveLength(2);
+      for (const blob of large) await ahead.lookup('mirror_000001.tar', { ...blob, offset: (await openArchive(dir)).locateBlob(blob.digest)!.offset });
+
+      const hashedBefore = hashedBytes();
+      const result = await verifyArchive(dir, { ahead: ahead.lookup });
+      expect(result.problems).toEqual([]);
+      expect(result.blobs).toBe(big.blobs.length);
+      expect(result.bytes).toBe(big.blobs.reduce((n, b) => n + b.size, 0));
+      // Only the small blobs were read and hashed again.
+      expect(hashedBytes() - hashedBefore).toBe(big.blobs.filter((b) => b.size < MiB).reduce((n, b) => n + b.size, 0));
+    } finally {
+      await ahead.close();
+    }
+  });
+
+  it('reports a damaged entry from the hash taken ahead just as from its own read', async () => {
+    const bigDir = join(work, 'ahead-damaged-layout');
+    const big = await writeTestLayout(bigDir, [{ name: 'sample/ahead-damaged:1.0', platforms: [{ architecture: 'amd64', layerSizes: [3 * MiB] }] }]);
+    const dir = join(work, 'ahead-damaged');
+    await writeArchive(await openOciLayout(bigDir), {
+      dir,
+      chunkSizeBytes: 16 * MiB,
+      images: big.images,
+      blobs: big.blobs,
+      metadata: testRunDescription('verify-ahead-damaged-test', big.images),
+    });
+    const layer = big.blobs.find((b) => b.size === 3 * MiB)!;
+    const where = (await openArchive(dir)).locateBlob(layer.digest)!;
+    await flipByte(join(dir, where.file), where.offset + MiB);
+    const bytes = (await readFile(join(dir, where.file))).subarray(where.offset, where.offset + where.size);
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const ahead = new VerifyAhead();
+    try {
+      ahead.note({ digest: layer.digest, size: layer.size, chunk: where.file, path: join(dir, where.file), offset: where.offset });
+      const result = await verifyArchive(dir, { ahead: ahead.lookup });
+      expect(result.problems).toEqual([
+        { chunk: where.file, entry: where.entry, digest: layer.digest, problem: `the bytes hash to ${actual}` },
+        { image: 'sample/ahead-damaged:1.0', digest: layer.digest, problem: 'a layer is damaged in the archive' },
+      ]);
+    } finally {
+      await ahead.close();
+    }
   });
 });

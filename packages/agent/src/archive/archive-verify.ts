@@ -7,7 +7,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { open, type FileHandle } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import {
   differentialBasis,
   createDigester,
@@ -23,6 +23,7 @@ import {
   type Descriptor,
   type Digest,
   type RunMetadata,
+  type WrittenBlob,
 } from '@meshmirror/shared';
 import { indexChunk, listChunkFiles, MAX_LAYOUT_JSON_BYTES, readJsonEntry, type IndexedChunk } from './archive-reader.ts';
 import { HashPool, type RangeHash } from '../io/hash-pool.ts';
@@ -57,6 +58,52 @@ const READ_BYTES = 1024 * 1024;
 /** Blobs of this size and more are hashed in a worker thread; below it the round trip costs more than it saves. */
 const POOL_MIN_BYTES = 1024 * 1024;
 
+/**
+ * Hashes each large blob entry in a worker thread as soon as the archive writer has written it, while
+ * the run goes on, so that `verifyArchive` at the end of the run reads back only what it has not
+ * seen yet: on two cores the read-back then overlaps the fetch instead of following it. An entry is
+ * never written again once complete (see `onBlobWritten`), so its hash now is its hash in the
+ * finished archive; the layout (headers, manifests, `index.json`, `run.json`, completeness) is still
+ * read and checked at the end. A hash that cannot be taken (the chunk renamed meanwhile) is simply
+ * taken again at the end.
+ */
+export class VerifyAhead {
+  readonly #pool = new HashPool({ workers: 1 });
+  readonly #hashes = new Map<string, Promise<RangeHash | undefined>>();
+
+  /** For `onBlobWritten`. */
+  readonly note = (blob: WrittenBlob): void => {
+    if (blob.size < POOL_MIN_BYTES) return;
+    // The chunk may be renamed into place before the worker gets to it: then it is read there.
+    const hash = (path: string): Promise<RangeHash> => this.#pool.hashFileRange(path, blob.offset, blob.size);
+    this.#hashes.set(
+      aheadKey(blob.chunk, blob),
+      hash(blob.path)
+        .catch(() => hash(join(dirname(blob.path), blob.chunk)))
+        .catch(() => undefined),
+    );
+  };
+
+  /** For `verifyArchive`'s `ahead`: what the entry hashed to when it was written, if it was hashed. */
+  readonly lookup = (chunk: string, blob: BlobAt): Promise<RangeHash | undefined> => this.#hashes.get(aheadKey(chunk, blob)) ?? Promise.resolve(undefined);
+
+  /** Stops the worker; a hash still under way is then not had (a later lookup gets none). */
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+}
+
+type BlobAt = Pick<WrittenBlob, 'digest' | 'size' | 'offset'>;
+
+function aheadKey(chunk: string, blob: BlobAt): string {
+  return `${chunk}\0${blob.offset}\0${blob.size}\0${blob.digest}`;
+}
+
+export interface VerifyArchiveOptions extends AbortOptions {
+  /** Hashes taken as the archive was written (`VerifyAhead.lookup`), used instead of reading those entries again. */
+  ahead?: (chunk: string, blob: BlobAt) => Promise<RangeHash | undefined>;
+}
+
 /** Where an intact blob's bytes are. */
 interface HeldAt {
   path: string;
@@ -73,7 +120,7 @@ export function formatProblem(p: ArchiveProblem): string {
 }
 
 /** Reads every chunk of the archive in `dir` and reports everything wrong with it. */
-export async function verifyArchive(dir: string, options: AbortOptions = {}): Promise<ArchiveVerification> {
+export async function verifyArchive(dir: string, options: VerifyArchiveOptions = {}): Promise<ArchiveVerification> {
   const { signal } = options;
   const root = resolve(dir);
   const files = await listChunkFiles(root);
@@ -103,7 +150,7 @@ export async function verifyArchive(dir: string, options: AbortOptions = {}): Pr
 
   // Every blob is read whole and checked against its digest: a large one in a worker while this
   // thread goes on to the next, so results are kept in blob order and reported once all are in.
-  const hashes = await hashBlobs(chunks, signal);
+  const hashes = await hashBlobs(chunks, signal, options.ahead);
   const intact = new Map<Digest, HeldAt>();
   const damaged = new Set<Digest>();
   let bytes = 0;
@@ -152,7 +199,7 @@ interface BlobHash extends RangeHash {
  * the hashers, so the pool has one worker fewer than there are cores: each worker costs about
  * 16 MiB, and the first one takes ~80 ms to start, which this thread spends hashing.
  */
-async function hashBlobs(chunks: IndexedChunk[], signal: AbortSignal | undefined): Promise<BlobHash[]> {
+async function hashBlobs(chunks: IndexedChunk[], signal: AbortSignal | undefined, ahead: VerifyArchiveOptions['ahead']): Promise<BlobHash[]> {
   const hashes: BlobHash[] = [];
   const pool = new HashPool({ workers: Math.max(1, availableParallelism() - 1) });
   const inFlight = new Set<Promise<void>>();
@@ -168,6 +215,11 @@ async function hashBlobs(chunks: IndexedChunk[], signal: AbortSignal | undefined
       try {
         for (const blob of chunk.manifest.blobs) {
           check();
+          const known = await ahead?.(chunk.info.file, blob);
+          if (known !== undefined) {
+            hashes.push({ chunk, blob, ...known });
+            continue;
+          }
           if (blob.size < POOL_MIN_BYTES || inFlight.size >= pool.size) {
             hashes.push({ chunk, blob, ...(await hashHere(handle, buffer, blob)) });
             continue;

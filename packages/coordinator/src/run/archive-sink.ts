@@ -15,6 +15,7 @@ import {
   type LocalAgent,
   type Logger,
   type RunDescription,
+  type WrittenBlob,
 } from '@meshmirror/shared';
 import type { FailedImage, ResolvedImage } from '../resolve/image-set.ts';
 import { ArchiveFeed } from './archive-feed.ts';
@@ -28,6 +29,8 @@ export interface ArchiveSinkOptions {
   strict?: boolean;
   logger: Logger;
   signal?: AbortSignal;
+  /** Called as each blob's entry is complete in its chunk (see `StartArchiveOptions`). */
+  onBlobWritten?: (blob: WrittenBlob) => void;
 }
 
 export interface ArchiveOutcome {
@@ -75,6 +78,7 @@ export class ArchiveSink {
       dir: options.dir,
       chunkSizeBytes: options.chunkSizeBytes,
       ...(options.strict === true ? { strict: true } : {}),
+      ...(options.onBlobWritten === undefined ? {} : { onBlobWritten: options.onBlobWritten }),
       ...abortable,
     });
     const sink = new ArchiveSink(options, session);

@@ -28,7 +28,7 @@ import { ArchiveSink, type ArchiveOutcome } from './archive-sink.ts';
 import { fetchIntoWriter, type WriterFetchOutcome } from './writer-fetch.ts';
 import { writeReports } from '../report/run-reports.ts';
 import { diskTarget } from './disk-target.ts';
-import { chunkBytesAlone, formatProblem, verifyArchive } from '@meshmirror/agent';
+import { chunkBytesAlone, formatProblem, verifyArchive, VerifyAhead } from '@meshmirror/agent';
 import type { ArchiveCheck, ImageOutcome, MirrorSummary } from '../report/summaries.ts';
 
 export type { ImageOutcome, MirrorSummary };
@@ -170,11 +170,14 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         return summary;
       }
 
+      // The read-back of the archive starts as its entries are written (see VerifyAhead).
+      const ahead = options.skipVerify === true ? undefined : new VerifyAhead();
       const sink = await ArchiveSink.open(resolved, emptyBlobs, {
         agent,
         dir: destination,
         chunkSizeBytes: options.chunkSizeBytes,
         ...(options.strictArchive === true ? { strict: true } : {}),
+        ...(ahead === undefined ? {} : { onBlobWritten: ahead.note }),
         logger: ctx.log,
         ...abortable,
       });
@@ -207,6 +210,7 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
         ctx.log.info({ ms: Date.now() - archiveStarted, chunks: result.archive.chunks.length }, 'archive finished');
       } catch (err) {
         await sink.abort();
+        await ahead?.close();
         throw err;
       }
       const { archived, failed } = result;
@@ -222,7 +226,12 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       // The archive as it is on disk, read back as `meshmirror verify` reads it, before anyone carries it.
       // (No image archived: no archive was written, nothing to read back.)
       const written = result.archive.chunks.length > 0;
-      const verification = options.skipVerify === true || !written ? undefined : await checkArchive(destination, ctx.log, signal);
+      let verification: ArchiveCheck | undefined;
+      try {
+        verification = options.skipVerify === true || !written ? undefined : await checkArchive(destination, ctx.log, signal, ahead);
+      } finally {
+        await ahead?.close();
+      }
       const summary = summaryOf(
         {
           images: { ...requestedCount, archived: archived.length, failed: failed.length },
@@ -260,8 +269,8 @@ function refuseOversized(images: ResolvedImage[], chunkSizeBytes: number, archiv
 }
 
 /** `meshmirror verify` of the archive just written; each problem is logged as well as reported. */
-async function checkArchive(dir: string, log: Logger, signal: AbortSignal | undefined): Promise<ArchiveCheck> {
-  const result = await verifyArchive(dir, signal === undefined ? {} : { signal });
+async function checkArchive(dir: string, log: Logger, signal: AbortSignal | undefined, ahead: VerifyAhead | undefined): Promise<ArchiveCheck> {
+  const result = await verifyArchive(dir, { ...(signal === undefined ? {} : { signal }), ...(ahead === undefined ? {} : { ahead: ahead.lookup }) });
   const problems = result.problems.map(formatProblem);
   for (const problem of problems) log.error({ problem }, 'the archive just written is damaged');
   return { intact: problems.length === 0, chunks: result.chunks, blobs: result.blobs, bytes: result.bytes, images: result.images, problems };

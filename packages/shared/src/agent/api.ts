@@ -125,6 +125,22 @@ export interface StartArchiveOptions extends AbortOptions {
    * queued so far, so it grows while blobs are added and equals `bytesWritten` once finished.
    */
   onProgress?: (progress: ArchiveProgress) => void;
+  /**
+   * Called once a blob's entry is complete in its chunk. Its bytes there never change again (a
+   * later blob that fails is truncated away after it, and `finish` only renames the file), so a
+   * check of them now is a check of what the archive will hold.
+   */
+  onBlobWritten?: (blob: WrittenBlob) => void;
+}
+
+/** A blob entry as the archive writer left it: where its bytes are now, and where they will be. */
+export interface WrittenBlob extends BlobRef {
+  /** The chunk's file name once finished (`mirror_000001.tar`). */
+  chunk: string;
+  /** The file the bytes are in now (the chunk's `.partial` until `finish`). */
+  path: string;
+  /** Offset of the blob's first byte in the chunk (after its tar header). */
+  offset: number;
 }
 
 /**
