@@ -10,7 +10,8 @@
  * - one 1 GiB blob (BENCH_BIG_BLOB_BYTES): one agent (64 MiB pieces), and three agents at each piece size in
  *   BENCH_PIECE_SIZES (MiB, default "16,32,64").
  *
- * Every run starts from empty agent stores and an empty coordinator cache. Upstream bytes are what
+ * Every run starts from empty agent stores, an empty coordinator cache and the same page cache (as root:
+ * emptied, then the registry storage read back in; see same-start.ts). Upstream bytes are what
  * the registry's access log says it served, per run. Prints wall times, ratios against the targets
  * (three agents <= 0.40x one agent; upstream <= 1.01x unique; the 1 GiB blob across three <= 0.45x).
  *
@@ -18,11 +19,9 @@
  * is built into a temporary folder first and MESHMIRROR_BIN points the support helpers at its
  * bin/meshmirror. `BENCH_FROM_SOURCES=1` runs the TypeScript sources instead.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { formatBytes } from '@meshmirror/shared';
 import { releaseLikeImageSet } from '../../packages/coordinator/src/demo/sample-image-set.ts';
 import { buildPackageFolder } from '../../scripts/package.ts';
@@ -30,8 +29,8 @@ import { runMeshmirror } from '../support/cli.ts';
 import { mirrorArgs, writeImageSetConfig } from '../support/mirror-fixture.ts';
 import { servedBetween, startNamespaceFarm, type NamespaceFarm } from '../support/namespace-farm.ts';
 import { canBuildNetworks } from '../support/netns.ts';
+import { sameStart, sameStartNote } from './same-start.ts';
 
-const execFileAsync = promisify(execFile);
 const MB = 1_000_000;
 const MiB = 1024 * 1024;
 const rateMbit = Number(process.env['BENCH_RATE_MBIT'] ?? 100);
@@ -66,7 +65,7 @@ async function meshmirror(label: string, config: string, agentCount: number, pie
   const name = `run-${++run}`;
   const agents = agentCount > 0 ? await f.startAgents(name, agentCount) : [];
   try {
-    await execFileAsync('sync');
+    await sameStart(f.registry.storageDir);
     const before = await f.upstream();
     const args = [...mirrorArgs(config, join(f.dir, `${name}-out`), await f.coordinatorCache(`${name}-cache`), '--log-level', 'info')];
     if (pieceSize !== undefined) args.push('--piece-size', String(pieceSize));
@@ -104,7 +103,7 @@ async function skopeo(refs: string[]): Promise<Run> {
   const f = farm!;
   const layout = join(f.dir, 'skopeo-layout');
   await rm(layout, { recursive: true, force: true });
-  await execFileAsync('sync');
+  await sameStart(f.registry.storageDir);
   const before = await f.upstream();
   const started = process.hrtime.bigint();
   for (const ref of refs) {
@@ -161,7 +160,7 @@ try {
     bigThree.push(await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, three agents, ${formatBytes(piece)} pieces`, bigConfig, 3, piece));
 
   console.log('');
-  console.log(`meshmirror runs ${mode}`);
+  console.log(`meshmirror runs ${mode}; ${sameStartNote()}`);
   console.log(`Release-like set: ${setRefs.length} images, ${formatBytes(setUnique)} of unique blobs; every host's uplink ${rateMbit} Mbit/s`);
   table([
     ['run', 'wall time', 'vs one agent', 'upstream / unique'],

@@ -22,6 +22,7 @@ import { buildPackageFolder } from '../../scripts/package.ts';
 import { meshmirrorCommand } from '../support/cli.ts';
 import { pushLayout } from '../support/push-layout.ts';
 import { startRegistry, type RunningRegistry } from '../support/registry.ts';
+import { sameStart, sameStartNote } from './same-start.ts';
 
 const execFileAsync = promisify(execFile);
 const MB = 1_000_000;
@@ -58,10 +59,11 @@ async function prepare(registry: RunningRegistry, dir: string, images: SampleIma
 
 /**
  * Flushes dirty pages first, so a timed run does not pay for the write-back of whatever came before
- * it (generating and pushing the set leaves hundreds of MB for the disk to write).
+ * it (generating and pushing the set leaves hundreds of MB for the disk to write), and starts it
+ * from the same page cache as every other run (see same-start.ts).
  */
 async function settle(): Promise<void> {
-  await execFileAsync('sync');
+  await sameStart(registry.storageDir);
 }
 
 async function meshmirror(dir: string, refs: string[], name: string, extra: string[] = []): Promise<Timed> {
@@ -308,7 +310,7 @@ try {
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log('');
-  console.log(`meshmirror runs ${mode}`);
+  console.log(`meshmirror runs ${mode}; ${sameStartNote()}`);
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '));
   console.log('');
   const overCeiling = mm.seconds / ceiling.seconds;
