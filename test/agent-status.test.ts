@@ -75,15 +75,20 @@ describe('agent --status', () => {
     ]);
     try {
       // During the run: some agent is in the middle of a piece, and says so in both forms.
-      let during: { agent: RunningAgent; json: AgentJson } | undefined;
+      // Both forms are read back to back, and taken only when both show it: a short piece can
+      // finish between the two requests (the stalled one stays in flight for seconds).
+      let text = '';
       await waitFor(async () => {
         for (const agent of agents) {
           const json = await api(agent);
-          if (json.pieces.inFlight > 0 && sum(json.upstreamBytes) > 0) during = { agent, json };
+          if (json.pieces.inFlight === 0 || sum(json.upstreamBytes) === 0) continue;
+          const scraped = await metrics(agent);
+          if (sample(scraped, 'meshmirror_agent_pieces_in_flight', '') === 0) continue;
+          text = scraped;
+          return true;
         }
-        return during !== undefined;
+        return false;
       }, 'an agent with a piece in flight');
-      const text = await metrics(during!.agent);
       expect(sample(text, 'meshmirror_agent_pieces_in_flight', '')).toBeGreaterThan(0);
       expect(sample(text, 'meshmirror_agent_upstream_bytes_total', `registry="${registryHost}"`)).toBeGreaterThan(0);
       expect(text).toMatch(/meshmirror_agent_process_resident_memory_bytes \d+/);
