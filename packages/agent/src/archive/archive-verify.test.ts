@@ -57,6 +57,21 @@ async function writeFresh(name: string, blobs: TestLayout['blobs']): Promise<str
   return dir;
 }
 
+/** A layout of one single-platform image with layers of `layerSizes`, written as an archive in `work/<name>`. */
+async function writeOneImageArchive(name: string, image: string, layerSizes: number[]): Promise<{ dir: string; layout: TestLayout }> {
+  const layoutPath = join(work, `${name}-layout`);
+  const layout = await writeTestLayout(layoutPath, [{ name: image, platforms: [{ architecture: 'amd64', layerSizes }] }]);
+  const dir = join(work, name);
+  await writeArchive(await openOciLayout(layoutPath), {
+    dir,
+    chunkSizeBytes: 16 * MiB,
+    images: layout.images,
+    blobs: layout.blobs,
+    metadata: testRunDescription(`verify-${name}-test`, layout.images),
+  });
+  return { dir, layout };
+}
+
 async function copyOf(name: string): Promise<string> {
   const dir = join(work, name);
   await cp(good, dir, { recursive: true });
@@ -117,16 +132,7 @@ describe('verifyArchive', () => {
   });
   it('reports damaged blobs hashed in worker threads and here alike, in the order the archive holds them, counting every byte hashed', async () => {
     // Layers of several MiB are hashed in a worker; the small one after the first is done here, sooner.
-    const bigDir = join(work, 'big-layout');
-    const big = await writeTestLayout(bigDir, [{ name: 'sample/big:1.0', platforms: [{ architecture: 'amd64', layerSizes: [3 * MiB, 40 * KiB, 2 * MiB + 1] }] }]);
-    const dir = join(work, 'big');
-    await writeArchive(await openOciLayout(bigDir), {
-      dir,
-      chunkSizeBytes: 16 * MiB,
-      images: big.images,
-      blobs: big.blobs,
-      metadata: testRunDescription('verify-big-test', big.images),
-    });
+    const { dir, layout: big } = await writeOneImageArchive('big', 'sample/big:1.0', [3 * MiB, 40 * KiB, 2 * MiB + 1]);
     const [large, small] = big.blobs;
     const damage = async (digest: Digest, at: number): Promise<{ file: string; entry: string; actual: string }> => {
       const where = (await openArchive(dir)).locateBlob(digest)!;
@@ -176,16 +182,7 @@ describe('verifyArchive', () => {
   });
 
   it('reports a damaged entry from the hash taken ahead just as from its own read', async () => {
-    const bigDir = join(work, 'ahead-damaged-layout');
-    const big = await writeTestLayout(bigDir, [{ name: 'sample/ahead-damaged:1.0', platforms: [{ architecture: 'amd64', layerSizes: [3 * MiB] }] }]);
-    const dir = join(work, 'ahead-damaged');
-    await writeArchive(await openOciLayout(bigDir), {
-      dir,
-      chunkSizeBytes: 16 * MiB,
-      images: big.images,
-      blobs: big.blobs,
-      metadata: testRunDescription('verify-ahead-damaged-test', big.images),
-    });
+    const { dir, layout: big } = await writeOneImageArchive('ahead-damaged', 'sample/ahead-damaged:1.0', [3 * MiB]);
     const layer = big.blobs.find((b) => b.size === 3 * MiB)!;
     const where = (await openArchive(dir)).locateBlob(layer.digest)!;
     await flipByte(join(dir, where.file), where.offset + MiB);
