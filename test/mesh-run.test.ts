@@ -84,9 +84,16 @@ describe('a farm of three agents', () => {
     expect(result.code, result.stderr + farm.map((a) => a.stderr()).join('\n')).toBe(0);
     const summary = JSON.parse(result.stdout) as { images: { archived: number }; bytes: { fetched: number; pulled: number; unique: number }; agents: AgentRow[] };
     expect(summary.images.archived).toBe(fx.pushed.length);
-    // Upstream bytes, counted by the proxy: every unique blob exactly once (no faults, so no retries).
-    // On failure the coordinator's log says why a blob crossed twice (an endgame duplicate, a retry).
-    expect(fx.proxy.stats().blobBodyBytes, result.stderr).toBe(fx.uniqueBlobBytes);
+    // Upstream bytes, counted by the proxy: every unique blob once (no faults, so no retries), except
+    // what the endgame duplicated. On a machine whose cores are busy with other work an agent starved
+    // of CPU reads its piece slowly, the piece looks slow, and an idle agent fetches it again (seen in
+    // a full suite run: one 4 MiB piece twice). Each duplicate is logged and costs at most a piece.
+    const upstream = fx.proxy.stats().blobBodyBytes;
+    const duplicates = result.stderr.split('"msg":"endgame: duplicating a slow piece"').length - 1;
+    if (duplicates > 0) console.log(`farm of three: upstream ${upstream} B for ${fx.uniqueBlobBytes} B unique, ${duplicates} endgame duplicates`);
+    expect(upstream).toBeGreaterThanOrEqual(fx.uniqueBlobBytes);
+    // On failure the coordinator's log says why a blob crossed twice.
+    expect(upstream - fx.uniqueBlobBytes, result.stderr).toBeLessThanOrEqual(duplicates * 4 * MiB);
     expect(summary.bytes.fetched).toBe(fx.uniqueBlobBytes);
     expect(summary.bytes.pulled).toBe(fx.uniqueBlobBytes);
     expect(summary.agents).toHaveLength(3);
