@@ -65,10 +65,9 @@ export interface MirrorToDiskOptions {
   strictArchive?: boolean;
   /**
    * Where blobs come from into `agent`'s store: `agent` itself alone (a farm of one), or a farm's
-   * agents, `agent` then only writing, pulling every piece from its holder. A promise while the farm
-   * is still being joined: the image set resolves meanwhile, and the run waits for it only to split the plan.
+   * agents, `agent` then only writing, pulling every piece from its holder.
    */
-  supply: BlobSupply | Promise<BlobSupply>;
+  supply: BlobSupply;
   logger: Logger;
   progress?: ProgressReporter;
   signal?: AbortSignal;
@@ -82,7 +81,7 @@ export interface MirrorToDiskOptions {
 export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<MirrorSummary> {
   const started = Date.now();
   const hashedAtStart = hashedBytes();
-  const { agent, progress, signal, config, destination } = options;
+  const { agent, progress, signal, supply, config, destination } = options;
   const abortable = signal === undefined ? {} : { signal };
   return await withRun(
     { cacheDir: options.cacheDir, identity: { config, destination }, config, logger: options.logger, component: 'coordinator:mirror' },
@@ -107,7 +106,6 @@ export async function mirrorToDisk(options: MirrorToDiskOptions): Promise<Mirror
       if (options.strictArchive === true) refuseOversized(resolved, options.chunkSizeBytes, (digest) => plan.blobs.has(digest));
       const wanted = [...plan.blobs.values()].map(({ digest, size }) => ({ digest, size }));
       const holdings = await agent.holdings(wanted, abortable);
-      const supply = await options.supply;
       const split = planMesh(plan, holdings, await supplyHoldings(supply, holdings, wanted, ctx.log, signal), options.pieceSize);
       ctx.log.info(
         { images: resolved.length, uniqueBlobs: plan.blobs.size, uniqueBytes: plan.uniqueBytes, held: split.heldBytes, toFetch: split.missingBytes },

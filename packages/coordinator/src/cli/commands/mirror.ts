@@ -134,16 +134,11 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
   const context = await commandContext(flags, 'source');
   const { config, settings, cacheDir, logger, retry, backoff, client } = context;
   const { store, agent } = await openCommandAgent(context, flags);
-  // The farm is joined while the image set resolves: dialling and greeting the agents overlaps the
-  // registry round trips. The run waits for it where the plan is split, and fails there if no agent answers.
-  const joining = flags.agents === undefined ? undefined : joinFarm(flags, cacheDir, settings, store, logger);
-  const own = blobSupply(agent, store, settings);
-  const supply = joining === undefined ? own : joining.then((farm) => blobSupply(agent, store, settings, farm));
-  // Handled where awaited; until then a failure must not count as unhandled (a run that fails to resolve never awaits it).
-  if (supply instanceof Promise) supply.catch(() => undefined);
+  const farm = flags.agents === undefined ? undefined : await joinFarm(flags, cacheDir, settings, store, logger);
   const { progress, status } = await progressFor(flags, backoff, logger, cacheDir);
   try {
-    const pieceSize = flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? (joining === undefined ? DEFAULT_PIECE_SIZE : DEFAULT_FARM_PIECE_SIZE);
+    const supply = blobSupply(agent, store, settings, farm);
+    const pieceSize = flags.pieceSize ?? config.meshmirror?.pieceSizeBytes ?? (farm === undefined ? DEFAULT_PIECE_SIZE : DEFAULT_FARM_PIECE_SIZE);
     const summary = await withInterruptSignal((signal) =>
       mirrorToDisk({
         config,
@@ -151,7 +146,7 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
         cacheDir,
         client,
         agent,
-        layers: supplyLayerSource(own, store, { pieceSize, logger }),
+        layers: supplyLayerSource(supply, store, { pieceSize, logger }),
         sources: openShiftSources(flags, settings, retry),
         parallelImages: settings.parallelImages,
         pieceSize,
@@ -175,7 +170,7 @@ export async function runMirrorCommand(destinationArg: string, given: MirrorFlag
     return summary.archive.verification?.intact === false ? ExitCode.ArchiveDamaged : exitCodeForSummary(summary);
   } finally {
     progress.stop();
-    await (await joining?.catch(() => undefined))?.stop();
+    await farm?.stop();
     await agent.close();
     await client.close();
     await closeStatus(status, flags.statusLinger);
