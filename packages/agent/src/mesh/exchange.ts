@@ -34,10 +34,11 @@ export interface HolderCopy {
 /**
  * The writer's batch per pull, larger than an upstream fetch's: it takes in the whole farm's bytes on
  * one host, and a write is also a wake-up of a pool thread on cores the agents and the registry keep
- * busy. Farm of three at 200 Mbit/s, the 496 MiB set, three runs against three back to back: the
- * writer's CPU 5.9–6.7 s (system 1.7–1.8 s) against 6.5–6.8 s (system 2.0–2.1 s) with 256 KiB; the
- * runs' wall times did not differ beyond the machine's noise. Pulls at once are bounded
- * (PULLS_PER_AGENT per agent), and so is the memory: at most 18 MiB more on a farm of three.
+ * busy. Farm of three at 200 Mbit/s, the 496 MiB set, six runs against six back to back: the
+ * writer's CPU 5.9–6.7 s against 6.5–7.3 s with 256 KiB, its system time 1.65–1.95 s against
+ * 1.8–2.2 s; the runs 9.4–10.3 s (mean 9.85) against 9.9–11.1 s (10.36), within the machine's
+ * noise of a run. Pulls at once are bounded (PULLS_PER_AGENT per agent), and so is the memory: at
+ * most 18 MiB more on a farm of three.
  */
 export const PULL_BATCH_BYTES = 1024 * 1024;
 
