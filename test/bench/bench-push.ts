@@ -14,16 +14,21 @@
  * BENCH_BIG_BLOB_BYTES (default 1 GiB, 0 skips it) into another empty registry, to show that peak
  * memory does not grow with blob size. Prints wall times, MB/s of unique blob bytes, the ratio
  * meshmirror / skopeo (target <= 0.50) and peak memory (max RSS, from GNU time).
+ *
+ * meshmirror runs as installed, the package of `pnpm package` (scripts/package.ts), like `pnpm bench`:
+ * MESHMIRROR_BIN points the support helpers at its bin/meshmirror. `BENCH_FROM_SOURCES=1` runs the
+ * TypeScript sources instead.
  */
 import { execFile } from 'node:child_process';
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { formatBytes, MediaType, REF_NAME_ANNOTATION } from '@meshmirror/shared';
 import { releaseLikeImageSet, type SampleImage } from '../../packages/coordinator/src/demo/sample-image-set.ts';
 import type { PushSummary } from '@meshmirror/coordinator';
-import { CLI_NODE_FLAGS } from '../../packages/coordinator/src/cli/node-flags.ts';
-import { CLI_ENTRY, runMeshmirror } from '../support/cli.ts';
+import { buildPackageFolder } from '../../scripts/package.ts';
+import { meshmirrorCommand, runMeshmirror } from '../support/cli.ts';
 import { extractChunks, mirrorArgs, startMirrorFixture, writeImageSetConfig, type MirrorFixture } from '../support/mirror-fixture.ts';
 import { startLatencyRelay } from '../support/latency-relay.ts';
 import { startRegistry } from '../support/registry.ts';
@@ -39,6 +44,8 @@ const BIG_IMAGE = 'bench/one-big-blob:1.0';
 const rttMs = Number(process.env['BENCH_RTT_MS'] ?? 20);
 /** Target repositories go under this prefix: `HOST/bench/ocp-release/release:4.16.0`. */
 const PREFIX = 'bench';
+/** `BENCH_FROM_SOURCES=1`: run meshmirror from the TypeScript sources, not the installed package. */
+const fromSources = (process.env['BENCH_FROM_SOURCES'] ?? '') !== '' && process.env['BENCH_FROM_SOURCES'] !== '0';
 
 interface Timed {
   seconds: number;
@@ -101,7 +108,8 @@ async function meshmirrorPush(fx: MirrorFixture, archive: string, names: string[
       '--output',
       'json',
     ];
-    const t = await timed(process.execPath, [...CLI_NODE_FLAGS, CLI_ENTRY, ...args]);
+    const cli = meshmirrorCommand(args);
+    const t = await timed(cli.command, cli.args);
     const summary = JSON.parse(t.stdout) as PushSummary;
     if (summary.images.pushed !== names.length || summary.images.failed > 0) {
       throw new Error(
@@ -167,6 +175,20 @@ const images = bigBlobBytes > 0 ? [...releaseLike, bigImage] : releaseLike;
 console.log(
   `bench:push: generating a release-like set of at least ${formatBytes(totalBytes)}${bigBlobBytes > 0 ? ` and one ${formatBytes(bigBlobBytes)} blob` : ''}, pushing it to docker-registry and mirroring it to disk`,
 );
+// Every meshmirror run below, timed or not, goes through meshmirrorCommand(): the package's bin/meshmirror.
+let packageDir: string | undefined;
+if (fromSources) {
+  delete process.env['MESHMIRROR_BIN'];
+  console.log('bench:push: meshmirror runs from the sources (BENCH_FROM_SOURCES=1)');
+} else {
+  const started = performance.now();
+  packageDir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-push-package-'));
+  const installed = await buildPackageFolder({ outDir: packageDir });
+  process.env['MESHMIRROR_BIN'] = join(installed.dir, 'bin', 'meshmirror');
+  console.log(
+    `bench:push: meshmirror runs as installed: ${process.env['MESHMIRROR_BIN']} (built by scripts/package.ts in ${((performance.now() - started) / 1000).toFixed(1)} s)`,
+  );
+}
 const fx = await startMirrorFixture(images);
 try {
   const archive = join(fx.dir, 'archive');
@@ -236,4 +258,5 @@ try {
   }
 } finally {
   await fx.close();
+  if (packageDir !== undefined) await rm(packageDir, { recursive: true, force: true });
 }
