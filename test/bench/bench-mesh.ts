@@ -24,11 +24,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatBytes } from '@meshmirror/shared';
 import { releaseLikeImageSet } from '../../packages/coordinator/src/demo/sample-image-set.ts';
-import { buildPackageFolder } from '../../scripts/package.ts';
 import { runMeshmirror } from '../support/cli.ts';
 import { mirrorArgs, writeImageSetConfig } from '../support/mirror-fixture.ts';
 import { servedBetween, startNamespaceFarm, type NamespaceFarm } from '../support/namespace-farm.ts';
 import { canBuildNetworks } from '../support/netns.ts';
+import { useInstalledMeshmirror, type MeshmirrorUnderTest } from './installed.ts';
 import { sameStart, sameStartNote } from './same-start.ts';
 
 const MB = 1_000_000;
@@ -38,8 +38,6 @@ const totalBytes = Number(process.env['BENCH_BYTES'] ?? 520 * MB);
 const bigBlobBytes = Number(process.env['BENCH_BIG_BLOB_BYTES'] ?? 1024 ** 3);
 const pieceSizes = (process.env['BENCH_PIECE_SIZES'] ?? '16,32,64').split(',').map((s) => Number(s.trim()) * MiB);
 const BIG_IMAGE = 'bench/one-big-blob:1.0';
-/** `BENCH_FROM_SOURCES=1`: run meshmirror from the TypeScript sources, not the installed package. */
-const fromSources = (process.env['BENCH_FROM_SOURCES'] ?? '') !== '' && process.env['BENCH_FROM_SOURCES'] !== '0';
 
 if (!(await canBuildNetworks())) {
   console.error('bench:mesh needs root with `ip netns` and `tc` (it builds a host per namespace); run it as root.');
@@ -53,8 +51,8 @@ interface Run {
 }
 
 let farm: NamespaceFarm | undefined;
-/** Where the package is built, unless BENCH_FROM_SOURCES; removed at the end. */
-let packageDir: string | undefined;
+/** The package the benchmark runs, removed at the end. */
+let underTest: MeshmirrorUnderTest | undefined;
 /** Each run's coordinator log, kept after the bench for a look at what happened. */
 const logDir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-mesh-logs-'));
 let run = 0;
@@ -125,18 +123,7 @@ function table(rows: string[][]): void {
 try {
   // Before the farm starts: keygen, identity, the agents and the coordinator all start through
   // test/support, which runs MESHMIRROR_BIN. The namespaces are network-only, so the path is the same in them.
-  let mode = 'from the sources (BENCH_FROM_SOURCES=1)';
-  if (fromSources) {
-    delete process.env['MESHMIRROR_BIN'];
-    console.log(`bench:mesh: meshmirror runs ${mode}`);
-  } else {
-    const started = performance.now();
-    packageDir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-mesh-package-'));
-    const installed = await buildPackageFolder({ outDir: packageDir });
-    process.env['MESHMIRROR_BIN'] = join(installed.dir, 'bin', 'meshmirror');
-    mode = `as installed: ${process.env['MESHMIRROR_BIN']}`;
-    console.log(`bench:mesh: meshmirror runs ${mode} (built by scripts/package.ts in ${((performance.now() - started) / 1000).toFixed(1)} s)`);
-  }
+  underTest = await useInstalledMeshmirror('bench:mesh');
   const releaseLike = releaseLikeImageSet({ totalBytes });
   const images = [...releaseLike, { name: BIG_IMAGE, platforms: [{ architecture: 'amd64', layers: [{ seed: 'bench-big', size: bigBlobBytes }] }] }];
   console.log(
@@ -160,7 +147,7 @@ try {
     bigThree.push(await meshmirror(`one ${formatBytes(bigBlobBytes)} blob, three agents, ${formatBytes(piece)} pieces`, bigConfig, 3, piece));
 
   console.log('');
-  console.log(`meshmirror runs ${mode}; ${sameStartNote()}`);
+  console.log(`meshmirror runs ${underTest.mode}; ${sameStartNote()}`);
   console.log(`Release-like set: ${setRefs.length} images, ${formatBytes(setUnique)} of unique blobs; every host's uplink ${rateMbit} Mbit/s`);
   table([
     ['run', 'wall time', 'vs one agent', 'upstream / unique'],
@@ -184,5 +171,5 @@ try {
   console.log(`three agents / skopeo on one host: ${(three.seconds / sk.seconds).toFixed(2)}`);
 } finally {
   await farm?.close();
-  if (packageDir !== undefined) await rm(packageDir, { recursive: true, force: true });
+  await underTest?.remove();
 }

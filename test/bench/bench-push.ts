@@ -20,14 +20,13 @@
  * TypeScript sources instead.
  */
 import { execFile } from 'node:child_process';
-import { access, constants, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, constants, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { formatBytes, MediaType, REF_NAME_ANNOTATION } from '@meshmirror/shared';
 import { releaseLikeImageSet, type SampleImage } from '../../packages/coordinator/src/demo/sample-image-set.ts';
 import type { PushSummary } from '@meshmirror/coordinator';
-import { buildPackageFolder } from '../../scripts/package.ts';
+import { useInstalledMeshmirror } from './installed.ts';
 import { meshmirrorCommand, runMeshmirror } from '../support/cli.ts';
 import { extractChunks, mirrorArgs, startMirrorFixture, writeImageSetConfig, type MirrorFixture } from '../support/mirror-fixture.ts';
 import { startLatencyRelay } from '../support/latency-relay.ts';
@@ -44,8 +43,6 @@ const BIG_IMAGE = 'bench/one-big-blob:1.0';
 const rttMs = Number(process.env['BENCH_RTT_MS'] ?? 20);
 /** Target repositories go under this prefix: `HOST/bench/ocp-release/release:4.16.0`. */
 const PREFIX = 'bench';
-/** `BENCH_FROM_SOURCES=1`: run meshmirror from the TypeScript sources, not the installed package. */
-const fromSources = (process.env['BENCH_FROM_SOURCES'] ?? '') !== '' && process.env['BENCH_FROM_SOURCES'] !== '0';
 
 interface Timed {
   seconds: number;
@@ -176,19 +173,7 @@ console.log(
   `bench:push: generating a release-like set of at least ${formatBytes(totalBytes)}${bigBlobBytes > 0 ? ` and one ${formatBytes(bigBlobBytes)} blob` : ''}, pushing it to docker-registry and mirroring it to disk`,
 );
 // Every meshmirror run below, timed or not, goes through meshmirrorCommand(): the package's bin/meshmirror.
-let packageDir: string | undefined;
-if (fromSources) {
-  delete process.env['MESHMIRROR_BIN'];
-  console.log('bench:push: meshmirror runs from the sources (BENCH_FROM_SOURCES=1)');
-} else {
-  const started = performance.now();
-  packageDir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-push-package-'));
-  const installed = await buildPackageFolder({ outDir: packageDir });
-  process.env['MESHMIRROR_BIN'] = join(installed.dir, 'bin', 'meshmirror');
-  console.log(
-    `bench:push: meshmirror runs as installed: ${process.env['MESHMIRROR_BIN']} (built by scripts/package.ts in ${((performance.now() - started) / 1000).toFixed(1)} s)`,
-  );
-}
+const meshmirror = await useInstalledMeshmirror('bench:push');
 const fx = await startMirrorFixture(images);
 try {
   const archive = join(fx.dir, 'archive');
@@ -258,5 +243,5 @@ try {
   }
 } finally {
   await fx.close();
-  if (packageDir !== undefined) await rm(packageDir, { recursive: true, force: true });
+  await meshmirror.remove();
 }

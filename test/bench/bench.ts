@@ -18,10 +18,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { formatBytes, walkImage, type Digest } from '@meshmirror/shared';
 import { releaseLikeImageSet, writeSampleLayout, type SampleImage } from '../../packages/coordinator/src/demo/sample-image-set.ts';
-import { buildPackageFolder } from '../../scripts/package.ts';
 import { meshmirrorCommand } from '../support/cli.ts';
 import { pushLayout } from '../support/push-layout.ts';
 import { startRegistry, type RunningRegistry } from '../support/registry.ts';
+import { useInstalledMeshmirror } from './installed.ts';
 import { sameStart, sameStartNote } from './same-start.ts';
 
 const execFileAsync = promisify(execFile);
@@ -30,8 +30,6 @@ const totalBytes = Number(process.env['BENCH_BYTES'] ?? 520 * MB);
 const bigBlobBytes = Number(process.env['BENCH_BIG_BLOB_BYTES'] ?? 1024 ** 3);
 /** `BENCH_CPU_PROF=DIR`: each meshmirror run writes a V8 CPU profile there (open it in Chrome's DevTools). */
 const cpuProfileDir = process.env['BENCH_CPU_PROF'];
-/** `BENCH_FROM_SOURCES=1`: run meshmirror from the TypeScript sources, not the installed package. */
-const fromSources = (process.env['BENCH_FROM_SOURCES'] ?? '') !== '' && process.env['BENCH_FROM_SOURCES'] !== '0';
 
 interface Timed {
   seconds: number;
@@ -219,20 +217,9 @@ async function diskCeiling(registry: RunningRegistry, blobs: UniqueBlob[], into:
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-'));
+const underTest = await useInstalledMeshmirror('bench');
 const registry = await startRegistry();
 try {
-  // The package goes into `dir`, removed with it below; meshmirrorCommand() then runs its bin/meshmirror.
-  let mode = 'from the sources (BENCH_FROM_SOURCES=1)';
-  if (fromSources) {
-    delete process.env['MESHMIRROR_BIN'];
-    console.log(`bench: meshmirror runs ${mode}`);
-  } else {
-    const started = performance.now();
-    const installed = await buildPackageFolder({ outDir: join(dir, 'package') });
-    process.env['MESHMIRROR_BIN'] = join(installed.dir, 'bin', 'meshmirror');
-    mode = `as installed: ${process.env['MESHMIRROR_BIN']}`;
-    console.log(`bench: meshmirror runs ${mode} (built by scripts/package.ts in ${((performance.now() - started) / 1000).toFixed(1)} s)`);
-  }
   console.log(`bench: generating a release-like set of at least ${formatBytes(totalBytes)} and pushing it to docker-registry at ${registry.host}`);
   const set = await prepare(registry, join(dir, 'set'), releaseLikeImageSet({ totalBytes }));
   console.log(`bench: ${set.refs.length} images, ${formatBytes(set.uniqueBytes)} of unique blobs and manifests`);
@@ -310,7 +297,7 @@ try {
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log('');
-  console.log(`meshmirror runs ${mode}; ${sameStartNote()}`);
+  console.log(`meshmirror runs ${underTest.mode}; ${sameStartNote()}`);
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  '));
   console.log('');
   const overCeiling = mm.seconds / ceiling.seconds;
@@ -327,5 +314,6 @@ try {
   );
 } finally {
   await registry.stop();
+  await underTest.remove();
   await rm(dir, { recursive: true, force: true });
 }
