@@ -26,7 +26,7 @@ import {
   type WrittenBlob,
 } from '@meshmirror/shared';
 import { indexChunk, listChunkFiles, MAX_LAYOUT_JSON_BYTES, readJsonEntry, type IndexedChunk } from './archive-reader.ts';
-import { HashPool, type RangeHash } from '../io/hash-pool.ts';
+import { backgroundHashPool, HashPool, type RangeHash } from '../io/hash-pool.ts';
 import { BLOB_ENTRY_PREFIX, chunkFileName, RUN_METADATA_ENTRY, type ChunkManifest } from './chunk-manifest.ts';
 
 /** One thing wrong with an archive, located as precisely as it can be. */
@@ -68,14 +68,15 @@ const POOL_MIN_BYTES = 1024 * 1024;
  * taken again at the end.
  */
 export class VerifyAhead {
-  readonly #pool = new HashPool({ workers: 1 });
+  readonly #pool = backgroundHashPool();
+  readonly #closed = new AbortController();
   readonly #hashes = new Map<string, Promise<RangeHash | undefined>>();
 
   /** For `onBlobWritten`. */
   readonly note = (blob: WrittenBlob): void => {
     if (blob.size < POOL_MIN_BYTES) return;
     // The chunk may be renamed into place before the worker gets to it: then it is read there.
-    const hash = (path: string): Promise<RangeHash> => this.#pool.hashFileRange(path, blob.offset, blob.size);
+    const hash = (path: string): Promise<RangeHash> => this.#pool.hashFileRange(path, blob.offset, blob.size, this.#closed.signal);
     this.#hashes.set(
       aheadKey(blob.chunk, blob),
       hash(blob.path)
@@ -87,9 +88,10 @@ export class VerifyAhead {
   /** For `verifyArchive`'s `ahead`: what the entry hashed to when it was written, if it was hashed. */
   readonly lookup = (chunk: string, blob: BlobAt): Promise<RangeHash | undefined> => this.#hashes.get(aheadKey(chunk, blob)) ?? Promise.resolve(undefined);
 
-  /** Stops the worker; a hash still under way is then not had (a later lookup gets none). */
+  /** Stops its hashes in the shared worker; one still under way is then not had (a later lookup gets none). */
   close(): Promise<void> {
-    return this.#pool.close();
+    this.#closed.abort();
+    return Promise.resolve();
   }
 }
 

@@ -165,6 +165,19 @@ export class HashPool {
   }
 }
 
+let background: HashPool | undefined;
+
+/**
+ * The process's pool for hashes taken in the background of a run, by every user: the store's blobs
+ * assembled from pieces and the archive's entries as they are written. One worker (about 16 MiB)
+ * however many users there are. Never closed: an idle worker is unref'd, so it does not keep the
+ * process alive. A user stops its own hashes with their signal.
+ */
+export function backgroundHashPool(): HashPool {
+  background ??= new HashPool({ workers: 1 });
+  return background;
+}
+
 /** The job's callbacks, once it stops listening for an abort. */
 function settle(job: Job): Pick<Job, 'resolve' | 'reject'> {
   job.signal?.removeEventListener('abort', job.onAbort);
