@@ -505,6 +505,25 @@ describe('FarmScheduler', () => {
     expect(f.of(f.decide(), 'complete')).toEqual([{ kind: 'complete', digest: pieces[0]!.task.digest, size: 4 * MiB }]);
   });
 
+  it('before rates are known, gives each agent a quarter of its even share ahead, within 8 to 32 MiB', () => {
+    const fetchesPerAgent = (count: number, size: number): number[] => {
+      const pieces = Array.from({ length: count }, (_, i) => piece(i + 1, size));
+      const f = farm(
+        pieces,
+        [{ name: 'a' }, { name: 'b' }, { name: 'c' }].map((a) => ({ ...a, slots: 8 })),
+      );
+      const fetches = f.of(f.decide(), 'fetch');
+      return ['a', 'b', 'c'].map((name) => fetches.filter((d) => d.agent === name).length);
+    };
+    // 384 MiB over three agents: 32 MiB ahead each, two 16 MiB pieces (one with 8 MiB: its intake
+    // stops while the next piece is asked for).
+    expect(fetchesPerAgent(24, 16 * MiB)).toEqual([2, 2, 2]);
+    // 48 MiB: a quarter of 16 MiB is below the 8 MiB floor.
+    expect(fetchesPerAgent(12, 4 * MiB)).toEqual([2, 2, 2]);
+    // 3 GiB: the 32 MiB cap.
+    expect(fetchesPerAgent(96, 32 * MiB)).toEqual([1, 1, 1]);
+  });
+
   it('a live pull that broke off while its agent goes on is followed by a pull of the finished copy', () => {
     const pieces = [piece(1, 4 * MiB)];
     const f = farm(pieces, [{ name: 'a', streams: true }]);

@@ -147,13 +147,19 @@ export const ENDGAME_MIN_REMAINING_MS = 5_000;
 export const ENDGAME_ADVANTAGE = 3;
 /**
  * How much work an agent is given ahead: pieces until their outstanding bytes reach this many
- * milliseconds at its measured rate (at least MIN_PIECES_IN_FLIGHT pieces, at most its slots), or
- * UNMEASURED_WINDOW_BYTES before it has a rate. Short enough that a slow agent never sits on work a
- * fast one could do; long enough that small blobs still go out many at a time.
+ * milliseconds at its measured rate (at least MIN_PIECES_IN_FLIGHT pieces, at most its slots), or,
+ * before it has a rate, an UNMEASURED_SHARE-th of its even share of the bytes to fetch, within
+ * UNMEASURED_MIN_WINDOW_BYTES..UNMEASURED_WINDOW_BYTES. Short enough that a slow agent never sits on
+ * work a fast one could do; long enough that small blobs still go out many at a time, and that an
+ * agent's link stays busy while its first rate is measured. (With 8 MiB, a farm of three at
+ * 200 Mbit/s ran one 14 MiB piece per agent, and each agent's intake fell by two thirds when that
+ * piece ended: the next had to be asked for and start from nothing.)
  */
 export const WORK_AHEAD_MS = 2_000;
 const MIN_PIECES_IN_FLIGHT = 1;
-export const UNMEASURED_WINDOW_BYTES = 8 * 1024 * 1024;
+export const UNMEASURED_WINDOW_BYTES = 32 * 1024 * 1024;
+export const UNMEASURED_MIN_WINDOW_BYTES = 8 * 1024 * 1024;
+export const UNMEASURED_SHARE = 4;
 /**
  * Pulls into the writer at once, per agent of the farm: the writer must take finished pieces in as
  * fast as the agents together bring them from upstream, or they sit on the agents (and die with a
@@ -178,6 +184,8 @@ export class FarmScheduler {
   readonly #maxAttempts: number;
   readonly #parallelPulls: number;
   readonly #deliverToHolders: boolean;
+  /** Bytes an agent is given ahead before it has a rate (see UNMEASURED_WINDOW_BYTES). */
+  readonly #unmeasuredWindow: number;
   readonly #agents = new Map<string, AgentState>();
   readonly #pieces = new Map<string, PieceState>();
   readonly #piecesLeft: Map<Digest, number>;
@@ -204,6 +212,9 @@ export class FarmScheduler {
     this.#parallelPulls = options.parallelPulls ?? PULLS_PER_AGENT * Math.max(1, options.agents.length);
     this.#piecesLeft = new Map(options.split.piecesPerBlob);
     this.#deliverToHolders = options.deliver === 'holders';
+    const toFetch = options.split.pieces.reduce((sum, p) => (p.holders.size > 0 || (p.unchecked?.size ?? 0) > 0 ? sum : sum + p.task.length), 0);
+    const share = Math.ceil(toFetch / (Math.max(1, options.agents.length) * UNMEASURED_SHARE));
+    this.#unmeasuredWindow = Math.min(UNMEASURED_WINDOW_BYTES, Math.max(UNMEASURED_MIN_WINDOW_BYTES, share));
     if (this.#deliverToHolders) {
       const split = options.split.pieces.find((p) => p.task.offset !== 0 || p.task.length !== p.task.blobSize);
       if (split !== undefined) throw new MeshmirrorError('MM_USAGE', `blob ${split.task.digest} is split into pieces; delivery to holders needs whole blobs`);
@@ -559,7 +570,7 @@ export class FarmScheduler {
     if (lane.inFlight >= a.slots) return false;
     if (lane.inFlight < MIN_PIECES_IN_FLIGHT || this.#agents.size === 1) return true;
     const rate = this.#rateOf(a);
-    return lane.pendingBytes < (rate === undefined ? UNMEASURED_WINDOW_BYTES : rate * WORK_AHEAD_MS);
+    return lane.pendingBytes < (rate === undefined ? this.#unmeasuredWindow : rate * WORK_AHEAD_MS);
   }
 
   #enqueue(s: PieceState, first = false): void {

@@ -66,15 +66,17 @@ describe('simulateFarm', () => {
     expect(r.upstreamBytes / r.uniqueBytes).toBeLessThanOrEqual(1.01);
   });
 
-  it('the endgame: idle fast agents each duplicate the piece of a crawling agent, at the cost of the partial copies of the crawlers', () => {
+  it('the endgame: idle fast agents duplicate the pieces of crawling agents, at the cost of the partial copies of the crawlers', () => {
     const sizes = Array.from({ length: 40 }, () => PIECE);
     const r = simulate({
       split: splitOf(sizes),
       agents: [...agents([20 * MB, 20 * MB, 20 * MB]), { name: 'crawl-1', rate: 0.5 * MB }, { name: 'crawl-2', rate: 0.4 * MB }],
     });
     const crawlers = r.agents.filter((a) => a.name.startsWith('crawl'));
-    // Each crawler's only piece came in first from a fast agent; their fetches were cancelled.
-    expect(r.endgameFetches).toBe(2);
+    // Before their rates were known each crawler was given its first window, two pieces (a quarter of
+    // an even share of 640 MiB over five agents is 32 MiB); each came in first from a fast agent, and
+    // the crawlers' fetches were cancelled.
+    expect(r.endgameFetches).toBe(4);
     for (const c of crawlers) expect(c.report.piecesFetched).toBe(0);
     expect(extraUpstream(r)).toBeCloseTo(
       crawlers.reduce((sum, c) => sum + c.upstreamBytes, 0),
