@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hashedBytes } from '@meshmirror/shared';
 import { HashPool } from './hash-pool.ts';
 
@@ -81,6 +81,36 @@ describe('HashPool', () => {
       await expect(queued).rejects.toMatchObject({ code: 'MM_ABORTED' });
       await expect(pool.hashFileRange(path, 0, 10, controller.signal)).rejects.toMatchObject({ code: 'MM_ABORTED' });
       expect((await pool.hashFileRange(path, 0, 10)).digest).toBe(sha256(data.subarray(0, 10)));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('ends a worker idle for idleMs: its thread goes, and the next hash starts a new one', async () => {
+    const threads = (): number => readdirSync('/proc/self/task').length;
+    const before = threads();
+    const pool = new HashPool({ workers: 1, idleMs: 50 });
+    try {
+      await pool.hashFileRange(path, 0, 10);
+      expect(pool.workers).toBe(1);
+      expect(threads()).toBe(before + 1);
+      await vi.waitFor(() => expect(threads()).toBe(before), { timeout: 5_000, interval: 20 });
+      expect(pool.workers).toBe(0);
+      expect(await pool.hashFileRange(path, 0, data.length)).toEqual({ digest: sha256(data), bytesRead: data.length });
+      expect(pool.workers).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('keeps a worker that is given work within idleMs', async () => {
+    const pool = new HashPool({ workers: 1, idleMs: 60_000 });
+    try {
+      await pool.hashFileRange(path, 0, 10);
+      const threads = readdirSync('/proc/self/task').length;
+      await pool.hashFileRange(path, 0, 10);
+      expect(pool.workers).toBe(1);
+      expect(readdirSync('/proc/self/task').length).toBe(threads);
     } finally {
       await pool.close();
     }

@@ -43,7 +43,15 @@ parentPort.on('message', ({ path, offset, size }) => {
 export interface HashPoolOptions {
   /** Worker threads at most; by default two, or one on a single core (the main thread has work of its own). */
   workers?: number;
+  /**
+   * A worker with nothing to do for this long ends (its thread and descriptors go with it); the next
+   * hash starts a new one, in about 80 ms. Default 2 s: a long-lived process holds no thread between
+   * runs, and during a run blobs complete far more often than that.
+   */
+  idleMs?: number;
 }
+
+const DEFAULT_IDLE_MS = 2_000;
 
 export interface RangeHash {
   digest: Digest;
@@ -71,7 +79,10 @@ type WorkerReply = RangeHash | { error: { message: string; code?: string } };
 export class HashPool {
   /** How many ranges are hashed at once; more wait their turn. */
   readonly size: number;
+  readonly #idleMs: number;
   readonly #idle: Worker[] = [];
+  /** When each idle worker ends unless it is given work first. */
+  readonly #retiring = new Map<Worker, NodeJS.Timeout>();
   readonly #busy = new Map<Worker, Job>();
   readonly #queue: Job[] = [];
   /** Workers terminated by an abort, until they are gone: `close()` waits for them too. */
@@ -80,6 +91,12 @@ export class HashPool {
 
   constructor(options: HashPoolOptions = {}) {
     this.size = Math.max(1, options.workers ?? Math.min(2, availableParallelism()));
+    this.#idleMs = options.idleMs ?? DEFAULT_IDLE_MS;
+  }
+
+  /** Worker threads running now, busy or idle. */
+  get workers(): number {
+    return this.#idle.length + this.#busy.size;
   }
 
   /** The sha256 of `size` bytes of `path` from `offset`, read in a worker thread. */
@@ -98,6 +115,8 @@ export class HashPool {
   async close(): Promise<void> {
     this.#closed = true;
     const workers = [...this.#idle, ...this.#busy.keys()];
+    for (const timer of this.#retiring.values()) clearTimeout(timer);
+    this.#retiring.clear();
     for (const job of [...this.#queue, ...this.#busy.values()]) settle(job).reject(closedError());
     this.#queue.length = 0;
     this.#idle.length = 0;
@@ -109,6 +128,8 @@ export class HashPool {
     while (this.#queue.length > 0) {
       const worker = this.#idle.pop() ?? (this.#idle.length + this.#busy.size < this.size ? this.#spawn() : undefined);
       if (worker === undefined) return;
+      clearTimeout(this.#retiring.get(worker));
+      this.#retiring.delete(worker);
       const job = this.#queue.shift()!;
       this.#busy.set(worker, job);
       worker.ref();
@@ -130,6 +151,7 @@ export class HashPool {
     this.#busy.delete(worker);
     worker.unref();
     this.#idle.push(worker);
+    this.#retireLater(worker);
     const { resolve, reject } = settle(job);
     if ('error' in reply) {
       reject(Object.assign(new Error(reply.error.message), reply.error));
@@ -140,8 +162,24 @@ export class HashPool {
     this.#dispatch();
   }
 
+  /** Ends an idle worker after `idleMs` unless it is given work first. */
+  #retireLater(worker: Worker): void {
+    const timer = setTimeout(() => {
+      this.#retiring.delete(worker);
+      const idle = this.#idle.indexOf(worker);
+      if (idle < 0) return;
+      this.#idle.splice(idle, 1);
+      const ending = worker.terminate().finally(() => this.#ending.delete(ending));
+      this.#ending.add(ending);
+    }, this.#idleMs);
+    timer.unref();
+    this.#retiring.set(worker, timer);
+  }
+
   /** A worker that died on its own: its hash fails, and the next one in the queue gets a fresh worker. */
   #lost(worker: Worker, error: unknown): void {
+    clearTimeout(this.#retiring.get(worker));
+    this.#retiring.delete(worker);
     const job = this.#busy.get(worker);
     this.#busy.delete(worker);
     const idle = this.#idle.indexOf(worker);
@@ -170,8 +208,8 @@ let background: HashPool | undefined;
 /**
  * The process's pool for hashes taken in the background of a run, by every user: the store's blobs
  * assembled from pieces and the archive's entries as they are written. One worker (about 16 MiB)
- * however many users there are. Never closed: an idle worker is unref'd, so it does not keep the
- * process alive. A user stops its own hashes with their signal.
+ * however many users there are. Never closed: its worker ends after `idleMs` without work, so a
+ * long-lived agent holds no thread between runs. A user stops its own hashes with their signal.
  */
 export function backgroundHashPool(): HashPool {
   background ??= new HashPool({ workers: 1 });
