@@ -129,7 +129,8 @@ export function planMesh(plan: MirrorPlan, writer: BlobHolding[], agents: Map<st
     }
     if (split.pieces.length === before) split.assemble.push({ digest: blob.digest, size: blob.size });
   }
-  // As in a single-host run: the tiny ones first, then longest first, so the fetch ends on small pieces, evenly across agents.
+  // As in a single-host run (see fetchOrder): the tiny ones first, then longest first, so the fetch
+  // ends on small pieces, evenly across agents.
   split.pieces.sort((a, b) => fetchOrder(a.task, b.task));
   return split;
 }

@@ -82,7 +82,7 @@ export function splitIntoPieces(plan: MirrorPlan, holdings: BlobHolding[], piece
 }
 
 /** Below this size a piece's time is its round trips, not its bytes (1 MiB: 40 ms at 200 Mbit/s). */
-export const LATENCY_BOUND_BYTES = 1024 * 1024;
+const LATENCY_BOUND_BYTES = 1024 * 1024;
 
 /**
  * The order pieces go out in. Those small enough that round trips decide their time go first: they
