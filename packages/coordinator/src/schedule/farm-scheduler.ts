@@ -212,9 +212,6 @@ export class FarmScheduler {
     this.#parallelPulls = options.parallelPulls ?? PULLS_PER_AGENT * Math.max(1, options.agents.length);
     this.#piecesLeft = new Map(options.split.piecesPerBlob);
     this.#deliverToHolders = options.deliver === 'holders';
-    const toFetch = options.split.pieces.reduce((sum, p) => (p.holders.size > 0 || (p.unchecked?.size ?? 0) > 0 ? sum : sum + p.task.length), 0);
-    const share = Math.ceil(toFetch / (Math.max(1, options.agents.length) * UNMEASURED_SHARE));
-    this.#unmeasuredWindow = Math.min(UNMEASURED_WINDOW_BYTES, Math.max(UNMEASURED_MIN_WINDOW_BYTES, share));
     if (this.#deliverToHolders) {
       const split = options.split.pieces.find((p) => p.task.offset !== 0 || p.task.length !== p.task.blobSize);
       if (split !== undefined) throw new MeshmirrorError('MM_USAGE', `blob ${split.task.digest} is split into pieces; delivery to holders needs whole blobs`);
@@ -243,6 +240,8 @@ export class FarmScheduler {
       });
       this.reports.push(report);
     }
+    /** Bytes the agents fetch from upstream: every piece nobody holds a copy of yet. */
+    let toFetch = 0;
     for (const piece of options.split.pieces) {
       const state: PieceState = {
         piece,
@@ -264,10 +263,13 @@ export class FarmScheduler {
         this.#wantPull(state);
         continue;
       }
+      toFetch += piece.task.length;
       const resumeOn = piece.resumeOn?.agent;
       if (resumeOn !== undefined && this.#agents.has(resumeOn)) this.#resumeQueues.set(resumeOn, [...(this.#resumeQueues.get(resumeOn) ?? []), state]);
       else this.#enqueue(state);
     }
+    const share = Math.ceil(toFetch / (Math.max(1, options.agents.length) * UNMEASURED_SHARE));
+    this.#unmeasuredWindow = Math.min(UNMEASURED_WINDOW_BYTES, Math.max(UNMEASURED_MIN_WINDOW_BYTES, share));
     // Blobs whose every piece the writer already holds (a run stopped before it assembled them).
     for (const blob of options.split.assemble ?? []) this.#outbox.push({ kind: 'complete', digest: blob.digest, size: blob.size });
   }
