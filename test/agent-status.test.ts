@@ -20,7 +20,7 @@ interface AgentJson {
   upstreamBytes: Record<string, number>;
   servedBytes: Record<string, number>;
   pushedBytes: Record<string, number>;
-  pieces: { inFlight: number; done: number; failed: number };
+  pieces: { inFlight: number; done: number; failed: number; cancelled: number };
   pushes: Record<string, number>;
   storeBytes: number;
 }
@@ -114,6 +114,10 @@ describe('agent --status', () => {
       expect(sample(text, 'meshmirror_agent_served_bytes_total', `peer="${keys.coordinatorId}"`) ?? 0).toBe(row.servedBytes);
       expect(json.pieces.done).toBe(row.piecesFetched);
       expect(json.pieces.failed).toBe(row.piecesFailed);
+      // A copy cancelled as another won (the stalled layer's endgame duplicate) is counted on both sides too.
+      expect(json.pieces.cancelled).toBe(row.piecesCancelled);
+      expect(sample(text, 'meshmirror_agent_pieces_total', 'state="cancelled"')).toBe(row.piecesCancelled);
+      expect(metricSum(coordinator, 'meshmirror_pieces_total', { agent: agent.peerId, state: 'cancelled' })).toBe(json.pieces.cancelled);
       expect(sample(text, 'meshmirror_agent_pieces_total', 'state="done"')).toBe(row.piecesFetched);
       expect(json.pieces.inFlight).toBe(0);
       expect(json.storeBytes).toBeGreaterThanOrEqual(row.upstreamBytes > 0 ? 1 : 0);
@@ -123,7 +127,7 @@ describe('agent --status', () => {
       expect(metricSum(coordinator, 'meshmirror_pieces_total', { agent: agent.peerId, state: 'fetched' })).toBe(json.pieces.done);
       upstream += row.upstreamBytes;
       console.log(
-        `agent ${agent.peerId.slice(-8)}: upstream ${row.upstreamBytes} B, served ${row.servedBytes} B, ${row.piecesFetched} pieces; /metrics and /api/agent agree`,
+        `agent ${agent.peerId.slice(-8)}: upstream ${row.upstreamBytes} B, served ${row.servedBytes} B, ${row.piecesFetched} pieces, ${row.piecesCancelled} cancelled; /metrics and /api/agent agree`,
       );
     }
     // The stalled request's first MiB was fetched twice: the report and the agents both count it.

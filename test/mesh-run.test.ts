@@ -94,10 +94,14 @@ describe('a farm of three agents', () => {
     expect(upstream).toBeGreaterThanOrEqual(fx.uniqueBlobBytes);
     // On failure the coordinator's log says why a blob crossed twice.
     expect(upstream - fx.uniqueBlobBytes, result.stderr).toBeLessThanOrEqual(duplicates * 4 * MiB);
-    expect(summary.bytes.fetched).toBe(fx.uniqueBlobBytes);
+    // The report counts what reached the agents, a cancelled duplicate's bytes included: between the
+    // unique bytes and what the proxy sent (a cancelled response's last bytes may never arrive).
+    if (duplicates === 0) expect(summary.bytes.fetched).toBe(fx.uniqueBlobBytes);
+    expect(summary.bytes.fetched).toBeGreaterThanOrEqual(fx.uniqueBlobBytes);
+    expect(summary.bytes.fetched).toBeLessThanOrEqual(upstream);
     expect(summary.bytes.pulled).toBe(fx.uniqueBlobBytes);
     expect(summary.agents).toHaveLength(3);
-    expect(summary.agents.reduce((n, a) => n + a.upstreamBytes, 0)).toBe(fx.uniqueBlobBytes);
+    expect(summary.agents.reduce((n, a) => n + a.upstreamBytes, 0)).toBe(summary.bytes.fetched);
     expect(summary.agents.reduce((n, a) => n + a.servedBytes, 0)).toBe(fx.uniqueBlobBytes);
     // Balanced by bytes: every agent fetched a share of the 24 MiB layer's six pieces and the rest.
     for (const row of summary.agents) expect(row.upstreamBytes, JSON.stringify(summary.agents)).toBeGreaterThan(4 * MiB);

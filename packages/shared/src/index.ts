@@ -35,4 +35,5 @@ export {
 } from './registry/client.ts';
 export * from './mesh/control-messages.ts';
 export { abandonBody, mapTransportError, type TransportErrorContext } from './registry/http.ts';
+export { raceAbort } from './registry/abortable.ts';
 export * from './config/agent-config.ts';

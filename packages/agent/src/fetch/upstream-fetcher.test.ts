@@ -213,7 +213,7 @@ describe('fetchPiece', () => {
     expect(client.requests).toEqual([]);
   });
 
-  it('stops promptly when aborted mid-body and keeps the bytes it had', async () => {
+  it('stops promptly when aborted mid-body, keeps the bytes it had and reports how many came', async () => {
     const controller = new AbortController();
     client.script({ failAfter: 320_000, failWith: 'hang' });
     let reached = (): void => {};
@@ -236,6 +236,8 @@ describe('fetchPiece', () => {
     await expect(fetching).rejects.toMatchObject({ code: 'MM_ABORTED' });
     expect(Date.now() - abortedAt).toBeLessThan(2_000);
     expect(ofType(events, 'piece-failed')).toEqual([]);
+    // The last word on the piece: the body bytes that came, for the agent's and the run's upstream count.
+    expect(events.at(-1)).toEqual({ type: 'piece-cancelled', digest, offset: 0, length: blob.length, upstreamBytes: 320_000 });
     const [holding] = await store.holdings([{ digest, size: blob.length }]);
     expect(holding?.pieces).toEqual([{ offset: 0, length: blob.length, committed: 320_000 }]);
   });
@@ -312,6 +314,7 @@ describe('fetchPiece', () => {
     await expect(fetching).rejects.toMatchObject({ code: 'MM_ABORTED' });
     expect(Date.now() - started).toBeLessThan(2_000);
     expect(ofType(events, 'retry')).toMatchObject([{ delayMs: 60_000, code: 'MM_REGISTRY' }]);
+    expect(ofType(events, 'piece-cancelled')).toEqual([{ type: 'piece-cancelled', digest, offset: 0, length: blob.length, upstreamBytes: 0 }]);
     expect(client.requests).toHaveLength(1);
   });
 });

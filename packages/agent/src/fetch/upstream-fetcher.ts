@@ -89,7 +89,7 @@ export type PieceOutcome = PieceDoneEvent | PieceFailedEvent;
  *
  * Resolves with the final event, also sent through `onEvent`: `piece-done` or `piece-failed`
  * (`MM_STORE` when the local store failed). Rejects only with `MM_ABORTED` when `signal` fires,
- * after committing what was written.
+ * after committing what was written and sending `piece-cancelled` with the bytes that came.
  */
 export async function fetchPiece(task: PieceTask, deps: FetchPieceDeps): Promise<PieceOutcome> {
   return await new PieceFetch(task, deps).run();
@@ -131,7 +131,13 @@ class PieceFetch {
   }
 
   async run(): Promise<PieceOutcome> {
-    return await this.#run();
+    try {
+      return await this.#run();
+    } catch (err) {
+      // Aborted, after committing what arrived: the bytes that came are still to be counted.
+      if (this.#deps.signal?.aborted === true) this.#cancelled();
+      throw err;
+    }
   }
 
   async #run(): Promise<PieceOutcome> {
@@ -386,6 +392,13 @@ class PieceFetch {
     this.#logger.debug({ sha256, upstreamBytes: this.#upstreamBytes }, 'piece fetched');
     this.#deps.onEvent(event);
     return event;
+  }
+
+  #cancelled(): void {
+    this.#progress.flush();
+    const { digest, offset, length } = this.#task;
+    this.#logger.debug({ upstreamBytes: this.#upstreamBytes }, 'piece fetch cancelled');
+    this.#deps.onEvent({ type: 'piece-cancelled', digest, offset, length, upstreamBytes: this.#upstreamBytes });
   }
 
   #failed(err: unknown): PieceFailedEvent {

@@ -40,13 +40,15 @@ describe('AgentCounters', () => {
       { type: 'retry', digest, offset: 0, attempt: 1, delayMs: 10, code: 'MM_NETWORK', message: 'reset', host: 'quay.io' },
       { type: 'piece-done', digest, offset: 0, length: 50, sha256: digest, upstreamBytes: 70 },
       { type: 'piece-failed', digest: other, offset: 50, length: 50, code: 'MM_NOT_FOUND', message: 'gone', upstreamBytes: 5 },
+      // Stopped by the coordinator (an endgame duplicate lost): its bytes crossed the link all the same.
+      { type: 'piece-cancelled', digest: other, offset: 0, length: 50, upstreamBytes: 12 },
     ];
     const agent = counters.metered(scripted(events, () => Promise.reject(new Error('unused'))));
     await agent.fetchPieces([task(digest, 0), task(other, 50, 'registry.example:5000'), task(other, 0)], { onEvent: (e) => seen.push(e) });
     expect(seen).toEqual(events);
     const s = counters.snapshot();
-    expect(s.upstreamBytes).toEqual({ 'quay.io': 70, 'registry.example:5000': 5 });
-    expect(s.pieces).toEqual({ inFlight: 0, done: 1, failed: 1 });
+    expect(s.upstreamBytes).toEqual({ 'quay.io': 82, 'registry.example:5000': 5 });
+    expect(s.pieces).toEqual({ inFlight: 0, done: 1, failed: 1, cancelled: 1 });
     expect(s.pieceFailures).toEqual({ MM_NOT_FOUND: 1 });
     expect(s.retries).toEqual([{ host: 'quay.io', code: 'MM_NETWORK', count: 1 }]);
     expect(s.assignments).toEqual({ started: 1, finished: 1 });
@@ -64,7 +66,7 @@ describe('AgentCounters', () => {
         }),
     });
     const fetching = agent.fetchPieces([task(digest, 0), task(digest, 50)], { onEvent: () => undefined });
-    expect(counters.snapshot().pieces).toEqual({ inFlight: 1, done: 1, failed: 0 });
+    expect(counters.snapshot().pieces).toEqual({ inFlight: 1, done: 1, failed: 0, cancelled: 0 });
     release();
     await fetching;
     expect(counters.snapshot().pieces.inFlight).toBe(0);

@@ -26,7 +26,8 @@ export interface AgentCountersSnapshot {
   servedBytes: Record<string, number>;
   /** Body bytes sent to target registries when pushing (failed attempts included), by registry host. */
   pushedBytes: Record<string, number>;
-  pieces: { inFlight: number; done: number; failed: number };
+  /** `cancelled`: stopped by the coordinator (another copy won, the blob failed, the run ended). */
+  pieces: { inFlight: number; done: number; failed: number; cancelled: number };
   /** Failed pieces by error code. */
   pieceFailures: Record<string, number>;
   /** Retried attempts, by `host code`. */
@@ -50,6 +51,7 @@ export class AgentCounters {
   #inFlight = 0;
   #done = 0;
   #failed = 0;
+  #cancelled = 0;
   #started = 0;
   #finished = 0;
 
@@ -65,6 +67,10 @@ export class AgentCounters {
       this.#failed += 1;
       this.#inFlight = Math.max(0, this.#inFlight - 1);
       add(this.#pieceFailures, event.code, 1);
+    } else if (event.type === 'piece-cancelled') {
+      add(this.#upstream, host, event.upstreamBytes);
+      this.#cancelled += 1;
+      this.#inFlight = Math.max(0, this.#inFlight - 1);
     } else if (event.type === 'retry') {
       const retryHost = event.host ?? host;
       const key = `${retryHost} ${event.code}`;
@@ -108,7 +114,7 @@ export class AgentCounters {
       upstreamBytes: Object.fromEntries(this.#upstream),
       servedBytes: Object.fromEntries(this.#served),
       pushedBytes: Object.fromEntries(this.#pushed),
-      pieces: { inFlight: this.#inFlight, done: this.#done, failed: this.#failed },
+      pieces: { inFlight: this.#inFlight, done: this.#done, failed: this.#failed, cancelled: this.#cancelled },
       pieceFailures: Object.fromEntries(this.#pieceFailures),
       retries: [...this.#retries.values()].map((r) => ({ ...r })),
       pushes: Object.fromEntries(this.#pushes),
@@ -148,7 +154,7 @@ class MeteredAgent implements Agent {
         ...options,
         onEvent: (event) => {
           const task = 'offset' in event ? byPiece.get(`${event.digest}@${event.offset}`) : undefined;
-          if (event.type === 'piece-done' || event.type === 'piece-failed') reported += 1;
+          if (event.type === 'piece-done' || event.type === 'piece-failed' || event.type === 'piece-cancelled') reported += 1;
           counters.notePieceEvent(task, event);
           options.onEvent(event);
         },

@@ -19,6 +19,7 @@ import {
   HOLDINGS_BATCH,
   MAX_CONTROL_MESSAGE_BYTES,
   MeshmirrorError,
+  raceAbort,
   type AbortOptions,
   type Agent,
   type BlobHolding,
@@ -44,6 +45,8 @@ export const DEFAULT_HEARTBEAT_MS = 1_000;
 /** Silence after which an agent is given up: five missed heartbeats. */
 export const DEFAULT_LOST_AFTER_MS = 5_000;
 const REQUEST_TIMEOUT_MS = 30_000;
+/** How long a cancelled assignment's last replies are awaited (normally one round trip). */
+const CANCEL_DRAIN_MS = 1_000;
 
 export interface ControlServerOptions {
   store: BlobStore;
@@ -106,16 +109,23 @@ function reply(lp: LengthPrefixedStream<Stream>, message: ControlReply): Promise
 /**
  * A long request's stream (an assignment, a push): replies leave in order, one at a time; a
  * heartbeat goes every second; `signal` aborts when the stream breaks, when the coordinator sends
- * `cancel` (it keeps its side open for that), or when a reply cannot be sent. `end` stops the
- * heartbeat and waits for the replies already queued.
+ * `cancel` (it keeps its side open for that), or when a reply cannot be sent. Replies still go after
+ * a `cancel`, so the coordinator hears how each piece ended (the bytes a cancelled fetch received
+ * count upstream); they stop once the stream is broken. `end` stops the heartbeat and waits for the
+ * replies already queued.
  */
 function longRequest(stream: Stream, lp: LengthPrefixedStream<Stream>, peer: string, options: ControlServerOptions) {
   const controller = new AbortController();
+  let broken = false;
+  const breakOff = (err: Error): void => {
+    broken = true;
+    controller.abort(err);
+  };
   let sending: Promise<void> = Promise.resolve();
   const send = (message: ControlReply): void => {
-    sending = sending.then(() => (controller.signal.aborted ? undefined : reply(lp, message))).catch((err: unknown) => controller.abort(asError(err)));
+    sending = sending.then(() => (broken ? undefined : reply(lp, message))).catch((err: unknown) => breakOff(asError(err)));
   };
-  const onClose = (): void => controller.abort(new MeshmirrorError('MM_NETWORK', `the coordinator ${peer} went away`));
+  const onClose = (): void => breakOff(new MeshmirrorError('MM_NETWORK', `the coordinator ${peer} went away`));
   stream.addEventListener('close', onClose);
   void lp
     .read({ signal: controller.signal })
@@ -286,25 +296,44 @@ export class RemoteAgent implements Agent {
       void lp.write(encodeMessage({ type: 'cancel' }), { signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    // One read at a time, never abandoned: the read a cancel interrupts is the drain's first.
+    let reading: Promise<ControlReply> | undefined;
+    const next = async (until: AbortSignal | undefined, waitMs?: number): Promise<ControlReply> => {
+      reading ??= this.#read(lp, undefined, waitMs);
+      const message = await raceAbort(reading, until);
+      reading = undefined;
+      return message;
+    };
+    /** The agent's last word came (`done` or `error`). */
+    let over = false;
+    /** Passes on one reply; true once the assignment is over. */
+    const relay = (message: ControlReply): boolean => {
+      if (message.type === 'heartbeat') return false;
+      over = message.type === 'done' || message.type === 'error';
+      if (message.type === 'done') return true;
+      if (message.type === 'error') throw new MeshmirrorError(asCode(message.code), `agent ${this.name}: ${message.message}`);
+      if (message.type !== 'event') throw new MeshmirrorError('MM_NETWORK', `agent ${this.name} sent "${message.type}" during an assignment`);
+      const event = message.event;
+      // An agent reports only on what it was given.
+      const mine = event.type === 'blob-held' ? digests.has(event.digest) : assigned.has(`${event.digest}@${event.offset}`);
+      if (mine) onEvent(event);
+      else this.#options.logger.warn({ agent: this.name, event: event.type, digest: event.digest }, 'agent reported on a piece it was not assigned; ignored');
+      return false;
+    };
     try {
       await this.#write(lp, { type: 'assign', settings: this.#options.settings, tasks }, signal);
-      for (;;) {
-        const message = await this.#read(lp, signal);
-        if (message.type === 'heartbeat') continue;
-        if (message.type === 'done') break;
-        if (message.type === 'error') throw new MeshmirrorError(asCode(message.code), `agent ${this.name}: ${message.message}`);
-        if (message.type !== 'event') throw new MeshmirrorError('MM_NETWORK', `agent ${this.name} sent "${message.type}" during an assignment`);
-        const event = message.event;
-        // An agent reports only on what it was given.
-        const mine = event.type === 'blob-held' ? digests.has(event.digest) : assigned.has(`${event.digest}@${event.offset}`);
-        if (!mine) {
-          this.#options.logger.warn({ agent: this.name, event: event.type, digest: event.digest }, 'agent reported on a piece it was not assigned; ignored');
-          continue;
-        }
-        onEvent(event);
-      }
+      while (!relay(await next(signal)));
       await stream.close({ signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch(() => undefined);
     } catch (err) {
+      if (signal?.aborted === true && !over) {
+        // Cancelled: the agent still says how each piece ended (what a stopped fetch received, or
+        // the piece it finished just before), then ends the assignment. Heard for a moment, so
+        // those upstream bytes are counted here as they are on the agent.
+        const drained = AbortSignal.timeout(CANCEL_DRAIN_MS);
+        await (async () => {
+          while (!relay(await next(drained, CANCEL_DRAIN_MS)));
+        })().catch(() => undefined);
+      }
       stream.abort(asError(err));
       if (signal?.aborted === true) throw abortError(signal);
       throw err;

@@ -42,10 +42,16 @@ export async function startAgentStatusServer(address: string, options: AgentStat
   fromSnapshot('meshmirror_agent_pushed_bytes_total', 'Body bytes sent to target registries, failed attempts included', ['registry'], (s) =>
     byKey(s.pushedBytes, 'registry'),
   );
-  fromSnapshot('meshmirror_agent_pieces_total', 'Pieces fetched from upstream, by outcome', ['state'], (s) => [
-    [{ state: 'done' }, s.pieces.done],
-    [{ state: 'failed' }, s.pieces.failed],
-  ]);
+  fromSnapshot(
+    'meshmirror_agent_pieces_total',
+    'Pieces fetched from upstream, by outcome (cancelled: stopped by the coordinator, e.g. the losing copy of an endgame duplicate)',
+    ['state'],
+    (s) => [
+      [{ state: 'done' }, s.pieces.done],
+      [{ state: 'failed' }, s.pieces.failed],
+      [{ state: 'cancelled' }, s.pieces.cancelled],
+    ],
+  );
   fromSnapshot('meshmirror_agent_piece_failures_total', 'Failed pieces by error code', ['code'], (s) => byKey(s.pieceFailures, 'code'));
   fromSnapshot('meshmirror_agent_retries_total', 'Failed attempts that were retried, by registry and error code', ['registry', 'code'], (s) =>
     s.retries.map((r) => [{ registry: r.host, code: r.code }, r.count]),

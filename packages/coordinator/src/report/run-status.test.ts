@@ -11,6 +11,7 @@ const report = (agent: string, address: string): AgentReport => ({
   peerBytes: 0,
   piecesFetched: 0,
   piecesFailed: 0,
+  piecesCancelled: 0,
   wrongPieces: 0,
 });
 

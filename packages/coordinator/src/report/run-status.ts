@@ -197,6 +197,7 @@ export class RunStatus {
         known.peerBytes += report.peerBytes;
         known.piecesFetched += report.piecesFetched;
         known.piecesFailed += report.piecesFailed;
+        known.piecesCancelled += report.piecesCancelled;
         known.wrongPieces += report.wrongPieces;
         const readmitted = (known.readmitted ?? 0) + (report.readmitted ?? 0);
         if (readmitted > 0) known.readmitted = readmitted;

@@ -54,12 +54,17 @@ export function statusMetrics(status: RunStatus, storeBytes?: () => Promise<numb
   counter('meshmirror_received_bytes_total', 'Body bytes arriving at each agent, counted as they arrive: the live rate', ['agent'], () =>
     perAgent((a) => a.receivedBytes),
   );
-  counter('meshmirror_pieces_total', 'Pieces each agent fetched, failed, and sent wrong (agents[].piecesFetched, piecesFailed, wrongPieces)', ['agent', 'state'], () =>
-    status.agents().flatMap((a): Rows<'agent' | 'state'> => [
-      [{ agent: a.agent, state: 'fetched' }, a.piecesFetched],
-      [{ agent: a.agent, state: 'failed' }, a.piecesFailed],
-      [{ agent: a.agent, state: 'wrong' }, a.wrongPieces],
-    ]),
+  counter(
+    'meshmirror_pieces_total',
+    'Pieces each agent fetched, failed, had cancelled, and sent wrong (agents[].piecesFetched, piecesFailed, piecesCancelled, wrongPieces)',
+    ['agent', 'state'],
+    () =>
+      status.agents().flatMap((a): Rows<'agent' | 'state'> => [
+        [{ agent: a.agent, state: 'fetched' }, a.piecesFetched],
+        [{ agent: a.agent, state: 'failed' }, a.piecesFailed],
+        [{ agent: a.agent, state: 'cancelled' }, a.piecesCancelled],
+        [{ agent: a.agent, state: 'wrong' }, a.wrongPieces],
+      ]),
   );
   gauge('meshmirror_pieces_in_flight', 'Pieces each agent is fetching now', ['agent'], () => perAgent((a) => a.piecesInFlight));
   gauge('meshmirror_farm_agent_state', "1 for each agent's state: working, lost (agents[].lost) or distrusted (agents[].distrusted)", ['agent', 'state'], () =>

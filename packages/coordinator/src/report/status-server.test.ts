@@ -109,6 +109,7 @@ describe('the status server of a farm run', () => {
         peerBytes: 0,
         piecesFetched: 0,
         piecesFailed: 0,
+        piecesCancelled: 0,
         wrongPieces: 0,
       };
       status.reporter.noteAgent?.({ type: 'agents', reports: [agent] });

@@ -32,7 +32,9 @@ export function summaryText(summary: MirrorSummary): string {
       const state = a.distrusted !== undefined ? ` DISTRUSTED (${a.distrusted})` : a.lost !== undefined ? ` LOST (${a.lost})` : '';
       lines.push(
         `    ${a.address}: ${formatBytes(a.upstreamBytes)} from upstream, ${formatBytes(a.servedBytes)} served, ` +
-          `${a.piecesFetched} pieces, ${a.piecesFailed} failed, ${a.wrongPieces} wrong${state}`,
+          `${a.piecesFetched} pieces, ${a.piecesFailed} failed, ${a.wrongPieces} wrong` +
+          (a.piecesCancelled > 0 ? `, ${a.piecesCancelled} cancelled` : '') +
+          state,
       );
     }
   }

@@ -207,7 +207,18 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
   const tell = (event: AgentProgress): void => progress?.noteAgent?.(event);
   tell({ type: 'agents', reports: scheduler.reports });
 
+  /** The fetch was stopped by this side (a cancel, the run's end): what it reports now is only counted. */
+  const stopped = (agent: string, key: string): boolean => run.signal.aborted || fetches.get(fetchId(agent, key))?.signal.aborted === true;
+
   const onEvent = (agent: string, key: string, registry: string, event: PieceEvent): void => {
+    if (event.type === 'piece-done' || event.type === 'piece-failed' || event.type === 'piece-cancelled') {
+      totals.upstreamBytes += event.upstreamBytes;
+      if (event.type === 'piece-cancelled' || stopped(agent, key)) {
+        scheduler.fetchStopped(agent, event.upstreamBytes, event.type === 'piece-done' ? 'fetched' : event.type === 'piece-failed' ? 'failed' : 'cancelled');
+        tell({ type: 'piece-ended', agent, registry, upstreamBytes: event.upstreamBytes });
+        return;
+      }
+    }
     switch (event.type) {
       case 'progress':
         if (scheduler.fetchProgress(agent, key, event.bytes)) progress?.addBytes(event.bytes);
@@ -223,13 +234,11 @@ export async function meshFetch(options: MeshFetchOptions): Promise<MeshFetchOut
         log.warn({ agent, digest: event.digest, offset: event.offset }, 'registry ignored Range (200 to a ranged request); bytes before the resume point were skipped');
         break;
       case 'piece-done':
-        totals.upstreamBytes += event.upstreamBytes;
         scheduler.fetchDone(agent, key, event.sha256, event.upstreamBytes);
         tell({ type: 'piece-ended', agent, registry, upstreamBytes: event.upstreamBytes });
         copies.get(fetchId(agent, key))?.resolve(event.sha256);
         break;
       case 'piece-failed':
-        totals.upstreamBytes += event.upstreamBytes;
         // Another agent's store failing (a full disk) is that agent's trouble: the piece goes elsewhere.
         // The writer's own store failing ends the run (its fetch stops with the error).
         if (event.code === 'MM_STORE' && fetchers.get(agent)?.sharesWriterStore !== true) scheduler.storeFailed(agent, key, event.message, event.upstreamBytes);

@@ -282,6 +282,45 @@ describe('FarmScheduler', () => {
     expect(f.of(after, 'pull').map((d) => [d.key, d.holder])).toContainEqual([onSlow.key, 'fast']);
   });
 
+  it("a cancelled copy's last word counts its bytes and nothing else: no second pull, no second completion", () => {
+    const pieces = [piece(1, 64 * MiB), piece(2, 64 * MiB)];
+    const f = farm(pieces, [
+      { name: 'fast', slots: 1 },
+      { name: 'slow', slots: 1 },
+    ]);
+    const first = f.of(f.decide(), 'fetch');
+    const onFast = pieces.find((p) => f.keyOf(p) === first.find((d) => d.agent === 'fast')!.key)!;
+    const onSlow = pieces.find((p) => f.keyOf(p) === first.find((d) => d.agent === 'slow')!.key)!;
+    f.advance(10_000);
+    f.fetched('fast', onFast);
+    f.scheduler.fetchProgress('slow', f.keyOf(onSlow), 5 * MiB);
+    expect(f.of(f.decide(), 'fetch')).toEqual([expect.objectContaining({ agent: 'fast', key: f.keyOf(onSlow), endgame: true })]);
+    f.fetched('fast', onSlow);
+    expect(f.of(f.decide(), 'cancel')).toEqual([{ kind: 'cancel', agent: 'slow', key: f.keyOf(onSlow) }]);
+    // The cancelled agent says how its fetch ended: stopped with 6 MiB, or (a second time, for the
+    // test) finished the piece just as the cancel came.
+    f.scheduler.fetchStopped('slow', 6 * MiB, 'cancelled');
+    f.scheduler.fetchStopped('slow', 64 * MiB, 'fetched');
+    f.scheduler.fetchEnded('slow', f.keyOf(onSlow));
+    f.decide();
+    // Each piece is pulled once, from the copy that won, and each blob completed once.
+    const pulls = f.of(f.log, 'pull');
+    for (const d of pulls) f.scheduler.pullDone(d.holder, d.key, d.task.length);
+    f.decide();
+    expect(f.decide()).toEqual([]);
+    expect(f.of(f.log, 'pull').map((d) => d.holder)).toEqual(['fast', 'fast']);
+    expect(new Set(f.of(f.log, 'pull').map((d) => d.key))).toEqual(new Set(pieces.map(f.keyOf)));
+    expect(
+      f
+        .of(f.log, 'complete')
+        .map((d) => d.digest)
+        .sort(),
+    ).toEqual(pieces.map((p) => p.task.digest).sort());
+    const slow = f.scheduler.reports.find((r) => r.agent === 'slow')!;
+    expect(slow).toMatchObject({ upstreamBytes: 70 * MiB, piecesFetched: 1, piecesCancelled: 1, piecesFailed: 0 });
+    expect(slow.lost).toBeUndefined();
+  });
+
   it('a slow agent: a piece that will soon be done is not duplicated', () => {
     const pieces = [piece(1, 8 * MiB), piece(2, 8 * MiB)];
     const f = farm(pieces, [

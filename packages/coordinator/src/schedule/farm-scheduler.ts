@@ -25,6 +25,11 @@ export interface AgentReport {
   peerBytes: number;
   piecesFetched: number;
   piecesFailed: number;
+  /**
+   * Fetches stopped by the coordinator before they were whole (the losing copy of an endgame
+   * duplicate, a piece of a blob that failed, a lost agent's); their bytes count in `upstreamBytes`.
+   */
+  piecesCancelled: number;
   /** Pieces whose bytes did not match the hash reported for them when pulled from this agent. */
   wrongPieces: number;
   /** Set when the agent was lost (died, stopped answering) or distrusted during the run. */
@@ -225,6 +230,7 @@ export class FarmScheduler {
         peerBytes: 0,
         piecesFetched: 0,
         piecesFailed: 0,
+        piecesCancelled: 0,
         wrongPieces: 0,
       };
       this.#agents.set(agent.name, {
@@ -337,6 +343,21 @@ export class FarmScheduler {
     a.report.piecesFailed += 1;
     this.#log?.warn({ agent, piece: key, code }, `piece failed: ${message}`);
     this.#failBlob(s.piece.task.digest, code, message);
+  }
+
+  /**
+   * The last word on a fetch that was stopped (cancelled, or its agent stopping itself): the bytes it
+   * received count upstream, and the piece counts as the agent says it ended (one it finished just
+   * before the cancel counts as fetched), but nothing else changes: the piece's fate was decided when
+   * the fetch was stopped.
+   */
+  fetchStopped(agent: string, upstreamBytes: number, ended: 'fetched' | 'failed' | 'cancelled'): void {
+    const a = this.#agents.get(agent);
+    if (a === undefined) return;
+    a.report.upstreamBytes += upstreamBytes;
+    if (ended === 'fetched') a.report.piecesFetched += 1;
+    else if (ended === 'failed') a.report.piecesFailed += 1;
+    else a.report.piecesCancelled += 1;
   }
 
   /**

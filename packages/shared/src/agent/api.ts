@@ -49,6 +49,11 @@ export type PieceEvent =
       message: string;
       upstreamBytes: number;
     }
+  /**
+   * The fetch was stopped by the caller (another copy won, the blob failed, the run ended); the bytes
+   * that arrived are kept for a resume. The last word on the piece, so its upstream bytes are counted.
+   */
+  | { type: 'piece-cancelled'; digest: Digest; offset: number; length: number; upstreamBytes: number }
   /** Every piece of the blob is here and its sha256 was verified: it can be served and archived. */
   | ({ type: 'blob-held' } & BlobRef)
   | { type: 'range-ignored'; digest: Digest; offset: number }

@@ -79,6 +79,7 @@ const pieceEvent = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('progress'), digest, offset: count, bytes: count }),
   z.strictObject({ type: z.literal('piece-done'), digest, offset: count, length: count, sha256: digest, upstreamBytes: count }),
   z.strictObject({ type: z.literal('piece-failed'), digest, offset: count, length: count, code, message: text, upstreamBytes: count }),
+  z.strictObject({ type: z.literal('piece-cancelled'), digest, offset: count, length: count, upstreamBytes: count }),
   z.strictObject({ type: z.literal('blob-held'), digest, size: count }),
   z.strictObject({ type: z.literal('range-ignored'), digest, offset: count }),
   z.strictObject({
