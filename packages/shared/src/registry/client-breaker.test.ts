@@ -40,10 +40,9 @@ describe('registry client circuit breaker', () => {
       const afterFirstImage = target.connections();
       expect(afterFirstImage).toBeGreaterThanOrEqual(6);
       // The second image joins an outage older than its time without progress: at most one probe
-      // (HTTPS, then plain HTTP), not another 400 ms of attempts.
-      const second = performance.now();
+      // (HTTPS, then plain HTTP), not another 400 ms of attempts (which would be 6 connections or
+      // more, as above). Counted, not timed: on a busy machine even one probe can take 200 ms.
       await expect(client.getManifest({ registry: target.host, repository: 'c/d' }, '2')).rejects.toMatchObject({ code: 'MM_NETWORK' });
-      expect(performance.now() - second).toBeLessThan(200);
       expect(target.connections() - afterFirstImage).toBeLessThanOrEqual(2);
     } finally {
       await client.close();
