@@ -14,6 +14,11 @@ export const ExitCode = {
   BadInput: 2,
   /** `verify` found the archive damaged or incomplete (each problem is printed). */
   ArchiveDamaged: 3,
+  /**
+   * `prune` refused: a mirror run or an agent has the store open. Nothing was changed, and the same
+   * command later (or with it stopped) will do.
+   */
+  StoreInUse: 4,
   /** Interrupted (SIGINT/SIGTERM); the journal is consistent and a re-run resumes. */
   Interrupted: 130,
   PartialBase: 64,

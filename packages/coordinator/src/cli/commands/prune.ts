@@ -10,6 +10,7 @@ import { StoreInUseError } from '@meshmirror/agent';
 import { pruneAgentData, pruneCache, pruneSummaryText } from '../../prune/prune-store.ts';
 import { DEFAULT_KEEP_RUNS, DEFAULT_OLDER_THAN_MS } from '../../prune/run-selection.ts';
 import { withInterruptSignal } from '../interrupt.ts';
+import { ExitCode } from '../exit-codes.ts';
 
 export interface PruneFlags {
   cacheDir?: string;
@@ -21,12 +22,6 @@ export interface PruneFlags {
   output: string;
   logLevel: string;
 }
-
-/**
- * The exit code of a prune refused because a mirror run or an agent has the store open: nothing
- * was changed, and the same command later (or with it stopped) will do.
- */
-export const STORE_IN_USE_EXIT_CODE = 4;
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -62,7 +57,7 @@ export async function runPruneCommand(flags: PruneFlags): Promise<number> {
   } catch (err) {
     if (!(err instanceof StoreInUseError)) throw err;
     process.stderr.write(`meshmirror: the store at ${dir} is in use by a running meshmirror (a mirror run or an agent); stop it or prune later\n`);
-    return STORE_IN_USE_EXIT_CODE;
+    return ExitCode.StoreInUse;
   }
   process.stdout.write(`${flags.output === 'json' ? JSON.stringify(summary, null, 2) : pruneSummaryText(summary)}\n`);
   return 0;
