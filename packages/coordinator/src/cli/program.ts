@@ -94,24 +94,34 @@ const program = new Command('meshmirror')
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(`meshmirror: ${str.replace(/^error: /, '')}`) });
 
-program
-  .command('mirror')
-  .description(
-    'mirror an ImageSetConfiguration: `mirror -c isc.yaml file://DIR` (mirror to disk), `mirror -c isc.yaml --from file://DIR docker://HOST[/PREFIX]` (disk to mirror)',
-  )
-  .argument('<destination>', 'file://DIR for mirror to disk; docker://HOST[/PREFIX] with --from for disk to mirror')
-  .requiredOption('-c, --config <file>', 'ImageSetConfiguration file')
-  .option('--cache-dir <dir>', 'blob store and run journal (default: $HOME/.meshmirror)')
-  .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
-  .option('--src-tls-verify [bool]', 'verify source registry TLS; false also allows plain HTTP', parseBool)
-  .option('--dest-tls-verify [bool]', 'verify destination registry TLS', parseBool)
-  .option('--parallel-images <n>', 'images resolved and fetched at once (default 4)', parseCount)
-  .option('--parallel-layers <n>', 'layers fetched at once per image (default 5)', parseCount)
-  .option('--retry-times <n>', 'also cap failed attempts in a row without progress at n (default: no cap; --image-timeout decides)', parseCount)
-  .option('--retry-delay <duration>', 'first backoff delay; 0 = default exponential backoff', parseDurationFlag)
-  .option('--image-timeout <duration>', 'keep retrying until this passes without any byte of progress (default 10m; never cuts a moving transfer)', parseDurationFlag)
-  .option('--stall-timeout <duration>', 'no body bytes for this long: retry and resume (default 60s)', parseDurationFlag)
-  .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
+/**
+ * How long and how often requests are retried: the same five options, with the same meaning, on
+ * every command that talks to registries.
+ */
+function withTransferOptions(command: Command): Command {
+  return command
+    .option('--retry-times <n>', 'also cap failed attempts in a row without progress at n (default: no cap; --image-timeout decides)', parseCount)
+    .option('--retry-delay <duration>', 'first backoff delay; 0 = default exponential backoff', parseDurationFlag)
+    .option('--image-timeout <duration>', 'keep retrying until this passes without any byte of progress (default 10m; never cuts a moving transfer)', parseDurationFlag)
+    .option('--stall-timeout <duration>', 'no body bytes for this long: retry, resuming where a body broke off (default 60s)', parseDurationFlag)
+    .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag);
+}
+
+withTransferOptions(
+  program
+    .command('mirror')
+    .description(
+      'mirror an ImageSetConfiguration: `mirror -c isc.yaml file://DIR` (mirror to disk), `mirror -c isc.yaml --from file://DIR docker://HOST[/PREFIX]` (disk to mirror)',
+    )
+    .argument('<destination>', 'file://DIR for mirror to disk; docker://HOST[/PREFIX] with --from for disk to mirror')
+    .requiredOption('-c, --config <file>', 'ImageSetConfiguration file')
+    .option('--cache-dir <dir>', 'blob store and run journal (default: $HOME/.meshmirror)')
+    .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
+    .option('--src-tls-verify [bool]', 'verify source registry TLS; false also allows plain HTTP', parseBool)
+    .option('--dest-tls-verify [bool]', 'verify destination registry TLS', parseBool)
+    .option('--parallel-images <n>', 'images resolved and fetched at once (default 4)', parseCount)
+    .option('--parallel-layers <n>', 'layers fetched at once per image (default 5)', parseCount),
+)
   .option('--piece-size <size>', 'blobs above this size are fetched as parallel pieces, e.g. 32MiB (default 64 MiB; 16 MiB with --agents)', parseByteSize)
   .option('--from <file://DIR>', 'disk to mirror: the archive folder (mirror_*.tar) to push into the docker:// destination')
   .option(
@@ -200,30 +210,27 @@ program
     process.exitCode = await runReceiptCommand(destination, flags);
   });
 
-program
-  .command('delete')
-  .description(
-    "oc-mirror's delete workflow: `delete --generate -c delete-isc.yaml --workspace file://DIR docker://HOST[/PREFIX]` lists what a mirror of that content pushed there; `delete --delete-yaml-file FILE docker://HOST[/PREFIX]` deletes those manifests (blobs are left to the registry's garbage collector)",
-  )
-  .argument('<destination>', 'docker://HOST[/PREFIX]: the registry the images were mirrored to')
-  .option('--generate', 'step 1: write DIR/working-dir/delete/delete-images.yaml (and delete-imageset-config.yaml) for review; nothing is deleted')
-  .option('-c, --config <file>', 'with --generate: the DeleteImageSetConfiguration')
-  .option('--workspace <file://DIR>', 'with --generate: where the list goes (DIR/working-dir/delete/)')
-  .option('--delete-id <id>', 'with --generate: name the files delete-images-<id>.yaml and delete-imageset-config-<id>.yaml')
-  .option('--delete-signatures', "with --generate: also list the images' sigstore signature tags (sha256-<hex>.sig), of an index and each child")
-  .option('--delete-yaml-file <file>', 'step 2: delete the manifests this list names (a tag that an image not in the list shares is kept)')
-  .option('--force-cache-delete', "oc-mirror's; not supported (meshmirror's cache is a blob store every run shares)")
-  .option('--delete-v1-images', "oc-mirror's; not supported (meshmirror never pushed oc-mirror v1's tags)")
-  .option('--cache-dir <dir>', 'with --generate: blob store and run journal for resolving (default: $HOME/.meshmirror)')
-  .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
-  .option('--src-tls-verify [bool]', 'with --generate: verify source registry TLS; false also allows plain HTTP', parseBool)
-  .option('--dest-tls-verify [bool]', 'deleting: verify the destination registry TLS; false also allows plain HTTP', parseBool)
-  .option('--parallel-images <n>', 'with --generate: images resolved at once (default 4)', parseCount)
-  .option('--retry-times <n>', 'also cap failed attempts in a row at n', parseCount)
-  .option('--retry-delay <duration>', 'first backoff delay; 0 = default exponential backoff', parseDurationFlag)
-  .option('--image-timeout <duration>', 'keep retrying a request until this passes without progress (default 10m)', parseDurationFlag)
-  .option('--stall-timeout <duration>', 'no body bytes for this long: retry (default 60s)', parseDurationFlag)
-  .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
+withTransferOptions(
+  program
+    .command('delete')
+    .description(
+      "oc-mirror's delete workflow: `delete --generate -c delete-isc.yaml --workspace file://DIR docker://HOST[/PREFIX]` lists what a mirror of that content pushed there; `delete --delete-yaml-file FILE docker://HOST[/PREFIX]` deletes those manifests (blobs are left to the registry's garbage collector)",
+    )
+    .argument('<destination>', 'docker://HOST[/PREFIX]: the registry the images were mirrored to')
+    .option('--generate', 'step 1: write DIR/working-dir/delete/delete-images.yaml (and delete-imageset-config.yaml) for review; nothing is deleted')
+    .option('-c, --config <file>', 'with --generate: the DeleteImageSetConfiguration')
+    .option('--workspace <file://DIR>', 'with --generate: where the list goes (DIR/working-dir/delete/)')
+    .option('--delete-id <id>', 'with --generate: name the files delete-images-<id>.yaml and delete-imageset-config-<id>.yaml')
+    .option('--delete-signatures', "with --generate: also list the images' sigstore signature tags (sha256-<hex>.sig), of an index and each child")
+    .option('--delete-yaml-file <file>', 'step 2: delete the manifests this list names (a tag that an image not in the list shares is kept)')
+    .option('--force-cache-delete', "oc-mirror's; not supported (meshmirror's cache is a blob store every run shares)")
+    .option('--delete-v1-images', "oc-mirror's; not supported (meshmirror never pushed oc-mirror v1's tags)")
+    .option('--cache-dir <dir>', 'with --generate: blob store and run journal for resolving (default: $HOME/.meshmirror)')
+    .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
+    .option('--src-tls-verify [bool]', 'with --generate: verify source registry TLS; false also allows plain HTTP', parseBool)
+    .option('--dest-tls-verify [bool]', 'deleting: verify the destination registry TLS; false also allows plain HTTP', parseBool)
+    .option('--parallel-images <n>', 'with --generate: images resolved at once (default 4)', parseCount),
+)
   .option('--max-nested-paths <n>', 'as the mirror used: flatten target repository paths deeper than n components', parseCount)
   .option('--include-dependencies', 'with --generate: as the mirror used, includeDependencies: true on every catalog')
   .option('--update-url <url>', 'with --generate: update graph service for release channels (default: $UPDATE_URL_OVERRIDE, else the OCP or OKD service)')
@@ -237,29 +244,26 @@ program
     process.exitCode = await runDeleteCommand(destination, flags);
   });
 
-program
-  .command('warm')
-  .description(
-    "fill a farm's stores with an image set ahead of a transfer window: the agents fetch, nothing is written; a later mirror with the same agents takes every blob from them",
-  )
-  .requiredOption('-c, --config <file>', 'ImageSetConfiguration file')
-  .option(
-    '--agents <multiaddr...>',
-    'the farm: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it; space- or comma-separated)',
-    collectAddresses,
-  )
-  .option('--agents-file <file>', 'agents as for --agents, one multiaddr per line (# starts a comment); joins --agents')
-  .option('--swarm-key <file>', "the farm's swarm key")
-  .option('--cache-dir <dir>', 'the coordinator identity and run journal (default: $HOME/.meshmirror)')
-  .option('--authfile <file>', "registry credentials for resolving (each agent fetches with its own host's)")
-  .option('--src-tls-verify [bool]', 'verify source registry TLS; false also allows plain HTTP', parseBool)
-  .option('--parallel-images <n>', 'images resolved at once (default 4)', parseCount)
-  .option('--parallel-layers <n>', 'blobs each agent fetches at once (default 5)', parseCount)
-  .option('--retry-times <n>', 'also cap failed attempts in a row without progress at n', parseCount)
-  .option('--retry-delay <duration>', 'first backoff delay; 0 = default exponential backoff', parseDurationFlag)
-  .option('--image-timeout <duration>', 'keep retrying until this passes without any byte of progress (default 10m)', parseDurationFlag)
-  .option('--stall-timeout <duration>', 'no body bytes for this long: retry and resume (default 60s)', parseDurationFlag)
-  .option('--connect-timeout <duration>', 'TCP/TLS connect timeout (default 30s)', parseDurationFlag)
+withTransferOptions(
+  program
+    .command('warm')
+    .description(
+      "fill a farm's stores with an image set ahead of a transfer window: the agents fetch, nothing is written; a later mirror with the same agents takes every blob from them",
+    )
+    .requiredOption('-c, --config <file>', 'ImageSetConfiguration file')
+    .option(
+      '--agents <multiaddr...>',
+      'the farm: these agents fetch (each /ip4/HOST/tcp/PORT/p2p/PEERID, as the agent prints it; space- or comma-separated)',
+      collectAddresses,
+    )
+    .option('--agents-file <file>', 'agents as for --agents, one multiaddr per line (# starts a comment); joins --agents')
+    .option('--swarm-key <file>', "the farm's swarm key")
+    .option('--cache-dir <dir>', 'the coordinator identity and run journal (default: $HOME/.meshmirror)')
+    .option('--authfile <file>', "registry credentials for resolving (each agent fetches with its own host's)")
+    .option('--src-tls-verify [bool]', 'verify source registry TLS; false also allows plain HTTP', parseBool)
+    .option('--parallel-images <n>', 'images resolved at once (default 4)', parseCount)
+    .option('--parallel-layers <n>', 'blobs each agent fetches at once (default 5)', parseCount),
+)
   .option('--remove-signatures', "leave out the images' sigstore signatures and OCI referrers")
   .option('--include-dependencies', 'add the operator bundles the selected ones need, as includeDependencies: true on every catalog')
   .option('--update-url <url>', 'update graph service for release channels (default: $UPDATE_URL_OVERRIDE, else the OCP or OKD service)')
