@@ -7,7 +7,7 @@ import type { Digest } from '@meshmirror/shared';
 import { runMeshmirror, startServe } from './support/cli.ts';
 import { flipByte } from './support/flip-byte.ts';
 import { extractChunks, listChunks, mirrorArgs, startMirrorFixture, type MirrorFixture } from './support/mirror-fixture.ts';
-import { skopeoInspectDigest } from './support/skopeo.ts';
+import { skopeoCopy, skopeoInspectDigest, skopeoInspectRaw } from './support/skopeo.ts';
 
 const GiB = 1024 ** 3;
 
@@ -154,6 +154,23 @@ describe('mirror to disk against a real registry', () => {
       expect(present, child.platform.architecture).toBe(child.platform.architecture === 'arm64');
     }
     expect(await skopeoInspectDigest(`oci:${layout}:${fx.viaProxy('sample/multi:2.0')}`)).toBe(multi!.digest);
+
+    // Served from the archive, the tag gives the index of the platforms held, as a push of it does,
+    // so `skopeo copy --all` works; by digest, the archived (sparse) index is still there.
+    const served = await startServe(out);
+    try {
+      const tagged = JSON.parse((await skopeoInspectRaw(`docker://${served.host}/sample/multi:2.0`)).toString()) as { manifests: typeof children };
+      expect(tagged.manifests.map((m) => m.platform.architecture)).toEqual(['arm64']);
+      expect(tagged.manifests).toEqual(children.filter((m) => m.platform.architecture === 'arm64'));
+      const copied = join(fx.dir, 'copied-arm');
+      await skopeoCopy(`docker://${served.host}/sample/multi:2.0`, `oci:${copied}:multi`);
+      // (skopeo rewrites Docker manifests as OCI ones for the layout: compared by platform, not digest.)
+      const copiedIndex = JSON.parse((await skopeoInspectRaw(`oci:${copied}:multi`)).toString()) as { manifests: typeof children };
+      expect(copiedIndex.manifests.map((m) => m.platform.architecture)).toEqual(['arm64']);
+      expect((await skopeoInspectRaw(`docker://${served.host}/sample/multi@${multi!.digest}`)).equals(indexBytes)).toBe(true);
+    } finally {
+      await served.stop();
+    }
   });
 
   it("an item's own platforms win over mirror.platform.architectures, and items naming the same image add up", async () => {

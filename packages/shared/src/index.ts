@@ -7,6 +7,7 @@ export * from './oci/walk-image.ts';
 export * from './oci/reference.ts';
 export * from './oci/referrers.ts';
 export * from './oci/mirror-name.ts';
+export * from './oci/sparse-index.ts';
 export * from './registry/types.ts';
 export * from './agent/api.ts';
 export * from './agent/blob-reader.ts';

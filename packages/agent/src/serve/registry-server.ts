@@ -38,7 +38,7 @@ import type { BasicAuthenticator } from './htpasswd.ts';
 import { paginate, type Page } from './list-pagination.ts';
 import { acceptedMediaTypes, negotiateListChild, negotiateManifest } from './manifest-negotiation.ts';
 import { sendError, sendJson, type RegistryError } from './registry-errors.ts';
-import { readWhole, servedContent, type ManifestSummary, type ServedContent } from './repository-content.ts';
+import { servedContent, type ManifestSummary, type ServedContent } from './repository-content.ts';
 import { buildServedCatalog, findRepository, folderRepositoryName, isRepositoryName, TAG_RE, type ServedCatalog } from './served-catalog.ts';
 import type { TlsMaterial } from './tls-files.ts';
 
@@ -258,23 +258,21 @@ async function serveManifest(context: ServeContext, name: string, reference: str
     sendError(response, head, { code: 'MANIFEST_UNKNOWN', message: 'manifest unknown', detail: byTag ? { Tag: reference } : { Name: name, Revision: reference } });
   const repository = findRepository(context.catalog, name);
   if (repository === undefined) return unknown();
-  let digest: Digest;
-  let mediaType: string | undefined;
+  let stored: ManifestSummary | undefined;
   if (byTag) {
     const descriptor = repository.tags.get(reference);
     if (descriptor === undefined) return unknown();
-    digest = descriptor.digest;
-    mediaType = descriptor.mediaType;
+    stored = await context.content.tagged(descriptor);
   } else {
-    digest = reference;
-    if (!(await context.content.contentOf(repository)).manifests.has(digest)) return unknown();
+    if (!(await context.content.contentOf(repository)).manifests.has(reference)) return unknown();
+    stored = await context.content.summary(reference);
   }
+  if (stored === undefined) return unknown();
+  const digest = stored.digest;
   if (matchesEtag(request, digest)) {
     response.writeHead(304).end();
     return;
   }
-  const stored = await context.content.summary(digest, mediaType);
-  if (stored === undefined) return unknown();
   const accepted = acceptedMediaTypes(request.headers.accept);
   const choice = negotiateManifest(stored, accepted, byTag);
   let served: ManifestSummary | undefined = stored;
@@ -293,7 +291,7 @@ async function serveManifest(context: ServeContext, name: string, reference: str
     return;
   }
   // Read whole (and checked against its digest) before the first byte goes out: a manifest is small.
-  const bytes = await readWhole(await context.folder.openBlob(served.digest));
+  const bytes = await context.content.bytesOf(served);
   response.writeHead(200, headers).end(bytes);
 }
 

@@ -11,7 +11,17 @@
  */
 import type { Readable } from 'node:stream';
 import pLimit from 'p-limit';
-import { describeError, errorCode, parseManifest, referrerEntry, type Descriptor, type Digest, type ImageFolder, type Logger } from '@meshmirror/shared';
+import {
+  describeError,
+  errorCode,
+  parseManifest,
+  referrerEntry,
+  stripSparseIndex,
+  type Descriptor,
+  type Digest,
+  type ImageFolder,
+  type Logger,
+} from '@meshmirror/shared';
 import type { ServedCatalog, ServedRepository } from './served-catalog.ts';
 
 /** Manifests are read whole; nothing this large is a manifest (distribution refuses above 4 MiB). */
@@ -42,13 +52,27 @@ export interface ServedContent {
   summary(digest: Digest, mediaType?: string): Promise<ManifestSummary | undefined>;
   /** Everything `repository` holds. */
   contentOf(repository: ServedRepository): Promise<RepositoryContent>;
+  /**
+   * What a tag serves: the tagged manifest, or, for an index whose platforms were filtered at mirror
+   * time, the index of the platforms held, byte for byte as a push of the archive makes it (the
+   * sparse one is still served by its digest).
+   */
+  tagged(descriptor: Descriptor): Promise<ManifestSummary | undefined>;
+  /** A held manifest's bytes (read whole and checked against its digest), or those of an index built by `tagged`. */
+  bytesOf(manifest: ManifestSummary): Promise<Buffer>;
 }
 
 export function servedContent(folder: ImageFolder, catalog: ServedCatalog, logger: Logger): ServedContent {
   const summaries = new Map<Digest, Promise<ManifestSummary | undefined>>();
   const contents = new Map<string, Promise<RepositoryContent>>();
+  /** What each sparse index's tag serves, by the sparse index's digest. */
+  const forTags = new Map<Digest, Promise<ManifestSummary | undefined>>();
+  /** The indexes of the platforms held that `tagged` built, with their bytes, by their own digest. */
+  const built = new Map<Digest, { summary: ManifestSummary; bytes: Buffer }>();
 
   const summary = (digest: Digest, mediaType?: string): Promise<ManifestSummary | undefined> => {
+    const own = built.get(digest);
+    if (own !== undefined) return Promise.resolve(own.summary);
     let pending = summaries.get(digest);
     if (pending === undefined) {
       pending = readSummary(folder, digest, mediaType, logger);
@@ -66,6 +90,38 @@ export function servedContent(folder: ImageFolder, catalog: ServedCatalog, logge
       logger.warn({ digest, err: describeError(error), code: errorCode(error) }, 'manifest cannot be read; left out of its repository');
       return undefined;
     }
+  };
+
+  /** The index of the platforms `top` has in the folder, built once; `top` itself when it has them all. */
+  const heldPlatforms = async (top: ManifestSummary): Promise<ManifestSummary> => {
+    const held = await Promise.all(top.children.map(async (child) => (await summaryOrSkip(child.digest, child.mediaType)) !== undefined));
+    if (held.every(Boolean)) return top;
+    const kept = new Set(top.children.filter((_, i) => held[i]).map((child) => child.digest));
+    const index = stripSparseIndex({ digest: top.digest, mediaType: top.mediaType, bytes: await readWhole(await folder.openBlob(top.digest)) }, (child) =>
+      kept.has(child),
+    );
+    if (index === undefined) return top;
+    const own: ManifestSummary = {
+      digest: index.digest,
+      size: index.bytes.byteLength,
+      mediaType: index.mediaType,
+      children: top.children.filter((child) => kept.has(child.digest)),
+      blobs: [],
+    };
+    built.set(own.digest, { summary: own, bytes: Buffer.from(index.bytes) });
+    logger.debug({ sparse: top.digest, served: own.digest, platforms: own.children.length }, 'a tag of an index filtered at mirror time serves the platforms held');
+    return own;
+  };
+
+  const tagged = (descriptor: Descriptor): Promise<ManifestSummary | undefined> => {
+    if (!catalog.sparseIndexes.has(descriptor.digest)) return summary(descriptor.digest, descriptor.mediaType);
+    let pending = forTags.get(descriptor.digest);
+    if (pending === undefined) {
+      pending = summary(descriptor.digest, descriptor.mediaType).then((top) => (top === undefined ? undefined : heldPlatforms(top)));
+      forTags.set(descriptor.digest, pending);
+      pending.catch(() => forTags.delete(descriptor.digest));
+    }
+    return pending;
   };
 
   const build = async (repository: ServedRepository): Promise<RepositoryContent> => {
@@ -86,6 +142,12 @@ export function servedContent(folder: ImageFolder, catalog: ServedCatalog, logge
       }
     };
     await walk([...repository.roots.values()]);
+    // What a tag serves is held here too, so a client that pulled the tag can ask for it by digest.
+    for (const descriptor of repository.tags.values()) {
+      if (!catalog.sparseIndexes.has(descriptor.digest)) continue;
+      const served = await tagged(descriptor).catch(() => undefined);
+      if (served !== undefined) content.manifests.set(served.digest, served);
+    }
     // Unnamed referrers belong where their subject is; a referrer of a referrer follows it in.
     for (let added = catalog.unnamed.length > 0; added;) {
       added = false;
@@ -103,6 +165,10 @@ export function servedContent(folder: ImageFolder, catalog: ServedCatalog, logge
 
   return {
     summary,
+    tagged,
+    async bytesOf(manifest) {
+      return built.get(manifest.digest)?.bytes ?? (await readWhole(await folder.openBlob(manifest.digest)));
+    },
     contentOf(repository) {
       let pending = contents.get(repository.name);
       if (pending === undefined) {

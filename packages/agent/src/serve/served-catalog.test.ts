@@ -45,6 +45,24 @@ describe('buildServedCatalog', () => {
     });
   });
 
+  it("notes the indexes whose platforms the run filtered (run.json's skippedPlatforms), and only those", () => {
+    const sparse = { ...descriptor('sparse'), mediaType: MediaType.OciIndex };
+    const whole = { ...descriptor('whole'), mediaType: MediaType.OciIndex };
+    const catalog = buildServedCatalog({
+      images: [
+        { name: 'quay.io/team/multi:1.0', descriptor: sparse },
+        { name: 'quay.io/team/multi:1.1', descriptor: whole },
+      ],
+      runImages: [
+        runImage('quay.io/team/multi:1.0', sparse, { platforms: ['linux/arm64'], skippedPlatforms: ['linux/amd64'] }),
+        runImage('quay.io/team/multi:1.1', whole, { platforms: ['linux/amd64', 'linux/arm64'] }),
+      ],
+      folderRepository: 'layout',
+      logger: silentLogger(),
+    });
+    expect([...catalog.sparseIndexes]).toEqual([sparse.digest]);
+  });
+
   it("follows the run's target names and leaves referrers untagged", () => {
     const release = descriptor('release');
     const sbom = descriptor('sbom');

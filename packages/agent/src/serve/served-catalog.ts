@@ -56,6 +56,11 @@ export interface ServedCatalog {
   unnamed: Descriptor[];
   /** The repository of bare tags and unnamed entries. */
   folderRepository: string;
+  /**
+   * Top-level indexes whose platforms were filtered at mirror time (run.json's `skippedPlatforms`):
+   * the archive holds them sparse, and a tag serves them as the index of the platforms held.
+   */
+  sparseIndexes: Set<Digest>;
 }
 
 /** The repository a name in a request means, through an alias or not. */
@@ -99,7 +104,7 @@ export interface BuildCatalogOptions {
 
 export function buildServedCatalog(options: BuildCatalogOptions): ServedCatalog {
   const { logger, folderRepository } = options;
-  const catalog: ServedCatalog = { repositories: new Map(), aliases: new Map(), unnamed: [], folderRepository };
+  const catalog: ServedCatalog = { repositories: new Map(), aliases: new Map(), unnamed: [], folderRepository, sparseIndexes: new Set() };
   const runImages = new Map<string, ArchivedRunImage>();
   for (const image of options.runImages ?? []) {
     if (image.status === 'archived') runImages.set(`${image.source}\n${image.digest}`, image);
@@ -136,6 +141,7 @@ export function buildServedCatalog(options: BuildCatalogOptions): ServedCatalog 
       continue;
     }
     const runImage = runImages.get(`${name}\n${descriptor.digest}`);
+    if ((runImage?.skippedPlatforms.length ?? 0) > 0) catalog.sparseIndexes.add(descriptor.digest);
     if (runImage === undefined && TAG_RE.test(name)) {
       serve(folderRepository, name, descriptor);
       continue;

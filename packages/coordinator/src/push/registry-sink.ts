@@ -33,7 +33,7 @@ import { writeReportFile } from '../report/report-file.ts';
 import type { PushSummary } from '../report/summaries.ts';
 import { finishPushRun, ImagePusher, uniqueBlobsOf, type ImagePush, type PlaceBlob, type PushOutcome } from './image-pusher.ts';
 import { pushTarget, type PushDestination } from './push-targets.ts';
-import { stripSparseIndex } from './sparse-index.ts';
+import { pushableIndex } from './sparse-index.ts';
 import { releaseSignaturesConfigMap } from '../cluster/release-signatures-configmap.ts';
 import type { CatalogSourceTemplate } from '../cluster/catalog-source-template.ts';
 
@@ -100,7 +100,7 @@ export class RegistrySink {
         const top =
           image.skippedPlatforms.length === 0
             ? image.manifests[0]!
-            : stripSparseIndex(image.manifests[0]!, (child) => children.some((m) => m.digest === child), {
+            : pushableIndex(image.manifests[0]!, (child) => children.some((m) => m.digest === child), {
                 source: image.source,
                 byDigest: image.ref.digest !== undefined && image.ref.tag === undefined,
               });
