@@ -8,7 +8,7 @@
  * referrers are listed under the subject's `sha256-<hex>` tag with their `subject` kept), `serve`
  * answers the referrers API for its archive, and `--remove-signatures` leaves all of it out.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -217,5 +217,57 @@ describe('sigstore signatures', () => {
     for (const name of signatures.keys()) expect(await inTarget('plain', name), name).toBeUndefined();
     expect(await listedReferrers(target.url, 'plain/sample/signed', subject)).toBeUndefined();
     expect(await inTarget('plain', 'sample/signed:1.0')).toBeDefined();
+  });
+
+  it("delete takes an image's referrers and the tag index that lists them with it, and leaves the others' alone", async () => {
+    const mirrored = await runMeshmirror(mirrorToMirrorArgs(config, join(dir, 'ws-del'), `${target.host}/del`, join(dir, 'cache-del')));
+    expect(mirrored.code, mirrored.stderr).toBe(0);
+    expect(await listedReferrers(target.url, 'del/sample/signed', subject)).toEqual(referrers);
+    const disc = join(dir, 'delete-isc.yaml');
+    await writeFile(
+      disc,
+      [
+        'kind: DeleteImageSetConfiguration',
+        'apiVersion: mirror.openshift.io/v2alpha1',
+        'delete:',
+        '  additionalImages:',
+        `    - name: ${source.host}/sample/signed:1.0`,
+        '',
+      ].join('\n'),
+    );
+    const workspace = join(dir, 'ws-del');
+    const generated = await runMeshmirror([
+      'delete',
+      '--generate',
+      '-c',
+      disc,
+      '--workspace',
+      `file://${workspace}`,
+      '--delete-signatures',
+      `docker://${target.host}/del`,
+      '--cache-dir',
+      join(dir, 'cache-del'),
+      '--src-tls-verify=false',
+    ]);
+    expect(generated.code, generated.stderr).toBe(0);
+    const listFile = join(workspace, 'working-dir', 'delete', 'delete-images.yaml');
+    const deleted = await runMeshmirror(['delete', '--delete-yaml-file', listFile, `docker://${target.host}/del`, '--dest-tls-verify=false', '--output', 'json']);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    const summary = JSON.parse(deleted.stdout) as { outcomes: Array<{ imageReference: string; state: string; referrers?: number }> };
+    const image = summary.outcomes.find((o) => o.imageReference.endsWith('/del/sample/signed:1.0'));
+    // Its SBOM and signature, and the sha256-<hex> tag index that listed them.
+    expect(image).toMatchObject({ state: 'deleted', referrers: 3 });
+    const gone = async (reference: string): Promise<number> => (await fetch(`${target.url}/v2/del/sample/signed/manifests/${reference}`, { method: 'HEAD' })).status;
+    expect(await gone(subject)).toBe(404);
+    for (const digest of referrers) expect(await gone(digest), digest).toBe(404);
+    expect(await gone(subject.replace(':', '-'))).toBe(404);
+    // The sigstore .sig tag went as its own item (--delete-signatures); the images not listed stay, signatures and all.
+    expect(await inTarget('del', `sample/signed:${sigTag(subject)}`)).toBeUndefined();
+    expect(await inTarget('del', 'sample/multi-signed:2.0')).toBeDefined();
+    for (const [name, digest] of signatures) if (name.startsWith('sample/multi-signed')) expect(await inTarget('del', name), name).toBe(digest);
+
+    // Run again: everything is already gone, and nothing fails.
+    const again = await runMeshmirror(['delete', '--delete-yaml-file', listFile, `docker://${target.host}/del`, '--dest-tls-verify=false', '--output', 'json']);
+    expect(again.code, again.stderr).toBe(0);
   });
 });

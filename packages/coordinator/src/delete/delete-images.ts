@@ -5,9 +5,11 @@
  * (`DELETE /v2/<name>/manifests/<digest>`), which removes it with all its tags, as containers/image
  * does for oc-mirror. What stays is worked out first (`delete-plan.ts`): the tags of each repository
  * that the list does not name keep their manifests, and an index's children go with it only when
- * nothing kept uses them. Blobs are never deleted: the registry's garbage collector frees those no
- * manifest needs any more. An item that fails is reported and the others carry on; a manifest
- * already gone counts as deleted, so the same command can simply be run again.
+ * nothing kept uses them. What referred to a deleted manifest (OCI referrers: signatures, SBOMs)
+ * goes after it, with the `sha256-<hex>` tag index that listed it. Blobs are never deleted: the
+ * registry's garbage collector frees those no manifest needs any more. An item that fails is
+ * reported and the others carry on; a manifest already gone counts as deleted, so the same command
+ * can simply be run again.
  */
 import pLimit from 'p-limit';
 import {
@@ -19,6 +21,7 @@ import {
   isIndexMediaType,
   MeshmirrorError,
   parseManifest,
+  referrersTag,
   RegistryError,
   throwIfAborted,
   type DeleteImageItem,
@@ -59,6 +62,11 @@ export interface DeleteItemOutcome {
   digest?: Digest;
   /** An index's children deleted with it, and those left because a kept image uses them. */
   children?: { deleted: number; kept: number };
+  /**
+   * Manifests that referred to what was deleted (signatures, SBOMs, attestations: OCI referrers, and
+   * theirs) deleted after it, with the `sha256-<hex>` tag indexes that listed them.
+   */
+  referrers?: number;
   /** `kept`: the tag that stays and needs the same manifest. */
   keptBy?: string;
   code?: string;
@@ -82,6 +90,10 @@ const LOOKUPS = 16;
 const DELETES = 8;
 /** Index levels followed below a top manifest (an index of indexes is rare; deeper is not seen). */
 const MAX_INDEX_DEPTH = 3;
+/** Referrers of referrers followed (a signature of an SBOM of the image); deeper is not seen. */
+const MAX_REFERRER_DEPTH = 3;
+/** A referrers tag index (`sha256-<hex>`, the referrers tag schema): it only lists its subject's referrers. */
+const REFERRERS_TAG_RE = /^sha256-[0-9a-f]{64}$/;
 
 /**
  * Whether a repository lies under the destination: `PREFIX/…`, or with `--max-nested-paths` the
@@ -161,9 +173,10 @@ export async function deleteImages(options: DeleteImagesOptions): Promise<Delete
       if (inRepository.length === 0) return;
       try {
         const tags = await lookups(() => client.listTags(location, abortable));
+        // A referrers tag index keeps nothing: it goes with its subject, and stays with it.
         const keptHere = await Promise.all(
           tags
-            .filter((tag) => !listedTags.has(tag))
+            .filter((tag) => !listedTags.has(tag) && !REFERRERS_TAG_RE.test(tag))
             .map(async (tag) => {
               try {
                 const tree = await trees.read(location, tag);
@@ -184,6 +197,24 @@ export async function deleteImages(options: DeleteImagesOptions): Promise<Delete
   throwIfAborted(signal);
 
   const decisions = planDeletes(found, kept);
+
+  // The referrers of everything each item deletes, found before anything goes (a registry may stop
+  // listing a subject's referrers once it is gone). An item whose referrers cannot be listed is
+  // left whole, to be retried, rather than leaving referrers no one can find again.
+  const referrersOf = new Map<number, Digest[]>();
+  await Promise.all(
+    found.map(async (item) => {
+      const decision = decisions.get(item.id) as ItemDecision;
+      if (decision.action === 'keep') return;
+      try {
+        referrersOf.set(item.id, await trees.referrers({ registry: destination.registry, repository: item.repository }, [item.digest, ...decision.children]));
+      } catch (err) {
+        fail(item.id, err, 'nothing deleted: its referrers could not be listed: ');
+      }
+    }),
+  );
+  throwIfAborted(signal);
+
   const deletes = pLimit(DELETES);
   const deletions = new Map<string, Promise<ManifestDeletion>>();
   /** One DELETE per (repository, digest), however many items name it. */
@@ -216,6 +247,7 @@ export async function deleteImages(options: DeleteImagesOptions): Promise<Delete
       Object.assign(outcome, { state: 'kept', keptBy: decision.keptBy });
       return undefined;
     }
+    if (!referrersOf.has(item.id)) return undefined;
     try {
       const result = await deleteOnce(item.repository, item.digest);
       count(item.repository, item.digest, result);
@@ -229,20 +261,36 @@ export async function deleteImages(options: DeleteImagesOptions): Promise<Delete
   const gone = (await Promise.all(tops)).filter((t) => t !== undefined);
   await Promise.all(
     gone.map(async ({ item, decision }) => {
-      if (decision.children.length === 0 && decision.keptChildren === 0) return;
+      if (decision.children.length > 0 || decision.keptChildren > 0) {
+        let deleted = 0;
+        // Parents before their children: a nested index goes before what it lists.
+        for (const child of decision.children) {
+          try {
+            const result = await deleteOnce(item.repository, child);
+            count(item.repository, child, result);
+            if (result === 'deleted') deleted += 1;
+          } catch (err) {
+            fail(item.id, err, `${item.digest} deleted, but its child manifest ${child} not: `);
+            return;
+          }
+        }
+        outcomes[item.id]!.children = { deleted, kept: decision.keptChildren };
+      }
+      // Then what referred to them, and the tag indexes that listed it: nothing is left that names a manifest gone.
+      const referrers = referrersOf.get(item.id) ?? [];
+      if (referrers.length === 0) return;
       let deleted = 0;
-      // Parents before their children: a nested index goes before what it lists.
-      for (const child of decision.children) {
+      for (const referrer of referrers) {
         try {
-          const result = await deleteOnce(item.repository, child);
-          count(item.repository, child, result);
+          const result = await deleteOnce(item.repository, referrer);
+          count(item.repository, referrer, result);
           if (result === 'deleted') deleted += 1;
         } catch (err) {
-          fail(item.id, err, `${item.digest} deleted, but its child manifest ${child} not: `);
+          fail(item.id, err, `${item.digest} deleted, but the manifest ${referrer} that referred to it not: `);
           return;
         }
       }
-      outcomes[item.id]!.children = { deleted, kept: decision.keptChildren };
+      outcomes[item.id]!.referrers = deleted;
     }),
   );
   throwIfAborted(signal);
@@ -283,6 +331,44 @@ class ManifestTrees {
     return tree;
   }
 
+  /**
+   * The manifests to delete after `subjects`: each subject's referrers with what is under them, the
+   * referrers of those in turn, and each `sha256-<hex>` tag index that listed them (a registry
+   * without the referrers API); referrers before their tag index, each once.
+   */
+  async referrers(location: RepositoryLocation, subjects: Digest[]): Promise<Digest[]> {
+    const out: Digest[] = [];
+    const seen = new Set<Digest>(subjects);
+    let frontier = subjects;
+    for (let depth = 0; depth < MAX_REFERRER_DEPTH && frontier.length > 0; depth++) {
+      const next: Digest[] = [];
+      for (const subject of frontier) {
+        const found = await this.#limit(() => this.#client.getReferrers(location, subject, this.#abortable));
+        for (const referrer of found.manifests) {
+          if (seen.has(referrer.digest)) continue;
+          const tree = await this.read(location, referrer.digest);
+          // Listed but gone already (a re-run): nothing to delete, nor anything under it.
+          if (tree === undefined) continue;
+          for (const digest of [tree.digest, ...tree.children]) {
+            if (seen.has(digest)) continue;
+            seen.add(digest);
+            out.push(digest);
+          }
+          next.push(referrer.digest);
+        }
+        if (found.via === 'tag') {
+          const index = await this.read(location, referrersTag(subject));
+          if (index !== undefined && !seen.has(index.digest)) {
+            seen.add(index.digest);
+            out.push(index.digest);
+          }
+        }
+      }
+      frontier = next;
+    }
+    return out;
+  }
+
   async #readTree(location: RepositoryLocation, reference: string, depth: number): Promise<ManifestTree | undefined> {
     let manifest: FetchedManifest;
     try {
@@ -317,8 +403,15 @@ export function deleteSummaryText(s: DeleteSummary): string {
     let detail = '';
     if (o.state === 'kept') detail = `: its manifest ${o.digest ?? ''} is also ${o.keptBy ?? ''}'s, which stays`;
     else if (o.state === 'failed') detail = `: ${o.reason ?? o.code ?? ''}`;
-    else if (o.children !== undefined)
-      detail = ` (with ${o.children.deleted} child manifests${o.children.kept > 0 ? `; ${o.children.kept} kept, used by images that stay` : ''})`;
+    else {
+      const parts = [
+        ...(o.children === undefined
+          ? []
+          : [`${o.children.deleted} child manifests${o.children.kept > 0 ? `; ${o.children.kept} kept, used by images that stay` : ''}`]),
+        ...(o.referrers === undefined ? [] : [`${o.referrers} referrers (signatures, SBOMs) and their tag indexes`]),
+      ];
+      if (parts.length > 0) detail = ` (with ${parts.join('; ')})`;
+    }
     lines.push(`  ${STATE_WORDS[o.state]}: ${o.imageReference}${detail}`);
   }
   if (items.failed > 0) lines.push('  run the same command again to retry the failed items; what is gone already is reported as such.');

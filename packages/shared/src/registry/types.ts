@@ -134,6 +134,8 @@ export interface RegistryDeleteClient {
   getManifest(location: RepositoryLocation, reference: string, options?: AbortOptions): Promise<FetchedManifest>;
   /** Every tag of the repository, following `Link` pages; none when the registry does not know the repository. */
   listTags(location: RepositoryLocation, options?: AbortOptions): Promise<string[]>;
+  /** As the pull side's: the manifests whose `subject` is `digest` (the referrers API, else the `sha256-<hex>` tag index). */
+  getReferrers(location: RepositoryLocation, digest: Digest, options?: AbortOptions): Promise<Referrers>;
   /**
    * `DELETE /v2/<name>/manifests/<digest>`: the manifest goes, and with it every tag that points at
    * it (an index's children stay: they are manifests of their own). `absent` on a 404.
