@@ -1,5 +1,5 @@
 import type { BlobHolding, BlobRef, Digest, PieceHolding, PieceTask } from '@meshmirror/shared';
-import { evenPieces, fillGaps, type MirrorPlan, type Range } from './plan.ts';
+import { evenPieces, fetchOrder, fillGaps, type MirrorPlan, type Range } from './plan.ts';
 
 /** A piece of a farm-wide plan and where its bytes already are. */
 export interface MeshPiece {
@@ -16,7 +16,7 @@ export interface MeshPiece {
 }
 
 export interface MeshSplit {
-  /** Pieces the writer still needs, longest first: with holders they are pulled, else fetched upstream. */
+  /** Pieces the writer still needs, in `fetchOrder`: with holders they are pulled, else fetched upstream. */
   pieces: MeshPiece[];
   /** Pieces of each blob the writer still needs, by digest. */
   piecesPerBlob: Map<Digest, number>;
@@ -129,8 +129,9 @@ export function planMesh(plan: MirrorPlan, writer: BlobHolding[], agents: Map<st
     }
     if (split.pieces.length === before) split.assemble.push({ digest: blob.digest, size: blob.size });
   }
-  // Longest first, as in a single-host run: the fetch ends on small pieces, evenly across agents.
-  split.pieces.sort((a, b) => b.task.length - a.task.length);
+  // As in a single-host run (see fetchOrder): the tiny ones first, then longest first, so the fetch
+  // ends on small pieces, evenly across agents.
+  split.pieces.sort((a, b) => fetchOrder(a.task, b.task));
   return split;
 }
 

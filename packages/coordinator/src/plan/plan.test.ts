@@ -3,6 +3,8 @@ import type { BlobHolding, Digest } from '@meshmirror/shared';
 import { digest, planOf } from './plan-fixture.ts';
 import { splitIntoPieces } from './plan.ts';
 
+const MiB = 1024 * 1024;
+
 describe('splitIntoPieces', () => {
   it('splits blobs above the piece size into even pieces that cover each blob exactly', () => {
     const split = splitIntoPieces(planOf([100, 1_000, 250]), [], 300);
@@ -20,12 +22,10 @@ describe('splitIntoPieces', () => {
     expect(split).toMatchObject({ heldBytes: 0, resumedBytes: 0, missingBytes: 1_350 });
   });
 
-  it('orders the tasks longest first, so a run ends on its small pieces', () => {
-    const split = splitIntoPieces(planOf([10, 5_000, 700, 3_000, 1]), [], 2_000);
-    const lengths = split.tasks.map((t) => t.length);
-    expect(lengths).toEqual([...lengths].sort((a, b) => b - a));
-    expect(lengths[0]).toBe(1_667);
-    expect(lengths.at(-1)).toBe(1);
+  it('orders the tasks: those under a MiB first (round trips decide their time), then longest first, so a run ends on its small pieces', () => {
+    const split = splitIntoPieces(planOf([10, 5 * MiB, 700, 3 * MiB, 1]), [], 2 * MiB);
+    // 5 MiB in three pieces of 1,747,627 / 1,747,627 / 1,747,626 bytes, 3 MiB in two of 1.5 MiB.
+    expect(split.tasks.map((t) => t.length)).toEqual([700, 10, 1, 1_747_627, 1_747_627, 1_747_626, 1.5 * MiB, 1.5 * MiB]);
   });
 
   it('skips held blobs and keeps the boundaries and committed bytes of partial pieces', () => {

@@ -77,10 +77,25 @@ export function splitIntoPieces(plan: MirrorPlan, holdings: BlobHolding[], piece
       tasks.push({ digest: blob.digest, blobSize: blob.size, offset: range.offset, length: range.length, sources: blob.sources });
     }
   }
-  // Longest first: the run ends on small pieces, so the fetch finishes evenly across connections and
-  // the archive, which copies each blob once it is whole, has little left to copy when the fetch ends.
-  tasks.sort((a, b) => b.length - a.length);
+  tasks.sort(fetchOrder);
   return { tasks, heldBytes, resumedBytes, missingBytes };
+}
+
+/** Below this size a piece's time is its round trips, not its bytes (1 MiB: 40 ms at 200 Mbit/s). */
+const LATENCY_BOUND_BYTES = 1024 * 1024;
+
+/**
+ * The order pieces go out in. Those small enough that round trips decide their time go first: they
+ * overlap the large pieces' start instead of trailing at the end, where each waited behind a full
+ * link (a farm of three at 200 Mbit/s fetched its 885-byte config blobs last, in 1.5 s). Then the
+ * longest first: the run ends on the smallest of the rest, so the fetch finishes evenly across
+ * connections and agents, and the archive, which copies each blob once it is whole, has little left
+ * to copy when the fetch ends.
+ */
+export function fetchOrder(a: { length: number }, b: { length: number }): number {
+  const small = (x: { length: number }): boolean => x.length < LATENCY_BOUND_BYTES;
+  if (small(a) !== small(b)) return small(a) ? -1 : 1;
+  return b.length - a.length;
 }
 
 export interface Range {
