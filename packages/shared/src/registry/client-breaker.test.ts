@@ -39,11 +39,12 @@ describe('registry client circuit breaker', () => {
       expect(performance.now() - started).toBeGreaterThanOrEqual(390);
       const afterFirstImage = target.connections();
       expect(afterFirstImage).toBeGreaterThanOrEqual(6);
-      // The second image joins an outage older than its time without progress: at most one probe
-      // (HTTPS, then plain HTTP), not another 400 ms of attempts (which would be 6 connections or
-      // more, as above). Counted, not timed: on a busy machine even one probe can take 200 ms.
+      // The second image joins an outage older than its time without progress: one probe (HTTPS,
+      // then plain HTTP), and at most one last try at the outage's deadline when the second image
+      // starts before it (on a busy machine the first failure is noted late), not another 400 ms of
+      // backoff attempts. Counted, not timed: on a busy machine even one probe can take 200 ms.
       await expect(client.getManifest({ registry: target.host, repository: 'c/d' }, '2')).rejects.toMatchObject({ code: 'MM_NETWORK' });
-      expect(target.connections() - afterFirstImage).toBeLessThanOrEqual(2);
+      expect(target.connections() - afterFirstImage).toBeLessThanOrEqual(4);
     } finally {
       await client.close();
     }
