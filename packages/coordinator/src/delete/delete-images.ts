@@ -21,7 +21,6 @@ import {
   isIndexMediaType,
   MeshmirrorError,
   parseManifest,
-  referrersTag,
   RegistryError,
   throwIfAborted,
   type DeleteImageItem,
@@ -261,36 +260,32 @@ export async function deleteImages(options: DeleteImagesOptions): Promise<Delete
   const gone = (await Promise.all(tops)).filter((t) => t !== undefined);
   await Promise.all(
     gone.map(async ({ item, decision }) => {
-      if (decision.children.length > 0 || decision.keptChildren > 0) {
+      /** Deletes `digests` in order; how many went, or undefined once one failed (the item is failed with `what`). */
+      const deleteAll = async (digests: Digest[], what: string): Promise<number | undefined> => {
         let deleted = 0;
-        // Parents before their children: a nested index goes before what it lists.
-        for (const child of decision.children) {
+        for (const digest of digests) {
           try {
-            const result = await deleteOnce(item.repository, child);
-            count(item.repository, child, result);
+            const result = await deleteOnce(item.repository, digest);
+            count(item.repository, digest, result);
             if (result === 'deleted') deleted += 1;
           } catch (err) {
-            fail(item.id, err, `${item.digest} deleted, but its child manifest ${child} not: `);
-            return;
+            fail(item.id, err, `${item.digest} deleted, but ${what} ${digest} not: `);
+            return undefined;
           }
         }
+        return deleted;
+      };
+      if (decision.children.length > 0 || decision.keptChildren > 0) {
+        // Parents before their children: a nested index goes before what it lists.
+        const deleted = await deleteAll(decision.children, 'its child manifest');
+        if (deleted === undefined) return;
         outcomes[item.id]!.children = { deleted, kept: decision.keptChildren };
       }
       // Then what referred to them, and the tag indexes that listed it: nothing is left that names a manifest gone.
       const referrers = referrersOf.get(item.id) ?? [];
       if (referrers.length === 0) return;
-      let deleted = 0;
-      for (const referrer of referrers) {
-        try {
-          const result = await deleteOnce(item.repository, referrer);
-          count(item.repository, referrer, result);
-          if (result === 'deleted') deleted += 1;
-        } catch (err) {
-          fail(item.id, err, `${item.digest} deleted, but the manifest ${referrer} that referred to it not: `);
-          return;
-        }
-      }
-      outcomes[item.id]!.referrers = deleted;
+      const deleted = await deleteAll(referrers, 'the manifest that referred to it,');
+      if (deleted !== undefined) outcomes[item.id]!.referrers = deleted;
     }),
   );
   throwIfAborted(signal);
@@ -356,12 +351,9 @@ class ManifestTrees {
           }
           next.push(referrer.digest);
         }
-        if (found.via === 'tag') {
-          const index = await this.read(location, referrersTag(subject));
-          if (index !== undefined && !seen.has(index.digest)) {
-            seen.add(index.digest);
-            out.push(index.digest);
-          }
+        if (found.tagIndex !== undefined && !seen.has(found.tagIndex)) {
+          seen.add(found.tagIndex);
+          out.push(found.tagIndex);
         }
       }
       frontier = next;
