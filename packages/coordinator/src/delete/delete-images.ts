@@ -21,6 +21,7 @@ import {
   isIndexMediaType,
   MeshmirrorError,
   parseManifest,
+  referrersTag,
   RegistryError,
   throwIfAborted,
   type DeleteImageItem,
@@ -351,9 +352,12 @@ class ManifestTrees {
           }
           next.push(referrer.digest);
         }
-        if (found.tagIndex !== undefined && !seen.has(found.tagIndex)) {
-          seen.add(found.tagIndex);
-          out.push(found.tagIndex);
+        if (found.via === 'tag') {
+          const index = await this.read(location, referrersTag(subject));
+          if (index !== undefined && !seen.has(index.digest)) {
+            seen.add(index.digest);
+            out.push(index.digest);
+          }
         }
       }
       frontier = next;

@@ -473,7 +473,7 @@ class UndiciRegistryClient implements HttpRegistryClient {
     if (fromApi !== undefined) return fromApi;
     try {
       const index = await this.getManifest(location, referrersTag(digest), options);
-      return { via: 'tag', manifests: referrersOf(index.bytes, `${what} (tag ${referrersTag(digest)})`), tagIndex: index.digest };
+      return { via: 'tag', manifests: referrersOf(index.bytes, `${what} (tag ${referrersTag(digest)})`) };
     } catch (error) {
       if (error instanceof RegistryError && error.status === 404) return { via: 'none', manifests: [] };
       throw error;

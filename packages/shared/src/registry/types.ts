@@ -26,8 +26,6 @@ export interface FetchedManifest {
 export interface Referrers {
   via: 'api' | 'tag' | 'none';
   manifests: Descriptor[];
-  /** With `via: 'tag'`: the digest of the `sha256-<hex>` tag index they were listed by. */
-  tagIndex?: Digest;
 }
 
 /** One attempt at a byte range of a blob. The body must be consumed or destroyed. */
