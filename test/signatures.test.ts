@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType, sha256Digest, type Digest } from '@meshmirror/shared';
 import { withFarm } from './support/agents.ts';
+import { startFaultProxy } from './support/fault-proxy.ts';
 import { runMeshmirror, startServe } from './support/cli.ts';
 import { archiveContent, diskToMirrorArgs, mirrorArgs, mirrorToMirrorArgs, writeImageSetConfig } from './support/mirror-fixture.ts';
 import { LayoutBuilder, randomLayer, type BuiltImage, type Layer } from './support/oci-image-builder.ts';
@@ -148,6 +149,33 @@ describe('sigstore signatures', () => {
       expect(await listedReferrers(served.url, 'sample/signed', subject, true)).toEqual(referrers);
     } finally {
       await served.stop();
+    }
+  });
+
+  it('looks for signature tags and referrers at once: referrers are asked for while no signature tag lookup has been answered', async () => {
+    const proxy = await startFaultProxy(source.url);
+    try {
+      // Each signature tag lookup is answered 3 s late. Looked for one after the other, no referrers
+      // lookup would go out before the first of these answers.
+      proxy.setRules([{ match: { method: 'GET', path: /\/manifests\/sha256-[0-9a-f]{64}\.sig$/ }, fault: { kind: 'stall-after', bytes: 0, ms: 3000 } }]);
+      const proxied = await writeImageSetConfig(join(dir, 'isc-proxied.yaml'), {
+        additionalImages: ['sample/signed:1.0', 'sample/multi-signed:2.0', 'sample/unsigned:1.0'].map((n) => `${proxy.host}/${n}`),
+      });
+      const result = await runMeshmirror(mirrorArgs(proxied, join(dir, 'archive-proxied'), join(dir, 'cache-proxied'), '--dry-run'));
+      expect(result.code, result.stderr).toBe(0);
+      const summary = JSON.parse(result.stdout) as SummaryJson;
+      expect(summary.signatures.sigstore).toMatchObject({ found: 3, missing: 2, failed: 0 });
+      expect(summary.signatures.referrers).toMatchObject({ found: 2, failed: 0 });
+      const { log } = proxy.stats();
+      const signatureLookups = log.filter((e) => e.path.endsWith('.sig'));
+      const referrerLookups = log.filter((e) => e.path.includes('/referrers/') || /\/manifests\/sha256-[0-9a-f]{64}$/.test(e.path));
+      expect(signatureLookups).toHaveLength(5);
+      expect(referrerLookups.length).toBeGreaterThan(0);
+      const firstSignatureAnswer = Math.min(...signatureLookups.map((e) => e.finishedAt ?? Infinity));
+      const firstReferrersLookup = Math.min(...referrerLookups.map((e) => e.at));
+      expect(firstReferrersLookup).toBeLessThan(firstSignatureAnswer);
+    } finally {
+      await proxy.close();
     }
   });
 

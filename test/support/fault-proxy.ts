@@ -80,6 +80,8 @@ export interface FaultProxyStats {
     fault?: Fault['kind'];
     /** Epoch ms when the request arrived. */
     at: number;
+    /** Epoch ms when the whole response had been handed to the socket, if it was. */
+    finishedAt?: number;
     /** The request's Range header, if any. */
     range?: string;
     /** The client's TCP port: with /proc, which process sent the request. */
@@ -190,6 +192,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     stats.log.push(entry);
     res.once('finish', () => {
       entry.status = res.statusCode;
+      entry.finishedAt = Date.now();
     });
     const received = (bytes: number): void => {
       entry.requestBytes += bytes;

@@ -95,11 +95,15 @@ export function registrySource(options: RegistrySourceOptions): ImageSource {
         release = releaseSignatureCounts(images, checked.failed);
       }
       // Sigstore signatures are more images of the set: found after their subjects, resolved the same way.
+      // Referrers (signatures, SBOMs, attestations by `subject`) too, and theirs in turn. The two
+      // lookups need only the subjects, so they go at once: each is mostly small 404s, a round trip
+      // per manifest, and a remote registry's latency is paid once instead of twice.
       const wanted = options.removeSignatures === true ? [] : signatureRequests(images);
-      const sigstore = await resolveAll(wanted, run, journal, options, { absentIsNormal: true, concurrency: SIGNATURE_LOOKUPS });
+      const [sigstore, referrers] = await settledBoth(
+        resolveAll(wanted, run, journal, options, { absentIsNormal: true, concurrency: SIGNATURE_LOOKUPS }),
+        options.removeSignatures === true ? Promise.resolve(NO_REFERRERS) : withReferrers(images, run, journal, options),
+      );
       if (wanted.length > 0) log.info({ lookedFor: wanted.length, found: sigstore.resolved.length, missing: sigstore.absent }, 'sigstore signatures');
-      // Referrers (signatures, SBOMs, attestations by `subject`) too, and theirs in turn.
-      const referrers = options.removeSignatures === true ? NO_REFERRERS : await withReferrers(images, run, journal, options);
       const allFailed = [...content.failed, ...failed, ...sigstore.failed, ...referrers.failed];
       const total = requested + sigstore.resolved.length + sigstore.failed.length + referrers.resolved.length + referrers.failed.length;
       options.progress?.update({ imagesTotal: total, imagesFailed: allFailed.length });
@@ -116,6 +120,17 @@ export function registrySource(options: RegistrySourceOptions): ImageSource {
       };
     },
   };
+}
+
+/**
+ * Both results once both have settled: when one fails (the run was aborted), the other has stopped
+ * too before the failure is passed on, so no lookup outlives the run that started it.
+ */
+async function settledBoth<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [first, second] = await Promise.allSettled([a, b]);
+  if (first.status === 'rejected') throw first.reason;
+  if (second.status === 'rejected') throw second.reason;
+  return [first.value, second.value];
 }
 
 /** How many levels of referrers are followed: an image, its SBOM, the SBOM's signature. */
