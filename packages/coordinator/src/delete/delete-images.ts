@@ -337,27 +337,32 @@ class ManifestTrees {
     const seen = new Set<Digest>(subjects);
     let frontier = subjects;
     for (let depth = 0; depth < MAX_REFERRER_DEPTH && frontier.length > 0; depth++) {
+      // A level's lookups go at once (within the lookups' limit); what they found is taken in subject order.
+      const levels = await Promise.all(
+        frontier.map(async (subject) => {
+          const found = await this.#limit(() => this.#client.getReferrers(location, subject, this.#abortable));
+          const [referrers, index] = await Promise.all([
+            Promise.all(found.manifests.map(async (referrer) => ({ digest: referrer.digest, tree: await this.read(location, referrer.digest) }))),
+            found.via === 'tag' ? this.read(location, referrersTag(subject)) : Promise.resolve(undefined),
+          ]);
+          return { referrers, index };
+        }),
+      );
       const next: Digest[] = [];
-      for (const subject of frontier) {
-        const found = await this.#limit(() => this.#client.getReferrers(location, subject, this.#abortable));
-        for (const referrer of found.manifests) {
-          if (seen.has(referrer.digest)) continue;
-          const tree = await this.read(location, referrer.digest);
+      for (const { referrers, index } of levels) {
+        for (const { digest: referrer, tree } of referrers) {
           // Listed but gone already (a re-run): nothing to delete, nor anything under it.
-          if (tree === undefined) continue;
+          if (seen.has(referrer) || tree === undefined) continue;
           for (const digest of [tree.digest, ...tree.children]) {
             if (seen.has(digest)) continue;
             seen.add(digest);
             out.push(digest);
           }
-          next.push(referrer.digest);
+          next.push(referrer);
         }
-        if (found.via === 'tag') {
-          const index = await this.read(location, referrersTag(subject));
-          if (index !== undefined && !seen.has(index.digest)) {
-            seen.add(index.digest);
-            out.push(index.digest);
-          }
+        if (index !== undefined && !seen.has(index.digest)) {
+          seen.add(index.digest);
+          out.push(index.digest);
         }
       }
       frontier = next;
