@@ -4,16 +4,19 @@
  * and, in the same run, copied by `skopeo copy --all` image by image into one OCI layout. Then one
  * 1 GiB blob mirrored on its own to show that memory does not grow with blob size. Each round
  * also downloads every unique blob once, in parallel, to nowhere: the ceiling no mirroring tool can
- * beat on this registry and machine.
- * Prints wall times, the ratios and peak memory (max RSS, from GNU time).
+ * beat on this registry and machine; then the same written once into files and fsynced, and the
+ * same again also checked against their digests: the floor for a tool that checks and keeps each
+ * byte once. `meshmirror --version` shows what a process start costs.
+ * Prints wall times, CPU times, the ratios and peak memory (from GNU time).
  *
  * meshmirror runs as installed: the package of `pnpm package` (scripts/package.ts) is built into a
  * temporary folder first and every timed run is its bin/meshmirror, as issue 16's target asks.
  * `BENCH_FROM_SOURCES=1` runs the TypeScript sources instead (about 0.4 s more per run).
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { formatBytes, walkImage, type Digest } from '@meshmirror/shared';
@@ -38,14 +41,16 @@ interface Timed {
   writtenBytes: number;
   /** Bytes meshmirror put through sha256 (its report's `bytes.hashed`). */
   hashedBytes?: number;
+  /** CPU time the process used, user and system, in seconds (the machine has 2 cores; the registry shares them). */
+  cpuSeconds: number;
 }
 
-/** Runs a command under GNU time (in `env`, default this one's); returns wall seconds, peak resident memory and bytes written. */
+/** Runs a command under GNU time (in `env`, default this one's); returns wall seconds, peak resident memory, bytes written and CPU time. */
 async function timed(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Timed> {
-  const { stderr } = await execFileAsync('/usr/bin/time', ['-f', 'BENCH %e %M %O', command, ...args], { maxBuffer: 64 * MB, env });
-  const m = /BENCH ([\d.]+) (\d+) (\d+)\s*$/.exec(stderr);
+  const { stderr } = await execFileAsync('/usr/bin/time', ['-f', 'BENCH %e %M %O %U %S', command, ...args], { maxBuffer: 64 * MB, env });
+  const m = /BENCH ([\d.]+) (\d+) (\d+) ([\d.]+) ([\d.]+)\s*$/.exec(stderr);
   if (m === null) throw new Error(`no timing in output of ${command}: ${stderr.slice(-500)}`);
-  return { seconds: Number(m[1]), maxRssBytes: Number(m[2]) * 1024, writtenBytes: Number(m[3]) * 512 };
+  return { seconds: Number(m[1]), maxRssBytes: Number(m[2]) * 1024, writtenBytes: Number(m[3]) * 512, cpuSeconds: Number(m[4]) + Number(m[5]) };
 }
 
 async function prepare(registry: RunningRegistry, dir: string, images: SampleImage[]): Promise<{ refs: string[]; uniqueBytes: number }> {
@@ -112,14 +117,16 @@ async function skopeoAll(dir: string, refs: string[]): Promise<Timed> {
   let seconds = 0;
   let maxRssBytes = 0;
   let writtenBytes = 0;
+  let cpuSeconds = 0;
   for (const ref of refs) {
     const name = ref.slice(ref.indexOf('/') + 1);
     const t = await timed('skopeo', ['copy', '--all', '--src-tls-verify=false', '--quiet', `docker://${ref}`, `oci:${layout}:${name}`]);
     seconds += t.seconds;
     maxRssBytes = Math.max(maxRssBytes, t.maxRssBytes);
     writtenBytes += t.writtenBytes;
+    cpuSeconds += t.cpuSeconds;
   }
-  return { seconds, maxRssBytes, writtenBytes };
+  return { seconds, maxRssBytes, writtenBytes, cpuSeconds };
 }
 
 function perUnique(bytes: number, unique: number): string {
@@ -157,14 +164,17 @@ async function uniqueBlobs(registry: RunningRegistry, refs: string[]): Promise<A
 
 type UniqueBlob = { repository: string; digest: Digest; size: number };
 
-/** Downloads every blob once, CEILING_PARALLEL at a time, handing each body to `keep`; seconds and bytes. */
+type Download = { seconds: number; bytes: number; cpuSeconds: number };
+
+/** Downloads every blob once, CEILING_PARALLEL at a time, handing each body to `keep`; seconds, bytes and this process's CPU time. */
 async function downloadAll(
   registry: RunningRegistry,
   blobs: UniqueBlob[],
   keep: (blob: UniqueBlob, body: AsyncIterable<Uint8Array>) => Promise<number>,
-): Promise<{ seconds: number; bytes: number }> {
+): Promise<Download> {
   await settle();
   const started = performance.now();
+  const cpuAtStart = process.cpuUsage();
   let next = 0;
   let bytes = 0;
   const worker = async (): Promise<void> => {
@@ -177,11 +187,12 @@ async function downloadAll(
     }
   };
   await Promise.all(Array.from({ length: CEILING_PARALLEL }, worker));
-  return { seconds: (performance.now() - started) / 1000, bytes };
+  const cpu = process.cpuUsage(cpuAtStart);
+  return { seconds: (performance.now() - started) / 1000, bytes, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
 /** The raw ceiling: every unique blob once, read and thrown away. */
-function rawCeiling(registry: RunningRegistry, blobs: UniqueBlob[]): Promise<{ seconds: number; bytes: number }> {
+function rawCeiling(registry: RunningRegistry, blobs: UniqueBlob[]): Promise<Download> {
   return downloadAll(registry, blobs, async (_blob, body) => {
     let n = 0;
     for await (const chunk of body) n += chunk.byteLength;
@@ -191,18 +202,21 @@ function rawCeiling(registry: RunningRegistry, blobs: UniqueBlob[]): Promise<{ s
 
 /**
  * The ceiling for any tool that keeps what it fetches: every unique blob once, written once into a
- * file of its own and fsynced (meshmirror's archive is durable when it exits). On this machine
- * writing fresh pages costs more than loopback delivers them, so this, not the raw ceiling, is what
- * a mirroring tool can approach.
+ * file of its own and fsynced (meshmirror's archive is durable when it exits). With `check`, each
+ * blob's bytes also go through sha256 and must match its digest, as any client must check them: the
+ * floor for a tool that checks and keeps each byte once. On this machine writing fresh pages costs
+ * more than loopback delivers them, so these, not the raw ceiling, are what a mirroring tool can approach.
  */
-async function diskCeiling(registry: RunningRegistry, blobs: UniqueBlob[], into: string): Promise<{ seconds: number; bytes: number }> {
+async function diskCeiling(registry: RunningRegistry, blobs: UniqueBlob[], into: string, check = false): Promise<Download> {
   await rm(into, { recursive: true, force: true });
   await mkdir(into, { recursive: true });
   const result = await downloadAll(registry, blobs, async (blob, body) => {
     const file = await open(join(into, blob.digest.slice('sha256:'.length)), 'w');
+    const hash = check ? createHash('sha256') : undefined;
     let n = 0;
     try {
       for await (const chunk of body) {
+        hash?.update(chunk);
         await file.write(chunk);
         n += chunk.byteLength;
       }
@@ -210,10 +224,19 @@ async function diskCeiling(registry: RunningRegistry, blobs: UniqueBlob[], into:
     } finally {
       await file.close();
     }
+    if (hash !== undefined && `sha256:${hash.digest('hex')}` !== blob.digest) throw new Error(`blob ${blob.digest}: its bytes do not match its digest`);
     return n;
   });
   await rm(into, { recursive: true, force: true });
   return result;
+}
+
+/** What starting meshmirror costs before it does anything: `meshmirror --version`, best of 3. */
+async function processStart(): Promise<Timed> {
+  const cli = meshmirrorCommand(['--version']);
+  const runs: Timed[] = [];
+  for (let i = 0; i < 3; i++) runs.push(await timed(cli.command, cli.args));
+  return runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'meshmirror-bench-'));
@@ -229,11 +252,13 @@ try {
   const mmRuns: Timed[] = [];
   const unverifiedRuns: Timed[] = [];
   const skRuns: Timed[] = [];
-  const ceilingRuns: Array<{ seconds: number; bytes: number }> = [];
-  const diskRuns: Array<{ seconds: number; bytes: number }> = [];
+  const ceilingRuns: Download[] = [];
+  const diskRuns: Download[] = [];
+  const checkedRuns: Download[] = [];
   for (let round = 0; round < 2; round++) {
     ceilingRuns.push(await rawCeiling(registry, blobs));
     diskRuns.push(await diskCeiling(registry, blobs, join(dir, 'disk-ceiling')));
+    checkedRuns.push(await diskCeiling(registry, blobs, join(dir, 'disk-ceiling'), true));
     // The run after another pays for the first one's write-back: each goes first in one round.
     const verified = (): Promise<Timed> => meshmirror(dir, set.refs, 'release-like');
     const unverified = (): Promise<Timed> => meshmirror(dir, set.refs, 'release-like-unverified', ['--no-verify']);
@@ -246,7 +271,7 @@ try {
     }
     skRuns.push(await skopeoAll(dir, set.refs));
     console.log(
-      `bench: round ${round + 1}: raw ceiling ${ceilingRuns[round]!.seconds.toFixed(1)} s, written once ${diskRuns[round]!.seconds.toFixed(1)} s, meshmirror ${mmRuns[round]!.seconds.toFixed(1)} s (--no-verify ${unverifiedRuns[round]!.seconds.toFixed(1)} s), skopeo ${skRuns[round]!.seconds.toFixed(1)} s`,
+      `bench: round ${round + 1}: raw ceiling ${ceilingRuns[round]!.seconds.toFixed(1)} s, written once ${diskRuns[round]!.seconds.toFixed(1)} s, checked and written once ${checkedRuns[round]!.seconds.toFixed(1)} s, meshmirror ${mmRuns[round]!.seconds.toFixed(1)} s (--no-verify ${unverifiedRuns[round]!.seconds.toFixed(1)} s), skopeo ${skRuns[round]!.seconds.toFixed(1)} s`,
     );
   }
   const best = <T extends { seconds: number }>(runs: T[]): T => runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
@@ -255,6 +280,8 @@ try {
   const sk = best(skRuns);
   const ceiling = best(ceilingRuns);
   const disk = best(diskRuns);
+  const checked = best(checkedRuns);
+  const start = await processStart();
 
   console.log(`bench: a single image with one ${formatBytes(bigBlobBytes)} layer`);
   const big = await prepare(registry, join(dir, 'big'), [
@@ -262,19 +289,24 @@ try {
   ]);
   const mmBig = await meshmirror(dir, big.refs, 'big-blob');
 
+  const cpu = (seconds: number): string => `${seconds.toFixed(1)} s`;
   const rows = [
-    ['run', 'wall time', 'peak memory', 'written to disk per unique byte', 'hashed per unique byte'],
+    ['run', 'wall time', 'CPU time', 'peak memory', 'written to disk per unique byte', 'hashed per unique byte'],
     [
       `raw ceiling: ${blobs.length} unique blobs (${formatBytes(ceiling.bytes)}) to nowhere, ${CEILING_PARALLEL} at a time (best of 2)`,
       `${ceiling.seconds.toFixed(1)} s`,
+      cpu(ceiling.cpuSeconds),
       '-',
       '0',
       '0',
     ],
-    [`the same, each written once to a file and fsynced (best of 2)`, `${disk.seconds.toFixed(1)} s`, '-', '1.00×', '0'],
+    [`the same, each written once to a file and fsynced (best of 2)`, `${disk.seconds.toFixed(1)} s`, cpu(disk.cpuSeconds), '-', '1.00×', '0'],
+    [`the same, each also checked against its digest (sha256) (best of 2)`, `${checked.seconds.toFixed(1)} s`, cpu(checked.cpuSeconds), '-', '1.00×', '1.00×'],
+    [`meshmirror --version: a process start (best of 3)`, `${start.seconds.toFixed(2)} s`, cpu(start.cpuSeconds), formatBytes(start.maxRssBytes), '-', '-'],
     [
       `meshmirror mirror (${set.refs.length} images, best of 2)`,
       `${mm.seconds.toFixed(1)} s`,
+      cpu(mm.cpuSeconds),
       formatBytes(mm.maxRssBytes),
       perUnique(mm.writtenBytes, set.uniqueBytes),
       perUnique(mm.hashedBytes ?? 0, set.uniqueBytes),
@@ -282,14 +314,23 @@ try {
     [
       `the same with --no-verify (no reading the archive back)`,
       `${unverified.seconds.toFixed(1)} s`,
+      cpu(unverified.cpuSeconds),
       formatBytes(unverified.maxRssBytes),
       perUnique(unverified.writtenBytes, set.uniqueBytes),
       perUnique(unverified.hashedBytes ?? 0, set.uniqueBytes),
     ],
-    [`skopeo copy --all, image by image (best of 2)`, `${sk.seconds.toFixed(1)} s`, formatBytes(sk.maxRssBytes), perUnique(sk.writtenBytes, set.uniqueBytes), '-'],
+    [
+      `skopeo copy --all, image by image (best of 2)`,
+      `${sk.seconds.toFixed(1)} s`,
+      cpu(sk.cpuSeconds),
+      formatBytes(sk.maxRssBytes),
+      perUnique(sk.writtenBytes, set.uniqueBytes),
+      '-',
+    ],
     [
       `meshmirror mirror (one ${formatBytes(bigBlobBytes)} blob)`,
       `${mmBig.seconds.toFixed(1)} s`,
+      cpu(mmBig.cpuSeconds),
       formatBytes(mmBig.maxRssBytes),
       perUnique(mmBig.writtenBytes, big.uniqueBytes),
       perUnique(mmBig.hashedBytes ?? 0, big.uniqueBytes),
@@ -304,6 +345,12 @@ try {
   console.log(`ratio meshmirror / raw ceiling: ${overCeiling.toFixed(2)} (target <= 1.10: ${overCeiling <= 1.1 ? 'met' : 'NOT met'})`);
   console.log(
     `ratio meshmirror / each byte written once: ${(mm.seconds / disk.seconds).toFixed(2)} (meshmirror writes each byte twice, its resumable store and then the archive, and starts a process)`,
+  );
+  console.log(
+    `ratio meshmirror / each byte checked and written once: ${(mm.seconds / checked.seconds).toFixed(2)}, with its process start taken off: ${((mm.seconds - start.seconds) / checked.seconds).toFixed(2)}; --no-verify: ${(unverified.seconds / checked.seconds).toFixed(2)}`,
+  );
+  console.log(
+    `CPU time per wall second on this machine's ${availableParallelism()} cores: raw ceiling ${(ceiling.cpuSeconds / ceiling.seconds).toFixed(2)}, checked and written once ${(checked.cpuSeconds / checked.seconds).toFixed(2)}, meshmirror ${(mm.cpuSeconds / mm.seconds).toFixed(2)} (the registry's own CPU comes on top)`,
   );
   const ratio = mm.seconds / sk.seconds;
   console.log(
