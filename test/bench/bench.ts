@@ -31,6 +31,11 @@ const execFileAsync = promisify(execFile);
 const MB = 1_000_000;
 const totalBytes = Number(process.env['BENCH_BYTES'] ?? 520 * MB);
 const bigBlobBytes = Number(process.env['BENCH_BIG_BLOB_BYTES'] ?? 1024 ** 3);
+/**
+ * `BENCH_SMALL_IMAGES=N`: N more images of one small layer each (about 40 KB), as an operator
+ * catalog's bundles are: a set of many small blobs, where what each blob costs counts, not the bytes.
+ */
+const smallImages = Number(process.env['BENCH_SMALL_IMAGES'] ?? 0);
 /** `BENCH_CPU_PROF=DIR`: each meshmirror run writes a V8 CPU profile there (open it in Chrome's DevTools). */
 const cpuProfileDir = process.env['BENCH_CPU_PROF'];
 
@@ -244,7 +249,11 @@ const underTest = await useInstalledMeshmirror('bench');
 const registry = await startRegistry();
 try {
   console.log(`bench: generating a release-like set of at least ${formatBytes(totalBytes)} and pushing it to docker-registry at ${registry.host}`);
-  const set = await prepare(registry, join(dir, 'set'), releaseLikeImageSet({ totalBytes }));
+  const small: SampleImage[] = Array.from({ length: smallImages }, (_, i) => ({
+    name: `bench/small-${i}:1.0`,
+    platforms: [{ architecture: 'amd64', layers: [{ seed: `bench-small-${i}`, size: 40_000 + i }] }],
+  }));
+  const set = await prepare(registry, join(dir, 'set'), [...releaseLikeImageSet({ totalBytes }), ...small]);
   console.log(`bench: ${set.refs.length} images, ${formatBytes(set.uniqueBytes)} of unique blobs and manifests`);
 
   // Two rounds, alternating, each from a cold cache and an empty destination; the best of each counts.
