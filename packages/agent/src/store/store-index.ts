@@ -130,14 +130,71 @@ export function isLockedByAnotherProcess(err: unknown): boolean {
  * mark) uses `sync: true`, so the record survives not only `kill -9` but a power cut too; it is
  * written only after the bytes it describes were fsync'ed.
  */
+/** Blobs whose records `StoreIndex` keeps in memory by default; past this, the ones cached first are dropped. */
+export const CACHED_BLOBS = 20_000;
+
+export interface StoreIndexOptions {
+  /** How many blobs' records are kept in memory (default `CACHED_BLOBS`). */
+  cachedBlobs?: number;
+}
+
+/** What the index holds for one blob, as this process last read or wrote it. */
+interface CachedBlob {
+  /** Its held record; null: not held; undefined: not read yet. */
+  held?: HeldRecord | null;
+  /** Every piece record of the blob by offset, once read whole. */
+  pieces?: Map<number, PieceRecord>;
+  /** Counts the writes of the blob's records: a read that overlapped one is not kept. */
+  writes: number;
+}
+
+/**
+ * The store's journal in LevelDB. Reads of a blob's held record and pieces are kept in memory (the
+ * store asks several times per blob: before fetching it, when a piece opens, when the blob
+ * completes), and every write goes through here and updates them: the database is opened by this
+ * process alone (LevelDB's lock), so what is kept never differs from what is on disk.
+ */
 export class StoreIndex {
   readonly #db: Level<string, unknown>;
+  readonly #cache = new Map<Digest, CachedBlob>();
+  readonly #cachedBlobs: number;
 
-  constructor(location: string) {
+  constructor(location: string, options: StoreIndexOptions = {}) {
     this.#db = new Level<string, unknown>(location, { valueEncoding: 'json' });
+    this.#cachedBlobs = Math.max(1, options.cachedBlobs ?? CACHED_BLOBS);
+  }
+
+  #cached(digest: Digest): CachedBlob {
+    let entry = this.#cache.get(digest);
+    if (entry === undefined) {
+      if (this.#cache.size >= this.#cachedBlobs) this.#cache.delete(this.#cache.keys().next().value!);
+      entry = { writes: 0 };
+      this.#cache.set(digest, entry);
+    }
+    return entry;
+  }
+
+  /**
+   * Runs a write of `digests`' records, then `update` on their cached records. A write that fails
+   * may or may not have reached the database, so their cached records are dropped instead.
+   */
+  async #write(digests: Iterable<Digest>, op: () => Promise<void>, update: (entry: CachedBlob, digest: Digest) => void): Promise<void> {
+    try {
+      await this.#wrap('write', op);
+    } catch (err) {
+      for (const digest of digests) this.#cache.delete(digest);
+      throw err;
+    }
+    for (const digest of digests) {
+      const entry = this.#cached(digest);
+      entry.writes += 1;
+      update(entry, digest);
+    }
   }
 
   async open(): Promise<void> {
+    // Another process may have written the database while this one had it closed.
+    this.#cache.clear();
     try {
       await this.#db.open();
     } catch (err) {
@@ -147,12 +204,18 @@ export class StoreIndex {
   }
 
   async close(): Promise<void> {
+    this.#cache.clear();
     await this.#db.close();
   }
 
   async getHeld(digest: Digest): Promise<HeldRecord | undefined> {
+    const entry = this.#cached(digest);
+    if (entry.held !== undefined) return entry.held ?? undefined;
+    const writes = entry.writes;
     const value = await this.#wrap('read', () => this.#db.get(heldKey(digest)));
-    return isHeldRecord(value) ? value : undefined;
+    const held = isHeldRecord(value) ? value : undefined;
+    if (entry.writes === writes) entry.held = held ?? null;
+    return held;
   }
 
   /** Marks a blob held, written at `usedAt`. */
@@ -161,7 +224,11 @@ export class StoreIndex {
       { type: 'put', key: heldKey(digest), value: record },
       { type: 'put', key: usedKey(digest), value: usedAt },
     ];
-    await this.#wrap('write', () => this.#db.batch(ops, { sync: true }));
+    await this.#write(
+      [digest],
+      () => this.#db.batch(ops, { sync: true }),
+      (entry) => (entry.held = record),
+    );
   }
 
   async deleteHeld(digest: Digest): Promise<void> {
@@ -171,14 +238,17 @@ export class StoreIndex {
   /** Forgets held blobs and when they were used, in one atomic batch. */
   async deleteHeldBlobs(digests: Digest[]): Promise<void> {
     if (digests.length === 0) return;
-    await this.#wrap('write', () =>
-      this.#db.batch(
-        digests.flatMap((d) => [
-          { type: 'del' as const, key: heldKey(d) },
-          { type: 'del' as const, key: usedKey(d) },
-        ]),
-        { sync: true },
-      ),
+    await this.#write(
+      digests,
+      () =>
+        this.#db.batch(
+          digests.flatMap((d) => [
+            { type: 'del' as const, key: heldKey(d) },
+            { type: 'del' as const, key: usedKey(d) },
+          ]),
+          { sync: true },
+        ),
+      (entry) => (entry.held = null),
     );
   }
 
@@ -213,25 +283,39 @@ export class StoreIndex {
   }
 
   async getPiece(digest: Digest, offset: number): Promise<PieceRecord | undefined> {
+    const pieces = this.#cache.get(digest)?.pieces;
+    if (pieces !== undefined) return pieces.get(offset);
     const value = await this.#wrap('read', () => this.#db.get(pieceKey(digest, offset)));
     return isPieceRecord(value) ? value : undefined;
   }
 
   async putPiece(record: PieceRecord): Promise<void> {
-    await this.#wrap('write', () => this.#db.put(pieceKey(record.digest, record.offset), record, { sync: true }));
+    await this.#write(
+      [record.digest],
+      () => this.#db.put(pieceKey(record.digest, record.offset), record, { sync: true }),
+      (entry) => entry.pieces?.set(record.offset, record),
+    );
   }
 
   async deletePiece(digest: Digest, offset: number): Promise<void> {
-    await this.#wrap('write', () => this.#db.del(pieceKey(digest, offset), { sync: true }));
+    await this.#write(
+      [digest],
+      () => this.#db.del(pieceKey(digest, offset), { sync: true }),
+      (entry) => entry.pieces?.delete(offset),
+    );
   }
 
   /** The pieces journalled for one blob, in offset order. */
   async piecesOf(digest: Digest): Promise<PieceRecord[]> {
+    const entry = this.#cached(digest);
+    if (entry.pieces !== undefined) return [...entry.pieces.values()].sort((a, b) => a.offset - b.offset);
+    const writes = entry.writes;
     const pieces: PieceRecord[] = [];
     const prefix = `${PIECE_PREFIX}${digest}:`;
     for await (const value of this.#db.values({ gte: prefix, lt: `${prefix}\xff` })) {
       if (isPieceRecord(value)) pieces.push(value);
     }
+    if (entry.writes === writes) entry.pieces = new Map(pieces.map((p) => [p.offset, p]));
     return pieces;
   }
 
@@ -285,16 +369,28 @@ export class StoreIndex {
       ...(usedAt === undefined ? [] : [{ type: 'put' as const, key: usedKey(digest), value: usedAt }]),
       ...pieces.map((p) => ({ type: 'del' as const, key: pieceKey(p.digest, p.offset) })),
     ];
-    await this.#wrap('write', () => this.#db.batch(ops, { sync: true }));
+    await this.#write(
+      new Set([digest, ...pieces.map((p) => p.digest)]),
+      () => this.#db.batch(ops, { sync: true }),
+      (entry, d) => {
+        if (d === digest) entry.held = record;
+        for (const p of pieces) if (p.digest === d) entry.pieces?.delete(p.offset);
+      },
+    );
   }
 
   async deletePieces(pieces: PieceRecord[]): Promise<void> {
     if (pieces.length === 0) return;
-    await this.#wrap('write', () =>
-      this.#db.batch(
-        pieces.map((p) => ({ type: 'del' as const, key: pieceKey(p.digest, p.offset) })),
-        { sync: true },
-      ),
+    await this.#write(
+      new Set(pieces.map((p) => p.digest)),
+      () =>
+        this.#db.batch(
+          pieces.map((p) => ({ type: 'del' as const, key: pieceKey(p.digest, p.offset) })),
+          { sync: true },
+        ),
+      (entry, d) => {
+        for (const p of pieces) if (p.digest === d) entry.pieces?.delete(p.offset);
+      },
     );
   }
 
