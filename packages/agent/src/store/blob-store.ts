@@ -1,6 +1,7 @@
 import { randomBytes, type Hash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { GroupSync } from '../io/group-sync.ts';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -291,6 +292,8 @@ class FileBlobStore implements BlobStore {
   readonly #logger: Logger;
   readonly #commitEveryBytes: number;
   readonly #blobsDir: string;
+  /** The blobs folder's fsync after a rename into it, shared by the blobs completing at about the same time. */
+  readonly #blobsDirSync = new GroupSync(() => this.#syncFile(this.#blobsDir));
   readonly #partialDir: string;
   readonly #tmpDir: string;
   readonly #index: StoreIndex;
@@ -786,7 +789,7 @@ class FileBlobStore implements BlobStore {
   async #publish(from: string, digest: Digest): Promise<void> {
     try {
       await rename(from, this.#blobPath(digest));
-      await this.#syncFile(this.#blobsDir);
+      await this.#blobsDirSync.sync();
     } catch (err) {
       throw storeError(`cannot move blob ${digest} into ${this.#blobsDir}`, err);
     }
