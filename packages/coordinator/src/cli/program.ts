@@ -119,7 +119,7 @@ withTransferOptions(
     .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
     .option('--src-tls-verify [bool]', 'verify source registry TLS; false also allows plain HTTP', parseBool)
     .option('--dest-tls-verify [bool]', 'verify destination registry TLS', parseBool)
-    .option('--parallel-images <n>', 'images resolved and fetched at once (default 4)', parseCount)
+    .option('--parallel-images <n>', 'images at once (default 4); times --parallel-layers: blobs fetched and manifests looked up at once', parseCount)
     .option('--parallel-layers <n>', 'layers fetched at once per image (default 5)', parseCount),
 )
   .option('--piece-size <size>', 'blobs above this size are fetched as parallel pieces, e.g. 32MiB (default 64 MiB; 16 MiB with --agents)', parseByteSize)
@@ -229,7 +229,7 @@ withTransferOptions(
     .option('--authfile <file>', 'registry credentials (default: $REGISTRY_AUTH_FILE, containers auth.json, ~/.docker/config.json)')
     .option('--src-tls-verify [bool]', 'with --generate: verify source registry TLS; false also allows plain HTTP', parseBool)
     .option('--dest-tls-verify [bool]', 'deleting: verify the destination registry TLS; false also allows plain HTTP', parseBool)
-    .option('--parallel-images <n>', 'with --generate: images resolved at once (default 4)', parseCount),
+    .option('--parallel-images <n>', 'with --generate: release payloads read at once (default 4); 5 times this: manifests looked up at once', parseCount),
 )
   .option('--max-nested-paths <n>', 'as the mirror used: flatten target repository paths deeper than n components', parseCount)
   .option('--include-dependencies', 'with --generate: as the mirror used, includeDependencies: true on every catalog')
@@ -261,7 +261,7 @@ withTransferOptions(
     .option('--cache-dir <dir>', 'the coordinator identity and run journal (default: $HOME/.meshmirror)')
     .option('--authfile <file>', "registry credentials for resolving (each agent fetches with its own host's)")
     .option('--src-tls-verify [bool]', 'verify source registry TLS; false also allows plain HTTP', parseBool)
-    .option('--parallel-images <n>', 'images resolved at once (default 4)', parseCount)
+    .option('--parallel-images <n>', 'images at once (default 4); times --parallel-layers: manifests looked up at once', parseCount)
     .option('--parallel-layers <n>', 'blobs each agent fetches at once (default 5)', parseCount),
 )
   .option('--remove-signatures', "leave out the images' sigstore signatures and OCI referrers")

@@ -63,6 +63,12 @@ export interface RegistrySourceOptions {
   layers: LayerSource;
   sources: OpenShiftSources;
   parallelImages: number;
+  /**
+   * Manifests looked up at once while resolving (`--parallel-images` × `--parallel-layers`, as many
+   * as blobs are fetched at once): each is a small request, so a distant registry's round trips, not
+   * the bytes, set how long resolving takes.
+   */
+  manifestLookups: number;
   /** `--remove-signatures`: no sigstore signature tags or referrers are looked for. */
   removeSignatures?: boolean;
   logger: Logger;
@@ -220,7 +226,7 @@ async function withReleaseSignatures(images: ResolvedImage[], options: RegistryS
 }
 
 /**
- * Resolves the images, `parallelImages` at once. With `absentIsNormal`, an image the registry does
+ * Resolves the images, `manifestLookups` at once. With `absentIsNormal`, an image the registry does
  * not have (a signature nobody made) is counted in `absent` instead of failing.
  */
 async function resolveAll(
@@ -228,7 +234,7 @@ async function resolveAll(
   run: RunRecord,
   journal: RunJournal,
   options: RegistrySourceOptions,
-  { absentIsNormal = false, concurrency = options.parallelImages }: { absentIsNormal?: boolean; concurrency?: number } = {},
+  { absentIsNormal = false, concurrency = options.manifestLookups }: { absentIsNormal?: boolean; concurrency?: number } = {},
 ): Promise<{ resolved: ResolvedImage[]; failed: FailedImage[]; absent: number }> {
   const limit = pLimit(concurrency);
   const architectures = options.config.mirror.platform?.architectures;

@@ -48,6 +48,8 @@ export interface MirrorToDiskOptions {
   /** The update service and graph data (OpenShift content). */
   sources: OpenShiftSources;
   parallelImages: number;
+  /** Manifests looked up at once while resolving (see `RegistrySourceOptions`). */
+  manifestLookups: number;
   /** Blobs larger than this are fetched as several pieces in parallel. */
   pieceSize: number;
   /** Chunk size limit; defaults to the configuration's `archiveSize` GiB (oc-mirror's default is 500). */

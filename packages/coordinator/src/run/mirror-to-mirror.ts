@@ -42,6 +42,8 @@ export interface MirrorToMirrorOptions {
   /** The update service and graph data (OpenShift content). */
   sources: OpenShiftSources;
   parallelImages: number;
+  /** Manifests looked up at once while resolving (see `RegistrySourceOptions`). */
+  manifestLookups: number;
   /** `--remove-signatures`: sigstore signature tags and referrers are not looked for. */
   removeSignatures?: boolean;
   /** Blob placements in the target at once, across the farm. */

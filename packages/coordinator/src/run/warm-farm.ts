@@ -30,6 +30,8 @@ export interface WarmOptions {
   layers: LayerSource;
   sources: OpenShiftSources;
   parallelImages: number;
+  /** Manifests looked up at once while resolving (see `RegistrySourceOptions`). */
+  manifestLookups: number;
   removeSignatures?: boolean;
   /** A farm's agents (`mirror --agents`): warming the coordinator's own store alone is a mirror. */
   supply: BlobSupply;

@@ -163,6 +163,7 @@ async function runGenerate(destination: PushDestination, flags: DeleteFlags): Pr
         layers: supplyLayerSource(supply, store, { pieceSize: DEFAULT_FARM_PIECE_SIZE, logger }),
         sources,
         parallelImages: settings.parallelImages,
+        manifestLookups: settings.parallelImages * settings.parallelLayers,
         logger,
         signal,
       }),

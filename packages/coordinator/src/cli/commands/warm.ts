@@ -79,6 +79,7 @@ export async function runWarmCommand(given: WarmFlags): Promise<number> {
         layers: supplyLayerSource(supply, store, { pieceSize, logger }),
         sources: openShiftSources(flags, settings, retry),
         parallelImages: settings.parallelImages,
+        manifestLookups: settings.parallelImages * settings.parallelLayers,
         removeSignatures: flags.removeSignatures === true,
         supply,
         logger,
