@@ -442,6 +442,27 @@ describe('blob store', () => {
     expect((await readAll(await store.openBlob(digest))).equals(blob)).toBe(true);
   });
 
+  it('is not complete while a piece of the blob is open for writing, even when finished pieces cover it', async () => {
+    // Two pieces finishing at once: each asks isComplete after its own file is closed. The first
+    // to ask must not see the blob complete while the other's writer still holds the file, or
+    // completeBlob refuses it and the agent's fetch fails.
+    const blob = randomBytes(10_000);
+    const digest = sha256Digest(blob);
+    const first = await store.openPiece({ digest, blobSize: 10_000, offset: 0, length: 5_000 });
+    await first.write(blob.subarray(0, 5_000));
+    await first.finish();
+    const second = await store.openPiece({ digest, blobSize: 10_000, offset: 5_000, length: 5_000 });
+    await second.write(blob.subarray(5_000));
+    await second.finish();
+    // A writer on the finished second piece (as one that has journalled its hash and is closing).
+    const open = await store.openPiece({ digest, blobSize: 10_000, offset: 5_000, length: 5_000 });
+    expect(await store.isComplete(digest, 10_000)).toBe(false);
+    await open.close();
+    expect(await store.isComplete(digest, 10_000)).toBe(true);
+    await store.completeBlob(digest, 10_000);
+    expect((await readAll(await store.openBlob(digest))).equals(blob)).toBe(true);
+  });
+
   it('discards partial pieces left by the previous one-file-per-piece layout on open', async () => {
     const blob = randomBytes(4_000);
     const digest = sha256Digest(blob);

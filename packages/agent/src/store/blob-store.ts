@@ -103,7 +103,10 @@ export interface BlobStore extends BlobReader {
    * of the blob is open for writing. Idempotent.
    */
   completeBlob(digest: Digest, size: number, options?: AbortOptions): Promise<void>;
-  /** True when the blob is held, or finished pieces cover all of it (so `completeBlob` can assemble it). */
+  /**
+   * True when the blob is held, or finished pieces cover all of it and none of its pieces is open for
+   * writing (so `completeBlob` can assemble it).
+   */
   isComplete(digest: Digest, size: number, options?: AbortOptions): Promise<boolean>;
   /**
    * Forgets a held blob whose bytes turned out wrong (failed verification when read): the record
@@ -717,7 +720,12 @@ class FileBlobStore implements BlobStore {
 
   async isComplete(digest: Digest, size: number, options: AbortOptions = {}): Promise<boolean> {
     if (await this.has(digest, options)) return true;
-    return tileOf(size, await this.#index.piecesOf(digest)).missingAt === undefined;
+    const pieces = await this.#index.piecesOf(digest);
+    // A piece of the blob still open for writing (one that has journalled its hash and is closing
+    // its file, or a second copy) may still change the file, and `completeBlob` refuses it: not yet.
+    // The writer that closes last asks again.
+    if ((this.#writing.get(digest)?.size ?? 0) > 0) return false;
+    return tileOf(size, pieces).missingAt === undefined;
   }
 
   #coverOf(digest: Digest, size: number, pieces: PieceRecord[]): PieceRecord[] {
