@@ -1,7 +1,6 @@
 import { randomBytes, type Hash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { GroupSync } from '../io/group-sync.ts';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -22,6 +21,7 @@ import {
   type Logger,
   type BlobRef,
 } from '@meshmirror/shared';
+import { GroupSync } from '../io/group-sync.ts';
 import { backgroundHashPool } from '../io/hash-pool.ts';
 import { FilePieceWriter, type LivePiece, type PieceWriter } from './piece-writer.ts';
 import { isFinished, StoreIndex, StoreInUseError, type PieceRecord } from './store-index.ts';

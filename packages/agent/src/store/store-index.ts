@@ -125,11 +125,6 @@ export function isLockedByAnotherProcess(err: unknown): boolean {
   return false;
 }
 
-/**
- * The blob store's LevelDB index. Every write that records durability (a committed offset, a held
- * mark) uses `sync: true`, so the record survives not only `kill -9` but a power cut too; it is
- * written only after the bytes it describes were fsync'ed.
- */
 /** Blobs whose records `StoreIndex` keeps in memory by default; past this, the ones cached first are dropped. */
 export const CACHED_BLOBS = 20_000;
 
@@ -149,10 +144,14 @@ interface CachedBlob {
 }
 
 /**
- * The store's journal in LevelDB. Reads of a blob's held record and pieces are kept in memory (the
- * store asks several times per blob: before fetching it, when a piece opens, when the blob
- * completes), and every write goes through here and updates them: the database is opened by this
- * process alone (LevelDB's lock), so what is kept never differs from what is on disk.
+ * The blob store's LevelDB index. Every write that records durability (a committed offset, a held
+ * mark) uses `sync: true`, so the record survives not only `kill -9` but a power cut too; it is
+ * written only after the bytes it describes were fsync'ed.
+ *
+ * A blob's held record and pieces are kept in memory once read (the store asks several times per
+ * blob: before fetching it, when a piece opens, when the blob completes). Every write goes through
+ * here and updates them; the database is opened by this process alone (LevelDB's lock), so what is
+ * kept never differs from what is on disk.
  */
 export class StoreIndex {
   readonly #db: Level<string, unknown>;
