@@ -81,7 +81,9 @@ describe('mirror --status', () => {
         let live: RunStatusJson | undefined;
         await waitFor(async () => {
           live = (await (await fetch(`${run.url}/api/run`)).json()) as RunStatusJson;
-          return live.phase === 'fetching' && live.agents.length === 2 && live.pieces.inFlight > 0 && live.agents.some((a) => a.receivedBytes > 0);
+          // Small blobs go first: wait until the big blob's stalled request is out too, before the rule goes.
+          const stalled = fx.proxy.stats().log.some((e) => e.path.startsWith('/v2/sample/big/blobs/') && e.fault === 'stall-after');
+          return stalled && live.phase === 'fetching' && live.agents.length === 2 && live.pieces.inFlight > 0 && live.agents.some((a) => a.receivedBytes > 0);
         }, 'the farm to be fetching');
         const during = await scrape(run.url);
         expect(metricSum(during, 'meshmirror_run_phase', { phase: 'fetching' })).toBe(1);
